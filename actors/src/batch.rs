@@ -1,0 +1,489 @@
+//! The record batch: the unit in which records travel and are stored.
+//!
+//! A batch is written once, by the topic actor that routes a produce request, and
+//! from then on its bytes are never re-encoded: the partition patches the base
+//! offset (outside the checksum) when it appends, the log stores the bytes as
+//! they are, and a fetch sends them back as they are. The layout is specified in
+//! docs/protocol.md ("Record batch format"); all integers are big-endian.
+//!
+//! ```text
+//! offset size field
+//!  0      8   base_offset        i64, first record's offset (set by the partition)
+//!  8      4   batch_length       i32, bytes after this field
+//! 12      4   crc                u32, CRC-32C (Castagnoli) of bytes 16..end
+//! 16      1   magic              u8, = 1
+//! 17      1   attributes         u8, bit 0: timestamp type (0 create, 1 log append)
+//! 18      2   reserved           u16, = 0
+//! 20      4   last_offset_delta  i32, record_count - 1
+//! 24      8   base_timestamp     i64, ms since the epoch
+//! 32      8   max_timestamp      i64, ms since the epoch
+//! 40      4   record_count       i32
+//! 44      ..  records
+//! ```
+//!
+//! Each record:
+//!
+//! ```text
+//!  4  record_length    i32, bytes after this field
+//!  4  offset_delta     i32
+//!  8  timestamp_delta  i64, timestamp - base_timestamp
+//!  4  key_length       i32, -1 for no key
+//!  k  key
+//!  4  value_length     i32, -1 for no value (a tombstone)
+//!  v  value
+//!  4  header_count     i32
+//!     per header: 2 key_length u16, key (UTF-8), 4 value_length i32, value
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Bytes before the first record.
+pub const HEADER_BYTES: usize = 44;
+/// Bytes covered by `base_offset` and `batch_length`, which precede the checksum.
+pub const LOG_OVERHEAD: usize = 12;
+/// The only batch format version this code writes and reads.
+pub const MAGIC: u8 = 1;
+/// Attribute bit: record timestamps were set by the broker on append.
+pub const ATTR_LOG_APPEND_TIME: u8 = 0x01;
+
+const CRC_OFFSET: usize = 12;
+const CRC_START: usize = 16;
+const ATTRIBUTES_OFFSET: usize = 17;
+const LAST_OFFSET_DELTA_OFFSET: usize = 20;
+const BASE_TIMESTAMP_OFFSET: usize = 24;
+const MAX_TIMESTAMP_OFFSET: usize = 32;
+const RECORD_COUNT_OFFSET: usize = 40;
+
+/// One record as a producer writes it or a consumer reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// The partitioning key; `None` for a record without one.
+    pub key: Option<Bytes>,
+    /// The payload; `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// Ordered headers: string key, byte value.
+    pub headers: Vec<(String, Bytes)>,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// The record's offset in its partition (0 before it is appended).
+    pub offset: i64,
+}
+
+/// Why a batch was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch is truncated: need {needed} bytes, have {available}")]
+    Truncated { needed: usize, available: usize },
+    #[error("batch has unsupported magic {0}")]
+    BadMagic(u8),
+    #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("batch is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("batch has no records")]
+    Empty,
+}
+
+/// Encodes `records` as one batch with base offset 0 and offset deltas 0..n.
+///
+/// Each record's `timestamp` is kept; its `offset` is ignored.
+///
+/// # Errors
+///
+/// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a header
+/// key longer than 65535 bytes or a record larger than `i32::MAX` bytes.
+pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let body: usize = records.iter().map(record_bytes).sum();
+    let mut buf = BytesMut::with_capacity(HEADER_BYTES + body);
+    buf.put_i64(0);
+    buf.put_i32(0); // batch_length, patched below
+    buf.put_u32(0); // crc, patched below
+    buf.put_u8(MAGIC);
+    buf.put_u8(0);
+    buf.put_u16(0);
+    buf.put_i32(to_i32(records.len() - 1)?);
+    buf.put_i64(base_timestamp);
+    buf.put_i64(max_timestamp);
+    buf.put_i32(to_i32(records.len())?);
+    for (delta, record) in records.iter().enumerate() {
+        let len = record_bytes(record) - 4;
+        buf.put_i32(to_i32(len)?);
+        buf.put_i32(to_i32(delta)?);
+        buf.put_i64(record.timestamp.wrapping_sub(base_timestamp));
+        put_optional(&mut buf, record.key.as_deref())?;
+        put_optional(&mut buf, record.value.as_deref())?;
+        buf.put_i32(to_i32(record.headers.len())?);
+        for (key, value) in &record.headers {
+            let key_len =
+                u16::try_from(key.len()).map_err(|_| BatchError::Malformed("header key too long"))?;
+            buf.put_u16(key_len);
+            buf.put_slice(key.as_bytes());
+            buf.put_i32(to_i32(value.len())?);
+            buf.put_slice(value);
+        }
+    }
+    let batch_length = to_i32(buf.len() - LOG_OVERHEAD)?;
+    buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    reseal(&mut buf);
+    Ok(buf)
+}
+
+fn record_bytes(record: &Record) -> usize {
+    let headers: usize = record.headers.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
+    4 + 4
+        + 8
+        + 4
+        + record.key.as_ref().map_or(0, |k| k.len())
+        + 4
+        + record.value.as_ref().map_or(0, |v| v.len())
+        + 4
+        + headers
+}
+
+fn to_i32(n: usize) -> Result<i32, BatchError> {
+    i32::try_from(n).map_err(|_| BatchError::Malformed("length exceeds i32"))
+}
+
+fn put_optional(buf: &mut BytesMut, bytes: Option<&[u8]>) -> Result<(), BatchError> {
+    match bytes {
+        None => buf.put_i32(-1),
+        Some(b) => {
+            buf.put_i32(to_i32(b.len())?);
+            buf.put_slice(b);
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes the checksum of a batch whose covered bytes changed.
+pub fn reseal(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the first record's offset. The base offset is outside the checksum.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Marks the batch as stamped with the broker's time: every record of it now has
+/// timestamp `now_ms`. Recomputes the checksum.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    batch[ATTRIBUTES_OFFSET] |= ATTR_LOG_APPEND_TIME;
+    batch[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    reseal(batch);
+}
+
+/// The fixed-size fields of a batch, read without touching its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Bytes after the `batch_length` field.
+    pub batch_length: i32,
+    pub crc: u32,
+    pub magic: u8,
+    pub attributes: u8,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header at the start of `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::Truncated`] when `buf` is shorter than a header,
+    /// [`BatchError::BadMagic`] or [`BatchError::Malformed`] when the fields are
+    /// impossible.
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated { needed: HEADER_BYTES, available: buf.len() });
+        }
+        let mut b = buf;
+        let header = BatchHeader {
+            base_offset: b.get_i64(),
+            batch_length: b.get_i32(),
+            crc: b.get_u32(),
+            magic: b.get_u8(),
+            attributes: b.get_u8(),
+            last_offset_delta: {
+                b.advance(2);
+                b.get_i32()
+            },
+            base_timestamp: b.get_i64(),
+            max_timestamp: b.get_i64(),
+            record_count: b.get_i32(),
+        };
+        if header.magic != MAGIC {
+            return Err(BatchError::BadMagic(header.magic));
+        }
+        if (header.batch_length as i64) < (HEADER_BYTES - LOG_OVERHEAD) as i64 {
+            return Err(BatchError::Malformed("batch_length shorter than the header"));
+        }
+        if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
+            return Err(BatchError::Malformed("record_count and last_offset_delta disagree"));
+        }
+        Ok(header)
+    }
+
+    /// Total bytes of the batch, header included.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the batch's last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Offset after the batch's last record.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// Whether the broker stamped the records with its own time.
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & ATTR_LOG_APPEND_TIME != 0
+    }
+}
+
+/// Checks a complete batch at the start of `buf`: header, length, checksum, and
+/// that its records parse and fill it exactly. Returns the header.
+///
+/// # Errors
+///
+/// Any [`BatchError`]; a batch that fails here is never stored nor served.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    let total = header.total_bytes();
+    if buf.len() < total {
+        return Err(BatchError::Truncated { needed: total, available: buf.len() });
+    }
+    let computed = crc32c::crc32c(&buf[CRC_START..total]);
+    if computed != header.crc {
+        return Err(BatchError::Checksum { stored: header.crc, computed });
+    }
+    let records = decode_records(&header, &buf[HEADER_BYTES..total])?;
+    if records.len() != header.record_count as usize {
+        return Err(BatchError::Malformed("record_count disagrees with the records"));
+    }
+    Ok(header)
+}
+
+/// Decodes every record of every complete batch in `buf`, in order. A trailing
+/// partial batch (as a fetch may return when it hits its byte limit) is skipped.
+///
+/// # Errors
+///
+/// Any [`BatchError`] of a complete batch.
+pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
+    let mut out = Vec::new();
+    while buf.len() >= HEADER_BYTES {
+        let header = BatchHeader::parse(buf)?;
+        let total = header.total_bytes();
+        if buf.len() < total {
+            break;
+        }
+        let computed = crc32c::crc32c(&buf[CRC_START..total]);
+        if computed != header.crc {
+            return Err(BatchError::Checksum { stored: header.crc, computed });
+        }
+        out.extend(decode_records(&header, &buf[HEADER_BYTES..total])?);
+        buf = &buf[total..];
+    }
+    Ok(out)
+}
+
+fn decode_records(header: &BatchHeader, mut body: &[u8]) -> Result<Vec<Record>, BatchError> {
+    let mut records = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
+    let mut expected_delta = 0;
+    while !body.is_empty() {
+        let len = take_i32(&mut body)?;
+        if len < 0 || len as usize > body.len() {
+            return Err(BatchError::Malformed("record length out of bounds"));
+        }
+        let (mut rec, rest) = body.split_at(len as usize);
+        body = rest;
+        let offset_delta = take_i32(&mut rec)?;
+        if offset_delta != expected_delta {
+            return Err(BatchError::Malformed("offset deltas are not consecutive"));
+        }
+        expected_delta += 1;
+        let timestamp_delta = take_i64(&mut rec)?;
+        let key = take_optional(&mut rec)?;
+        let value = take_optional(&mut rec)?;
+        let header_count = take_i32(&mut rec)?;
+        if header_count < 0 {
+            return Err(BatchError::Malformed("negative header count"));
+        }
+        let mut headers = Vec::new();
+        for _ in 0..header_count {
+            if rec.len() < 2 {
+                return Err(BatchError::Malformed("header truncated"));
+            }
+            let key_len = rec.get_u16() as usize;
+            if rec.len() < key_len {
+                return Err(BatchError::Malformed("header key truncated"));
+            }
+            let key = std::str::from_utf8(&rec[..key_len])
+                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
+                .to_owned();
+            rec.advance(key_len);
+            let value = take_optional(&mut rec)?.unwrap_or_default();
+            headers.push((key, value));
+        }
+        if !rec.is_empty() {
+            return Err(BatchError::Malformed("record has trailing bytes"));
+        }
+        let timestamp = if header.log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        records.push(Record {
+            key,
+            value,
+            headers,
+            timestamp,
+            offset: header.base_offset + offset_delta as i64,
+        });
+    }
+    Ok(records)
+}
+
+fn take_i32(b: &mut &[u8]) -> Result<i32, BatchError> {
+    if b.len() < 4 {
+        return Err(BatchError::Malformed("record truncated"));
+    }
+    Ok(b.get_i32())
+}
+
+fn take_i64(b: &mut &[u8]) -> Result<i64, BatchError> {
+    if b.len() < 8 {
+        return Err(BatchError::Malformed("record truncated"));
+    }
+    Ok(b.get_i64())
+}
+
+fn take_optional(b: &mut &[u8]) -> Result<Option<Bytes>, BatchError> {
+    let len = take_i32(b)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let len = len as usize;
+    if b.len() < len {
+        return Err(BatchError::Malformed("field truncated"));
+    }
+    let out = Bytes::copy_from_slice(&b[..len]);
+    b.advance(len);
+    Ok(Some(out))
+}
+
+/// Reads the header fields needed to patch and index a batch being appended.
+/// Used by the partition after [`validate`].
+pub fn last_offset_delta(batch: &[u8]) -> i32 {
+    i32::from_be_bytes(batch[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].try_into().unwrap_or([0; 4]))
+}
+
+/// The batch's record count, read from its header.
+pub fn record_count(batch: &[u8]) -> i32 {
+    i32::from_be_bytes(batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].try_into().unwrap_or([0; 4]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Record> {
+        vec![
+            Record {
+                key: Some(Bytes::from_static(b"k1")),
+                value: Some(Bytes::from_static(b"v1")),
+                headers: vec![("h".into(), Bytes::from_static(b"x"))],
+                timestamp: 1000,
+                offset: 0,
+            },
+            Record { key: None, value: None, headers: vec![], timestamp: 990, offset: 0 },
+            Record { key: None, value: Some(Bytes::from(vec![7u8; 300])), headers: vec![], timestamp: 1010, offset: 0 },
+        ]
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let mut batch = encode(&sample()).unwrap();
+        set_base_offset(&mut batch, 42);
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.base_timestamp, 990);
+        assert_eq!(header.max_timestamp, 1010);
+        assert_eq!(header.total_bytes(), batch.len());
+        let records = decode_all(&batch).unwrap();
+        let expected: Vec<Record> = sample()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.offset = 42 + i as i64;
+                r
+            })
+            .collect();
+        assert_eq!(records, expected);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_checksum() {
+        let mut batch = encode(&sample()).unwrap();
+        let last = batch.len() - 1;
+        batch[last] ^= 1;
+        assert!(matches!(validate(&batch), Err(BatchError::Checksum { .. })));
+    }
+
+    #[test]
+    fn base_offset_is_outside_the_checksum() {
+        let mut batch = encode(&sample()).unwrap();
+        set_base_offset(&mut batch, 1 << 40);
+        assert!(validate(&batch).is_ok());
+    }
+
+    #[test]
+    fn log_append_time_restamps_every_record() {
+        let mut batch = encode(&sample()).unwrap();
+        set_log_append_time(&mut batch, 5555);
+        validate(&batch).unwrap();
+        assert!(decode_all(&batch).unwrap().iter().all(|r| r.timestamp == 5555));
+    }
+
+    #[test]
+    fn truncated_and_garbage_input_is_an_error_not_a_panic() {
+        let batch = encode(&sample()).unwrap();
+        for cut in 0..batch.len() {
+            assert!(validate(&batch[..cut]).is_err());
+        }
+        let mut garbage = batch.clone();
+        garbage[HEADER_BYTES..].fill(0xff);
+        reseal(&mut garbage);
+        assert!(validate(&garbage).is_err());
+    }
+
+    #[test]
+    fn decode_all_skips_a_trailing_partial_batch() {
+        let mut a = encode(&sample()).unwrap();
+        let b = encode(&sample()).unwrap();
+        a.extend_from_slice(&b[..b.len() - 5]);
+        assert_eq!(decode_all(&a).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_empty_batch_is_refused() {
+        assert_eq!(encode(&[]).unwrap_err(), BatchError::Empty);
+    }
+}

@@ -1,0 +1,5 @@
+//! One partition: its on-disk log.
+
+pub mod log;
+mod index;
+mod segment;
