@@ -1,1 +1,16 @@
-fn main() {}
+//! The `herald` command line: `serve`, `topic`, `produce`, `consume`, `bench`.
+//!
+//! Every command but `serve` is a client of a running broker (`--broker`,
+//! default 127.0.0.1:9092). Errors print as one line and exit with status 1.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    if let Err(err) = cli::run(args) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -120,8 +120,7 @@ pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
         put_optional(&mut buf, record.value.as_deref())?;
         buf.put_i32(to_i32(record.headers.len())?);
         for (key, value) in &record.headers {
-            let key_len =
-                u16::try_from(key.len()).map_err(|_| BatchError::Malformed("header key too long"))?;
+            let key_len = u16::try_from(key.len()).map_err(|_| BatchError::Malformed("header key too long"))?;
             buf.put_u16(key_len);
             buf.put_slice(key.as_bytes());
             buf.put_i32(to_i32(value.len())?);
@@ -349,13 +348,7 @@ fn decode_records(header: &BatchHeader, mut body: &[u8]) -> Result<Vec<Record>, 
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         };
-        records.push(Record {
-            key,
-            value,
-            headers,
-            timestamp,
-            offset: header.base_offset + offset_delta as i64,
-        });
+        records.push(Record { key, value, headers, timestamp, offset: header.base_offset + offset_delta as i64 });
     }
     Ok(records)
 }

@@ -1,8 +1,30 @@
 //! Herald's actor system, independent of the wire.
 //!
 //! - [`batch`]: the record batch format, shared by the log, the broker and clients.
-//! - [`partition`]: one actor per partition and the log it owns (segments, indexes,
-//!   recovery, retention).
+//! - [`error`]: the stable error codes clients see, and the mapping to them.
+//! - [`partitioner`]: Kafka's default partitioner (murmur2).
+//! - [`topic_config`]: per-topic settings and their validation.
+//! - [`writer`]: the ordered fsync writer of a data directory (group commit).
+//! - [`partition`]: one actor per partition and the log it owns (segments,
+//!   indexes, recovery, retention).
+//! - [`topic`]: one actor per topic: partition routing and the partitioner.
+//! - [`broker`]: the topic directory: admin operations, metadata, placement of
+//!   partitions on arbiters, shutdown.
 
 pub mod batch;
+pub mod broker;
+pub mod error;
 pub mod partition;
+pub mod partitioner;
+pub mod topic;
+pub mod topic_config;
+pub mod writer;
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Mailbox capacity meaning "unbounded" (actix's 0), for actors whose senders
+/// rely on `Addr::send` enqueueing at once (see `Topic::started`).
+pub const UNBOUNDED_MAILBOX: usize = 0;

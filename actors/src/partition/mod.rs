@@ -1,5 +1,480 @@
-//! One partition: its on-disk log.
+//! The `Partition` actor: one per partition, owner of that partition's [`Log`].
+//!
+//! Contract:
+//! - Runs on the arbiter its topic picked by a stable hash of (topic, partition),
+//!   under an actix `Supervisor`: if it stops (it does so itself after an I/O
+//!   error), it is restarted and reopens its log from disk, checking the tail.
+//! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`], [`Close`] and
+//!   [`Shutdown`]. Offsets are assigned synchronously inside `Append`'s handler,
+//!   so batches are ordered as they arrive in the mailbox; only the durability
+//!   acknowledgement is asynchronous.
+//! - `flush = always`: an append is acknowledged, and becomes visible to fetches
+//!   (the high watermark moves), only after the data directory's [`SyncWriter`]
+//!   fsynced it. `interval` and `never`: acknowledged and visible once written to
+//!   the page cache.
+//! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
+//!   retriable error.
 
-pub mod log;
 mod index;
+pub mod log;
 mod segment;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::batch;
+use crate::error::{BrokerError, ErrorCode};
+use crate::now_ms;
+use crate::topic_config::{TimestampType, TopicConfig};
+use crate::writer::SyncWriter;
+use log::Log;
+
+/// The durability setting: when an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushPolicy {
+    /// Acknowledge after fsync (group commit).
+    Always,
+    /// Fsync every `flush_interval_ms`; acknowledge after the write.
+    Interval,
+    /// Leave flushing to the operating system.
+    Never,
+}
+
+/// Broker-wide settings every partition follows.
+#[derive(Debug, Clone)]
+pub struct PartitionSettings {
+    pub flush: FlushPolicy,
+    pub flush_interval_ms: u64,
+    pub retention_check_interval_ms: u64,
+}
+
+/// One partition's actor. See the module documentation for its contract.
+pub struct Partition {
+    topic: Arc<str>,
+    partition: u32,
+    dir: PathBuf,
+    config: TopicConfig,
+    settings: PartitionSettings,
+    writer: SyncWriter,
+    /// `None` once closed (topic deleted) or while reopening failed.
+    log: Option<Log>,
+    /// Whether the last shutdown was clean; only the first open may trust it.
+    clean_shutdown: bool,
+    /// The end of what consumers may read: the log end offset once durable.
+    high_watermark: i64,
+    /// Long polls waiting for data, by id.
+    waiters: HashMap<u64, Waiter>,
+    /// "Latest offset" queries waiting for appends before them to become
+    /// durable: (log end offset when asked, reply).
+    latest_waiters: Vec<(i64, oneshot::Sender<i64>)>,
+    next_waiter: u64,
+    /// Set by [`Close`] and [`Shutdown`]; survives restarts.
+    closed: bool,
+    /// Set when an fsync failed: no further write is acknowledged.
+    failed: bool,
+}
+
+struct Waiter {
+    offset: i64,
+    max_bytes: usize,
+    min_bytes: usize,
+    reply: oneshot::Sender<Result<FetchResult, BrokerError>>,
+}
+
+impl Partition {
+    /// A partition of `topic` whose log lives in `dir`; opened when started.
+    pub fn new(
+        topic: Arc<str>,
+        partition: u32,
+        dir: PathBuf,
+        config: TopicConfig,
+        settings: PartitionSettings,
+        writer: SyncWriter,
+        clean_shutdown: bool,
+    ) -> Self {
+        Partition {
+            topic,
+            partition,
+            dir,
+            config,
+            settings,
+            writer,
+            log: None,
+            clean_shutdown,
+            high_watermark: 0,
+            waiters: HashMap::new(),
+            latest_waiters: Vec::new(),
+            next_waiter: 0,
+            closed: false,
+            failed: false,
+        }
+    }
+
+    fn open(&mut self) {
+        match Log::open(&self.dir, self.config.log_config(), self.clean_shutdown) {
+            Ok(log) => {
+                self.high_watermark = log.log_end_offset();
+                self.log = Some(log);
+            }
+            Err(err) => {
+                tracing::error!(%err, topic = %self.topic, partition = self.partition, "cannot open log");
+                self.log = None;
+            }
+        }
+        // Reopening after a restart must check the tail again.
+        self.clean_shutdown = false;
+    }
+
+    fn log(&self) -> Result<&Log, BrokerError> {
+        self.log.as_ref().ok_or_else(|| self.unavailable())
+    }
+
+    fn unavailable(&self) -> BrokerError {
+        if self.closed {
+            BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
+        } else {
+            BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
+        }
+    }
+
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
+        let log = self.log()?;
+        let read = log.read(offset, max_bytes, self.high_watermark)?;
+        Ok(FetchResult {
+            records: read.bytes,
+            high_watermark: self.high_watermark,
+            log_start_offset: read.log_start_offset,
+        })
+    }
+
+    /// Moves the high watermark and answers every long poll it satisfies.
+    fn advance_high_watermark(&mut self, offset: i64) {
+        if offset <= self.high_watermark {
+            return;
+        }
+        self.high_watermark = offset;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.latest_waiters).into_iter().partition(|(target, _)| *target <= offset);
+        self.latest_waiters = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(offset);
+        }
+        let ready: Vec<u64> = self.waiters.iter().filter(|(_, w)| w.offset < offset).map(|(id, _)| *id).collect();
+        for id in ready {
+            let (offset, max_bytes, min_bytes) = {
+                let w = &self.waiters[&id];
+                (w.offset, w.max_bytes, w.min_bytes)
+            };
+            match self.read(offset, max_bytes) {
+                Ok(result) if result.records.len() < min_bytes => {}
+                result => {
+                    if let Some(waiter) = self.waiters.remove(&id) {
+                        let _ = waiter.reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_waiter(&mut self, id: u64) {
+        if let Some(waiter) = self.waiters.remove(&id) {
+            let _ = waiter.reply.send(self.read(waiter.offset, waiter.max_bytes));
+        }
+    }
+
+    fn answer_all_waiters(&mut self) {
+        for (_, reply) in self.latest_waiters.drain(..) {
+            let _ = reply.send(self.high_watermark);
+        }
+        let ids: Vec<u64> = self.waiters.keys().copied().collect();
+        for id in ids {
+            self.answer_waiter(id);
+        }
+    }
+
+    fn enforce_retention(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        match log.apply_retention(now_ms()) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(topic = %self.topic, partition = self.partition, segments = removed.len() / 3, "retention removed segments");
+                // Deleting files can block; keep it off the event loop.
+                std::thread::spawn(move || {
+                    for path in removed {
+                        if let Err(err) = std::fs::remove_file(&path) {
+                            tracing::warn!(%err, path = %path.display(), "cannot delete old segment file");
+                        }
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(%err, topic = %self.topic, partition = self.partition, "retention failed"),
+        }
+    }
+}
+
+impl Actor for Partition {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // See `Topic::started`: appends must enqueue in the order they are sent.
+        ctx.set_mailbox_capacity(crate::UNBOUNDED_MAILBOX);
+        if self.closed {
+            return;
+        }
+        self.open();
+        if self.settings.flush == FlushPolicy::Interval {
+            let every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
+            ctx.run_interval(every, |act, _| {
+                if let Some(log) = act.log.as_mut() {
+                    let files = log.take_unsynced();
+                    if !files.is_empty() {
+                        act.writer.sync_in_background(files);
+                    }
+                }
+            });
+        }
+        let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
+        ctx.run_interval(every, |act, _| act.enforce_retention());
+    }
+}
+
+impl Supervised for Partition {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(topic = %self.topic, partition = self.partition, "partition restarting; reopening its log");
+        self.log = None;
+        self.latest_waiters.clear();
+        let waiters = std::mem::take(&mut self.waiters);
+        for (_, waiter) in waiters {
+            let _ = waiter.reply.send(Err(BrokerError::unavailable("the partition")));
+        }
+    }
+}
+
+/// Append one batch (encoded by [`batch::encode`]; base offset patched here).
+#[derive(Message)]
+#[rtype(result = "Result<Appended, BrokerError>")]
+pub struct Append {
+    pub batch: BytesMut,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub record_count: u32,
+}
+
+impl Handler<Append> for Partition {
+    type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
+
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+        let mut batch = msg.batch;
+        if self.failed {
+            return fail(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "an fsync failed; writes are refused"));
+        }
+        if batch.len() as u64 > self.config.max_message_bytes {
+            return fail(BrokerError::new(
+                ErrorCode::MESSAGE_TOO_LARGE,
+                format!("batch of {} bytes exceeds max_message_bytes {}", batch.len(), self.config.max_message_bytes),
+            ));
+        }
+        let now = now_ms();
+        if self.config.message_timestamp_type == TimestampType::LogAppendTime && batch.len() >= batch::HEADER_BYTES {
+            batch::set_log_append_time(&mut batch, now);
+        }
+        let Some(log) = self.log.as_mut() else { return fail(self.unavailable()) };
+        let info = match log.append(batch, now) {
+            Ok(info) => info,
+            Err(err @ log::LogError::Io { .. }) => {
+                tracing::error!(%err, topic = %self.topic, partition = self.partition, "append failed; restarting the partition");
+                ctx.stop();
+                return fail(err.into());
+            }
+            Err(err) => return fail(err.into()),
+        };
+        let appended =
+            Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
+        let end = info.last_offset + 1;
+        if self.settings.flush != FlushPolicy::Always {
+            self.advance_high_watermark(end);
+            return Box::pin(fut::ready(Ok(appended)));
+        }
+        let synced = self.writer.sync(log.take_unsynced());
+        Box::pin(synced.into_actor(self).map(move |result, act, _| {
+            let err = match result {
+                Ok(Ok(())) => {
+                    act.advance_high_watermark(end);
+                    return Ok(appended);
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "the fsync writer is gone".to_string(),
+            };
+            act.failed = true;
+            tracing::error!(%err, topic = %act.topic, partition = act.partition, "fsync failed; refusing further writes");
+            Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("fsync failed: {err}")))
+        }))
+    }
+}
+
+fn fail<T: 'static>(err: BrokerError) -> ResponseActFuture<Partition, Result<T, BrokerError>> {
+    Box::pin(fut::ready(Err(err)))
+}
+
+/// Read from an offset: a long poll when `min_bytes` are not there yet.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<FetchResult, BrokerError>")]
+pub struct Fetch {
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub min_bytes: usize,
+    pub max_wait_ms: u64,
+}
+
+/// Stored batches and the partition's bounds.
+#[derive(Debug, Clone, Default)]
+pub struct FetchResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl Handler<Fetch> for Partition {
+    type Result = ResponseFuture<Result<FetchResult, BrokerError>>;
+
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.read(msg.offset, msg.max_bytes);
+        let ready = match &now {
+            Ok(result) => result.records.len() >= msg.min_bytes || msg.max_wait_ms == 0,
+            Err(_) => true,
+        };
+        if ready || self.closed {
+            return Box::pin(futures::future::ready(now));
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        let (reply, answer) = oneshot::channel();
+        self.waiters.insert(
+            id,
+            Waiter { offset: msg.offset, max_bytes: msg.max_bytes, min_bytes: msg.min_bytes.max(1), reply },
+        );
+        ctx.run_later(Duration::from_millis(msg.max_wait_ms), move |act, _| act.answer_waiter(id));
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(BrokerError::unavailable("the partition"))) })
+    }
+}
+
+/// Find an offset: earliest (-2), latest (-1, the high watermark) or by timestamp.
+#[derive(Message)]
+#[rtype(result = "Result<i64, BrokerError>")]
+pub struct ListOffsets {
+    pub timestamp: i64,
+}
+
+impl Handler<ListOffsets> for Partition {
+    type Result = ResponseFuture<Result<i64, BrokerError>>;
+
+    fn handle(&mut self, msg: ListOffsets, _: &mut Context<Self>) -> Self::Result {
+        let answer = (|| {
+            let log = self.log()?;
+            match msg.timestamp {
+                -2 => Ok(Some(log.log_start_offset())),
+                // Appends before this request may still be on their way to disk:
+                // answer once they are visible, so requests keep their order.
+                -1 if log.log_end_offset() > self.high_watermark => Ok(None),
+                -1 => Ok(Some(self.high_watermark)),
+                ts if ts < 0 => {
+                    Err(BrokerError::new(ErrorCode::INVALID_TIMESTAMP, format!("timestamp {ts} is not valid")))
+                }
+                ts => Ok(Some(log.offset_for_timestamp(ts)?.filter(|o| *o < self.high_watermark).unwrap_or(-1))),
+            }
+        })();
+        match answer {
+            Ok(None) => {
+                let (reply, wait) = oneshot::channel();
+                let target = self.log.as_ref().map_or(0, Log::log_end_offset);
+                self.latest_waiters.push((target, reply));
+                Box::pin(async move { wait.await.map_err(|_| BrokerError::unavailable("the partition")) })
+            }
+            Ok(Some(offset)) => Box::pin(futures::future::ready(Ok(offset))),
+            Err(err) => Box::pin(futures::future::ready(Err(err))),
+        }
+    }
+}
+
+/// Report the partition's bounds and size.
+#[derive(Message)]
+#[rtype(result = "Result<PartitionState, BrokerError>")]
+pub struct Describe;
+
+/// A partition's bounds and size, as describe reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: u32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: u64,
+}
+
+impl Handler<Describe> for Partition {
+    type Result = Result<PartitionState, BrokerError>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let log = self.log()?;
+        Ok(PartitionState {
+            partition: self.partition,
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            high_watermark: self.high_watermark,
+            size_bytes: log.size_bytes(),
+            segments: log.segment_count() as u64,
+        })
+    }
+}
+
+/// Close for good (the topic is being deleted): answer waiters, drop the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+impl Handler<Close> for Partition {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        self.closed = true;
+        self.log = None;
+        self.answer_all_waiters();
+        // Stopping drops the timers; a supervised restart of a closed partition
+        // starts none, so the actor ends once its last address is dropped.
+        ctx.stop();
+    }
+}
+
+/// Stop taking writes and fsync everything (broker shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Partition {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.answer_all_waiters();
+        self.closed = true;
+        match self.log.as_mut() {
+            Some(log) => {
+                let result = log.flush_all();
+                self.log = None;
+                result.map_err(BrokerError::from)
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The `Topic` actor: one per topic, owner of its partitions' addresses and
+//! metadata.
+//!
+//! Contract:
+//! - Started by the [`Broker`](crate::broker::Broker) on the arbiter picked by a
+//!   stable hash of the topic's name. It starts each partition under a
+//!   `Supervisor` on the arbiter picked by a stable hash of (topic, partition).
+//! - Takes [`Produce`] (routing records to partitions with Kafka's partitioner
+//!   and encoding one batch per partition), [`ForPartition`] (forwarding a
+//!   partition message), [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`],
+//!   [`CloseTopic`] and [`ShutdownTopic`].
+//! - Its metadata (`topic.json`: name, partition count, settings) is written
+//!   atomically and fsynced before a change is acknowledged; nothing is lost if
+//!   the actor stops, since it holds no data of its own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, Record};
+use crate::error::{BrokerError, ErrorCode};
+use crate::partition::{self, Appended, Partition, PartitionSettings, PartitionState};
+use crate::partitioner::partition_for_key;
+use crate::topic_config::{ConfigValue, TopicConfig};
+use crate::writer::SyncWriter;
+
+/// A topic's stored metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub partitions: u32,
+    pub config: TopicConfig,
+}
+
+/// The metadata file in a topic's directory.
+pub const META_FILE: &str = "topic.json";
+
+impl TopicMeta {
+    /// Writes the metadata atomically: a temporary file, fsync, rename, fsync of
+    /// the directory. Blocking: call it off the event loop.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; the previous metadata is then left in place.
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{META_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &json)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(META_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Reads the metadata stored in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, or a file that does not parse.
+    pub fn load(dir: &Path) -> std::io::Result<TopicMeta> {
+        let bytes = std::fs::read(dir.join(META_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+/// Where and how partitions run: shared by every topic of a broker.
+#[derive(Clone)]
+pub struct Placement {
+    /// One arbiter per core.
+    pub arbiters: Vec<ArbiterHandle>,
+    pub settings: PartitionSettings,
+    pub writer: SyncWriter,
+    /// Whether the broker's last shutdown was clean (indexes may be trusted).
+    pub clean_shutdown: bool,
+}
+
+impl Placement {
+    /// The arbiter for a key, by a hash that is stable across runs (FNV-1a).
+    pub fn arbiter_for(&self, key: &str) -> ArbiterHandle {
+        let hash =
+            key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+        self.arbiters[(hash % self.arbiters.len() as u64) as usize].clone()
+    }
+}
+
+/// One topic's actor. See the module documentation for its contract.
+pub struct Topic {
+    name: Arc<str>,
+    dir: PathBuf,
+    config: TopicConfig,
+    partitions: Vec<Addr<Partition>>,
+    placement: Placement,
+    /// The partition the next request's keyless records go to.
+    next_keyless: u32,
+    /// Set once the topic is deleted or the broker shuts down.
+    closed: bool,
+}
+
+impl Topic {
+    /// A topic whose metadata is already stored in `dir`.
+    pub fn new(meta: TopicMeta, dir: PathBuf, placement: Placement) -> Self {
+        let mut topic = Topic {
+            name: meta.name.into(),
+            dir,
+            config: meta.config,
+            partitions: Vec::with_capacity(meta.partitions as usize),
+            placement,
+            next_keyless: 0,
+            closed: false,
+        };
+        topic.start_partitions(meta.partitions);
+        topic
+    }
+
+    fn start_partitions(&mut self, count: u32) {
+        for id in self.partitions.len() as u32..count {
+            let arbiter = self.placement.arbiter_for(&format!("{}/{id}", self.name));
+            let (topic, dir, config) = (self.name.clone(), self.dir.join(id.to_string()), self.config.clone());
+            let (settings, writer) = (self.placement.settings.clone(), self.placement.writer.clone());
+            let clean = self.placement.clean_shutdown;
+            let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
+                Partition::new(topic, id, dir, config, settings, writer, clean)
+            });
+            self.partitions.push(addr);
+        }
+    }
+
+    fn meta(&self) -> TopicMeta {
+        TopicMeta { name: self.name.to_string(), partitions: self.partitions.len() as u32, config: self.config.clone() }
+    }
+
+    fn partition(&self, partition: u32) -> Result<&Addr<Partition>, BrokerError> {
+        if self.closed {
+            return Err(self.unknown());
+        }
+        self.partitions.get(partition as usize).ok_or_else(|| {
+            BrokerError::new(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic `{}` has no partition {partition} (it has {})", self.name, self.partitions.len()),
+            )
+        })
+    }
+
+    fn unknown(&self) -> BrokerError {
+        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", self.name))
+    }
+}
+
+impl Actor for Topic {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // `Addr::send` enqueues at once unless the mailbox is full, in which case
+        // the message waits in the returned future and may overtake, or be
+        // overtaken by, later ones. Produce order depends on enqueueing at once;
+        // back-pressure comes from each connection's in-flight budget instead.
+        ctx.set_mailbox_capacity(crate::UNBOUNDED_MAILBOX);
+    }
+}
+
+/// Append records, to one partition or routed by key.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PartitionAppend>, BrokerError>")]
+pub struct Produce {
+    pub partition: Option<u32>,
+    pub records: Vec<Record>,
+}
+
+/// The outcome of a produce on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionAppend {
+    pub partition: u32,
+    pub record_count: u32,
+    pub result: Result<Appended, BrokerError>,
+}
+
+impl Handler<Produce> for Topic {
+    type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
+
+    fn handle(&mut self, msg: Produce, _: &mut Context<Self>) -> Self::Result {
+        let routed = match self.route(msg) {
+            Ok(routed) => routed,
+            Err(err) => return Box::pin(async move { Err(err) }),
+        };
+        // The sends happen here, in order, not when the futures are polled.
+        let appends: Vec<_> = routed
+            .into_iter()
+            .map(|(partition, addr, record_count, batch)| {
+                let request = batch.map(|batch| addr.send(partition::Append { batch }));
+                async move {
+                    let result = match request {
+                        Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
+                        Err(err) => Err(err),
+                    };
+                    PartitionAppend { partition, record_count, result }
+                }
+            })
+            .collect();
+        Box::pin(async move { Ok(join_all(appends).await) })
+    }
+}
+
+type Routed = Vec<(u32, Addr<Partition>, u32, Result<bytes::BytesMut, BrokerError>)>;
+
+impl Topic {
+    /// Groups records by partition, in request order within each, and encodes
+    /// one batch per partition. Offsets are assigned when each batch reaches its
+    /// partition's mailbox, which this handler does before returning.
+    fn route(&mut self, msg: Produce) -> Result<Routed, BrokerError> {
+        if msg.records.is_empty() {
+            return Err(BrokerError::new(ErrorCode::INVALID_REQUEST, "a produce request needs at least one record"));
+        }
+        let count = self.partitions.len() as u32;
+        if let Some(p) = msg.partition {
+            self.partition(p)?;
+        } else if self.closed {
+            return Err(self.unknown());
+        }
+        let keyless = self.next_keyless % count.max(1);
+        let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let mut used_keyless = false;
+        for record in msg.records {
+            let p = match (msg.partition, &record.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => partition_for_key(key, count),
+                (None, None) => {
+                    used_keyless = true;
+                    keyless
+                }
+            };
+            groups.entry(p).or_default().push(record);
+        }
+        if used_keyless {
+            self.next_keyless = self.next_keyless.wrapping_add(1);
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(p, records)| {
+                let batch = batch::encode(&records)
+                    .map_err(|err| BrokerError::new(ErrorCode::INVALID_REQUEST, err.to_string()));
+                (p, self.partitions[p as usize].clone(), records.len() as u32, batch)
+            })
+            .collect())
+    }
+}
+
+/// Forward a message to one of the topic's partitions.
+pub struct ForPartition<M> {
+    pub partition: u32,
+    pub message: M,
+}
+
+impl<M, T> Message for ForPartition<M>
+where
+    M: Message<Result = Result<T, BrokerError>>,
+    T: 'static,
+{
+    type Result = Result<T, BrokerError>;
+}
+
+impl<M, T> Handler<ForPartition<M>> for Topic
+where
+    M: Message<Result = Result<T, BrokerError>> + Send + 'static,
+    T: Send + 'static,
+    Partition: Handler<M>,
+    <Partition as Actor>::Context: ToEnvelope<Partition, M>,
+{
+    type Result = ResponseFuture<Result<T, BrokerError>>;
+
+    fn handle(&mut self, msg: ForPartition<M>, _: &mut Context<Self>) -> Self::Result {
+        let sent = self.partition(msg.partition).map(|addr| addr.send(msg.message));
+        Box::pin(async move { sent?.await.unwrap_or_else(|e| Err(e.into())) })
+    }
+}
+
+/// Describe the topic: settings and every partition's bounds.
+#[derive(Message)]
+#[rtype(result = "Result<TopicDescription, BrokerError>")]
+pub struct DescribeTopic;
+
+/// A topic as describe reports it.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub name: String,
+    pub config: BTreeMap<String, ConfigValue>,
+    pub partitions: Vec<PartitionState>,
+}
+
+impl Handler<DescribeTopic> for Topic {
+    type Result = ResponseFuture<Result<TopicDescription, BrokerError>>;
+
+    fn handle(&mut self, _: DescribeTopic, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            let err = self.unknown();
+            return Box::pin(async move { Err(err) });
+        }
+        let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Describe)).collect();
+        let (name, config) = (self.name.to_string(), self.config.to_map());
+        Box::pin(async move {
+            let mut partitions = Vec::with_capacity(sends.len());
+            for state in join_all(sends).await {
+                partitions.push(state.unwrap_or_else(|e| Err(e.into()))?);
+            }
+            Ok(TopicDescription { name, config, partitions })
+        })
+    }
+}
+
+/// Grow the topic to `total` partitions.
+#[derive(Message)]
+#[rtype(result = "Result<u32, BrokerError>")]
+pub struct AddPartitions {
+    pub total: i64,
+}
+
+impl Handler<AddPartitions> for Topic {
+    type Result = ResponseActFuture<Self, Result<u32, BrokerError>>;
+
+    fn handle(&mut self, msg: AddPartitions, _: &mut Context<Self>) -> Self::Result {
+        let current = self.partitions.len() as i64;
+        if self.closed {
+            let err = self.unknown();
+            return Box::pin(fut::ready(Err(err)));
+        }
+        if msg.total <= current || msg.total > crate::broker::MAX_PARTITIONS as i64 {
+            let err = BrokerError::new(
+                ErrorCode::INVALID_PARTITIONS,
+                format!(
+                    "topic `{}` has {current} partitions; the new count must be greater, and at most {}",
+                    self.name,
+                    crate::broker::MAX_PARTITIONS
+                ),
+            );
+            return Box::pin(fut::ready(Err(err)));
+        }
+        let total = msg.total as u32;
+        let meta = TopicMeta { partitions: total, ..self.meta() };
+        let dir = self.dir.clone();
+        let stored = actix_rt::task::spawn_blocking(move || meta.store(&dir));
+        Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
+            Ok(Ok(())) => {
+                act.start_partitions(total);
+                Ok(total)
+            }
+            Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
+            Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
+        }))
+    }
+}
+
+/// The topic's partition count.
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct PartitionCount;
+
+impl Handler<PartitionCount> for Topic {
+    type Result = u32;
+
+    fn handle(&mut self, _: PartitionCount, _: &mut Context<Self>) -> u32 {
+        self.partitions.len() as u32
+    }
+}
+
+/// Close the topic for good (it is being deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseTopic;
+
+impl Handler<CloseTopic> for Topic {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: CloseTopic, _: &mut Context<Self>) -> Self::Result {
+        self.closed = true;
+        let sends: Vec<_> = self.partitions.drain(..).map(|p| p.send(partition::Close)).collect();
+        Box::pin(async move {
+            join_all(sends).await;
+        })
+    }
+}
+
+/// Flush and fsync every partition (broker shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct ShutdownTopic;
+
+impl Handler<ShutdownTopic> for Topic {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, _: ShutdownTopic, _: &mut Context<Self>) -> Self::Result {
+        self.closed = true;
+        let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Shutdown)).collect();
+        Box::pin(async move {
+            for result in join_all(sends).await {
+                result.unwrap_or_else(|e| Err(e.into()))?;
+            }
+            Ok(())
+        })
+    }
+}

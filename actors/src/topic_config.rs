@@ -1,0 +1,196 @@
+//! Per-topic settings: the broker's `[log]` defaults, overridden per topic.
+//!
+//! A topic's settings are fixed at creation, stored in its metadata file, and
+//! reported by describe. Every key is validated here, so an invalid value is
+//! refused with `INVALID_CONFIG` before anything touches the disk.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BrokerError, ErrorCode};
+use crate::partition::log::LogConfig;
+
+/// A setting's value: an integer or a string, as it travels on the wire.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Int(i64),
+    Str(String),
+}
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Int(n) => write!(f, "{n}"),
+            ConfigValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Whose clock stamps a topic's records.
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer's timestamp is kept (the broker's time when it sent none).
+    CreateTime,
+    /// The broker stamps every batch with its own time on append.
+    LogAppendTime,
+}
+
+/// The settings of one topic.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Roll the active segment when it would grow past this many bytes.
+    pub segment_max_bytes: u64,
+    /// Roll the active segment when its first batch is this old (ms).
+    pub segment_ms: u64,
+    /// Delete segments whose newest record is older than this (ms); -1 keeps them.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while a partition is larger; -1 for no limit.
+    pub retention_bytes: i64,
+    /// The largest record batch one produce may append to one partition (bytes).
+    pub max_message_bytes: u64,
+    /// Whose clock stamps records.
+    pub message_timestamp_type: TimestampType,
+    /// Bytes of log between two sparse index entries.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            segment_max_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3_600_000,
+            retention_ms: 7 * 24 * 3_600_000,
+            retention_bytes: -1,
+            max_message_bytes: 8 << 20,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// The keys a topic may override at creation.
+pub const TOPIC_KEYS: &[&str] = &[
+    "segment_max_bytes",
+    "segment_ms",
+    "retention_ms",
+    "retention_bytes",
+    "max_message_bytes",
+    "message_timestamp_type",
+];
+
+fn invalid(message: String) -> BrokerError {
+    BrokerError::new(ErrorCode::INVALID_CONFIG, message)
+}
+
+fn int(key: &str, value: &ConfigValue, min: i64) -> Result<i64, BrokerError> {
+    let n = match value {
+        ConfigValue::Int(n) => *n,
+        ConfigValue::Str(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| invalid(format!("topic setting `{key}` must be an integer, got `{s}`")))?,
+    };
+    if n < min {
+        return Err(invalid(format!("topic setting `{key}` must be at least {min}, got {n}")));
+    }
+    Ok(n)
+}
+
+fn limit(key: &str, value: &ConfigValue) -> Result<i64, BrokerError> {
+    let n = int(key, value, -1)?;
+    if n == 0 {
+        return Err(invalid(format!("topic setting `{key}` must be -1 (no limit) or positive")));
+    }
+    Ok(n)
+}
+
+impl TopicConfig {
+    /// These settings with `overrides` applied.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_CONFIG` naming the key for an unknown key, a wrong type or an
+    /// out-of-range value.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, ConfigValue>) -> Result<TopicConfig, BrokerError> {
+        let mut config = self.clone();
+        for (key, value) in overrides {
+            match key.as_str() {
+                "segment_max_bytes" => config.segment_max_bytes = int(key, value, 1024)? as u64,
+                "segment_ms" => config.segment_ms = int(key, value, 1)? as u64,
+                "retention_ms" => config.retention_ms = limit(key, value)?,
+                "retention_bytes" => config.retention_bytes = limit(key, value)?,
+                "max_message_bytes" => config.max_message_bytes = int(key, value, 1)? as u64,
+                "message_timestamp_type" => {
+                    config.message_timestamp_type = match value.to_string().as_str() {
+                        "CreateTime" => TimestampType::CreateTime,
+                        "LogAppendTime" => TimestampType::LogAppendTime,
+                        other => return Err(invalid(format!(
+                            "topic setting `message_timestamp_type` must be CreateTime or LogAppendTime, got `{other}`"
+                        ))),
+                    }
+                }
+                other => {
+                    return Err(invalid(format!("unknown topic setting `{other}`; known: {}", TOPIC_KEYS.join(", "))))
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The settings as describe reports them.
+    pub fn to_map(&self) -> BTreeMap<String, ConfigValue> {
+        let ts = match self.message_timestamp_type {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        BTreeMap::from([
+            ("segment_max_bytes".into(), ConfigValue::Int(self.segment_max_bytes as i64)),
+            ("segment_ms".into(), ConfigValue::Int(self.segment_ms as i64)),
+            ("retention_ms".into(), ConfigValue::Int(self.retention_ms)),
+            ("retention_bytes".into(), ConfigValue::Int(self.retention_bytes)),
+            ("max_message_bytes".into(), ConfigValue::Int(self.max_message_bytes as i64)),
+            ("message_timestamp_type".into(), ConfigValue::Str(ts.into())),
+        ])
+    }
+
+    /// The log's share of these settings.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_max_bytes: self.segment_max_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_bad_values_name_the_key() {
+        let base = TopicConfig::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention_bytes".to_string(), ConfigValue::Str("2048".into()));
+        o.insert("message_timestamp_type".to_string(), ConfigValue::Str("LogAppendTime".into()));
+        let c = base.with_overrides(&o).unwrap();
+        assert_eq!(c.retention_bytes, 2048);
+        assert_eq!(c.message_timestamp_type, TimestampType::LogAppendTime);
+
+        for (k, v) in [
+            ("retention_ms", ConfigValue::Int(0)),
+            ("segment_max_bytes", ConfigValue::Int(10)),
+            ("segment_ms", ConfigValue::Str("soon".into())),
+            ("colour", ConfigValue::Int(1)),
+        ] {
+            let err = base.with_overrides(&BTreeMap::from([(k.to_string(), v)])).unwrap_err();
+            assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
+            assert!(err.message.contains(k), "{}", err.message);
+        }
+    }
+}

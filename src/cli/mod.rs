@@ -1,0 +1,59 @@
+//! Command-line definitions (clap) and dispatch to one module per command.
+
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use herald::client::Client;
+
+/// Boxed errors are for the command line only; the libraries keep typed errors.
+pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about = "A Kafka-style message broker")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a broker (port 9092, data in ./data unless configured otherwise).
+    Serve(serve::ServeArgs),
+}
+
+/// Where the broker is.
+#[derive(Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// The broker's address.
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9092", env = "HERALD_BROKER")]
+    broker: String,
+}
+
+impl BrokerArgs {
+    async fn connect(&self) -> CliResult<Client> {
+        Client::connect(self.broker.as_str(), "herald-cli")
+            .await
+            .map_err(|err| format!("cannot reach the broker at {}: {err}", self.broker).into())
+    }
+}
+
+/// Runs one command.
+///
+/// # Errors
+///
+/// Whatever the command reports; `main` prints it as one line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
+}
+
+fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
+    init_client_logging();
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_client_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,89 @@
+//! `herald serve`: load the settings, bind, and run the broker until SIGINT or
+//! SIGTERM, then shut down cleanly and exit 0.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use herald::config::{LogFormat, Settings};
+
+use super::CliResult;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A TOML settings file (see config/default.toml for every key).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// TCP port; 0 picks a free one (server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory (storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Durability: always, interval or never (storage.flush).
+    #[arg(long)]
+    flush: Option<String>,
+    /// Log format: human or json (logging.format).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// After binding, write the port to this file (for scripts and tests).
+    #[arg(long)]
+    port_file: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(host) = &args.host {
+        flags.push(("server.host", host.clone()));
+    }
+    if let Some(port) = args.port {
+        flags.push(("server.port", port.to_string()));
+    }
+    if let Some(dir) = &args.data_dir {
+        flags.push(("storage.data_dir", dir.display().to_string()));
+    }
+    if let Some(flush) = &args.flush {
+        flags.push(("storage.flush", flush.clone()));
+    }
+    if let Some(format) = &args.log_format {
+        flags.push(("logging.format", format.clone()));
+    }
+    let settings = Settings::load(args.config.as_deref(), &flags)?;
+    init_logging(settings.logging.format);
+
+    let address = format!("{}:{}", settings.server.host, settings.server.port);
+    let listener = std::net::TcpListener::bind(&address).map_err(|err| format!("cannot listen on {address}: {err}"))?;
+    if let Some(path) = &args.port_file {
+        let port = listener.local_addr()?.port();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{port}\n"))?;
+        std::fs::rename(&tmp, path)?;
+    }
+    let system = actix::System::new();
+    system.block_on(herald::server::run(listener, settings, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the broker with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,400 @@
+//! The async Rust client: one multiplexed connection ([`Client`]) with admin
+//! calls, a batching [`Producer`] and a [`Consumer`] of assigned partitions.
+//!
+//! A `Client` owns one TCP connection. Requests are pipelined: each gets a
+//! correlation id, a writer task sends frames in order, and a reader task hands
+//! each response to the caller waiting on its id. Clones share the connection.
+
+mod consumer;
+mod producer;
+
+pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use producer::{Producer, ProducerConfig, RecordMetadata};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use herald_actors::batch::{self, Record};
+use herald_actors::error::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::protocol::codec::{FrameCodec, Inbound};
+use crate::protocol::*;
+
+/// The largest frame the client accepts from a broker.
+const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("{name} ({code}): {message}")]
+    Broker { code: i16, name: &'static str, message: String },
+}
+
+impl ClientError {
+    /// The broker's error code, if the broker refused the request.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            ClientError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn retriable(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => ErrorCode::from_code(*code).is_some_and(ErrorCode::retriable),
+            ClientError::Io(_) | ClientError::Closed => true,
+            ClientError::Protocol(_) => false,
+        }
+    }
+
+    /// A copy of this error, for answering several waiters with it.
+    pub fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Io(err) => ClientError::Io(std::io::Error::new(err.kind(), err.to_string())),
+            ClientError::Closed => ClientError::Closed,
+            ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
+            ClientError::Broker { code, name, message } => {
+                ClientError::Broker { code: *code, name, message: message.clone() }
+            }
+        }
+    }
+
+    fn broker(code: i16, message: Option<String>) -> ClientError {
+        ClientError::Broker {
+            code,
+            name: ErrorCode::from_code(code).map_or("UNKNOWN_CODE", ErrorCode::name),
+            message: message.unwrap_or_default(),
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Bytes>>>>;
+
+/// A connection to a broker. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    outgoing: mpsc::UnboundedSender<Bytes>,
+    pending: Pending,
+    next_id: Arc<AtomicU32>,
+    handshake: Arc<HandshakeResponse>,
+}
+
+impl Client {
+    /// Connects and performs the handshake.
+    ///
+    /// # Errors
+    ///
+    /// The connection fails, or the broker refuses the handshake.
+    pub async fn connect(addr: impl ToSocketAddrs, client_id: &str) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
+        let pending: Pending = Arc::default();
+
+        let mut sink = FramedWrite::new(write, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
+        tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                // Send what is queued together, then flush once.
+                while let Ok(frame) = queue.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let waiting = pending.clone();
+        let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
+        tokio::spawn(async move {
+            while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
+                let frame = frame.freeze();
+                let Ok(header) = rmp_serde::from_slice::<ResponseHeader>(&frame) else { break };
+                let waiter = waiting.lock().map(|mut p| p.remove(&header.correlation_id));
+                match waiter {
+                    Ok(Some(waiter)) => {
+                        let _ = waiter.send(frame);
+                    }
+                    // An error about the connection itself (id 0, e.g. an
+                    // oversize frame) ends every request: the broker closes.
+                    Ok(None) if header.correlation_id == 0 => break,
+                    _ => {}
+                }
+            }
+            // Dropping the senders wakes every waiter with `Closed`.
+            if let Ok(mut p) = waiting.lock() {
+                p.clear();
+            }
+        });
+
+        let mut client = Client {
+            outgoing,
+            pending,
+            next_id: Arc::new(AtomicU32::new(1)),
+            handshake: Arc::new(HandshakeResponse::default()),
+        };
+        let handshake: HandshakeResponse = client
+            .request(
+                op::HANDSHAKE,
+                &HandshakeRequest { client_id: client_id.into(), protocol_version: PROTOCOL_VERSION },
+            )
+            .await?;
+        client.handshake = Arc::new(handshake);
+        Ok(client)
+    }
+
+    /// What the broker said in the handshake.
+    pub fn broker_info(&self) -> &HandshakeResponse {
+        &self.handshake
+    }
+
+    fn send_frame<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(u32, oneshot::Receiver<Bytes>), ClientError> {
+        let correlation_id = loop {
+            // Id 0 is reserved for errors about the connection itself.
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                break id;
+            }
+        };
+        let frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().map_err(|_| ClientError::Closed)?.insert(correlation_id, tx);
+        self.outgoing.send(Bytes::from(frame)).map_err(|_| ClientError::Closed)?;
+        Ok((correlation_id, rx))
+    }
+
+    /// Sends one request and waits for its response.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Broker`] when the broker answers with an error code.
+    pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        body: &Req,
+    ) -> Result<Resp, ClientError> {
+        let (_, rx) = self.send_frame(op, body)?;
+        let frame = rx.await.map_err(|_| ClientError::Closed)?;
+        decode_response(&frame)
+    }
+
+    /// Sends a request whose response the broker will not send (acks = 0).
+    ///
+    /// # Errors
+    ///
+    /// The connection is closed.
+    pub fn send_without_response<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(), ClientError> {
+        let (id, _) = self.send_frame(op, body)?;
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Creates a topic with per-topic settings (`config`, possibly empty).
+    ///
+    /// # Errors
+    ///
+    /// `TOPIC_ALREADY_EXISTS`, `INVALID_TOPIC_EXCEPTION`, `INVALID_PARTITIONS`, `INVALID_CONFIG`.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i64,
+        config: BTreeMap<String, ConfigValue>,
+    ) -> Result<(), ClientError> {
+        let _: Empty =
+            self.request(op::CREATE_TOPIC, &CreateTopicRequest { topic: topic.into(), partitions, config }).await?;
+        Ok(())
+    }
+
+    /// Deletes a topic and its data.
+    ///
+    /// # Errors
+    ///
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), ClientError> {
+        let _: Empty = self.request(op::DELETE_TOPIC, &TopicRequest { topic: topic.into() }).await?;
+        Ok(())
+    }
+
+    /// Every topic and its partition count, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors.
+    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>, ClientError> {
+        let response: ListTopicsResponse = self.request(op::LIST_TOPICS, &Empty {}).await?;
+        Ok(response.topics)
+    }
+
+    /// A topic's settings and partitions.
+    ///
+    /// # Errors
+    ///
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn describe_topic(&self, topic: &str) -> Result<DescribeTopicResponse, ClientError> {
+        self.request(op::DESCRIBE_TOPIC, &TopicRequest { topic: topic.into() }).await
+    }
+
+    /// Grows a topic to `total` partitions; returns the new count.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_PARTITIONS` when `total` is not greater than the current count.
+    pub async fn add_partitions(&self, topic: &str, total: i64) -> Result<u32, ClientError> {
+        let response: AddPartitionsResponse =
+            self.request(op::ADD_PARTITIONS, &AddPartitionsRequest { topic: topic.into(), partitions: total }).await?;
+        Ok(response.partitions)
+    }
+
+    /// Produces records with acks = 1 (or -1); see [`Client::produce_with_acks`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::produce_with_acks`].
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+    ) -> Result<Vec<ProducePartitionResponse>, ClientError> {
+        self.produce_with_acks(topic, partition, records, 1).await
+    }
+
+    /// Produces records to one partition, or routed by the broker's partitioner
+    /// when `partition` is `None`. With `acks` 0 nothing is awaited and the
+    /// result is empty.
+    ///
+    /// # Errors
+    ///
+    /// A request-level error, or the first per-partition error.
+    pub async fn produce_with_acks(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+        acks: i64,
+    ) -> Result<Vec<ProducePartitionResponse>, ClientError> {
+        self.start_produce(topic, partition, records, acks)?.await
+    }
+
+    /// Queues a produce request on the connection at once (so requests keep the
+    /// order of the calls) and returns the future of its result.
+    ///
+    /// # Errors
+    ///
+    /// The connection is closed; the future fails as [`Client::produce_with_acks`].
+    pub fn start_produce(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+        acks: i64,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
+    {
+        let request = ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records };
+        let answer = if acks == 0 {
+            self.send_without_response(op::PRODUCE, &request)?;
+            None
+        } else {
+            Some(self.send_frame(op::PRODUCE, &request)?.1)
+        };
+        Ok(async move {
+            let Some(answer) = answer else { return Ok(Vec::new()) };
+            let frame = answer.await.map_err(|_| ClientError::Closed)?;
+            let response: ProduceResponse = decode_response(&frame)?;
+            if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
+                return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
+            }
+            Ok(response.partitions)
+        })
+    }
+
+    /// Fetches raw batches from a partition (a long poll when `min_bytes` and
+    /// `max_wait_ms` are set).
+    ///
+    /// # Errors
+    ///
+    /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
+        self.request(op::FETCH, request).await
+    }
+
+    /// Fetches and decodes records at or after `request.offset`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::fetch_raw`], or `CORRUPT_MESSAGE` for a batch that fails its checksum.
+    pub async fn fetch(&self, request: &FetchRequest) -> Result<Fetched, ClientError> {
+        let response = self.fetch_raw(request).await?;
+        let records = batch::decode_all(&response.records)
+            .map_err(|e| ClientError::broker(ErrorCode::CORRUPT_MESSAGE.code(), Some(e.to_string())))?
+            .into_iter()
+            .filter(|r| r.offset >= request.offset)
+            .collect();
+        Ok(Fetched { records, high_watermark: response.high_watermark, log_start_offset: response.log_start_offset })
+    }
+
+    /// An offset: earliest (-2), latest (-1), or the first at or after a timestamp.
+    ///
+    /// # Errors
+    ///
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn list_offsets(&self, topic: &str, partition: u32, timestamp: i64) -> Result<i64, ClientError> {
+        let response: ListOffsetsResponse = self
+            .request(
+                op::LIST_OFFSETS,
+                &ListOffsetsRequest { topic: topic.into(), partition: partition.into(), timestamp },
+            )
+            .await?;
+        Ok(response.offset)
+    }
+}
+
+/// Decoded records of one fetch.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub records: Vec<Record>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
+    let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if header.error_code != 0 {
+        return Err(ClientError::broker(header.error_code, header.error_message));
+    }
+    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
+}
+
+/// A record to produce, from a value and an optional key.
+pub fn record(key: Option<&[u8]>, value: &[u8]) -> WireRecord {
+    WireRecord {
+        key: key.map(Bytes::copy_from_slice),
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Vec::new(),
+        timestamp: None,
+    }
+}

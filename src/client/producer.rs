@@ -1,0 +1,251 @@
+//! A batching producer: records are grouped per partition and sent when a batch
+//! is full or has waited `linger_ms`.
+//!
+//! Partitioning happens here, as in Kafka's clients: a keyed record goes to
+//! `toPositive(murmur2(key)) % partitions`; records without a key stick to one
+//! partition until its batch is sent, then move to the next. Every produce
+//! request therefore names its partition, and each record's offset is known
+//! exactly: the batch's base offset plus its position in the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_actors::partitioner::partition_for_key;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use super::{Client, ClientError};
+use crate::protocol::WireRecord;
+
+/// How the producer batches.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a record may wait for its batch to fill.
+    pub linger_ms: u64,
+    /// Records per batch at most.
+    pub batch_max_records: usize,
+    /// Approximate bytes (keys + values) per batch at most.
+    pub batch_max_bytes: usize,
+    /// 1 (or -1): wait for the broker's acknowledgement; 0: do not.
+    pub acks: i64,
+    /// Produce requests in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig { linger_ms: 5, batch_max_records: 10_000, batch_max_bytes: 1 << 20, acks: 1, max_in_flight: 8 }
+    }
+}
+
+/// Where a produced record landed. With acks = 0 the offset is -1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: u32,
+    pub offset: i64,
+}
+
+type Reply = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+
+enum Command {
+    Send { topic: String, partition: Option<u32>, record: WireRecord, reply: Reply },
+    Flush(oneshot::Sender<()>),
+}
+
+/// A batching producer. Dropping it sends what is buffered.
+pub struct Producer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Producer {
+    /// A producer over `client`'s connection.
+    pub fn new(client: Client, config: ProducerConfig) -> Producer {
+        let (commands, queue) = mpsc::channel(config.batch_max_records.max(1024));
+        tokio::spawn(Batcher::new(client, config).run(queue));
+        Producer { commands }
+    }
+
+    /// Queues a record; the returned future resolves once it is acknowledged.
+    /// Waits when the producer's queue is full.
+    ///
+    /// # Errors
+    ///
+    /// The producer's task has ended.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        record: WireRecord,
+    ) -> Result<oneshot::Receiver<Result<RecordMetadata, ClientError>>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Send { topic: topic.into(), partition, record, reply })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        Ok(answer)
+    }
+
+    /// Sends every buffered record and waits until all sent ones are answered.
+    ///
+    /// # Errors
+    ///
+    /// The producer's task has ended.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (done, wait) = oneshot::channel();
+        self.commands.send(Command::Flush(done)).await.map_err(|_| ClientError::Closed)?;
+        wait.await.map_err(|_| ClientError::Closed)
+    }
+}
+
+struct Batch {
+    records: Vec<WireRecord>,
+    replies: Vec<Reply>,
+    bytes: usize,
+    deadline: Instant,
+}
+
+struct Batcher {
+    client: Client,
+    config: ProducerConfig,
+    batches: HashMap<(String, u32), Batch>,
+    partition_counts: HashMap<String, u32>,
+    /// The partition keyless records of each topic go to until its batch is sent.
+    sticky: HashMap<String, u32>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Batcher {
+    fn new(client: Client, config: ProducerConfig) -> Batcher {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        Batcher {
+            client,
+            config,
+            batches: HashMap::new(),
+            partition_counts: HashMap::new(),
+            sticky: HashMap::new(),
+            in_flight,
+        }
+    }
+
+    async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        loop {
+            let next_deadline = self.batches.values().map(|b| b.deadline).min();
+            let command = match next_deadline {
+                Some(deadline) => tokio::select! {
+                    command = queue.recv() => command,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.send_due(Instant::now()).await;
+                        continue;
+                    }
+                },
+                None => queue.recv().await,
+            };
+            match command {
+                Some(Command::Send { topic, partition, record, reply }) => {
+                    self.add(topic, partition, record, reply).await
+                }
+                Some(Command::Flush(done)) => {
+                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                    // Every permit back means every request was answered.
+                    let all = self.config.max_in_flight.max(1) as u32;
+                    if let Ok(permits) = self.in_flight.acquire_many(all).await {
+                        drop(permits);
+                    }
+                    let _ = done.send(());
+                }
+                None => {
+                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn partition_for(&mut self, topic: &str, record: &WireRecord) -> Result<u32, ClientError> {
+        let count = match self.partition_counts.get(topic) {
+            Some(count) => *count,
+            None => {
+                let count = self.client.describe_topic(topic).await?.partitions.len() as u32;
+                self.partition_counts.insert(topic.into(), count);
+                count
+            }
+        };
+        Ok(match &record.key {
+            Some(key) => partition_for_key(key, count),
+            None => *self.sticky.entry(topic.into()).or_insert(0) % count.max(1),
+        })
+    }
+
+    async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
+        let partition = match partition {
+            Some(p) => p,
+            None => match self.partition_for(&topic, &record).await {
+                Ok(p) => p,
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            },
+        };
+        let size = record.key.as_ref().map_or(0, |k| k.len()) + record.value.as_ref().map_or(0, |v| v.len()) + 16;
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let key = (topic, partition);
+        let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
+            records: Vec::new(),
+            replies: Vec::new(),
+            bytes: 0,
+            deadline: Instant::now() + linger,
+        });
+        batch.records.push(record);
+        batch.replies.push(reply);
+        batch.bytes += size;
+        if batch.records.len() >= self.config.batch_max_records || batch.bytes >= self.config.batch_max_bytes {
+            self.send_batch(key).await;
+        }
+    }
+
+    async fn send_due(&mut self, now: Instant) {
+        let due: Vec<(String, u32)> =
+            self.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            self.send_batch(key).await;
+        }
+    }
+
+    async fn send_batch(&mut self, key: (String, u32)) {
+        let Some(batch) = self.batches.remove(&key) else { return };
+        let (topic, partition) = key;
+        if self.sticky.get(&topic) == Some(&partition) {
+            let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
+            self.sticky.insert(topic.clone(), (partition + 1) % count);
+        }
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
+        // The request is queued on the connection now, so batches of one
+        // partition reach the broker in the order they were sent.
+        let sent = self.client.start_produce(&topic, Some(partition), batch.records, self.config.acks);
+        let replies = batch.replies;
+        let pending = async move {
+            let result = match sent {
+                Ok(pending) => pending.await,
+                Err(err) => Err(err),
+            };
+            drop(permit);
+            match result {
+                Ok(partitions) => {
+                    let base = partitions.first().map_or(-1, |p| p.base_offset);
+                    for (i, reply) in replies.into_iter().enumerate() {
+                        let offset = if base < 0 { -1 } else { base + i as i64 };
+                        let _ = reply.send(Ok(RecordMetadata { partition, offset }));
+                    }
+                }
+                Err(err) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(err.duplicate()));
+                    }
+                }
+            }
+        };
+        tokio::spawn(pending);
+    }
+}

@@ -1,0 +1,396 @@
+//! Settings: defaults < config file < `HERALD_*` environment < flags.
+//!
+//! `config/default.toml` is compiled in and is the single list of keys: a key
+//! that is not there is unknown. Each source is checked on its own before they
+//! are merged, so an unknown key or a wrong type is reported with the source it
+//! came from (the file's path, the environment variable's name, or the flag).
+//! Contradictions between keys are checked on the merged result.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use config::{Config, ConfigBuilder, Environment, File, FileFormat, Map, Source, Value, ValueKind};
+use herald_actors::broker::BrokerSettings;
+use herald_actors::partition::{FlushPolicy, PartitionSettings};
+use herald_actors::topic_config::{TimestampType, TopicConfig};
+use serde::Deserialize;
+
+/// The compiled-in defaults: `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why the settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unknown setting `{key}` in {origin}")]
+    UnknownKey { key: String, origin: String },
+    #[error("invalid setting in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("contradictory settings: {0}")]
+    Contradiction(String),
+}
+
+/// Every setting of the broker.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub log: LogSettings,
+    pub logging: LoggingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_frame_bytes: u32,
+    pub max_in_flight: u32,
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+    pub flush: FlushPolicy,
+    pub flush_interval_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub arbiters: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub segment_max_bytes: u64,
+    pub segment_ms: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: u64,
+    pub message_timestamp_type: TimestampType,
+    pub index_interval_bytes: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+}
+
+/// One layer of settings and where it came from.
+struct Layer {
+    origin: String,
+    /// For the environment: the variable that set each key.
+    key_origins: BTreeMap<String, String>,
+    builder: ConfigBuilder<config::builder::DefaultState>,
+}
+
+fn defaults() -> ConfigBuilder<config::builder::DefaultState> {
+    Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+}
+
+/// `HERALD_<SECTION>__<KEY>` variables, as `section.key` → (variable, value).
+/// Variables without the double underscore (such as a test's `HERALD_BIN`)
+/// are not settings and are left alone.
+fn environment_settings(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, (String, String)> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix("HERALD_")?;
+            let (section, key) = rest.split_once("__")?;
+            Some((format!("{}.{}", section.to_lowercase(), key.to_lowercase()), (name.clone(), value)))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Loads the settings from the defaults, an optional file, the process's
+    /// environment and `flags` (`section.key` → value).
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] naming the key and its source.
+    pub fn load(file: Option<&Path>, flags: &[(&str, String)]) -> Result<Settings, SettingsError> {
+        Settings::load_from(file, std::env::vars(), flags)
+    }
+
+    /// [`Settings::load`] with the environment given explicitly.
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] naming the key and its source.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Settings, SettingsError> {
+        let mut layers = Vec::new();
+        if let Some(path) = file {
+            layers.push(Layer {
+                origin: format!("config file {}", path.display()),
+                key_origins: BTreeMap::new(),
+                builder: Config::builder().add_source(File::from(path).format(FileFormat::Toml).required(true)),
+            });
+        }
+        let env = environment_settings(env);
+        if !env.is_empty() {
+            let map: Map<String, String> = env.values().map(|(name, value)| (name.clone(), value.clone())).collect();
+            layers.push(Layer {
+                origin: "the environment".into(),
+                key_origins: env
+                    .iter()
+                    .map(|(key, (name, _))| (key.clone(), format!("environment variable {name}")))
+                    .collect(),
+                builder: Config::builder().add_source(
+                    Environment::with_prefix("HERALD")
+                        .prefix_separator("_")
+                        .separator("__")
+                        .try_parsing(true)
+                        .source(Some(map)),
+                ),
+            });
+        }
+        if !flags.is_empty() {
+            let mut builder = Config::builder();
+            let mut key_origins = BTreeMap::new();
+            for (key, value) in flags {
+                builder = builder.set_override(*key, value.clone()).map_err(|e| SettingsError::Invalid {
+                    origin: format!("flag for `{key}`"),
+                    message: e.to_string(),
+                })?;
+                key_origins.insert(key.to_string(), format!("command-line flag for `{key}`"));
+            }
+            layers.push(Layer { origin: "command-line flags".into(), key_origins, builder });
+        }
+
+        let known = flatten_keys(&collect(defaults(), "the defaults")?);
+        let mut merged = defaults();
+        for layer in &layers {
+            let config = layer
+                .builder
+                .clone()
+                .build()
+                .map_err(|e| SettingsError::Invalid { origin: layer.origin.clone(), message: e.to_string() })?;
+            let values = config.collect().map_err(|e| invalid(&layer.origin, e))?;
+            for key in flatten_keys(&values) {
+                if !known.contains(&key) {
+                    let origin = layer.key_origins.get(&key).cloned().unwrap_or_else(|| layer.origin.clone());
+                    return Err(SettingsError::UnknownKey { key, origin });
+                }
+            }
+            // Types are checked per layer so that an error names its source.
+            let alone = defaults().add_source(config.clone()).build().map_err(|e| invalid(&layer.origin, e))?;
+            if let Err(err) = alone.try_deserialize::<Settings>() {
+                let message = err.to_string();
+                let origin = layer
+                    .key_origins
+                    .iter()
+                    .find(|(key, _)| message.contains(key.as_str()))
+                    .map_or_else(|| layer.origin.clone(), |(_, origin)| origin.clone());
+                return Err(invalid(&origin, err));
+            }
+            merged = merged.add_source(config);
+        }
+        let settings: Settings =
+            merged.build().and_then(|c| c.try_deserialize()).map_err(|e| invalid("the merged settings", e))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks rules that involve more than one key.
+    fn check(&self) -> Result<(), SettingsError> {
+        let fail = |m: String| Err(SettingsError::Contradiction(m));
+        if self.server.max_frame_bytes < 1024 {
+            return fail(format!("server.max_frame_bytes must be at least 1024, got {}", self.server.max_frame_bytes));
+        }
+        if self.server.max_in_flight == 0 {
+            return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.log.max_message_bytes + 1024 > self.server.max_frame_bytes as u64 {
+            return fail(format!(
+                "log.max_message_bytes ({}) must be at least 1 KiB below server.max_frame_bytes ({}), \
+                 or a produce request of that size could never be sent",
+                self.log.max_message_bytes, self.server.max_frame_bytes
+            ));
+        }
+        if self.log.segment_max_bytes < self.log.max_message_bytes {
+            return fail(format!(
+                "log.segment_max_bytes ({}) must not be smaller than log.max_message_bytes ({})",
+                self.log.segment_max_bytes, self.log.max_message_bytes
+            ));
+        }
+        if self.log.segment_max_bytes > i32::MAX as u64 {
+            return fail(format!(
+                "log.segment_max_bytes must be at most {}, got {}",
+                i32::MAX,
+                self.log.segment_max_bytes
+            ));
+        }
+        if self.log.segment_ms == 0 || self.log.index_interval_bytes == 0 {
+            return fail("log.segment_ms and log.index_interval_bytes must be at least 1".into());
+        }
+        if self.log.retention_ms == 0 || self.log.retention_ms < -1 {
+            return fail(format!("log.retention_ms must be -1 (forever) or positive, got {}", self.log.retention_ms));
+        }
+        if self.log.retention_bytes == 0 || self.log.retention_bytes < -1 {
+            return fail(format!(
+                "log.retention_bytes must be -1 (no limit) or positive, got {}",
+                self.log.retention_bytes
+            ));
+        }
+        if self.storage.flush == FlushPolicy::Interval && self.storage.flush_interval_ms == 0 {
+            return fail("storage.flush = \"interval\" needs storage.flush_interval_ms of at least 1".into());
+        }
+        if self.storage.retention_check_interval_ms == 0 {
+            return fail("storage.retention_check_interval_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Every topic's default settings.
+    pub fn topic_defaults(&self) -> TopicConfig {
+        TopicConfig {
+            segment_max_bytes: self.log.segment_max_bytes,
+            segment_ms: self.log.segment_ms,
+            retention_ms: self.log.retention_ms,
+            retention_bytes: self.log.retention_bytes,
+            max_message_bytes: self.log.max_message_bytes,
+            message_timestamp_type: self.log.message_timestamp_type,
+            index_interval_bytes: self.log.index_interval_bytes,
+        }
+    }
+
+    /// What the broker actor needs.
+    pub fn broker_settings(&self) -> BrokerSettings {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        BrokerSettings {
+            data_dir: self.storage.data_dir.clone(),
+            topic_defaults: self.topic_defaults(),
+            partition: PartitionSettings {
+                flush: self.storage.flush,
+                flush_interval_ms: self.storage.flush_interval_ms,
+                retention_check_interval_ms: self.storage.retention_check_interval_ms,
+            },
+            arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // The compiled-in defaults always load; a test guards this.
+        Settings::load_from(None, std::iter::empty(), &[])
+            .unwrap_or_else(|err| panic!("default.toml is invalid: {err}"))
+    }
+}
+
+fn invalid(origin: &str, err: config::ConfigError) -> SettingsError {
+    SettingsError::Invalid { origin: origin.to_string(), message: err.to_string() }
+}
+
+fn collect(
+    builder: ConfigBuilder<config::builder::DefaultState>,
+    origin: &str,
+) -> Result<Map<String, Value>, SettingsError> {
+    builder.build().and_then(|c| c.collect()).map_err(|e| invalid(origin, e))
+}
+
+/// Dotted paths of every leaf in a nested table.
+fn flatten_keys(map: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in map {
+        match &value.kind {
+            ValueKind::Table(inner) => {
+                let nested = flatten_keys(inner);
+                if nested.is_empty() {
+                    out.push(key.clone());
+                }
+                out.extend(nested.into_iter().map(|k| format!("{key}.{k}")));
+            }
+            _ => out.push(key.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_match_the_documented_values() {
+        let s = Settings::default();
+        assert_eq!(s.server.port, 9092);
+        assert_eq!(s.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.storage.flush, FlushPolicy::Always);
+    }
+
+    #[test]
+    fn precedence_is_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "[server]\nport = 1000\nmax_in_flight = 5\n[storage]\nflush = \"never\"\n").unwrap();
+        let s = Settings::load_from(
+            Some(&file),
+            env(&[("HERALD_SERVER__PORT", "2000"), ("HERALD_BIN", "/not/a/setting")]),
+            &[("storage.flush", "interval".into())],
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 2000);
+        assert_eq!(s.server.max_in_flight, 5);
+        assert_eq!(s.storage.flush, FlushPolicy::Interval);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+        let err = Settings::load_from(Some(&file), env(&[]), &[]).unwrap_err().to_string();
+        assert!(err.contains("server.prot") && err.contains("h.toml"), "{err}");
+
+        let err = Settings::load_from(None, env(&[("HERALD_STORAGE__FLUSHING", "x")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("storage.flushing") && err.contains("HERALD_STORAGE__FLUSHING"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_the_source() {
+        let err = Settings::load_from(None, env(&[("HERALD_SERVER__PORT", "ninety")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("server.port") && err.contains("HERALD_SERVER__PORT"), "{err}");
+        let err =
+            Settings::load_from(None, env(&[]), &[("storage.flush", "sometimes".into())]).unwrap_err().to_string();
+        assert!(err.contains("storage.flush") && err.contains("flag"), "{err}");
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let err = Settings::load_from(None, env(&[("HERALD_LOG__MAX_MESSAGE_BYTES", "33554432")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_message_bytes") && err.contains("max_frame_bytes"), "{err}");
+        let err = Settings::load_from(
+            None,
+            env(&[("HERALD_STORAGE__FLUSH", "interval"), ("HERALD_STORAGE__FLUSH_INTERVAL_MS", "0")]),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("flush_interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/herald.toml")), env(&[]), &[]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/herald.toml"), "{err}");
+    }
+}

@@ -1,0 +1,478 @@
+//! The `Connection` actor: one per client, turning frames into actor messages
+//! and results back into frames.
+//!
+//! Contract:
+//! - Started by the [`Listener`](super::listener::Listener) on the system arbiter.
+//!   A reader task decodes frames from the socket and sends them here one at a
+//!   time; it holds a permit from a semaphore of `max_in_flight` for each request,
+//!   released when that request's response is written, and stops reading while
+//!   no permit is free: back-pressure per connection, not per mailbox.
+//! - The first request must be a handshake. Requests are dispatched to the
+//!   broker or topic actors in arrival order; responses are written as they
+//!   complete, possibly out of order, matched by correlation id.
+//! - Decoding errors get an error response; the connection stays open. Framing
+//!   errors (an oversize frame), a missing handshake or an unsupported version
+//!   get an error response and the connection is closed.
+//! - Not supervised: if it stops, the client reconnects. Nothing is lost: an
+//!   append that reached a partition completes whether or not its response can
+//!   still be written.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use herald_actors::batch::Record;
+use herald_actors::broker::{self, Broker};
+use herald_actors::error::{BrokerError, ErrorCode};
+use herald_actors::now_ms;
+use herald_actors::partition;
+use herald_actors::topic::{self, ForPartition, Topic};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use crate::protocol::codec::{FrameCodec, FrameError};
+use crate::protocol::Request;
+use crate::protocol::{self, *};
+use actix::WeakAddr;
+
+/// Limits a connection enforces and announces in the handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+/// One client connection. See the module documentation for its contract.
+pub struct Connection {
+    peer: SocketAddr,
+    /// Set by the handshake; `None` until then.
+    client_id: Option<String>,
+    broker: Addr<Broker>,
+    limits: Limits,
+    writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
+    /// Topic addresses already looked up; weak, so a deleted topic's actor can end.
+    topics: HashMap<String, WeakAddr<Topic>>,
+    /// Requests dispatched whose response is not written yet.
+    in_flight: usize,
+    /// Set at shutdown: new requests are refused.
+    draining: bool,
+    /// Dropped with the actor, which tells the reader task to stop.
+    _stop_reader: oneshot::Sender<()>,
+}
+
+impl Connection {
+    pub fn new(
+        peer: SocketAddr,
+        broker: Addr<Broker>,
+        limits: Limits,
+        writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
+        stop_reader: oneshot::Sender<()>,
+    ) -> Self {
+        Connection {
+            peer,
+            client_id: None,
+            broker,
+            limits,
+            writer,
+            topics: HashMap::new(),
+            in_flight: 0,
+            draining: false,
+            _stop_reader: stop_reader,
+        }
+    }
+
+    fn client_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or("-")
+    }
+
+    fn send_error(&mut self, correlation_id: u32, error: &BrokerError) {
+        tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id, "request failed");
+        self.writer.write(protocol::encode_error(correlation_id, error));
+    }
+
+    /// Writes a last error response, then closes the connection.
+    fn fail_and_close(&mut self, correlation_id: u32, error: &BrokerError) {
+        tracing::warn!(client_id = self.client_id(), peer = %self.peer, %error, "closing connection");
+        self.writer.write(protocol::encode_error(correlation_id, error));
+        self.close_when_idle();
+    }
+
+    /// Stops taking requests and closes once every in-flight response has been
+    /// written; the writer's `finished` then stops the actor.
+    fn close_when_idle(&mut self) {
+        self.draining = true;
+        if self.in_flight == 0 {
+            self.writer.close();
+        }
+    }
+
+    fn handle_frame(&mut self, frame: BytesMut, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
+        let (correlation_id, request) = match Request::decode(&frame) {
+            Ok(decoded) => decoded,
+            Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error),
+        };
+        if self.client_id.is_none() {
+            return match request {
+                Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
+                other => {
+                    let error = BrokerError::new(
+                        ErrorCode::HANDSHAKE_REQUIRED,
+                        format!("`{}` before `handshake`: the first request must be a handshake", other.op()),
+                    );
+                    self.fail_and_close(correlation_id, &error)
+                }
+            };
+        }
+        if self.draining {
+            let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
+            return self.send_error(correlation_id, &error);
+        }
+        self.dispatch(correlation_id, request, permit, ctx);
+    }
+
+    fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
+        if request.protocol_version != PROTOCOL_VERSION {
+            let error = BrokerError::new(
+                ErrorCode::UNSUPPORTED_VERSION,
+                format!(
+                    "protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION}",
+                    request.protocol_version
+                ),
+            );
+            return self.fail_and_close(correlation_id, &error);
+        }
+        tracing::info!(client_id = %request.client_id, peer = %self.peer, "client connected");
+        self.client_id = Some(request.client_id);
+        let response = HandshakeResponse {
+            broker_version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: PROTOCOL_VERSION,
+            max_frame_bytes: self.limits.max_frame_bytes as u64,
+            max_in_flight: self.limits.max_in_flight as u32,
+        };
+        self.writer.write(protocol::encode_ok(correlation_id, &response));
+    }
+
+    /// Starts `work` and writes its response when it completes. The permit is
+    /// released only then, so the reader's budget covers the whole request.
+    fn respond<F, T>(&mut self, correlation_id: u32, permit: OwnedSemaphorePermit, work: F, ctx: &mut Context<Self>)
+    where
+        F: std::future::Future<Output = Result<Option<T>, BrokerError>> + 'static,
+        T: serde::Serialize + 'static,
+    {
+        self.in_flight += 1;
+        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+            act.in_flight -= 1;
+            match result {
+                Ok(Some(body)) => act.writer.write(protocol::encode_ok(correlation_id, &body)),
+                Ok(None) => {}
+                Err(error) => act.send_error(correlation_id, &error),
+            }
+            drop(permit);
+            if act.draining && act.in_flight == 0 {
+                act.writer.close();
+            }
+        }));
+    }
+
+    /// Runs `then` with the topic's address: from the cache, or after a lookup
+    /// during which this connection handles nothing else, so requests keep
+    /// their order.
+    fn with_topic<F>(&mut self, name: String, ctx: &mut Context<Self>, then: F)
+    where
+        F: FnOnce(&mut Self, Result<Addr<Topic>, BrokerError>, &mut Context<Self>) + 'static,
+    {
+        if let Some(addr) = self.topics.get(&name).and_then(WeakAddr::upgrade) {
+            return then(self, Ok(addr), ctx);
+        }
+        let lookup = self.broker.send(broker::LookupTopic { name: name.clone() });
+        ctx.wait(lookup.into_actor(self).map(move |found, act, ctx| {
+            let found = found.unwrap_or_else(|e| Err(e.into()));
+            if let Ok(addr) = &found {
+                act.topics.insert(name, addr.downgrade());
+            }
+            then(act, found, ctx)
+        }));
+    }
+
+    fn dispatch(
+        &mut self,
+        correlation_id: u32,
+        request: Request,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        let broker = self.broker.clone();
+        match request {
+            Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
+            Request::CreateTopic(r) => {
+                let sent =
+                    broker.send(broker::CreateTopic { name: r.topic, partitions: r.partitions, config: r.config });
+                self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
+            }
+            Request::DeleteTopic(r) => {
+                self.topics.remove(&r.topic);
+                let sent = broker.send(broker::DeleteTopic { name: r.topic });
+                self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
+            }
+            Request::ListTopics => {
+                let sent = broker.send(broker::ListTopics);
+                self.respond(
+                    correlation_id,
+                    permit,
+                    async move {
+                        let topics = sent.await.map_err(BrokerError::from)?;
+                        let topics =
+                            topics.into_iter().map(|(topic, partitions)| TopicSummary { topic, partitions }).collect();
+                        Ok(Some(ListTopicsResponse { topics }))
+                    },
+                    ctx,
+                );
+            }
+            Request::DescribeTopic(r) => self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+                let sent = topic.map(|t| t.send(topic::DescribeTopic));
+                act.respond(
+                    correlation_id,
+                    permit,
+                    async move { Ok(Some(describe_response(flatten(sent?.await)?))) },
+                    ctx,
+                );
+            }),
+            Request::AddPartitions(r) => self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+                let sent = topic.map(|t| t.send(topic::AddPartitions { total: r.partitions }));
+                act.respond(
+                    correlation_id,
+                    permit,
+                    async move { flatten(sent?.await).map(|partitions| Some(AddPartitionsResponse { partitions })) },
+                    ctx,
+                );
+            }),
+            Request::Produce(r) => self.produce(correlation_id, r, permit, ctx),
+            Request::Fetch(r) => {
+                let partition = partition_id(r.partition, &r.topic);
+                let max_bytes = (r.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024));
+                let fetch = partition::Fetch {
+                    offset: r.offset,
+                    max_bytes,
+                    min_bytes: r.min_bytes as usize,
+                    max_wait_ms: r.max_wait_ms.min(300_000),
+                };
+                self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+                    let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message: fetch })));
+                    act.respond(
+                        correlation_id,
+                        permit,
+                        async move {
+                            let result = flatten(sent?.await)?;
+                            Ok(Some(FetchResponse {
+                                high_watermark: result.high_watermark,
+                                log_start_offset: result.log_start_offset,
+                                records: result.records,
+                            }))
+                        },
+                        ctx,
+                    );
+                })
+            }
+            Request::ListOffsets(r) => {
+                let partition = partition_id(r.partition, &r.topic);
+                let message = partition::ListOffsets { timestamp: r.timestamp };
+                self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+                    let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message })));
+                    act.respond(
+                        correlation_id,
+                        permit,
+                        async move { flatten(sent?.await).map(|offset| Some(ListOffsetsResponse { offset })) },
+                        ctx,
+                    );
+                })
+            }
+        }
+    }
+
+    fn produce(
+        &mut self,
+        correlation_id: u32,
+        r: ProduceRequest,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        let acks = r.acks;
+        let checked = (|| {
+            if !(-1..=1).contains(&acks) {
+                return Err(BrokerError::new(
+                    ErrorCode::INVALID_REQUIRED_ACKS,
+                    format!("acks must be 0, 1 or -1, got {acks}"),
+                ));
+            }
+            let partition = r.partition.map(|p| partition_id(p, &r.topic)).transpose()?;
+            let now = now_ms();
+            let records = r
+                .records
+                .into_iter()
+                .map(|w| Record {
+                    key: w.key,
+                    value: w.value,
+                    headers: w.headers,
+                    timestamp: w.timestamp.unwrap_or(now),
+                    offset: 0,
+                })
+                .collect();
+            Ok(topic::Produce { partition, records })
+        })();
+        let produce = match checked {
+            Ok(produce) => produce,
+            Err(error) => {
+                if acks != 0 {
+                    self.send_error(correlation_id, &error);
+                }
+                return;
+            }
+        };
+        self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+            let sent = topic.map(|t| t.send(produce));
+            act.respond(
+                correlation_id,
+                permit,
+                async move {
+                    let result = sent.map(|s| async move { flatten(s.await) });
+                    let partitions = match result {
+                        Ok(pending) => pending.await,
+                        Err(err) => Err(err),
+                    };
+                    if acks == 0 {
+                        if let Err(error) = &partitions {
+                            tracing::debug!(%error, "produce with acks=0 failed");
+                        }
+                        return Ok(None);
+                    }
+                    Ok(Some(ProduceResponse {
+                        partitions: partitions?
+                            .into_iter()
+                            .map(|p| {
+                                let (base_offset, error) = match p.result {
+                                    Ok(appended) => (appended.base_offset, None),
+                                    Err(error) => (-1, Some(error)),
+                                };
+                                ProducePartitionResponse {
+                                    partition: p.partition,
+                                    base_offset,
+                                    record_count: p.record_count,
+                                    error_code: error.as_ref().map_or(0, |e| e.code.code()),
+                                    error_message: error.map(|e| e.message),
+                                }
+                            })
+                            .collect(),
+                    }))
+                },
+                ctx,
+            );
+        });
+    }
+}
+
+/// A partition number from the wire, checked.
+fn partition_id(partition: i64, topic: &str) -> Result<u32, BrokerError> {
+    u32::try_from(partition).map_err(|_| {
+        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{topic}` has no partition {partition}"))
+    })
+}
+
+/// Folds a mailbox error into the handler's own error.
+fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, BrokerError> {
+    sent.unwrap_or_else(|e| Err(e.into()))
+}
+
+fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
+    DescribeTopicResponse {
+        topic: d.name,
+        config: d.config,
+        partitions: d
+            .partitions
+            .into_iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition,
+                log_start_offset: p.log_start_offset,
+                log_end_offset: p.log_end_offset,
+                high_watermark: p.high_watermark,
+                size_bytes: p.size_bytes,
+                segments: p.segments,
+            })
+            .collect(),
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Requests from the reader must be handled in the order they were read.
+        ctx.set_mailbox_capacity(herald_actors::UNBOUNDED_MAILBOX);
+        self.writer.set_buffer_capacity(64 * 1024, 4 * 1024 * 1024);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::debug!(client_id = self.client_id(), peer = %self.peer, "connection closed");
+    }
+}
+
+impl WriteHandler<FrameError> for Connection {
+    fn error(&mut self, err: FrameError, _: &mut Context<Self>) -> Running {
+        tracing::debug!(client_id = self.client_id(), peer = %self.peer, %err, "write failed");
+        Running::Stop
+    }
+}
+
+/// What the reader task saw on the socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ReaderEvent {
+    /// A complete frame, with the permit that counts it as in flight.
+    Frame(BytesMut, OwnedSemaphorePermit),
+    /// The first frame looked like a Kafka request.
+    KafkaRequest,
+    /// The framing broke (an oversize length, or an I/O error).
+    Broken(FrameError),
+    /// The client closed its side.
+    Closed,
+}
+
+impl Handler<ReaderEvent> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, event: ReaderEvent, ctx: &mut Context<Self>) {
+        match event {
+            ReaderEvent::Frame(frame, permit) => self.handle_frame(frame, permit, ctx),
+            ReaderEvent::KafkaRequest => {
+                tracing::warn!(peer = %self.peer, "a Kafka client connected: this port speaks Herald's protocol (MessagePack frames, docs/protocol.md), not Kafka's; closing");
+                ctx.stop();
+            }
+            ReaderEvent::Broken(FrameError::TooLarge { length, max }) => {
+                let error = BrokerError::new(
+                    ErrorCode::FRAME_TOO_LARGE,
+                    format!("frame of {length} bytes exceeds max_frame_bytes {max}"),
+                );
+                self.fail_and_close(0, &error);
+            }
+            ReaderEvent::Broken(FrameError::Io(err)) => {
+                tracing::debug!(client_id = self.client_id(), peer = %self.peer, %err, "read failed");
+                self.close_when_idle();
+            }
+            ReaderEvent::Closed => self.close_when_idle(),
+        }
+    }
+}
+
+/// Stop taking requests and close once in-flight ones are answered (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        self.close_when_idle();
+    }
+}

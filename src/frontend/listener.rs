@@ -1,0 +1,146 @@
+//! The `Listener` actor: accepts TCP connections and starts a [`Connection`]
+//! actor and a reader task for each.
+//!
+//! Contract: one per broker, on the system arbiter. Takes [`StopAccepting`] at
+//! shutdown: it closes the listening socket, tells every connection to drain,
+//! and answers once they have all closed or the timeout has passed. Not
+//! supervised: if it stops, the broker accepts no new connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::io::FramedWrite;
+use actix::prelude::*;
+use actix::WeakAddr;
+use futures::StreamExt;
+use herald_actors::broker::Broker;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::codec::FramedRead;
+
+use super::connection::{Connection, Drain, Limits, ReaderEvent};
+use crate::protocol::codec::{FrameCodec, Inbound};
+
+/// Accepts connections. See the module documentation for its contract.
+pub struct Listener {
+    broker: Addr<Broker>,
+    limits: Limits,
+    /// Every connection started, to drain at shutdown; dead ones are pruned.
+    connections: Vec<WeakAddr<Connection>>,
+    /// The accept stream; cancelled (closing the socket) at shutdown.
+    accepting: Option<SpawnHandle>,
+}
+
+impl Listener {
+    /// Starts accepting on `listener`.
+    pub fn start(listener: TcpListener, broker: Addr<Broker>, limits: Limits) -> Addr<Listener> {
+        Listener::create(move |ctx| {
+            let accepted = futures::stream::unfold(listener, |listener| async move {
+                let accepted = listener.accept().await;
+                Some((accepted, listener))
+            });
+            let accepting = Some(ctx.add_stream(accepted));
+            Listener { broker, limits, connections: Vec::new(), accepting }
+        })
+    }
+
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
+        }
+        let (read, write) = stream.into_split();
+        let (stop_reader, stopped) = oneshot::channel();
+        let (broker, limits) = (self.broker.clone(), self.limits);
+        let codec = FrameCodec::new(limits.max_frame_bytes);
+        let addr = Connection::create(move |ctx| {
+            let writer = FramedWrite::new(write, codec, ctx);
+            Connection::new(peer, broker, limits, writer, stop_reader)
+        });
+        self.connections.retain(|c| c.upgrade().is_some());
+        self.connections.push(addr.downgrade());
+        let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+        actix_rt::spawn(read_frames(read, FrameCodec::new(limits.max_frame_bytes), addr, permits, stopped));
+    }
+}
+
+/// Reads frames and hands them to the connection one at a time, holding one
+/// permit per request in flight: with no permit free, it stops reading.
+async fn read_frames(
+    read: OwnedReadHalf,
+    codec: FrameCodec,
+    connection: Addr<Connection>,
+    permits: Arc<Semaphore>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut frames = FramedRead::new(read, codec);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = &mut stop => return,
+        };
+        let event = tokio::select! {
+            item = frames.next() => match item {
+                Some(Ok(Inbound::Frame(frame))) => ReaderEvent::Frame(frame, permit),
+                Some(Ok(Inbound::KafkaRequest)) => ReaderEvent::KafkaRequest,
+                Some(Err(err)) => ReaderEvent::Broken(err),
+                None => ReaderEvent::Closed,
+            },
+            _ = &mut stop => return,
+        };
+        let last = !matches!(event, ReaderEvent::Frame(..));
+        if connection.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
+    fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, _: &mut Context<Self>) {
+        match accepted {
+            Ok((stream, peer)) => self.accept(stream, peer),
+            // Running out of file descriptors must not end the listener.
+            Err(err) => tracing::warn!(%err, "accept failed"),
+        }
+    }
+}
+
+/// Stop accepting, drain every connection, and answer when all have closed or
+/// `timeout` has passed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting {
+    pub timeout: Duration,
+}
+
+impl Handler<StopAccepting> for Listener {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: StopAccepting, ctx: &mut Context<Self>) -> Self::Result {
+        let live: Vec<Addr<Connection>> = self.connections.drain(..).filter_map(|c| c.upgrade()).collect();
+        for connection in &live {
+            connection.do_send(Drain);
+        }
+        let weak: Vec<WeakAddr<Connection>> = live.iter().map(Addr::downgrade).collect();
+        drop(live);
+        // Dropping the accept stream closes the listening socket.
+        if let Some(accepting) = self.accepting.take() {
+            ctx.cancel_future(accepting);
+        }
+        let deadline = Instant::now() + msg.timeout;
+        Box::pin(async move {
+            while weak.iter().any(|c| c.upgrade().is_some()) && Instant::now() < deadline {
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    }
+}

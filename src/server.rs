@@ -1,0 +1,56 @@
+//! Running a broker: open the data directory, start the actors, accept
+//! connections until told to stop, then shut down cleanly.
+//!
+//! [`run`] takes an already bound listener and a shutdown future, so tests can
+//! bind port 0 and stop the broker whenever they like. It must be called inside
+//! an actix `System`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use herald_actors::broker::{Broker, ShutdownBroker};
+
+use crate::config::Settings;
+use crate::frontend::connection::Limits;
+use crate::frontend::listener::{Listener, StopAccepting};
+
+/// Runs a broker on `listener` until `shutdown` completes, then stops accepting,
+/// answers or refuses in-flight requests, flushes and fsyncs every partition and
+/// leaves the data directory needing no recovery.
+///
+/// # Errors
+///
+/// The data directory cannot be opened, or the listener cannot be used.
+pub async fn run(
+    listener: std::net::TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let broker = Broker::open(settings.broker_settings())?.start();
+    listener.set_nonblocking(true)?;
+    let local: SocketAddr = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let limits = Limits {
+        max_frame_bytes: settings.server.max_frame_bytes as usize,
+        max_in_flight: settings.server.max_in_flight as usize,
+    };
+    let frontend = Listener::start(listener, broker.clone(), limits);
+    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; answering in-flight requests");
+    let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
+    let drained = frontend.send(StopAccepting { timeout });
+    // Partitions answer pending long polls and flush while connections drain.
+    let flushed = broker.send(ShutdownBroker);
+    let (_, flushed) = futures::join!(drained, flushed);
+    match flushed {
+        Ok(Ok(())) => tracing::info!("shutdown complete: every partition flushed"),
+        Ok(Err(err)) => tracing::error!(%err, "shutdown flush failed; the next start will recover"),
+        Err(err) => tracing::error!(%err, "broker actor gone at shutdown; the next start will recover"),
+    }
+    Ok(())
+}
