@@ -1,6 +1,11 @@
 //! Command-line definitions (clap) and dispatch to one module per command.
 
+mod bench;
+mod consume;
+mod output;
+mod produce;
 mod serve;
+mod topic;
 
 use clap::{Args, Parser, Subcommand};
 use herald::client::Client;
@@ -19,6 +24,15 @@ pub struct Cli {
 enum Command {
     /// Run a broker (port 9092, data in ./data unless configured otherwise).
     Serve(serve::ServeArgs),
+    /// Create, list, describe, delete topics and add partitions.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce records read from standard input, one per line.
+    Produce(produce::ProduceArgs),
+    /// Consume records and print them, one per line.
+    Consume(consume::ConsumeArgs),
+    /// Measure produce and consume throughput and latency against a broker.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the broker is.
@@ -45,6 +59,10 @@ impl BrokerArgs {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Topic(command) => client_runtime()?.block_on(topic::run(command)),
+        Command::Produce(args) => client_runtime()?.block_on(produce::run(args)),
+        Command::Consume(args) => client_runtime()?.block_on(consume::run(args)),
+        Command::Bench(args) => client_runtime()?.block_on(bench::run(args)),
     }
 }
 

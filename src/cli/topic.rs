@@ -1,0 +1,141 @@
+//! `herald topic create|list|describe|delete|add-partitions`.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use herald::protocol::ConfigValue;
+
+use super::output::{print_json, Table};
+use super::{BrokerArgs, CliResult};
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: i64,
+        /// A per-topic setting, KEY=VALUE (repeatable), e.g. retention_ms=3600000.
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// List topics.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Show a topic's settings and, per partition, its offsets and size.
+    Describe {
+        name: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete a topic and all its data.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Grow a topic to a new total number of partitions.
+    AddPartitions {
+        name: String,
+        /// The new total partition count (greater than the current one).
+        #[arg(long, short = 'p')]
+        partitions: i64,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+fn parse_config(pairs: &[String]) -> CliResult<BTreeMap<String, ConfigValue>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("--config `{pair}` is not KEY=VALUE"))?;
+            let value = value.parse::<i64>().map(ConfigValue::Int).unwrap_or_else(|_| ConfigValue::Str(value.into()));
+            Ok((key.to_string(), value))
+        })
+        .collect()
+}
+
+pub async fn run(command: TopicCommand) -> CliResult {
+    match command {
+        TopicCommand::Create { name, partitions, config, broker } => {
+            let config = parse_config(&config)?;
+            broker.connect().await?.create_topic(&name, partitions, config).await?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::List { json, broker } => {
+            let topics = broker.connect().await?.list_topics().await?;
+            if json {
+                let rows: Vec<_> =
+                    topics.iter().map(|t| serde_json::json!({"topic": t.topic, "partitions": t.partitions})).collect();
+                print_json(&rows)?;
+            } else {
+                let mut table = Table::new(&["TOPIC", "PARTITIONS"]);
+                for t in &topics {
+                    table.row(vec![t.topic.clone(), t.partitions.to_string()]);
+                }
+                table.print();
+            }
+        }
+        TopicCommand::Describe { name, json, broker } => {
+            let d = broker.connect().await?.describe_topic(&name).await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "topic": d.topic,
+                    "config": d.config.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<BTreeMap<_, _>>(),
+                    "partitions": d.partitions.iter().map(|p| serde_json::json!({
+                        "partition": p.partition,
+                        "log_start_offset": p.log_start_offset,
+                        "log_end_offset": p.log_end_offset,
+                        "high_watermark": p.high_watermark,
+                        "size_bytes": p.size_bytes,
+                        "segments": p.segments,
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                println!("Topic: {}  Partitions: {}", d.topic, d.partitions.len());
+                let settings: Vec<String> = d.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("Config: {}", settings.join(" "));
+                let mut table = Table::new(&[
+                    "PARTITION",
+                    "LOG-START-OFFSET",
+                    "LOG-END-OFFSET",
+                    "HIGH-WATERMARK",
+                    "SIZE-BYTES",
+                    "SEGMENTS",
+                ]);
+                for p in &d.partitions {
+                    table.row(vec![
+                        p.partition.to_string(),
+                        p.log_start_offset.to_string(),
+                        p.log_end_offset.to_string(),
+                        p.high_watermark.to_string(),
+                        p.size_bytes.to_string(),
+                        p.segments.to_string(),
+                    ]);
+                }
+                table.print();
+            }
+        }
+        TopicCommand::Delete { name, broker } => {
+            broker.connect().await?.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+        TopicCommand::AddPartitions { name, partitions, broker } => {
+            let count = broker.connect().await?.add_partitions(&name, partitions).await?;
+            println!("topic {name} now has {count} partitions");
+        }
+    }
+    Ok(())
+}
