@@ -43,11 +43,12 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
-    let drained = frontend.send(StopAccepting { timeout });
-    // Partitions answer pending long polls and flush while connections drain.
-    let flushed = broker.send(ShutdownBroker);
-    let (_, flushed) = futures::join!(drained, flushed);
-    match flushed {
+    // Answer what is in flight first, so appends under way are acknowledged,
+    // then flush: anything arriving after is refused, never half-written.
+    if frontend.send(StopAccepting { timeout }).await.is_err() {
+        tracing::warn!("listener gone at shutdown");
+    }
+    match broker.send(ShutdownBroker).await {
         Ok(Ok(())) => tracing::info!("shutdown complete: every partition flushed"),
         Ok(Err(err)) => tracing::error!(%err, "shutdown flush failed; the next start will recover"),
         Err(err) => tracing::error!(%err, "broker actor gone at shutdown; the next start will recover"),

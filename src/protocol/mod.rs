@@ -182,6 +182,16 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_lists_every_error_code_exactly() {
+        let spec = include_str!("../../docs/protocol.md");
+        for &code in ErrorCode::ALL {
+            let retriable = if code.retriable() { "yes" } else { "no" };
+            let row = format!("| {} | `{}` | {} | {} |", code.code(), code.name(), retriable, code.description());
+            assert!(spec.contains(&row), "docs/protocol.md lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn record_payloads_are_msgpack_bin() {
         let bytes =
             encode_ok(1, &FetchResponse { high_watermark: 0, log_start_offset: 0, records: Bytes::from_static(b"ab") });
