@@ -37,7 +37,9 @@ pub async fn run(
         max_frame_bytes: settings.server.max_frame_bytes as usize,
         max_in_flight: settings.server.max_in_flight as usize,
     };
-    let frontend = Listener::start(listener, broker.clone(), limits);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
+    let frontend = Listener::start(listener, broker.clone(), limits, arbiters);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
     shutdown.await;

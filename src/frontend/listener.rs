@@ -1,5 +1,6 @@
 //! The `Listener` actor: accepts TCP connections and starts a [`Connection`]
-//! actor and a reader task for each.
+//! actor and a reader task for each, on the connection arbiters in turn, so
+//! that decoding and encoding use every core.
 //!
 //! Contract: one per broker, on the system arbiter. Takes [`StopAccepting`] at
 //! shutdown: it closes the listening socket, tells every connection to drain,
@@ -28,6 +29,9 @@ use crate::protocol::codec::{FrameCodec, Inbound};
 pub struct Listener {
     broker: Addr<Broker>,
     limits: Limits,
+    /// Event loops connections run on, used in turn.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
     /// Every connection started, to drain at shutdown; dead ones are pruned.
     connections: Vec<WeakAddr<Connection>>,
     /// The accept stream; cancelled (closing the socket) at shutdown.
@@ -36,33 +40,61 @@ pub struct Listener {
 
 impl Listener {
     /// Starts accepting on `listener`.
-    pub fn start(listener: TcpListener, broker: Addr<Broker>, limits: Limits) -> Addr<Listener> {
+    pub fn start(listener: TcpListener, broker: Addr<Broker>, limits: Limits, arbiters: Vec<ArbiterHandle>) -> Addr<Listener> {
         Listener::create(move |ctx| {
             let accepted = futures::stream::unfold(listener, |listener| async move {
                 let accepted = listener.accept().await;
                 Some((accepted, listener))
             });
             let accepting = Some(ctx.add_stream(accepted));
-            Listener { broker, limits, connections: Vec::new(), accepting }
+            Listener { broker, limits, arbiters, next_arbiter: 0, connections: Vec::new(), accepting }
         })
     }
 
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
         }
-        let (read, write) = stream.into_split();
-        let (stop_reader, stopped) = oneshot::channel();
-        let (broker, limits) = (self.broker.clone(), self.limits);
-        let codec = FrameCodec::new(limits.max_frame_bytes);
-        let addr = Connection::create(move |ctx| {
-            let writer = FramedWrite::new(write, codec, ctx);
-            Connection::new(peer, broker, limits, writer, stop_reader)
+        // A socket is bound to the event loop that registered it: move it over
+        // as a std socket and register it again on the chosen arbiter.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => return tracing::warn!(%err, %peer, "cannot hand the connection over"),
+        };
+        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let (broker, limits, listener) = (self.broker.clone(), self.limits, ctx.address().downgrade());
+        arbiter.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(err) => return tracing::warn!(%err, %peer, "cannot register the connection"),
+            };
+            let (read, write) = stream.into_split();
+            let (stop_reader, stopped) = oneshot::channel();
+            let addr = Connection::create(move |ctx| {
+                let writer = FramedWrite::new(write, FrameCodec::new(limits.max_frame_bytes), ctx);
+                Connection::new(peer, broker, limits, writer, stop_reader)
+            });
+            if let Some(listener) = listener.upgrade() {
+                listener.do_send(Connected(addr.downgrade()));
+            }
+            let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+            read_frames(read, FrameCodec::new(limits.max_frame_bytes), addr, permits, stopped).await;
         });
+    }
+}
+
+/// A connection started on its arbiter, to drain at shutdown.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Connected(WeakAddr<Connection>);
+
+impl Handler<Connected> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connected, _: &mut Context<Self>) {
         self.connections.retain(|c| c.upgrade().is_some());
-        self.connections.push(addr.downgrade());
-        let permits = Arc::new(Semaphore::new(limits.max_in_flight));
-        actix_rt::spawn(read_frames(read, FrameCodec::new(limits.max_frame_bytes), addr, permits, stopped));
+        self.connections.push(msg.0);
     }
 }
 
@@ -105,9 +137,9 @@ impl Actor for Listener {
 }
 
 impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
-    fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, _: &mut Context<Self>) {
+    fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, ctx: &mut Context<Self>) {
         match accepted {
-            Ok((stream, peer)) => self.accept(stream, peer),
+            Ok((stream, peer)) => self.accept(stream, peer, ctx),
             // Running out of file descriptors must not end the listener.
             Err(err) => tracing::warn!(%err, "accept failed"),
         }
