@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
-use herald_actors::broker::{Broker, ShutdownBroker};
+use herald_actors::broker::{AnswerLongPolls, Broker, ShutdownBroker};
+use herald_actors::group::{AnswerHeldHeartbeats, Groups, ShutdownGroups};
 
 use crate::config::Settings;
 use crate::frontend::connection::Limits;
@@ -29,7 +30,11 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let broker = Broker::open(settings.broker_settings())?.start();
+    let broker = Broker::open(settings.broker_settings())?;
+    let placement = broker.placement();
+    let broker = broker.start();
+    let groups =
+        Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start();
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -39,16 +44,24 @@ pub async fn run(
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
-    let frontend = Listener::start(listener, broker.clone(), limits, arbiters);
+    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, arbiters);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
     shutdown.await;
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
+    // Parked fetches are answered now (with what is there) rather than when
+    // their max_wait_ms ends: otherwise one long poll holds the drain below
+    // until shutdown_timeout_ms. Appends keep working until the flush.
+    broker.do_send(AnswerLongPolls);
+    groups.do_send(AnswerHeldHeartbeats);
     // Answer what is in flight first, so appends under way are acknowledged,
     // then flush: anything arriving after is refused, never half-written.
     if frontend.send(StopAccepting { timeout }).await.is_err() {
         tracing::warn!("listener gone at shutdown");
+    }
+    if groups.send(ShutdownGroups).await.is_err() {
+        tracing::warn!("group directory gone at shutdown");
     }
     match broker.send(ShutdownBroker).await {
         Ok(Ok(())) => tracing::info!("shutdown complete: every partition flushed"),

@@ -1,14 +1,17 @@
 //! The async Rust client: one multiplexed connection ([`Client`]) with admin
-//! calls, a batching [`Producer`] and a [`Consumer`] of assigned partitions.
+//! calls, a batching [`Producer`], a [`Consumer`] of assigned partitions and a
+//! [`GroupConsumer`] that shares a topic's partitions with its group.
 //!
 //! A `Client` owns one TCP connection. Requests are pipelined: each gets a
 //! correlation id, a writer task sends frames in order, and a reader task hands
 //! each response to the caller waiting on its id. Clones share the connection.
 
 mod consumer;
+mod group;
 mod producer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
 pub use producer::{Producer, ProducerConfig, RecordMetadata};
 
 use std::collections::{BTreeMap, HashMap};
@@ -83,7 +86,10 @@ impl ClientError {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Bytes>>>>;
+/// Requests waiting for their response, by correlation id. `None` once the
+/// reader task has ended (the connection is gone): a request sent after that
+/// fails at once with `Closed` instead of waiting for an answer that cannot come.
+type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Bytes>>>>>;
 
 /// A connection to a broker. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -105,7 +111,7 @@ impl Client {
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
 
         let mut sink = FramedWrite::new(write, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
         tokio::spawn(async move {
@@ -131,7 +137,7 @@ impl Client {
             while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
                 let frame = frame.freeze();
                 let Ok(header) = rmp_serde::from_slice::<ResponseHeader>(&frame) else { break };
-                let waiter = waiting.lock().map(|mut p| p.remove(&header.correlation_id));
+                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&header.correlation_id)));
                 match waiter {
                     Ok(Some(waiter)) => {
                         let _ = waiter.send(frame);
@@ -142,9 +148,10 @@ impl Client {
                     _ => {}
                 }
             }
-            // Dropping the senders wakes every waiter with `Closed`.
+            // Dropping the senders wakes every waiter with `Closed`; `None`
+            // refuses later requests (see `Pending`).
             if let Ok(mut p) = waiting.lock() {
-                p.clear();
+                *p = None;
             }
         });
 
@@ -180,7 +187,12 @@ impl Client {
         let frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().map_err(|_| ClientError::Closed)?.insert(correlation_id, tx);
+        self.pending
+            .lock()
+            .map_err(|_| ClientError::Closed)?
+            .as_mut()
+            .ok_or(ClientError::Closed)?
+            .insert(correlation_id, tx);
         self.outgoing.send(Bytes::from(frame)).map_err(|_| ClientError::Closed)?;
         Ok((correlation_id, rx))
     }
@@ -208,7 +220,7 @@ impl Client {
     pub fn send_without_response<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(), ClientError> {
         let (id, _) = self.send_frame(op, body)?;
         if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(&id);
+            pending.as_mut().map(|p| p.remove(&id));
         }
         Ok(())
     }

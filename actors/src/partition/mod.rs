@@ -4,10 +4,10 @@
 //! - Runs on the arbiter its topic picked by a stable hash of (topic, partition),
 //!   under an actix `Supervisor`: if it stops (it does so itself after an I/O
 //!   error), it is restarted and reopens its log from disk, checking the tail.
-//! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`], [`Close`] and
-//!   [`Shutdown`]. Offsets are assigned synchronously inside `Append`'s handler,
-//!   so batches are ordered as they arrive in the mailbox; only the durability
-//!   acknowledgement is asynchronous.
+//! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
+//!   [`AnswerLongPolls`], [`Close`] and [`Shutdown`]. Offsets are assigned
+//!   synchronously inside `Append`'s handler, so batches are ordered as they
+//!   arrive in the mailbox; only the durability acknowledgement is asynchronous.
 //! - `flush = always`: an append is acknowledged, and becomes visible to fetches
 //!   (the high watermark moves), only after the data directory's [`SyncWriter`]
 //!   fsynced it. `interval` and `never`: acknowledged and visible once written to
@@ -77,6 +77,9 @@ pub struct Partition {
     next_waiter: u64,
     /// Set by [`Close`] and [`Shutdown`]; survives restarts.
     closed: bool,
+    /// Set by [`AnswerLongPolls`] at shutdown: fetches are answered at once,
+    /// never parked, so that draining connections is not held up by them.
+    answer_at_once: bool,
     /// Set when an fsync failed: no further write is acknowledged.
     failed: bool,
 }
@@ -113,6 +116,7 @@ impl Partition {
             latest_waiters: Vec::new(),
             next_waiter: 0,
             closed: false,
+            answer_at_once: false,
             failed: false,
         }
     }
@@ -354,7 +358,7 @@ impl Handler<Fetch> for Partition {
             Ok(result) => result.records.len() >= msg.min_bytes || msg.max_wait_ms == 0,
             Err(_) => true,
         };
-        if ready || self.closed {
+        if ready || self.closed || self.answer_at_once {
             return Box::pin(futures::future::ready(now));
         }
         let id = self.next_waiter;
@@ -436,6 +440,28 @@ impl Handler<Describe> for Partition {
             size_bytes: log.size_bytes(),
             segments: log.segment_count() as u64,
         })
+    }
+}
+
+/// Answer every parked fetch now with what is available, and park no more
+/// (broker shutdown, before connections drain). Appends still work: unlike
+/// [`Shutdown`], this only stops fetches from waiting out `max_wait_ms`, which
+/// would otherwise hold the drain until `shutdown_timeout_ms`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AnswerLongPolls;
+
+impl Handler<AnswerLongPolls> for Partition {
+    type Result = ();
+
+    fn handle(&mut self, _: AnswerLongPolls, _: &mut Context<Self>) {
+        self.answer_at_once = true;
+        // Only fetches: "latest offset" waiters are answered by the fsync under
+        // way, and answering them now would report an offset before it.
+        let ids: Vec<u64> = self.waiters.keys().copied().collect();
+        for id in ids {
+            self.answer_waiter(id);
+        }
     }
 }
 

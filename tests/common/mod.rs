@@ -1,0 +1,359 @@
+//! Shared harness of the integration tests: a real broker in-process
+//! ([`TestBroker`]), the real `herald` binary as a child process
+//! ([`BinaryBroker`]), and small helpers for producing and reading records.
+//!
+//! Every broker listens on `127.0.0.1:0` and keeps its data in a fresh
+//! temporary directory unless a test passes one in to reopen it.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use herald::client::{Client, Fetched};
+use herald::config::Settings;
+use herald::protocol::{FetchRequest, WireRecord};
+use herald_actors::batch::Record;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should happen at once before it
+/// fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Routes the broker's `tracing` output through the test harness (shown for
+/// failing tests only). Level from `RUST_LOG`, default `warn`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// The settings every in-process test broker starts from: the defaults, with
+/// data in `data_dir` and two partition arbiters.
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.storage.data_dir = data_dir.to_path_buf();
+    settings.storage.arbiters = 2;
+    settings
+}
+
+/// A broker running in-process, in its own thread with its own actix `System`,
+/// exactly as `herald serve` runs it (`herald::server::run`).
+pub struct TestBroker {
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    /// Completing it starts the broker's clean shutdown.
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The broker's thread; returns what `server::run` returned.
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+    /// The data directory, when this broker owns it (deleted on drop).
+    _owned_dir: Option<TempDir>,
+}
+
+impl TestBroker {
+    /// Starts a broker on a fresh temporary data directory.
+    pub fn start() -> TestBroker {
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let mut broker = TestBroker::start_in(dir.path());
+        broker._owned_dir = Some(dir);
+        broker
+    }
+
+    /// Starts a broker on `dir`, which the caller keeps (restart tests reopen it).
+    pub fn start_in(dir: &Path) -> TestBroker {
+        TestBroker::start_with(test_settings(dir))
+    }
+
+    /// Starts a broker with explicit settings (`storage.data_dir` must be set).
+    pub fn start_with(settings: Settings) -> TestBroker {
+        init_logging();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let data_dir = settings.storage.data_dir.clone();
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("test-broker-{}", addr.port()))
+            .spawn(move || {
+                let system = actix::System::new();
+                let served = system.block_on(async move {
+                    // A dropped sender (a test that panicked) also shuts down.
+                    let shutdown = async move {
+                        let _ = shutdown_rx.await;
+                    };
+                    let served = herald::server::run(listener, settings, shutdown).await;
+                    // `run` has flushed every partition; stopping the system
+                    // stops every arbiter it registered (the partitions' too).
+                    actix::System::current().stop();
+                    served
+                });
+                // Drives the system controller until it has processed the stop
+                // (and told every arbiter to stop), then returns.
+                system.run()?;
+                served
+            })
+            .expect("spawn the broker thread");
+        TestBroker { addr, data_dir, shutdown: Some(shutdown), thread: Some(thread), _owned_dir: None }
+    }
+
+    /// Where the broker listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A new client connection (handshake done).
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, "integration-test").await.expect("connect to the test broker")
+    }
+
+    /// Shuts the broker down cleanly and waits for its thread to end.
+    ///
+    /// # Panics
+    ///
+    /// The broker's `run` failed or its thread panicked.
+    pub async fn stop(mut self) {
+        let thread = self.begin_stop().expect("the broker is running");
+        // Joining blocks; keep it off the test's runtime.
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await.expect("join task");
+        joined.expect("the broker thread panicked").expect("server::run failed");
+    }
+
+    fn begin_stop(&mut self) -> Option<JoinHandle<std::io::Result<()>>> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.thread.take()
+    }
+}
+
+impl Drop for TestBroker {
+    /// A broker a test did not stop (it failed early) is still shut down before
+    /// its data directory is removed.
+    fn drop(&mut self) {
+        if let Some(thread) = self.begin_stop() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A topic config map from `(key, value)` pairs.
+pub fn config(
+    pairs: &[(&str, herald::protocol::ConfigValue)],
+) -> std::collections::BTreeMap<String, herald::protocol::ConfigValue> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// A record with a value and no key.
+pub fn value(v: impl AsRef<[u8]>) -> WireRecord {
+    WireRecord { value: Some(Bytes::copy_from_slice(v.as_ref())), ..WireRecord::default() }
+}
+
+/// A record with a key and a value.
+pub fn keyed(k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> WireRecord {
+    WireRecord {
+        key: Some(Bytes::copy_from_slice(k.as_ref())),
+        value: Some(Bytes::copy_from_slice(v.as_ref())),
+        ..WireRecord::default()
+    }
+}
+
+/// A fetch request that returns at once.
+pub fn fetch_at(topic: &str, partition: u32, offset: i64) -> FetchRequest {
+    FetchRequest {
+        topic: topic.into(),
+        partition: i64::from(partition),
+        offset,
+        max_bytes: 1 << 20,
+        min_bytes: 0,
+        max_wait_ms: 0,
+    }
+}
+
+/// Reads a partition from `from` up to its high watermark, fetch after fetch.
+pub async fn read_partition(client: &Client, topic: &str, partition: u32, from: i64) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    loop {
+        let Fetched { records, high_watermark, .. } =
+            client.fetch(&fetch_at(topic, partition, offset)).await.expect("fetch");
+        if let Some(last) = records.last() {
+            offset = last.offset + 1;
+        }
+        out.extend(records);
+        if offset >= high_watermark {
+            return out;
+        }
+    }
+}
+
+/// The value of a record as text, for readable assertions.
+pub fn text(record: &Record) -> String {
+    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// The real `herald` binary, started with `herald serve` on `127.0.0.1:0`.
+pub struct BinaryBroker {
+    child: Child,
+    addr: SocketAddr,
+    /// Every stderr line so far, ANSI escapes removed.
+    log: Arc<Mutex<Vec<String>>>,
+    /// Each stderr line as it arrives.
+    lines: mpsc::Receiver<String>,
+}
+
+/// The path of the `herald` binary cargo built for these tests.
+pub fn herald_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herald")
+}
+
+impl BinaryBroker {
+    /// Runs `herald serve --host 127.0.0.1 --port 0 --data-dir ROOT/data
+    /// --port-file ROOT/port` with `RUST_LOG=info` and returns once it serves.
+    /// Starting again on the same `root` reopens the same data.
+    ///
+    /// # Panics
+    ///
+    /// The process exits, or does not serve within [`PATIENCE`].
+    pub fn start(root: &Path) -> BinaryBroker {
+        let data_dir = root.join("data");
+        let port_file = root.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let mut child = Command::new(herald_bin())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--port-file")
+            .arg(&port_file)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herald serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
+        let kept = log.clone();
+        // Drains stderr for the child's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                kept.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut broker = BinaryBroker { child, addr: "127.0.0.1:0".parse().unwrap(), log, lines };
+        // "herald is serving" is logged after the listener is bound and the
+        // port file written.
+        broker.wait_for_line("herald is serving");
+        let port = std::fs::read_to_string(&port_file).expect("read the port file");
+        let _ = std::fs::remove_file(&port_file);
+        let port: u16 = port.trim().parse().expect("the port file holds a port");
+        broker.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        broker
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    ///
+    /// # Panics
+    ///
+    /// The process ends or [`PATIENCE`] passes first.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!(
+                    "no log line containing {needle:?} ({err}); exit status {:?}; log:\n{}",
+                    self.child.try_wait(),
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, "integration-test").await.expect("connect to the herald binary")
+    }
+
+    /// SIGKILL: the process ends at once, with no shutdown of any kind.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the broker");
+        self.child.wait().expect("reap the broker");
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns its status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                return status;
+            }
+            // The exit is an event the standard library cannot wait on with a
+            // deadline; a stderr EOF is the closest one, so wait for it first.
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the broker did not exit after SIGTERM; log:\n{}", self.log_text());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.child.wait().expect("wait for the broker"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+impl Drop for BinaryBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes ANSI escape sequences (colours) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,311 @@
+//! Consumer groups against a real broker: queue and pub/sub splits, moves on
+//! leave and on a dropped connection, fencing of stale members, and committed
+//! offsets across a restart.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{value, TestBroker, PATIENCE};
+use herald::client::{AutoOffsetReset, Client, GroupConsumer, GroupConsumerConfig};
+use herald::protocol::*;
+
+/// A member driven by hand: join, then heartbeats that report exactly what it
+/// was given (it "applies" every assignment at once).
+struct Member {
+    client: Client,
+    group_id: String,
+    member_id: String,
+    generation_id: i64,
+    owned: Vec<TopicPartitions>,
+}
+
+impl Member {
+    async fn join(client: Client, group_id: &str, topics: &[&str], assignor: Option<&str>) -> Member {
+        let request = JoinGroupRequest {
+            group_id: group_id.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_instance_id: None,
+            session_timeout_ms: Some(5_000),
+            rebalance_timeout_ms: None,
+            assignor: assignor.map(str::to_owned),
+        };
+        let joined: AssignmentResponse = client.request(group_op::JOIN_GROUP, &request).await.expect("join");
+        let mut member = Member {
+            client,
+            group_id: group_id.into(),
+            member_id: joined.member_id,
+            generation_id: 0,
+            owned: Vec::new(),
+        };
+        member.apply(joined.generation_id, joined.assignment);
+        member
+    }
+
+    fn apply(&mut self, generation_id: i64, assignment: Vec<TopicPartitions>) {
+        self.generation_id = generation_id;
+        self.owned = assignment;
+    }
+
+    /// One heartbeat; applies the answer.
+    async fn heartbeat(&mut self, max_wait_ms: u64) -> Result<(), herald::client::ClientError> {
+        let request = HeartbeatRequest {
+            group_id: self.group_id.clone(),
+            member_id: self.member_id.clone(),
+            generation_id: self.generation_id,
+            owned: self.owned.clone(),
+            topics: None,
+            max_wait_ms,
+        };
+        let answer: AssignmentResponse = self.client.request(group_op::HEARTBEAT, &request).await?;
+        self.apply(answer.generation_id, answer.assignment);
+        Ok(())
+    }
+
+    fn partitions(&self) -> BTreeSet<(String, u32)> {
+        self.owned.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect()
+    }
+}
+
+async fn describe(client: &Client, group_id: &str) -> DescribeGroupResponse {
+    client.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group_id.into() }).await.expect("describe group")
+}
+
+/// Heartbeats every member until the group is stable; returns each member's
+/// partitions.
+async fn settle(members: &mut [Member]) -> Vec<BTreeSet<(String, u32)>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for member in members.iter_mut() {
+            member.heartbeat(0).await.expect("heartbeat");
+        }
+        let d = describe(&members[0].client, &members[0].group_id).await;
+        if d.state == "Stable" {
+            return members.iter().map(Member::partitions).collect();
+        }
+        assert!(Instant::now() < deadline, "group never settled: {d:?}");
+    }
+}
+
+fn assert_exactly_once(owned: &[BTreeSet<(String, u32)>], topic: &str, partitions: u32) {
+    let mut seen = BTreeMap::new();
+    for (member, set) in owned.iter().enumerate() {
+        for tp in set {
+            assert!(seen.insert(tp.clone(), member).is_none(), "{tp:?} has two owners: {owned:?}");
+        }
+    }
+    let expected: BTreeSet<(String, u32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), expected);
+}
+
+#[tokio::test]
+async fn a_queue_splits_partitions_one_per_member_then_two_then_leaves_some_idle() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("jobs", 6, Default::default()).await.unwrap();
+
+    for (members, expect) in [(6usize, vec![1usize; 6]), (3, vec![2; 3]), (8, vec![1, 1, 1, 1, 1, 1, 0, 0])] {
+        let group = format!("queue-{members}");
+        let mut group_members = Vec::new();
+        for _ in 0..members {
+            group_members.push(Member::join(broker.client().await, &group, &["jobs"], None).await);
+        }
+        let owned = settle(&mut group_members).await;
+        assert_exactly_once(&owned, "jobs", 6);
+        let mut counts: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(counts, expect, "{group}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_leaving_hands_its_partitions_to_the_others_at_once() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("work", 4, Default::default()).await.unwrap();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(Member::join(broker.client().await, "leavers", &["work"], None).await);
+    }
+    settle(&mut members).await;
+    let leaver = members.pop().unwrap();
+    let _: Empty = leaver
+        .client
+        .request(
+            group_op::LEAVE_GROUP,
+            &LeaveGroupRequest { group_id: "leavers".into(), member_id: leaver.member_id.clone() },
+        )
+        .await
+        .unwrap();
+    let owned = settle(&mut members).await;
+    assert_exactly_once(&owned, "work", 4);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_frees_its_partitions_without_waiting_for_the_timeout() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("work", 4, Default::default()).await.unwrap();
+    let mut members = vec![
+        Member::join(broker.client().await, "droppers", &["work"], None).await,
+        Member::join(broker.client().await, "droppers", &["work"], None).await,
+    ];
+    settle(&mut members).await;
+    let dead = members.pop().unwrap();
+    drop(dead); // closes its only connection
+    let started = Instant::now();
+    let owned = settle(&mut members).await;
+    assert_exactly_once(&owned, "work", 4);
+    // The session timeout is 5 s; the move must not wait for it.
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("work", 2, Default::default()).await.unwrap();
+    let mut live = Member::join(broker.client().await, "silent", &["work"], None).await;
+    let silent_client = broker.client().await;
+    let request = JoinGroupRequest {
+        group_id: "silent".into(),
+        topics: vec!["work".into()],
+        group_instance_id: None,
+        session_timeout_ms: Some(300),
+        rebalance_timeout_ms: None,
+        assignor: None,
+    };
+    let silent: AssignmentResponse = silent_client.request(group_op::JOIN_GROUP, &request).await.unwrap();
+    // The silent member never heartbeats again; its connection stays open.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        live.heartbeat(0).await.unwrap();
+        let d = describe(&admin, "silent").await;
+        if d.members.len() == 1 && live.partitions().len() == 2 {
+            assert_eq!(d.members[0].member_id, live.member_id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "silent member was never removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its commits are refused from now on.
+    let commit = CommitOffsetsRequest {
+        group_id: "silent".into(),
+        member_id: Some(silent.member_id),
+        generation_id: silent.generation_id,
+        offsets: vec![OffsetCommit { topic: "work".into(), partition: 0, offset: 1, metadata: None }],
+    };
+    let response: CommitOffsetsResponse = silent_client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert_eq!(response.partitions[0].error_code, 25, "{response:?}");
+}
+
+#[tokio::test]
+async fn a_member_fenced_by_a_newer_generation_cannot_commit_the_partition_it_lost() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("fence", 2, Default::default()).await.unwrap();
+    let mut first = Member::join(broker.client().await, "fencing", &["fence"], None).await;
+    settle(std::slice::from_mut(&mut first)).await;
+    let old_generation = first.generation_id;
+    assert_eq!(first.partitions().len(), 2);
+    let mut members = vec![first, Member::join(broker.client().await, "fencing", &["fence"], None).await];
+    let owned = settle(&mut members).await;
+    assert_exactly_once(&owned, "fence", 2);
+    let lost = owned[1].iter().next().unwrap().clone();
+    let commit = CommitOffsetsRequest {
+        group_id: "fencing".into(),
+        member_id: Some(members[0].member_id.clone()),
+        generation_id: old_generation,
+        offsets: vec![OffsetCommit { topic: lost.0.clone(), partition: lost.1 as i64, offset: 5, metadata: None }],
+    };
+    let response: CommitOffsetsResponse = members[0].client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert_eq!(response.partitions[0].error_code, 22, "{response:?}");
+    // The owner may commit it.
+    let commit = CommitOffsetsRequest {
+        member_id: Some(members[1].member_id.clone()),
+        generation_id: members[1].generation_id,
+        ..commit
+    };
+    let response: CommitOffsetsResponse = members[1].client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert_eq!(response.partitions[0].error_code, 0, "{response:?}");
+}
+
+async fn consume_all(consumer: &mut GroupConsumer, want: usize) -> Vec<String> {
+    let mut values = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while values.len() < want {
+        for r in consumer.poll().await.expect("poll") {
+            values.push(String::from_utf8(r.record.value.unwrap().to_vec()).unwrap());
+        }
+        assert!(Instant::now() < deadline, "consumed {} of {want}", values.len());
+    }
+    values
+}
+
+#[tokio::test]
+async fn two_groups_on_one_topic_each_receive_every_record() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("news", 3, Default::default()).await.unwrap();
+    for p in 0..3u32 {
+        let records = (0..10).map(|i| value(format!("{p}-{i}"))).collect();
+        admin.produce("news", Some(p), records).await.unwrap();
+    }
+    for group in ["readers-a", "readers-b"] {
+        let mut consumer =
+            GroupConsumer::join(broker.client().await, GroupConsumerConfig::new(group, &["news"])).await.unwrap();
+        let mut values = consume_all(&mut consumer, 30).await;
+        values.sort();
+        let mut expected: Vec<String> = (0..3).flat_map(|p| (0..10).map(move |i| format!("{p}-{i}"))).collect();
+        expected.sort();
+        assert_eq!(values, expected, "{group}");
+        consumer.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_a_restart_and_members_resume_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let admin = broker.client().await;
+    admin.create_topic("ledger", 2, Default::default()).await.unwrap();
+    for p in 0..2u32 {
+        admin.produce("ledger", Some(p), (0..5).map(|i| value(format!("a{p}-{i}"))).collect()).await.unwrap();
+    }
+    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    let mut consumer = GroupConsumer::join(broker.client().await, config.clone()).await.unwrap();
+    assert_eq!(consume_all(&mut consumer, 10).await.len(), 10);
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+    drop(admin);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(dir.path());
+    let admin = broker.client().await;
+    let fetched: FetchOffsetsResponse = admin
+        .request(
+            group_op::FETCH_OFFSETS,
+            &FetchOffsetsRequest {
+                group_id: "auditors".into(),
+                partitions: None,
+                member_id: None,
+                generation_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let offsets: BTreeMap<u32, i64> = fetched.offsets.iter().map(|o| (o.partition, o.offset)).collect();
+    assert_eq!(offsets, BTreeMap::from([(0, 5), (1, 5)]));
+    for p in 0..2u32 {
+        admin.produce("ledger", Some(p), (0..3).map(|i| value(format!("b{p}-{i}"))).collect()).await.unwrap();
+    }
+    let mut consumer = GroupConsumer::join(broker.client().await, config).await.unwrap();
+    let mut values = consume_all(&mut consumer, 6).await;
+    values.sort();
+    assert_eq!(values, ["b0-0", "b0-1", "b0-2", "b1-0", "b1-1", "b1-2"]);
+    consumer.close().await.unwrap();
+    broker.stop().await;
+}
