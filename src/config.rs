@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, ConfigBuilder, Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use herald_actors::broker::BrokerSettings;
+use herald_actors::group::GroupSettings;
 use herald_actors::partition::{FlushPolicy, PartitionSettings};
 use herald_actors::topic_config::{TimestampType, TopicConfig};
 use serde::Deserialize;
@@ -36,7 +37,17 @@ pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
     pub log: LogSettings,
+    pub groups: GroupsSettings,
     pub logging: LoggingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsSettings {
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    pub default_session_timeout_ms: u64,
+    pub metadata_refresh_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -247,6 +258,20 @@ impl Settings {
         if self.storage.flush == FlushPolicy::Interval && self.storage.flush_interval_ms == 0 {
             return fail("storage.flush = \"interval\" needs storage.flush_interval_ms of at least 1".into());
         }
+        let g = &self.groups;
+        if g.min_session_timeout_ms == 0
+            || g.min_session_timeout_ms > g.default_session_timeout_ms
+            || g.default_session_timeout_ms > g.max_session_timeout_ms
+        {
+            return fail(format!(
+                "groups.min_session_timeout_ms ({}) <= groups.default_session_timeout_ms ({}) <= \
+                 groups.max_session_timeout_ms ({}) must hold, with the minimum at least 1",
+                g.min_session_timeout_ms, g.default_session_timeout_ms, g.max_session_timeout_ms
+            ));
+        }
+        if g.metadata_refresh_ms == 0 {
+            return fail("groups.metadata_refresh_ms must be at least 1".into());
+        }
         if self.storage.retention_check_interval_ms == 0 {
             return fail("storage.retention_check_interval_ms must be at least 1".into());
         }
@@ -263,6 +288,16 @@ impl Settings {
             max_message_bytes: self.log.max_message_bytes,
             message_timestamp_type: self.log.message_timestamp_type,
             index_interval_bytes: self.log.index_interval_bytes,
+        }
+    }
+
+    /// What group coordinators need.
+    pub fn group_settings(&self) -> GroupSettings {
+        GroupSettings {
+            min_session_timeout_ms: self.groups.min_session_timeout_ms,
+            max_session_timeout_ms: self.groups.max_session_timeout_ms,
+            default_session_timeout_ms: self.groups.default_session_timeout_ms,
+            metadata_refresh_ms: self.groups.metadata_refresh_ms,
         }
     }
 

@@ -68,8 +68,15 @@ error_codes! {
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
     MESSAGE_TOO_LARGE = 10, false, "A record batch is larger than the topic's max_message_bytes.";
+    OFFSET_METADATA_TOO_LARGE = 12, false, "The metadata of a committed offset is over 4096 bytes.";
+    COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
     INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is not valid: 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'.";
     INVALID_REQUIRED_ACKS = 21, false, "acks must be 0, 1 or -1 (all).";
+    ILLEGAL_GENERATION = 22, false, "The generation id is not the member's current one: the member was fenced by a newer generation.";
+    INVALID_GROUP_ID = 24, false, "The group id is not valid: 1-255 bytes.";
+    UNKNOWN_MEMBER_ID = 25, false, "The member id is not a member of the group (it left, timed out, or never joined): join again.";
+    INVALID_SESSION_TIMEOUT = 26, false, "The session timeout is outside the broker's allowed range.";
+    REBALANCE_IN_PROGRESS = 27, true, "The member's assignment changed since the generation it named: heartbeat to get it, then retry.";
     INVALID_TIMESTAMP = 32, false, "A timestamp is not valid.";
     UNSUPPORTED_VERSION = 35, false, "The protocol version is not supported by this broker.";
     TOPIC_ALREADY_EXISTS = 36, false, "A topic with this name already exists.";
@@ -77,6 +84,10 @@ error_codes! {
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
     KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk; it stops accepting writes for that log.";
+    NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
+    GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
+    FENCED_INSTANCE_ID = 82, false, "Another member joined with this group_instance_id; this member id is fenced.";
+    UNSUPPORTED_ASSIGNOR = 112, false, "The assignor is not one of range, roundrobin, sticky.";
     HANDSHAKE_REQUIRED = 1000, false, "The first request on a connection must be a handshake.";
     UNKNOWN_OPERATION = 1001, false, "The request names an operation this broker does not know.";
     FRAME_TOO_LARGE = 1002, false, "The frame is larger than the broker's max_frame_bytes; the connection is closed.";

@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod broker;
 pub mod error;
+pub mod group;
 pub mod partition;
 pub mod partitioner;
 pub mod topic;

@@ -127,9 +127,11 @@ impl TopicConfig {
                     config.message_timestamp_type = match value.to_string().as_str() {
                         "CreateTime" => TimestampType::CreateTime,
                         "LogAppendTime" => TimestampType::LogAppendTime,
-                        other => return Err(invalid(format!(
+                        other => {
+                            return Err(invalid(format!(
                             "topic setting `message_timestamp_type` must be CreateTime or LogAppendTime, got `{other}`"
-                        ))),
+                        )))
+                        }
                     }
                 }
                 other => {

@@ -3,25 +3,38 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use herald::client::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+use herald::client::{
+    AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, GroupConsumer, GroupConsumerConfig, StartOffset,
+};
 
 use super::{BrokerArgs, CliResult};
 
 #[derive(Args, Debug)]
 pub struct ConsumeArgs {
     topic: String,
-    /// Start at the earliest stored record (the default is the end: new records only).
+    /// Start at the earliest stored record (the default is the end: new records
+    /// only). With --group, only for partitions the group has no offset for.
     #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
     from_beginning: bool,
     /// Start at this offset (with --partition, or in every partition).
-    #[arg(long, conflicts_with = "timestamp")]
+    #[arg(long, conflicts_with_all = ["timestamp", "group"])]
     offset: Option<i64>,
     /// Start at the first record at or after this time (ms since the epoch).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     timestamp: Option<i64>,
     /// Read only this partition.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     partition: Option<u32>,
+    /// Consume as a member of this consumer group: the broker assigns the
+    /// partitions, and offsets are committed (every 5 s and on exit).
+    #[arg(long)]
+    group: Option<String>,
+    /// Static membership id within the group.
+    #[arg(long, requires = "group")]
+    group_instance_id: Option<String>,
+    /// The group's assignor when it is created: range, roundrobin or sticky.
+    #[arg(long, requires = "group")]
+    assignor: Option<String>,
     /// Exit after this many records.
     #[arg(long)]
     count: Option<u64>,
@@ -38,7 +51,73 @@ pub struct ConsumeArgs {
     broker: BrokerArgs,
 }
 
+/// Consumes as a group member until --count or the idle timeout, then commits
+/// and leaves.
+async fn run_group(args: &ConsumeArgs, group: &str) -> CliResult {
+    let mut config = GroupConsumerConfig::new(group, &[args.topic.as_str()]);
+    config.group_instance_id = args.group_instance_id.clone();
+    config.assignor = args.assignor.clone();
+    config.auto_offset_reset = if args.from_beginning { AutoOffsetReset::Earliest } else { AutoOffsetReset::Latest };
+    let mut consumer = GroupConsumer::join(args.broker.connect().await?, config).await?;
+    let mut printer = Printer::new(args);
+    while !printer.done() {
+        let records = consumer.poll().await?;
+        if !printer.print(&records)? {
+            break;
+        }
+    }
+    consumer.commit().await?;
+    consumer.close().await?;
+    Ok(())
+}
+
+/// Prints records up to --count, and tells when --idle-timeout-ms has passed.
+struct Printer<'a> {
+    args: &'a ConsumeArgs,
+    printed: u64,
+    limit: u64,
+    last_record: Instant,
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+}
+
+impl<'a> Printer<'a> {
+    fn new(args: &'a ConsumeArgs) -> Self {
+        Printer {
+            args,
+            printed: 0,
+            limit: args.count.unwrap_or(u64::MAX),
+            last_record: Instant::now(),
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.printed >= self.limit
+    }
+
+    /// Prints what fits under the limit; false once the idle timeout passed.
+    fn print(&mut self, records: &[ConsumedRecord]) -> CliResult<bool> {
+        if records.is_empty() {
+            let idle =
+                self.args.idle_timeout_ms.is_some_and(|ms| self.last_record.elapsed() >= Duration::from_millis(ms));
+            return Ok(!idle);
+        }
+        self.last_record = Instant::now();
+        for record in records.iter().take((self.limit - self.printed) as usize) {
+            let line = if self.args.json { json_line(record) } else { format_line(&self.args.format, record) };
+            std::io::Write::write_all(&mut self.out, line.as_bytes())?;
+            std::io::Write::write_all(&mut self.out, b"\n")?;
+            self.printed += 1;
+        }
+        std::io::Write::flush(&mut self.out)?;
+        Ok(true)
+    }
+}
+
 pub async fn run(args: ConsumeArgs) -> CliResult {
+    if let Some(group) = args.group.clone() {
+        return run_group(&args, &group).await;
+    }
     let client = args.broker.connect().await?;
     let start = match (args.from_beginning, args.offset, args.timestamp) {
         (true, _, _) => StartOffset::Earliest,
@@ -53,26 +132,12 @@ pub async fn run(args: ConsumeArgs) -> CliResult {
         }
         None => consumer.assign_all(&args.topic, start).await?,
     }
-    let mut printed = 0u64;
-    let mut last_record = Instant::now();
-    let limit = args.count.unwrap_or(u64::MAX);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    while printed < limit {
+    let mut printer = Printer::new(&args);
+    while !printer.done() {
         let records = consumer.poll().await?;
-        if records.is_empty() {
-            if args.idle_timeout_ms.is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms)) {
-                break;
-            }
-            continue;
+        if !printer.print(&records)? {
+            break;
         }
-        last_record = Instant::now();
-        for record in records.iter().take((limit - printed) as usize) {
-            let line = if args.json { json_line(record) } else { format_line(&args.format, record) };
-            std::io::Write::write_all(&mut out, line.as_bytes())?;
-            std::io::Write::write_all(&mut out, b"\n")?;
-            printed += 1;
-        }
-        std::io::Write::flush(&mut out)?;
     }
     Ok(())
 }

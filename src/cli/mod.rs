@@ -2,6 +2,7 @@
 
 mod bench;
 mod consume;
+mod group;
 mod output;
 mod produce;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     Topic(topic::TopicCommand),
     /// Produce records read from standard input, one per line.
     Produce(produce::ProduceArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Consume records and print them, one per line.
     Consume(consume::ConsumeArgs),
     /// Measure produce and consume throughput and latency against a broker.
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Topic(command) => client_runtime()?.block_on(topic::run(command)),
         Command::Produce(args) => client_runtime()?.block_on(produce::run(args)),
         Command::Consume(args) => client_runtime()?.block_on(consume::run(args)),
+        Command::Group(command) => client_runtime()?.block_on(group::run(command)),
         Command::Bench(args) => client_runtime()?.block_on(bench::run(args)),
     }
 }

@@ -17,6 +17,7 @@ use actix::prelude::*;
 use actix::WeakAddr;
 use futures::StreamExt;
 use herald_actors::broker::Broker;
+use herald_actors::group::Groups;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
@@ -28,6 +29,7 @@ use crate::protocol::codec::{FrameCodec, Inbound};
 /// Accepts connections. See the module documentation for its contract.
 pub struct Listener {
     broker: Addr<Broker>,
+    groups: Addr<Groups>,
     limits: Limits,
     /// Event loops connections run on, used in turn.
     arbiters: Vec<ArbiterHandle>,
@@ -40,14 +42,20 @@ pub struct Listener {
 
 impl Listener {
     /// Starts accepting on `listener`.
-    pub fn start(listener: TcpListener, broker: Addr<Broker>, limits: Limits, arbiters: Vec<ArbiterHandle>) -> Addr<Listener> {
+    pub fn start(
+        listener: TcpListener,
+        broker: Addr<Broker>,
+        groups: Addr<Groups>,
+        limits: Limits,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Addr<Listener> {
         Listener::create(move |ctx| {
             let accepted = futures::stream::unfold(listener, |listener| async move {
                 let accepted = listener.accept().await;
                 Some((accepted, listener))
             });
             let accepting = Some(ctx.add_stream(accepted));
-            Listener { broker, limits, arbiters, next_arbiter: 0, connections: Vec::new(), accepting }
+            Listener { broker, groups, limits, arbiters, next_arbiter: 0, connections: Vec::new(), accepting }
         })
     }
 
@@ -63,7 +71,8 @@ impl Listener {
         };
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        let (broker, limits, listener) = (self.broker.clone(), self.limits, ctx.address().downgrade());
+        let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
+        let listener = ctx.address().downgrade();
         arbiter.spawn(async move {
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
@@ -73,7 +82,7 @@ impl Listener {
             let (stop_reader, stopped) = oneshot::channel();
             let addr = Connection::create(move |ctx| {
                 let writer = FramedWrite::new(write, FrameCodec::new(limits.max_frame_bytes), ctx);
-                Connection::new(peer, broker, limits, writer, stop_reader)
+                Connection::new(peer, broker, groups, limits, writer, stop_reader)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

@@ -225,3 +225,221 @@ pub struct ListOffsetsResponse {
 
 /// The body of an error response: no operation fields.
 pub type ErrorBody = Empty;
+
+/// Operation names of consumer groups.
+pub mod group_op {
+    pub const JOIN_GROUP: &str = "join_group";
+    pub const HEARTBEAT: &str = "heartbeat";
+    pub const LEAVE_GROUP: &str = "leave_group";
+    pub const COMMIT_OFFSETS: &str = "commit_offsets";
+    pub const FETCH_OFFSETS: &str = "fetch_offsets";
+    pub const LIST_GROUPS: &str = "list_groups";
+    pub const DESCRIBE_GROUP: &str = "describe_group";
+    pub const RESET_OFFSETS: &str = "reset_offsets";
+    pub const DELETE_GROUP: &str = "delete_group";
+}
+
+/// Partitions of one topic.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct JoinGroupRequest {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    #[serde(default)]
+    pub session_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub rebalance_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub assignor: Option<String>,
+}
+
+/// The answer to a join or a heartbeat: the member's current assignment.
+#[derive(Debug, Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+pub struct AssignmentResponse {
+    pub member_id: String,
+    pub generation_id: i64,
+    pub assignment: Vec<TopicPartitions>,
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub generation_id: i64,
+    /// Every partition the member owns now.
+    #[serde(default)]
+    pub owned: Vec<TopicPartitions>,
+    /// A new subscription, when it changes.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// Hold the heartbeat up to this long while nothing changes.
+    #[serde(default)]
+    pub max_wait_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct LeaveGroupRequest {
+    pub group_id: String,
+    pub member_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    #[serde(default)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct CommitOffsetsRequest {
+    pub group_id: String,
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default = "no_generation")]
+    pub generation_id: i64,
+    pub offsets: Vec<OffsetCommit>,
+}
+
+fn no_generation() -> i64 {
+    -1
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct PartitionResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error_code: i16,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct CommitOffsetsResponse {
+    pub partitions: Vec<PartitionResult>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct FetchOffsetsRequest {
+    pub group_id: String,
+    /// The partitions wanted; every committed one when absent.
+    #[serde(default)]
+    pub partitions: Option<Vec<TopicPartitions>>,
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub generation_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: u32,
+    /// -1 when nothing is committed.
+    pub offset: i64,
+    #[serde(default)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct FetchOffsetsResponse {
+    pub offsets: Vec<CommittedOffset>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct GroupRequest {
+    pub group_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub state: String,
+    pub members: u32,
+    pub assignor: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct ListGroupsResponse {
+    pub groups: Vec<GroupListing>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub host: String,
+    pub generation_id: i64,
+    pub topics: Vec<String>,
+    pub assignment: Vec<TopicPartitions>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: u32,
+    /// The committed offset; nil when none.
+    #[serde(default)]
+    pub current_offset: Option<i64>,
+    #[serde(default)]
+    pub log_end_offset: Option<i64>,
+    #[serde(default)]
+    pub lag: Option<i64>,
+    /// The member that owns the partition; nil when none.
+    #[serde(default)]
+    pub member_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct DescribeGroupResponse {
+    pub group_id: String,
+    pub state: String,
+    pub generation_id: i64,
+    pub assignor: String,
+    pub members: Vec<MemberDescription>,
+    pub offsets: Vec<PartitionOffsets>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct ResetOffsetsRequest {
+    pub group_id: String,
+    pub topic: String,
+    /// Only these partitions; every partition of the topic when absent.
+    #[serde(default)]
+    pub partitions: Option<Vec<u32>>,
+    /// "earliest", "latest", "offset", "timestamp" or "shift".
+    pub to: String,
+    /// The offset, timestamp (ms) or shift, for those three.
+    #[serde(default)]
+    pub value: Option<i64>,
+    /// Apply the plan; when false (the default) it is only reported.
+    #[serde(default)]
+    pub execute: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct OffsetReset {
+    pub topic: String,
+    pub partition: u32,
+    #[serde(default)]
+    pub previous_offset: Option<i64>,
+    pub new_offset: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct ResetOffsetsResponse {
+    pub executed: bool,
+    pub offsets: Vec<OffsetReset>,
+}

@@ -27,6 +27,15 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    JoinGroup(JoinGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    CommitOffsets(CommitOffsetsRequest),
+    FetchOffsets(FetchOffsetsRequest),
+    ListGroups,
+    DescribeGroup(GroupRequest),
+    ResetOffsets(ResetOffsetsRequest),
+    DeleteGroup(GroupRequest),
 }
 
 /// A request that could not be decoded.
@@ -72,6 +81,15 @@ impl Request {
             op::PRODUCE => Request::Produce(body(frame, correlation_id, &op)?),
             op::FETCH => Request::Fetch(body(frame, correlation_id, &op)?),
             op::LIST_OFFSETS => Request::ListOffsets(body(frame, correlation_id, &op)?),
+            group_op::JOIN_GROUP => Request::JoinGroup(body(frame, correlation_id, &op)?),
+            group_op::HEARTBEAT => Request::Heartbeat(body(frame, correlation_id, &op)?),
+            group_op::LEAVE_GROUP => Request::LeaveGroup(body(frame, correlation_id, &op)?),
+            group_op::COMMIT_OFFSETS => Request::CommitOffsets(body(frame, correlation_id, &op)?),
+            group_op::FETCH_OFFSETS => Request::FetchOffsets(body(frame, correlation_id, &op)?),
+            group_op::LIST_GROUPS => Request::ListGroups,
+            group_op::DESCRIBE_GROUP => Request::DescribeGroup(body(frame, correlation_id, &op)?),
+            group_op::RESET_OFFSETS => Request::ResetOffsets(body(frame, correlation_id, &op)?),
+            group_op::DELETE_GROUP => Request::DeleteGroup(body(frame, correlation_id, &op)?),
             other => {
                 return Err(DecodeError {
                     correlation_id: Some(correlation_id),
@@ -94,6 +112,15 @@ impl Request {
             Request::Produce(_) => op::PRODUCE,
             Request::Fetch(_) => op::FETCH,
             Request::ListOffsets(_) => op::LIST_OFFSETS,
+            Request::JoinGroup(_) => group_op::JOIN_GROUP,
+            Request::Heartbeat(_) => group_op::HEARTBEAT,
+            Request::LeaveGroup(_) => group_op::LEAVE_GROUP,
+            Request::CommitOffsets(_) => group_op::COMMIT_OFFSETS,
+            Request::FetchOffsets(_) => group_op::FETCH_OFFSETS,
+            Request::ListGroups => group_op::LIST_GROUPS,
+            Request::DescribeGroup(_) => group_op::DESCRIBE_GROUP,
+            Request::ResetOffsets(_) => group_op::RESET_OFFSETS,
+            Request::DeleteGroup(_) => group_op::DELETE_GROUP,
         }
     }
 }

@@ -17,6 +17,8 @@
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
 
+mod groups;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -26,6 +28,9 @@ use bytes::{Bytes, BytesMut};
 use herald_actors::batch::Record;
 use herald_actors::broker::{self, Broker};
 use herald_actors::error::{BrokerError, ErrorCode};
+use herald_actors::group::coordinator::GroupCoordinator;
+use herald_actors::group::session::{ConnectionClosed, Session};
+use herald_actors::group::Groups;
 use herald_actors::now_ms;
 use herald_actors::partition;
 use herald_actors::topic::{self, ForPartition, Topic};
@@ -50,10 +55,16 @@ pub struct Connection {
     /// Set by the handshake; `None` until then.
     client_id: Option<String>,
     broker: Addr<Broker>,
+    groups: Addr<Groups>,
     limits: Limits,
     writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
     /// Topic addresses already looked up; weak, so a deleted topic's actor can end.
     topics: HashMap<String, WeakAddr<Topic>>,
+    /// Group coordinators already looked up; weak, like `topics`.
+    coordinators: HashMap<String, WeakAddr<GroupCoordinator>>,
+    /// Sessions of the group members joined over this connection, by
+    /// (group id, member id).
+    sessions: HashMap<(String, String), Addr<Session>>,
     /// Requests dispatched whose response is not written yet.
     in_flight: usize,
     /// Set at shutdown: new requests are refused.
@@ -66,6 +77,7 @@ impl Connection {
     pub fn new(
         peer: SocketAddr,
         broker: Addr<Broker>,
+        groups: Addr<Groups>,
         limits: Limits,
         writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
         stop_reader: oneshot::Sender<()>,
@@ -74,9 +86,12 @@ impl Connection {
             peer,
             client_id: None,
             broker,
+            groups,
             limits,
             writer,
             topics: HashMap::new(),
+            coordinators: HashMap::new(),
+            sessions: HashMap::new(),
             in_flight: 0,
             draining: false,
             _stop_reader: stop_reader,
@@ -161,10 +176,27 @@ impl Connection {
         F: std::future::Future<Output = Result<Option<T>, BrokerError>> + 'static,
         T: serde::Serialize + 'static,
     {
+        self.respond_with(correlation_id, permit, work, |_, result, _| result, ctx);
+    }
+
+    /// As [`Connection::respond`], with `finish` run on the actor before the
+    /// response is written.
+    fn respond_with<F, R, T, G>(
+        &mut self,
+        correlation_id: u32,
+        permit: OwnedSemaphorePermit,
+        work: F,
+        finish: G,
+        ctx: &mut Context<Self>,
+    ) where
+        F: std::future::Future<Output = R> + 'static,
+        G: FnOnce(&mut Self, R, &mut Context<Self>) -> Result<Option<T>, BrokerError> + 'static,
+        T: serde::Serialize + 'static,
+    {
         self.in_flight += 1;
-        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.in_flight -= 1;
-            match result {
+            match finish(act, result, ctx) {
                 Ok(Some(body)) => act.writer.write(protocol::encode_ok(correlation_id, &body)),
                 Ok(None) => {}
                 Err(error) => act.send_error(correlation_id, &error),
@@ -249,6 +281,15 @@ impl Connection {
                 );
             }),
             Request::Produce(r) => self.produce(correlation_id, r, permit, ctx),
+            Request::JoinGroup(_)
+            | Request::Heartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::CommitOffsets(_)
+            | Request::FetchOffsets(_)
+            | Request::ListGroups
+            | Request::DescribeGroup(_)
+            | Request::ResetOffsets(_)
+            | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let max_bytes = (r.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024));
@@ -413,6 +454,11 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // Members joined over this connection are gone (static ones get their
+        // session timeout to come back).
+        for session in self.sessions.values() {
+            session.do_send(ConnectionClosed);
+        }
         tracing::debug!(client_id = self.client_id(), peer = %self.peer, "connection closed");
     }
 }

@@ -1,0 +1,247 @@
+//! Consumer groups.
+//!
+//! - [`assignor`]: range, roundrobin and sticky assignors (pure functions).
+//! - [`membership`]: members, epochs and incremental reconciliation (pure).
+//! - [`store`]: a group's durable log of committed offsets and settings.
+//! - [`coordinator`]: the `GroupCoordinator` actor, one per group.
+//! - [`session`]: the `Session` actor, one per member, between its connection
+//!   and its coordinator.
+//!
+//! The `Groups` actor below is the directory of coordinators: one per broker,
+//! on the system arbiter. It starts a coordinator for every group found on disk
+//! at start and for a new group on first use, and handles list and delete.
+
+pub mod assignor;
+pub mod coordinator;
+pub mod membership;
+pub mod session;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use actix::prelude::*;
+use futures::future::join_all;
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, ErrorCode};
+use crate::topic::Placement;
+use coordinator::{AnswerHeartbeats, CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
+
+/// Broker-wide settings for groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    pub default_session_timeout_ms: u64,
+    /// How often a coordinator re-reads the partition counts of its topics.
+    pub metadata_refresh_ms: u64,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            min_session_timeout_ms: 100,
+            max_session_timeout_ms: 300_000,
+            default_session_timeout_ms: 10_000,
+            metadata_refresh_ms: 1000,
+        }
+    }
+}
+
+/// Checks a group id: 1–255 bytes.
+///
+/// # Errors
+///
+/// `INVALID_GROUP_ID`.
+pub fn validate_group_id(group_id: &str) -> Result<(), BrokerError> {
+    if group_id.is_empty() || group_id.len() > 255 {
+        return Err(BrokerError::new(
+            ErrorCode::INVALID_GROUP_ID,
+            format!("group id must be 1 to 255 bytes, got {}", group_id.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The directory of group coordinators. See the module documentation.
+pub struct Groups {
+    dir: PathBuf,
+    settings: GroupSettings,
+    placement: Placement,
+    broker: Addr<Broker>,
+    coordinators: BTreeMap<String, Addr<GroupCoordinator>>,
+}
+
+impl Groups {
+    /// Opens `<data_dir>/groups` and starts a coordinator for every group in it.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or read.
+    pub fn open(
+        data_dir: &std::path::Path,
+        settings: GroupSettings,
+        placement: Placement,
+        broker: Addr<Broker>,
+    ) -> std::io::Result<Groups> {
+        let dir = data_dir.join("groups");
+        std::fs::create_dir_all(&dir)?;
+        let mut groups = Groups { dir: dir.clone(), settings, placement, broker, coordinators: BTreeMap::new() };
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(group_id) = name.to_str().and_then(store::group_id_of) else { continue };
+            if entry.path().is_dir() {
+                groups.start_coordinator(&group_id);
+            }
+        }
+        Ok(groups)
+    }
+
+    fn start_coordinator(&mut self, group_id: &str) -> Addr<GroupCoordinator> {
+        let dir = store::group_dir(&self.dir, group_id);
+        let (settings, broker) = (self.settings.clone(), self.broker.clone());
+        let (writer, clean) = (self.placement.writer.clone(), self.placement.clean_shutdown);
+        let id: std::sync::Arc<str> = group_id.into();
+        let arbiter = self.placement.arbiter_for(&format!("group/{group_id}"));
+        let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
+            GroupCoordinator::new(id, dir, settings, broker, writer, clean)
+        });
+        self.coordinators.insert(group_id.to_string(), addr.clone());
+        addr
+    }
+}
+
+impl Actor for Groups {
+    type Context = Context<Self>;
+}
+
+/// The coordinator of a group, started if `create` and it does not exist.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<GroupCoordinator>, BrokerError>")]
+pub struct LookupGroup {
+    pub group_id: String,
+    pub create: bool,
+}
+
+impl Handler<LookupGroup> for Groups {
+    type Result = Result<Addr<GroupCoordinator>, BrokerError>;
+
+    fn handle(&mut self, msg: LookupGroup, _: &mut Context<Self>) -> Self::Result {
+        validate_group_id(&msg.group_id)?;
+        if let Some(addr) = self.coordinators.get(&msg.group_id) {
+            return Ok(addr.clone());
+        }
+        if !msg.create {
+            return Err(BrokerError::new(
+                ErrorCode::GROUP_ID_NOT_FOUND,
+                format!("group `{}` does not exist", msg.group_id),
+            ));
+        }
+        Ok(self.start_coordinator(&msg.group_id))
+    }
+}
+
+/// One line of list-groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: &'static str,
+    pub members: usize,
+    pub assignor: &'static str,
+}
+
+/// Every group, sorted by id.
+#[derive(Message)]
+#[rtype(result = "Vec<GroupSummary>")]
+pub struct ListGroups;
+
+impl Handler<ListGroups> for Groups {
+    type Result = ResponseFuture<Vec<GroupSummary>>;
+
+    fn handle(&mut self, _: ListGroups, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self.coordinators.values().map(|c| c.send(Summarize)).collect();
+        Box::pin(async move { join_all(asks).await.into_iter().flatten().collect() })
+    }
+}
+
+/// Delete a group (refused while it has members) and its committed offsets.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct DeleteGroup {
+    pub group_id: String,
+}
+
+impl Handler<DeleteGroup> for Groups {
+    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: DeleteGroup, _: &mut Context<Self>) -> Self::Result {
+        let Some(addr) = self.coordinators.get(&msg.group_id).cloned() else {
+            let err =
+                BrokerError::new(ErrorCode::GROUP_ID_NOT_FOUND, format!("group `{}` does not exist", msg.group_id));
+            return Box::pin(fut::ready(Err(err)));
+        };
+        let dir = store::group_dir(&self.dir, &msg.group_id);
+        let group_id = msg.group_id;
+        Box::pin(addr.send(CloseGroup).into_actor(self).then(move |closed, act, _| {
+            let outcome = closed.unwrap_or_else(|e| Err(e.into()));
+            if outcome.is_ok() {
+                act.coordinators.remove(&group_id);
+            }
+            let removed = async move {
+                outcome?;
+                let removed = actix_rt::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let graveyard = dir.with_extension("deleted");
+                    std::fs::rename(&dir, &graveyard)?;
+                    if let Some(parent) = dir.parent() {
+                        std::fs::File::open(parent)?.sync_all()?;
+                    }
+                    std::fs::remove_dir_all(&graveyard)
+                })
+                .await;
+                match removed {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
+                    Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
+                }
+            };
+            removed.into_actor(act)
+        }))
+    }
+}
+
+/// Fsync every group's log (broker shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShutdownGroups;
+
+impl Handler<ShutdownGroups> for Groups {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: ShutdownGroups, _: &mut Context<Self>) -> Self::Result {
+        let flushes: Vec<_> = self.coordinators.values().map(|c| c.send(ShutdownGroup)).collect();
+        Box::pin(async move {
+            for result in join_all(flushes).await {
+                if let Err(err) = result.unwrap_or_else(|e| Err(e.into())) {
+                    tracing::error!(%err, "a group failed to flush at shutdown");
+                }
+            }
+        })
+    }
+}
+
+/// Answer every held heartbeat of every group now (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AnswerHeldHeartbeats;
+
+impl Handler<AnswerHeldHeartbeats> for Groups {
+    type Result = ();
+
+    fn handle(&mut self, _: AnswerHeldHeartbeats, _: &mut Context<Self>) {
+        for coordinator in self.coordinators.values() {
+            coordinator.do_send(AnswerHeartbeats);
+        }
+    }
+}

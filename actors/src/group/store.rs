@@ -1,0 +1,317 @@
+//! A group's durable state: an internal log of committed offsets and settings.
+//!
+//! Each group has its own log (the same segment format as a partition's) in
+//! `<data_dir>/groups/<hex of group id>/`. Every change is appended as a record
+//! whose value is a JSON [`StoredRecord`]; the state is rebuilt on start by
+//! replaying the log in order. When the log grows past [`COMPACT_BYTES`], it is
+//! rewritten as one snapshot of the current state. Appends are acknowledged by
+//! the coordinator only after the data directory's fsync writer has synced
+//! them.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::assignor::TopicPartition;
+use crate::batch::{self, Record};
+use crate::partition::log::{Log, LogConfig, LogError};
+
+/// Log size beyond which the log is rewritten as a snapshot.
+pub const COMPACT_BYTES: u64 = 16 << 20;
+
+/// One change to a group's durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StoredRecord {
+    /// A committed offset: the next record the group will read.
+    Offset { topic: String, partition: u32, offset: i64, metadata: Option<String>, commit_timestamp: i64 },
+    /// The group's assignor.
+    Assignor { name: String },
+    /// The group was deleted: forget everything before.
+    Deleted,
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+}
+
+/// What the log says about the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupState {
+    pub offsets: BTreeMap<TopicPartition, Committed>,
+    pub assignor: Option<String>,
+}
+
+impl GroupState {
+    /// Applies one record.
+    pub fn apply(&mut self, record: &StoredRecord) {
+        match record {
+            StoredRecord::Offset { topic, partition, offset, metadata, commit_timestamp } => {
+                self.offsets.insert(
+                    TopicPartition { topic: topic.clone(), partition: *partition },
+                    Committed { offset: *offset, metadata: metadata.clone(), commit_timestamp: *commit_timestamp },
+                );
+            }
+            StoredRecord::Assignor { name } => self.assignor = Some(name.clone()),
+            StoredRecord::Deleted => *self = GroupState::default(),
+        }
+    }
+
+    /// The records that recreate this state.
+    pub fn snapshot(&self) -> Vec<StoredRecord> {
+        let mut records: Vec<StoredRecord> =
+            self.assignor.iter().map(|name| StoredRecord::Assignor { name: name.clone() }).collect();
+        records.extend(self.offsets.iter().map(|(tp, c)| StoredRecord::Offset {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: c.offset,
+            metadata: c.metadata.clone(),
+            commit_timestamp: c.commit_timestamp,
+        }));
+        records
+    }
+}
+
+/// Errors of the group store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("i/o error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("record {offset} of the group log is not valid: {reason}")]
+    Corrupt { offset: i64, reason: String },
+}
+
+fn log_config() -> LogConfig {
+    // Never delete by age or size: compaction is the only way records go.
+    LogConfig {
+        segment_max_bytes: 64 << 20,
+        segment_ms: u64::MAX / 4,
+        index_interval_bytes: 4096,
+        retention_ms: -1,
+        retention_bytes: -1,
+    }
+}
+
+/// The directory of a group's log: hex of the id, so any id is a safe name.
+pub fn group_dir(groups_dir: &Path, group_id: &str) -> PathBuf {
+    let hex: String = group_id.bytes().map(|b| format!("{b:02x}")).collect();
+    groups_dir.join(hex)
+}
+
+/// The group id a directory name stands for, if it is one.
+pub fn group_id_of(dir_name: &str) -> Option<String> {
+    if !dir_name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..dir_name.len()).step_by(2).map(|i| u8::from_str_radix(dir_name.get(i..i + 2)?, 16).ok()).collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// A group's open log.
+pub struct GroupStore {
+    dir: PathBuf,
+    log: Log,
+}
+
+impl GroupStore {
+    /// Opens (or creates) the log in `dir` and replays it.
+    ///
+    /// # Errors
+    ///
+    /// The log cannot be opened or holds a record that does not parse.
+    pub fn open(dir: &Path, clean_shutdown: bool) -> Result<(GroupStore, GroupState), StoreError> {
+        Self::finish_compaction(dir)?;
+        let log = Log::open(dir, log_config(), clean_shutdown)?;
+        let mut state = GroupState::default();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let read = log.read(offset, 4 << 20, log.log_end_offset())?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            let records =
+                batch::decode_all(&read.bytes).map_err(|e| StoreError::Corrupt { offset, reason: e.to_string() })?;
+            let from = offset;
+            for record in records.into_iter().filter(|r| r.offset >= from) {
+                let value = record.value.unwrap_or_default();
+                let stored: StoredRecord = serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt { offset: record.offset, reason: e.to_string() })?;
+                state.apply(&stored);
+                offset = record.offset + 1;
+            }
+        }
+        Ok((GroupStore { dir: dir.to_path_buf(), log }, state))
+    }
+
+    /// Appends records as one batch; returns the files to fsync before the
+    /// change may be acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// The write failed.
+    pub fn append(&mut self, records: &[StoredRecord], now_ms: i64) -> Result<Vec<Arc<File>>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Record> = records
+            .iter()
+            .map(|r| Record {
+                key: None,
+                value: Some(Bytes::from(serde_json::to_vec(r).unwrap_or_default())),
+                headers: Vec::new(),
+                timestamp: now_ms,
+                offset: 0,
+            })
+            .collect();
+        let encoded = batch::encode(&records).map_err(|e| StoreError::Corrupt { offset: -1, reason: e.to_string() })?;
+        self.log.append(encoded, now_ms)?;
+        Ok(self.log.take_unsynced())
+    }
+
+    /// Whether the log has grown enough to be rewritten.
+    pub fn needs_compaction(&self) -> bool {
+        self.log.size_bytes() > COMPACT_BYTES
+    }
+
+    /// Rewrites the log as a snapshot of `state`: written and fsynced beside
+    /// the old log, then swapped in by renames, so a crash leaves one whole
+    /// log or the other. Blocking; rare.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; the old log then stays in use.
+    pub fn compact(&mut self, state: &GroupState, now_ms: i64) -> Result<(), StoreError> {
+        let fresh = self.dir.with_extension("compacted");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+        }
+        {
+            let mut snapshot = GroupStore { dir: fresh.clone(), log: Log::open(&fresh, log_config(), false)? };
+            snapshot.append(&state.snapshot(), now_ms)?;
+            snapshot.log.flush_all()?;
+        }
+        let old = self.dir.with_extension("old");
+        std::fs::rename(&self.dir, &old).map_err(io(&self.dir))?;
+        std::fs::rename(&fresh, &self.dir).map_err(io(&fresh))?;
+        if let Some(parent) = self.dir.parent() {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+        }
+        self.log = Log::open(&self.dir, log_config(), true)?;
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        Ok(())
+    }
+
+    /// Completes a compaction a crash interrupted: if the log was moved aside
+    /// but the snapshot not yet moved in, move it in; drop leftovers.
+    fn finish_compaction(dir: &Path) -> Result<(), StoreError> {
+        let (fresh, old) = (dir.with_extension("compacted"), dir.with_extension("old"));
+        let io = |path: &Path, source| StoreError::Io { path: path.to_path_buf(), source };
+        if !dir.exists() && fresh.exists() {
+            std::fs::rename(&fresh, dir).map_err(|e| io(&fresh, e))?;
+        }
+        for leftover in [fresh, old] {
+            if leftover.exists() {
+                std::fs::remove_dir_all(&leftover).map_err(|e| io(&leftover, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fsyncs everything (shutdown).
+    ///
+    /// # Errors
+    ///
+    /// The fsync failed.
+    pub fn flush_all(&mut self) -> Result<(), StoreError> {
+        Ok(self.log.flush_all()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset(topic: &str, partition: u32, offset: i64) -> StoredRecord {
+        StoredRecord::Offset { topic: topic.into(), partition, offset, metadata: None, commit_timestamp: 1 }
+    }
+
+    #[test]
+    fn state_survives_reopen_and_deletion_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        {
+            let (mut store, state) = GroupStore::open(&path, false).unwrap();
+            assert_eq!(state, GroupState::default());
+            store.append(&[offset("t", 0, 5), StoredRecord::Assignor { name: "range".into() }], 1).unwrap();
+            store.append(&[offset("t", 0, 9), offset("t", 1, 3)], 2).unwrap();
+            store.flush_all().unwrap();
+        }
+        let (mut store, state) = GroupStore::open(&path, false).unwrap();
+        assert_eq!(state.offsets[&TopicPartition { topic: "t".into(), partition: 0 }].offset, 9);
+        assert_eq!(state.offsets.len(), 2);
+        assert_eq!(state.assignor.as_deref(), Some("range"));
+        store.append(&[StoredRecord::Deleted], 3).unwrap();
+        drop(store);
+        let (_, state) = GroupStore::open(&path, false).unwrap();
+        assert_eq!(state, GroupState::default());
+    }
+
+    #[test]
+    fn compaction_keeps_the_state_and_shrinks_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        let (mut store, mut state) = GroupStore::open(&path, false).unwrap();
+        for i in 0..1000 {
+            let record = offset("t", (i % 3) as u32, i);
+            store.append(std::slice::from_ref(&record), i).unwrap();
+            state.apply(&record);
+        }
+        let before = store.log.size_bytes();
+        store.compact(&state, 5).unwrap();
+        assert!(store.log.size_bytes() < before / 10);
+        drop(store);
+        let (_, reopened) = GroupStore::open(&path, false).unwrap();
+        assert_eq!(reopened, state);
+    }
+
+    #[test]
+    fn an_interrupted_compaction_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        let (mut store, mut state) = GroupStore::open(&path, false).unwrap();
+        let record = offset("t", 0, 42);
+        store.append(std::slice::from_ref(&record), 1).unwrap();
+        state.apply(&record);
+        store.compact(&state, 2).unwrap();
+        drop(store);
+        // Simulate a crash between the two renames.
+        std::fs::rename(&path, path.with_extension("compacted")).unwrap();
+        let (_, reopened) = GroupStore::open(&path, false).unwrap();
+        assert_eq!(reopened, state);
+    }
+
+    #[test]
+    fn group_ids_map_to_safe_directory_names_and_back() {
+        for id in ["orders", "a/b", "..", "ünïcode group"] {
+            let dir = group_dir(Path::new("/d"), id);
+            let name = dir.file_name().unwrap().to_str().unwrap();
+            assert!(name.chars().all(|c| c.is_ascii_hexdigit()));
+            assert_eq!(group_id_of(name).as_deref(), Some(id));
+        }
+    }
+}

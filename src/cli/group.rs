@@ -1,0 +1,231 @@
+//! `herald group list|describe|reset-offsets|delete`.
+
+use clap::{Args, Subcommand};
+use herald::protocol::*;
+
+use super::output::{print_json, Table};
+use super::{BrokerArgs, CliResult};
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// List consumer groups.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Show a group's members and, per partition, its committed offset and lag.
+    Describe {
+        group: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Move a group's committed offsets (the group must have no members).
+    /// Prints the plan; applies it only with --execute.
+    ResetOffsets(ResetArgs),
+    /// Delete a group and its committed offsets (the group must have no members).
+    Delete {
+        group: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(id = "target", required = true, multiple = false, args = ["to_earliest", "to_latest", "to_offset", "to_timestamp", "shift_by"])]
+pub struct ResetArgs {
+    group: String,
+    /// The topic whose offsets move.
+    #[arg(long)]
+    topic: String,
+    /// Only these partitions (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<u32>>,
+    /// To the log start offset.
+    #[arg(long)]
+    to_earliest: bool,
+    /// To the high watermark.
+    #[arg(long)]
+    to_latest: bool,
+    /// To this offset (clamped to the log's bounds).
+    #[arg(long)]
+    to_offset: Option<i64>,
+    /// To the first record at or after this time, in ms since the epoch.
+    #[arg(long)]
+    to_timestamp: Option<i64>,
+    /// Move by this many records (negative: back).
+    #[arg(long, allow_hyphen_values = true)]
+    shift_by: Option<i64>,
+    /// Apply the plan (without it, a dry run).
+    #[arg(long)]
+    execute: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    broker: BrokerArgs,
+}
+
+fn dash(value: Option<i64>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+pub async fn run(command: GroupCommand) -> CliResult {
+    match command {
+        GroupCommand::List { json, broker } => {
+            let groups: ListGroupsResponse = broker.connect().await?.request(group_op::LIST_GROUPS, &Empty {}).await?;
+            if json {
+                let rows: Vec<_> = groups
+                    .groups
+                    .iter()
+                    .map(|g| serde_json::json!({"group_id": g.group_id, "state": g.state, "members": g.members, "assignor": g.assignor}))
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                let mut table = Table::new(&["GROUP", "STATE", "MEMBERS", "ASSIGNOR"]);
+                for g in groups.groups {
+                    table.row(vec![g.group_id, g.state, g.members.to_string(), g.assignor]);
+                }
+                table.print();
+            }
+        }
+        GroupCommand::Describe { group, json, broker } => {
+            let d: DescribeGroupResponse =
+                broker.connect().await?.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group }).await?;
+            if json {
+                print_json(&describe_json(&d))?;
+            } else {
+                print_describe(&d);
+            }
+        }
+        GroupCommand::ResetOffsets(args) => {
+            let (to, value) = match (&args.to_offset, &args.to_timestamp, &args.shift_by) {
+                (Some(o), _, _) => ("offset", Some(*o)),
+                (_, Some(t), _) => ("timestamp", Some(*t)),
+                (_, _, Some(s)) => ("shift", Some(*s)),
+                _ if args.to_earliest => ("earliest", None),
+                _ => ("latest", None),
+            };
+            let request = ResetOffsetsRequest {
+                group_id: args.group.clone(),
+                topic: args.topic.clone(),
+                partitions: args.partitions.clone(),
+                to: to.into(),
+                value,
+                execute: args.execute,
+            };
+            let plan: ResetOffsetsResponse =
+                args.broker.connect().await?.request(group_op::RESET_OFFSETS, &request).await?;
+            if args.json {
+                let rows: Vec<_> = plan
+                    .offsets
+                    .iter()
+                    .map(|o| serde_json::json!({"topic": o.topic, "partition": o.partition, "previous_offset": o.previous_offset, "new_offset": o.new_offset}))
+                    .collect();
+                print_json(&serde_json::json!({"group": args.group, "executed": plan.executed, "offsets": rows}))?;
+            } else {
+                let mut table = Table::new(&["GROUP", "TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"]);
+                for o in &plan.offsets {
+                    table.row(vec![
+                        args.group.clone(),
+                        o.topic.clone(),
+                        o.partition.to_string(),
+                        dash(o.previous_offset),
+                        o.new_offset.to_string(),
+                    ]);
+                }
+                table.print();
+                if !plan.executed {
+                    println!("(dry run: nothing changed; add --execute to apply)");
+                }
+            }
+        }
+        GroupCommand::Delete { group, broker } => {
+            let _: Empty = broker
+                .connect()
+                .await?
+                .request(group_op::DELETE_GROUP, &GroupRequest { group_id: group.clone() })
+                .await?;
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's columns, one row per partition.
+fn print_describe(d: &DescribeGroupResponse) {
+    println!(
+        "Group: {}  State: {}  Generation: {}  Assignor: {}  Members: {}",
+        d.group_id,
+        d.state,
+        d.generation_id,
+        d.assignor,
+        d.members.len()
+    );
+    let mut table = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    for o in &d.offsets {
+        let member = o.member_id.as_ref().and_then(|id| d.members.iter().find(|m| &m.member_id == id));
+        table.row(vec![
+            d.group_id.clone(),
+            o.topic.clone(),
+            o.partition.to_string(),
+            dash(o.current_offset),
+            dash(o.log_end_offset),
+            dash(o.lag),
+            o.member_id.clone().unwrap_or_else(|| "-".into()),
+            member.map_or_else(|| "-".into(), |m| m.host.clone()),
+            member.map_or_else(|| "-".into(), |m| m.client_id.clone()),
+        ]);
+    }
+    table.print();
+}
+
+fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
+    let partitions = |list: &[TopicPartitions]| -> Vec<serde_json::Value> {
+        list.iter().map(|t| serde_json::json!({"topic": t.topic, "partitions": t.partitions})).collect()
+    };
+    serde_json::json!({
+        "group": d.group_id,
+        "state": d.state,
+        "generation_id": d.generation_id,
+        "assignor": d.assignor,
+        "members": d.members.iter().map(|m| serde_json::json!({
+            "member_id": m.member_id,
+            "group_instance_id": m.group_instance_id,
+            "client_id": m.client_id,
+            "host": m.host,
+            "generation_id": m.generation_id,
+            "topics": m.topics,
+            "assignment": partitions(&m.assignment),
+        })).collect::<Vec<_>>(),
+        "partitions": d.offsets.iter().map(|o| {
+            let member = o.member_id.as_ref().and_then(|id| d.members.iter().find(|m| &m.member_id == id));
+            serde_json::json!({
+                "group": d.group_id,
+                "topic": o.topic,
+                "partition": o.partition,
+                "current_offset": o.current_offset,
+                "log_end_offset": o.log_end_offset,
+                "lag": o.lag,
+                "consumer_id": o.member_id,
+                "host": member.map(|m| m.host.clone()),
+                "client_id": member.map(|m| m.client_id.clone()),
+            })
+        }).collect::<Vec<_>>(),
+    })
+}

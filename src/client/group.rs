@@ -1,0 +1,461 @@
+//! A group consumer: joins a consumer group, consumes the partitions the
+//! broker assigns it, commits offsets, and follows rebalances.
+//!
+//! The broker computes assignments; this consumer only reports what it owns
+//! and applies what it is given. A background task keeps one heartbeat
+//! outstanding (a long poll the broker answers as soon as the assignment
+//! changes) and hands new assignments to [`GroupConsumer::poll`], which
+//! applies them: revoked partitions are committed (with auto-commit) and
+//! dropped, then reported to the broker as released, so their new owner can
+//! start; added partitions start at their committed offset, or per
+//! `auto_offset_reset`. Every change is also reported as a [`GroupEvent`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use super::{Client, ClientError, ConsumedRecord};
+use crate::protocol::*;
+
+/// Where a partition without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    Earliest,
+    Latest,
+    /// Fail instead.
+    None,
+}
+
+/// How a group consumer behaves.
+#[derive(Debug, Clone)]
+pub struct GroupConsumerConfig {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Static membership: a member that comes back with the same id within its
+    /// session timeout gets its partitions back without a rebalance.
+    pub group_instance_id: Option<String>,
+    pub session_timeout_ms: u64,
+    /// "range", "roundrobin" or "sticky"; the broker's default when `None`.
+    pub assignor: Option<String>,
+    pub auto_offset_reset: AutoOffsetReset,
+    pub auto_commit: bool,
+    pub auto_commit_interval_ms: u64,
+    /// Fetch limits per partition.
+    pub max_bytes: u64,
+    pub max_wait_ms: u64,
+}
+
+impl GroupConsumerConfig {
+    /// Defaults for `group_id` reading `topics`.
+    pub fn new(group_id: &str, topics: &[&str]) -> Self {
+        GroupConsumerConfig {
+            group_id: group_id.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_instance_id: None,
+            session_timeout_ms: 10_000,
+            assignor: None,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            auto_commit: true,
+            auto_commit_interval_ms: 5_000,
+            max_bytes: 1 << 20,
+            max_wait_ms: 200,
+        }
+    }
+}
+
+/// A change of the partitions this consumer owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// These partitions were given to this consumer (generation given).
+    Assigned { generation_id: i64, partitions: Vec<(String, u32)> },
+    /// These partitions were taken away (after their offsets were committed
+    /// when auto-commit is on).
+    Revoked { generation_id: i64, partitions: Vec<(String, u32)> },
+    /// The consumer lost its membership (session timeout, fenced) and its
+    /// partitions without a chance to commit; it has joined again.
+    Lost { partitions: Vec<(String, u32)> },
+}
+
+type TopicPartitionKey = (String, u32);
+
+/// A member of a consumer group. See the module documentation.
+pub struct GroupConsumer {
+    client: Client,
+    config: GroupConsumerConfig,
+    member_id: String,
+    generation_id: i64,
+    /// Partitions owned, with the next offset to read.
+    positions: BTreeMap<TopicPartitionKey, i64>,
+    /// What was last committed, to skip commits that change nothing.
+    committed: BTreeMap<TopicPartitionKey, i64>,
+    /// Assignments from the heartbeat task.
+    assignments: watch::Receiver<Option<Result<AssignmentResponse, (i16, String)>>>,
+    /// What this consumer owns, for the heartbeat task to report.
+    owned: watch::Sender<(i64, Vec<TopicPartitions>)>,
+    heartbeats: Option<tokio::task::JoinHandle<()>>,
+    events: VecDeque<GroupEvent>,
+    last_commit: Instant,
+}
+
+fn to_wire(set: &BTreeSet<TopicPartitionKey>) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for (topic, partition) in set {
+        match out.last_mut() {
+            Some(last) if last.topic == *topic => last.partitions.push(*partition),
+            _ => out.push(TopicPartitions { topic: topic.clone(), partitions: vec![*partition] }),
+        }
+    }
+    out
+}
+
+fn from_wire(list: &[TopicPartitions]) -> BTreeSet<TopicPartitionKey> {
+    list.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect()
+}
+
+impl GroupConsumer {
+    /// Joins the group.
+    ///
+    /// # Errors
+    ///
+    /// The broker refused the join (bad session timeout, unknown assignor, ...).
+    pub async fn join(client: Client, config: GroupConsumerConfig) -> Result<GroupConsumer, ClientError> {
+        let (owned, _) = watch::channel((0, Vec::new()));
+        let (_, assignments) = watch::channel(None);
+        let mut consumer = GroupConsumer {
+            client,
+            config,
+            member_id: String::new(),
+            generation_id: 0,
+            positions: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            assignments,
+            owned,
+            heartbeats: None,
+            events: VecDeque::new(),
+            last_commit: Instant::now(),
+        };
+        consumer.rejoin().await?;
+        Ok(consumer)
+    }
+
+    async fn rejoin(&mut self) -> Result<(), ClientError> {
+        if let Some(task) = self.heartbeats.take() {
+            task.abort();
+        }
+        let request = JoinGroupRequest {
+            group_id: self.config.group_id.clone(),
+            topics: self.config.topics.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+            session_timeout_ms: Some(self.config.session_timeout_ms),
+            rebalance_timeout_ms: None,
+            assignor: self.config.assignor.clone(),
+        };
+        let joined: AssignmentResponse = self.client.request(group_op::JOIN_GROUP, &request).await?;
+        self.member_id = joined.member_id.clone();
+        self.generation_id = 0;
+        let (owned_tx, owned_rx) = watch::channel((0, Vec::new()));
+        let (assign_tx, assign_rx) = watch::channel(Some(Ok(joined.clone())));
+        self.owned = owned_tx;
+        self.assignments = assign_rx;
+        let task = heartbeat_loop(
+            self.client.clone(),
+            self.config.group_id.clone(),
+            joined.member_id,
+            joined.heartbeat_interval_ms.max(1),
+            owned_rx,
+            assign_tx,
+        );
+        self.heartbeats = Some(tokio::spawn(task));
+        Ok(())
+    }
+
+    /// This consumer's member id.
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// The generation of the assignment this consumer applied last.
+    pub fn generation_id(&self) -> i64 {
+        self.generation_id
+    }
+
+    /// The partitions this consumer owns now.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// The next offset to read of an owned partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.positions.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Assignment changes since the last call.
+    pub fn take_events(&mut self) -> Vec<GroupEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// Applies any new assignment, fetches from the owned partitions, and
+    /// commits when the auto-commit interval has passed.
+    ///
+    /// # Errors
+    ///
+    /// A fetch, commit or join error that cannot be recovered here.
+    pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        self.apply_assignment().await?;
+        if self.config.auto_commit
+            && self.last_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
+        {
+            self.commit().await?;
+        }
+        if self.positions.is_empty() {
+            // Nothing to read: wait for an assignment instead of spinning.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(self.config.max_wait_ms), self.assignments.changed()).await;
+            return Ok(Vec::new());
+        }
+        let fetches = self.positions.iter().map(|((topic, partition), offset)| {
+            let request = FetchRequest {
+                topic: topic.clone(),
+                partition: i64::from(*partition),
+                offset: *offset,
+                max_bytes: self.config.max_bytes,
+                min_bytes: 1,
+                max_wait_ms: self.config.max_wait_ms,
+            };
+            let client = self.client.clone();
+            async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
+        });
+        let mut out = Vec::new();
+        for (topic, partition, fetched) in join_all(fetches).await {
+            let key = (topic.clone(), partition);
+            match fetched {
+                Ok(fetched) => {
+                    // The partition may have been revoked meanwhile; positions
+                    // of owned ones only.
+                    if let (Some(position), Some(last)) = (self.positions.get_mut(&key), fetched.records.last()) {
+                        *position = last.offset + 1;
+                        out.extend(fetched.records.into_iter().map(|record| ConsumedRecord {
+                            topic: topic.clone(),
+                            partition,
+                            record,
+                        }));
+                    }
+                }
+                Err(err) if err.code() == Some(1) => {
+                    // OFFSET_OUT_OF_RANGE: reset as for a new partition.
+                    let reset = self.reset_position(&topic, partition).await?;
+                    self.positions.insert(key, reset);
+                }
+                Err(err) if err.retriable() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reset_position(&self, topic: &str, partition: u32) -> Result<i64, ClientError> {
+        match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => self.client.list_offsets(topic, partition, EARLIEST_TIMESTAMP).await,
+            AutoOffsetReset::Latest => self.client.list_offsets(topic, partition, LATEST_TIMESTAMP).await,
+            AutoOffsetReset::None => Err(ClientError::Protocol(format!(
+                "no valid committed offset for {topic}/{partition} and auto_offset_reset is none"
+            ))),
+        }
+    }
+
+    async fn apply_assignment(&mut self) -> Result<(), ClientError> {
+        let latest = self.assignments.borrow_and_update().clone();
+        let assignment = match latest {
+            None => return Ok(()),
+            Some(Ok(assignment)) => assignment,
+            Some(Err((code, message))) => {
+                // Membership lost: drop everything without committing, join again.
+                let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
+                self.positions.clear();
+                if !lost.is_empty() {
+                    self.events.push_back(GroupEvent::Lost { partitions: lost });
+                }
+                tracing::info!(code, %message, group = %self.config.group_id, "membership lost; joining again");
+                return self.rejoin().await;
+            }
+        };
+        if assignment.generation_id == self.generation_id && assignment.member_id == self.member_id {
+            return Ok(());
+        }
+        let target = from_wire(&assignment.assignment);
+        let owned: BTreeSet<TopicPartitionKey> = self.positions.keys().cloned().collect();
+        let revoked: Vec<TopicPartitionKey> = owned.difference(&target).cloned().collect();
+        let added: Vec<TopicPartitionKey> = target.difference(&owned).cloned().collect();
+        if !revoked.is_empty() {
+            if self.config.auto_commit {
+                let offsets: Vec<(TopicPartitionKey, i64)> =
+                    revoked.iter().filter_map(|k| self.positions.get(k).map(|o| (k.clone(), *o))).collect();
+                // A failed commit here only means the next owner re-reads.
+                if let Err(err) = self.commit_positions(offsets, assignment.generation_id).await {
+                    tracing::warn!(%err, "commit of revoked partitions failed");
+                }
+            }
+            for key in &revoked {
+                self.positions.remove(key);
+            }
+            self.events.push_back(GroupEvent::Revoked { generation_id: assignment.generation_id, partitions: revoked });
+        }
+        if !added.is_empty() {
+            let request = FetchOffsetsRequest {
+                group_id: self.config.group_id.clone(),
+                partitions: Some(to_wire(&added.iter().cloned().collect())),
+                member_id: None,
+                generation_id: None,
+            };
+            let committed: FetchOffsetsResponse = self.client.request(group_op::FETCH_OFFSETS, &request).await?;
+            let committed: BTreeMap<TopicPartitionKey, i64> =
+                committed.offsets.into_iter().map(|c| ((c.topic, c.partition), c.offset)).collect();
+            for key in &added {
+                let position = match committed.get(key) {
+                    Some(offset) if *offset >= 0 => *offset,
+                    _ => self.reset_position(&key.0, key.1).await?,
+                };
+                self.positions.insert(key.clone(), position);
+                if let Some(offset) = committed.get(key) {
+                    self.committed.insert(key.clone(), *offset);
+                }
+            }
+            self.events.push_back(GroupEvent::Assigned { generation_id: assignment.generation_id, partitions: added });
+        }
+        self.generation_id = assignment.generation_id;
+        let owned: BTreeSet<TopicPartitionKey> = self.positions.keys().cloned().collect();
+        // Tell the heartbeat task: it reports the release at once.
+        let _ = self.owned.send((self.generation_id, to_wire(&owned)));
+        Ok(())
+    }
+
+    /// Commits the position of every owned partition.
+    ///
+    /// # Errors
+    ///
+    /// The commit was refused (for example `ILLEGAL_GENERATION` after the
+    /// partition moved away).
+    pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let offsets: Vec<(TopicPartitionKey, i64)> = self
+            .positions
+            .iter()
+            .filter(|(k, o)| self.committed.get(*k) != Some(*o))
+            .map(|(k, o)| (k.clone(), *o))
+            .collect();
+        let generation_id = self.generation_id;
+        self.commit_positions(offsets, generation_id).await?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    async fn commit_positions(
+        &mut self,
+        offsets: Vec<(TopicPartitionKey, i64)>,
+        generation_id: i64,
+    ) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let request = CommitOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: Some(self.member_id.clone()),
+            generation_id,
+            offsets: offsets
+                .iter()
+                .map(|((topic, partition), offset)| OffsetCommit {
+                    topic: topic.clone(),
+                    partition: i64::from(*partition),
+                    offset: *offset,
+                    metadata: None,
+                })
+                .collect(),
+        };
+        let response: CommitOffsetsResponse = self.client.request(group_op::COMMIT_OFFSETS, &request).await?;
+        if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
+            return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
+        }
+        for (key, offset) in offsets {
+            self.committed.insert(key, offset);
+        }
+        Ok(())
+    }
+
+    /// Commits (with auto-commit) and leaves the group: its partitions move to
+    /// the other members at once.
+    ///
+    /// # Errors
+    ///
+    /// The leave was refused.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        if let Some(task) = self.heartbeats.take() {
+            task.abort();
+        }
+        if self.config.auto_commit {
+            if let Err(err) = self.commit().await {
+                tracing::warn!(%err, "final commit failed");
+            }
+        }
+        let request = LeaveGroupRequest { group_id: self.config.group_id.clone(), member_id: self.member_id.clone() };
+        let _: Empty = self.client.request(group_op::LEAVE_GROUP, &request).await?;
+        Ok(())
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeats.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps one heartbeat outstanding, reporting what the consumer owns, and
+/// publishes every answer. While an answer waits to be applied, it only keeps
+/// the session alive, every `interval_ms`.
+async fn heartbeat_loop(
+    client: Client,
+    group_id: String,
+    member_id: String,
+    interval_ms: u64,
+    mut owned: watch::Receiver<(i64, Vec<TopicPartitions>)>,
+    assignments: watch::Sender<Option<Result<AssignmentResponse, (i16, String)>>>,
+) {
+    let interval = Duration::from_millis(interval_ms);
+    loop {
+        let (generation_id, reported) = owned.borrow_and_update().clone();
+        let pending = assignments
+            .borrow()
+            .as_ref()
+            .and_then(|a| a.as_ref().ok())
+            .is_some_and(|a| a.generation_id != generation_id);
+        let request = HeartbeatRequest {
+            group_id: group_id.clone(),
+            member_id: member_id.clone(),
+            generation_id,
+            owned: reported,
+            topics: None,
+            max_wait_ms: if pending { 0 } else { interval_ms },
+        };
+        match client.request::<_, AssignmentResponse>(group_op::HEARTBEAT, &request).await {
+            Ok(answer) => {
+                let changed = answer.generation_id != generation_id;
+                assignments.send_replace(Some(Ok(answer)));
+                if changed || pending {
+                    // Wait for the consumer to apply it, heartbeating meanwhile.
+                    let _ = tokio::time::timeout(interval, owned.changed()).await;
+                }
+            }
+            Err(ClientError::Broker { code, message, .. }) if matches!(code, 22 | 25 | 82) => {
+                assignments.send_replace(Some(Err((code, message))));
+                return;
+            }
+            Err(ClientError::Closed) => return,
+            Err(err) => {
+                tracing::debug!(%err, "heartbeat failed; retrying");
+                tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
+            }
+        }
+    }
+}

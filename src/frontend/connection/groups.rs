@@ -1,0 +1,383 @@
+//! Consumer-group requests of a [`Connection`]: converted to messages for the
+//! group directory, the group's coordinator, or the member's session.
+//!
+//! A member id belongs to the connection that joined it: its heartbeats and
+//! its leave go through the `Session` created at join. On another connection a
+//! member joins again (a static member, with its `group_instance_id`, gets its
+//! partitions back without a rebalance).
+
+use std::collections::BTreeSet;
+
+use actix::prelude::*;
+use actix::WeakAddr;
+use herald_actors::error::{BrokerError, ErrorCode};
+use herald_actors::group::assignor::TopicPartition;
+use herald_actors::group::coordinator::{self, Assigned, GroupCoordinator, ResetTo};
+use herald_actors::group::session::{Session, SessionHeartbeat, SessionLeave};
+use herald_actors::group::{self, LookupGroup};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{flatten, Connection};
+use crate::protocol::Request;
+use crate::protocol::*;
+
+/// A set of partitions as the wire lists them: by topic, partitions ascending.
+pub fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for tp in set {
+        match out.last_mut() {
+            Some(last) if last.topic == tp.topic => last.partitions.push(tp.partition),
+            _ => out.push(TopicPartitions { topic: tp.topic.clone(), partitions: vec![tp.partition] }),
+        }
+    }
+    out
+}
+
+fn from_wire(list: Vec<TopicPartitions>) -> BTreeSet<TopicPartition> {
+    list.into_iter()
+        .flat_map(|t| {
+            let topic = t.topic;
+            t.partitions.into_iter().map(move |partition| TopicPartition { topic: topic.clone(), partition })
+        })
+        .collect()
+}
+
+fn assignment_response(a: Assigned) -> AssignmentResponse {
+    AssignmentResponse {
+        member_id: a.member_id,
+        generation_id: a.generation_id,
+        assignment: to_wire(&a.assignment),
+        heartbeat_interval_ms: a.heartbeat_interval_ms,
+        session_timeout_ms: a.session_timeout_ms,
+    }
+}
+
+fn parse_reset(to: &str, value: Option<i64>) -> Result<ResetTo, BrokerError> {
+    let need = |what: &str| {
+        value.ok_or_else(|| {
+            BrokerError::new(ErrorCode::INVALID_REQUEST, format!("reset to `{to}` needs a `value` ({what})"))
+        })
+    };
+    Ok(match to {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
+        "offset" => ResetTo::Offset(need("the offset")?),
+        "timestamp" => ResetTo::Timestamp(need("ms since the epoch")?),
+        "shift" => ResetTo::ShiftBy(need("the number of records to move by")?),
+        other => {
+            return Err(BrokerError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("`to` must be earliest, latest, offset, timestamp or shift, got `{other}`"),
+            ))
+        }
+    })
+}
+
+impl Connection {
+    /// Runs `then` with the group's coordinator: from the cache, or after a
+    /// lookup during which this connection handles nothing else (commits of
+    /// one member keep their order).
+    fn with_group<F>(&mut self, group_id: String, create: bool, ctx: &mut Context<Self>, then: F)
+    where
+        F: FnOnce(&mut Self, Result<Addr<GroupCoordinator>, BrokerError>, &mut Context<Self>) + 'static,
+    {
+        if let Some(addr) = self.coordinators.get(&group_id).and_then(WeakAddr::upgrade) {
+            return then(self, Ok(addr), ctx);
+        }
+        let lookup = self.groups.send(LookupGroup { group_id: group_id.clone(), create });
+        ctx.wait(lookup.into_actor(self).map(move |found, act, ctx| {
+            let found = found.unwrap_or_else(|e| Err(e.into()));
+            if let Ok(addr) = &found {
+                act.coordinators.insert(group_id, addr.downgrade());
+            }
+            then(act, found, ctx)
+        }));
+    }
+
+    fn session(&self, group_id: &str, member_id: &str) -> Result<Addr<Session>, BrokerError> {
+        self.sessions.get(&(group_id.to_string(), member_id.to_string())).cloned().ok_or_else(|| {
+            BrokerError::new(
+                ErrorCode::UNKNOWN_MEMBER_ID,
+                format!("`{member_id}` did not join group `{group_id}` on this connection; join again"),
+            )
+        })
+    }
+
+    pub(super) fn dispatch_group(
+        &mut self,
+        correlation_id: u32,
+        request: Request,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        match request {
+            Request::JoinGroup(r) => self.join(correlation_id, r, permit, ctx),
+            Request::Heartbeat(r) => {
+                let session = self.session(&r.group_id, &r.member_id);
+                let sent = session.map(|s| {
+                    s.send(SessionHeartbeat {
+                        generation_id: r.generation_id,
+                        owned: from_wire(r.owned),
+                        topics: r.topics.map(|t| t.into_iter().collect()),
+                        max_wait_ms: r.max_wait_ms,
+                    })
+                });
+                let key = (r.group_id, r.member_id);
+                self.respond_with(
+                    correlation_id,
+                    permit,
+                    async move { flatten(sent?.await) },
+                    move |act, answer, _| match answer {
+                        Ok(assigned) => Ok(Some(assignment_response(assigned))),
+                        Err(err) => {
+                            if matches!(err.code, ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::FENCED_INSTANCE_ID) {
+                                act.sessions.remove(&key);
+                            }
+                            Err(err)
+                        }
+                    },
+                    ctx,
+                );
+            }
+            Request::LeaveGroup(r) => {
+                let sent =
+                    self.sessions.remove(&(r.group_id.clone(), r.member_id.clone())).map(|s| s.send(SessionLeave));
+                let missing = self.session(&r.group_id, &r.member_id).err();
+                self.respond(
+                    correlation_id,
+                    permit,
+                    async move {
+                        match sent {
+                            Some(sent) => flatten(sent.await).map(|()| Some(Empty {})),
+                            None => Err(missing.unwrap_or_else(|| BrokerError::unavailable("the session"))),
+                        }
+                    },
+                    ctx,
+                );
+            }
+            Request::CommitOffsets(r) => self.commit(correlation_id, r, permit, ctx),
+            Request::FetchOffsets(r) => {
+                let partitions = r.partitions.map(|p| from_wire(p).into_iter().collect());
+                let member = r.member_id.zip(r.generation_id);
+                self.with_group(r.group_id, false, ctx, move |act, coordinator, ctx| {
+                    let sent = coordinator
+                        .map(|c| c.send(coordinator::FetchOffsets { partitions: partitions.clone(), member }));
+                    act.respond(
+                        correlation_id,
+                        permit,
+                        async move {
+                            let found = match sent {
+                                Ok(sent) => flatten(sent.await)?,
+                                // A group that never committed has no offsets.
+                                Err(err) if err.code == ErrorCode::GROUP_ID_NOT_FOUND => {
+                                    partitions.unwrap_or_default().into_iter().map(|tp| (tp, None)).collect()
+                                }
+                                Err(err) => return Err(err),
+                            };
+                            let offsets = found
+                                .into_iter()
+                                .map(|(tp, committed)| CommittedOffset {
+                                    topic: tp.topic,
+                                    partition: tp.partition,
+                                    offset: committed.as_ref().map_or(-1, |c| c.offset),
+                                    metadata: committed.and_then(|c| c.metadata),
+                                })
+                                .collect();
+                            Ok(Some(FetchOffsetsResponse { offsets }))
+                        },
+                        ctx,
+                    );
+                });
+            }
+            Request::ListGroups => {
+                let sent = self.groups.send(group::ListGroups);
+                self.respond(
+                    correlation_id,
+                    permit,
+                    async move {
+                        let groups = sent.await.map_err(BrokerError::from)?;
+                        let groups = groups
+                            .into_iter()
+                            .map(|g| GroupListing {
+                                group_id: g.group_id,
+                                state: g.state.into(),
+                                members: g.members as u32,
+                                assignor: g.assignor.into(),
+                            })
+                            .collect();
+                        Ok(Some(ListGroupsResponse { groups }))
+                    },
+                    ctx,
+                );
+            }
+            Request::DescribeGroup(r) => self.with_group(r.group_id, false, ctx, move |act, coordinator, ctx| {
+                let sent = coordinator.map(|c| c.send(coordinator::DescribeGroup));
+                act.respond(correlation_id, permit, async move { Ok(Some(describe(flatten(sent?.await)?))) }, ctx);
+            }),
+            Request::ResetOffsets(r) => {
+                let to = match parse_reset(&r.to, r.value) {
+                    Ok(to) => to,
+                    Err(err) => return self.send_error(correlation_id, &err),
+                };
+                let message =
+                    coordinator::ResetOffsets { topic: r.topic, partitions: r.partitions, to, execute: r.execute };
+                let execute = r.execute;
+                self.with_group(r.group_id, true, ctx, move |act, coordinator, ctx| {
+                    let sent = coordinator.map(|c| c.send(message));
+                    act.respond(
+                        correlation_id,
+                        permit,
+                        async move {
+                            let plan = flatten(sent?.await)?;
+                            let offsets = plan
+                                .into_iter()
+                                .map(|(tp, previous_offset, new_offset)| OffsetReset {
+                                    topic: tp.topic,
+                                    partition: tp.partition,
+                                    previous_offset,
+                                    new_offset,
+                                })
+                                .collect();
+                            Ok(Some(ResetOffsetsResponse { executed: execute, offsets }))
+                        },
+                        ctx,
+                    );
+                });
+            }
+            Request::DeleteGroup(r) => {
+                self.coordinators.remove(&r.group_id);
+                let sent = self.groups.send(group::DeleteGroup { group_id: r.group_id });
+                self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
+            }
+            other => {
+                let err = BrokerError::new(
+                    ErrorCode::UNKNOWN_OPERATION,
+                    format!("`{}` is not a group operation", other.op()),
+                );
+                self.send_error(correlation_id, &err);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        correlation_id: u32,
+        r: JoinGroupRequest,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        let join = coordinator::Join {
+            group_instance_id: r.group_instance_id.clone(),
+            client_id: self.client_id.clone().unwrap_or_default(),
+            host: self.peer.ip().to_string(),
+            topics: r.topics.into_iter().collect(),
+            session_timeout_ms: r.session_timeout_ms,
+            rebalance_timeout_ms: r.rebalance_timeout_ms,
+            assignor: r.assignor,
+        };
+        let is_static = r.group_instance_id.is_some();
+        let group_id = r.group_id;
+        self.with_group(group_id.clone(), true, ctx, move |act, coordinator, ctx| {
+            let sent = coordinator.map(|c| (c.send(join), c));
+            act.respond_with(
+                correlation_id,
+                permit,
+                async move {
+                    let (sent, coordinator) = sent?;
+                    Ok::<_, BrokerError>((flatten(sent.await)?, coordinator))
+                },
+                move |act, joined, _| {
+                    let (assigned, coordinator) = joined?;
+                    let session =
+                        Session::new(assigned.member_id.clone(), coordinator, assigned.session_timeout_ms, is_static)
+                            .start();
+                    act.sessions.insert((group_id, assigned.member_id.clone()), session);
+                    Ok(Some(assignment_response(assigned)))
+                },
+                ctx,
+            );
+        });
+    }
+
+    fn commit(
+        &mut self,
+        correlation_id: u32,
+        r: CommitOffsetsRequest,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut refused = Vec::new();
+        let mut offsets = Vec::new();
+        for c in r.offsets {
+            match u32::try_from(c.partition) {
+                Ok(partition) => offsets.push((TopicPartition { topic: c.topic, partition }, c.offset, c.metadata)),
+                Err(_) => refused.push(PartitionResult {
+                    error_code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                    error_message: Some(format!("topic `{}` has no partition {}", c.topic, c.partition)),
+                    topic: c.topic,
+                    partition: 0,
+                }),
+            }
+        }
+        let message = coordinator::CommitOffsets { member_id: r.member_id, generation_id: r.generation_id, offsets };
+        self.with_group(r.group_id, true, ctx, move |act, coordinator, ctx| {
+            let sent = coordinator.map(|c| c.send(message));
+            act.respond(
+                correlation_id,
+                permit,
+                async move {
+                    let results = flatten(sent?.await)?;
+                    let mut partitions: Vec<PartitionResult> = results
+                        .into_iter()
+                        .map(|(tp, result)| {
+                            let error = result.err();
+                            PartitionResult {
+                                topic: tp.topic,
+                                partition: tp.partition,
+                                error_code: error.as_ref().map_or(0, |e| e.code.code()),
+                                error_message: error.map(|e| e.message),
+                            }
+                        })
+                        .collect();
+                    partitions.extend(refused);
+                    Ok(Some(CommitOffsetsResponse { partitions }))
+                },
+                ctx,
+            );
+        });
+    }
+}
+
+fn describe(d: coordinator::GroupDescription) -> DescribeGroupResponse {
+    DescribeGroupResponse {
+        group_id: d.group_id,
+        state: d.state.into(),
+        generation_id: d.generation_id,
+        assignor: d.assignor.into(),
+        members: d
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.info.member_id,
+                group_instance_id: m.info.group_instance_id,
+                client_id: m.info.client_id,
+                host: m.info.host,
+                generation_id: m.epoch,
+                topics: m.info.topics.into_iter().collect(),
+                assignment: to_wire(&m.assigned),
+            })
+            .collect(),
+        offsets: d
+            .partitions
+            .into_iter()
+            .map(|p| PartitionOffsets {
+                topic: p.partition.topic,
+                partition: p.partition.partition,
+                current_offset: p.current_offset,
+                log_end_offset: p.log_end_offset,
+                lag: p.lag,
+                member_id: p.member_id,
+            })
+            .collect(),
+    }
+}
