@@ -51,8 +51,10 @@ pub struct GroupCoordinator {
     membership: Membership,
     /// Partition counts of every topic a member subscribes to.
     partitions: BTreeMap<String, u32>,
-    /// Held heartbeats, by member id.
-    held: HashMap<String, oneshot::Sender<Result<Assigned, BrokerError>>>,
+    /// Held heartbeats, by member id, each with the number of its hold (so a
+    /// hold's timer never answers a later hold of the same member).
+    held: HashMap<String, (u64, oneshot::Sender<Result<Assigned, BrokerError>>)>,
+    holds: u64,
     next_member: u64,
     closed: bool,
 }
@@ -116,6 +118,7 @@ impl GroupCoordinator {
             membership: Membership::new(default_assignor()),
             partitions: BTreeMap::new(),
             held: HashMap::new(),
+            holds: 0,
             next_member: 0,
             closed: false,
         }
@@ -162,7 +165,7 @@ impl GroupCoordinator {
     fn notify(&mut self, changed: Vec<String>) {
         self.membership.touch(now_ms());
         for member_id in changed {
-            if let Some(reply) = self.held.remove(&member_id) {
+            if let Some((_, reply)) = self.held.remove(&member_id) {
                 let _ = reply.send(self.assigned(&member_id));
             }
         }
@@ -170,7 +173,7 @@ impl GroupCoordinator {
         let gone: Vec<String> =
             self.held.keys().filter(|id| self.membership.assignment(id).is_err()).cloned().collect();
         for member_id in gone {
-            if let Some(reply) = self.held.remove(&member_id) {
+            if let Some((_, reply)) = self.held.remove(&member_id) {
                 let _ = reply.send(self.assigned(&member_id));
             }
         }
@@ -417,14 +420,18 @@ impl Handler<Heartbeat> for GroupCoordinator {
             return Box::pin(futures::future::ready(Ok(answer)));
         }
         let (reply, wait) = oneshot::channel();
-        if let Some(previous) = self.held.insert(msg.member_id.clone(), reply) {
+        self.holds += 1;
+        let hold = self.holds;
+        if let Some((_, previous)) = self.held.insert(msg.member_id.clone(), (hold, reply)) {
             let _ = previous.send(Ok(answer.clone()));
         }
         let max_wait = msg.max_wait_ms.min(answer.session_timeout_ms / 2);
         let member_id = msg.member_id;
         ctx.run_later(Duration::from_millis(max_wait), move |act, _| {
-            if let Some(reply) = act.held.remove(&member_id) {
-                let _ = reply.send(act.assigned(&member_id));
+            if act.held.get(&member_id).is_some_and(|(h, _)| *h == hold) {
+                if let Some((_, reply)) = act.held.remove(&member_id) {
+                    let _ = reply.send(act.assigned(&member_id));
+                }
             }
         });
         Box::pin(async move {
@@ -781,7 +788,7 @@ impl Handler<ShutdownGroup> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, _: ShutdownGroup, _: &mut Context<Self>) -> Self::Result {
-        for (member_id, reply) in self.held.drain() {
+        for (member_id, (_, reply)) in self.held.drain() {
             let _ = reply.send(Err(BrokerError::new(
                 ErrorCode::BROKER_SHUTTING_DOWN,
                 format!("{member_id}: the broker is shutting down"),
@@ -808,7 +815,7 @@ impl Handler<AnswerHeartbeats> for GroupCoordinator {
     fn handle(&mut self, _: AnswerHeartbeats, _: &mut Context<Self>) {
         let held: Vec<String> = self.held.keys().cloned().collect();
         for member_id in held {
-            if let Some(reply) = self.held.remove(&member_id) {
+            if let Some((_, reply)) = self.held.remove(&member_id) {
                 let _ = reply.send(self.assigned(&member_id));
             }
         }
