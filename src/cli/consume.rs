@@ -66,6 +66,11 @@ async fn run_group(args: &ConsumeArgs, group: &str) -> CliResult {
             break;
         }
     }
+    // Records fetched but not printed (past --count) are not consumed: the
+    // committed offsets must not skip them.
+    for ((topic, partition), offset) in &printer.unprinted {
+        consumer.seek(topic, *partition, *offset);
+    }
     consumer.commit().await?;
     consumer.close().await?;
     Ok(())
@@ -78,6 +83,8 @@ struct Printer<'a> {
     limit: u64,
     last_record: Instant,
     out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    /// Per partition, the first record fetched but not printed.
+    unprinted: std::collections::BTreeMap<(String, u32), i64>,
 }
 
 impl<'a> Printer<'a> {
@@ -88,6 +95,7 @@ impl<'a> Printer<'a> {
             limit: args.count.unwrap_or(u64::MAX),
             last_record: Instant::now(),
             out: std::io::BufWriter::new(std::io::stdout().lock()),
+            unprinted: std::collections::BTreeMap::new(),
         }
     }
 
@@ -103,7 +111,11 @@ impl<'a> Printer<'a> {
             return Ok(!idle);
         }
         self.last_record = Instant::now();
-        for record in records.iter().take((self.limit - self.printed) as usize) {
+        let room = (self.limit - self.printed) as usize;
+        for record in records.iter().skip(room) {
+            self.unprinted.entry((record.topic.clone(), record.partition)).or_insert(record.record.offset);
+        }
+        for record in records.iter().take(room) {
             let line = if self.args.json { json_line(record) } else { format_line(&self.args.format, record) };
             std::io::Write::write_all(&mut self.out, line.as_bytes())?;
             std::io::Write::write_all(&mut self.out, b"\n")?;

@@ -191,6 +191,19 @@ impl GroupConsumer {
         self.positions.get(&(topic.to_string(), partition)).copied()
     }
 
+    /// Moves the next offset to read of an owned partition (for example back to
+    /// the first record the application did not process); committed by the
+    /// next commit. Returns false if the partition is not owned.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> bool {
+        match self.positions.get_mut(&(topic.to_string(), partition)) {
+            Some(position) => {
+                *position = offset;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Assignment changes since the last call.
     pub fn take_events(&mut self) -> Vec<GroupEvent> {
         self.events.drain(..).collect()
