@@ -309,3 +309,132 @@ async fn committed_offsets_survive_a_restart_and_members_resume_from_them() {
     consumer.close().await.unwrap();
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn partitions_added_to_a_subscribed_topic_are_assigned() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("growing", 2, Default::default()).await.unwrap();
+    let mut members = vec![Member::join(broker.client().await, "growers", &["growing"], None).await];
+    assert_exactly_once(&settle(&mut members).await, "growing", 2);
+    admin.add_partitions("growing", 5).await.unwrap();
+    // The coordinator notices within groups.metadata_refresh_ms (1 s).
+    let deadline = Instant::now() + PATIENCE;
+    while members[0].partitions().len() < 5 {
+        members[0].heartbeat(500).await.unwrap();
+        assert!(Instant::now() < deadline, "new partitions never assigned");
+    }
+    assert_exactly_once(&settle(&mut members).await, "growing", 5);
+}
+
+#[tokio::test]
+async fn a_subscription_change_rebalances() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("first", 2, Default::default()).await.unwrap();
+    admin.create_topic("second", 2, Default::default()).await.unwrap();
+    let mut member = Member::join(broker.client().await, "switchers", &["first"], None).await;
+    settle(std::slice::from_mut(&mut member)).await;
+    let request = HeartbeatRequest {
+        group_id: "switchers".into(),
+        member_id: member.member_id.clone(),
+        generation_id: member.generation_id,
+        owned: member.owned.clone(),
+        topics: Some(vec!["second".into()]),
+        max_wait_ms: 0,
+    };
+    let answer: AssignmentResponse = member.client.request(group_op::HEARTBEAT, &request).await.unwrap();
+    member.apply(answer.generation_id, answer.assignment);
+    let owned = settle(std::slice::from_mut(&mut member)).await;
+    assert_exactly_once(&owned, "second", 2);
+}
+
+#[tokio::test]
+async fn the_range_assignor_gives_kafkas_assignment() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("t1", 3, Default::default()).await.unwrap();
+    admin.create_topic("t2", 3, Default::default()).await.unwrap();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(Member::join(broker.client().await, "ranged", &["t1", "t2"], Some("range")).await);
+    }
+    settle(&mut members).await;
+    let d = describe(&admin, "ranged").await;
+    assert_eq!(d.assignor, "range");
+    // Kafka's RangeAssignor, members sorted by id: the first gets partitions 0
+    // and 1 of each topic, the second partition 2 of each.
+    let mut by_member: Vec<(String, BTreeSet<(String, u32)>)> =
+        members.iter().map(|m| (m.member_id.clone(), m.partitions())).collect();
+    by_member.sort();
+    let expect = |ps: &[(&str, u32)]| ps.iter().map(|(t, p)| (t.to_string(), *p)).collect::<BTreeSet<_>>();
+    assert_eq!(by_member[0].1, expect(&[("t1", 0), ("t1", 1), ("t2", 0), ("t2", 1)]));
+    assert_eq!(by_member[1].1, expect(&[("t1", 2), ("t2", 2)]));
+}
+
+#[tokio::test]
+async fn admin_operations_refuse_a_group_with_members_and_report_lag() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("lagging", 1, Default::default()).await.unwrap();
+    admin.produce("lagging", Some(0), (0..10).map(|i| value(format!("{i}"))).collect()).await.unwrap();
+    let mut member = Member::join(broker.client().await, "laggards", &["lagging"], None).await;
+    settle(std::slice::from_mut(&mut member)).await;
+    let commit = CommitOffsetsRequest {
+        group_id: "laggards".into(),
+        member_id: Some(member.member_id.clone()),
+        generation_id: member.generation_id,
+        offsets: vec![OffsetCommit { topic: "lagging".into(), partition: 0, offset: 4, metadata: Some("m".into()) }],
+    };
+    let response: CommitOffsetsResponse = member.client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert_eq!(response.partitions[0].error_code, 0);
+
+    let d = describe(&admin, "laggards").await;
+    let row = &d.offsets[0];
+    assert_eq!((row.current_offset, row.log_end_offset, row.lag), (Some(4), Some(10), Some(6)));
+    assert_eq!(row.member_id.as_deref(), Some(member.member_id.as_str()));
+    assert_eq!(d.members[0].client_id, "integration-test");
+
+    let reset = ResetOffsetsRequest {
+        group_id: "laggards".into(),
+        topic: "lagging".into(),
+        partitions: None,
+        to: "earliest".into(),
+        value: None,
+        execute: true,
+    };
+    let refused = admin.request::<_, ResetOffsetsResponse>(group_op::RESET_OFFSETS, &reset).await.unwrap_err();
+    assert_eq!(refused.code(), Some(68));
+    let refused = admin
+        .request::<_, Empty>(group_op::DELETE_GROUP, &GroupRequest { group_id: "laggards".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(68));
+
+    let _: Empty = member
+        .client
+        .request(group_op::LEAVE_GROUP, &LeaveGroupRequest { group_id: "laggards".into(), member_id: member.member_id })
+        .await
+        .unwrap();
+    let dry: ResetOffsetsResponse =
+        admin.request(group_op::RESET_OFFSETS, &ResetOffsetsRequest { execute: false, ..reset.clone() }).await.unwrap();
+    assert_eq!((dry.executed, dry.offsets[0].previous_offset, dry.offsets[0].new_offset), (false, Some(4), 0));
+    let fetch =
+        FetchOffsetsRequest { group_id: "laggards".into(), partitions: None, member_id: None, generation_id: None };
+    let still: FetchOffsetsResponse = admin.request(group_op::FETCH_OFFSETS, &fetch).await.unwrap();
+    assert_eq!((still.offsets[0].offset, still.offsets[0].metadata.as_deref()), (4, Some("m")));
+    let done: ResetOffsetsResponse = admin.request(group_op::RESET_OFFSETS, &reset).await.unwrap();
+    assert!(done.executed);
+    let moved: FetchOffsetsResponse = admin.request(group_op::FETCH_OFFSETS, &fetch).await.unwrap();
+    assert_eq!(moved.offsets[0].offset, 0);
+    let shift = ResetOffsetsRequest { to: "shift".into(), value: Some(3), ..reset.clone() };
+    let shifted: ResetOffsetsResponse = admin.request(group_op::RESET_OFFSETS, &shift).await.unwrap();
+    assert_eq!(shifted.offsets[0].new_offset, 3);
+
+    let _: Empty = admin.request(group_op::DELETE_GROUP, &GroupRequest { group_id: "laggards".into() }).await.unwrap();
+    let gone = admin
+        .request::<_, DescribeGroupResponse>(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: "laggards".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some(69));
+}
