@@ -50,10 +50,8 @@ pub const ATTR_LOG_APPEND_TIME: u8 = 0x01;
 const CRC_OFFSET: usize = 12;
 const CRC_START: usize = 16;
 const ATTRIBUTES_OFFSET: usize = 17;
-const LAST_OFFSET_DELTA_OFFSET: usize = 20;
 const BASE_TIMESTAMP_OFFSET: usize = 24;
 const MAX_TIMESTAMP_OFFSET: usize = 32;
-const RECORD_COUNT_OFFSET: usize = 40;
 
 /// One record as a producer writes it or a consumer reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -160,20 +158,30 @@ fn put_optional(buf: &mut BytesMut, bytes: Option<&[u8]>) -> Result<(), BatchErr
     Ok(())
 }
 
-/// Recomputes the checksum of a batch whose covered bytes changed.
+/// Recomputes the checksum of a batch whose covered bytes changed. A buffer
+/// shorter than a header is left alone.
 pub fn reseal(batch: &mut [u8]) {
+    if batch.len() < HEADER_BYTES {
+        return;
+    }
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Sets the first record's offset. The base offset is outside the checksum.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if batch.len() < 8 {
+        return;
+    }
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
 /// Marks the batch as stamped with the broker's time: every record of it now has
 /// timestamp `now_ms`. Recomputes the checksum.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    if batch.len() < HEADER_BYTES {
+        return;
+    }
     batch[ATTRIBUTES_OFFSET] |= ATTR_LOG_APPEND_TIME;
     batch[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
@@ -379,17 +387,6 @@ fn take_optional(b: &mut &[u8]) -> Result<Option<Bytes>, BatchError> {
     let out = Bytes::copy_from_slice(&b[..len]);
     b.advance(len);
     Ok(Some(out))
-}
-
-/// Reads the header fields needed to patch and index a batch being appended.
-/// Used by the partition after [`validate`].
-pub fn last_offset_delta(batch: &[u8]) -> i32 {
-    i32::from_be_bytes(batch[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].try_into().unwrap_or([0; 4]))
-}
-
-/// The batch's record count, read from its header.
-pub fn record_count(batch: &[u8]) -> i32 {
-    i32::from_be_bytes(batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].try_into().unwrap_or([0; 4]))
 }
 
 #[cfg(test)]
