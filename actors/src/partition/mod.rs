@@ -290,7 +290,7 @@ impl Handler<Append> for Partition {
             ));
         }
         let now = now_ms();
-        if self.config.message_timestamp_type == TimestampType::LogAppendTime && batch.len() >= batch::HEADER_BYTES {
+        if self.config.message_timestamp_type == TimestampType::LogAppendTime {
             batch::set_log_append_time(&mut batch, now);
         }
         let Some(log) = self.log.as_mut() else { return fail(self.unavailable()) };
