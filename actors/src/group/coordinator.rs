@@ -165,17 +165,20 @@ impl GroupCoordinator {
     fn notify(&mut self, changed: Vec<String>) {
         self.membership.touch(now_ms());
         for member_id in changed {
-            if let Some((_, reply)) = self.held.remove(&member_id) {
-                let _ = reply.send(self.assigned(&member_id));
-            }
+            self.answer_held(&member_id);
         }
         // A member that left the group is told so by its held heartbeat.
         let gone: Vec<String> =
             self.held.keys().filter(|id| self.membership.assignment(id).is_err()).cloned().collect();
         for member_id in gone {
-            if let Some((_, reply)) = self.held.remove(&member_id) {
-                let _ = reply.send(self.assigned(&member_id));
-            }
+            self.answer_held(&member_id);
+        }
+    }
+
+    /// Answers the member's held heartbeat, if any, with where it stands now.
+    fn answer_held(&mut self, member_id: &str) {
+        if let Some((_, reply)) = self.held.remove(member_id) {
+            let _ = reply.send(self.assigned(member_id));
         }
     }
 
@@ -429,9 +432,7 @@ impl Handler<Heartbeat> for GroupCoordinator {
         let member_id = msg.member_id;
         ctx.run_later(Duration::from_millis(max_wait), move |act, _| {
             if act.held.get(&member_id).is_some_and(|(h, _)| *h == hold) {
-                if let Some((_, reply)) = act.held.remove(&member_id) {
-                    let _ = reply.send(act.assigned(&member_id));
-                }
+                act.answer_held(&member_id);
             }
         });
         Box::pin(async move {
@@ -815,9 +816,7 @@ impl Handler<AnswerHeartbeats> for GroupCoordinator {
     fn handle(&mut self, _: AnswerHeartbeats, _: &mut Context<Self>) {
         let held: Vec<String> = self.held.keys().cloned().collect();
         for member_id in held {
-            if let Some((_, reply)) = self.held.remove(&member_id) {
-                let _ = reply.send(self.assigned(&member_id));
-            }
+            self.answer_held(&member_id);
         }
     }
 }
