@@ -94,13 +94,26 @@ impl Connection {
         }));
     }
 
-    fn session(&self, group_id: &str, member_id: &str) -> Result<Addr<Session>, BrokerError> {
-        self.sessions.get(&(group_id.to_string(), member_id.to_string())).cloned().ok_or_else(|| {
-            BrokerError::new(
+    /// The session of a member joined over this connection. A session that
+    /// ended (the member timed out, left, or was fenced) is forgotten here.
+    fn session(&mut self, group_id: &str, member_id: &str) -> Result<Addr<Session>, BrokerError> {
+        let key = (group_id.to_string(), member_id.to_string());
+        match self.sessions.get(&key) {
+            Some(session) if session.connected() => Ok(session.clone()),
+            Some(_) => {
+                self.sessions.remove(&key);
+                Err(BrokerError::new(
+                    ErrorCode::UNKNOWN_MEMBER_ID,
+                    format!(
+                        "`{member_id}` is no longer a member of group `{group_id}` (its session ended); join again"
+                    ),
+                ))
+            }
+            None => Err(BrokerError::new(
                 ErrorCode::UNKNOWN_MEMBER_ID,
                 format!("`{member_id}` did not join group `{group_id}` on this connection; join again"),
-            )
-        })
+            )),
+        }
     }
 
     pub(super) fn dispatch_group(
@@ -126,7 +139,16 @@ impl Connection {
                 self.respond_with(
                     correlation_id,
                     permit,
-                    async move { flatten(sent?.await) },
+                    async move {
+                        // A session that ended while this was on its way means
+                        // the member is gone.
+                        sent?.await.unwrap_or_else(|_| {
+                            Err(BrokerError::new(
+                                ErrorCode::UNKNOWN_MEMBER_ID,
+                                "the member's session ended; join again",
+                            ))
+                        })
+                    },
                     move |act, answer, _| match answer {
                         Ok(assigned) => Ok(Some(assignment_response(assigned))),
                         Err(err) => {
@@ -222,7 +244,8 @@ impl Connection {
                 let message =
                     coordinator::ResetOffsets { topic: r.topic, partitions: r.partitions, to, execute: r.execute };
                 let execute = r.execute;
-                self.with_group(r.group_id, true, ctx, move |act, coordinator, ctx| {
+                // A dry run reports; only an executed reset may create the group.
+                self.with_group(r.group_id, execute, ctx, move |act, coordinator, ctx| {
                     let sent = coordinator.map(|c| c.send(message));
                     act.respond(
                         correlation_id,
