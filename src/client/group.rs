@@ -220,7 +220,16 @@ impl GroupConsumer {
         if self.config.auto_commit
             && self.last_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
         {
-            self.commit().await?;
+            match self.commit().await {
+                // Removed (a stall past the session timeout) or fenced before
+                // the heartbeat task could say so: the same loss, recovered
+                // the same way rather than failing the poll.
+                Err(ClientError::Broker { code, message, .. }) if matches!(code, 25 | 82) => {
+                    self.lose_membership(code, message).await?;
+                    return Ok(Vec::new());
+                }
+                committed => committed?,
+            }
         }
         if self.positions.is_empty() {
             // Nothing to read: wait for an assignment instead of spinning.
@@ -278,21 +287,23 @@ impl GroupConsumer {
         }
     }
 
+    /// Membership lost: drops everything without committing, joins again.
+    async fn lose_membership(&mut self, code: i16, message: String) -> Result<(), ClientError> {
+        let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
+        self.positions.clear();
+        if !lost.is_empty() {
+            self.events.push_back(GroupEvent::Lost { partitions: lost });
+        }
+        tracing::info!(code, %message, group = %self.config.group_id, "membership lost; joining again");
+        self.rejoin().await
+    }
+
     async fn apply_assignment(&mut self) -> Result<(), ClientError> {
         let latest = self.assignments.borrow_and_update().clone();
         let assignment = match latest {
             None => return Ok(()),
             Some(Ok(assignment)) => assignment,
-            Some(Err((code, message))) => {
-                // Membership lost: drop everything without committing, join again.
-                let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
-                self.positions.clear();
-                if !lost.is_empty() {
-                    self.events.push_back(GroupEvent::Lost { partitions: lost });
-                }
-                tracing::info!(code, %message, group = %self.config.group_id, "membership lost; joining again");
-                return self.rejoin().await;
-            }
+            Some(Err((code, message))) => return self.lose_membership(code, message).await,
         };
         if assignment.generation_id == self.generation_id && assignment.member_id == self.member_id {
             return Ok(());
