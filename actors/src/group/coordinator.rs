@@ -213,12 +213,16 @@ impl GroupCoordinator {
                 return Box::pin(fut::ready(Err(err)));
             }
         };
+        // The state follows the log at once, in the order of the appends: a
+        // commit in flight is what the next owner of its partition reads, even
+        // if its author is removed before the fsync completes. Only the answer
+        // waits for durability.
+        for record in &records {
+            self.state.apply(record);
+        }
         let synced = self.writer.sync(files);
         Box::pin(synced.into_actor(self).map(move |synced, act, _| match synced {
             Ok(Ok(())) => {
-                for record in &records {
-                    act.state.apply(record);
-                }
                 act.compact_if_needed();
                 Ok(then(act))
             }
