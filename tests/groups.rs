@@ -222,6 +222,16 @@ async fn a_member_fenced_by_a_newer_generation_cannot_commit_the_partition_it_lo
     };
     let response: CommitOffsetsResponse = members[0].client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
     assert_eq!(response.partitions[0].error_code, 22, "{response:?}");
+    // Nor read committed offsets under its stale generation.
+    let stale_fetch = FetchOffsetsRequest {
+        group_id: "fencing".into(),
+        partitions: None,
+        member_id: Some(members[0].member_id.clone()),
+        generation_id: Some(old_generation),
+    };
+    let refused =
+        members[0].client.request::<_, FetchOffsetsResponse>(group_op::FETCH_OFFSETS, &stale_fetch).await.unwrap_err();
+    assert_eq!(refused.code(), Some(22));
     // The owner may commit it.
     let commit = CommitOffsetsRequest {
         member_id: Some(members[1].member_id.clone()),

@@ -298,14 +298,16 @@ impl Membership {
         Ok(())
     }
 
-    /// Checks that a member exists and `generation_id` is one it was given.
+    /// Checks that a member exists and `generation_id` is its current one (a
+    /// fetch of committed offsets under a stale generation is refused: the
+    /// member is about to learn of a new assignment).
     ///
     /// # Errors
     ///
-    /// As [`Membership::check_commit`], without the ownership check.
+    /// Unknown or fenced member; any generation but the current one.
     pub fn check_generation(&self, member_id: &str, generation_id: i64) -> Result<(), MemberError> {
         let member = self.member(member_id)?;
-        if generation_id > member.epoch {
+        if generation_id != member.epoch {
             return Err(MemberError::IllegalGeneration { current: member.epoch, got: generation_id });
         }
         Ok(())
