@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and dispatch to one module per command.
 
 mod bench;
+mod bench_group;
 mod consume;
 mod group;
 mod output;
@@ -37,6 +38,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Measure produce and consume throughput and latency against a broker.
     Bench(bench::BenchArgs),
+    /// Measure consumer-group rebalance latency and group consume throughput.
+    BenchGroup(bench_group::BenchGroupArgs),
 }
 
 /// Where the broker is.
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Consume(args) => client_runtime()?.block_on(consume::run(args)),
         Command::Group(command) => client_runtime()?.block_on(group::run(command)),
         Command::Bench(args) => client_runtime()?.block_on(bench::run(args)),
+        Command::BenchGroup(args) => client_runtime()?.block_on(bench_group::run(args)),
     }
 }
 

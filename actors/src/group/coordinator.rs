@@ -293,6 +293,10 @@ impl Actor for GroupCoordinator {
 
 impl Supervised for GroupCoordinator {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        if self.closed {
+            // Closed on purpose (deleted, or shut down): nothing to reopen.
+            return;
+        }
         tracing::warn!(group = %self.group_id, "group coordinator restarting; members must rejoin");
         self.store = None;
         self.held.clear();

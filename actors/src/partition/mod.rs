@@ -251,6 +251,10 @@ impl Actor for Partition {
 
 impl Supervised for Partition {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        if self.closed {
+            // Closed on purpose (deleted, or shut down): nothing to reopen.
+            return;
+        }
         tracing::warn!(topic = %self.topic, partition = self.partition, "partition restarting; reopening its log");
         self.log = None;
         self.latest_waiters.clear();

@@ -114,6 +114,15 @@ impl Connection {
         self.close_when_idle();
     }
 
+    /// The client's side is gone: no heartbeat can come over this connection
+    /// again, so its members are gone now, not when their held heartbeats end
+    /// (`close_when_idle` waits for those, up to half a session timeout).
+    fn members_gone(&mut self) {
+        for session in self.sessions.values() {
+            session.do_send(ConnectionClosed);
+        }
+    }
+
     /// Stops taking requests and closes once every in-flight response has been
     /// written; the writer's `finished` then stops the actor.
     fn close_when_idle(&mut self) {
@@ -456,9 +465,7 @@ impl Actor for Connection {
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Members joined over this connection are gone (static ones get their
         // session timeout to come back).
-        for session in self.sessions.values() {
-            session.do_send(ConnectionClosed);
-        }
+        self.members_gone();
         tracing::debug!(client_id = self.client_id(), peer = %self.peer, "connection closed");
     }
 }
@@ -503,9 +510,13 @@ impl Handler<ReaderEvent> for Connection {
             }
             ReaderEvent::Broken(FrameError::Io(err)) => {
                 tracing::debug!(client_id = self.client_id(), peer = %self.peer, %err, "read failed");
+                self.members_gone();
                 self.close_when_idle();
             }
-            ReaderEvent::Closed => self.close_when_idle(),
+            ReaderEvent::Closed => {
+                self.members_gone();
+                self.close_when_idle();
+            }
         }
     }
 }
