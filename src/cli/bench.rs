@@ -42,17 +42,18 @@ pub struct BenchArgs {
     broker: BrokerArgs,
 }
 
+/// Throughput of one benchmark phase.
 #[derive(Debug, Serialize)]
-struct Phase {
-    records: u64,
-    bytes: u64,
-    seconds: f64,
-    records_per_second: f64,
-    megabytes_per_second: f64,
+pub(super) struct Phase {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub records_per_second: f64,
+    pub megabytes_per_second: f64,
 }
 
 impl Phase {
-    fn new(records: u64, bytes: u64, elapsed: Duration) -> Phase {
+    pub(super) fn new(records: u64, bytes: u64, elapsed: Duration) -> Phase {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         Phase {
             records,

@@ -36,6 +36,8 @@ use herald::client::{
 };
 use herald::protocol::*;
 use serde::Serialize;
+
+use super::bench::Phase;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -586,28 +588,6 @@ fn scenario_name(scenario: Scenario) -> &'static str {
 // ---------------------------------------------------------------------------
 // throughput
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, Serialize)]
-struct Phase {
-    records: u64,
-    bytes: u64,
-    seconds: f64,
-    records_per_second: f64,
-    megabytes_per_second: f64,
-}
-
-impl Phase {
-    fn new(records: u64, bytes: u64, elapsed: Duration) -> Phase {
-        let seconds = elapsed.as_secs_f64().max(1e-9);
-        Phase {
-            records,
-            bytes,
-            seconds,
-            records_per_second: records as f64 / seconds,
-            megabytes_per_second: bytes as f64 / seconds / 1e6,
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 struct ThroughputReport {
