@@ -13,12 +13,15 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
 use tokio::sync::oneshot;
+
+use crate::error::{BrokerError, ErrorCode};
 
 type Reply = oneshot::Sender<io::Result<()>>;
 
@@ -45,13 +48,21 @@ impl SyncWriter {
         Ok(SyncWriter { requests })
     }
 
-    /// Asks for `files` to be fsynced; the receiver resolves once they are.
-    pub fn sync(&self, files: Vec<Arc<File>>) -> oneshot::Receiver<io::Result<()>> {
+    /// Asks for `files` to be fsynced, now; the future resolves once they
+    /// are, or with `KAFKA_STORAGE_ERROR` if they cannot be.
+    pub fn sync(&self, files: Vec<Arc<File>>) -> impl Future<Output = Result<(), BrokerError>> + 'static {
         let (tx, rx) = oneshot::channel();
         // If the thread is gone, `tx` is dropped with the request and the
         // receiver reports an error: nothing is acknowledged.
         let _ = self.requests.send(SyncRequest { files, reply: Some(tx) });
-        rx
+        async move {
+            let storage = |message: String| BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, message);
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(storage(format!("fsync failed: {err}"))),
+                Err(_) => Err(storage("the fsync writer is gone".into())),
+            }
+        }
     }
 
     /// Asks for `files` to be fsynced without waiting (the `interval` setting).
@@ -106,7 +117,7 @@ mod tests {
         let file = Arc::new(file);
         let receivers: Vec<_> = (0..50).map(|_| writer.sync(vec![file.clone()])).collect();
         for rx in receivers {
-            rx.blocking_recv().unwrap().unwrap();
+            futures::executor::block_on(rx).unwrap();
         }
     }
 }

@@ -221,13 +221,10 @@ impl GroupCoordinator {
             self.state.apply(record);
         }
         let synced = self.writer.sync(files);
-        Box::pin(synced.into_actor(self).map(move |synced, act, _| match synced {
-            Ok(Ok(())) => {
-                act.compact_if_needed();
-                Ok(then(act))
-            }
-            Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("fsync failed: {err}"))),
-            Err(_) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the fsync writer is gone")),
+        Box::pin(synced.into_actor(self).map(move |synced, act, _| {
+            synced?;
+            act.compact_if_needed();
+            Ok(then(act))
         }))
     }
 

@@ -315,18 +315,16 @@ impl Handler<Append> for Partition {
             return Box::pin(fut::ready(Ok(appended)));
         }
         let synced = self.writer.sync(log.take_unsynced());
-        Box::pin(synced.into_actor(self).map(move |result, act, _| {
-            let err = match result {
-                Ok(Ok(())) => {
-                    act.advance_high_watermark(end);
-                    return Ok(appended);
-                }
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => "the fsync writer is gone".to_string(),
-            };
-            act.failed = true;
-            tracing::error!(%err, topic = %act.topic, partition = act.partition, "fsync failed; refusing further writes");
-            Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("fsync failed: {err}")))
+        Box::pin(synced.into_actor(self).map(move |result, act, _| match result {
+            Ok(()) => {
+                act.advance_high_watermark(end);
+                Ok(appended)
+            }
+            Err(err) => {
+                act.failed = true;
+                tracing::error!(%err, topic = %act.topic, partition = act.partition, "fsync failed; refusing further writes");
+                Err(err)
+            }
         }))
     }
 }
