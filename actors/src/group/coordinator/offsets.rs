@@ -1,0 +1,271 @@
+//! The coordinator's committed-offset operations: commit, fetch, describe
+//! (with lag) and reset. Split from the coordinator's membership handlers;
+//! the same actor.
+
+use std::collections::BTreeSet;
+
+use actix::prelude::*;
+use futures::future::join_all;
+
+use super::{member_error, GroupCoordinator};
+use crate::broker::{Broker, LookupTopic};
+use crate::error::{BrokerError, ErrorCode};
+use crate::group::assignor::TopicPartition;
+use crate::group::membership::MemberView;
+use crate::group::store::{Committed, StoredRecord};
+use crate::now_ms;
+use crate::partition::ListOffsets;
+use crate::topic::{ForPartition, PartitionCount};
+
+/// Commit offsets: by a member (checked against its generation and
+/// assignment) or, for an empty group, by anyone (`member_id` absent).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(TopicPartition, Result<(), BrokerError>)>, BrokerError>")]
+pub struct CommitOffsets {
+    pub member_id: Option<String>,
+    pub generation_id: i64,
+    pub offsets: Vec<(TopicPartition, i64, Option<String>)>,
+}
+
+/// Longest metadata string stored with a committed offset, in bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+impl Handler<CommitOffsets> for GroupCoordinator {
+    type Result = ResponseActFuture<Self, Result<Vec<(TopicPartition, Result<(), BrokerError>)>, BrokerError>>;
+
+    fn handle(&mut self, msg: CommitOffsets, _: &mut Context<Self>) -> Self::Result {
+        if msg.member_id.is_none() && !self.membership.is_empty() {
+            return Box::pin(fut::ready(Err(BrokerError::new(
+                ErrorCode::UNKNOWN_MEMBER_ID,
+                "the group has members: commits must name a member_id and generation_id",
+            ))));
+        }
+        let now = now_ms();
+        let mut results = Vec::new();
+        let mut records = Vec::new();
+        for (tp, offset, metadata) in msg.offsets {
+            let checked = match &msg.member_id {
+                Some(member_id) => self
+                    .membership
+                    .check_commit(member_id, msg.generation_id, &tp)
+                    .map_err(|e| member_error(e, member_id)),
+                None => Ok(()),
+            }
+            .and_then(|()| {
+                if offset < 0 {
+                    return Err(BrokerError::new(ErrorCode::INVALID_REQUEST, format!("offset {offset} is negative")));
+                }
+                if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+                    return Err(BrokerError::new(
+                        ErrorCode::OFFSET_METADATA_TOO_LARGE,
+                        format!("metadata is over {MAX_METADATA_BYTES} bytes"),
+                    ));
+                }
+                Ok(())
+            });
+            if checked.is_ok() {
+                records.push(StoredRecord::Offset {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset,
+                    metadata,
+                    commit_timestamp: now,
+                });
+            }
+            results.push((tp, checked));
+        }
+        self.persist(records, move |_| results)
+    }
+}
+
+/// The committed offsets of some partitions, or of all.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(TopicPartition, Option<Committed>)>, BrokerError>")]
+pub struct FetchOffsets {
+    pub partitions: Option<Vec<TopicPartition>>,
+    /// When given, the member and generation are checked first.
+    pub member: Option<(String, i64)>,
+}
+
+impl Handler<FetchOffsets> for GroupCoordinator {
+    type Result = Result<Vec<(TopicPartition, Option<Committed>)>, BrokerError>;
+
+    fn handle(&mut self, msg: FetchOffsets, _: &mut Context<Self>) -> Self::Result {
+        if self.store.is_none() {
+            return Err(self.unavailable());
+        }
+        if let Some((member_id, generation_id)) = &msg.member {
+            self.membership.check_generation(member_id, *generation_id).map_err(|e| member_error(e, member_id))?;
+        }
+        Ok(match msg.partitions {
+            Some(partitions) => partitions
+                .into_iter()
+                .map(|tp| {
+                    let committed = self.state.offsets.get(&tp).cloned();
+                    (tp, committed)
+                })
+                .collect(),
+            None => self.state.offsets.iter().map(|(tp, c)| (tp.clone(), Some(c.clone()))).collect(),
+        })
+    }
+}
+
+/// The group's state, members and, per partition, committed offset and lag.
+#[derive(Message)]
+#[rtype(result = "Result<GroupDescription, BrokerError>")]
+pub struct DescribeGroup;
+
+/// A group as describe reports it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: &'static str,
+    pub generation_id: i64,
+    pub assignor: &'static str,
+    pub members: Vec<MemberView>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// One partition's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: TopicPartition,
+    pub current_offset: Option<i64>,
+    pub log_end_offset: Option<i64>,
+    pub lag: Option<i64>,
+    pub member_id: Option<String>,
+}
+
+/// Asks a partition for an offset (list-offsets semantics).
+async fn list_offset(broker: Addr<Broker>, tp: TopicPartition, timestamp: i64) -> Result<i64, BrokerError> {
+    let topic = broker.send(LookupTopic { name: tp.topic.clone() }).await??;
+    topic.send(ForPartition { partition: tp.partition, message: ListOffsets { timestamp } }).await?
+}
+
+impl Handler<DescribeGroup> for GroupCoordinator {
+    type Result = ResponseFuture<Result<GroupDescription, BrokerError>>;
+
+    fn handle(&mut self, _: DescribeGroup, _: &mut Context<Self>) -> Self::Result {
+        let members = self.membership.members();
+        let mut partitions: BTreeSet<TopicPartition> = self.state.offsets.keys().cloned().collect();
+        for (topic, count) in &self.partitions {
+            if self.membership.subscribed_topics().contains(topic) {
+                partitions.extend((0..*count).map(|p| TopicPartition { topic: topic.clone(), partition: p }));
+            }
+        }
+        let rows: Vec<(TopicPartition, Option<i64>, Option<String>)> = partitions
+            .into_iter()
+            .map(|tp| {
+                let current = self.state.offsets.get(&tp).map(|c| c.offset);
+                let owner = self.membership.owner_of(&tp).map(str::to_owned);
+                (tp, current, owner)
+            })
+            .collect();
+        let (group_id, state) = (self.group_id.to_string(), self.membership.state());
+        let (generation_id, assignor) = (self.membership.group_epoch(), self.membership.assignor().name());
+        let broker = self.broker.clone();
+        Box::pin(async move {
+            let ends = join_all(rows.iter().map(|(tp, _, _)| list_offset(broker.clone(), tp.clone(), -1))).await;
+            let partitions = rows
+                .into_iter()
+                .zip(ends)
+                .map(|((partition, current_offset, member_id), end)| {
+                    let log_end_offset = end.ok();
+                    let lag = match (current_offset, log_end_offset) {
+                        (Some(c), Some(e)) => Some((e - c).max(0)),
+                        _ => None,
+                    };
+                    PartitionLag { partition, current_offset, log_end_offset, lag, member_id }
+                })
+                .collect();
+            Ok(GroupDescription { group_id, state, generation_id, assignor, members, partitions })
+        })
+    }
+}
+
+/// Where to move a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(i64),
+    Timestamp(i64),
+    ShiftBy(i64),
+}
+
+/// Move committed offsets (only while the group has no members); a dry run
+/// unless `execute`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(TopicPartition, Option<i64>, i64)>, BrokerError>")]
+pub struct ResetOffsets {
+    pub topic: String,
+    pub partitions: Option<Vec<u32>>,
+    pub to: ResetTo,
+    pub execute: bool,
+}
+
+impl Handler<ResetOffsets> for GroupCoordinator {
+    type Result = ResponseActFuture<Self, Result<Vec<(TopicPartition, Option<i64>, i64)>, BrokerError>>;
+
+    fn handle(&mut self, msg: ResetOffsets, _: &mut Context<Self>) -> Self::Result {
+        if !self.membership.is_empty() {
+            return Box::pin(fut::ready(Err(BrokerError::new(
+                ErrorCode::NON_EMPTY_GROUP,
+                format!("group `{}` has {} active members; stop them first", self.group_id, self.membership.len()),
+            ))));
+        }
+        let broker = self.broker.clone();
+        let offsets = self.offsets_snapshot();
+        let topic = msg.topic.clone();
+        let plan = async move {
+            let addr = broker.send(LookupTopic { name: topic.clone() }).await??;
+            let count = addr.send(PartitionCount).await?;
+            let partitions = msg.partitions.unwrap_or_else(|| (0..count).collect());
+            let mut plan = Vec::new();
+            for p in partitions {
+                if p >= count {
+                    return Err(BrokerError::new(
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("topic `{topic}` has no partition {p}"),
+                    ));
+                }
+                let tp = TopicPartition { topic: topic.clone(), partition: p };
+                let current = offsets.get(&tp).map(|c| c.offset);
+                let start = list_offset(broker.clone(), tp.clone(), -2).await?;
+                let end = list_offset(broker.clone(), tp.clone(), -1).await?;
+                let target = match msg.to {
+                    ResetTo::Earliest => start,
+                    ResetTo::Latest => end,
+                    ResetTo::Offset(o) => o,
+                    ResetTo::Timestamp(ts) => match list_offset(broker.clone(), tp.clone(), ts).await? {
+                        -1 => end,
+                        o => o,
+                    },
+                    ResetTo::ShiftBy(n) => current.unwrap_or(start).saturating_add(n),
+                };
+                plan.push((tp, current, target.clamp(start, end)));
+            }
+            Ok(plan)
+        };
+        let execute = msg.execute;
+        Box::pin(plan.into_actor(self).then(
+            move |plan: Result<Vec<(TopicPartition, Option<i64>, i64)>, BrokerError>, act, _| match plan {
+                Ok(plan) if execute => {
+                    let now = now_ms();
+                    let records = plan
+                        .iter()
+                        .map(|(tp, _, offset)| StoredRecord::Offset {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                            offset: *offset,
+                            metadata: None,
+                            commit_timestamp: now,
+                        })
+                        .collect();
+                    act.persist(records, move |_| plan)
+                }
+                other => Box::pin(fut::ready(other)),
+            },
+        ))
+    }
+}
