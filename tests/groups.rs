@@ -448,3 +448,37 @@ async fn admin_operations_refuse_a_group_with_members_and_report_lag() {
         .unwrap_err();
     assert_eq!(gone.code(), Some(69));
 }
+
+#[tokio::test]
+async fn a_group_consumer_carries_on_across_a_broker_restart_from_its_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let port = broker.addr().port();
+    let admin = broker.client().await;
+    admin.create_topic("steady", 2, Default::default()).await.unwrap();
+    for p in 0..2u32 {
+        admin.produce("steady", Some(p), (0..4).map(|i| value(format!("a{p}-{i}"))).collect()).await.unwrap();
+    }
+    let mut config = GroupConsumerConfig::new("steadfast", &["steady"]);
+    config.auto_commit = false;
+    let mut consumer = GroupConsumer::join(broker.client().await, config).await.unwrap();
+    assert_eq!(consume_all(&mut consumer, 8).await.len(), 8);
+    consumer.commit().await.unwrap();
+    drop(admin);
+    broker.stop().await;
+
+    let broker = TestBroker::start_on(dir.path(), port);
+    let admin = broker.client().await;
+    for p in 0..2u32 {
+        admin.produce("steady", Some(p), (0..2).map(|i| value(format!("b{p}-{i}"))).collect()).await.unwrap();
+    }
+    // The same consumer object: it notices the closed connection, connects
+    // again, joins again and resumes from the committed offsets.
+    let mut values = consume_all(&mut consumer, 4).await;
+    values.sort();
+    assert_eq!(values, ["b0-0", "b0-1", "b1-0", "b1-1"]);
+    let lost = consumer.take_events().into_iter().any(|e| matches!(e, herald::client::GroupEvent::Lost { .. }));
+    assert!(lost, "the restart is reported as a loss of the partitions");
+    consumer.close().await.unwrap();
+    broker.stop().await;
+}

@@ -9,6 +9,11 @@
 //! dropped, then reported to the broker as released, so their new owner can
 //! start; added partitions start at their committed offset, or per
 //! `auto_offset_reset`. Every change is also reported as a [`GroupEvent`].
+//!
+//! When the connection closes (the broker restarted, say), the membership is
+//! gone with it: the consumer reports its partitions [`GroupEvent::Lost`],
+//! connects again (for up to a session timeout), joins again and resumes each
+//! partition it is given from its committed offset.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -80,6 +85,16 @@ pub enum GroupEvent {
 
 type TopicPartitionKey = (String, u32);
 
+/// What the heartbeat task last heard from the broker.
+#[derive(Debug, Clone)]
+enum Heard {
+    Assignment(AssignmentResponse),
+    /// The member was removed or fenced (the broker's code and message).
+    Lost(i16, String),
+    /// The connection closed (for example, the broker restarted).
+    Disconnected,
+}
+
 /// A member of a consumer group. See the module documentation.
 pub struct GroupConsumer {
     client: Client,
@@ -91,7 +106,7 @@ pub struct GroupConsumer {
     /// What was last committed, to skip commits that change nothing.
     committed: BTreeMap<TopicPartitionKey, i64>,
     /// Assignments from the heartbeat task.
-    assignments: watch::Receiver<Option<Result<AssignmentResponse, (i16, String)>>>,
+    assignments: watch::Receiver<Option<Heard>>,
     /// What this consumer owns, for the heartbeat task to report.
     owned: watch::Sender<(i64, Vec<TopicPartitions>)>,
     heartbeats: Option<tokio::task::JoinHandle<()>>,
@@ -156,7 +171,7 @@ impl GroupConsumer {
         self.member_id = joined.member_id.clone();
         self.generation_id = 0;
         let (owned_tx, owned_rx) = watch::channel((0, Vec::new()));
-        let (assign_tx, assign_rx) = watch::channel(Some(Ok(joined.clone())));
+        let (assign_tx, assign_rx) = watch::channel(Some(Heard::Assignment(joined.clone())));
         self.owned = owned_tx;
         self.assignments = assign_rx;
         let task = heartbeat_loop(
@@ -228,6 +243,9 @@ impl GroupConsumer {
                     self.lose_membership(code, message).await?;
                     return Ok(Vec::new());
                 }
+                // The connection is gone: the heartbeat task reports it, and
+                // the next poll connects again.
+                Err(ClientError::Closed | ClientError::Io(_)) => {}
                 committed => committed?,
             }
         }
@@ -298,12 +316,46 @@ impl GroupConsumer {
         self.rejoin().await
     }
 
+    /// The connection closed: the membership is gone with it. Drops every
+    /// partition without committing, connects again and joins again. If the
+    /// broker cannot be reached yet, returns the error; the next poll retries.
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
+        self.positions.clear();
+        if !lost.is_empty() {
+            self.events.push_back(GroupEvent::Lost { partitions: lost });
+        }
+        if let Some(task) = self.heartbeats.take() {
+            task.abort();
+        }
+        tracing::info!(group = %self.config.group_id, "connection closed; connecting again");
+        // A restarting broker is back within moments; give it a session timeout.
+        let deadline = Instant::now() + Duration::from_millis(self.config.session_timeout_ms);
+        self.client = loop {
+            match self.client.reconnect().await {
+                Ok(client) => break client,
+                Err(err) if Instant::now() < deadline => {
+                    tracing::debug!(%err, "broker not reachable yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        self.committed.clear();
+        self.rejoin().await
+    }
+
     async fn apply_assignment(&mut self) -> Result<(), ClientError> {
         let latest = self.assignments.borrow_and_update().clone();
         let assignment = match latest {
             None => return Ok(()),
-            Some(Ok(assignment)) => assignment,
-            Some(Err((code, message))) => return self.lose_membership(code, message).await,
+            Some(Heard::Assignment(assignment)) => assignment,
+            Some(Heard::Lost(code, message)) => return self.lose_membership(code, message).await,
+            Some(Heard::Disconnected) => {
+                // Keep the state so that a failed attempt is retried.
+                self.assignments.mark_changed();
+                return self.reconnect().await;
+            }
         };
         if assignment.generation_id == self.generation_id && assignment.member_id == self.member_id {
             return Ok(());
@@ -444,16 +496,13 @@ async fn heartbeat_loop(
     member_id: String,
     interval_ms: u64,
     mut owned: watch::Receiver<(i64, Vec<TopicPartitions>)>,
-    assignments: watch::Sender<Option<Result<AssignmentResponse, (i16, String)>>>,
+    assignments: watch::Sender<Option<Heard>>,
 ) {
     let interval = Duration::from_millis(interval_ms);
     loop {
         let (generation_id, reported) = owned.borrow_and_update().clone();
-        let pending = assignments
-            .borrow()
-            .as_ref()
-            .and_then(|a| a.as_ref().ok())
-            .is_some_and(|a| a.generation_id != generation_id);
+        let pending =
+            matches!(assignments.borrow().as_ref(), Some(Heard::Assignment(a)) if a.generation_id != generation_id);
         let request = HeartbeatRequest {
             group_id: group_id.clone(),
             member_id: member_id.clone(),
@@ -465,17 +514,20 @@ async fn heartbeat_loop(
         match client.request::<_, AssignmentResponse>(group_op::HEARTBEAT, &request).await {
             Ok(answer) => {
                 let changed = answer.generation_id != generation_id;
-                assignments.send_replace(Some(Ok(answer)));
+                assignments.send_replace(Some(Heard::Assignment(answer)));
                 if changed || pending {
                     // Wait for the consumer to apply it, heartbeating meanwhile.
                     let _ = tokio::time::timeout(interval, owned.changed()).await;
                 }
             }
             Err(ClientError::Broker { code, message, .. }) if matches!(code, 22 | 25 | 82) => {
-                assignments.send_replace(Some(Err((code, message))));
+                assignments.send_replace(Some(Heard::Lost(code, message)));
                 return;
             }
-            Err(ClientError::Closed) => return,
+            Err(ClientError::Closed | ClientError::Io(_)) => {
+                assignments.send_replace(Some(Heard::Disconnected));
+                return;
+            }
             Err(err) => {
                 tracing::debug!(%err, "heartbeat failed; retrying");
                 tokio::time::sleep(interval.min(Duration::from_millis(200))).await;

@@ -98,6 +98,9 @@ pub struct Client {
     pending: Pending,
     next_id: Arc<AtomicU32>,
     handshake: Arc<HandshakeResponse>,
+    /// The broker's address and this client's id, to connect again.
+    peer: std::net::SocketAddr,
+    client_id: Arc<str>,
 }
 
 impl Client {
@@ -109,6 +112,7 @@ impl Client {
     pub async fn connect(addr: impl ToSocketAddrs, client_id: &str) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
         let (read, write) = stream.into_split();
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
@@ -160,6 +164,8 @@ impl Client {
             pending,
             next_id: Arc::new(AtomicU32::new(1)),
             handshake: Arc::new(HandshakeResponse::default()),
+            peer,
+            client_id: client_id.into(),
         };
         let handshake: HandshakeResponse = client
             .request(
@@ -169,6 +175,21 @@ impl Client {
             .await?;
         client.handshake = Arc::new(handshake);
         Ok(client)
+    }
+
+    /// A new connection to the same broker with the same client id (after this
+    /// one closed, for example across a broker restart).
+    ///
+    /// # Errors
+    ///
+    /// The broker cannot be reached, or refuses the handshake.
+    pub async fn reconnect(&self) -> Result<Client, ClientError> {
+        Client::connect(self.peer, &self.client_id).await
+    }
+
+    /// Whether the connection has closed: every request now fails at once.
+    pub fn is_closed(&self) -> bool {
+        self.outgoing.is_closed() || self.pending.lock().map_or(true, |p| p.is_none())
     }
 
     /// What the broker said in the handshake.

@@ -72,10 +72,22 @@ impl TestBroker {
         TestBroker::start_with(test_settings(dir))
     }
 
+    /// Starts a broker on `dir` listening on `port` of 127.0.0.1 (a restart
+    /// that clients must find at the same address).
+    pub fn start_on(dir: &Path, port: u16) -> TestBroker {
+        init_logging();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the same port again");
+        TestBroker::start_listening(listener, test_settings(dir))
+    }
+
     /// Starts a broker with explicit settings (`storage.data_dir` must be set).
     pub fn start_with(settings: Settings) -> TestBroker {
         init_logging();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        TestBroker::start_listening(listener, settings)
+    }
+
+    fn start_listening(listener: TcpListener, settings: Settings) -> TestBroker {
         let addr = listener.local_addr().expect("local address");
         let data_dir = settings.storage.data_dir.clone();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
