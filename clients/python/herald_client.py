@@ -1080,17 +1080,26 @@ class GroupConsumer:
         """
         self._check_open()
         deadline = time.monotonic() + timeout_ms / 1000
-        self._auto_commit_if_due()
+        try:
+            self._auto_commit_if_due()
+        except OSError as err:
+            self._reconnect_data(err)
         while True:
             self._raise_thread_error()
-            self._apply_pending()
-            owned = sorted(self._owned)
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if owned:
-                records = self._fetch_owned(owned, remaining_ms)
-                if records:
-                    return records
-            else:
+            try:
+                self._apply_pending()
+                owned = sorted(self._owned)
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                records = self._fetch_owned(owned, remaining_ms) if owned else []
+            except OSError as err:
+                # The broker went away (a restart, say): connect again. The
+                # heartbeat thread joins again on its own connection, and the
+                # next assignment starts from the committed offsets.
+                self._reconnect_data(err)
+                continue
+            if records:
+                return records
+            if not owned:
                 with self._cond:
                     self._cond.wait_for(lambda: self._pending is not None or self._error is not None,
                                         max(0, remaining_ms) / 1000)
@@ -1157,6 +1166,21 @@ class GroupConsumer:
             self._client.close()
 
     # -- applying assignments (caller's thread) --------------------------------
+
+    def _reconnect_data(self, why: BaseException) -> None:
+        """Replaces a broken data connection, trying for up to a session
+        timeout; raises the last error if the broker stays unreachable."""
+        _log.info("group %s: data connection failed (%s); connecting again", self.group_id, why)
+        self._client.close()
+        deadline = time.monotonic() + self.session_timeout_ms / 1000
+        while True:
+            try:
+                self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
 
     def _check_open(self) -> None:
         if self._closed:

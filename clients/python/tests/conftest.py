@@ -37,15 +37,16 @@ class Broker:
 
     def __init__(self, workdir: Path):
         self.host = "127.0.0.1"
-        self.port: Optional[int] = None  # set by start(); may change on restart
+        self.port: Optional[int] = None  # set by start(); kept by restart()
         self.data_dir = workdir / "data"
         self.data_dir.mkdir()
         self._port_file = workdir / "port"
         self._output_file = workdir / "broker.log"
         self._process: Optional[subprocess.Popen] = None
 
-    def start(self) -> None:
-        """Starts the broker and waits until it has written its port file."""
+    def start(self, port: int = 0) -> None:
+        """Starts the broker (on ``port``, 0 for any free one) and waits until
+        it has written its port file."""
         if not HERALD_BIN.is_file():
             pytest.fail(f"no broker binary at {HERALD_BIN}: build it (cargo build --bins) "
                         f"or set HERALD_BIN")
@@ -53,7 +54,7 @@ class Broker:
             self._port_file.unlink()
         with open(self._output_file, "ab") as output:
             self._process = subprocess.Popen(
-                [str(HERALD_BIN), "serve", "--host", self.host, "--port", "0",
+                [str(HERALD_BIN), "serve", "--host", self.host, "--port", str(port),
                  "--data-dir", str(self.data_dir), "--port-file", str(self._port_file)],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             )
@@ -85,9 +86,10 @@ class Broker:
         self._process = None
 
     def restart(self) -> None:
-        """Stops the broker and starts it again on the same data directory."""
+        """Stops the broker and starts it again on the same data directory and
+        port, as an operator's restart would: clients find it where it was."""
         self.stop()
-        self.start()
+        self.start(self.port or 0)
 
     def output(self) -> str:
         """Returns everything the broker printed so far (stdout and stderr)."""

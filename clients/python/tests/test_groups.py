@@ -571,6 +571,20 @@ def test_committed_offsets_survive_the_consumer(broker, client):
         assert [c.position("log", p) for p in (0, 1)] == [8, 8]
 
 
+def test_consumer_carries_on_across_a_broker_restart(broker, client):
+    client.create_topic("steady", 2)
+    first = produce_numbered(client, "steady", 2, 4)
+    with consumer(broker, "steadfast", "steady", auto_commit=False) as c:
+        assert sorted(poll_values([c], lambda g: len(g[0]) >= 8)[0]) == sorted(first)
+        c.commit()
+        broker.restart()
+        with connect(broker) as admin:
+            second = produce_numbered(admin, "steady", 2, 2, start=4)
+        # The same consumer: it connects again, joins again and resumes from
+        # the committed offsets.
+        assert sorted(poll_values([c], lambda g: len(g[0]) >= 4)[0]) == sorted(second)
+
+
 def test_auto_commit_on_interval(broker, client):
     client.create_topic("t", 1)
     produce_numbered(client, "t", 1, 3)
