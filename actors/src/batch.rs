@@ -279,8 +279,8 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if computed != header.crc {
         return Err(BatchError::Checksum { stored: header.crc, computed });
     }
-    let records = decode_records(&header, &buf[HEADER_BYTES..total])?;
-    if records.len() != header.record_count as usize {
+    let count = walk_records(&buf[HEADER_BYTES..total], &mut Check)?;
+    if count != header.record_count as usize {
         return Err(BatchError::Malformed("record_count disagrees with the records"));
     }
     Ok(header)
@@ -310,9 +310,17 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
     Ok(out)
 }
 
-fn decode_records(header: &BatchHeader, mut body: &[u8]) -> Result<Vec<Record>, BatchError> {
-    let mut records = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
-    let mut expected_delta = 0;
+/// Receives the parts of each record as [`walk_records`] finds them, borrowed
+/// from the batch: validation looks at them, decoding copies them.
+trait RecordSink<'a> {
+    fn record(&mut self, offset_delta: i32, timestamp_delta: i64, key: Option<&'a [u8]>, value: Option<&'a [u8]>);
+    fn header(&mut self, key: &'a str, value: &'a [u8]);
+}
+
+/// Walks the records of a batch body, checking every length and the offset
+/// deltas, without copying anything. Returns the number of records.
+fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Result<usize, BatchError> {
+    let mut count = 0usize;
     while !body.is_empty() {
         let len = take_i32(&mut body)?;
         if len < 0 || len as usize > body.len() {
@@ -321,18 +329,18 @@ fn decode_records(header: &BatchHeader, mut body: &[u8]) -> Result<Vec<Record>, 
         let (mut rec, rest) = body.split_at(len as usize);
         body = rest;
         let offset_delta = take_i32(&mut rec)?;
-        if offset_delta != expected_delta {
+        if offset_delta as i64 != count as i64 {
             return Err(BatchError::Malformed("offset deltas are not consecutive"));
         }
-        expected_delta += 1;
+        count += 1;
         let timestamp_delta = take_i64(&mut rec)?;
-        let key = take_optional(&mut rec)?;
-        let value = take_optional(&mut rec)?;
+        let key = take_slice(&mut rec)?;
+        let value = take_slice(&mut rec)?;
+        sink.record(offset_delta, timestamp_delta, key, value);
         let header_count = take_i32(&mut rec)?;
         if header_count < 0 {
             return Err(BatchError::Malformed("negative header count"));
         }
-        let mut headers = Vec::new();
         for _ in 0..header_count {
             if rec.len() < 2 {
                 return Err(BatchError::Malformed("header truncated"));
@@ -341,24 +349,60 @@ fn decode_records(header: &BatchHeader, mut body: &[u8]) -> Result<Vec<Record>, 
             if rec.len() < key_len {
                 return Err(BatchError::Malformed("header key truncated"));
             }
-            let key = std::str::from_utf8(&rec[..key_len])
-                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
-                .to_owned();
-            rec.advance(key_len);
-            let value = take_optional(&mut rec)?.unwrap_or_default();
-            headers.push((key, value));
+            let (key, rest) = rec.split_at(key_len);
+            rec = rest;
+            let key = std::str::from_utf8(key).map_err(|_| BatchError::Malformed("header key is not UTF-8"))?;
+            let value = take_slice(&mut rec)?.unwrap_or_default();
+            sink.header(key, value);
         }
         if !rec.is_empty() {
             return Err(BatchError::Malformed("record has trailing bytes"));
         }
-        let timestamp = if header.log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.wrapping_add(timestamp_delta)
-        };
-        records.push(Record { key, value, headers, timestamp, offset: header.base_offset + offset_delta as i64 });
     }
-    Ok(records)
+    Ok(count)
+}
+
+/// Validation needs nothing but the walk's checks.
+struct Check;
+
+impl<'a> RecordSink<'a> for Check {
+    fn record(&mut self, _: i32, _: i64, _: Option<&'a [u8]>, _: Option<&'a [u8]>) {}
+    fn header(&mut self, _: &'a str, _: &'a [u8]) {}
+}
+
+/// Decoding copies each record out of the batch.
+struct Decode<'h> {
+    header: &'h BatchHeader,
+    records: Vec<Record>,
+}
+
+impl<'a> RecordSink<'a> for Decode<'_> {
+    fn record(&mut self, offset_delta: i32, timestamp_delta: i64, key: Option<&'a [u8]>, value: Option<&'a [u8]>) {
+        let timestamp = if self.header.log_append_time() {
+            self.header.max_timestamp
+        } else {
+            self.header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        self.records.push(Record {
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
+            headers: Vec::new(),
+            timestamp,
+            offset: self.header.base_offset + offset_delta as i64,
+        });
+    }
+
+    fn header(&mut self, key: &'a str, value: &'a [u8]) {
+        if let Some(record) = self.records.last_mut() {
+            record.headers.push((key.to_owned(), Bytes::copy_from_slice(value)));
+        }
+    }
+}
+
+fn decode_records(header: &BatchHeader, body: &[u8]) -> Result<Vec<Record>, BatchError> {
+    let mut sink = Decode { header, records: Vec::with_capacity(header.record_count.clamp(0, 4096) as usize) };
+    walk_records(body, &mut sink)?;
+    Ok(sink.records)
 }
 
 fn take_i32(b: &mut &[u8]) -> Result<i32, BatchError> {
@@ -375,7 +419,7 @@ fn take_i64(b: &mut &[u8]) -> Result<i64, BatchError> {
     Ok(b.get_i64())
 }
 
-fn take_optional(b: &mut &[u8]) -> Result<Option<Bytes>, BatchError> {
+fn take_slice<'a>(b: &mut &'a [u8]) -> Result<Option<&'a [u8]>, BatchError> {
     let len = take_i32(b)?;
     if len < 0 {
         return Ok(None);
@@ -384,9 +428,9 @@ fn take_optional(b: &mut &[u8]) -> Result<Option<Bytes>, BatchError> {
     if b.len() < len {
         return Err(BatchError::Malformed("field truncated"));
     }
-    let out = Bytes::copy_from_slice(&b[..len]);
-    b.advance(len);
-    Ok(Some(out))
+    let (field, rest) = b.split_at(len);
+    *b = rest;
+    Ok(Some(field))
 }
 
 #[cfg(test)]
