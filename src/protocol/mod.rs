@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod messages;
+mod scan;
 
 use bytes::Bytes;
 use herald_actors::error::{BrokerError, ErrorCode};
@@ -66,11 +67,18 @@ impl Request {
         if !matches!(frame.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
             return Err(invalid(None, "a request must be a MessagePack map".into()));
         }
-        let header: RequestHeader = rmp_serde::from_slice(frame)
-            .map_err(|err| invalid(None, format!("a request must be a MessagePack map: {err}")))?;
-        let correlation_id =
-            header.correlation_id.ok_or_else(|| invalid(None, "missing field `correlation_id`".into()))?;
-        let op = header.op.ok_or_else(|| invalid(Some(correlation_id), "missing field `op`".into()))?;
+        let (correlation_id, op) = match scan::head(frame) {
+            Some(head) => (head.correlation_id, head.op.to_owned()),
+            // Not the usual shape: a full decode tells exactly what is wrong.
+            None => {
+                let header: RequestHeader = rmp_serde::from_slice(frame)
+                    .map_err(|err| invalid(None, format!("a request must be a MessagePack map: {err}")))?;
+                let correlation_id =
+                    header.correlation_id.ok_or_else(|| invalid(None, "missing field `correlation_id`".into()))?;
+                let op = header.op.ok_or_else(|| invalid(Some(correlation_id), "missing field `op`".into()))?;
+                (correlation_id, op)
+            }
+        };
         let request = match op.as_str() {
             op::HANDSHAKE => Request::Handshake(body(frame, correlation_id, &op)?),
             op::CREATE_TOPIC => Request::CreateTopic(body(frame, correlation_id, &op)?),
