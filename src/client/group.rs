@@ -115,18 +115,11 @@ pub struct GroupConsumer {
 }
 
 fn to_wire(set: &BTreeSet<TopicPartitionKey>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, partition) in set {
-        match out.last_mut() {
-            Some(last) if last.topic == *topic => last.partitions.push(*partition),
-            _ => out.push(TopicPartitions { topic: topic.clone(), partitions: vec![*partition] }),
-        }
-    }
-    out
+    TopicPartitions::group(set.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 fn from_wire(list: &[TopicPartitions]) -> BTreeSet<TopicPartitionKey> {
-    list.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect()
+    TopicPartitions::pairs(list).map(|(t, p)| (t.to_string(), p)).collect()
 }
 
 impl GroupConsumer {

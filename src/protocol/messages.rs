@@ -246,6 +246,26 @@ pub struct TopicPartitions {
     pub partitions: Vec<u32>,
 }
 
+impl TopicPartitions {
+    /// A partition list as the wire carries it, from (topic, partition) pairs
+    /// in order: one entry per run of the same topic.
+    pub fn group<'a>(pairs: impl IntoIterator<Item = (&'a str, u32)>) -> Vec<TopicPartitions> {
+        let mut out: Vec<TopicPartitions> = Vec::new();
+        for (topic, partition) in pairs {
+            match out.last_mut() {
+                Some(last) if last.topic == topic => last.partitions.push(partition),
+                _ => out.push(TopicPartitions { topic: topic.to_string(), partitions: vec![partition] }),
+            }
+        }
+        out
+    }
+
+    /// The (topic, partition) pairs of a partition list.
+    pub fn pairs(list: &[TopicPartitions]) -> impl Iterator<Item = (&str, u32)> + '_ {
+        list.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.as_str(), *p)))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct JoinGroupRequest {
     pub group_id: String,

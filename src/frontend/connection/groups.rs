@@ -22,24 +22,12 @@ use crate::protocol::Request;
 use crate::protocol::*;
 
 /// A set of partitions as the wire lists them: by topic, partitions ascending.
-pub fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for tp in set {
-        match out.last_mut() {
-            Some(last) if last.topic == tp.topic => last.partitions.push(tp.partition),
-            _ => out.push(TopicPartitions { topic: tp.topic.clone(), partitions: vec![tp.partition] }),
-        }
-    }
-    out
+fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+    TopicPartitions::group(set.iter().map(|tp| (tp.topic.as_str(), tp.partition)))
 }
 
 fn from_wire(list: Vec<TopicPartitions>) -> BTreeSet<TopicPartition> {
-    list.into_iter()
-        .flat_map(|t| {
-            let topic = t.topic;
-            t.partitions.into_iter().map(move |partition| TopicPartition { topic: topic.clone(), partition })
-        })
-        .collect()
+    TopicPartitions::pairs(&list).map(|(topic, partition)| TopicPartition::new(topic, partition)).collect()
 }
 
 fn assignment_response(a: Assigned) -> AssignmentResponse {
