@@ -13,7 +13,7 @@ use config::{Config, ConfigBuilder, Environment, File, FileFormat, Map, Source, 
 use herald_actors::broker::BrokerSettings;
 use herald_actors::group::GroupSettings;
 use herald_actors::partition::{FlushPolicy, PartitionSettings};
-use herald_actors::topic_config::{TimestampType, TopicConfig};
+use herald_actors::topic_config::TopicConfig;
 use serde::Deserialize;
 
 /// The compiled-in defaults: `config/default.toml`.
@@ -36,18 +36,10 @@ pub enum SettingsError {
 pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
-    pub log: LogSettings,
-    pub groups: GroupsSettings,
+    /// The `[log]` section: every topic's default settings.
+    pub log: TopicConfig,
+    pub groups: GroupSettings,
     pub logging: LoggingSettings,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GroupsSettings {
-    pub min_session_timeout_ms: u64,
-    pub max_session_timeout_ms: u64,
-    pub default_session_timeout_ms: u64,
-    pub metadata_refresh_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -68,18 +60,6 @@ pub struct StorageSettings {
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     pub arbiters: usize,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LogSettings {
-    pub segment_max_bytes: u64,
-    pub segment_ms: u64,
-    pub retention_ms: i64,
-    pub retention_bytes: i64,
-    pub max_message_bytes: u64,
-    pub message_timestamp_type: TimestampType,
-    pub index_interval_bytes: u32,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -280,25 +260,12 @@ impl Settings {
 
     /// Every topic's default settings.
     pub fn topic_defaults(&self) -> TopicConfig {
-        TopicConfig {
-            segment_max_bytes: self.log.segment_max_bytes,
-            segment_ms: self.log.segment_ms,
-            retention_ms: self.log.retention_ms,
-            retention_bytes: self.log.retention_bytes,
-            max_message_bytes: self.log.max_message_bytes,
-            message_timestamp_type: self.log.message_timestamp_type,
-            index_interval_bytes: self.log.index_interval_bytes,
-        }
+        self.log.clone()
     }
 
     /// What group coordinators need.
     pub fn group_settings(&self) -> GroupSettings {
-        GroupSettings {
-            min_session_timeout_ms: self.groups.min_session_timeout_ms,
-            max_session_timeout_ms: self.groups.max_session_timeout_ms,
-            default_session_timeout_ms: self.groups.default_session_timeout_ms,
-            metadata_refresh_ms: self.groups.metadata_refresh_ms,
-        }
+        self.groups.clone()
     }
 
     /// What the broker actor needs.

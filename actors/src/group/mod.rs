@@ -28,8 +28,9 @@ use crate::error::{BrokerError, ErrorCode};
 use crate::topic::Placement;
 use coordinator::{AnswerHeartbeats, CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
 
-/// Broker-wide settings for groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Broker-wide settings for groups (the `[groups]` section of the config).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GroupSettings {
     pub min_session_timeout_ms: u64,
     pub max_session_timeout_ms: u64,
