@@ -9,53 +9,22 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{TestBroker, PATIENCE};
+use common::{join_request, HandMember, TestBroker, PATIENCE};
 use herald::client::{Client, ClientError};
 use herald::protocol::*;
 
 const TOPIC: &str = "orders";
 
-/// A member driven by hand: it applies every answer at once and reports it in
-/// its next heartbeat.
-struct Member {
-    client: Client,
-    group_id: String,
-    member_id: String,
-    generation_id: i64,
-    owned: Vec<TopicPartitions>,
-}
+type Member = HandMember;
 
-impl Member {
-    async fn join(client: Client, group_id: &str, instance: Option<&str>, session_timeout_ms: u64) -> Member {
-        let joined = join(&client, group_id, instance, session_timeout_ms).await.expect("join");
-        Member {
-            client,
-            group_id: group_id.into(),
-            member_id: joined.member_id,
-            generation_id: joined.generation_id,
-            owned: joined.assignment,
-        }
-    }
-
-    /// One heartbeat, held by the broker up to `max_wait_ms`; applies the answer.
-    async fn heartbeat(&mut self, max_wait_ms: u64) -> Result<AssignmentResponse, ClientError> {
-        let request = HeartbeatRequest {
-            group_id: self.group_id.clone(),
-            member_id: self.member_id.clone(),
-            generation_id: self.generation_id,
-            owned: self.owned.clone(),
-            topics: None,
-            max_wait_ms,
-        };
-        let answer: AssignmentResponse = self.client.request(group_op::HEARTBEAT, &request).await?;
-        self.generation_id = answer.generation_id;
-        self.owned = answer.assignment.clone();
-        Ok(answer)
-    }
-
-    fn partitions(&self) -> BTreeSet<u32> {
-        partitions(&self.owned)
-    }
+/// Joins `group_id` by hand on `TOPIC`, static when `instance` is given.
+async fn join_member(client: Client, group_id: &str, instance: Option<&str>, session_timeout_ms: u64) -> Member {
+    let request = JoinGroupRequest {
+        group_instance_id: instance.map(str::to_owned),
+        session_timeout_ms: Some(session_timeout_ms),
+        ..join_request(group_id, &[TOPIC])
+    };
+    HandMember::join(client, request).await.expect("join")
 }
 
 async fn join(
@@ -120,10 +89,10 @@ async fn a_static_member_that_reconnects_in_time_gets_its_partitions_back_withou
     admin.create_topic(TOPIC, 4, Default::default()).await.unwrap();
     let group = "static-back";
     let session_timeout = Duration::from_millis(1_500);
-    let mut stat = Member::join(broker.client().await, group, Some("worker-1"), 1_500).await;
-    let mut dynamic = Member::join(broker.client().await, group, None, 4_000).await;
+    let mut stat = join_member(broker.client().await, group, Some("worker-1"), 1_500).await;
+    let mut dynamic = join_member(broker.client().await, group, None, 4_000).await;
     let before = settle(&admin, &mut [&mut stat, &mut dynamic]).await;
-    let (stat_partitions, dynamic_partitions) = (stat.partitions(), dynamic.partitions());
+    let (stat_partitions, dynamic_partitions) = (stat.partitions_of(TOPIC), dynamic.partitions_of(TOPIC));
     assert_eq!(stat_partitions.len() + dynamic_partitions.len(), 4);
     assert!(!stat_partitions.is_empty() && !dynamic_partitions.is_empty(), "{before:?}");
     let stat_generation = stat.generation_id;
@@ -204,13 +173,13 @@ async fn a_static_member_still_connected_is_fenced_by_a_newer_one_with_its_insta
     let admin = broker.client().await;
     admin.create_topic(TOPIC, 2, Default::default()).await.unwrap();
     let group = "static-zombie";
-    let mut old = Member::join(broker.client().await, group, Some("worker-1"), 4_000).await;
+    let mut old = join_member(broker.client().await, group, Some("worker-1"), 4_000).await;
     let before = settle(&admin, &mut [&mut old]).await;
 
     // A second process with the same instance id, while the first still runs.
     let new_client = broker.client().await;
     let new = join(&new_client, group, Some("worker-1"), 4_000).await.expect("join");
-    assert_eq!(partitions(&new.assignment), old.partitions());
+    assert_eq!(partitions(&new.assignment), old.partitions_of(TOPIC));
     assert_eq!(describe(&admin, group).await.generation_id, before.generation_id);
     let fenced = old.heartbeat(0).await.expect_err("the old member is fenced");
     assert_eq!(fenced.code(), Some(82), "{fenced}");
@@ -230,10 +199,10 @@ async fn a_static_member_that_does_not_come_back_is_removed_after_its_session_ti
     admin.create_topic(TOPIC, 4, Default::default()).await.unwrap();
     let group = "static-gone";
     let session_timeout = Duration::from_millis(800);
-    let mut stat = Member::join(broker.client().await, group, Some("worker-1"), 800).await;
-    let mut dynamic = Member::join(broker.client().await, group, None, 4_000).await;
+    let mut stat = join_member(broker.client().await, group, Some("worker-1"), 800).await;
+    let mut dynamic = join_member(broker.client().await, group, None, 4_000).await;
     let before = settle(&admin, &mut [&mut stat, &mut dynamic]).await;
-    let stat_partitions = stat.partitions();
+    let stat_partitions = stat.partitions_of(TOPIC);
     assert!(!stat_partitions.is_empty(), "{before:?}");
     let old_member_id = stat.member_id.clone();
 
@@ -241,9 +210,9 @@ async fn a_static_member_that_does_not_come_back_is_removed_after_its_session_ti
     drop(stat);
     // The other member's held heartbeat is answered when the partitions move.
     let deadline = closed_at + PATIENCE;
-    while dynamic.partitions().len() < 4 {
+    while dynamic.partitions_of(TOPIC).len() < 4 {
         dynamic.heartbeat(1_000).await.expect("heartbeat");
-        if dynamic.partitions().len() < 4 {
+        if dynamic.partitions_of(TOPIC).len() < 4 {
             let d = describe(&admin, group).await;
             if closed_at.elapsed() < session_timeout {
                 let kept = member(&d, &old_member_id).expect("kept until its session times out");

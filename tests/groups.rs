@@ -7,65 +7,20 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{value, TestBroker, PATIENCE};
+use common::{join_request, value, HandMember, TestBroker, PATIENCE};
 use herald::client::{AutoOffsetReset, Client, GroupConsumer, GroupConsumerConfig};
 use herald::protocol::*;
 
-/// A member driven by hand: join, then heartbeats that report exactly what it
-/// was given (it "applies" every assignment at once).
-struct Member {
-    client: Client,
-    group_id: String,
-    member_id: String,
-    generation_id: i64,
-    owned: Vec<TopicPartitions>,
-}
+type Member = HandMember;
 
-impl Member {
-    async fn join(client: Client, group_id: &str, topics: &[&str], assignor: Option<&str>) -> Member {
-        let request = JoinGroupRequest {
-            group_id: group_id.into(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            group_instance_id: None,
-            session_timeout_ms: Some(5_000),
-            rebalance_timeout_ms: None,
-            assignor: assignor.map(str::to_owned),
-        };
-        let joined: AssignmentResponse = client.request(group_op::JOIN_GROUP, &request).await.expect("join");
-        let mut member = Member {
-            client,
-            group_id: group_id.into(),
-            member_id: joined.member_id,
-            generation_id: 0,
-            owned: Vec::new(),
-        };
-        member.apply(joined.generation_id, joined.assignment);
-        member
-    }
-
-    fn apply(&mut self, generation_id: i64, assignment: Vec<TopicPartitions>) {
-        self.generation_id = generation_id;
-        self.owned = assignment;
-    }
-
-    /// One heartbeat; applies the answer.
-    async fn heartbeat(&mut self, max_wait_ms: u64) -> Result<(), herald::client::ClientError> {
-        let request = HeartbeatRequest {
-            group_id: self.group_id.clone(),
-            member_id: self.member_id.clone(),
-            generation_id: self.generation_id,
-            owned: self.owned.clone(),
-            topics: None,
-            max_wait_ms,
-        };
-        let answer: AssignmentResponse = self.client.request(group_op::HEARTBEAT, &request).await?;
-        self.apply(answer.generation_id, answer.assignment);
-        Ok(())
-    }
-
-    fn partitions(&self) -> BTreeSet<(String, u32)> {
-        self.owned.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect()
-    }
+/// Joins `group_id` by hand, subscribed to `topics`, with a 5 s session.
+async fn join(client: Client, group_id: &str, topics: &[&str], assignor: Option<&str>) -> Member {
+    let request = JoinGroupRequest {
+        session_timeout_ms: Some(5_000),
+        assignor: assignor.map(str::to_owned),
+        ..join_request(group_id, topics)
+    };
+    HandMember::join(client, request).await.expect("join")
 }
 
 async fn describe(client: &Client, group_id: &str) -> DescribeGroupResponse {
@@ -109,7 +64,7 @@ async fn a_queue_splits_partitions_one_per_member_then_two_then_leaves_some_idle
         let group = format!("queue-{members}");
         let mut group_members = Vec::new();
         for _ in 0..members {
-            group_members.push(Member::join(broker.client().await, &group, &["jobs"], None).await);
+            group_members.push(join(broker.client().await, &group, &["jobs"], None).await);
         }
         let owned = settle(&mut group_members).await;
         assert_exactly_once(&owned, "jobs", 6);
@@ -127,7 +82,7 @@ async fn a_member_leaving_hands_its_partitions_to_the_others_at_once() {
     admin.create_topic("work", 4, Default::default()).await.unwrap();
     let mut members = Vec::new();
     for _ in 0..2 {
-        members.push(Member::join(broker.client().await, "leavers", &["work"], None).await);
+        members.push(join(broker.client().await, "leavers", &["work"], None).await);
     }
     settle(&mut members).await;
     let leaver = members.pop().unwrap();
@@ -149,8 +104,8 @@ async fn a_dropped_connection_frees_its_partitions_without_waiting_for_the_timeo
     let admin = broker.client().await;
     admin.create_topic("work", 4, Default::default()).await.unwrap();
     let mut members = vec![
-        Member::join(broker.client().await, "droppers", &["work"], None).await,
-        Member::join(broker.client().await, "droppers", &["work"], None).await,
+        join(broker.client().await, "droppers", &["work"], None).await,
+        join(broker.client().await, "droppers", &["work"], None).await,
     ];
     settle(&mut members).await;
     let dead = members.pop().unwrap();
@@ -167,7 +122,7 @@ async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout()
     let broker = TestBroker::start();
     let admin = broker.client().await;
     admin.create_topic("work", 2, Default::default()).await.unwrap();
-    let mut live = Member::join(broker.client().await, "silent", &["work"], None).await;
+    let mut live = join(broker.client().await, "silent", &["work"], None).await;
     let silent_client = broker.client().await;
     let request = JoinGroupRequest {
         group_id: "silent".into(),
@@ -206,11 +161,11 @@ async fn a_member_fenced_by_a_newer_generation_cannot_commit_the_partition_it_lo
     let broker = TestBroker::start();
     let admin = broker.client().await;
     admin.create_topic("fence", 2, Default::default()).await.unwrap();
-    let mut first = Member::join(broker.client().await, "fencing", &["fence"], None).await;
+    let mut first = join(broker.client().await, "fencing", &["fence"], None).await;
     settle(std::slice::from_mut(&mut first)).await;
     let old_generation = first.generation_id;
     assert_eq!(first.partitions().len(), 2);
-    let mut members = vec![first, Member::join(broker.client().await, "fencing", &["fence"], None).await];
+    let mut members = vec![first, join(broker.client().await, "fencing", &["fence"], None).await];
     let owned = settle(&mut members).await;
     assert_exactly_once(&owned, "fence", 2);
     let lost = owned[1].iter().next().unwrap().clone();
@@ -325,7 +280,7 @@ async fn partitions_added_to_a_subscribed_topic_are_assigned() {
     let broker = TestBroker::start();
     let admin = broker.client().await;
     admin.create_topic("growing", 2, Default::default()).await.unwrap();
-    let mut members = vec![Member::join(broker.client().await, "growers", &["growing"], None).await];
+    let mut members = vec![join(broker.client().await, "growers", &["growing"], None).await];
     assert_exactly_once(&settle(&mut members).await, "growing", 2);
     admin.add_partitions("growing", 5).await.unwrap();
     // The coordinator notices within groups.metadata_refresh_ms (1 s).
@@ -343,7 +298,7 @@ async fn a_subscription_change_rebalances() {
     let admin = broker.client().await;
     admin.create_topic("first", 2, Default::default()).await.unwrap();
     admin.create_topic("second", 2, Default::default()).await.unwrap();
-    let mut member = Member::join(broker.client().await, "switchers", &["first"], None).await;
+    let mut member = join(broker.client().await, "switchers", &["first"], None).await;
     settle(std::slice::from_mut(&mut member)).await;
     let request = HeartbeatRequest {
         group_id: "switchers".into(),
@@ -354,7 +309,7 @@ async fn a_subscription_change_rebalances() {
         max_wait_ms: 0,
     };
     let answer: AssignmentResponse = member.client.request(group_op::HEARTBEAT, &request).await.unwrap();
-    member.apply(answer.generation_id, answer.assignment);
+    member.apply(&answer);
     let owned = settle(std::slice::from_mut(&mut member)).await;
     assert_exactly_once(&owned, "second", 2);
 }
@@ -367,7 +322,7 @@ async fn the_range_assignor_gives_kafkas_assignment() {
     admin.create_topic("t2", 3, Default::default()).await.unwrap();
     let mut members = Vec::new();
     for _ in 0..2 {
-        members.push(Member::join(broker.client().await, "ranged", &["t1", "t2"], Some("range")).await);
+        members.push(join(broker.client().await, "ranged", &["t1", "t2"], Some("range")).await);
     }
     settle(&mut members).await;
     let d = describe(&admin, "ranged").await;
@@ -388,7 +343,7 @@ async fn admin_operations_refuse_a_group_with_members_and_report_lag() {
     let admin = broker.client().await;
     admin.create_topic("lagging", 1, Default::default()).await.unwrap();
     admin.produce("lagging", Some(0), (0..10).map(|i| value(format!("{i}"))).collect()).await.unwrap();
-    let mut member = Member::join(broker.client().await, "laggards", &["lagging"], None).await;
+    let mut member = join(broker.client().await, "laggards", &["lagging"], None).await;
     settle(std::slice::from_mut(&mut member)).await;
     let commit = CommitOffsetsRequest {
         group_id: "laggards".into(),

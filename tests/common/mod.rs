@@ -369,3 +369,80 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+/// A group member driven by hand with raw protocol requests: it applies every
+/// answer at once and reports it in its next heartbeat.
+pub struct HandMember {
+    pub client: Client,
+    pub group_id: String,
+    pub member_id: String,
+    pub generation_id: i64,
+    pub owned: Vec<herald::protocol::TopicPartitions>,
+}
+
+/// A join request with the broker's defaults for everything optional.
+pub fn join_request(group_id: &str, topics: &[&str]) -> herald::protocol::JoinGroupRequest {
+    herald::protocol::JoinGroupRequest {
+        group_id: group_id.into(),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        group_instance_id: None,
+        session_timeout_ms: None,
+        rebalance_timeout_ms: None,
+        assignor: None,
+    }
+}
+
+impl HandMember {
+    /// Joins over `client`; the member owns what the join answered.
+    pub async fn join(
+        client: Client,
+        request: herald::protocol::JoinGroupRequest,
+    ) -> Result<HandMember, herald::client::ClientError> {
+        use herald::protocol::{group_op, AssignmentResponse};
+        let joined: AssignmentResponse = client.request(group_op::JOIN_GROUP, &request).await?;
+        let mut member = HandMember {
+            client,
+            group_id: request.group_id,
+            member_id: joined.member_id.clone(),
+            generation_id: 0,
+            owned: Vec::new(),
+        };
+        member.apply(&joined);
+        Ok(member)
+    }
+
+    /// Takes an answer's generation and assignment as its own.
+    pub fn apply(&mut self, answer: &herald::protocol::AssignmentResponse) {
+        self.generation_id = answer.generation_id;
+        self.owned = answer.assignment.clone();
+    }
+
+    /// One heartbeat, held by the broker up to `max_wait_ms`; applies the answer.
+    pub async fn heartbeat(
+        &mut self,
+        max_wait_ms: u64,
+    ) -> Result<herald::protocol::AssignmentResponse, herald::client::ClientError> {
+        use herald::protocol::{group_op, AssignmentResponse, HeartbeatRequest};
+        let request = HeartbeatRequest {
+            group_id: self.group_id.clone(),
+            member_id: self.member_id.clone(),
+            generation_id: self.generation_id,
+            owned: self.owned.clone(),
+            topics: None,
+            max_wait_ms,
+        };
+        let answer: AssignmentResponse = self.client.request(group_op::HEARTBEAT, &request).await?;
+        self.apply(&answer);
+        Ok(answer)
+    }
+
+    /// Every (topic, partition) the member owns.
+    pub fn partitions(&self) -> std::collections::BTreeSet<(String, u32)> {
+        herald::protocol::TopicPartitions::pairs(&self.owned).map(|(t, p)| (t.to_string(), p)).collect()
+    }
+
+    /// The partitions of `topic` the member owns.
+    pub fn partitions_of(&self, topic: &str) -> std::collections::BTreeSet<u32> {
+        herald::protocol::TopicPartitions::pairs(&self.owned).filter(|(t, _)| *t == topic).map(|(_, p)| p).collect()
+    }
+}
