@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use herald_actors::broker::{AnswerLongPolls, Broker, ShutdownBroker};
-use herald_actors::group::{AnswerHeldHeartbeats, Groups, ShutdownGroups};
+use herald_actors::group::{Groups, ShutdownGroups};
 
 use crate::config::Settings;
 use crate::frontend::connection::Limits;
@@ -54,7 +54,6 @@ pub async fn run(
     // their max_wait_ms ends: otherwise one long poll holds the drain below
     // until shutdown_timeout_ms. Appends keep working until the flush.
     broker.do_send(AnswerLongPolls);
-    groups.do_send(AnswerHeldHeartbeats);
     // Answer what is in flight first, so appends under way are acknowledged,
     // then flush: anything arriving after is refused, never half-written.
     if frontend.send(StopAccepting { timeout }).await.is_err() {

@@ -244,6 +244,7 @@ async fn wait_for_group(
 fn join_request(group_id: &str, session_timeout_ms: u64) -> JoinGroupRequest {
     JoinGroupRequest {
         group_id: group_id.into(),
+        member_id: None,
         topics: vec![TOPIC.into()],
         group_instance_id: None,
         session_timeout_ms: Some(session_timeout_ms),

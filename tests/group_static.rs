@@ -35,6 +35,7 @@ async fn join(
 ) -> Result<AssignmentResponse, ClientError> {
     let request = JoinGroupRequest {
         group_id: group_id.into(),
+        member_id: None,
         topics: vec![TOPIC.into()],
         group_instance_id: instance.map(str::to_owned),
         session_timeout_ms: Some(session_timeout_ms),

@@ -72,11 +72,11 @@ error_codes! {
     COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
     INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is not valid: 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'.";
     INVALID_REQUIRED_ACKS = 21, false, "acks must be 0, 1 or -1 (all).";
-    ILLEGAL_GENERATION = 22, false, "The generation id is not the member's current one: the member was fenced by a newer generation.";
+    ILLEGAL_GENERATION = 22, false, "The generation id is not valid for this request: newer than any the member was given, or older than the one the request needs.";
     INVALID_GROUP_ID = 24, false, "The group id is not valid: 1-255 bytes.";
     UNKNOWN_MEMBER_ID = 25, false, "The member id is not a member of the group (it left, timed out, or never joined): join again.";
     INVALID_SESSION_TIMEOUT = 26, false, "The session timeout is outside the broker's allowed range.";
-    REBALANCE_IN_PROGRESS = 27, true, "The member's assignment changed since the generation it named: heartbeat to get it, then retry.";
+    REBALANCE_IN_PROGRESS = 27, true, "Reserved with Kafka's meaning; this broker does not return it (a commit for a partition the member does not hold gets PARTITION_NOT_OWNED).";
     INVALID_TIMESTAMP = 32, false, "A timestamp is not valid.";
     UNSUPPORTED_VERSION = 35, false, "The protocol version is not supported by this broker.";
     TOPIC_ALREADY_EXISTS = 36, false, "A topic with this name already exists.";
@@ -86,12 +86,14 @@ error_codes! {
     KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk; it stops accepting writes for that log.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
     GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
+    MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";
     FENCED_INSTANCE_ID = 82, false, "Another member joined with this group_instance_id; this member id is fenced.";
     UNSUPPORTED_ASSIGNOR = 112, false, "The assignor is not one of range, roundrobin, sticky.";
     HANDSHAKE_REQUIRED = 1000, false, "The first request on a connection must be a handshake.";
     UNKNOWN_OPERATION = 1001, false, "The request names an operation this broker does not know.";
     FRAME_TOO_LARGE = 1002, false, "The frame is larger than the broker's max_frame_bytes; the connection is closed.";
     BROKER_SHUTTING_DOWN = 1003, true, "The broker is shutting down and refuses new work.";
+    PARTITION_NOT_OWNED = 1004, false, "The member does not hold this partition: it was never assigned to it, or the member reported it released.";
 }
 
 impl fmt::Display for ErrorCode {

@@ -5,6 +5,8 @@
 //! - [`partitioner`]: Kafka's default partitioner (murmur2).
 //! - [`topic_config`]: per-topic settings and their validation.
 //! - [`writer`]: the ordered fsync writer of a data directory (group commit).
+//! - [`guard`]: a panic in a supervised actor's handler becomes a stop, so its
+//!   supervisor restarts it.
 //! - [`partition`]: one actor per partition and the log it owns (segments,
 //!   indexes, recovery, retention).
 //! - [`topic`]: one actor per topic: partition routing and the partitioner.
@@ -15,6 +17,7 @@ pub mod batch;
 pub mod broker;
 pub mod error;
 pub mod group;
+pub mod guard;
 pub mod partition;
 pub mod partitioner;
 pub mod topic;

@@ -88,7 +88,7 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
     21: ("INVALID_REQUIRED_ACKS", False,
         "acks must be 0, 1 or -1 (all)."),
     22: ("ILLEGAL_GENERATION", False,
-        "The generation id is not the member's current one: the member was fenced by a newer generation."),
+        "The generation id is not valid for this request: newer than any the member was given, or older than the one the request needs."),
     24: ("INVALID_GROUP_ID", False,
         "The group id is not valid: 1-255 bytes."),
     25: ("UNKNOWN_MEMBER_ID", False,
@@ -96,7 +96,7 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
     26: ("INVALID_SESSION_TIMEOUT", False,
         "The session timeout is outside the broker's allowed range."),
     27: ("REBALANCE_IN_PROGRESS", True,
-        "The member's assignment changed since the generation it named: heartbeat to get it, then retry."),
+        "Reserved with Kafka's meaning; this broker does not return it (a commit for a partition the member does not hold gets PARTITION_NOT_OWNED)."),
     32: ("INVALID_TIMESTAMP", False,
         "A timestamp is not valid."),
     35: ("UNSUPPORTED_VERSION", False,
@@ -115,6 +115,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "The group has active members; the operation needs an empty group."),
     69: ("GROUP_ID_NOT_FOUND", False,
         "The group does not exist."),
+    79: ("MEMBER_ID_REQUIRED", False,
+        "This connection already has a member in the group: join again with its member_id, or leave first."),
     82: ("FENCED_INSTANCE_ID", False,
         "Another member joined with this group_instance_id; this member id is fenced."),
     112: ("UNSUPPORTED_ASSIGNOR", False,
@@ -127,6 +129,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "The frame is larger than the broker's max_frame_bytes; the connection is closed."),
     1003: ("BROKER_SHUTTING_DOWN", True,
         "The broker is shutting down and refuses new work."),
+    1004: ("PARTITION_NOT_OWNED", False,
+        "The member does not hold this partition: it was never assigned to it, or the member reported it released."),
 }
 """Every error code of protocol.md: ``code -> (name, retriable, meaning)``."""
 
@@ -137,7 +141,9 @@ ILLEGAL_GENERATION = 22
 UNKNOWN_MEMBER_ID = 25
 REBALANCE_IN_PROGRESS = 27
 UNSUPPORTED_VERSION = 35
+MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82
+PARTITION_NOT_OWNED = 1004
 HANDSHAKE_REQUIRED = 1000
 FRAME_TOO_LARGE = 1002
 
@@ -707,7 +713,7 @@ class Client:
             HeraldError: when the whole request fails (UNKNOWN_MEMBER_ID when
                 the group has members and no ``member_id`` is given), or the
                 first partition that failed: UNKNOWN_MEMBER_ID,
-                FENCED_INSTANCE_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS,
+                FENCED_INSTANCE_ID, ILLEGAL_GENERATION, PARTITION_NOT_OWNED,
                 OFFSET_METADATA_TOO_LARGE, INVALID_REQUEST (negative offset).
                 The other partitions of the request may have been committed.
         """
@@ -905,7 +911,7 @@ AUTO_OFFSET_RESETS = ("earliest", "latest", "none")
 _LOST_CODES = frozenset((UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION))
 # Commit errors that mean the assignment moved on (auto-commit logs them).
 _MEMBERSHIP_CODES = frozenset((UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION,
-                               REBALANCE_IN_PROGRESS))
+                               PARTITION_NOT_OWNED))
 
 PartitionCallback = Callable[[List[TopicPartition]], Any]
 
@@ -1112,7 +1118,7 @@ class GroupConsumer:
         commit), under this member's id and applied generation.
 
         Raises:
-            HeraldError: as ``Client.commit_offsets``; REBALANCE_IN_PROGRESS or
+            HeraldError: as ``Client.commit_offsets``; PARTITION_NOT_OWNED or
                 ILLEGAL_GENERATION when the partitions moved on,
                 UNKNOWN_MEMBER_ID when the membership was lost.
         """

@@ -258,6 +258,7 @@ impl Group {
         let client = Client::connect(self.addr.as_str(), "herald-bench-group").await?;
         let request = JoinGroupRequest {
             group_id: self.group_id.clone(),
+            member_id: None,
             topics: vec![self.topic.clone()],
             group_instance_id: None,
             session_timeout_ms: Some(self.session_timeout_ms),

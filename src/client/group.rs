@@ -154,6 +154,7 @@ impl GroupConsumer {
         }
         let request = JoinGroupRequest {
             group_id: self.config.group_id.clone(),
+            member_id: None,
             topics: self.config.topics.clone(),
             group_instance_id: self.config.group_instance_id.clone(),
             session_timeout_ms: Some(self.config.session_timeout_ms),
@@ -404,8 +405,8 @@ impl GroupConsumer {
     ///
     /// # Errors
     ///
-    /// The commit was refused (for example `ILLEGAL_GENERATION` after the
-    /// partition moved away).
+    /// The commit was refused (for example `PARTITION_NOT_OWNED` after the
+    /// partition moved away, `ILLEGAL_GENERATION` for a stale generation).
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         let offsets: Vec<(TopicPartitionKey, i64)> = self
             .positions

@@ -269,6 +269,9 @@ impl TopicPartitions {
 #[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct JoinGroupRequest {
     pub group_id: String,
+    /// Join again as this existing member (it keeps its id and assignment).
+    #[serde(default)]
+    pub member_id: Option<String>,
     pub topics: Vec<String>,
     #[serde(default)]
     pub group_instance_id: Option<String>,

@@ -384,6 +384,7 @@ pub struct HandMember {
 pub fn join_request(group_id: &str, topics: &[&str]) -> herald::protocol::JoinGroupRequest {
     herald::protocol::JoinGroupRequest {
         group_id: group_id.into(),
+        member_id: None,
         topics: topics.iter().map(|t| t.to_string()).collect(),
         group_instance_id: None,
         session_timeout_ms: None,

@@ -42,8 +42,35 @@ struct Member {
     epoch: i64,
     assigned: BTreeSet<TopicPartition>,
     owned: BTreeSet<TopicPartition>,
+    /// For each partition in `assigned ∪ owned`, the member epoch at which it
+    /// was last given to the member: commits naming an older generation come
+    /// from an earlier ownership and are refused.
+    given_at: BTreeMap<TopicPartition, i64>,
     /// When the member was first asked to give up a partition it still owns.
     revoking_since: Option<Millis>,
+}
+
+impl Member {
+    fn new(info: MemberInfo) -> Member {
+        Member {
+            info,
+            epoch: 0,
+            assigned: BTreeSet::new(),
+            owned: BTreeSet::new(),
+            given_at: BTreeMap::new(),
+            revoking_since: None,
+        }
+    }
+
+    fn holds(&self, tp: &TopicPartition) -> bool {
+        self.assigned.contains(tp) || self.owned.contains(tp)
+    }
+
+    /// Forgets when partitions the member no longer holds were given.
+    fn prune_given(&mut self) {
+        let (assigned, owned) = (&self.assigned, &self.owned);
+        self.given_at.retain(|tp, _| assigned.contains(tp) || owned.contains(tp));
+    }
 }
 
 /// Why a member's request was refused.
@@ -55,8 +82,12 @@ pub enum MemberError {
     Fenced,
     /// The generation named is not one this member was given.
     IllegalGeneration { current: i64, got: i64 },
-    /// The partition is not the member's (any more): the assignment moved on.
-    NotOwned { stale: bool },
+    /// The member does not hold the partition: it was never given it, or it
+    /// reported it released.
+    NotOwned,
+    /// The member holds the partition, but was given it after the generation
+    /// named: the request comes from an earlier ownership.
+    StaleGeneration { given_at: i64, got: i64 },
 }
 
 /// A member as describe reports it.
@@ -145,6 +176,17 @@ impl Membership {
             .collect()
     }
 
+    /// What a member said about itself when it joined, if it is a member.
+    pub fn info(&self, member_id: &str) -> Option<&MemberInfo> {
+        self.members.get(member_id).map(|m| &m.info)
+    }
+
+    /// Since when the member has been keeping partitions it was asked to give
+    /// up, if it is.
+    pub fn revoking_since(&self, member_id: &str) -> Option<Millis> {
+        self.members.get(member_id).and_then(|m| m.revoking_since)
+    }
+
     /// The member id with this static instance id, if any.
     pub fn member_with_instance(&self, instance: &str) -> Option<&str> {
         self.members
@@ -155,10 +197,16 @@ impl Membership {
 
     /// Which member owns (or is being given) a partition.
     pub fn owner_of(&self, tp: &TopicPartition) -> Option<&str> {
+        self.members.values().find(|m| m.holds(tp)).map(|m| m.info.member_id.as_str())
+    }
+
+    /// Every held partition with the member that holds it (assigned or still
+    /// releasing it), in one pass.
+    pub fn owners(&self) -> BTreeMap<&TopicPartition, &str> {
         self.members
             .values()
-            .find(|m| m.assigned.contains(tp) || m.owned.contains(tp))
-            .map(|m| m.info.member_id.as_str())
+            .flat_map(|m| m.assigned.iter().chain(&m.owned).map(move |tp| (tp, m.info.member_id.as_str())))
+            .collect()
     }
 
     fn member(&self, member_id: &str) -> Result<&Member, MemberError> {
@@ -196,11 +244,29 @@ impl Membership {
                 return if resubscribed { self.rebalance() } else { self.reconcile() };
             }
         }
-        self.members.insert(
-            info.member_id.clone(),
-            Member { info, epoch: 0, assigned: BTreeSet::new(), owned: BTreeSet::new(), revoking_since: None },
-        );
+        self.members.insert(info.member_id.clone(), Member::new(info));
         self.rebalance()
+    }
+
+    /// An existing member joins again under its own member id (after it lost
+    /// its state, or from another connection): it keeps its id, generation
+    /// and assignment, takes the new `info`, and is taken to own nothing now
+    /// (a member that joins again has stopped consuming), which releases what
+    /// it was giving up. Returns the members whose assignment changed.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or fenced member.
+    pub fn rejoin(&mut self, info: MemberInfo, now: Millis) -> Result<Vec<String>, MemberError> {
+        self.member(&info.member_id)?;
+        let member = self.members.get_mut(&info.member_id).ok_or(MemberError::UnknownMember)?;
+        let resubscribed = member.info.topics != info.topics;
+        member.info = info;
+        member.owned.clear();
+        member.prune_given();
+        let changed = if resubscribed { self.rebalance() } else { self.reconcile() };
+        self.note_revocations(now);
+        Ok(changed)
     }
 
     fn fence(&mut self, member_id: String) {
@@ -235,6 +301,7 @@ impl Membership {
         let reported: BTreeSet<TopicPartition> = owned.intersection(&known).cloned().collect();
         if generation_id == member.epoch {
             member.owned = reported;
+            member.prune_given();
         } else {
             // A report from before the member applied its latest answer
             // releases nothing: the member may still apply an answer already
@@ -281,19 +348,28 @@ impl Membership {
             .collect()
     }
 
-    /// Checks that a member may commit an offset for `tp` under `generation_id`.
+    /// Checks that a member may commit an offset for `tp` under
+    /// `generation_id`: the member holds the partition (assigned to it, or
+    /// revoked but not yet reported released) and has held it since that
+    /// generation, which is not newer than its current one.
     ///
     /// # Errors
     ///
-    /// Unknown or fenced member; a generation it was never given; a partition
-    /// it does not own (stale when the generation named is an old one).
+    /// Unknown or fenced member; a generation it was never given
+    /// (`IllegalGeneration`); a partition it does not hold (`NotOwned`); a
+    /// generation older than the one that gave it the partition
+    /// (`StaleGeneration`).
     pub fn check_commit(&self, member_id: &str, generation_id: i64, tp: &TopicPartition) -> Result<(), MemberError> {
         let member = self.member(member_id)?;
         if generation_id > member.epoch {
             return Err(MemberError::IllegalGeneration { current: member.epoch, got: generation_id });
         }
-        if !member.assigned.contains(tp) && !member.owned.contains(tp) {
-            return Err(MemberError::NotOwned { stale: generation_id < member.epoch });
+        if !member.holds(tp) {
+            return Err(MemberError::NotOwned);
+        }
+        let given_at = member.given_at.get(tp).copied().unwrap_or(0);
+        if generation_id < given_at {
+            return Err(MemberError::StaleGeneration { given_at, got: generation_id });
         }
         Ok(())
     }
@@ -368,8 +444,15 @@ impl Membership {
         }
         let mut changed = Vec::new();
         for (id, member) in self.members.iter_mut() {
-            if before.get(id) != Some(&member.assigned) {
+            let Some(previous) = before.get(id) else { continue };
+            if *previous != member.assigned {
                 member.epoch += 1;
+                let epoch = member.epoch;
+                // A partition held without a break (revoked, then given back
+                // before its release) keeps the epoch it was first given at.
+                for tp in member.assigned.difference(previous) {
+                    member.given_at.entry(tp.clone()).or_insert(epoch);
+                }
                 changed.push(id.clone());
             }
         }

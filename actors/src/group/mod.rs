@@ -26,7 +26,7 @@ use futures::future::join_all;
 use crate::broker::Broker;
 use crate::error::{BrokerError, ErrorCode};
 use crate::topic::Placement;
-use coordinator::{AnswerHeartbeats, CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
+use coordinator::{CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
 
 /// Broker-wide settings for groups (the `[groups]` section of the config).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -229,20 +229,5 @@ impl Handler<ShutdownGroups> for Groups {
                 }
             }
         })
-    }
-}
-
-/// Answer every held heartbeat of every group now (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AnswerHeldHeartbeats;
-
-impl Handler<AnswerHeldHeartbeats> for Groups {
-    type Result = ();
-
-    fn handle(&mut self, _: AnswerHeldHeartbeats, _: &mut Context<Self>) {
-        for coordinator in self.coordinators.values() {
-            coordinator.do_send(AnswerHeartbeats);
-        }
     }
 }

@@ -1,10 +1,12 @@
 //! Consumer-group requests of a [`Connection`]: converted to messages for the
 //! group directory, the group's coordinator, or the member's session.
 //!
-//! A member id belongs to the connection that joined it: its heartbeats and
-//! its leave go through the `Session` created at join. On another connection a
-//! member joins again (a static member, with its `group_instance_id`, gets its
-//! partitions back without a rebalance).
+//! A connection has one `Session` per group it joins, created at its first
+//! `join_group` for the group and supervised; the join, the member's
+//! heartbeats and its leave go through it, so a member id belongs to the
+//! connection that joined it. On another connection a member joins again:
+//! with its `member_id` (it keeps its id and partitions while it is still a
+//! member) or, for a static member, its `group_instance_id`.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use actix::WeakAddr;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::assignor::TopicPartition;
 use herald_actors::group::coordinator::{self, Assigned, GroupCoordinator, ResetTo};
-use herald_actors::group::session::{Session, SessionHeartbeat, SessionLeave};
+use herald_actors::group::session::{Session, SessionHeartbeat, SessionJoin, SessionLeave};
 use herald_actors::group::{self, LookupGroup};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -82,26 +84,14 @@ impl Connection {
         }));
     }
 
-    /// The session of a member joined over this connection. A session that
-    /// ended (the member timed out, left, or was fenced) is forgotten here.
-    fn session(&mut self, group_id: &str, member_id: &str) -> Result<Addr<Session>, BrokerError> {
-        let key = (group_id.to_string(), member_id.to_string());
-        match self.sessions.get(&key) {
-            Some(session) if session.connected() => Ok(session.clone()),
-            Some(_) => {
-                self.sessions.remove(&key);
-                Err(BrokerError::new(
-                    ErrorCode::UNKNOWN_MEMBER_ID,
-                    format!(
-                        "`{member_id}` is no longer a member of group `{group_id}` (its session ended); join again"
-                    ),
-                ))
-            }
-            None => Err(BrokerError::new(
+    /// The session of this connection's member of `group_id`.
+    fn session(&self, group_id: &str, member_id: &str) -> Result<Addr<Session>, BrokerError> {
+        self.sessions.get(group_id).cloned().ok_or_else(|| {
+            BrokerError::new(
                 ErrorCode::UNKNOWN_MEMBER_ID,
                 format!("`{member_id}` did not join group `{group_id}` on this connection; join again"),
-            )),
-        }
+            )
+        })
     }
 
     pub(super) fn dispatch_group(
@@ -114,56 +104,36 @@ impl Connection {
         match request {
             Request::JoinGroup(r) => self.join(correlation_id, r, permit, ctx),
             Request::Heartbeat(r) => {
-                let session = self.session(&r.group_id, &r.member_id);
-                let sent = session.map(|s| {
+                let sent = self.session(&r.group_id, &r.member_id).map(|s| {
                     s.send(SessionHeartbeat {
+                        member_id: r.member_id,
                         generation_id: r.generation_id,
                         owned: from_wire(r.owned),
                         topics: r.topics.map(|t| t.into_iter().collect()),
                         max_wait_ms: r.max_wait_ms,
                     })
                 });
-                let key = (r.group_id, r.member_id);
-                self.respond_with(
+                self.respond(
                     correlation_id,
                     permit,
                     async move {
-                        // A session that ended while this was on its way means
-                        // the member is gone.
-                        sent?.await.unwrap_or_else(|_| {
+                        // A session gone while this was on its way means the
+                        // member is gone.
+                        let answer = sent?.await.unwrap_or_else(|_| {
                             Err(BrokerError::new(
                                 ErrorCode::UNKNOWN_MEMBER_ID,
                                 "the member's session ended; join again",
                             ))
-                        })
-                    },
-                    move |act, answer, _| match answer {
-                        Ok(assigned) => Ok(Some(assignment_response(assigned))),
-                        Err(err) => {
-                            if matches!(err.code, ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::FENCED_INSTANCE_ID) {
-                                act.sessions.remove(&key);
-                            }
-                            Err(err)
-                        }
+                        });
+                        answer.map(|assigned| Some(assignment_response(assigned)))
                     },
                     ctx,
                 );
             }
             Request::LeaveGroup(r) => {
                 let sent =
-                    self.sessions.remove(&(r.group_id.clone(), r.member_id.clone())).map(|s| s.send(SessionLeave));
-                let missing = self.session(&r.group_id, &r.member_id).err();
-                self.respond(
-                    correlation_id,
-                    permit,
-                    async move {
-                        match sent {
-                            Some(sent) => flatten(sent.await).map(|()| Some(Empty {})),
-                            None => Err(missing.unwrap_or_else(|| BrokerError::unavailable("the session"))),
-                        }
-                    },
-                    ctx,
-                );
+                    self.session(&r.group_id, &r.member_id).map(|s| s.send(SessionLeave { member_id: r.member_id }));
+                self.respond(correlation_id, permit, async move { flatten(sent?.await).map(|()| Some(Empty {})) }, ctx);
             }
             Request::CommitOffsets(r) => self.commit(correlation_id, r, permit, ctx),
             Request::FetchOffsets(r) => {
@@ -277,34 +247,34 @@ impl Connection {
         permit: OwnedSemaphorePermit,
         ctx: &mut Context<Self>,
     ) {
-        let join = coordinator::Join {
-            group_instance_id: r.group_instance_id.clone(),
-            client_id: self.client_id.clone().unwrap_or_default(),
-            host: self.peer.ip().to_string(),
-            topics: r.topics.into_iter().collect(),
-            session_timeout_ms: r.session_timeout_ms,
-            rebalance_timeout_ms: r.rebalance_timeout_ms,
-            assignor: r.assignor,
-        };
-        let is_static = r.group_instance_id.is_some();
         let group_id = r.group_id;
         self.with_group(group_id.clone(), true, ctx, move |act, coordinator, ctx| {
-            let sent = coordinator.map(|c| (c.send(join), c));
-            act.respond_with(
+            let sent = coordinator.map(|coordinator| {
+                let session = act
+                    .sessions
+                    .entry(group_id.clone())
+                    .or_insert_with(|| {
+                        let (group_id, coordinator) = (group_id, coordinator.clone());
+                        Supervisor::start(move |_| Session::new(group_id, coordinator))
+                    })
+                    .clone();
+                let join = coordinator::Join {
+                    session: session.downgrade(),
+                    member_id: r.member_id,
+                    group_instance_id: r.group_instance_id,
+                    client_id: act.client_id.clone().unwrap_or_default(),
+                    host: act.peer.ip().to_string(),
+                    topics: r.topics.into_iter().collect(),
+                    session_timeout_ms: r.session_timeout_ms,
+                    rebalance_timeout_ms: r.rebalance_timeout_ms,
+                    assignor: r.assignor,
+                };
+                session.send(SessionJoin { coordinator, join })
+            });
+            act.respond(
                 correlation_id,
                 permit,
-                async move {
-                    let (sent, coordinator) = sent?;
-                    Ok::<_, BrokerError>((flatten(sent.await)?, coordinator))
-                },
-                move |act, joined, _| {
-                    let (assigned, coordinator) = joined?;
-                    let session =
-                        Session::new(assigned.member_id.clone(), coordinator, assigned.session_timeout_ms, is_static)
-                            .start();
-                    act.sessions.insert((group_id, assigned.member_id.clone()), session);
-                    Ok(Some(assignment_response(assigned)))
-                },
+                async move { flatten(sent?.await).map(|assigned| Some(assignment_response(assigned))) },
                 ctx,
             );
         });

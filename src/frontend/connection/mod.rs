@@ -62,9 +62,8 @@ pub struct Connection {
     topics: HashMap<String, WeakAddr<Topic>>,
     /// Group coordinators already looked up; weak, like `topics`.
     coordinators: HashMap<String, WeakAddr<GroupCoordinator>>,
-    /// Sessions of the group members joined over this connection, by
-    /// (group id, member id).
-    sessions: HashMap<(String, String), Addr<Session>>,
+    /// This connection's session in each group it joined, by group id.
+    sessions: HashMap<String, Addr<Session>>,
     /// Requests dispatched whose response is not written yet.
     in_flight: usize,
     /// Set at shutdown: new requests are refused.
@@ -118,7 +117,8 @@ impl Connection {
     /// again, so its members are gone now, not when their held heartbeats end
     /// (`close_when_idle` waits for those, up to half a session timeout).
     fn members_gone(&mut self) {
-        for session in self.sessions.values() {
+        // Dropping the addresses ends the sessions once they handled this.
+        for (_, session) in self.sessions.drain() {
             session.do_send(ConnectionClosed);
         }
     }

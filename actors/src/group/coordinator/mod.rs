@@ -3,20 +3,28 @@
 //! Contract:
 //! - Started by [`Groups`](super::Groups) on first use (or at start for every
 //!   group on disk), under an actix `Supervisor`, on the arbiter picked by a
-//!   stable hash of the group id. On (re)start it replays its [`GroupStore`]:
-//!   committed offsets and the assignor survive; members rejoin.
-//! - Owns the group's [`Membership`] (members, epochs, assignments) and its
-//!   committed offsets. Takes [`Join`], [`Heartbeat`], [`Leave`],
-//!   [`MemberGone`] from [`Session`](super::session::Session) actors and the
-//!   frontend, and [`CommitOffsets`], [`FetchOffsets`], [`DescribeGroup`],
-//!   [`ResetOffsets`], [`CloseGroup`], [`ShutdownGroup`].
-//! - Heartbeats are long polls: one is answered at once when the member's
-//!   assignment differs from what it reported, otherwise held until its
-//!   assignment changes or its wait ends. So a rebalance reaches members as
-//!   soon as it is computed, not at their next heartbeat.
-//! - Commits are acknowledged only after the fsync writer synced them.
+//!   stable hash of the group id. Handlers run through [`guard`]: a panic
+//!   stops the actor and the supervisor restarts it; on (re)start it replays
+//!   its [`GroupStore`] (committed offsets and the assignor survive), and
+//!   every member's session is told the member is gone (it joins again).
+//! - Owns the group's [`Membership`] (members, epochs, assignments), its
+//!   committed offsets, and each member's liveness: a session timer (armed
+//!   when the member's last heartbeat was answered, or when a static member's
+//!   connection closed; disarmed while a heartbeat is held) and a rebalance
+//!   timer (armed when the member starts keeping partitions it was asked to
+//!   give up). Both fire to the millisecond and remove the member.
+//! - Speaks with one [`Session`] per member ([`members`]): takes `Join`,
+//!   `Heartbeat`, `HeartbeatAnswered`, `Leave`, `MemberDisconnected`, and
+//!   pushes [`AssignmentChanged`] to the sessions of the members whose
+//!   assignment changed and [`MemberRemoved`] to those it removes. A session
+//!   holds its client's heartbeat; this actor never holds a request.
+//! - Takes [`CommitOffsets`], [`FetchOffsets`], [`DescribeGroup`],
+//!   [`ResetOffsets`] ([`offsets`]), [`CloseGroup`], [`ShutdownGroup`]. Commits
+//!   are acknowledged only after the fsync writer synced them.
 //! - Partition counts of subscribed topics are refreshed every
 //!   `metadata_refresh_ms`; a change (partitions added) rebalances.
+//! - A change costs O(members + partitions): the assignor, one reconciliation
+//!   pass, and a message to each member whose assignment changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -24,22 +32,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix::WeakAddr;
 use futures::future::join_all;
-use tokio::sync::oneshot;
 
+mod members;
 mod offsets;
 
+pub use members::{Beat, Heartbeat, HeartbeatAnswered, Join, Leave, MemberDisconnected};
 pub use offsets::{
     CommitOffsets, DescribeGroup, FetchOffsets, GroupDescription, PartitionLag, ResetOffsets, ResetTo,
     MAX_METADATA_BYTES,
 };
 
 use super::assignor::{self, TopicPartition};
-use super::membership::{MemberError, MemberInfo, Membership};
+use super::membership::{MemberError, Membership};
+use super::session::{AssignmentChanged, MemberRemoved, Session};
 use super::store::{Committed, GroupState, GroupStore, StoredRecord};
 use super::GroupSettings;
 use crate::broker::{Broker, LookupTopic};
 use crate::error::{BrokerError, ErrorCode};
+use crate::guard::guard;
 use crate::now_ms;
 use crate::topic::PartitionCount;
 use crate::writer::SyncWriter;
@@ -57,12 +69,24 @@ pub struct GroupCoordinator {
     membership: Membership,
     /// Partition counts of every topic a member subscribes to.
     partitions: BTreeMap<String, u32>,
-    /// Held heartbeats, by member id, each with the number of its hold (so a
-    /// hold's timer never answers a later hold of the same member).
-    held: HashMap<String, (u64, oneshot::Sender<Result<Assigned, BrokerError>>)>,
-    holds: u64,
+    /// Each member's session and liveness timers, by member id.
+    live: HashMap<String, Liveness>,
     next_member: u64,
     closed: bool,
+}
+
+/// How the coordinator reaches a member and watches it.
+struct Liveness {
+    /// Weak: a session lives as long as its connection holds it.
+    session: WeakAddr<Session>,
+    /// Removes the member when it fires; `None` while a heartbeat is held.
+    expiry: Option<SpawnHandle>,
+    /// Removes the member for keeping revoked partitions too long; with the
+    /// `revoking_since` it was armed for.
+    rebalance: Option<(i64, SpawnHandle)>,
+    /// The member's connection closed (a static member waiting to come back):
+    /// its session timer runs from then and nothing restarts it.
+    disconnected: bool,
 }
 
 /// A member's generation and the partitions it may own.
@@ -79,11 +103,13 @@ fn default_assignor() -> &'static dyn assignor::Assignor {
     assignor::by_name(assignor::DEFAULT_ASSIGNOR).expect("the default assignor is one of the built-in ones")
 }
 
+/// The one place a membership refusal becomes a wire error.
 fn member_error(err: MemberError, member_id: &str) -> BrokerError {
     match err {
-        MemberError::UnknownMember => {
-            BrokerError::new(ErrorCode::UNKNOWN_MEMBER_ID, format!("`{member_id}` is not a member of the group"))
-        }
+        MemberError::UnknownMember => BrokerError::new(
+            ErrorCode::UNKNOWN_MEMBER_ID,
+            format!("`{member_id}` is not a member of the group; join again"),
+        ),
         MemberError::Fenced => BrokerError::new(
             ErrorCode::FENCED_INSTANCE_ID,
             format!("`{member_id}` was replaced by a newer member with its group_instance_id"),
@@ -92,15 +118,21 @@ fn member_error(err: MemberError, member_id: &str) -> BrokerError {
             ErrorCode::ILLEGAL_GENERATION,
             format!("generation {got} is not valid for `{member_id}`, whose generation is {current}"),
         ),
-        MemberError::NotOwned { stale: true } => BrokerError::new(
+        MemberError::StaleGeneration { given_at, got } => BrokerError::new(
             ErrorCode::ILLEGAL_GENERATION,
-            "the partition was reassigned in a newer generation; the member was fenced from it",
+            format!("stale generation {got}: `{member_id}` was given this partition at generation {given_at}"),
         ),
-        MemberError::NotOwned { stale: false } => BrokerError::new(
-            ErrorCode::REBALANCE_IN_PROGRESS,
-            "the partition is not assigned to this member yet; heartbeat to get the assignment",
+        MemberError::NotOwned => BrokerError::new(
+            ErrorCode::PARTITION_NOT_OWNED,
+            format!("`{member_id}` does not hold this partition (never assigned to it, or released)"),
         ),
     }
+}
+
+/// The error a request gets when the coordinator stopped (a panic) while
+/// handling it: the supervisor is restarting it.
+fn restarting() -> BrokerError {
+    BrokerError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, "the group's coordinator is restarting; join again")
 }
 
 impl GroupCoordinator {
@@ -123,8 +155,7 @@ impl GroupCoordinator {
             state: GroupState::default(),
             membership: Membership::new(default_assignor()),
             partitions: BTreeMap::new(),
-            held: HashMap::new(),
-            holds: 0,
+            live: HashMap::new(),
             next_member: 0,
             closed: false,
         }
@@ -155,9 +186,8 @@ impl GroupCoordinator {
     fn assigned(&self, member_id: &str) -> Result<Assigned, BrokerError> {
         let (generation_id, assignment) =
             self.membership.assignment(member_id).map_err(|e| member_error(e, member_id))?;
-        let session = self.membership.members().into_iter().find(|m| m.info.member_id == member_id);
         let session_timeout_ms =
-            session.map_or(self.settings.default_session_timeout_ms, |m| m.info.session_timeout_ms);
+            self.membership.info(member_id).map_or(self.settings.default_session_timeout_ms, |i| i.session_timeout_ms);
         Ok(Assigned {
             member_id: member_id.to_string(),
             generation_id,
@@ -167,31 +197,95 @@ impl GroupCoordinator {
         })
     }
 
-    /// Answers the held heartbeats of members whose assignment changed.
-    fn notify(&mut self, changed: Vec<String>) {
+    /// Pushes the new assignment to each member whose assignment changed, and
+    /// starts or stops their rebalance timers.
+    fn notify(&mut self, changed: Vec<String>, ctx: &mut Context<Self>) {
         self.membership.touch(now_ms());
         for member_id in changed {
-            self.answer_held(&member_id);
-        }
-        // A member that left the group is told so by its held heartbeat.
-        let gone: Vec<String> =
-            self.held.keys().filter(|id| self.membership.assignment(id).is_err()).cloned().collect();
-        for member_id in gone {
-            self.answer_held(&member_id);
-        }
-    }
-
-    /// Answers the member's held heartbeat, if any, with where it stands now.
-    fn answer_held(&mut self, member_id: &str) {
-        if let Some((_, reply)) = self.held.remove(member_id) {
-            let _ = reply.send(self.assigned(member_id));
+            if let (Ok(assigned), Some(session)) =
+                (self.assigned(&member_id), self.live.get(&member_id).and_then(|l| l.session.upgrade()))
+            {
+                session.do_send(AssignmentChanged(assigned));
+            }
+            self.watch_revocation(&member_id, ctx);
         }
     }
 
-    fn remove_member(&mut self, member_id: &str, why: &str) {
+    /// Removes a member and frees its partitions; its session, if it is to
+    /// be told, gets `error`.
+    fn remove_member(&mut self, member_id: &str, why: &str, error: Option<BrokerError>, ctx: &mut Context<Self>) {
+        if let Some(live) = self.live.remove(member_id) {
+            if let Some(handle) = live.expiry {
+                ctx.cancel_future(handle);
+            }
+            if let Some((_, handle)) = live.rebalance {
+                ctx.cancel_future(handle);
+            }
+            if let (Some(error), Some(session)) = (error, live.session.upgrade()) {
+                session.do_send(MemberRemoved { member_id: member_id.to_string(), error });
+            }
+        }
         if let Some(changed) = self.membership.remove(member_id) {
             tracing::info!(group = %self.group_id, member_id, why, epoch = self.membership.group_epoch(), "member removed");
-            self.notify(changed);
+            self.notify(changed, ctx);
+        }
+    }
+
+    /// (Re)starts the member's session timer: it is removed unless it
+    /// heartbeats within its session timeout.
+    fn arm_expiry(&mut self, member_id: &str, ctx: &mut Context<Self>) {
+        let Some(timeout_ms) = self.membership.info(member_id).map(|i| i.session_timeout_ms) else { return };
+        self.disarm_expiry(member_id, ctx);
+        let id = member_id.to_string();
+        let handle = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
+            if let Some(live) = act.live.get_mut(&id) {
+                live.expiry = None;
+            }
+            let error = BrokerError::new(ErrorCode::UNKNOWN_MEMBER_ID, "the member's session timed out; join again");
+            act.remove_member(&id, "session timed out", Some(error), ctx);
+        });
+        if let Some(live) = self.live.get_mut(member_id) {
+            live.expiry = Some(handle);
+        }
+    }
+
+    fn disarm_expiry(&mut self, member_id: &str, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.live.get_mut(member_id).and_then(|l| l.expiry.take()) {
+            ctx.cancel_future(handle);
+        }
+    }
+
+    /// Arms the member's rebalance timer when it starts keeping revoked
+    /// partitions, and disarms it when it has released them.
+    fn watch_revocation(&mut self, member_id: &str, ctx: &mut Context<Self>) {
+        let since = self.membership.revoking_since(member_id);
+        let timeout_ms = self.membership.info(member_id).map_or(0, |i| i.rebalance_timeout_ms);
+        let Some(live) = self.live.get_mut(member_id) else { return };
+        match (since, &live.rebalance) {
+            (Some(since), Some((armed_for, _))) if *armed_for == since => {}
+            (since, _) => {
+                if let Some((_, handle)) = live.rebalance.take() {
+                    ctx.cancel_future(handle);
+                }
+                let Some(since) = since else { return };
+                let due = Duration::from_millis((since + timeout_ms - now_ms()).max(0) as u64);
+                let id = member_id.to_string();
+                let handle = ctx.run_later(due, move |act, ctx| {
+                    if act.membership.revoking_since(&id) == Some(since) {
+                        let error = BrokerError::new(
+                            ErrorCode::UNKNOWN_MEMBER_ID,
+                            "the member kept revoked partitions past its rebalance timeout; join again",
+                        );
+                        act.remove_member(
+                            &id,
+                            "did not release revoked partitions within its rebalance timeout",
+                            Some(error),
+                            ctx,
+                        );
+                    }
+                });
+                live.rebalance = Some((since, handle));
+            }
         }
     }
 
@@ -206,7 +300,7 @@ impl GroupCoordinator {
     fn persist<T: 'static>(
         &mut self,
         records: Vec<StoredRecord>,
-        then: impl FnOnce(&mut Self) -> T + 'static,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) -> T + 'static,
     ) -> ResponseActFuture<Self, Result<T, BrokerError>> {
         let Some(store) = self.store.as_mut() else {
             let err = self.unavailable();
@@ -227,10 +321,10 @@ impl GroupCoordinator {
             self.state.apply(record);
         }
         let synced = self.writer.sync(files);
-        Box::pin(synced.into_actor(self).map(move |synced, act, _| {
+        Box::pin(synced.into_actor(self).map(move |synced, act, ctx| {
             synced?;
             act.compact_if_needed();
-            Ok(then(act))
+            Ok(then(act, ctx))
         }))
     }
 
@@ -264,10 +358,10 @@ impl GroupCoordinator {
             return;
         }
         let counts = self.partition_counts(topics);
-        ctx.spawn(counts.into_actor(self).map(|counts, act, _| {
+        ctx.spawn(counts.into_actor(self).map(|counts, act, ctx| {
             act.partitions = counts;
             let changed = act.membership.set_partitions(act.partitions.clone());
-            act.notify(changed);
+            act.notify(changed, ctx);
         }));
     }
 
@@ -287,9 +381,6 @@ impl Actor for GroupCoordinator {
         self.open();
         ctx.run_interval(Duration::from_millis(self.settings.metadata_refresh_ms.max(10)), |act, ctx| {
             act.refresh_partitions(ctx);
-            for member_id in act.membership.overdue_revocations(now_ms()) {
-                act.remove_member(&member_id, "did not release revoked partitions within its rebalance timeout");
-            }
         });
     }
 }
@@ -301,200 +392,16 @@ impl Supervised for GroupCoordinator {
             return;
         }
         tracing::warn!(group = %self.group_id, "group coordinator restarting; members must rejoin");
+        // Timers went with the old context; the sessions are told their
+        // members are gone, so held heartbeats are answered now.
+        for (member_id, live) in self.live.drain() {
+            if let Some(session) = live.session.upgrade() {
+                session.do_send(MemberRemoved { member_id, error: restarting() });
+            }
+        }
         self.store = None;
-        self.held.clear();
+        self.partitions.clear();
         self.membership = Membership::new(default_assignor());
-    }
-}
-
-/// A member joins (a new member id is chosen here).
-#[derive(Message)]
-#[rtype(result = "Result<Assigned, BrokerError>")]
-pub struct Join {
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub host: String,
-    pub topics: BTreeSet<String>,
-    pub session_timeout_ms: Option<u64>,
-    pub rebalance_timeout_ms: Option<u64>,
-    pub assignor: Option<String>,
-}
-
-impl Handler<Join> for GroupCoordinator {
-    type Result = ResponseActFuture<Self, Result<Assigned, BrokerError>>;
-
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
-        if self.store.is_none() {
-            return Box::pin(fut::ready(Err(self.unavailable())));
-        }
-        let session_timeout_ms = msg.session_timeout_ms.unwrap_or(self.settings.default_session_timeout_ms);
-        if !(self.settings.min_session_timeout_ms..=self.settings.max_session_timeout_ms).contains(&session_timeout_ms)
-        {
-            return Box::pin(fut::ready(Err(BrokerError::new(
-                ErrorCode::INVALID_SESSION_TIMEOUT,
-                format!(
-                    "session_timeout_ms {session_timeout_ms} is outside [{}, {}]",
-                    self.settings.min_session_timeout_ms, self.settings.max_session_timeout_ms
-                ),
-            ))));
-        }
-        let assignor = match msg.assignor.as_deref() {
-            None => None,
-            Some(name) => match assignor::by_name(name) {
-                Some(assignor) => Some(assignor),
-                None => {
-                    return Box::pin(fut::ready(Err(BrokerError::new(
-                        ErrorCode::UNSUPPORTED_ASSIGNOR,
-                        format!("assignor `{name}` is not one of {}", assignor::ASSIGNORS.join(", ")),
-                    ))))
-                }
-            },
-        };
-        if msg.topics.is_empty() {
-            return Box::pin(fut::ready(Err(BrokerError::new(
-                ErrorCode::INVALID_REQUEST,
-                "a member must subscribe to at least one topic",
-            ))));
-        }
-        let member_id = self.new_member_id(&msg.client_id);
-        let info = MemberInfo {
-            member_id: member_id.clone(),
-            group_instance_id: msg.group_instance_id,
-            client_id: msg.client_id,
-            host: msg.host,
-            topics: msg.topics.clone(),
-            session_timeout_ms,
-            rebalance_timeout_ms: msg.rebalance_timeout_ms.unwrap_or(session_timeout_ms) as i64,
-        };
-        // Learn the partition counts of new topics before assigning.
-        let unknown: BTreeSet<String> =
-            msg.topics.iter().filter(|t| !self.partitions.contains_key(*t)).cloned().collect();
-        let counts = self.partition_counts(unknown);
-        let change_assignor = assignor.filter(|a| a.name() != self.membership.assignor().name());
-        Box::pin(counts.into_actor(self).then(move |counts, act, _| {
-            act.partitions.extend(counts);
-            let mut changed = act.membership.set_partitions(act.partitions.clone());
-            changed.extend(act.membership.join(info));
-            tracing::info!(group = %act.group_id, member_id, epoch = act.membership.group_epoch(), "member joined");
-            act.notify(changed);
-            let answer = act.assigned(&member_id);
-            match change_assignor {
-                Some(assignor) if act.membership.len() == 1 => {
-                    let record = StoredRecord::Assignor { name: assignor.name().to_string() };
-                    Box::pin(
-                        act.persist(vec![record], move |act| {
-                            let changed = act.membership.set_assignor(assignor);
-                            act.notify(changed);
-                            act.assigned(&member_id)
-                        })
-                        .map(|r, _, _| r.and_then(|a| a)),
-                    ) as ResponseActFuture<Self, _>
-                }
-                _ => Box::pin(fut::ready(answer)),
-            }
-        }))
-    }
-}
-
-/// A member's heartbeat: what it owns now; answered with its assignment.
-#[derive(Message)]
-#[rtype(result = "Result<Assigned, BrokerError>")]
-pub struct Heartbeat {
-    pub member_id: String,
-    pub generation_id: i64,
-    pub owned: BTreeSet<TopicPartition>,
-    pub topics: Option<BTreeSet<String>>,
-    pub max_wait_ms: u64,
-}
-
-impl Handler<Heartbeat> for GroupCoordinator {
-    type Result = ResponseFuture<Result<Assigned, BrokerError>>;
-
-    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
-        let new_topics = msg.topics.as_ref().is_some_and(|t| t.iter().any(|t| !self.partitions.contains_key(t)));
-        let changed =
-            match self.membership.heartbeat(&msg.member_id, msg.generation_id, msg.owned.clone(), msg.topics, now_ms())
-            {
-                Ok(changed) => changed,
-                Err(err) => {
-                    let err = member_error(err, &msg.member_id);
-                    return Box::pin(futures::future::ready(Err(err)));
-                }
-            };
-        if new_topics {
-            self.refresh_partitions(ctx);
-        }
-        self.notify(changed);
-        let answer = match self.assigned(&msg.member_id) {
-            Ok(answer) => answer,
-            Err(err) => return Box::pin(futures::future::ready(Err(err))),
-        };
-        // Answer now if the member is not where it should be.
-        if answer.generation_id != msg.generation_id || answer.assignment != msg.owned || msg.max_wait_ms == 0 {
-            return Box::pin(futures::future::ready(Ok(answer)));
-        }
-        let (reply, wait) = oneshot::channel();
-        self.holds += 1;
-        let hold = self.holds;
-        if let Some((_, previous)) = self.held.insert(msg.member_id.clone(), (hold, reply)) {
-            let _ = previous.send(Ok(answer.clone()));
-        }
-        let max_wait = msg.max_wait_ms.min(answer.session_timeout_ms / 2);
-        let member_id = msg.member_id;
-        ctx.run_later(Duration::from_millis(max_wait), move |act, _| {
-            if act.held.get(&member_id).is_some_and(|(h, _)| *h == hold) {
-                act.answer_held(&member_id);
-            }
-        });
-        Box::pin(async move {
-            wait.await.unwrap_or_else(|_| {
-                Err(BrokerError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, "the coordinator restarted"))
-            })
-        })
-    }
-}
-
-/// A member leaves the group (its partitions move at once).
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct Leave {
-    pub member_id: String,
-}
-
-impl Handler<Leave> for GroupCoordinator {
-    type Result = Result<(), BrokerError>;
-
-    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
-        self.membership.assignment(&msg.member_id).map_err(|e| member_error(e, &msg.member_id))?;
-        self.remove_member(&msg.member_id, "left the group");
-        Ok(())
-    }
-}
-
-/// A member's session ended: its connection closed, or it stopped heartbeating.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MemberGone {
-    pub member_id: String,
-    /// True when the connection closed; false when the session timed out.
-    pub disconnected: bool,
-}
-
-impl Handler<MemberGone> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: MemberGone, _: &mut Context<Self>) {
-        let is_static = self
-            .membership
-            .members()
-            .iter()
-            .any(|m| m.info.member_id == msg.member_id && m.info.group_instance_id.is_some());
-        if msg.disconnected && is_static {
-            // A static member keeps its partitions until its session times out.
-            return;
-        }
-        let why = if msg.disconnected { "connection closed" } else { "session timed out" };
-        self.remove_member(&msg.member_id, why);
     }
 }
 
@@ -525,16 +432,19 @@ impl Handler<CloseGroup> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, _: CloseGroup, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.membership.is_empty() {
-            return Err(BrokerError::new(
-                ErrorCode::NON_EMPTY_GROUP,
-                format!("group `{}` has {} active members", self.group_id, self.membership.len()),
-            ));
-        }
-        self.closed = true;
-        self.store = None;
-        ctx.stop();
-        Ok(())
+        guard(self, ctx, "group coordinator", |act, ctx| {
+            if !act.membership.is_empty() {
+                return Err(BrokerError::new(
+                    ErrorCode::NON_EMPTY_GROUP,
+                    format!("group `{}` has {} active members", act.group_id, act.membership.len()),
+                ));
+            }
+            act.closed = true;
+            act.store = None;
+            ctx.stop();
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(restarting()))
     }
 }
 
@@ -547,11 +457,11 @@ impl Handler<ShutdownGroup> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, _: ShutdownGroup, _: &mut Context<Self>) -> Self::Result {
-        for (member_id, (_, reply)) in self.held.drain() {
-            let _ = reply.send(Err(BrokerError::new(
-                ErrorCode::BROKER_SHUTTING_DOWN,
-                format!("{member_id}: the broker is shutting down"),
-            )));
+        for (member_id, live) in self.live.drain() {
+            if let Some(session) = live.session.upgrade() {
+                let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
+                session.do_send(MemberRemoved { member_id, error });
+            }
         }
         self.closed = true;
         match self.store.take() {
@@ -563,18 +473,17 @@ impl Handler<ShutdownGroup> for GroupCoordinator {
     }
 }
 
-/// Answer every held heartbeat now (shutdown: connections are draining).
+/// Makes the next handler panic (tests of supervision).
+#[cfg(test)]
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AnswerHeartbeats;
+pub struct InjectPanic;
 
-impl Handler<AnswerHeartbeats> for GroupCoordinator {
+#[cfg(test)]
+impl Handler<InjectPanic> for GroupCoordinator {
     type Result = ();
 
-    fn handle(&mut self, _: AnswerHeartbeats, _: &mut Context<Self>) {
-        let held: Vec<String> = self.held.keys().cloned().collect();
-        for member_id in held {
-            self.answer_held(&member_id);
-        }
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        guard(self, ctx, "group coordinator", |_, _| panic!("injected failure"));
     }
 }

@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 use actix::prelude::*;
 use futures::future::join_all;
 
-use super::{member_error, GroupCoordinator};
+use super::{member_error, restarting, GroupCoordinator};
 use crate::broker::{Broker, LookupTopic};
 use crate::error::{BrokerError, ErrorCode};
 use crate::group::assignor::TopicPartition;
 use crate::group::membership::MemberView;
 use crate::group::store::{Committed, StoredRecord};
+use crate::guard::guard;
 use crate::now_ms;
 use crate::partition::ListOffsets;
 use crate::topic::{ForPartition, PartitionCount};
@@ -33,7 +34,14 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 impl Handler<CommitOffsets> for GroupCoordinator {
     type Result = ResponseActFuture<Self, Result<Vec<(TopicPartition, Result<(), BrokerError>)>, BrokerError>>;
 
-    fn handle(&mut self, msg: CommitOffsets, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: CommitOffsets, ctx: &mut Context<Self>) -> Self::Result {
+        guard(self, ctx, "group coordinator", |act, _| act.commit_offsets(msg))
+            .unwrap_or_else(|| Box::pin(fut::ready(Err(restarting()))))
+    }
+}
+
+impl GroupCoordinator {
+    fn commit_offsets(&mut self, msg: CommitOffsets) -> <Self as Handler<CommitOffsets>>::Result {
         if msg.member_id.is_none() && !self.membership.is_empty() {
             return Box::pin(fut::ready(Err(BrokerError::new(
                 ErrorCode::UNKNOWN_MEMBER_ID,
@@ -74,7 +82,7 @@ impl Handler<CommitOffsets> for GroupCoordinator {
             }
             results.push((tp, checked));
         }
-        self.persist(records, move |_| results)
+        self.persist(records, move |_, _| results)
     }
 }
 
@@ -90,7 +98,13 @@ pub struct FetchOffsets {
 impl Handler<FetchOffsets> for GroupCoordinator {
     type Result = Result<Vec<(TopicPartition, Option<Committed>)>, BrokerError>;
 
-    fn handle(&mut self, msg: FetchOffsets, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: FetchOffsets, ctx: &mut Context<Self>) -> Self::Result {
+        guard(self, ctx, "group coordinator", |act, _| act.fetch_offsets(msg)).unwrap_or_else(|| Err(restarting()))
+    }
+}
+
+impl GroupCoordinator {
+    fn fetch_offsets(&mut self, msg: FetchOffsets) -> <Self as Handler<FetchOffsets>>::Result {
         if self.store.is_none() {
             return Err(self.unavailable());
         }
@@ -145,7 +159,14 @@ async fn list_offset(broker: Addr<Broker>, tp: TopicPartition, timestamp: i64) -
 impl Handler<DescribeGroup> for GroupCoordinator {
     type Result = ResponseFuture<Result<GroupDescription, BrokerError>>;
 
-    fn handle(&mut self, _: DescribeGroup, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: DescribeGroup, ctx: &mut Context<Self>) -> Self::Result {
+        guard(self, ctx, "group coordinator", |act, _| act.describe_group())
+            .unwrap_or_else(|| Box::pin(async { Err(restarting()) }))
+    }
+}
+
+impl GroupCoordinator {
+    fn describe_group(&mut self) -> <Self as Handler<DescribeGroup>>::Result {
         let members = self.membership.members();
         let mut partitions: BTreeSet<TopicPartition> = self.state.offsets.keys().cloned().collect();
         for (topic, count) in &self.partitions {
@@ -207,7 +228,14 @@ pub struct ResetOffsets {
 impl Handler<ResetOffsets> for GroupCoordinator {
     type Result = ResponseActFuture<Self, Result<Vec<(TopicPartition, Option<i64>, i64)>, BrokerError>>;
 
-    fn handle(&mut self, msg: ResetOffsets, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ResetOffsets, ctx: &mut Context<Self>) -> Self::Result {
+        guard(self, ctx, "group coordinator", |act, _| act.reset_offsets(msg))
+            .unwrap_or_else(|| Box::pin(fut::ready(Err(restarting()))))
+    }
+}
+
+impl GroupCoordinator {
+    fn reset_offsets(&mut self, msg: ResetOffsets) -> <Self as Handler<ResetOffsets>>::Result {
         if !self.membership.is_empty() {
             return Box::pin(fut::ready(Err(BrokerError::new(
                 ErrorCode::NON_EMPTY_GROUP,
@@ -262,7 +290,7 @@ impl Handler<ResetOffsets> for GroupCoordinator {
                             commit_timestamp: now,
                         })
                         .collect();
-                    act.persist(records, move |_| plan)
+                    act.persist(records, move |_, _| plan)
                 }
                 other => Box::pin(fut::ready(other)),
             },

@@ -265,15 +265,21 @@ fn commits_are_checked_against_the_member_its_generation_and_what_it_holds() {
     assert_eq!(revoking_epoch, first_epoch + 1);
     assert_eq!(m.check_commit("s-1", first_epoch, &tp(3)), Ok(()));
     assert_eq!(m.check_commit("s-1", revoking_epoch, &tp(3)), Ok(()));
-    // D may not commit them yet: not its own at its current generation.
-    assert_eq!(m.check_commit("d", epoch(&m, "d"), &tp(3)), Err(MemberError::NotOwned { stale: false }));
+    // D may not commit them yet: it does not hold them.
+    assert_eq!(m.check_commit("d", epoch(&m, "d"), &tp(3)), Err(MemberError::NotOwned));
     settle(&mut m);
     assert_eq!(assigned(&m, "d"), set(2..4));
-    // S, released: a commit naming its old generation is stale, one naming
-    // its current generation is not (the partition is just not its own).
-    assert_eq!(m.check_commit("s-1", first_epoch, &tp(3)), Err(MemberError::NotOwned { stale: true }));
-    assert_eq!(m.check_commit("s-1", revoking_epoch, &tp(3)), Err(MemberError::NotOwned { stale: false }));
-    assert_eq!(m.check_commit("d", epoch(&m, "d"), &tp(3)), Ok(()));
+    // S released them: under any generation they are not its own.
+    assert_eq!(m.check_commit("s-1", first_epoch, &tp(3)), Err(MemberError::NotOwned));
+    assert_eq!(m.check_commit("s-1", revoking_epoch, &tp(3)), Err(MemberError::NotOwned));
+    let d_epoch = epoch(&m, "d");
+    assert_eq!(m.check_commit("d", d_epoch, &tp(3)), Ok(()));
+    // D was given them at its current generation: a commit naming an older
+    // one comes from before it held them.
+    assert_eq!(
+        m.check_commit("d", d_epoch - 1, &tp(3)),
+        Err(MemberError::StaleGeneration { given_at: d_epoch, got: d_epoch - 1 })
+    );
 
     // S restarts with the same instance id: the old id is fenced.
     m.join(info("s-2", Some("static"), &[TOPIC]));
@@ -281,6 +287,41 @@ fn commits_are_checked_against_the_member_its_generation_and_what_it_holds() {
     assert_eq!(m.check_generation("s-1", revoking_epoch), Err(MemberError::Fenced));
     assert_eq!(m.heartbeat("s-1", revoking_epoch, set(0..2), None, 0), Err(MemberError::Fenced));
     assert_eq!(m.check_commit("s-2", revoking_epoch, &tp(0)), Ok(()));
+}
+
+#[test]
+fn a_partition_held_without_a_break_keeps_the_generation_it_was_given_at() {
+    let mut m = group("range", 4);
+    m.join(dynamic("a"));
+    settle(&mut m);
+    let given = epoch(&m, "a");
+    // B joins and leaves before A reports anything: A is asked to give up two
+    // partitions, then gets them back, never having released them.
+    m.join(dynamic("b"));
+    assert!(epoch(&m, "a") > given);
+    m.remove("b");
+    assert_eq!(assigned(&m, "a"), set(0..4));
+    assert_eq!(m.check_commit("a", given, &tp(3)), Ok(()));
+    assert_eq!(m.check_commit("a", epoch(&m, "a"), &tp(3)), Ok(()));
+}
+
+#[test]
+fn a_member_that_joins_again_under_its_id_keeps_its_assignment_and_releases_what_it_was_giving_up() {
+    let mut m = group("range", 4);
+    m.join(dynamic("a"));
+    settle(&mut m);
+    m.join(dynamic("b"));
+    // A is giving up 2 and 3; B waits for them.
+    assert_eq!(assigned(&m, "a"), set(0..2));
+    assert!(assigned(&m, "b").is_empty());
+    let a_epoch = epoch(&m, "a");
+    let changed = m.rejoin(dynamic("a"), 0).unwrap();
+    assert_eq!(changed, ["b"]);
+    assert_eq!(epoch(&m, "a"), a_epoch);
+    assert_eq!(assigned(&m, "a"), set(0..2));
+    assert_eq!(assigned(&m, "b"), set(2..4));
+    assert_eq!(m.rejoin(dynamic("nobody"), 0), Err(MemberError::UnknownMember));
+    assert_one_holder(&m);
 }
 
 #[test]
