@@ -17,6 +17,9 @@ pub mod membership;
 pub mod session;
 pub mod store;
 
+#[cfg(test)]
+mod actor_tests;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
