@@ -52,7 +52,15 @@ fn parse_reset(to: &str, value: Option<i64>) -> Result<ResetTo, BrokerError> {
         "earliest" => ResetTo::Earliest,
         "latest" => ResetTo::Latest,
         "offset" => ResetTo::Offset(need("the offset")?),
-        "timestamp" => ResetTo::Timestamp(need("ms since the epoch")?),
+        "timestamp" => match need("ms since the epoch")? {
+            ms if ms < 0 => {
+                return Err(BrokerError::new(
+                    ErrorCode::INVALID_TIMESTAMP,
+                    format!("reset to timestamp {ms}: a timestamp is ms since the epoch, not negative"),
+                ))
+            }
+            ms => ResetTo::Timestamp(ms),
+        },
         "shift" => ResetTo::ShiftBy(need("the number of records to move by")?),
         other => {
             return Err(BrokerError::new(
