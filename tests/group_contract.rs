@@ -151,3 +151,21 @@ async fn a_member_that_keeps_revoked_partitions_is_removed_at_its_rebalance_time
     assert!(gone < rebalance_timeout + Duration::from_millis(300), "removed after {gone:?}");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_reset_to_a_negative_timestamp_is_an_invalid_timestamp() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic(TOPIC, 1, Default::default()).await.unwrap();
+    let reset = ResetOffsetsRequest {
+        group_id: "resets".into(),
+        topic: TOPIC.into(),
+        partitions: None,
+        to: "timestamp".into(),
+        value: Some(-1),
+        execute: true,
+    };
+    let refused = admin.request::<_, ResetOffsetsResponse>(group_op::RESET_OFFSETS, &reset).await.unwrap_err();
+    assert_eq!(refused.code(), Some(32), "{refused}");
+    broker.stop().await;
+}

@@ -163,8 +163,9 @@ async fn a_second_join_on_one_session_needs_the_member_id_and_a_rejoin_keeps_the
 async fn the_coordinator_removes_a_silent_member_when_its_session_timeout_ends() {
     let f = fixture(2).await;
     let coordinator = f.coordinator("g").await;
-    let mut a = join(&coordinator, 200).await;
+    // Started before the join, so before the coordinator armed A's timer.
     let started = Instant::now();
+    let mut a = join(&coordinator, 200).await;
     let mut b = join(&coordinator, 10_000).await;
     // A says nothing: at 200 ms it is removed and B gets everything.
     loop {

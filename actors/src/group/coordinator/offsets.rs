@@ -169,16 +169,18 @@ impl GroupCoordinator {
     fn describe_group(&mut self) -> <Self as Handler<DescribeGroup>>::Result {
         let members = self.membership.members();
         let mut partitions: BTreeSet<TopicPartition> = self.state.offsets.keys().cloned().collect();
+        let subscribed = self.membership.subscribed_topics();
         for (topic, count) in &self.partitions {
-            if self.membership.subscribed_topics().contains(topic) {
+            if subscribed.contains(topic) {
                 partitions.extend((0..*count).map(|p| TopicPartition { topic: topic.clone(), partition: p }));
             }
         }
+        let owners = self.membership.owners();
         let rows: Vec<(TopicPartition, Option<i64>, Option<String>)> = partitions
             .into_iter()
             .map(|tp| {
                 let current = self.state.offsets.get(&tp).map(|c| c.offset);
-                let owner = self.membership.owner_of(&tp).map(str::to_owned);
+                let owner = owners.get(&tp).map(|m| m.to_string());
                 (tp, current, owner)
             })
             .collect();
