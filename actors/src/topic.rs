@@ -12,6 +12,8 @@
 //! - Its metadata (`topic.json`: name, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
 //!   the actor stops, since it holds no data of its own.
+//! - [`AddPartitions`] holds the topic's mailbox until it is done, so adds and
+//!   a delete's [`CloseTopic`] apply one after another, never interleaved.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -315,6 +317,14 @@ impl Handler<DescribeTopic> for Topic {
 }
 
 /// Grow the topic to `total` partitions.
+///
+/// Adds are serialized with every other message of the topic: the handler
+/// pauses the topic's mailbox (`AtomicResponse`) until the new metadata is
+/// stored and the new partitions are started. Two adds cannot then both pass
+/// the "greater than the current count" check, nor write `topic.json` at the
+/// same time, and a [`CloseTopic`] (a delete) runs either before the add, which
+/// then finds the topic closed, or after it, which then closes the new
+/// partitions too. Produce requests to the topic wait out that one fsync.
 #[derive(Message)]
 #[rtype(result = "Result<u32, BrokerError>")]
 pub struct AddPartitions {
@@ -322,13 +332,13 @@ pub struct AddPartitions {
 }
 
 impl Handler<AddPartitions> for Topic {
-    type Result = ResponseActFuture<Self, Result<u32, BrokerError>>;
+    type Result = AtomicResponse<Self, Result<u32, BrokerError>>;
 
     fn handle(&mut self, msg: AddPartitions, _: &mut Context<Self>) -> Self::Result {
         let current = self.partitions.len() as i64;
         if self.closed {
             let err = self.unknown();
-            return Box::pin(fut::ready(Err(err)));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         if msg.total <= current || msg.total > crate::broker::MAX_PARTITIONS as i64 {
             let err = BrokerError::new(
@@ -339,20 +349,21 @@ impl Handler<AddPartitions> for Topic {
                     crate::broker::MAX_PARTITIONS
                 ),
             );
-            return Box::pin(fut::ready(Err(err)));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         let total = msg.total as u32;
         let meta = TopicMeta { partitions: total, ..self.meta() };
         let dir = self.dir.clone();
         let stored = actix_rt::task::spawn_blocking(move || meta.store(&dir));
-        Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
+        AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
             Ok(Ok(())) => {
                 act.start_partitions(total);
+                tracing::info!(topic = %act.name, partitions = total, "added partitions");
                 Ok(total)
             }
             Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
             Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
-        }))
+        })))
     }
 }
 
