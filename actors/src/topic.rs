@@ -102,8 +102,8 @@ pub struct Topic {
     placement: Placement,
     /// The partition the next request's keyless records go to.
     next_keyless: u32,
-    /// Set once the topic is deleted or the broker shuts down.
-    closed: bool,
+    /// Why the topic takes no more requests, once it does not.
+    closed: Option<Closed>,
 }
 
 impl Topic {
@@ -116,7 +116,7 @@ impl Topic {
             partitions: Vec::with_capacity(meta.partitions as usize),
             placement,
             next_keyless: 0,
-            closed: false,
+            closed: None,
         };
         topic.start_partitions(meta.partitions);
         topic
@@ -140,9 +140,7 @@ impl Topic {
     }
 
     fn partition(&self, partition: u32) -> Result<&Addr<Partition>, BrokerError> {
-        if self.closed {
-            return Err(self.unknown());
-        }
+        self.refuse_if_closed()?;
         self.partitions.get(partition as usize).ok_or_else(|| {
             BrokerError::new(
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
@@ -151,9 +149,30 @@ impl Topic {
         })
     }
 
-    fn unknown(&self) -> BrokerError {
-        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", self.name))
+    /// The error for a request to a topic that takes no more: a deleted topic
+    /// does not exist (3); after the broker's shutdown flush, the request is
+    /// refused as the shutdown (1003, retriable), not as a missing topic.
+    fn refuse_if_closed(&self) -> Result<(), BrokerError> {
+        match self.closed {
+            None => Ok(()),
+            Some(Closed::Deleted) => Err(BrokerError::new(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic `{}` does not exist", self.name),
+            )),
+            Some(Closed::ShutDown) => {
+                Err(BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down"))
+            }
+        }
     }
+}
+
+/// Why a topic was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// By [`CloseTopic`]: the topic is being deleted.
+    Deleted,
+    /// By [`ShutdownTopic`]: the broker is stopping.
+    ShutDown,
 }
 
 impl Actor for Topic {
@@ -223,8 +242,8 @@ impl Topic {
         let count = self.partitions.len() as u32;
         if let Some(p) = msg.partition {
             self.partition(p)?;
-        } else if self.closed {
-            return Err(self.unknown());
+        } else {
+            self.refuse_if_closed()?;
         }
         let keyless = self.next_keyless % count.max(1);
         let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
@@ -300,8 +319,7 @@ impl Handler<DescribeTopic> for Topic {
     type Result = ResponseFuture<Result<TopicDescription, BrokerError>>;
 
     fn handle(&mut self, _: DescribeTopic, _: &mut Context<Self>) -> Self::Result {
-        if self.closed {
-            let err = self.unknown();
+        if let Err(err) = self.refuse_if_closed() {
             return Box::pin(async move { Err(err) });
         }
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Describe)).collect();
@@ -336,8 +354,7 @@ impl Handler<AddPartitions> for Topic {
 
     fn handle(&mut self, msg: AddPartitions, _: &mut Context<Self>) -> Self::Result {
         let current = self.partitions.len() as i64;
-        if self.closed {
-            let err = self.unknown();
+        if let Err(err) = self.refuse_if_closed() {
             return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         if msg.total <= current || msg.total > crate::broker::MAX_PARTITIONS as i64 {
@@ -389,7 +406,7 @@ impl Handler<CloseTopic> for Topic {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: CloseTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = true;
+        self.closed = Some(Closed::Deleted);
         let sends: Vec<_> = self.partitions.drain(..).map(|p| p.send(partition::Close)).collect();
         Box::pin(async move {
             join_all(sends).await;
@@ -421,7 +438,7 @@ impl Handler<ShutdownTopic> for Topic {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, _: ShutdownTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = true;
+        self.closed = Some(Closed::ShutDown);
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Shutdown)).collect();
         Box::pin(async move {
             for result in join_all(sends).await {
@@ -431,3 +448,7 @@ impl Handler<ShutdownTopic> for Topic {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "topic_tests.rs"]
+mod tests;
