@@ -166,6 +166,8 @@ async fn unknown_topics_and_partitions_are_code_3() {
     client.create_topic("real", 2, no_config()).await.unwrap();
     assert_eq!(code(client.produce("real", Some(2), vec![value("v")]).await), 3);
     assert_eq!(code(client.fetch(&fetch_at("real", 2, 0)).await), 3);
+    let negative = herald::protocol::FetchRequest { partition: -1, ..fetch_at("real", 0, 0) };
+    assert_eq!(code(client.fetch(&negative).await), 3, "a negative partition");
     assert_eq!(code(client.list_offsets("real", 7, -2).await), 3);
     broker.stop().await;
 }
