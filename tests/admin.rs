@@ -235,6 +235,30 @@ async fn a_deleted_topic_can_be_recreated_empty() {
 }
 
 #[tokio::test]
+async fn a_name_whose_create_or_delete_is_under_way_is_taken() {
+    let broker = TestBroker::start();
+    let client = broker.client().await;
+
+    // Pipelined on one connection, so they reach the broker in this order.
+    let (first, second) =
+        futures::join!(client.create_topic("busy", 1, no_config()), client.create_topic("busy", 1, no_config()));
+    first.unwrap();
+    assert_eq!(code(second), 36, "a create while the same create writes its metadata");
+
+    let (deleted, created) = futures::join!(client.delete_topic("busy"), client.create_topic("busy", 3, no_config()));
+    deleted.unwrap();
+    assert_eq!(code(created), 36, "a create while the topic is being deleted");
+    let (deleted, again) = {
+        client.create_topic("busy", 1, no_config()).await.unwrap();
+        futures::join!(client.delete_topic("busy"), client.delete_topic("busy"))
+    };
+    deleted.unwrap();
+    assert_eq!(code(again), 3, "a second delete of a topic being deleted");
+    assert!(client.list_topics().await.unwrap().is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn handshake_reports_the_brokers_limits() {
     let broker = TestBroker::start();
     let client: Client = broker.client().await;
