@@ -434,6 +434,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_directory_without_metadata_nor_partitions_is_an_unfinished_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = dir.path().join("t");
+        std::fs::create_dir(&topic).unwrap();
+        assert!(unfinished_create(&topic).unwrap(), "empty");
+        std::fs::write(topic.join("topic.json.tmp"), b"{").unwrap();
+        assert!(unfinished_create(&topic).unwrap(), "a temporary file only");
+        std::fs::create_dir(topic.join("0")).unwrap();
+        assert!(!unfinished_create(&topic).unwrap(), "a partition without metadata is damage, not a leftover");
+        std::fs::remove_dir(topic.join("0")).unwrap();
+        std::fs::write(topic.join(topic::META_FILE), b"{").unwrap();
+        assert!(!unfinished_create(&topic).unwrap(), "metadata, even damaged, is a topic");
+    }
+
+    #[test]
     fn topic_names_follow_kafkas_rules() {
         for ok in ["orders", "a.b_c-D9", &"x".repeat(249), "..."] {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
