@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use common::{fetch_at, read_partition, text, value, TestBroker};
 use herald::client::ClientError;
+use herald::protocol::{ConfigValue, FetchRequest};
 use herald_actors::topic::TopicMeta;
 
 fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> i16 {
@@ -110,6 +111,32 @@ async fn a_partition_whose_log_cannot_be_opened_is_56_and_the_others_serve() {
     assert_eq!(code(client.describe_topic("half").await), 56);
     assert_eq!(read_partition(&client, "half", 1, 0).await.iter().map(text).collect::<Vec<_>>(), ["fine"]);
     assert_eq!(client.list_topics().await.unwrap()[0].partitions, 2);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_is_56_and_the_fetches_waiting_on_the_partition_get_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let client = broker.client().await;
+    let consumer = broker.client().await;
+    client.create_topic("fragile", 1, common::config(&[("segment_max_bytes", ConfigValue::Int(1024))])).await.unwrap();
+    let big = "x".repeat(600);
+    client.produce("fragile", Some(0), vec![value(&big)]).await.unwrap();
+
+    let waiting = {
+        let consumer = consumer.clone();
+        let request = FetchRequest { min_bytes: 1, max_wait_ms: 60_000, ..fetch_at("fragile", 0, 1) };
+        tokio::spawn(async move { consumer.fetch(&request).await })
+    };
+    // Once this answers, the fetch sent before it on the same connection waits
+    // in the partition.
+    consumer.list_offsets("fragile", 0, -2).await.unwrap();
+    // The next produce must roll a new segment, in a directory that is gone.
+    std::fs::remove_dir_all(dir.path().join("topics/fragile/0")).unwrap();
+    assert_eq!(code(client.produce("fragile", Some(0), vec![value(&big)]).await), 56);
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.map(|f| f.records).unwrap_err().code(), Some(5), "the partition restarted");
     broker.stop().await;
 }
 

@@ -288,7 +288,7 @@ pub struct Appended {
 impl Handler<Append> for Partition {
     type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
 
-    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
         let mut batch = msg.batch;
         if self.failed {
             return fail(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "an fsync failed; writes are refused"));
@@ -308,8 +308,13 @@ impl Handler<Append> for Partition {
             Ok(info) => info,
             Err(err @ log::LogError::Io { .. }) => {
                 tracing::error!(%err, topic = %self.topic, partition = self.partition, "append failed; restarting the partition");
-                ctx.stop();
-                return fail(err.into());
+                // Stop once the answer is out: stopping first would drop it,
+                // and the caller would see a vanished actor instead of 56.
+                let err = BrokerError::from(err);
+                return Box::pin(fut::ready(Err(err)).map(|result, _, ctx: &mut Context<Self>| {
+                    ctx.stop();
+                    result
+                }));
             }
             Err(err) => return fail(err.into()),
         };

@@ -223,6 +223,30 @@ async fn a_restarted_partition_keeps_every_acknowledged_record() {
 }
 
 #[actix::test]
+async fn a_failed_write_restarts_the_partition_and_its_long_polls_get_leader_not_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("p");
+    let writer = SyncWriter::start("test").unwrap();
+    let (path, w) = (log_dir.clone(), writer.clone());
+    let addr = Supervisor::start(move |_| {
+        let config = TopicConfig { segment_max_bytes: 1024, ..TopicConfig::default() };
+        Partition::new("t".into(), 0, path.clone(), config, settings(), w.clone(), false)
+    });
+    let big = "x".repeat(600);
+    append(&addr, &[&big], 1000).await;
+    let waiting = addr.send(Fetch { offset: 1, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 60_000 });
+    // The next append must roll a new segment, in a directory that is gone.
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    let failed = addr.send(Append { batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
+    assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
+    let answer = tokio::time::timeout(PATIENCE, waiting).await.expect("answered at the restart").unwrap();
+    assert_eq!(answer.unwrap_err().code, ErrorCode::LEADER_NOT_AVAILABLE);
+    // Restarted: it reopened its directory (empty now) and serves again.
+    assert_eq!(append(&addr, &["again"], 1002).await.base_offset, 0);
+    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, "again".to_string())]);
+}
+
+#[actix::test]
 async fn a_closed_partition_answers_its_long_polls_with_unknown_partition() {
     let dir = tempfile::tempdir().unwrap();
     let writer = SyncWriter::start("test").unwrap();
