@@ -166,6 +166,8 @@ async fn unknown_topics_and_partitions_are_code_3() {
     client.create_topic("real", 2, no_config()).await.unwrap();
     assert_eq!(code(client.produce("real", Some(2), vec![value("v")]).await), 3);
     assert_eq!(code(client.fetch(&fetch_at("real", 2, 0)).await), 3);
+    let negative = herald::protocol::FetchRequest { partition: -1, ..fetch_at("real", 0, 0) };
+    assert_eq!(code(client.fetch(&negative).await), 3, "a negative partition");
     assert_eq!(code(client.list_offsets("real", 7, -2).await), 3);
     broker.stop().await;
 }
@@ -229,6 +231,30 @@ async fn a_deleted_topic_can_be_recreated_empty() {
     let read = read_partition(&client, "phoenix", 0, 0).await;
     assert_eq!(read.iter().map(text).collect::<Vec<_>>(), ["new"]);
     assert_eq!(read[0].value, Some(Bytes::from_static(b"new")));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_whose_create_or_delete_is_under_way_is_taken() {
+    let broker = TestBroker::start();
+    let client = broker.client().await;
+
+    // Pipelined on one connection, so they reach the broker in this order.
+    let (first, second) =
+        futures::join!(client.create_topic("busy", 1, no_config()), client.create_topic("busy", 1, no_config()));
+    first.unwrap();
+    assert_eq!(code(second), 36, "a create while the same create writes its metadata");
+
+    let (deleted, created) = futures::join!(client.delete_topic("busy"), client.create_topic("busy", 3, no_config()));
+    deleted.unwrap();
+    assert_eq!(code(created), 36, "a create while the topic is being deleted");
+    let (deleted, again) = {
+        client.create_topic("busy", 1, no_config()).await.unwrap();
+        futures::join!(client.delete_topic("busy"), client.delete_topic("busy"))
+    };
+    deleted.unwrap();
+    assert_eq!(code(again), 3, "a second delete of a topic being deleted");
+    assert!(client.list_topics().await.unwrap().is_empty());
     broker.stop().await;
 }
 

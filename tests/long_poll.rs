@@ -151,3 +151,23 @@ async fn shutdown_answers_waiting_fetches_instead_of_waiting_for_them() {
     assert!(fetched.records.is_empty());
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_waiting_fetch_gets_unknown_topic_when_its_topic_is_deleted() {
+    let broker = TestBroker::start();
+    let consumer = broker.client().await;
+    let admin = broker.client().await;
+    consumer.create_topic("doomed", 1, BTreeMap::new()).await.unwrap();
+
+    let started = Instant::now();
+    let waiting = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move { consumer.fetch(&long_poll("doomed", 0, 0, 1, 60_000)).await })
+    };
+    barrier(&consumer, "doomed", 0).await;
+    admin.delete_topic("doomed").await.unwrap();
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.map(|f| f.records).unwrap_err().code(), Some(3));
+    assert!(started.elapsed() < Duration::from_secs(5), "answered at the delete, not after max_wait_ms");
+    broker.stop().await;
+}

@@ -10,10 +10,13 @@ use bytes::Bytes;
 use common::{config, fetch_at, keyed, read_partition, text, value, TestBroker};
 use futures::future::join_all;
 use herald::client::{Client, ClientError};
-use herald::protocol::{op, ConfigValue, FetchRequest, ProduceRequest, ProduceResponse, WireRecord};
+use herald::protocol::{op, ConfigValue, FetchRequest, ProduceRequest, ProduceResponse, ResponseHeader, WireRecord};
 use herald_actors::batch::BatchHeader;
 use herald_actors::now_ms;
 use herald_actors::partitioner::partition_for_key;
+use rmpv::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> i16 {
     match result {
@@ -434,8 +437,7 @@ async fn acks_zero_appends_without_answering_and_bad_requests_are_refused() {
     client.create_topic("quiet", 1, BTreeMap::new()).await.unwrap();
 
     for i in 0..5 {
-        let answer = client.produce_with_acks("quiet", Some(0), vec![value(format!("q{i}"))], 0).await.unwrap();
-        assert!(answer.is_empty());
+        client.produce_with_acks("quiet", Some(0), vec![value(format!("q{i}"))], 0).await.unwrap();
     }
     // Requests on one connection and partition run in order: this one follows them.
     let answer = client.produce("quiet", Some(0), vec![value("loud")]).await.unwrap();
@@ -448,5 +450,57 @@ async fn acks_zero_appends_without_answering_and_bad_requests_are_refused() {
     assert_eq!(code(client.produce("quiet", Some(0), vec![]).await), 42, "no records");
     assert_eq!(code(client.produce("quiet", None, vec![]).await), 42, "no records");
     assert_eq!(client.list_offsets("quiet", 0, -1).await.unwrap(), 6, "nothing refused was appended");
+
+    // On the wire: no response at all for acks 0, not even for an error; the
+    // next frame the broker sends answers the request after them.
+    let mut raw = TcpStream::connect(broker.addr()).await.unwrap();
+    let handshake = [("client_id", Value::from("raw")), ("protocol_version", Value::from(1))];
+    assert_eq!(raw_exchange(&mut raw, 1, "handshake", &handshake).await.correlation_id, 1);
+    let record = Value::Map(vec![(Value::from("value"), Value::Binary(b"silent".to_vec()))]);
+    let quiet = |topic: &str| {
+        vec![
+            ("topic", Value::from(topic)),
+            ("partition", Value::from(0)),
+            ("acks", Value::from(0)),
+            ("records", Value::Array(vec![record.clone()])),
+        ]
+    };
+    raw_send(&mut raw, 2, "produce", &quiet("quiet")).await;
+    raw_send(&mut raw, 3, "produce", &quiet("no-such-topic")).await;
+    let next = raw_exchange(&mut raw, 4, "list_topics", &[]).await;
+    assert_eq!((next.correlation_id, next.error_code), (4, 0));
+    assert_eq!(client.list_offsets("quiet", 0, -1).await.unwrap(), 7, "the raw acks-0 record was appended");
     broker.stop().await;
+}
+
+/// Sends one request as a raw frame: a MessagePack map of `correlation_id`,
+/// `op` and `fields`.
+async fn raw_send(stream: &mut TcpStream, correlation_id: u32, op: &str, fields: &[(&str, Value)]) {
+    let mut map =
+        vec![(Value::from("correlation_id"), Value::from(correlation_id)), (Value::from("op"), Value::from(op))];
+    map.extend(fields.iter().map(|(k, v)| (Value::from(*k), v.clone())));
+    let mut payload = Vec::new();
+    rmpv::encode::write_value(&mut payload, &Value::Map(map)).unwrap();
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend(payload);
+    stream.write_all(&frame).await.unwrap();
+}
+
+/// Sends one request and reads the next response frame's header.
+async fn raw_exchange(
+    stream: &mut TcpStream,
+    correlation_id: u32,
+    op: &str,
+    fields: &[(&str, Value)],
+) -> ResponseHeader {
+    raw_send(stream, correlation_id, op, fields).await;
+    let read = async {
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).await?;
+        let mut payload = vec![0u8; u32::from_be_bytes(length) as usize];
+        stream.read_exact(&mut payload).await?;
+        Ok::<_, std::io::Error>(payload)
+    };
+    let payload = tokio::time::timeout(common::PATIENCE, read).await.expect("a response in time").unwrap();
+    rmp_serde::from_slice(&payload).expect("a response header")
 }

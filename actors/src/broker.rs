@@ -13,7 +13,9 @@
 //! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`],
 //!   [`AnswerLongPolls`] and [`ShutdownBroker`]. Metadata is fsynced before a
 //!   create is acknowledged; a delete renames the topic directory away (atomic)
-//!   before it is acknowledged, and removes the files on a blocking thread.
+//!   before it is acknowledged, and removes the files on a blocking thread. A
+//!   delete that fails before that rename serves the topic again from its
+//!   directory: a failed delete changes nothing.
 //! - Not supervised: it holds only what it reads back from disk at start.
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,8 +62,9 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the data directory: creates it if needed, notes and removes the
-    /// clean-shutdown marker, purges deleted topics and reads every topic's
-    /// metadata. Blocking; call it before the broker serves.
+    /// clean-shutdown marker, purges deleted topics and unfinished creates,
+    /// and reads every topic's metadata. Blocking; call it before the broker
+    /// serves.
     ///
     /// # Errors
     ///
@@ -81,6 +84,11 @@ impl Broker {
         for entry in std::fs::read_dir(data_dir.join("topics"))? {
             let path = entry?.path();
             if !path.is_dir() {
+                continue;
+            }
+            if unfinished_create(&path)? {
+                tracing::warn!(path = %path.display(), "removing a topic whose creation did not finish");
+                std::fs::remove_dir_all(&path)?;
                 continue;
             }
             let meta = TopicMeta::load(&path)
@@ -143,6 +151,22 @@ fn purge_deleted(dir: &Path) {
             tracing::warn!(%err, path = %entry.path().display(), "cannot remove a deleted topic");
         }
     }
+}
+
+/// Whether `dir` is what a create leaves when it stops before its metadata is
+/// in place: no `topic.json` and no partition directory (those are created
+/// only after the metadata). Anything else without metadata is damage, and
+/// the broker refuses to start rather than guess.
+fn unfinished_create(dir: &Path) -> io::Result<bool> {
+    if dir.join(topic::META_FILE).exists() {
+        return Ok(false);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        if entry?.file_type()?.is_dir() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Checks a topic name by Kafka's rules: 1–249 characters of `[a-zA-Z0-9._-]`,
@@ -257,31 +281,63 @@ impl Handler<DeleteTopic> for Broker {
         Box::pin(
             async move {
                 // Close first so no partition writes into the directory being moved.
-                topic.send(topic::CloseTopic).await.map_err(BrokerError::from)?;
-                let moved = actix_rt::task::spawn_blocking(move || -> io::Result<()> {
-                    std::fs::rename(&dir, &graveyard)?;
-                    if let Some(parent) = dir.parent() {
-                        std::fs::File::open(parent)?.sync_all()?;
-                    }
-                    std::fs::remove_dir_all(&graveyard)
+                let closed = topic.send(topic::CloseTopic).await.map_err(BrokerError::from);
+                let moved = actix_rt::task::spawn_blocking(move || move_away(closed, &dir, &graveyard)).await;
+                moved.unwrap_or_else(|err| {
+                    Err((BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string()), None))
                 })
-                .await;
-                match moved {
-                    Ok(Ok(())) => {
-                        tracing::info!(topic = %msg.name, "deleted topic");
-                        Ok(())
-                    }
-                    Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
-                    Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
-                }
             }
             .into_actor(self)
             .map(move |result, act, _| {
                 act.busy.remove(&name);
-                result
+                match result {
+                    Ok(()) => {
+                        tracing::info!(topic = %name, "deleted topic");
+                        Ok(())
+                    }
+                    Err((err, reopen)) => {
+                        tracing::error!(%err, topic = %name, "delete failed");
+                        // The directory is still in place: serve the topic
+                        // from it again, so that a failed delete changes nothing.
+                        if let Some(meta) = reopen {
+                            act.start_topic(meta);
+                        }
+                        Err(err)
+                    }
+                }
             }),
         )
     }
+}
+
+/// A failed delete, with the topic's metadata when its directory is still in
+/// place (the topic is then reopened from it).
+type DeleteFailure = (BrokerError, Option<TopicMeta>);
+
+/// Renames a closed topic's directory into the graveyard (the atomic step that
+/// deletes it), fsyncs the parent, then removes the files. Blocking.
+fn move_away(closed: Result<(), BrokerError>, dir: &Path, graveyard: &Path) -> Result<(), DeleteFailure> {
+    let kept = |err: BrokerError| Err((err, TopicMeta::load(dir).ok()));
+    if let Err(err) = closed {
+        return kept(err);
+    }
+    if let Err(err) = std::fs::rename(dir, graveyard) {
+        return kept(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("cannot move {}: {err}", dir.display())));
+    }
+    // From here on the topic is gone: what fails is only its durability or
+    // the disk space it still takes.
+    if let Some(parent) = dir.parent() {
+        if let Err(err) = std::fs::File::open(parent).and_then(|f| f.sync_all()) {
+            return Err((
+                BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("fsync of the topics directory: {err}")),
+                None,
+            ));
+        }
+    }
+    if let Err(err) = std::fs::remove_dir_all(graveyard) {
+        tracing::warn!(%err, path = %graveyard.display(), "cannot remove a deleted topic's files; the next start will");
+    }
+    Ok(())
 }
 
 /// List every topic with its partition count, sorted by name.
@@ -376,6 +432,21 @@ impl Handler<ShutdownBroker> for Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_directory_without_metadata_nor_partitions_is_an_unfinished_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = dir.path().join("t");
+        std::fs::create_dir(&topic).unwrap();
+        assert!(unfinished_create(&topic).unwrap(), "empty");
+        std::fs::write(topic.join("topic.json.tmp"), b"{").unwrap();
+        assert!(unfinished_create(&topic).unwrap(), "a temporary file only");
+        std::fs::create_dir(topic.join("0")).unwrap();
+        assert!(!unfinished_create(&topic).unwrap(), "a partition without metadata is damage, not a leftover");
+        std::fs::remove_dir(topic.join("0")).unwrap();
+        std::fs::write(topic.join(topic::META_FILE), b"{").unwrap();
+        assert!(!unfinished_create(&topic).unwrap(), "metadata, even damaged, is a topic");
+    }
 
     #[test]
     fn topic_names_follow_kafkas_rules() {

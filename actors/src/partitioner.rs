@@ -77,7 +77,15 @@ mod tests {
 
     #[test]
     fn empty_key_hashes_like_kafka() {
-        // Kafka hashes an empty (non-null) key like any other.
-        assert_eq!(partition_for_key(b"", 1), 0);
+        // Kafka hashes an empty (non-null) key like any other: no 4-byte
+        // chunk, no tail, only the final mix of the seed, 0x9747b28c ^ 0.
+        assert_eq!(murmur2(b""), 275_646_681);
+        // Where Kafka's Java partitioner puts these keys among 1000 partitions:
+        // the empty key, and each length of tail (1, 2, 3 bytes).
+        let cases: [(&[u8], u32); 6] =
+            [(b"", 681), (b"a", 524), (b"ab", 434), (b"abc", 107), (b"123456789", 566), (b"\x00 ", 742)];
+        for (key, partition) in cases {
+            assert_eq!(partition_for_key(key, 1000), partition, "{key:?}");
+        }
     }
 }

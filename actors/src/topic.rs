@@ -12,6 +12,8 @@
 //! - Its metadata (`topic.json`: name, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
 //!   the actor stops, since it holds no data of its own.
+//! - [`AddPartitions`] holds the topic's mailbox until it is done, so adds and
+//!   a delete's [`CloseTopic`] apply one after another, never interleaved.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,8 +102,8 @@ pub struct Topic {
     placement: Placement,
     /// The partition the next request's keyless records go to.
     next_keyless: u32,
-    /// Set once the topic is deleted or the broker shuts down.
-    closed: bool,
+    /// Why the topic takes no more requests, once it does not.
+    closed: Option<Closed>,
 }
 
 impl Topic {
@@ -114,7 +116,7 @@ impl Topic {
             partitions: Vec::with_capacity(meta.partitions as usize),
             placement,
             next_keyless: 0,
-            closed: false,
+            closed: None,
         };
         topic.start_partitions(meta.partitions);
         topic
@@ -138,9 +140,7 @@ impl Topic {
     }
 
     fn partition(&self, partition: u32) -> Result<&Addr<Partition>, BrokerError> {
-        if self.closed {
-            return Err(self.unknown());
-        }
+        self.refuse_if_closed()?;
         self.partitions.get(partition as usize).ok_or_else(|| {
             BrokerError::new(
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
@@ -149,9 +149,30 @@ impl Topic {
         })
     }
 
-    fn unknown(&self) -> BrokerError {
-        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", self.name))
+    /// The error for a request to a topic that takes no more: a deleted topic
+    /// does not exist (3); after the broker's shutdown flush, the request is
+    /// refused as the shutdown (1003, retriable), not as a missing topic.
+    fn refuse_if_closed(&self) -> Result<(), BrokerError> {
+        match self.closed {
+            None => Ok(()),
+            Some(Closed::Deleted) => Err(BrokerError::new(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic `{}` does not exist", self.name),
+            )),
+            Some(Closed::ShutDown) => {
+                Err(BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down"))
+            }
+        }
     }
+}
+
+/// Why a topic was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// By [`CloseTopic`]: the topic is being deleted.
+    Deleted,
+    /// By [`ShutdownTopic`]: the broker is stopping.
+    ShutDown,
 }
 
 impl Actor for Topic {
@@ -221,8 +242,8 @@ impl Topic {
         let count = self.partitions.len() as u32;
         if let Some(p) = msg.partition {
             self.partition(p)?;
-        } else if self.closed {
-            return Err(self.unknown());
+        } else {
+            self.refuse_if_closed()?;
         }
         let keyless = self.next_keyless % count.max(1);
         let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
@@ -298,8 +319,7 @@ impl Handler<DescribeTopic> for Topic {
     type Result = ResponseFuture<Result<TopicDescription, BrokerError>>;
 
     fn handle(&mut self, _: DescribeTopic, _: &mut Context<Self>) -> Self::Result {
-        if self.closed {
-            let err = self.unknown();
+        if let Err(err) = self.refuse_if_closed() {
             return Box::pin(async move { Err(err) });
         }
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Describe)).collect();
@@ -315,6 +335,14 @@ impl Handler<DescribeTopic> for Topic {
 }
 
 /// Grow the topic to `total` partitions.
+///
+/// Adds are serialized with every other message of the topic: the handler
+/// pauses the topic's mailbox (`AtomicResponse`) until the new metadata is
+/// stored and the new partitions are started. Two adds cannot then both pass
+/// the "greater than the current count" check, nor write `topic.json` at the
+/// same time, and a [`CloseTopic`] (a delete) runs either before the add, which
+/// then finds the topic closed, or after it, which then closes the new
+/// partitions too. Produce requests to the topic wait out that one fsync.
 #[derive(Message)]
 #[rtype(result = "Result<u32, BrokerError>")]
 pub struct AddPartitions {
@@ -322,13 +350,12 @@ pub struct AddPartitions {
 }
 
 impl Handler<AddPartitions> for Topic {
-    type Result = ResponseActFuture<Self, Result<u32, BrokerError>>;
+    type Result = AtomicResponse<Self, Result<u32, BrokerError>>;
 
     fn handle(&mut self, msg: AddPartitions, _: &mut Context<Self>) -> Self::Result {
         let current = self.partitions.len() as i64;
-        if self.closed {
-            let err = self.unknown();
-            return Box::pin(fut::ready(Err(err)));
+        if let Err(err) = self.refuse_if_closed() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         if msg.total <= current || msg.total > crate::broker::MAX_PARTITIONS as i64 {
             let err = BrokerError::new(
@@ -339,20 +366,21 @@ impl Handler<AddPartitions> for Topic {
                     crate::broker::MAX_PARTITIONS
                 ),
             );
-            return Box::pin(fut::ready(Err(err)));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         let total = msg.total as u32;
         let meta = TopicMeta { partitions: total, ..self.meta() };
         let dir = self.dir.clone();
         let stored = actix_rt::task::spawn_blocking(move || meta.store(&dir));
-        Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
+        AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
             Ok(Ok(())) => {
                 act.start_partitions(total);
+                tracing::info!(topic = %act.name, partitions = total, "added partitions");
                 Ok(total)
             }
             Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
             Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
-        }))
+        })))
     }
 }
 
@@ -378,7 +406,7 @@ impl Handler<CloseTopic> for Topic {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: CloseTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = true;
+        self.closed = Some(Closed::Deleted);
         let sends: Vec<_> = self.partitions.drain(..).map(|p| p.send(partition::Close)).collect();
         Box::pin(async move {
             join_all(sends).await;
@@ -410,7 +438,7 @@ impl Handler<ShutdownTopic> for Topic {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, _: ShutdownTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = true;
+        self.closed = Some(Closed::ShutDown);
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Shutdown)).collect();
         Box::pin(async move {
             for result in join_all(sends).await {
@@ -420,3 +448,7 @@ impl Handler<ShutdownTopic> for Topic {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "topic_tests.rs"]
+mod tests;

@@ -120,4 +120,20 @@ mod tests {
             futures::executor::block_on(rx).unwrap();
         }
     }
+
+    #[test]
+    fn a_failed_fsync_fails_its_request_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SyncWriter::start("test").unwrap();
+        let good = Arc::new(File::create(dir.path().join("good")).unwrap());
+        futures::executor::block_on(writer.sync(vec![good.clone()])).unwrap();
+        // A pipe cannot be fsynced (EINVAL): the writer must really call fsync
+        // to notice.
+        let (_reader, pipe) = std::io::pipe().unwrap();
+        let pipe = Arc::new(File::from(std::os::fd::OwnedFd::from(pipe)));
+        let failed = futures::executor::block_on(writer.sync(vec![pipe])).unwrap_err();
+        assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
+        let later = futures::executor::block_on(writer.sync(vec![good])).unwrap_err();
+        assert_eq!(later.code, ErrorCode::KAFKA_STORAGE_ERROR, "nothing is acknowledged after a failed fsync");
+    }
 }

@@ -77,6 +77,9 @@ pub struct Partition {
     next_waiter: u64,
     /// Set by [`Close`] and [`Shutdown`]; survives restarts.
     closed: bool,
+    /// Set by [`Shutdown`]: requests after it are refused as the broker's
+    /// shutdown (retriable elsewhere), not as a deleted partition.
+    shut_down: bool,
     /// Set by [`AnswerLongPolls`] at shutdown: fetches are answered at once,
     /// never parked, so that draining connections is not held up by them.
     answer_at_once: bool,
@@ -116,6 +119,7 @@ impl Partition {
             latest_waiters: Vec::new(),
             next_waiter: 0,
             closed: false,
+            shut_down: false,
             answer_at_once: false,
             failed: false,
         }
@@ -141,7 +145,9 @@ impl Partition {
     }
 
     fn unavailable(&self) -> BrokerError {
-        if self.closed {
+        if self.shut_down {
+            BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
+        } else if self.closed {
             BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
         } else {
             BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
@@ -282,7 +288,7 @@ pub struct Appended {
 impl Handler<Append> for Partition {
     type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
 
-    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
         let mut batch = msg.batch;
         if self.failed {
             return fail(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "an fsync failed; writes are refused"));
@@ -302,8 +308,13 @@ impl Handler<Append> for Partition {
             Ok(info) => info,
             Err(err @ log::LogError::Io { .. }) => {
                 tracing::error!(%err, topic = %self.topic, partition = self.partition, "append failed; restarting the partition");
-                ctx.stop();
-                return fail(err.into());
+                // Stop once the answer is out: stopping first would drop it,
+                // and the caller would see a vanished actor instead of 56.
+                let err = BrokerError::from(err);
+                return Box::pin(fut::ready(Err(err)).map(|result, _, ctx: &mut Context<Self>| {
+                    ctx.stop();
+                    result
+                }));
             }
             Err(err) => return fail(err.into()),
         };
@@ -496,6 +507,7 @@ impl Handler<Shutdown> for Partition {
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.answer_all_waiters();
         self.closed = true;
+        self.shut_down = true;
         match self.log.as_mut() {
             Some(log) => {
                 let result = log.flush_all();
@@ -506,3 +518,6 @@ impl Handler<Shutdown> for Partition {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+//! The `Topic` actor on a temporary directory: what a request gets once the
+//! topic is deleted, or once the broker's shutdown has flushed it.
+
+use std::path::Path;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::*;
+use crate::partition::{FlushPolicy, PartitionSettings};
+
+fn start(dir: &Path) -> Addr<Topic> {
+    let placement = Placement {
+        arbiters: vec![Arbiter::current()],
+        settings: PartitionSettings {
+            flush: FlushPolicy::Always,
+            flush_interval_ms: 10,
+            retention_check_interval_ms: 60_000,
+        },
+        writer: SyncWriter::start("test").unwrap(),
+        clean_shutdown: false,
+    };
+    let meta = TopicMeta { name: "t".into(), partitions: 2, config: TopicConfig::default() };
+    meta.store(dir).unwrap();
+    let dir = dir.to_path_buf();
+    Topic::create(move |_| Topic::new(meta, dir, placement))
+}
+
+fn produce() -> Produce {
+    Produce {
+        partition: Some(1),
+        records: vec![Record { value: Some(Bytes::from_static(b"v")), timestamp: 1, ..Record::default() }],
+    }
+}
+
+fn fetch() -> ForPartition<partition::Fetch> {
+    ForPartition {
+        partition: 1,
+        message: partition::Fetch { offset: 0, max_bytes: 1024, min_bytes: 0, max_wait_ms: 0 },
+    }
+}
+
+/// The code of every request kind sent to `addr`.
+async fn codes(addr: &Addr<Topic>) -> [ErrorCode; 4] {
+    [
+        addr.send(produce()).await.unwrap().unwrap_err().code,
+        addr.send(fetch()).await.unwrap().unwrap_err().code,
+        addr.send(DescribeTopic).await.unwrap().unwrap_err().code,
+        addr.send(AddPartitions { total: 3 }).await.unwrap().unwrap_err().code,
+    ]
+}
+
+#[actix::test]
+async fn a_deleted_topic_is_unknown_and_a_shut_down_one_is_shutting_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = start(&dir.path().join("open"));
+    let written = open.send(produce()).await.unwrap().unwrap();
+    assert_eq!(written[0].result.as_ref().map(|a| a.base_offset), Ok(0), "a working topic first");
+    assert_eq!(open.send(fetch()).await.unwrap().unwrap().high_watermark, 1);
+
+    let deleted = start(&dir.path().join("deleted"));
+    deleted.send(CloseTopic).await.unwrap();
+    assert_eq!(codes(&deleted).await, [ErrorCode::UNKNOWN_TOPIC_OR_PARTITION; 4]);
+
+    open.send(ShutdownTopic).await.unwrap().unwrap();
+    assert_eq!(codes(&open).await, [ErrorCode::BROKER_SHUTTING_DOWN; 4]);
+}
