@@ -49,6 +49,7 @@ pub struct ServerSettings {
     pub port: u16,
     pub max_frame_bytes: u32,
     pub max_in_flight: u32,
+    pub max_held_requests: u32,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -202,6 +203,9 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.server.max_held_requests == 0 {
+            return fail("server.max_held_requests must be at least 1".into());
         }
         if self.log.max_message_bytes + 1024 > self.server.max_frame_bytes as u64 {
             return fail(format!(
@@ -388,6 +392,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("flush_interval_ms"), "{err}");
+        let err =
+            Settings::load_from(None, env(&[("HERALD_SERVER__MAX_HELD_REQUESTS", "0")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("server.max_held_requests"), "{err}");
     }
 
     #[test]

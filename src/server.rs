@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
-use herald_actors::broker::{AnswerLongPolls, Broker, ShutdownBroker};
+use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
 
 use crate::config::Settings;
@@ -19,8 +19,9 @@ use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
 
 /// Runs a broker on `listener` until `shutdown` completes, then stops accepting,
-/// answers or refuses in-flight requests, flushes and fsyncs every partition and
-/// leaves the data directory needing no recovery.
+/// drains every connection (held requests and new ones are refused with
+/// `BROKER_SHUTTING_DOWN`, work in progress is answered), flushes and fsyncs
+/// every partition and leaves the data directory needing no recovery.
 ///
 /// # Errors
 ///
@@ -41,6 +42,7 @@ pub async fn run(
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
         max_in_flight: settings.server.max_in_flight as usize,
+        max_held_requests: settings.server.max_held_requests as usize,
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
@@ -50,12 +52,11 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
-    // Parked fetches are answered now (with what is there) rather than when
-    // their max_wait_ms ends: otherwise one long poll holds the drain below
-    // until shutdown_timeout_ms. Appends keep working until the flush.
-    broker.do_send(AnswerLongPolls);
-    // Answer what is in flight first, so appends under way are acknowledged,
-    // then flush: anything arriving after is refused, never half-written.
+    // Drain the connections first, so appends under way are acknowledged, then
+    // flush: anything arriving after is refused, never half-written. Each
+    // connection refuses its held requests (long polls, held heartbeats) at
+    // once rather than waiting out their max_wait_ms, so the drain takes as
+    // long as the work in progress.
     if frontend.send(StopAccepting { timeout }).await.is_err() {
         tracing::warn!("listener gone at shutdown");
     }

@@ -153,8 +153,8 @@ async fn sigterm_exits_zero_and_the_next_start_is_clean() {
     let status = block_in_place(|| broker.terminate());
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
-    let answered = parked.await.unwrap().expect("the long poll is answered before the broker exits");
-    assert!(answered.records.is_empty());
+    let refused = parked.await.unwrap().expect_err("the long poll is refused before the broker exits");
+    assert_eq!(refused.code(), Some(herald_actors::error::ErrorCode::BROKER_SHUTTING_DOWN.code()), "{refused}");
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));

@@ -134,7 +134,7 @@ async fn one_produce_answers_every_fetch_waiting_on_the_partition() {
 }
 
 #[tokio::test]
-async fn shutdown_answers_waiting_fetches_instead_of_waiting_for_them() {
+async fn shutdown_refuses_waiting_fetches_instead_of_waiting_for_them() {
     let broker = TestBroker::start();
     let client = broker.client().await;
     client.create_topic("closing", 1, BTreeMap::new()).await.unwrap();
@@ -147,8 +147,8 @@ async fn shutdown_answers_waiting_fetches_instead_of_waiting_for_them() {
 
     let started = Instant::now();
     broker.stop().await;
-    let fetched = waiting.await.unwrap().expect("a parked fetch is answered at shutdown");
-    assert!(fetched.records.is_empty());
+    let refused = waiting.await.unwrap().expect_err("a parked fetch is refused at shutdown");
+    assert_eq!(refused.code(), Some(herald_actors::error::ErrorCode::BROKER_SHUTTING_DOWN.code()), "{refused}");
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
 }
 

@@ -10,8 +10,8 @@
 //!   <data_dir>/deleted/                       deleted topics, removed in the background
 //!   <data_dir>/clean_shutdown                 present only between a clean stop and the next start
 //!   ```
-//! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`],
-//!   [`AnswerLongPolls`] and [`ShutdownBroker`]. Metadata is fsynced before a
+//! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`]
+//!   and [`ShutdownBroker`]. Metadata is fsynced before a
 //!   create is acknowledged; a delete renames the topic directory away (atomic)
 //!   before it is acknowledged, and removes the files on a blocking thread. A
 //!   delete that fails before that rename serves the topic again from its
@@ -373,22 +373,6 @@ impl Handler<LookupTopic> for Broker {
 
     fn handle(&mut self, msg: LookupTopic, _: &mut Context<Self>) -> Self::Result {
         self.topics.get(&msg.name).cloned().ok_or_else(|| Broker::unknown(&msg.name))
-    }
-}
-
-/// Have every partition answer its parked fetches now and park no more, so
-/// that connections drain at shutdown without waiting out long polls.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AnswerLongPolls;
-
-impl Handler<AnswerLongPolls> for Broker {
-    type Result = ();
-
-    fn handle(&mut self, _: AnswerLongPolls, _: &mut Context<Self>) {
-        for topic in self.topics.values() {
-            topic.do_send(topic::AnswerLongPolls);
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! - Takes [`Produce`] (routing records to partitions with Kafka's partitioner
 //!   and encoding one batch per partition), [`ForPartition`] (forwarding a
 //!   partition message), [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`],
-//!   [`AnswerLongPolls`], [`CloseTopic`] and [`ShutdownTopic`].
+//!   [`CloseTopic`] and [`ShutdownTopic`].
 //! - Its metadata (`topic.json`: name, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
 //!   the actor stops, since it holds no data of its own.
@@ -411,21 +411,6 @@ impl Handler<CloseTopic> for Topic {
         Box::pin(async move {
             join_all(sends).await;
         })
-    }
-}
-
-/// Have every partition answer its parked fetches now (broker shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AnswerLongPolls;
-
-impl Handler<AnswerLongPolls> for Topic {
-    type Result = ();
-
-    fn handle(&mut self, _: AnswerLongPolls, _: &mut Context<Self>) {
-        for partition in &self.partitions {
-            partition.do_send(partition::AnswerLongPolls);
-        }
     }
 }
 

@@ -262,6 +262,7 @@ impl GroupConsumer {
             async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
         });
         let mut out = Vec::new();
+        let mut disconnected = false;
         for (topic, partition, fetched) in join_all(fetches).await {
             let key = (topic.clone(), partition);
             match fetched {
@@ -282,9 +283,16 @@ impl GroupConsumer {
                     let reset = self.reset_position(&topic, partition).await?;
                     self.positions.insert(key, reset);
                 }
+                // The connection is gone: every later request would fail at
+                // once too, so connect again now rather than spin until the
+                // heartbeat task reports it.
+                Err(ClientError::Closed | ClientError::Io(_)) => disconnected = true,
                 Err(err) if err.retriable() => {}
                 Err(err) => return Err(err),
             }
+        }
+        if disconnected {
+            self.reconnect().await?;
         }
         Ok(out)
     }
@@ -518,7 +526,8 @@ async fn heartbeat_loop(
                 assignments.send_replace(Some(Heard::Lost(code, message)));
                 return;
             }
-            Err(ClientError::Closed | ClientError::Io(_)) => {
+            // BROKER_SHUTTING_DOWN: the broker closes the connection next.
+            Err(ClientError::Closed | ClientError::Io(_)) | Err(ClientError::Broker { code: 1003, .. }) => {
                 assignments.send_replace(Some(Heard::Disconnected));
                 return;
             }

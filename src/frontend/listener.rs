@@ -3,8 +3,8 @@
 //! that decoding and encoding use every core.
 //!
 //! Contract: one per broker, on the system arbiter. Takes [`StopAccepting`] at
-//! shutdown: it closes the listening socket, tells every connection to drain,
-//! and answers once they have all closed or the timeout has passed. Not
+//! shutdown: it closes the listening socket, tells every connection to
+//! [`Drain`], and answers once they have all closed or the timeout has passed. Not
 //! supervised: if it stops, the broker accepts no new connections.
 
 use std::io;
@@ -107,8 +107,10 @@ impl Handler<Connected> for Listener {
     }
 }
 
-/// Reads frames and hands them to the connection one at a time, holding one
-/// permit per request in flight: with no permit free, it stops reading.
+/// Reads frames and hands them to the connection one at a time, each with a
+/// read-ahead permit that the connection gives back when the request is
+/// answered, or, for a request it may hold, once dispatched. With no permit
+/// free it stops reading.
 async fn read_frames(
     read: OwnedReadHalf,
     codec: FrameCodec,

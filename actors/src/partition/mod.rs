@@ -5,7 +5,7 @@
 //!   under an actix `Supervisor`: if it stops (it does so itself after an I/O
 //!   error), it is restarted and reopens its log from disk, checking the tail.
 //! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
-//!   [`AnswerLongPolls`], [`Close`] and [`Shutdown`]. Offsets are assigned
+//!   [`Close`] and [`Shutdown`]. Offsets are assigned
 //!   synchronously inside `Append`'s handler, so batches are ordered as they
 //!   arrive in the mailbox; only the durability acknowledgement is asynchronous.
 //! - `flush = always`: an append is acknowledged, and becomes visible to fetches
@@ -80,9 +80,6 @@ pub struct Partition {
     /// Set by [`Shutdown`]: requests after it are refused as the broker's
     /// shutdown (retriable elsewhere), not as a deleted partition.
     shut_down: bool,
-    /// Set by [`AnswerLongPolls`] at shutdown: fetches are answered at once,
-    /// never parked, so that draining connections is not held up by them.
-    answer_at_once: bool,
     /// Set when an fsync failed: no further write is acknowledged.
     failed: bool,
 }
@@ -120,7 +117,6 @@ impl Partition {
             next_waiter: 0,
             closed: false,
             shut_down: false,
-            answer_at_once: false,
             failed: false,
         }
     }
@@ -371,7 +367,7 @@ impl Handler<Fetch> for Partition {
             Ok(result) => result.records.len() >= msg.min_bytes || msg.max_wait_ms == 0,
             Err(_) => true,
         };
-        if ready || self.closed || self.answer_at_once {
+        if ready || self.closed {
             return Box::pin(futures::future::ready(now));
         }
         let id = self.next_waiter;
@@ -453,28 +449,6 @@ impl Handler<Describe> for Partition {
             size_bytes: log.size_bytes(),
             segments: log.segment_count() as u64,
         })
-    }
-}
-
-/// Answer every parked fetch now with what is available, and park no more
-/// (broker shutdown, before connections drain). Appends still work: unlike
-/// [`Shutdown`], this only stops fetches from waiting out `max_wait_ms`, which
-/// would otherwise hold the drain until `shutdown_timeout_ms`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AnswerLongPolls;
-
-impl Handler<AnswerLongPolls> for Partition {
-    type Result = ();
-
-    fn handle(&mut self, _: AnswerLongPolls, _: &mut Context<Self>) {
-        self.answer_at_once = true;
-        // Only fetches: "latest offset" waiters are answered by the fsync under
-        // way, and answering them now would report an offset before it.
-        let ids: Vec<u64> = self.waiters.keys().copied().collect();
-        for id in ids {
-            self.answer_waiter(id);
-        }
     }
 }
 

@@ -2,22 +2,28 @@
 //! and results back into frames.
 //!
 //! Contract:
-//! - Started by the [`Listener`](super::listener::Listener) on the system arbiter.
-//!   A reader task decodes frames from the socket and sends them here one at a
-//!   time; it holds a permit from a semaphore of `max_in_flight` for each request,
-//!   released when that request's response is written, and stops reading while
-//!   no permit is free: back-pressure per connection, not per mailbox.
+//! - Started by the [`Listener`](super::listener::Listener) on a connection
+//!   arbiter. A reader task decodes frames from the socket and sends them here
+//!   one at a time, each with a read-ahead permit; it stops reading while no
+//!   permit is free: back-pressure per connection, not per mailbox. Requests
+//!   the broker may hold (long polls) give their permit back and count against
+//!   a bound of their own (see the `in_flight` module).
 //! - The first request must be a handshake. Requests are dispatched to the
 //!   broker or topic actors in arrival order; responses are written as they
 //!   complete, possibly out of order, matched by correlation id.
 //! - Decoding errors get an error response; the connection stays open. Framing
 //!   errors (an oversize frame), a missing handshake or an unsupported version
 //!   get an error response and the connection is closed.
+//! - At shutdown ([`Drain`]) held requests and new ones are answered
+//!   `BROKER_SHUTTING_DOWN`, work in progress completes, then it closes.
 //! - Not supervised: if it stops, the client reconnects. Nothing is lost: an
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
 
 mod groups;
+mod in_flight;
+
+pub use in_flight::Drain;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,11 +48,14 @@ use crate::protocol::Request;
 use crate::protocol::{self, *};
 use actix::WeakAddr;
 
-/// Limits a connection enforces and announces in the handshake.
+/// Limits a connection enforces; the handshake announces the first two.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_frame_bytes: usize,
+    /// Read-ahead permits of the connection's reader task.
     pub max_in_flight: usize,
+    /// Held requests that may give their read-ahead permit back.
+    pub max_held_requests: usize,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -65,7 +74,7 @@ pub struct Connection {
     /// This connection's session in each group it joined, by group id.
     sessions: HashMap<String, Addr<Session>>,
     /// Requests dispatched whose response is not written yet.
-    in_flight: usize,
+    in_flight: in_flight::InFlight,
     /// Set at shutdown: new requests are refused.
     draining: bool,
     /// Dropped with the actor, which tells the reader task to stop.
@@ -91,7 +100,7 @@ impl Connection {
             topics: HashMap::new(),
             coordinators: HashMap::new(),
             sessions: HashMap::new(),
-            in_flight: 0,
+            in_flight: in_flight::InFlight::default(),
             draining: false,
             _stop_reader: stop_reader,
         }
@@ -123,15 +132,6 @@ impl Connection {
         }
     }
 
-    /// Stops taking requests and closes once every in-flight response has been
-    /// written; the writer's `finished` then stops the actor.
-    fn close_when_idle(&mut self) {
-        self.draining = true;
-        if self.in_flight == 0 {
-            self.writer.close();
-        }
-    }
-
     fn handle_frame(&mut self, frame: BytesMut, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
         let (correlation_id, request) = match Request::decode(&frame) {
             Ok(decoded) => decoded,
@@ -153,6 +153,7 @@ impl Connection {
             let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
             return self.send_error(correlation_id, &error);
         }
+        self.in_flight.dispatching(correlation_id, &request);
         self.dispatch(correlation_id, request, permit, ctx);
     }
 
@@ -176,45 +177,6 @@ impl Connection {
             max_in_flight: self.limits.max_in_flight as u32,
         };
         self.writer.write(protocol::encode_ok(correlation_id, &response));
-    }
-
-    /// Starts `work` and writes its response when it completes. The permit is
-    /// released only then, so the reader's budget covers the whole request.
-    fn respond<F, T>(&mut self, correlation_id: u32, permit: OwnedSemaphorePermit, work: F, ctx: &mut Context<Self>)
-    where
-        F: std::future::Future<Output = Result<Option<T>, BrokerError>> + 'static,
-        T: serde::Serialize + 'static,
-    {
-        self.respond_with(correlation_id, permit, work, |_, result, _| result, ctx);
-    }
-
-    /// As [`Connection::respond`], with `finish` run on the actor before the
-    /// response is written.
-    fn respond_with<F, R, T, G>(
-        &mut self,
-        correlation_id: u32,
-        permit: OwnedSemaphorePermit,
-        work: F,
-        finish: G,
-        ctx: &mut Context<Self>,
-    ) where
-        F: std::future::Future<Output = R> + 'static,
-        G: FnOnce(&mut Self, R, &mut Context<Self>) -> Result<Option<T>, BrokerError> + 'static,
-        T: serde::Serialize + 'static,
-    {
-        self.in_flight += 1;
-        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-            act.in_flight -= 1;
-            match finish(act, result, ctx) {
-                Ok(Some(body)) => act.writer.write(protocol::encode_ok(correlation_id, &body)),
-                Ok(None) => {}
-                Err(error) => act.send_error(correlation_id, &error),
-            }
-            drop(permit);
-            if act.draining && act.in_flight == 0 {
-                act.writer.close();
-            }
-        }));
     }
 
     /// Runs `then` with the topic's address: from the cache, or after a lookup
@@ -518,18 +480,5 @@ impl Handler<ReaderEvent> for Connection {
                 self.close_when_idle();
             }
         }
-    }
-}
-
-/// Stop taking requests and close once in-flight ones are answered (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drain;
-
-impl Handler<Drain> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        self.close_when_idle();
     }
 }
