@@ -10,9 +10,10 @@
 //! - The first request must be a handshake. Requests are dispatched to the
 //!   broker or topic actors in arrival order; responses are written as they
 //!   complete, possibly out of order, matched by correlation id.
-//! - Decoding errors get an error response; the connection stays open. Framing
-//!   errors (an oversize frame), a missing handshake or an unsupported version
-//!   get an error response and the connection is closed.
+//! - Decoding errors get an error response (none for a `produce` with `acks`
+//!   0, which is never answered); the connection stays open. Framing errors
+//!   (an oversize frame), a missing handshake or an unsupported version get an
+//!   error response and the connection is closed.
 //! - Not supervised: if it stops, the client reconnects. Nothing is lost: an
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
@@ -47,6 +48,8 @@ use actix::WeakAddr;
 pub struct Limits {
     pub max_frame_bytes: usize,
     pub max_in_flight: usize,
+    /// The rest of what the handshake announces.
+    pub features: Features,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -135,6 +138,10 @@ impl Connection {
     fn handle_frame(&mut self, frame: BytesMut, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
         let (correlation_id, request) = match Request::decode(&frame) {
             Ok(decoded) => decoded,
+            Err(err) if err.unanswered => {
+                let error = &err.error;
+                return tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id = err.correlation_id, "unanswered request (acks 0) failed");
+            }
             Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error),
         };
         if self.client_id.is_none() {
@@ -150,31 +157,33 @@ impl Connection {
             };
         }
         if self.draining {
-            let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
-            return self.send_error(correlation_id, &error);
+            if request.answered() {
+                let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
+                self.send_error(correlation_id, &error);
+            }
+            return;
         }
         self.dispatch(correlation_id, request, permit, ctx);
     }
 
     fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
-        if request.protocol_version != PROTOCOL_VERSION {
-            let error = BrokerError::new(
-                ErrorCode::UNSUPPORTED_VERSION,
-                format!(
-                    "protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION}",
-                    request.protocol_version
-                ),
-            );
-            return self.fail_and_close(correlation_id, &error);
-        }
-        tracing::info!(client_id = %request.client_id, peer = %self.peer, "client connected");
-        self.client_id = Some(request.client_id);
-        let response = HandshakeResponse {
-            broker_version: env!("CARGO_PKG_VERSION").into(),
-            protocol_version: PROTOCOL_VERSION,
-            max_frame_bytes: self.limits.max_frame_bytes as u64,
-            max_in_flight: self.limits.max_in_flight as u32,
+        let version = match request.offered() {
+            Ok(offered) => protocol::negotiate(&offered),
+            Err(error) => return self.send_error(correlation_id, &error),
         };
+        let version = match version {
+            Ok(version) => version,
+            Err(error) => return self.fail_and_close(correlation_id, &error),
+        };
+        tracing::info!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
+        self.client_id = Some(request.client_id);
+        let limits = &self.limits;
+        let response = HandshakeResponse::new(
+            version,
+            limits.max_frame_bytes as u64,
+            limits.max_in_flight as u32,
+            &limits.features,
+        );
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 
@@ -349,28 +358,7 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let acks = r.acks;
-        let checked = (|| {
-            if !(-1..=1).contains(&acks) {
-                return Err(BrokerError::new(
-                    ErrorCode::INVALID_REQUIRED_ACKS,
-                    format!("acks must be 0, 1 or -1, got {acks}"),
-                ));
-            }
-            let partition = r.partition.map(|p| partition_id(p, &r.topic)).transpose()?;
-            let now = now_ms();
-            let records = r
-                .records
-                .into_iter()
-                .map(|w| Record {
-                    key: w.key,
-                    value: w.value,
-                    headers: w.headers,
-                    timestamp: w.timestamp.unwrap_or(now),
-                    offset: 0,
-                })
-                .collect();
-            Ok(topic::Produce { partition, records })
-        })();
+        let checked = checked_produce(r.acks, r.partition, &r.topic, r.records);
         let produce = match checked {
             Ok(produce) => produce,
             Err(error) => {
@@ -420,6 +408,42 @@ impl Connection {
             );
         });
     }
+}
+
+/// The records of a produce request as the topic takes them, once the whole
+/// request is checked: nothing of a request that fails here is appended.
+fn checked_produce(
+    acks: i64,
+    partition: Option<i64>,
+    topic: &str,
+    records: Vec<WireRecord>,
+) -> Result<topic::Produce, BrokerError> {
+    if !(-1..=1).contains(&acks) {
+        return Err(BrokerError::new(ErrorCode::INVALID_REQUIRED_ACKS, format!("acks must be 0, 1 or -1, got {acks}")));
+    }
+    let partition = partition.map(|p| partition_id(p, topic)).transpose()?;
+    let now = now_ms();
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(n, w)| {
+            let timestamp = w.timestamp.unwrap_or(now);
+            if !(0..=MAX_TIMESTAMP_MS).contains(&timestamp) {
+                return Err(BrokerError::new(
+                    ErrorCode::INVALID_TIMESTAMP,
+                    format!("record {n} has timestamp {timestamp}; timestamps are 0 to {MAX_TIMESTAMP_MS} (ms since the epoch)"),
+                ));
+            }
+            if let Some((key, _)) = w.headers.iter().find(|(key, _)| key.len() > usize::from(u16::MAX)) {
+                return Err(BrokerError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("record {n} has a header key of {} bytes; the limit is 65535", key.len()),
+                ));
+            }
+            Ok(Record { key: w.key, value: w.value, headers: w.headers, timestamp, offset: 0 })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(topic::Produce { partition, records })
 }
 
 /// A partition number from the wire, checked.
