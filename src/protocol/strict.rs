@@ -391,7 +391,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
         deserialize_unit => Any,
         deserialize_map => Map,
         deserialize_identifier => Key,
-        deserialize_ignored_any => Any,
+    }
+
+    // An unknown field's value is skipped unchecked, whatever its shape: a
+    // later version may add fields of any type.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_ignored_any(visitor)
     }
 
     // Arrays and structs through `deserialize_any`: rmp_serde would hand a
@@ -495,6 +500,7 @@ mod tests {
             ("map", map(vec![("a", (-1).into())])),
             ("n", rmpv::Value::from(u32::MAX)),
             ("unknown", rmpv::Value::Binary(vec![0; 3])),
+            ("unknown map", rmpv::Value::Map(vec![(1.into(), rmpv::Value::Array(vec![rmpv::Value::Binary(vec![])]))])),
         ]))
         .unwrap();
         assert_eq!(sample.data, Some(Bytes::from_static(b"d")));

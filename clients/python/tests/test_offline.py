@@ -255,6 +255,15 @@ def test_offline_handshake_is_first_and_stored():
     assert handshake["correlation_id"] != 0
 
 
+def test_offline_correlation_ids_skip_0_when_they_wrap_around():
+    fake = FakeBroker(lambda request: [ok(request, topics=[])])
+    with connect(fake) as client:
+        client._next_correlation_id = 0xFFFFFFFF
+        client.list_topics()
+        client.list_topics()
+    assert [r["correlation_id"] for r in fake.requests[1:]] == [0xFFFFFFFF, 1]
+
+
 def test_offline_an_operation_the_broker_does_not_list_is_refused_locally():
     listed = [{"op": op, "min_version": 1, "max_version": 1} for op in ("handshake", "list_topics")]
     fake = FakeBroker(lambda request: [ok(request, topics=[])],
