@@ -17,6 +17,7 @@ use herald_actors::group::{Groups, ShutdownGroups};
 use crate::config::Settings;
 use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
+use crate::protocol::Features;
 
 /// Runs a broker on `listener` until `shutdown` completes, then stops accepting,
 /// drains every connection (held requests and new ones are refused with
@@ -43,6 +44,13 @@ pub async fn run(
         max_frame_bytes: settings.server.max_frame_bytes as usize,
         max_in_flight: settings.server.max_in_flight as usize,
         max_held_requests: settings.server.max_held_requests as usize,
+        features: Features {
+            min_session_timeout_ms: settings.groups.min_session_timeout_ms,
+            max_session_timeout_ms: settings.groups.max_session_timeout_ms,
+            default_session_timeout_ms: settings.groups.default_session_timeout_ms,
+            max_message_bytes: settings.log.max_message_bytes,
+            max_held_requests: settings.server.max_held_requests,
+        },
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();

@@ -3,128 +3,13 @@
 //! Kafka client on the wrong port, and clients that vanish mid-frame.
 
 mod common;
+mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::ErrorKind;
-use std::net::SocketAddr;
 
-use common::{value, TestBroker, PATIENCE};
-use herald::protocol::ResponseHeader;
+use common::{value, TestBroker};
+use raw::{encode, frame, handshake, map, request, Raw};
 use rmpv::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-
-/// A MessagePack map with string keys.
-fn map(fields: &[(&str, Value)]) -> Value {
-    Value::Map(fields.iter().map(|(k, v)| (Value::from(*k), v.clone())).collect())
-}
-
-/// A request map: `correlation_id`, `op`, then the operation's fields.
-fn request(correlation_id: u32, op: &str, fields: &[(&str, Value)]) -> Vec<u8> {
-    let mut all = vec![("correlation_id", Value::from(correlation_id)), ("op", Value::from(op))];
-    all.extend_from_slice(fields);
-    encode(&map(&all))
-}
-
-fn encode(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, value).unwrap();
-    out
-}
-
-/// A length-prefixed frame.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn handshake(correlation_id: u32) -> Vec<u8> {
-    request(correlation_id, "handshake", &[("client_id", "raw".into()), ("protocol_version", 1.into())])
-}
-
-/// One response: its common header and the whole map.
-#[derive(Debug)]
-struct Response {
-    header: ResponseHeader,
-    body: Value,
-}
-
-impl Response {
-    fn field(&self, name: &str) -> &Value {
-        let fields = self.body.as_map().expect("a response is a map");
-        fields.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v).unwrap_or(&Value::Nil)
-    }
-
-    fn assert_error(&self, correlation_id: u32, error_code: i16) {
-        assert_eq!((self.header.correlation_id, self.header.error_code), (correlation_id, error_code), "{self:?}");
-        let message = self.header.error_message.as_deref().unwrap_or_default();
-        assert!(!message.is_empty(), "an error response explains itself: {self:?}");
-    }
-
-    fn assert_ok(&self, correlation_id: u32) {
-        assert_eq!((self.header.correlation_id, self.header.error_code), (correlation_id, 0), "{self:?}");
-    }
-}
-
-/// A raw TCP connection to the broker.
-struct Raw {
-    stream: TcpStream,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        Raw { stream: TcpStream::connect(addr).await.expect("connect") }
-    }
-
-    /// Connects and completes the handshake (correlation id 1).
-    async fn ready(addr: SocketAddr) -> Raw {
-        let mut raw = Raw::connect(addr).await;
-        raw.send(&handshake(1)).await;
-        raw.response().await.assert_ok(1);
-        raw
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to the broker");
-    }
-
-    /// Sends one payload as a frame.
-    async fn send(&mut self, payload: &[u8]) {
-        self.write(&frame(payload)).await;
-    }
-
-    /// Reads one response frame.
-    async fn response(&mut self) -> Response {
-        let read = async {
-            let mut length = [0u8; 4];
-            self.stream.read_exact(&mut length).await?;
-            let mut payload = vec![0u8; u32::from_be_bytes(length) as usize];
-            self.stream.read_exact(&mut payload).await?;
-            Ok::<_, std::io::Error>(payload)
-        };
-        let payload = timeout(PATIENCE, read).await.expect("a response in time").expect("a response frame");
-        let header: ResponseHeader = rmp_serde::from_slice(&payload).expect("a response header");
-        let mut rest = &payload[..];
-        let body = rmpv::decode::read_value(&mut rest).expect("a MessagePack value");
-        assert!(rest.is_empty(), "a frame holds exactly one MessagePack value");
-        Response { header, body }
-    }
-
-    /// Asserts that the broker closes the connection without sending anything
-    /// more. A close with unread data may arrive as a reset rather than an
-    /// end of stream; both mean the broker closed.
-    async fn assert_closed(&mut self) {
-        let mut buf = [0u8; 64];
-        match timeout(PATIENCE, self.stream.read(&mut buf)).await.expect("the broker closes in time") {
-            Ok(0) => {}
-            Ok(n) => panic!("expected a close, got {n} more bytes: {:?}", &buf[..n]),
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => {}
-            Err(err) => panic!("expected a close, got {err}"),
-        }
-    }
-}
 
 /// The broker still serves: a fresh connection gets through a handshake and a
 /// request, and so does an existing client.

@@ -12,11 +12,49 @@ use crate::error::{BrokerError, ErrorCode};
 use crate::partition::log::LogConfig;
 
 /// A setting's value: an integer or a string, as it travels on the wire.
-#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+///
+/// Deserialized exactly: an integer (any encoding that fits `i64`) is `Int`, a
+/// string is `Str`, anything else (bytes, a float, a bool, nil) is an error.
+/// Which of the two a key takes is checked by [`TopicConfig::with_overrides`].
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum ConfigValue {
     Int(i64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ConfigValueVisitor)
+    }
+}
+
+struct ConfigValueVisitor;
+
+impl serde::de::Visitor<'_> for ConfigValueVisitor {
+    type Value = ConfigValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an integer or a string")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ConfigValue, E> {
+        Ok(ConfigValue::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ConfigValue, E> {
+        i64::try_from(v).map(ConfigValue::Int).map_err(|_| {
+            E::invalid_value(serde::de::Unexpected::Unsigned(v), &"an integer that fits in 64 signed bits")
+        })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ConfigValue, E> {
+        Ok(ConfigValue::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ConfigValue, E> {
+        Ok(ConfigValue::Str(v))
+    }
 }
 
 impl std::fmt::Display for ConfigValue {
@@ -88,10 +126,9 @@ fn invalid(message: String) -> BrokerError {
 fn int(key: &str, value: &ConfigValue, min: i64) -> Result<i64, BrokerError> {
     let n = match value {
         ConfigValue::Int(n) => *n,
-        ConfigValue::Str(s) => s
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| invalid(format!("topic setting `{key}` must be an integer, got `{s}`")))?,
+        ConfigValue::Str(s) => {
+            return Err(invalid(format!("topic setting `{key}` must be an integer, got the string `{s}`")))
+        }
     };
     if n < min {
         return Err(invalid(format!("topic setting `{key}` must be at least {min}, got {n}")));
@@ -124,7 +161,12 @@ impl TopicConfig {
                 "retention_bytes" => config.retention_bytes = limit(key, value)?,
                 "max_message_bytes" => config.max_message_bytes = int(key, value, 1)? as u64,
                 "message_timestamp_type" => {
-                    config.message_timestamp_type = match value.to_string().as_str() {
+                    let ConfigValue::Str(name) = value else {
+                        return Err(invalid(format!(
+                            "topic setting `message_timestamp_type` must be a string, got the integer {value}"
+                        )));
+                    };
+                    config.message_timestamp_type = match name.as_str() {
                         "CreateTime" => TimestampType::CreateTime,
                         "LogAppendTime" => TimestampType::LogAppendTime,
                         other => {
@@ -178,7 +220,7 @@ mod tests {
     fn overrides_apply_and_bad_values_name_the_key() {
         let base = TopicConfig::default();
         let mut o = BTreeMap::new();
-        o.insert("retention_bytes".to_string(), ConfigValue::Str("2048".into()));
+        o.insert("retention_bytes".to_string(), ConfigValue::Int(2048));
         o.insert("message_timestamp_type".to_string(), ConfigValue::Str("LogAppendTime".into()));
         let c = base.with_overrides(&o).unwrap();
         assert_eq!(c.retention_bytes, 2048);
@@ -188,11 +230,30 @@ mod tests {
             ("retention_ms", ConfigValue::Int(0)),
             ("segment_max_bytes", ConfigValue::Int(10)),
             ("segment_ms", ConfigValue::Str("soon".into())),
+            ("segment_max_bytes", ConfigValue::Str("1048576".into())),
+            ("message_timestamp_type", ConfigValue::Int(0)),
             ("colour", ConfigValue::Int(1)),
         ] {
             let err = base.with_overrides(&BTreeMap::from([(k.to_string(), v)])).unwrap_err();
             assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
             assert!(err.message.contains(k), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn values_deserialize_as_exactly_an_integer_or_a_string() {
+        use serde::de::value::{BoolDeserializer, BytesDeserializer, Error, F64Deserializer, UnitDeserializer};
+        use serde::de::IntoDeserializer;
+        fn decode<'de>(d: impl serde::Deserializer<'de, Error = Error>) -> Result<ConfigValue, Error> {
+            ConfigValue::deserialize(d)
+        }
+        assert_eq!(decode(5i64.into_deserializer()).unwrap(), ConfigValue::Int(5));
+        assert_eq!(decode(7u8.into_deserializer()).unwrap(), ConfigValue::Int(7));
+        assert_eq!(decode("x".into_deserializer()).unwrap(), ConfigValue::Str("x".into()));
+        assert!(decode(u64::MAX.into_deserializer()).is_err());
+        assert!(decode(BytesDeserializer::new(b"1")).is_err());
+        assert!(decode(F64Deserializer::new(1.0)).is_err());
+        assert!(decode(BoolDeserializer::new(true)).is_err());
+        assert!(decode(UnitDeserializer::new()).is_err());
     }
 }

@@ -2,7 +2,9 @@
 
 Speaks Herald wire protocol version 1 exactly as ``docs/protocol.md`` specifies
 it: length-prefixed MessagePack frames over one TCP connection, a handshake as
-the first request, and record batches in Herald's binary format.
+the first request (offering every protocol version the client speaks, and
+keeping the broker's answer: its operations and limits), and record batches in
+Herald's binary format.
 
 Map of this module:
 
@@ -36,6 +38,7 @@ __all__ = [
     "ERROR_CODES",
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
+    "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
     "Client",
     "FetchResult",
@@ -49,8 +52,11 @@ __all__ = [
     "partition_for_key",
 ]
 
+MIN_PROTOCOL_VERSION = 1
+"""The lowest protocol version this client speaks."""
+
 PROTOCOL_VERSION = 1
-"""The only protocol version this client speaks."""
+"""The highest protocol version this client speaks."""
 
 EARLIEST_TIMESTAMP = -2
 """``list_offsets`` timestamp asking for the log start offset."""
@@ -145,6 +151,7 @@ MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82
 PARTITION_NOT_OWNED = 1004
 HANDSHAKE_REQUIRED = 1000
+UNKNOWN_OPERATION = 1001
 FRAME_TOO_LARGE = 1002
 
 
@@ -434,9 +441,19 @@ class Client:
     timeout raises ``OSError`` (``ConnectionError``, ``socket.timeout``) and
     closes the client, because the stream may be left mid-frame; so do the
     errors after which the broker closes the connection (HANDSHAKE_REQUIRED,
-    UNSUPPORTED_VERSION, FRAME_TOO_LARGE).
+    UNSUPPORTED_VERSION, FRAME_TOO_LARGE). A request the broker would refuse
+    for its operation or its size is refused here instead, without being
+    sent: UNKNOWN_OPERATION for an operation the broker does not list,
+    FRAME_TOO_LARGE for a request over its ``max_frame_bytes``.
 
     Attributes (from the handshake response):
+        features: the whole handshake answer, as a dict: ``protocol_version``
+            (the version of this connection), ``operations`` (each with its
+            ``op``, ``min_version`` and ``max_version``), ``assignors``, the
+            limits (``max_frame_bytes``, ``max_in_flight``,
+            ``min_session_timeout_ms``, ``max_session_timeout_ms``,
+            ``default_session_timeout_ms``, ``max_message_bytes``) and
+            ``broker_version``.
         broker_version: the broker's version string, e.g. ``"0.1.0"``.
         max_frame_bytes: the largest request payload the broker accepts;
             larger requests are refused locally with FRAME_TOO_LARGE.
@@ -453,27 +470,34 @@ class Client:
         waits up to its ``max_wait_ms`` longer.
 
         Raises:
-            HeraldError: UNSUPPORTED_VERSION if the broker will not speak
-                version 1.
+            HeraldError: UNSUPPORTED_VERSION if the broker speaks none of the
+                versions MIN_PROTOCOL_VERSION to PROTOCOL_VERSION.
             OSError: if the broker cannot be reached.
         """
         self.host = host
         self.port = port
         self.client_id = client_id
         self.timeout = timeout
+        self.features: Optional[Dict[str, Any]] = None  # the broker's answer, once handshaken
         self.max_frame_bytes: Optional[int] = None  # no limit known before the handshake
         self._next_correlation_id = 1
         self._sock: Optional[socket.socket] = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            # protocol_version too, for a broker that reads no range.
             response = self._call("handshake", {"client_id": client_id,
-                                                "protocol_version": PROTOCOL_VERSION})
-            if response["protocol_version"] != PROTOCOL_VERSION:
+                                                "protocol_version": MIN_PROTOCOL_VERSION,
+                                                "min_protocol_version": MIN_PROTOCOL_VERSION,
+                                                "max_protocol_version": PROTOCOL_VERSION})
+            version = response["protocol_version"]
+            if not MIN_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
                 raise HeraldError(UNSUPPORTED_VERSION,
-                                  f"broker offers protocol version {response['protocol_version']}")
+                                  f"broker chose protocol version {version}, outside the "
+                                  f"{MIN_PROTOCOL_VERSION}..{PROTOCOL_VERSION} offered")
         except BaseException:
             self.close()
             raise
+        self.features = {k: v for k, v in response.items() if k not in _ENVELOPE_FIELDS}
         self.broker_version: str = response["broker_version"]
         self.max_frame_bytes = response["max_frame_bytes"]
         self.max_in_flight: int = response["max_in_flight"]
@@ -494,6 +518,19 @@ class Client:
     def closed(self) -> bool:
         """Whether the connection is closed (by ``close`` or after a socket error)."""
         return self._sock is None
+
+    def supports(self, op: str) -> bool:
+        """Whether the broker serves ``op`` in this connection's protocol version.
+
+        True before the handshake, and for a broker whose answer lists no
+        operations (one older than feature discovery).
+        """
+        operations = (self.features or {}).get("operations")
+        if not operations:
+            return True
+        version = self.features["protocol_version"]
+        return any(o.get("op") == op and o.get("min_version", 0) <= version <= o.get("max_version", 0)
+                   for o in operations)
 
     # -- administration ----------------------------------------------------
 
@@ -560,33 +597,70 @@ class Client:
         pairs or a mapping. Without ``partition`` the broker places keyed
         records by ``partition_for_key`` and keyless ones round robin.
 
+        The records go in as few requests as the broker's limits allow, in
+        order: each request fits its ``max_frame_bytes``, and its records'
+        batch its default ``max_message_bytes`` (both from the handshake).
+
         Returns the broker's per-partition results (``partition``,
-        ``base_offset``, ``record_count``, ...), or None when ``acks`` is 0: the
-        broker then sends no response, so failures go unnoticed.
+        ``base_offset``, ``record_count``, ...), those of every request in
+        turn, or None when ``acks`` is 0: the broker then sends no response,
+        so failures go unnoticed.
 
         Raises:
-            HeraldError: when the whole request fails, or when any partition
-                reports an error; records sent to other partitions of the same
-                request may have been appended all the same.
+            HeraldError: when a request fails as a whole, or when any partition
+                reports an error; records sent to other partitions, or in the
+                requests before, may have been appended all the same.
+                FRAME_TOO_LARGE, before anything is sent, for a record that
+                alone does not fit a request.
             ValueError, TypeError: when a record cannot be encoded.
         """
-        fields: Dict[str, Any] = {
-            "topic": topic,
-            "acks": acks,
-            "records": [_encode_record(record) for record in records],
-        }
+        fields: Dict[str, Any] = {"topic": topic, "acks": acks}
         if partition is not None:
             fields["partition"] = partition
-        if acks == 0:
-            self._call("produce", fields, expect_response=False)
-            return None
-        results = self._call("produce", fields)["partitions"]
-        for result in results:
-            code = result.get("error_code", 0)
-            if code:
-                detail = result.get("error_message") or HeraldError(code).message
-                raise HeraldError(code, f"partition {result['partition']}: {detail}")
-        return results
+        requests = self._split_records(fields, [_encode_record(record) for record in records])
+        results: List[Dict[str, Any]] = []
+        for chunk in requests:
+            if acks == 0:
+                self._call("produce", dict(fields, records=chunk), expect_response=False)
+                continue
+            for result in self._call("produce", dict(fields, records=chunk))["partitions"]:
+                code = result.get("error_code", 0)
+                if code:
+                    detail = result.get("error_message") or HeraldError(code).message
+                    raise HeraldError(code, f"partition {result['partition']}: {detail}")
+                results.append(result)
+        return None if acks == 0 else results
+
+    def _split_records(self, fields: Dict[str, Any],
+                       records: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
+        """Splits encoded records into the record lists of successive produce
+        requests that fit the broker's limits (one list before the handshake)."""
+        max_frame = self.max_frame_bytes
+        if max_frame is None:
+            return [records]
+        max_message = (self.features or {}).get("max_message_bytes") or None
+        # The largest correlation id, and an array header of the largest form.
+        overhead = len(msgpack.packb({"correlation_id": 0xFFFFFFFF, "op": "produce", **fields,
+                                      "records": []}, use_bin_type=True)) + 4
+        requests: List[List[Dict[str, Any]]] = []
+        current: List[Dict[str, Any]] = []
+        frame_bytes, batch_bytes = overhead, _BATCH_HEADER.size
+        for record in records:
+            size = len(msgpack.packb(record, use_bin_type=True))
+            if overhead + size > max_frame:
+                raise HeraldError(FRAME_TOO_LARGE, f"not sent: a record of {size} bytes does not fit "
+                                                   f"the broker's max_frame_bytes {max_frame}")
+            stored = _stored_bytes(record)
+            full = frame_bytes + size > max_frame or (
+                max_message is not None and batch_bytes + stored > max_message)
+            if current and full:
+                requests.append(current)
+                current, frame_bytes, batch_bytes = [], overhead, _BATCH_HEADER.size
+            current.append(record)
+            frame_bytes += size
+            batch_bytes += stored
+        requests.append(current)
+        return requests
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1048576,
               min_bytes: int = 0, max_wait_ms: int = 0) -> FetchResult:
@@ -826,13 +900,17 @@ class Client:
         """
         if self._sock is None:
             raise ConnectionError("client is closed")
+        if not self.supports(op):
+            raise HeraldError(UNKNOWN_OPERATION, f"not sent: the broker does not list operation "
+                                                 f"{op!r} for protocol version "
+                                                 f"{self.features['protocol_version']} in its handshake")
         correlation_id = self._take_correlation_id()
         payload = msgpack.packb({"correlation_id": correlation_id, "op": op, **fields},
                                 use_bin_type=True)
         if self.max_frame_bytes is not None and len(payload) > self.max_frame_bytes:
             # Checked here because the broker would close the connection.
-            raise HeraldError(FRAME_TOO_LARGE, f"request of {len(payload)} bytes exceeds the "
-                                               f"broker's max_frame_bytes {self.max_frame_bytes}")
+            raise HeraldError(FRAME_TOO_LARGE, f"not sent: a request of {len(payload)} bytes exceeds "
+                                               f"the broker's max_frame_bytes {self.max_frame_bytes}")
         try:
             self._sock.settimeout(self.timeout + wait_s)
             self._sock.sendall(_FRAME_LENGTH.pack(len(payload)) + payload)
@@ -852,8 +930,9 @@ class Client:
     def _take_correlation_id(self) -> int:
         """Returns the next correlation id, cycling through 1..2**32-1.
 
-        0 is never used: the broker answers with 0 when it could not read a
-        request's id, and such an answer must not match a later request.
+        0 is never used: the broker reserves it for errors it cannot attribute
+        to a request (it refuses a request with id 0), and such an answer must
+        not match a later request.
         """
         correlation_id = self._next_correlation_id
         self._next_correlation_id = correlation_id % 0xFFFFFFFF + 1
@@ -1505,6 +1584,16 @@ def _encode_record(record: RecordLike) -> Dict[str, Any]:
     if timestamp is not None:
         encoded["timestamp"] = int(timestamp)
     return encoded
+
+
+def _stored_bytes(record: Mapping) -> int:
+    """The bytes an encoded record takes in a stored batch (protocol.md,
+    "Record batch format"), without the batch's header."""
+    key, value = record.get("key"), record.get("value")
+    size = 28 + len(key or b"") + len(value or b"")
+    for header_key, header_value in record.get("headers", ()):
+        size += 6 + len(header_key.encode("utf-8")) + len(header_value)
+    return size
 
 
 def _header_key(key: Any) -> str:

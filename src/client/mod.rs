@@ -3,8 +3,14 @@
 //! [`GroupConsumer`] that shares a topic's partitions with its group.
 //!
 //! A `Client` owns one TCP connection. Requests are pipelined: each gets a
-//! correlation id, a writer task sends frames in order, and a reader task hands
-//! each response to the caller waiting on its id. Clones share the connection.
+//! correlation id (never 0, which the broker reserves), a writer task sends
+//! frames in order, and a reader task hands each response to the caller
+//! waiting on its id. Clones share the connection.
+//!
+//! The handshake offers every protocol version this client speaks and keeps
+//! the broker's answer ([`Client::features`]): a request for an operation the
+//! broker does not list, or larger than its `max_frame_bytes`, is refused
+//! here, with the code the broker would answer, without being sent.
 
 mod consumer;
 mod group;
@@ -167,12 +173,17 @@ impl Client {
             peer,
             client_id: client_id.into(),
         };
-        let handshake: HandshakeResponse = client
-            .request(
-                op::HANDSHAKE,
-                &HandshakeRequest { client_id: client_id.into(), protocol_version: PROTOCOL_VERSION },
-            )
-            .await?;
+        let offered = MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION;
+        let handshake: HandshakeResponse =
+            client.request(op::HANDSHAKE, &HandshakeRequest::offering(client_id, offered.clone())).await?;
+        if !offered.contains(&handshake.protocol_version) {
+            return Err(ClientError::Protocol(format!(
+                "the broker chose protocol version {}, outside the {}..={} offered",
+                handshake.protocol_version,
+                offered.start(),
+                offered.end()
+            )));
+        }
         client.handshake = Arc::new(handshake);
         Ok(client)
     }
@@ -192,21 +203,43 @@ impl Client {
         self.outgoing.is_closed() || self.pending.lock().map_or(true, |p| p.is_none())
     }
 
-    /// What the broker said in the handshake.
+    /// What the broker said in the handshake: its version, the protocol
+    /// version of this connection, the operations it serves, its assignors
+    /// and its limits.
+    pub fn features(&self) -> &HandshakeResponse {
+        &self.handshake
+    }
+
+    /// What the broker said in the handshake (the same as [`Client::features`]).
     pub fn broker_info(&self) -> &HandshakeResponse {
         &self.handshake
     }
 
     fn send_frame<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(u32, oneshot::Receiver<Bytes>), ClientError> {
-        let correlation_id = loop {
-            // Id 0 is reserved for errors about the connection itself.
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
-                break id;
-            }
-        };
+        if !self.handshake.offers(op) {
+            return Err(ClientError::broker(
+                ErrorCode::UNKNOWN_OPERATION.code(),
+                Some(format!(
+                    "not sent: the broker does not list operation `{op}` for protocol version {} in its handshake",
+                    self.handshake.protocol_version
+                )),
+            ));
+        }
+        let correlation_id = next_correlation_id(&self.next_id);
         let frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // Checked here because the broker would close the connection. Zero
+        // before the handshake: no limit known yet.
+        let max = self.handshake.max_frame_bytes;
+        if max > 0 && frame.len() as u64 > max {
+            return Err(ClientError::broker(
+                ErrorCode::FRAME_TOO_LARGE.code(),
+                Some(format!(
+                    "not sent: a {op} request of {} bytes exceeds the broker's max_frame_bytes {max}",
+                    frame.len()
+                )),
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -406,6 +439,18 @@ impl Client {
     }
 }
 
+/// The next correlation id of a connection: 1, 2, ... up to `u32::MAX`, then
+/// 1 again. Never 0, which the broker reserves for errors it cannot
+/// attribute to a request.
+fn next_correlation_id(counter: &AtomicU32) -> u32 {
+    loop {
+        let id = counter.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
 /// Decoded records of one fetch.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
@@ -429,5 +474,17 @@ pub fn record(key: Option<&[u8]>, value: &[u8]) -> WireRecord {
         value: Some(Bytes::copy_from_slice(value)),
         headers: Vec::new(),
         timestamp: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_ids_skip_0_when_they_wrap_around() {
+        let counter = AtomicU32::new(u32::MAX - 1);
+        let ids: Vec<u32> = (0..4).map(|_| next_correlation_id(&counter)).collect();
+        assert_eq!(ids, [u32::MAX - 1, u32::MAX, 1, 2]);
     }
 }

@@ -6,6 +6,11 @@
 //! partition until its batch is sent, then move to the next. Every produce
 //! request therefore names its partition, and each record's offset is known
 //! exactly: the batch's base offset plus its position in the batch.
+//!
+//! A batch's size is counted as its records take on the wire, and capped by
+//! what the broker announced in the handshake: a produce request must fit its
+//! `max_frame_bytes` (a larger one would be refused), and its batch its
+//! default `max_message_bytes`. A record too large alone fails alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +23,17 @@ use tokio::time::Instant;
 use super::{Client, ClientError};
 use crate::protocol::WireRecord;
 
+/// An upper bound of a produce request's bytes besides its records and topic.
+const REQUEST_OVERHEAD_BYTES: usize = 128;
+
+/// An upper bound of the bytes `record` takes in a produce request: its map,
+/// field names and value headers, then its data.
+fn encoded_bytes(record: &WireRecord) -> usize {
+    let data = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len());
+    let headers: usize = record.headers.iter().map(|(key, value)| 11 + key.len() + value.len()).sum();
+    53 + data(&record.key) + data(&record.value) + headers
+}
+
 /// How the producer batches.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -25,7 +41,8 @@ pub struct ProducerConfig {
     pub linger_ms: u64,
     /// Records per batch at most.
     pub batch_max_records: usize,
-    /// Approximate bytes (keys + values) per batch at most.
+    /// Bytes per batch at most, as the records are encoded in a produce
+    /// request; the broker's limits cap it further (see the module doc).
     pub batch_max_bytes: usize,
     /// 1 (or -1): wait for the broker's acknowledgement; 0: do not.
     pub acks: i64,
@@ -177,6 +194,20 @@ impl Batcher {
         })
     }
 
+    /// The most bytes of records one batch of `topic` may hold.
+    fn max_batch_bytes(&self, topic: &str) -> usize {
+        let broker = self.client.features();
+        let mut max = self.config.batch_max_bytes;
+        if broker.max_frame_bytes > 0 {
+            let frame = usize::try_from(broker.max_frame_bytes).unwrap_or(usize::MAX);
+            max = max.min(frame.saturating_sub(REQUEST_OVERHEAD_BYTES + topic.len()));
+        }
+        if broker.max_message_bytes > 0 {
+            max = max.min(usize::try_from(broker.max_message_bytes).unwrap_or(usize::MAX));
+        }
+        max.max(1)
+    }
+
     async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
         let partition = match partition {
             Some(p) => p,
@@ -188,9 +219,14 @@ impl Batcher {
                 }
             },
         };
-        let size = record.key.as_ref().map_or(0, |k| k.len()) + record.value.as_ref().map_or(0, |v| v.len()) + 16;
+        let size = encoded_bytes(&record);
+        let max_bytes = self.max_batch_bytes(&topic);
         let linger = Duration::from_millis(self.config.linger_ms);
         let key = (topic, partition);
+        // Full before this record: it starts the next batch.
+        if self.batches.get(&key).is_some_and(|b| b.bytes + size > max_bytes) {
+            self.send_batch(key.clone()).await;
+        }
         let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
             records: Vec::new(),
             replies: Vec::new(),
@@ -200,7 +236,7 @@ impl Batcher {
         batch.records.push(record);
         batch.replies.push(reply);
         batch.bytes += size;
-        if batch.records.len() >= self.config.batch_max_records || batch.bytes >= self.config.batch_max_bytes {
+        if batch.records.len() >= self.config.batch_max_records || batch.bytes >= max_bytes {
             self.send_batch(key).await;
         }
     }
@@ -247,5 +283,39 @@ impl Batcher {
             }
         };
         tokio::spawn(pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::protocol::{op, ProduceRequest, RequestEnvelope};
+
+    #[test]
+    fn a_request_fits_its_counted_bytes() {
+        let big = |n: usize| Some(Bytes::from(vec![7u8; n]));
+        let records = vec![
+            WireRecord::default(),
+            WireRecord {
+                key: big(70_000),
+                value: big(300),
+                headers: vec![("h".repeat(300), Bytes::new())],
+                timestamp: Some(i64::MAX),
+            },
+            WireRecord {
+                value: big(20),
+                headers: vec![("a".into(), big(70_000).unwrap_or_default())],
+                ..Default::default()
+            },
+        ];
+        let topic = "t".repeat(249);
+        let counted: usize = records.iter().map(encoded_bytes).sum::<usize>() + REQUEST_OVERHEAD_BYTES + topic.len();
+        let request = ProduceRequest { topic, partition: Some(i64::from(u32::MAX)), acks: -1, records };
+        let frame =
+            rmp_serde::to_vec_named(&RequestEnvelope { correlation_id: u32::MAX, op: op::PRODUCE, body: request })
+                .unwrap();
+        assert!(frame.len() <= counted, "{} bytes encoded, {counted} counted", frame.len());
     }
 }

@@ -8,18 +8,27 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub use herald_actors::topic_config::ConfigValue;
 
-/// The protocol version this broker and client speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+// An optional field may be absent or nil. `Option` fields take nil as `None`;
+// these take it as the field's default, as when it is absent.
 
-/// The fields every request has. Decoded first, to route the frame.
-#[derive(Debug, Deserialize)]
-pub struct RequestHeader {
-    pub correlation_id: Option<u32>,
-    pub op: Option<String>,
+fn nil_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn nil_is_default_acks<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(default_acks))
+}
+
+fn nil_is_default_fetch_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(default_fetch_max_bytes))
+}
+
+fn nil_is_no_generation<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(no_generation))
 }
 
 /// The fields every response has.
@@ -49,38 +58,11 @@ pub struct RequestEnvelope<'a, T> {
     pub body: T,
 }
 
-/// Operation names, as they appear in a request's `op` field.
-pub mod op {
-    pub const HANDSHAKE: &str = "handshake";
-    pub const CREATE_TOPIC: &str = "create_topic";
-    pub const DELETE_TOPIC: &str = "delete_topic";
-    pub const LIST_TOPICS: &str = "list_topics";
-    pub const DESCRIBE_TOPIC: &str = "describe_topic";
-    pub const ADD_PARTITIONS: &str = "add_partitions";
-    pub const PRODUCE: &str = "produce";
-    pub const FETCH: &str = "fetch";
-    pub const LIST_OFFSETS: &str = "list_offsets";
-}
-
-#[derive(Debug, Serialize, Deserialize, Clone)]
-pub struct HandshakeRequest {
-    pub client_id: String,
-    pub protocol_version: u32,
-}
-
-#[derive(Debug, Serialize, Deserialize, Clone, Default)]
-pub struct HandshakeResponse {
-    pub broker_version: String,
-    pub protocol_version: u32,
-    pub max_frame_bytes: u64,
-    pub max_in_flight: u32,
-}
-
 #[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct CreateTopicRequest {
     pub topic: String,
     pub partitions: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub config: BTreeMap<String, ConfigValue>,
 }
 
@@ -140,7 +122,7 @@ pub struct WireRecord {
     #[serde(default)]
     pub value: Option<Bytes>,
     /// Ordered `[key, value]` pairs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub headers: Vec<(String, Bytes)>,
     /// Milliseconds since the epoch; the broker's time when absent.
     #[serde(default)]
@@ -154,7 +136,7 @@ pub struct ProduceRequest {
     pub partition: Option<i64>,
     /// 0: no response; 1: respond once appended under the durability setting;
     /// -1 (all): the same as 1 on a single broker.
-    #[serde(default = "default_acks")]
+    #[serde(default = "default_acks", deserialize_with = "nil_is_default_acks")]
     pub acks: i64,
     pub records: Vec<WireRecord>,
 }
@@ -184,11 +166,11 @@ pub struct FetchRequest {
     pub topic: String,
     pub partition: i64,
     pub offset: i64,
-    #[serde(default = "default_fetch_max_bytes")]
+    #[serde(default = "default_fetch_max_bytes", deserialize_with = "nil_is_default_fetch_max_bytes")]
     pub max_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub min_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub max_wait_ms: u64,
 }
 
@@ -203,6 +185,10 @@ pub struct FetchResponse {
     /// Whole record batches, concatenated, exactly as stored.
     pub records: Bytes,
 }
+
+/// The largest record timestamp accepted: 9999-12-31T23:59:59.999Z, in ms.
+/// The smallest is 0, the Unix epoch.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 
 /// `timestamp` of a list-offsets request asking for the log end offset.
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -225,19 +211,6 @@ pub struct ListOffsetsResponse {
 
 /// The body of an error response: no operation fields.
 pub type ErrorBody = Empty;
-
-/// Operation names of consumer groups.
-pub mod group_op {
-    pub const JOIN_GROUP: &str = "join_group";
-    pub const HEARTBEAT: &str = "heartbeat";
-    pub const LEAVE_GROUP: &str = "leave_group";
-    pub const COMMIT_OFFSETS: &str = "commit_offsets";
-    pub const FETCH_OFFSETS: &str = "fetch_offsets";
-    pub const LIST_GROUPS: &str = "list_groups";
-    pub const DESCRIBE_GROUP: &str = "describe_group";
-    pub const RESET_OFFSETS: &str = "reset_offsets";
-    pub const DELETE_GROUP: &str = "delete_group";
-}
 
 /// Partitions of one topic.
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
@@ -299,13 +272,13 @@ pub struct HeartbeatRequest {
     pub member_id: String,
     pub generation_id: i64,
     /// Every partition the member owns now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub owned: Vec<TopicPartitions>,
     /// A new subscription, when it changes.
     #[serde(default)]
     pub topics: Option<Vec<String>>,
     /// Hold the heartbeat up to this long while nothing changes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub max_wait_ms: u64,
 }
 
@@ -329,7 +302,7 @@ pub struct CommitOffsetsRequest {
     pub group_id: String,
     #[serde(default)]
     pub member_id: Option<String>,
-    #[serde(default = "no_generation")]
+    #[serde(default = "no_generation", deserialize_with = "nil_is_no_generation")]
     pub generation_id: i64,
     pub offsets: Vec<OffsetCommit>,
 }
@@ -448,7 +421,7 @@ pub struct ResetOffsetsRequest {
     #[serde(default)]
     pub value: Option<i64>,
     /// Apply the plan; when false (the default) it is only reported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nil_is_default")]
     pub execute: bool,
 }
 

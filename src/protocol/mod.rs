@@ -1,137 +1,30 @@
-//! The wire protocol: framing ([`codec`]), the request and response types
-//! ([`messages`]), and decoding a frame into a typed [`Request`].
+//! The wire protocol. docs/protocol.md is the specification; this module is
+//! its implementation.
 //!
-//! docs/protocol.md is the specification; this module is its implementation.
-//! Decoding never panics: malformed MessagePack, a missing field, a wrong type or
-//! an unknown operation become a [`DecodeError`] that still carries the request's
-//! correlation id whenever that much could be read.
+//! - [`codec`]: framing (a length, then a MessagePack payload).
+//! - [`messages`]: the request and response types of the operations.
+//! - [`request`] (re-exported): the one list of operations, and decoding a
+//!   frame into a typed [`Request`]; malformed input becomes a
+//!   [`DecodeError`] that carries the correlation id whenever it was readable.
+//! - [`handshake`] (re-exported): version negotiation and feature discovery.
+//! - `strict`: the serde adapter that gives each field exactly one MessagePack
+//!   type family; `scan`: a quick look at a frame's top-level keys.
+//! - Below: encoding responses.
 
 pub mod codec;
+pub mod handshake;
 pub mod messages;
+pub mod request;
 mod scan;
+mod strict;
 
 use bytes::Bytes;
 use herald_actors::error::{BrokerError, ErrorCode};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 
+pub use handshake::*;
 pub use messages::*;
-
-/// A decoded request.
-#[derive(Debug, Clone)]
-pub enum Request {
-    Handshake(HandshakeRequest),
-    CreateTopic(CreateTopicRequest),
-    DeleteTopic(TopicRequest),
-    ListTopics,
-    DescribeTopic(TopicRequest),
-    AddPartitions(AddPartitionsRequest),
-    Produce(ProduceRequest),
-    Fetch(FetchRequest),
-    ListOffsets(ListOffsetsRequest),
-    JoinGroup(JoinGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    CommitOffsets(CommitOffsetsRequest),
-    FetchOffsets(FetchOffsetsRequest),
-    ListGroups,
-    DescribeGroup(GroupRequest),
-    ResetOffsets(ResetOffsetsRequest),
-    DeleteGroup(GroupRequest),
-}
-
-/// A request that could not be decoded.
-#[derive(Debug, Clone)]
-pub struct DecodeError {
-    /// The request's correlation id, if it could be read.
-    pub correlation_id: Option<u32>,
-    pub error: BrokerError,
-}
-
-fn invalid(correlation_id: Option<u32>, message: String) -> DecodeError {
-    DecodeError { correlation_id, error: BrokerError::new(ErrorCode::INVALID_REQUEST, message) }
-}
-
-fn body<T: DeserializeOwned>(frame: &[u8], correlation_id: u32, op: &str) -> Result<T, DecodeError> {
-    rmp_serde::from_slice(frame).map_err(|err| invalid(Some(correlation_id), format!("invalid {op} request: {err}")))
-}
-
-impl Request {
-    /// Decodes one frame's payload into its correlation id and request.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorCode::INVALID_REQUEST`] for anything malformed,
-    /// [`ErrorCode::UNKNOWN_OPERATION`] for an `op` this broker does not know.
-    pub fn decode(frame: &[u8]) -> Result<(u32, Request), DecodeError> {
-        // serde would also accept an array for a struct; the protocol says map.
-        if !matches!(frame.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
-            return Err(invalid(None, "a request must be a MessagePack map".into()));
-        }
-        let (correlation_id, op) = match scan::head(frame) {
-            Some(head) => (head.correlation_id, head.op.to_owned()),
-            // Not the usual shape: a full decode tells exactly what is wrong.
-            None => {
-                let header: RequestHeader = rmp_serde::from_slice(frame)
-                    .map_err(|err| invalid(None, format!("a request must be a MessagePack map: {err}")))?;
-                let correlation_id =
-                    header.correlation_id.ok_or_else(|| invalid(None, "missing field `correlation_id`".into()))?;
-                let op = header.op.ok_or_else(|| invalid(Some(correlation_id), "missing field `op`".into()))?;
-                (correlation_id, op)
-            }
-        };
-        let request = match op.as_str() {
-            op::HANDSHAKE => Request::Handshake(body(frame, correlation_id, &op)?),
-            op::CREATE_TOPIC => Request::CreateTopic(body(frame, correlation_id, &op)?),
-            op::DELETE_TOPIC => Request::DeleteTopic(body(frame, correlation_id, &op)?),
-            op::LIST_TOPICS => Request::ListTopics,
-            op::DESCRIBE_TOPIC => Request::DescribeTopic(body(frame, correlation_id, &op)?),
-            op::ADD_PARTITIONS => Request::AddPartitions(body(frame, correlation_id, &op)?),
-            op::PRODUCE => Request::Produce(body(frame, correlation_id, &op)?),
-            op::FETCH => Request::Fetch(body(frame, correlation_id, &op)?),
-            op::LIST_OFFSETS => Request::ListOffsets(body(frame, correlation_id, &op)?),
-            group_op::JOIN_GROUP => Request::JoinGroup(body(frame, correlation_id, &op)?),
-            group_op::HEARTBEAT => Request::Heartbeat(body(frame, correlation_id, &op)?),
-            group_op::LEAVE_GROUP => Request::LeaveGroup(body(frame, correlation_id, &op)?),
-            group_op::COMMIT_OFFSETS => Request::CommitOffsets(body(frame, correlation_id, &op)?),
-            group_op::FETCH_OFFSETS => Request::FetchOffsets(body(frame, correlation_id, &op)?),
-            group_op::LIST_GROUPS => Request::ListGroups,
-            group_op::DESCRIBE_GROUP => Request::DescribeGroup(body(frame, correlation_id, &op)?),
-            group_op::RESET_OFFSETS => Request::ResetOffsets(body(frame, correlation_id, &op)?),
-            group_op::DELETE_GROUP => Request::DeleteGroup(body(frame, correlation_id, &op)?),
-            other => {
-                return Err(DecodeError {
-                    correlation_id: Some(correlation_id),
-                    error: BrokerError::new(ErrorCode::UNKNOWN_OPERATION, format!("unknown operation `{other}`")),
-                })
-            }
-        };
-        Ok((correlation_id, request))
-    }
-
-    /// The operation's name, as on the wire.
-    pub fn op(&self) -> &'static str {
-        match self {
-            Request::Handshake(_) => op::HANDSHAKE,
-            Request::CreateTopic(_) => op::CREATE_TOPIC,
-            Request::DeleteTopic(_) => op::DELETE_TOPIC,
-            Request::ListTopics => op::LIST_TOPICS,
-            Request::DescribeTopic(_) => op::DESCRIBE_TOPIC,
-            Request::AddPartitions(_) => op::ADD_PARTITIONS,
-            Request::Produce(_) => op::PRODUCE,
-            Request::Fetch(_) => op::FETCH,
-            Request::ListOffsets(_) => op::LIST_OFFSETS,
-            Request::JoinGroup(_) => group_op::JOIN_GROUP,
-            Request::Heartbeat(_) => group_op::HEARTBEAT,
-            Request::LeaveGroup(_) => group_op::LEAVE_GROUP,
-            Request::CommitOffsets(_) => group_op::COMMIT_OFFSETS,
-            Request::FetchOffsets(_) => group_op::FETCH_OFFSETS,
-            Request::ListGroups => group_op::LIST_GROUPS,
-            Request::DescribeGroup(_) => group_op::DESCRIBE_GROUP,
-            Request::ResetOffsets(_) => group_op::RESET_OFFSETS,
-            Request::DeleteGroup(_) => group_op::DELETE_GROUP,
-        }
-    }
-}
+pub use request::*;
 
 /// Encodes a successful response.
 pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
@@ -168,44 +61,6 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_decode_with_fields_in_any_order() {
-        let frame = rmp_serde::to_vec_named(&RequestEnvelope {
-            correlation_id: 7,
-            op: op::FETCH,
-            body: FetchRequest {
-                topic: "t".into(),
-                partition: 2,
-                offset: 5,
-                max_bytes: 10,
-                min_bytes: 1,
-                max_wait_ms: 100,
-            },
-        })
-        .unwrap();
-        let (id, request) = Request::decode(&frame).unwrap();
-        assert_eq!(id, 7);
-        assert!(matches!(request, Request::Fetch(f) if f.partition == 2 && f.offset == 5));
-    }
-
-    #[test]
-    fn malformed_requests_are_errors_with_the_correlation_id_when_known() {
-        assert!(Request::decode(&[0xc1]).unwrap_err().correlation_id.is_none());
-        let missing = rmp_serde::to_vec_named(&RequestEnvelope {
-            correlation_id: 9,
-            op: op::FETCH,
-            body: TopicRequest { topic: "t".into() },
-        })
-        .unwrap();
-        let err = Request::decode(&missing).unwrap_err();
-        assert_eq!(err.correlation_id, Some(9));
-        assert_eq!(err.error.code, ErrorCode::INVALID_REQUEST);
-        let unknown =
-            rmp_serde::to_vec_named(&RequestEnvelope { correlation_id: 3, op: "launch_rockets", body: Empty {} })
-                .unwrap();
-        assert_eq!(Request::decode(&unknown).unwrap_err().error.code, ErrorCode::UNKNOWN_OPERATION);
-    }
 
     #[test]
     fn responses_are_one_flat_map() {

@@ -1,15 +1,28 @@
-//! A quick look at a request's top-level map for `correlation_id` and `op`,
-//! without decoding the rest. Clients that put those two keys first (the Rust
-//! and Python clients do) are routed without a second pass over their
-//! records; for any other order the scan skips values until it has both.
-//! Anything unexpected ends the scan, and the caller falls back to a full
-//! decode, which reports the precise error.
+//! A quick look at a request's top-level map for `correlation_id` and `op`
+//! (and, for an unanswered produce, `acks`), without decoding the rest.
+//! Clients that put those keys first (the Rust and Python clients do) are
+//! routed without a second pass over their records; for any other order the
+//! scan skips values until it has what it looks for. Anything unexpected ends
+//! the scan with what it found so far; the full decode that follows reports
+//! the precise error.
 
-/// What the scan found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the scan found of a request's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Head<'a> {
-    pub correlation_id: u32,
-    pub op: &'a str,
+    /// The correlation id, if the frame has one that is a valid uint32.
+    pub correlation_id: Option<u32>,
+    pub op: Op<'a>,
+}
+
+/// The `op` field, as the scan found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Op<'a> {
+    /// Not found: absent, or after something the scan could not read.
+    #[default]
+    Missing,
+    /// Present, but not a MessagePack str (or not UTF-8).
+    NotStr,
+    Str(&'a str),
 }
 
 struct Cursor<'a> {
@@ -47,9 +60,24 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.take(len)?).ok()
     }
 
+    /// Whether the next value is a str (without consuming it).
+    fn at_str(&self) -> bool {
+        matches!(self.buf.get(self.at), Some(0xa0..=0xbf | 0xd9 | 0xda | 0xdb))
+    }
+
+    /// Whether the next value is an integer (without consuming it).
+    fn at_int(&self) -> bool {
+        matches!(self.buf.get(self.at), Some(0x00..=0x7f | 0xcc..=0xd3 | 0xe0..=0xff))
+    }
+
     /// A non-negative integer that fits in u32, if the next value is one.
     fn u32(&mut self) -> Option<u32> {
-        let n: i128 = match self.byte()? {
+        u32::try_from(self.int()?).ok()
+    }
+
+    /// An integer in any MessagePack encoding, if the next value is one.
+    fn int(&mut self) -> Option<i128> {
+        Some(match self.byte()? {
             b @ 0x00..=0x7f => i128::from(b),
             0xcc => i128::from(self.uint(1)?),
             0xcd => i128::from(self.uint(2)?),
@@ -59,9 +87,9 @@ impl<'a> Cursor<'a> {
             0xd1 => i128::from(self.uint(2)? as u16 as i16),
             0xd2 => i128::from(self.uint(4)? as u32 as i32),
             0xd3 => i128::from(self.uint(8)? as i64),
+            b @ 0xe0..=0xff => i128::from(b as i8),
             _ => return None,
-        };
-        u32::try_from(n).ok()
+        })
     }
 
     /// Skips one value, nested ones included, without recursion.
@@ -119,26 +147,67 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Finds `correlation_id` and `op` in a request's top-level map, or `None`
-/// when the frame is not what a well-formed request looks like.
-pub fn head(frame: &[u8]) -> Option<Head<'_>> {
+/// The entries of the top-level map, if the frame starts with one.
+fn entries(cursor: &mut Cursor<'_>) -> Option<u64> {
+    match cursor.byte()? {
+        b @ 0x80..=0x8f => Some(u64::from(b & 0x0f)),
+        0xde => cursor.uint(2),
+        0xdf => cursor.uint(4),
+        _ => None,
+    }
+}
+
+/// Finds `correlation_id` and `op` in a request's top-level map: what it
+/// could read of them before the map ended or something unreadable came.
+pub fn head(frame: &[u8]) -> Head<'_> {
     let mut cursor = Cursor { buf: frame, at: 0 };
-    let entries = match cursor.byte()? {
-        b @ 0x80..=0x8f => u64::from(b & 0x0f),
-        0xde => cursor.uint(2)?,
-        0xdf => cursor.uint(4)?,
-        _ => return None,
-    };
-    let (mut correlation_id, mut op) = (None, None);
-    for _ in 0..entries {
-        match cursor.str()? {
-            "correlation_id" => correlation_id = Some(cursor.u32()?),
-            "op" => op = Some(cursor.str()?),
-            _ => cursor.skip()?,
+    let mut head = Head::default();
+    let Some(count) = entries(&mut cursor) else { return head };
+    let mut seen_op = false;
+    for _ in 0..count {
+        let Some(key) = cursor.str() else { return head };
+        match key {
+            "correlation_id" if head.correlation_id.is_none() => match cursor.u32() {
+                Some(id) => head.correlation_id = Some(id),
+                // Not a uint32: unreadable, like an absent id.
+                None => return head,
+            },
+            "op" if !seen_op => {
+                seen_op = true;
+                let read = if cursor.at_str() {
+                    cursor.str().map(|op| head.op = Op::Str(op))
+                } else {
+                    head.op = Op::NotStr;
+                    cursor.skip()
+                };
+                if read.is_none() {
+                    // A str cut short or not UTF-8 is not a str either.
+                    head.op = Op::NotStr;
+                    return head;
+                }
+            }
+            _ => {
+                if cursor.skip().is_none() {
+                    return head;
+                }
+            }
         }
-        if let (Some(correlation_id), Some(op)) = (correlation_id, op) {
-            return Some(Head { correlation_id, op });
+        if head.correlation_id.is_some() && seen_op {
+            break;
         }
+    }
+    head
+}
+
+/// The integer value of the top-level key `name`, if the frame is a map that
+/// has it before anything unreadable, and it is an integer.
+pub fn int_field(frame: &[u8], name: &str) -> Option<i128> {
+    let mut cursor = Cursor { buf: frame, at: 0 };
+    for _ in 0..entries(&mut cursor)? {
+        if cursor.str()? == name {
+            return if cursor.at_int() { cursor.int() } else { None };
+        }
+        cursor.skip()?;
     }
     None
 }
@@ -162,7 +231,10 @@ mod tests {
             },
         })
         .unwrap();
-        assert_eq!(head(&frame), Some(Head { correlation_id: 70_000, op: "produce" }));
+        assert_eq!(head(&frame), Head { correlation_id: Some(70_000), op: Op::Str("produce") });
+        assert_eq!(int_field(&frame, "acks"), Some(1));
+        assert_eq!(int_field(&frame, "partition"), None, "nil is not an integer");
+        assert_eq!(int_field(&frame, "timeout"), None);
     }
 
     #[test]
@@ -180,7 +252,9 @@ mod tests {
         ]);
         let mut frame = Vec::new();
         rmpv::encode::write_value(&mut frame, &value).unwrap();
-        assert_eq!(head(&frame), Some(Head { correlation_id: 9, op: "fetch" }));
+        assert_eq!(head(&frame), Head { correlation_id: Some(9), op: Op::Str("fetch") });
+        assert_eq!(int_field(&frame, "neg"), Some(-5));
+        assert_eq!(int_field(&frame, "big"), Some(i128::from(u64::MAX)));
         // The same request decodes fully too.
         let fetch = rmp_serde::to_vec_named(&RequestEnvelope {
             correlation_id: 1,
@@ -195,19 +269,24 @@ mod tests {
             },
         })
         .unwrap();
-        assert!(head(&fetch).is_some());
+        assert_eq!(head(&fetch).correlation_id, Some(1));
+    }
+
+    fn encode(fields: Vec<(&str, rmpv::Value)>) -> Vec<u8> {
+        let value = rmpv::Value::Map(fields.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        let mut frame = Vec::new();
+        rmpv::encode::write_value(&mut frame, &value).unwrap();
+        frame
     }
 
     #[test]
-    fn anything_odd_ends_the_scan_without_panicking() {
-        let mut frame = Vec::new();
-        rmpv::encode::write_value(
-            &mut frame,
-            &rmpv::Value::Map(vec![("correlation_id".into(), 1.into()), ("op".into(), "fetch".into())]),
-        )
-        .unwrap();
+    fn anything_odd_ends_the_scan_with_what_it_read_so_far() {
+        let frame = encode(vec![("correlation_id", 1.into()), ("op", "fetch".into())]);
         for cut in 0..frame.len() {
-            assert_eq!(head(&frame[..cut]), None);
+            let found = head(&frame[..cut]);
+            assert_ne!(found.op, Op::Str("fetch"), "cut at {cut}");
+            // The id is 1 byte after its 15-byte key and the 1-byte map header.
+            assert_eq!(found.correlation_id.is_some(), cut >= 17, "cut at {cut}");
         }
         for bad in [
             &[0x81, 0xc1][..],
@@ -215,11 +294,26 @@ mod tests {
             &[0xdf, 0xff, 0xff, 0xff, 0xff],
             &[0x81, 0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff],
         ] {
-            assert_eq!(head(bad), None);
+            assert_eq!(head(bad), Head::default());
         }
-        let negative = rmpv::Value::Map(vec![("correlation_id".into(), (-1).into()), ("op".into(), "fetch".into())]);
-        let mut frame = Vec::new();
-        rmpv::encode::write_value(&mut frame, &negative).unwrap();
-        assert_eq!(head(&frame), None);
+        let negative = encode(vec![("correlation_id", (-1).into()), ("op", "fetch".into())]);
+        assert_eq!(head(&negative).correlation_id, None);
+        let too_big = encode(vec![("correlation_id", (1u64 << 32).into()), ("op", "fetch".into())]);
+        assert_eq!(head(&too_big).correlation_id, None);
+    }
+
+    #[test]
+    fn an_op_that_is_not_a_str_is_told_apart_from_a_missing_one() {
+        let id = || ("correlation_id", rmpv::Value::from(4));
+        for op in [7.into(), rmpv::Value::Binary(b"fetch".to_vec()), rmpv::Value::Nil, rmpv::Value::Array(vec![])] {
+            assert_eq!(head(&encode(vec![("op", op.clone()), id()])), Head { correlation_id: Some(4), op: Op::NotStr });
+            assert_eq!(head(&encode(vec![id(), ("op", op)])), Head { correlation_id: Some(4), op: Op::NotStr });
+        }
+        assert_eq!(head(&encode(vec![id()])), Head { correlation_id: Some(4), op: Op::Missing });
+        // Not UTF-8.
+        let mut frame = encode(vec![id(), ("op", "ab".into())]);
+        let last = frame.len() - 1;
+        frame[last] = 0xff;
+        assert_eq!(head(&frame), Head { correlation_id: Some(4), op: Op::NotStr });
     }
 }

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -35,8 +35,11 @@ class Broker:
     in it, so the broker finds only its own files there.
     """
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, env: Optional[Dict[str, str]] = None):
+        """``env`` adds environment variables, such as settings
+        (``HERALD_SERVER__MAX_FRAME_BYTES``), to the broker's environment."""
         self.host = "127.0.0.1"
+        self.env = dict(os.environ, **(env or {}))
         self.port: Optional[int] = None  # set by start(); kept by restart()
         self.data_dir = workdir / "data"
         self.data_dir.mkdir()
@@ -56,7 +59,7 @@ class Broker:
             self._process = subprocess.Popen(
                 [str(HERALD_BIN), "serve", "--host", self.host, "--port", str(port),
                  "--data-dir", str(self.data_dir), "--port-file", str(self._port_file)],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         # The broker writes the file atomically, so once it exists it is complete.

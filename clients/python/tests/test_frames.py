@@ -118,6 +118,40 @@ def test_missing_or_mistyped_field_gets_invalid_request(raw, request_fields):
     assert_still_usable(raw, 8)
 
 
+def test_str_where_bin_is_specified_gets_invalid_request(raw):
+    raw.handshake()
+    assert raw.call({"correlation_id": 2, "op": "create_topic", "topic": "t",
+                     "partitions": 1})["error_code"] == 0
+    for n, record in enumerate([{"value": "text"}, {"key": "k", "value": b"v"},
+                                {"value": b"v", "headers": [["h", "text"]]}]):
+        response = raw.call({"correlation_id": 10 + n, "op": "produce", "topic": "t",
+                             "partition": 0, "records": [record]})
+        assert (response["correlation_id"], response["error_code"]) == (10 + n, 42)
+    assert_still_usable_listing(raw, 20, ["t"])
+
+
+def test_an_op_that_is_not_a_str_is_answered_with_the_correlation_id(raw):
+    raw.handshake()
+    response = raw.call({"correlation_id": 6, "op": b"list_topics"})
+    assert (response["correlation_id"], response["error_code"]) == (6, 42)
+    response = raw.call({"correlation_id": 0, "op": "list_topics"})
+    assert (response["correlation_id"], response["error_code"]) == (0, 42), "0 is reserved"
+
+
+def test_a_malformed_produce_with_acks_0_is_not_answered(raw):
+    raw.handshake()
+    raw.send({"correlation_id": 3, "op": "produce", "topic": "t", "acks": 0,
+              "records": [{"value": "text"}]})
+    # The next response is the next request's: nothing came for the produce.
+    assert_still_usable(raw, 4)
+
+
+def assert_still_usable_listing(raw: RawConnection, correlation_id: int, topics) -> None:
+    response = raw.call({"correlation_id": correlation_id, "op": "list_topics"})
+    assert (response["correlation_id"], response["error_code"]) == (correlation_id, 0)
+    assert [t["topic"] for t in response["topics"]] == topics
+
+
 def test_unknown_operation_gets_1001_and_connection_stays_open(raw):
     raw.handshake()
     response = raw.call({"correlation_id": 5, "op": "become_leader"})

@@ -251,7 +251,38 @@ def test_offline_handshake_is_first_and_stored():
     handshake = fake.requests[0]
     assert handshake["op"] == "handshake"
     assert (handshake["client_id"], handshake["protocol_version"]) == ("offline", 1)
+    assert (handshake["min_protocol_version"], handshake["max_protocol_version"]) == (1, 1)
     assert handshake["correlation_id"] != 0
+
+
+def test_offline_correlation_ids_skip_0_when_they_wrap_around():
+    fake = FakeBroker(lambda request: [ok(request, topics=[])])
+    with connect(fake) as client:
+        client._next_correlation_id = 0xFFFFFFFF
+        client.list_topics()
+        client.list_topics()
+    assert [r["correlation_id"] for r in fake.requests[1:]] == [0xFFFFFFFF, 1]
+
+
+def test_offline_an_operation_the_broker_does_not_list_is_refused_locally():
+    listed = [{"op": op, "min_version": 1, "max_version": 1} for op in ("handshake", "list_topics")]
+    fake = FakeBroker(lambda request: [ok(request, topics=[])],
+                      handshake=dict(HANDSHAKE, operations=listed))
+    with connect(fake) as client:
+        assert client.supports("list_topics") and not client.supports("delete_topic")
+        with pytest.raises(HeraldError) as info:
+            client.delete_topic("t")
+        assert info.value.code == 1001 and "not sent" in info.value.message
+        assert client.list_topics() == []
+    assert fake.ops() == ["handshake", "list_topics"]
+
+
+def test_offline_a_broker_that_lists_no_operations_is_asked_anything():
+    fake = FakeBroker(lambda request: [ok(request)])
+    with connect(fake) as client:
+        assert "operations" not in client.features and client.supports("delete_topic")
+        client.delete_topic("t")
+    assert fake.ops() == ["handshake", "delete_topic"]
 
 
 def test_offline_produce_encodes_every_record_form():

@@ -11,9 +11,10 @@
 //! - The first request must be a handshake. Requests are dispatched to the
 //!   broker or topic actors in arrival order; responses are written as they
 //!   complete, possibly out of order, matched by correlation id.
-//! - Decoding errors get an error response; the connection stays open. Framing
-//!   errors (an oversize frame), a missing handshake or an unsupported version
-//!   get an error response and the connection is closed.
+//! - Decoding errors get an error response (none for a `produce` with `acks`
+//!   0, which is never answered); the connection stays open. Framing errors
+//!   (an oversize frame), a missing handshake or an unsupported version get an
+//!   error response and the connection is closed.
 //! - At shutdown ([`Drain`]) held requests and new ones are answered
 //!   `BROKER_SHUTTING_DOWN`, work in progress completes, then it closes.
 //! - Not supervised: if it stops, the client reconnects. Nothing is lost: an
@@ -24,6 +25,7 @@ mod groups;
 mod in_flight;
 
 pub use in_flight::Drain;
+mod produce;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,13 +33,11 @@ use std::net::SocketAddr;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use herald_actors::batch::Record;
 use herald_actors::broker::{self, Broker};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::coordinator::GroupCoordinator;
 use herald_actors::group::session::{ConnectionClosed, Session};
 use herald_actors::group::Groups;
-use herald_actors::now_ms;
 use herald_actors::partition;
 use herald_actors::topic::{self, ForPartition, Topic};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -56,6 +56,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Held requests that may give their read-ahead permit back.
     pub max_held_requests: usize,
+    /// The rest of what the handshake announces.
+    pub features: Features,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -135,6 +137,10 @@ impl Connection {
     fn handle_frame(&mut self, frame: BytesMut, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
         let (correlation_id, request) = match Request::decode(&frame) {
             Ok(decoded) => decoded,
+            Err(err) if err.unanswered => {
+                let error = &err.error;
+                return tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id = err.correlation_id, "unanswered request (acks 0) failed");
+            }
             Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error),
         };
         if self.client_id.is_none() {
@@ -150,32 +156,34 @@ impl Connection {
             };
         }
         if self.draining {
-            let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
-            return self.send_error(correlation_id, &error);
+            if request.answered() {
+                let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
+                self.send_error(correlation_id, &error);
+            }
+            return;
         }
         self.in_flight.dispatching(correlation_id, &request);
         self.dispatch(correlation_id, request, permit, ctx);
     }
 
     fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
-        if request.protocol_version != PROTOCOL_VERSION {
-            let error = BrokerError::new(
-                ErrorCode::UNSUPPORTED_VERSION,
-                format!(
-                    "protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION}",
-                    request.protocol_version
-                ),
-            );
-            return self.fail_and_close(correlation_id, &error);
-        }
-        tracing::info!(client_id = %request.client_id, peer = %self.peer, "client connected");
-        self.client_id = Some(request.client_id);
-        let response = HandshakeResponse {
-            broker_version: env!("CARGO_PKG_VERSION").into(),
-            protocol_version: PROTOCOL_VERSION,
-            max_frame_bytes: self.limits.max_frame_bytes as u64,
-            max_in_flight: self.limits.max_in_flight as u32,
+        let version = match request.offered() {
+            Ok(offered) => protocol::negotiate(&offered),
+            Err(error) => return self.send_error(correlation_id, &error),
         };
+        let version = match version {
+            Ok(version) => version,
+            Err(error) => return self.fail_and_close(correlation_id, &error),
+        };
+        tracing::info!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
+        self.client_id = Some(request.client_id);
+        let limits = &self.limits;
+        let response = HandshakeResponse::new(
+            version,
+            limits.max_frame_bytes as u64,
+            limits.max_in_flight as u32,
+            &limits.features,
+        );
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 
@@ -301,86 +309,6 @@ impl Connection {
                 })
             }
         }
-    }
-
-    fn produce(
-        &mut self,
-        correlation_id: u32,
-        r: ProduceRequest,
-        permit: OwnedSemaphorePermit,
-        ctx: &mut Context<Self>,
-    ) {
-        let acks = r.acks;
-        let checked = (|| {
-            if !(-1..=1).contains(&acks) {
-                return Err(BrokerError::new(
-                    ErrorCode::INVALID_REQUIRED_ACKS,
-                    format!("acks must be 0, 1 or -1, got {acks}"),
-                ));
-            }
-            let partition = r.partition.map(|p| partition_id(p, &r.topic)).transpose()?;
-            let now = now_ms();
-            let records = r
-                .records
-                .into_iter()
-                .map(|w| Record {
-                    key: w.key,
-                    value: w.value,
-                    headers: w.headers,
-                    timestamp: w.timestamp.unwrap_or(now),
-                    offset: 0,
-                })
-                .collect();
-            Ok(topic::Produce { partition, records })
-        })();
-        let produce = match checked {
-            Ok(produce) => produce,
-            Err(error) => {
-                if acks != 0 {
-                    self.send_error(correlation_id, &error);
-                }
-                return;
-            }
-        };
-        self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-            let sent = topic.map(|t| t.send(produce));
-            act.respond(
-                correlation_id,
-                permit,
-                async move {
-                    let result = sent.map(|s| async move { flatten(s.await) });
-                    let partitions = match result {
-                        Ok(pending) => pending.await,
-                        Err(err) => Err(err),
-                    };
-                    if acks == 0 {
-                        if let Err(error) = &partitions {
-                            tracing::debug!(%error, "produce with acks=0 failed");
-                        }
-                        return Ok(None);
-                    }
-                    Ok(Some(ProduceResponse {
-                        partitions: partitions?
-                            .into_iter()
-                            .map(|p| {
-                                let (base_offset, error) = match p.result {
-                                    Ok(appended) => (appended.base_offset, None),
-                                    Err(error) => (-1, Some(error)),
-                                };
-                                ProducePartitionResponse {
-                                    partition: p.partition,
-                                    base_offset,
-                                    record_count: p.record_count,
-                                    error_code: error.as_ref().map_or(0, |e| e.code.code()),
-                                    error_message: error.map(|e| e.message),
-                                }
-                            })
-                            .collect(),
-                    }))
-                },
-                ctx,
-            );
-        });
     }
 }
 
