@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 cargo build --bins
 cargo test --workspace --all-targets
+# Documentation examples of the library crates (not part of --all-targets).
+cargo test --doc -p herald-wire -p herald-client
 
 if [ ! -x .venv/bin/python ]; then
   rm -rf .venv

@@ -1,15 +1,19 @@
 //! Herald: a Kafka-style message broker on actix actors.
 //!
-//! This crate is the broker's edges; the actors live in `herald-actors`.
+//! This crate is the broker program and its edges. The actors live in
+//! `herald-actors`, the wire format in `herald-wire`, the Rust client in
+//! `herald-client`; the last two are re-exported here for the command line
+//! and the tests.
 //!
 //! - [`config`]: settings from defaults, a file, the environment and flags.
-//! - [`protocol`]: the wire protocol (framing, request and response types).
 //! - [`frontend`]: the TCP listener and one connection actor per client.
 //! - [`server`]: starting and cleanly stopping a broker.
-//! - [`client`]: the async Rust client (admin, producer, consumer).
+//! - [`protocol`]: `herald_wire::protocol` (framing, request and response types).
+//! - [`client`]: the `herald-client` crate (admin, producer, consumer, group consumer).
 
-pub mod client;
 pub mod config;
 pub mod frontend;
-pub mod protocol;
 pub mod server;
+
+pub use herald_client as client;
+pub use herald_wire::protocol;

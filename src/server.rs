@@ -50,6 +50,7 @@ pub async fn run(
             default_session_timeout_ms: settings.groups.default_session_timeout_ms,
             max_message_bytes: settings.log.max_message_bytes,
             max_held_requests: settings.server.max_held_requests,
+            assignors: herald_actors::group::assignor::ASSIGNORS,
         },
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

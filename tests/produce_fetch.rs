@@ -211,17 +211,23 @@ async fn retention_moves_the_log_start_and_older_offsets_become_out_of_range() {
     }
 
     // Retention runs on the partition's timer (possibly while the produces
-    // above still ran); there is no event to wait on, so poll until it has
-    // brought the partition under its limit plus one segment.
+    // above still ran) and removes segments one at a time; there is no event
+    // to wait on, so poll until it has brought the partition under its limit
+    // plus one segment and the log start has stayed put for a few polls.
     let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    let mut settled = (0, 0);
     let start = loop {
         let p = client.describe_topic("retained").await.unwrap().partitions[0].clone();
         if p.log_start_offset > 0 && p.size_bytes < 2048 + 1024 {
             assert!(p.size_bytes >= 2048, "retention keeps at least retention_bytes: {p:?}");
             assert_eq!(p.log_end_offset, 30, "retention never touches the end: {p:?}");
-            break p.log_start_offset;
+            settled =
+                if settled.0 == p.log_start_offset { (settled.0, settled.1 + 1) } else { (p.log_start_offset, 0) };
+            if settled.1 == 5 {
+                break p.log_start_offset;
+            }
         }
-        assert!(tokio::time::Instant::now() < deadline, "retention never removed a segment: {p:?}");
+        assert!(tokio::time::Instant::now() < deadline, "retention never settled: {p:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 

@@ -1,106 +1,11 @@
-//! The error codes clients see, and the one place internal errors map to them.
-//!
-//! Codes are stable: a code is never renumbered nor reused. Where Kafka has an
-//! error with the same meaning, Herald uses Kafka's number and name; codes of
-//! 1000 and above are Herald's own. docs/protocol.md lists them all.
+//! The broker's error: a stable wire code (`ErrorCode`, from `herald-wire`)
+//! with a message, and the one place internal errors map to codes.
 
 use std::fmt;
 
+pub use herald_wire::error::{ErrorCode, WireError};
+
 use crate::partition::log::LogError;
-
-macro_rules! error_codes {
-    ($($name:ident = $code:expr, $retriable:expr, $doc:expr;)*) => {
-        /// A stable numeric error code with a name.
-        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[repr(i16)]
-        pub enum ErrorCode {
-            $(#[doc = $doc] $name = $code,)*
-        }
-
-        impl ErrorCode {
-            /// Every code, in declaration order.
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
-
-            /// The code's wire value.
-            pub fn code(self) -> i16 {
-                self as i16
-            }
-
-            /// The code for a wire value, if it is known.
-            pub fn from_code(code: i16) -> Option<ErrorCode> {
-                match code {
-                    $($code => Some(ErrorCode::$name),)*
-                    _ => None,
-                }
-            }
-
-            /// The code's name as docs/protocol.md spells it.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$name => stringify!($name),)*
-                }
-            }
-
-            /// Whether the same request may succeed if sent again later.
-            pub fn retriable(self) -> bool {
-                match self {
-                    $(ErrorCode::$name => $retriable,)*
-                }
-            }
-
-            /// What the code means.
-            pub fn description(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$name => $doc,)*
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
-    UNKNOWN_SERVER_ERROR = -1, false, "An unexpected error on the broker; its log has the details.";
-    NONE = 0, false, "No error.";
-    OFFSET_OUT_OF_RANGE = 1, false, "The requested offset is below the log start offset or above the log end offset.";
-    CORRUPT_MESSAGE = 2, true, "A record batch failed its checksum or structure check.";
-    UNKNOWN_TOPIC_OR_PARTITION = 3, true, "The topic or partition does not exist.";
-    LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
-    REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
-    MESSAGE_TOO_LARGE = 10, false, "A record batch is larger than the topic's max_message_bytes.";
-    OFFSET_METADATA_TOO_LARGE = 12, false, "The metadata of a committed offset is over 4096 bytes.";
-    COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
-    INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is not valid: 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'.";
-    INVALID_REQUIRED_ACKS = 21, false, "acks must be 0, 1 or -1 (all).";
-    ILLEGAL_GENERATION = 22, false, "The generation id is not valid for this request: newer than any the member was given, or older than the one the request needs.";
-    INVALID_GROUP_ID = 24, false, "The group id is not valid: 1-255 bytes.";
-    UNKNOWN_MEMBER_ID = 25, false, "The member id is not a member of the group (it left, timed out, or never joined): join again.";
-    INVALID_SESSION_TIMEOUT = 26, false, "The session timeout is outside the broker's allowed range.";
-    REBALANCE_IN_PROGRESS = 27, true, "Reserved with Kafka's meaning; this broker does not return it (a commit for a partition the member does not hold gets PARTITION_NOT_OWNED).";
-    INVALID_TIMESTAMP = 32, false, "A timestamp is not valid.";
-    UNSUPPORTED_VERSION = 35, false, "The protocol version is not supported by this broker.";
-    TOPIC_ALREADY_EXISTS = 36, false, "A topic with this name already exists.";
-    INVALID_PARTITIONS = 37, false, "The partition count is not valid (at least 1, and only ever more).";
-    INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
-    INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
-    KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk; it stops accepting writes for that log.";
-    NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
-    GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
-    MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";
-    FENCED_INSTANCE_ID = 82, false, "Another member joined with this group_instance_id; this member id is fenced.";
-    UNSUPPORTED_ASSIGNOR = 112, false, "The assignor is not one of range, roundrobin, sticky.";
-    HANDSHAKE_REQUIRED = 1000, false, "The first request on a connection must be a handshake.";
-    UNKNOWN_OPERATION = 1001, false, "The request names an operation this broker does not know.";
-    FRAME_TOO_LARGE = 1002, false, "The frame is larger than the broker's max_frame_bytes; the connection is closed.";
-    BROKER_SHUTTING_DOWN = 1003, true, "The broker is shutting down and refuses new work.";
-    PARTITION_NOT_OWNED = 1004, false, "The member does not hold this partition: it was never assigned to it, or the member reported it released.";
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.code())
-    }
-}
 
 /// An error as a client will see it: a code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,18 +51,8 @@ impl From<LogError> for BrokerError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_round_trip_and_are_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for &code in ErrorCode::ALL {
-            assert!(seen.insert(code.code()), "duplicate code {}", code.code());
-            assert_eq!(ErrorCode::from_code(code.code()), Some(code));
-        }
-        assert_eq!(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(), 3);
-        assert_eq!(ErrorCode::TOPIC_ALREADY_EXISTS.code(), 36);
+impl From<WireError> for BrokerError {
+    fn from(err: WireError) -> Self {
+        BrokerError { code: err.code, message: err.message }
     }
 }

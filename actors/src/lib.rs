@@ -1,8 +1,8 @@
 //! Herald's actor system, independent of the wire.
 //!
-//! - [`batch`]: the record batch format, shared by the log, the broker and clients.
+//! - [`batch`]: the record batch format (from `herald-wire`, re-exported).
 //! - [`error`]: the stable error codes clients see, and the mapping to them.
-//! - [`partitioner`]: Kafka's default partitioner (murmur2).
+//! - [`partitioner`]: Kafka's default partitioner (from `herald-wire`, re-exported).
 //! - [`topic_config`]: per-topic settings and their validation.
 //! - [`writer`]: the ordered fsync writer of a data directory (group commit).
 //! - [`guard`]: a panic in a supervised actor's handler becomes a stop, so its
@@ -13,16 +13,16 @@
 //! - [`broker`]: the topic directory: admin operations, metadata, placement of
 //!   partitions on arbiters, shutdown.
 
-pub mod batch;
 pub mod broker;
 pub mod error;
 pub mod group;
 pub mod guard;
 pub mod partition;
-pub mod partitioner;
 pub mod topic;
 pub mod topic_config;
 pub mod writer;
+
+pub use herald_wire::{batch, partitioner};
 
 /// Milliseconds since the Unix epoch, by the system clock.
 pub fn now_ms() -> i64 {

@@ -27,7 +27,7 @@ mod in_flight;
 pub use in_flight::Drain;
 mod produce;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use actix::io::{FramedWrite, WriteHandler};
@@ -40,6 +40,7 @@ use herald_actors::group::session::{ConnectionClosed, Session};
 use herald_actors::group::Groups;
 use herald_actors::partition;
 use herald_actors::topic::{self, ForPartition, Topic};
+use herald_actors::topic_config::ConfigValue as Setting;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
@@ -114,13 +115,13 @@ impl Connection {
 
     fn send_error(&mut self, correlation_id: u32, error: &BrokerError) {
         tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id, "request failed");
-        self.writer.write(protocol::encode_error(correlation_id, error));
+        self.writer.write(protocol::encode_error(correlation_id, error.code, &error.message));
     }
 
     /// Writes a last error response, then closes the connection.
     fn fail_and_close(&mut self, correlation_id: u32, error: &BrokerError) {
         tracing::warn!(client_id = self.client_id(), peer = %self.peer, %error, "closing connection");
-        self.writer.write(protocol::encode_error(correlation_id, error));
+        self.writer.write(protocol::encode_error(correlation_id, error.code, &error.message));
         self.close_when_idle();
     }
 
@@ -141,7 +142,7 @@ impl Connection {
                 let error = &err.error;
                 return tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id = err.correlation_id, "unanswered request (acks 0) failed");
             }
-            Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error),
+            Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error.into()),
         };
         if self.client_id.is_none() {
             return match request {
@@ -169,11 +170,11 @@ impl Connection {
     fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
         let version = match request.offered() {
             Ok(offered) => protocol::negotiate(&offered),
-            Err(error) => return self.send_error(correlation_id, &error),
+            Err(error) => return self.send_error(correlation_id, &error.into()),
         };
         let version = match version {
             Ok(version) => version,
-            Err(error) => return self.fail_and_close(correlation_id, &error),
+            Err(error) => return self.fail_and_close(correlation_id, &error.into()),
         };
         tracing::info!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
@@ -218,8 +219,11 @@ impl Connection {
         match request {
             Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
             Request::CreateTopic(r) => {
-                let sent =
-                    broker.send(broker::CreateTopic { name: r.topic, partitions: r.partitions, config: r.config });
+                let sent = broker.send(broker::CreateTopic {
+                    name: r.topic,
+                    partitions: r.partitions,
+                    config: settings_in(r.config),
+                });
                 self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
             }
             Request::DeleteTopic(r) => {
@@ -319,6 +323,24 @@ fn partition_id(partition: i64, topic: &str) -> Result<u32, BrokerError> {
     })
 }
 
+/// Topic settings from the wire, for the broker.
+fn settings_in(config: BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting> {
+    let value = |v| match v {
+        ConfigValue::Int(n) => Setting::Int(n),
+        ConfigValue::Str(s) => Setting::Str(s),
+    };
+    config.into_iter().map(|(k, v)| (k, value(v))).collect()
+}
+
+/// A topic's settings, for the wire.
+fn settings_out(config: BTreeMap<String, Setting>) -> BTreeMap<String, ConfigValue> {
+    let value = |v| match v {
+        Setting::Int(n) => ConfigValue::Int(n),
+        Setting::Str(s) => ConfigValue::Str(s),
+    };
+    config.into_iter().map(|(k, v)| (k, value(v))).collect()
+}
+
 /// Folds a mailbox error into the handler's own error.
 fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, BrokerError> {
     sent.unwrap_or_else(|e| Err(e.into()))
@@ -327,7 +349,7 @@ fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, B
 fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
     DescribeTopicResponse {
         topic: d.name,
-        config: d.config,
+        config: settings_out(d.config),
         partitions: d
             .partitions
             .into_iter()

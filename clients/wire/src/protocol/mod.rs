@@ -12,14 +12,15 @@
 //! - Below: encoding responses.
 
 pub mod codec;
+mod config_value;
 pub mod handshake;
 pub mod messages;
 pub mod request;
 mod scan;
 mod strict;
 
+use crate::error::ErrorCode;
 use bytes::Bytes;
-use herald_actors::error::{BrokerError, ErrorCode};
 use serde::Serialize;
 
 pub use handshake::*;
@@ -32,10 +33,9 @@ pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
     encode(&Envelope { header, body })
 }
 
-/// Encodes an error response.
-pub fn encode_error(correlation_id: u32, error: &BrokerError) -> Bytes {
-    let header =
-        ResponseHeader { correlation_id, error_code: error.code.code(), error_message: Some(error.message.clone()) };
+/// Encodes an error response: `code` with a human-readable `message`.
+pub fn encode_error(correlation_id: u32, code: ErrorCode, message: &str) -> Bytes {
+    let header = ResponseHeader { correlation_id, error_code: code.code(), error_message: Some(message.to_owned()) };
     encode(&Envelope { header, body: Empty {} })
 }
 
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn the_spec_lists_every_error_code_exactly() {
-        let spec = include_str!("../../docs/protocol.md");
+        let spec = include_str!("../../../../docs/protocol.md");
         for &code in ErrorCode::ALL {
             let retriable = if code.retriable() { "yes" } else { "no" };
             let row = format!("| {} | `{}` | {} | {} |", code.code(), code.name(), retriable, code.description());

@@ -3,9 +3,9 @@
 //! requests. (Property tests; the broker's connection runs exactly these.)
 
 use bytes::BytesMut;
-use herald::protocol::codec::FrameCodec;
-use herald::protocol::Request;
-use herald_actors::batch;
+use herald_wire::batch;
+use herald_wire::protocol::codec::FrameCodec;
+use herald_wire::protocol::Request;
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
@@ -61,7 +61,7 @@ proptest! {
         let mut codec = FrameCodec::new(1024);
         let mut buf = BytesMut::from(&bytes[..]);
         // The reader stops at the first Kafka request or error, as here.
-        while let Ok(Some(herald::protocol::codec::Inbound::Frame(frame))) = codec.decode(&mut buf) {
+        while let Ok(Some(herald_wire::protocol::codec::Inbound::Frame(frame))) = codec.decode(&mut buf) {
             let _ = Request::decode(&frame);
         }
         let _ = Request::decode(&bytes);

@@ -16,12 +16,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_actors::partitioner::partition_for_key;
+use herald_wire::partitioner::partition_for_key;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
-use super::{Client, ClientError};
-use crate::protocol::WireRecord;
+use crate::{Client, ClientError};
+use herald_wire::protocol::WireRecord;
 
 /// An upper bound of a produce request's bytes besides its records and topic.
 const REQUEST_OVERHEAD_BYTES: usize = 128;
@@ -59,7 +59,9 @@ impl Default for ProducerConfig {
 /// Where a produced record landed. With acks = 0 the offset is -1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The partition the record was appended to.
     pub partition: u32,
+    /// Its offset there.
     pub offset: i64,
 }
 
@@ -291,7 +293,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::protocol::{op, ProduceRequest, RequestEnvelope};
+    use herald_wire::protocol::{op, ProduceRequest, RequestEnvelope};
 
     #[test]
     fn a_request_fits_its_counted_bytes() {

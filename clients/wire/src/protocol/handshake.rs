@@ -9,8 +9,7 @@
 
 use std::ops::RangeInclusive;
 
-use herald_actors::error::{BrokerError, ErrorCode};
-use herald_actors::group::assignor::ASSIGNORS;
+use crate::error::{ErrorCode, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::request::OPERATIONS;
@@ -51,10 +50,10 @@ impl HandshakeRequest {
     ///
     /// `INVALID_REQUEST` when a bound is missing and there is no
     /// `protocol_version` to take it from, or the range is empty.
-    pub fn offered(&self) -> Result<RangeInclusive<u32>, BrokerError> {
+    pub fn offered(&self) -> Result<RangeInclusive<u32>, WireError> {
         let bound = |bound: Option<u32>, name: &str| {
             bound.or(self.protocol_version).ok_or_else(|| {
-                BrokerError::new(
+                WireError::new(
                     ErrorCode::INVALID_REQUEST,
                     format!("a handshake needs `protocol_version` or `{name}_protocol_version`"),
                 )
@@ -62,7 +61,7 @@ impl HandshakeRequest {
         };
         let (min, max) = (bound(self.min_protocol_version, "min")?, bound(self.max_protocol_version, "max")?);
         if min > max {
-            return Err(BrokerError::new(
+            return Err(WireError::new(
                 ErrorCode::INVALID_REQUEST,
                 format!("min_protocol_version {min} is above max_protocol_version {max}"),
             ));
@@ -76,10 +75,10 @@ impl HandshakeRequest {
 /// # Errors
 ///
 /// `UNSUPPORTED_VERSION` when they share none.
-pub fn negotiate(offered: &RangeInclusive<u32>) -> Result<u32, BrokerError> {
+pub fn negotiate(offered: &RangeInclusive<u32>) -> Result<u32, WireError> {
     let highest = PROTOCOL_VERSION.min(*offered.end());
     if highest < MIN_PROTOCOL_VERSION.max(*offered.start()) {
-        return Err(BrokerError::new(
+        return Err(WireError::new(
             ErrorCode::UNSUPPORTED_VERSION,
             format!(
                 "protocol versions {}..={} are not supported; this broker speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
@@ -117,6 +116,8 @@ pub struct Features {
     pub max_message_bytes: u64,
     /// Held requests per connection that do not count against `max_in_flight`.
     pub max_held_requests: u32,
+    /// The group assignors the broker offers.
+    pub assignors: &'static [&'static str],
 }
 
 /// The handshake answer. Fields after `max_in_flight` came with feature
@@ -167,7 +168,7 @@ impl HandshakeResponse {
                     max_version: o.max_version,
                 })
                 .collect(),
-            assignors: ASSIGNORS.iter().map(|&a| a.into()).collect(),
+            assignors: features.assignors.iter().map(|&a| a.into()).collect(),
             min_session_timeout_ms: features.min_session_timeout_ms,
             max_session_timeout_ms: features.max_session_timeout_ms,
             default_session_timeout_ms: features.default_session_timeout_ms,
@@ -229,6 +230,7 @@ mod tests {
             default_session_timeout_ms: 1,
             max_message_bytes: 3,
             max_held_requests: 5,
+            assignors: &["range"],
         };
         let mut answer = HandshakeResponse::new(1, 1024, 4, &features);
         assert!(answer.offers("produce") && !answer.offers("launch_rockets"));

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
-use herald_actors::batch::Record;
+use herald_wire::batch::Record;
 
-use super::{Client, ClientError};
-use crate::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::{Client, ClientError};
+use herald_wire::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
 /// How the consumer fetches.
 #[derive(Debug, Clone)]
@@ -33,8 +33,11 @@ impl Default for ConsumerConfig {
 /// Where a newly assigned partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffset {
+    /// The first offset still stored (the log start).
     Earliest,
+    /// Only records produced from now on (the high watermark).
     Latest,
+    /// This offset.
     Offset(i64),
     /// The first record at or after this time (ms); the log end if none.
     Timestamp(i64),
@@ -43,8 +46,11 @@ pub enum StartOffset {
 /// A record with the partition it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
+    /// The topic it was read from.
     pub topic: String,
+    /// The partition it was read from.
     pub partition: u32,
+    /// The record, with its offset and timestamp.
     pub record: Record,
 }
 
@@ -57,6 +63,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// A consumer on `client`'s connection, with no partition assigned yet.
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
         Consumer { client, config, positions: BTreeMap::new() }
     }

@@ -12,7 +12,7 @@
 //! `correlation_id` (not 0), an `op` that is a str and that the broker knows,
 //! then the operation's fields with their exact types ([`strict`]).
 
-use herald_actors::error::{BrokerError, ErrorCode};
+use crate::error::{ErrorCode, WireError};
 use serde::{de::DeserializeOwned, Deserialize};
 
 use super::handshake::{HandshakeRequest, Operation};
@@ -122,7 +122,7 @@ pub struct RequestHeader {
 pub struct DecodeError {
     /// The request's correlation id, if it could be read.
     pub correlation_id: Option<u32>,
-    pub error: BrokerError,
+    pub error: WireError,
     /// The request asked for no response: a `produce` whose top-level `acks`
     /// is the integer 0. The error is logged, not sent.
     pub unanswered: bool,
@@ -130,7 +130,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(correlation_id: Option<u32>, code: ErrorCode, message: String) -> DecodeError {
-        DecodeError { correlation_id, error: BrokerError::new(code, message), unanswered: false }
+        DecodeError { correlation_id, error: WireError::new(code, message), unanswered: false }
     }
 }
 
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn every_documented_operation_is_listed_and_every_listed_one_documented() {
-        let spec = include_str!("../../docs/protocol.md");
+        let spec = include_str!("../../../../docs/protocol.md");
         let documented: BTreeSet<&str> =
             spec.lines().filter_map(|line| line.strip_prefix("### `")?.strip_suffix('`')).collect();
         let listed: BTreeSet<&str> = OPERATIONS.iter().map(|o| o.name).collect();

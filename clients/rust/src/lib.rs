@@ -11,6 +11,50 @@
 //! the broker's answer ([`Client::features`]): a request for an operation the
 //! broker does not list, or larger than its `max_frame_bytes`, is refused
 //! here, with the code the broker would answer, without being sent.
+//!
+//! Produce and read back, against a broker on the default port:
+//!
+//! ```no_run
+//! use herald_client::{record, Client, Consumer, ConsumerConfig, Producer, ProducerConfig, StartOffset};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("127.0.0.1:9092", "my-app").await?;
+//! client.create_topic("orders", 3, Default::default()).await?;
+//! let producer = Producer::new(client.clone(), ProducerConfig::default());
+//! let ack = producer.send("orders", None, record(Some(b"order-1"), b"created")).await?;
+//! producer.flush().await?;
+//! let landed = ack.await??;
+//! let mut consumer = Consumer::new(client, ConsumerConfig::default());
+//! consumer.assign("orders", landed.partition, StartOffset::Offset(landed.offset)).await?;
+//! for consumed in consumer.poll().await? {
+//!     println!("{} {:?}", consumed.record.offset, consumed.record.value);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A member of a consumer group, sharing a topic's partitions with the other
+//! members of `billing`:
+//!
+//! ```no_run
+//! use herald_client::{Client, GroupConsumer, GroupConsumerConfig};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("127.0.0.1:9092", "billing-1").await?;
+//! let mut member = GroupConsumer::join(client, GroupConsumerConfig::new("billing", &["orders"])).await?;
+//! loop {
+//!     for consumed in member.poll().await? {
+//!         println!("{}:{}", consumed.partition, consumed.record.offset);
+//!     }
+//!     // Offsets are committed every 5 s by default; `close` commits and leaves.
+//! #   break;
+//! }
+//! member.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 mod consumer;
 mod group;
@@ -18,6 +62,13 @@ mod producer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
+/// The wire format this client speaks, for types beyond those re-exported below.
+pub use herald_wire;
+pub use herald_wire::batch::Record;
+pub use herald_wire::error::ErrorCode;
+pub use herald_wire::protocol::{
+    ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse, TopicSummary, WireRecord,
+};
 pub use producer::{Producer, ProducerConfig, RecordMetadata};
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,16 +77,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use herald_actors::batch::{self, Record};
-use herald_actors::error::ErrorCode;
+use herald_wire::batch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::protocol::codec::{FrameCodec, Inbound};
-use crate::protocol::*;
+use herald_wire::protocol::codec::{FrameCodec, Inbound};
+use herald_wire::protocol::*;
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
@@ -43,14 +93,25 @@ const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
 /// What can go wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The connection failed (retriable: connect again).
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
+    /// The connection is closed (retriable: connect again).
     #[error("the connection is closed")]
     Closed,
+    /// The broker sent something this client cannot read.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The broker answered with an error code (docs/protocol.md, "Error codes").
     #[error("{name} ({code}): {message}")]
-    Broker { code: i16, name: &'static str, message: String },
+    Broker {
+        /// The stable numeric code.
+        code: i16,
+        /// The code's name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
+        name: &'static str,
+        /// The broker's explanation.
+        message: String,
+    },
 }
 
 impl ClientError {
@@ -454,8 +515,11 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
 /// Decoded records of one fetch.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
+    /// The records at or after the offset asked for, in offset order.
     pub records: Vec<Record>,
+    /// The offset after the last record consumers may read.
     pub high_watermark: i64,
+    /// The first offset still stored.
     pub log_start_offset: i64,
 }
 

@@ -6,6 +6,14 @@
 //! on with every batch.
 
 /// Kafka's 32-bit murmur2 (seed `0x9747b28c`), as `Utils.murmur2` computes it.
+///
+/// ```
+/// use herald_wire::partitioner::{murmur2, partition_for_key};
+///
+/// assert_eq!(murmur2(b""), 275646681);
+/// // Where Kafka's default partitioner puts the key among 1000 partitions.
+/// assert_eq!(partition_for_key(b"", 1000), 681);
+/// ```
 pub fn murmur2(data: &[u8]) -> i32 {
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;

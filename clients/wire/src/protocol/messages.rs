@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use herald_actors::topic_config::ConfigValue;
+pub use super::config_value::ConfigValue;
 
 // An optional field may be absent or nil. `Option` fields take nil as `None`;
 // these take it as the field's default, as when it is absent.

@@ -91,6 +91,24 @@ pub enum BatchError {
 ///
 /// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a header
 /// key longer than 65535 bytes or a record larger than `i32::MAX` bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use herald_wire::batch::{decode_all, encode, validate, Record};
+///
+/// let record = Record {
+///     key: Some(Bytes::from_static(b"k")),
+///     value: Some(Bytes::from_static(b"v")),
+///     headers: vec![("trace".into(), Bytes::from_static(b"1"))],
+///     timestamp: 1_700_000_000_000,
+///     offset: 0,
+/// };
+/// let batch = encode(&[record.clone(), record.clone()]).unwrap();
+/// let header = validate(&batch).unwrap();
+/// assert_eq!(header.next_offset(), 2);
+/// let decoded = decode_all(&batch).unwrap();
+/// assert_eq!((decoded[1].offset, &decoded[1].value), (1, &record.value));
+/// ```
 pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
