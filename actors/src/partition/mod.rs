@@ -12,6 +12,10 @@
 //!   (the high watermark moves), only after the data directory's [`SyncWriter`]
 //!   fsynced it. `interval` and `never`: acknowledged and visible once written to
 //!   the page cache.
+//! - Fail-stop on fsync: once an fsync of the data directory failed (this
+//!   partition's `always` or `interval` fsync, or any other through the shared
+//!   [`SyncWriter`]), every further append is refused with
+//!   `KAFKA_STORAGE_ERROR`, whatever the policy; reads go on.
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
 
@@ -205,6 +209,50 @@ impl Partition {
         }
     }
 
+    /// The `interval` policy's fsync: of what was written since the last one,
+    /// without holding up appends. A failure stops writes like `always`'s.
+    fn sync_in_background(&mut self, ctx: &mut Context<Self>) {
+        let Some(log) = self.log.as_mut() else { return };
+        let files = log.take_unsynced();
+        if files.is_empty() {
+            return;
+        }
+        let synced = self.writer.sync(files);
+        ctx.spawn(synced.into_actor(self).map(|result, act, _| {
+            if let Err(err) = result {
+                act.refuse_writes(&err);
+            }
+        }));
+    }
+
+    /// After a failed fsync: nothing written since the last good one may be
+    /// durable, so no further write is acknowledged (fail-stop).
+    fn refuse_writes(&mut self, err: &BrokerError) {
+        if !self.failed {
+            self.failed = true;
+            tracing::error!(%err, topic = %self.topic, partition = self.partition, "fsync failed; refusing further writes");
+        }
+    }
+
+    /// Refuses a write once an fsync of this partition or of any file of the
+    /// data directory has failed: the kernel may have dropped dirty pages of
+    /// any file, and with `interval` or `never` the partition's own next fsync
+    /// could be far off or never come.
+    fn check_fsync_health(&mut self) -> Result<(), BrokerError> {
+        if let Some(reason) = self.writer.failure() {
+            let err = BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("fsync failed: {reason}"));
+            self.refuse_writes(&err);
+        }
+        if self.failed {
+            let reason = self.writer.failure().unwrap_or("of this partition's files");
+            return Err(BrokerError::new(
+                ErrorCode::KAFKA_STORAGE_ERROR,
+                format!("an fsync failed ({reason}); writes are refused until the broker is restarted"),
+            ));
+        }
+        Ok(())
+    }
+
     fn enforce_retention(&mut self) {
         let Some(log) = self.log.as_mut() else { return };
         match log.apply_retention(now_ms()) {
@@ -237,14 +285,7 @@ impl Actor for Partition {
         self.open();
         if self.settings.flush == FlushPolicy::Interval {
             let every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
-            ctx.run_interval(every, |act, _| {
-                if let Some(log) = act.log.as_mut() {
-                    let files = log.take_unsynced();
-                    if !files.is_empty() {
-                        act.writer.sync_in_background(files);
-                    }
-                }
-            });
+            ctx.run_interval(every, |act, ctx| act.sync_in_background(ctx));
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
         ctx.run_interval(every, |act, _| act.enforce_retention());
@@ -286,8 +327,8 @@ impl Handler<Append> for Partition {
 
     fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
         let mut batch = msg.batch;
-        if self.failed {
-            return fail(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "an fsync failed; writes are refused"));
+        if let Err(err) = self.check_fsync_health() {
+            return fail(err);
         }
         if batch.len() as u64 > self.config.max_message_bytes {
             return fail(BrokerError::new(
@@ -317,9 +358,18 @@ impl Handler<Append> for Partition {
         let appended =
             Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
         let end = info.last_offset + 1;
-        if self.settings.flush != FlushPolicy::Always {
-            self.advance_high_watermark(end);
-            return Box::pin(fut::ready(Ok(appended)));
+        match self.settings.flush {
+            FlushPolicy::Always => {}
+            FlushPolicy::Interval => {
+                self.advance_high_watermark(end);
+                return Box::pin(fut::ready(Ok(appended)));
+            }
+            FlushPolicy::Never => {
+                // Nothing will fsync them: let rolled segments' files close.
+                drop(log.take_unsynced());
+                self.advance_high_watermark(end);
+                return Box::pin(fut::ready(Ok(appended)));
+            }
         }
         let synced = self.writer.sync(log.take_unsynced());
         Box::pin(synced.into_actor(self).map(move |result, act, _| match result {
@@ -328,8 +378,7 @@ impl Handler<Append> for Partition {
                 Ok(appended)
             }
             Err(err) => {
-                act.failed = true;
-                tracing::error!(%err, topic = %act.topic, partition = act.partition, "fsync failed; refusing further writes");
+                act.refuse_writes(&err);
                 Err(err)
             }
         }))

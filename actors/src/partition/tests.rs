@@ -272,3 +272,41 @@ async fn after_a_shutdown_requests_are_refused_as_shutting_down() {
     assert_eq!(fetch(&addr, fetch_at(0)).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
     assert_eq!(list_offsets(&addr, -1).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
 }
+
+/// Fails the writer's next fsync round, as a disk error would: a pipe cannot
+/// be fsynced (EINVAL).
+async fn fail_an_fsync(writer: &SyncWriter) {
+    let (_reader, pipe) = std::io::pipe().unwrap();
+    let pipe = std::sync::Arc::new(std::fs::File::from(std::os::fd::OwnedFd::from(pipe)));
+    let failed = writer.sync(vec![pipe]).await.unwrap_err();
+    assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
+}
+
+#[actix::test]
+async fn with_every_flush_policy_a_failed_fsync_refuses_every_later_append() {
+    for flush in [FlushPolicy::Always, FlushPolicy::Interval, FlushPolicy::Never] {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SyncWriter::start("test").unwrap();
+        let (path, w) = (dir.path().to_path_buf(), writer.clone());
+        let addr = Supervisor::start(move |_| {
+            // An interval long enough that no background fsync runs in the test.
+            let settings = PartitionSettings { flush, flush_interval_ms: 3_600_000, ..settings() };
+            Partition::new("t".into(), 0, path.clone(), TopicConfig::default(), settings, w.clone(), false)
+        });
+        assert_eq!(append(&addr, &["before"], 1000).await.base_offset, 0, "{flush:?}");
+
+        fail_an_fsync(&writer).await;
+        for attempt in 0..2 {
+            let refused = addr.send(Append { batch: batch_of(&["after"], 1001) }).await.unwrap().unwrap_err();
+            assert_eq!(refused.code, ErrorCode::KAFKA_STORAGE_ERROR, "{flush:?}, attempt {attempt}");
+            assert!(refused.message.contains("fsync"), "{flush:?}: {}", refused.message);
+        }
+        let read = fetch(&addr, fetch_at(0)).await.unwrap();
+        assert_eq!(
+            records(&read),
+            [(0, "before".to_string())],
+            "{flush:?}: reads still served, nothing refused is visible"
+        );
+        assert_eq!(read.high_watermark, 1, "{flush:?}");
+    }
+}
