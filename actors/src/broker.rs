@@ -9,6 +9,7 @@
 //!   <data_dir>/topics/<topic>/<partition>/    the partition's log
 //!   <data_dir>/deleted/                       deleted topics, removed in the background
 //!   <data_dir>/clean_shutdown                 present only between a clean stop and the next start
+//!   <data_dir>/.lock                          held by the running broker (taken by the server, not here)
 //!   ```
 //! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`]
 //!   and [`ShutdownBroker`]. Metadata is fsynced before a

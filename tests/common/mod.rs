@@ -311,6 +311,11 @@ impl BinaryBroker {
         self.addr
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.addr, "integration-test").await.expect("connect to the herald binary")
     }
