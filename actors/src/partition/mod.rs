@@ -2,8 +2,15 @@
 //!
 //! Contract:
 //! - Runs on the arbiter its topic picked by a stable hash of (topic, partition),
-//!   under an actix `Supervisor`: if it stops (it does so itself after an I/O
-//!   error), it is restarted and reopens its log from disk, checking the tail.
+//!   under an actix `Supervisor`: if it stops (a panic in a handler), it is
+//!   restarted and reopens its log from disk, checking the tail.
+//! - A write that fails (disk full, an I/O error) is refused with
+//!   `KAFKA_STORAGE_ERROR` and the operating system's reason, and the partition
+//!   serves on: reads and waiting long polls are not disturbed, and the next
+//!   append tries again, so writes resume once space returns. A failed write
+//!   that the log could not undo leaves it refusing appends: the partition then
+//!   reopens it in place (recovery truncates any torn tail), at once and again
+//!   at each append until that succeeds, reading from the old one meanwhile.
 //! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
 //!   [`Close`] and [`Shutdown`]. Offsets are assigned
 //!   synchronously inside `Append`'s handler, so batches are ordered as they
@@ -86,6 +93,9 @@ pub struct Partition {
     shut_down: bool,
     /// Set when an fsync failed: no further write is acknowledged.
     failed: bool,
+    /// Set when a failed write left the log refusing appends, until a reopen
+    /// succeeds.
+    needs_reopen: bool,
 }
 
 struct Waiter {
@@ -122,6 +132,7 @@ impl Partition {
             closed: false,
             shut_down: false,
             failed: false,
+            needs_reopen: false,
         }
     }
 
@@ -214,6 +225,13 @@ impl Partition {
     fn sync_in_background(&mut self, ctx: &mut Context<Self>) {
         let Some(log) = self.log.as_mut() else { return };
         let files = log.take_unsynced();
+        self.sync_files(files, ctx);
+    }
+
+    /// Fsyncs `files` without waiting. The writer answers in order, so any
+    /// fsync asked for later (an append's, under `always`) is answered only
+    /// after these are synced.
+    fn sync_files(&mut self, files: Vec<Arc<std::fs::File>>, ctx: &mut Context<Self>) {
         if files.is_empty() {
             return;
         }
@@ -251,6 +269,39 @@ impl Partition {
             ));
         }
         Ok(())
+    }
+
+    /// Reopens the log in place after a failed write it could not undo
+    /// (recovery checks the tail as after a clean stop: the page cache holds
+    /// everything written, so only the torn tail needs truncating, and indexes
+    /// removed after a failed index write are rebuilt). If that fails too
+    /// (rebuilding an index needs disk space) the old log keeps serving reads
+    /// and the next append tries again.
+    fn reopen(&mut self, ctx: &mut Context<Self>) -> Result<(), BrokerError> {
+        match Log::open(&self.dir, self.config.log_config(), true) {
+            Ok(log) => {
+                let end = log.log_end_offset();
+                if let Some(mut old) = self.log.replace(log) {
+                    let files = old.take_unsynced();
+                    self.sync_files(files, ctx);
+                }
+                if end < self.high_watermark {
+                    tracing::error!(topic = %self.topic, partition = self.partition, end, high_watermark = self.high_watermark, "the reopened log ends before the high watermark");
+                    self.high_watermark = end;
+                }
+                self.needs_reopen = false;
+                tracing::info!(topic = %self.topic, partition = self.partition, log_end_offset = end, "reopened the log after a failed write");
+                Ok(())
+            }
+            Err(err) => {
+                self.needs_reopen = true;
+                tracing::warn!(%err, topic = %self.topic, partition = self.partition, "cannot reopen the log after a failed write; reads go on, writes are refused");
+                Err(BrokerError::new(
+                    ErrorCode::KAFKA_STORAGE_ERROR,
+                    format!("an earlier write failed and the log cannot be reopened yet: {err}"),
+                ))
+            }
+        }
     }
 
     fn enforce_retention(&mut self) {
@@ -325,7 +376,7 @@ pub struct Appended {
 impl Handler<Append> for Partition {
     type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
 
-    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
         let mut batch = msg.batch;
         if let Err(err) = self.check_fsync_health() {
             return fail(err);
@@ -336,6 +387,11 @@ impl Handler<Append> for Partition {
                 format!("batch of {} bytes exceeds max_message_bytes {}", batch.len(), self.config.max_message_bytes),
             ));
         }
+        if self.needs_reopen && self.log.is_some() {
+            if let Err(err) = self.reopen(ctx) {
+                return fail(err);
+            }
+        }
         let now = now_ms();
         if self.config.message_timestamp_type == TimestampType::LogAppendTime {
             batch::set_log_append_time(&mut batch, now);
@@ -344,14 +400,15 @@ impl Handler<Append> for Partition {
         let info = match log.append(batch, now) {
             Ok(info) => info,
             Err(err @ log::LogError::Io { .. }) => {
-                tracing::error!(%err, topic = %self.topic, partition = self.partition, "append failed; restarting the partition");
-                // Stop once the answer is out: stopping first would drop it,
-                // and the caller would see a vanished actor instead of 56.
-                let err = BrokerError::from(err);
-                return Box::pin(fut::ready(Err(err)).map(|result, _, ctx: &mut Context<Self>| {
-                    ctx.stop();
-                    result
-                }));
+                // Refused, and the partition serves on: stopping it would
+                // drop its long polls and make it unreadable while it
+                // reopens, for an error (a full disk) that retrying cures.
+                let writable = log.is_writable();
+                tracing::error!(%err, topic = %self.topic, partition = self.partition, writable, "append failed; refused");
+                if !writable {
+                    let _ = self.reopen(ctx);
+                }
+                return fail(err.into());
             }
             Err(err) => return fail(err.into()),
         };

@@ -223,7 +223,7 @@ async fn a_restarted_partition_keeps_every_acknowledged_record() {
 }
 
 #[actix::test]
-async fn a_failed_write_restarts_the_partition_and_its_long_polls_get_leader_not_available() {
+async fn a_failed_write_is_refused_and_the_partition_serves_on_and_writes_again_once_it_can() {
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("p");
     let writer = SyncWriter::start("test").unwrap();
@@ -234,16 +234,26 @@ async fn a_failed_write_restarts_the_partition_and_its_long_polls_get_leader_not
     });
     let big = "x".repeat(600);
     append(&addr, &[&big], 1000).await;
-    let waiting = addr.send(Fetch { offset: 1, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 60_000 });
+    let mut waiting = Box::pin(addr.send(Fetch { offset: 1, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 60_000 }));
     // The next append must roll a new segment, in a directory that is gone.
-    std::fs::remove_dir_all(&log_dir).unwrap();
-    let failed = addr.send(Append { batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
-    assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
-    let answer = tokio::time::timeout(PATIENCE, waiting).await.expect("answered at the restart").unwrap();
-    assert_eq!(answer.unwrap_err().code, ErrorCode::LEADER_NOT_AVAILABLE);
-    // Restarted: it reopened its directory (empty now) and serves again.
-    assert_eq!(append(&addr, &["again"], 1002).await.base_offset, 0);
-    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, "again".to_string())]);
+    let kept = dir.path().join("kept");
+    std::fs::rename(&log_dir, &kept).unwrap();
+    for attempt in 0..2 {
+        let failed = addr.send(Append { batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
+        assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR, "attempt {attempt}");
+        assert!(failed.message.contains("No such file or directory"), "the OS reason: {}", failed.message);
+    }
+    // Not restarted: reads go on and the long poll still waits.
+    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, big.clone())]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut waiting).await.is_err(),
+        "the long poll was answered"
+    );
+
+    std::fs::rename(&kept, &log_dir).unwrap();
+    assert_eq!(append(&addr, &["again"], 1002).await.base_offset, 1, "offsets go on, none reused");
+    let woken = tokio::time::timeout(PATIENCE, waiting).await.expect("woken by the append").unwrap().unwrap();
+    assert_eq!(records(&woken), [(1, "again".to_string())]);
 }
 
 #[actix::test]
