@@ -8,10 +8,12 @@
 //! - [`config`]: settings from defaults, a file, the environment and flags.
 //! - [`frontend`]: the TCP listener and one connection actor per client.
 //! - [`server`]: starting and cleanly stopping a broker.
+//! - [`dir_lock`]: one broker per data directory.
 //! - [`protocol`]: `herald_wire::protocol` (framing, request and response types).
 //! - [`client`]: the `herald-client` crate (admin, producer, consumer, group consumer).
 
 pub mod config;
+pub mod dir_lock;
 pub mod frontend;
 pub mod server;
 

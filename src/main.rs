@@ -5,12 +5,16 @@
 
 mod cli;
 
+use std::io::Write;
+
 use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
     if let Err(err) = cli::run(args) {
-        eprintln!("error: {err:#}");
+        // Not `eprintln!`: it panics when stderr is closed, and the exit
+        // status must say "error" (1), not "panic" (101).
+        let _ = writeln!(std::io::stderr(), "error: {err:#}");
         std::process::exit(1);
     }
 }

@@ -15,23 +15,33 @@ use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
 
 use crate::config::Settings;
+use crate::dir_lock::{DirLock, LockError};
 use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
 use crate::protocol::Features;
 
-/// Runs a broker on `listener` until `shutdown` completes, then stops accepting,
+/// Runs a broker on `listener` until `shutdown` completes, holding the data
+/// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
 /// drains every connection (held requests and new ones are refused with
 /// `BROKER_SHUTTING_DOWN`, work in progress is answered), flushes and fsyncs
 /// every partition and leaves the data directory needing no recovery.
 ///
 /// # Errors
 ///
-/// The data directory cannot be opened, or the listener cannot be used.
+/// The data directory is locked by another broker (`ResourceBusy`, with a
+/// message naming the directory and the holder's pid) or cannot be opened, or
+/// the listener cannot be used.
 pub async fn run(
     listener: std::net::TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    // Held until everything below has shut down: no other broker may open the
+    // directory while this one can still write to it.
+    let _lock = DirLock::acquire(&settings.storage.data_dir).map_err(|err| match err {
+        LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
+        LockError::Io { .. } => io::Error::other(err),
+    })?;
     let broker = Broker::open(settings.broker_settings())?;
     let placement = broker.placement();
     let broker = broker.start();

@@ -7,15 +7,23 @@
 //!   ```text
 //!   <data_dir>/topics/<topic>/topic.json      metadata (name, partitions, settings)
 //!   <data_dir>/topics/<topic>/<partition>/    the partition's log
+//!   <data_dir>/creating/                      topics being created, renamed into topics/ when whole
 //!   <data_dir>/deleted/                       deleted topics, removed in the background
 //!   <data_dir>/clean_shutdown                 present only between a clean stop and the next start
+//!   <data_dir>/.lock                          held by the running broker (taken by the server, not here)
 //!   ```
 //! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`]
-//!   and [`ShutdownBroker`]. Metadata is fsynced before a
-//!   create is acknowledged; a delete renames the topic directory away (atomic)
-//!   before it is acknowledged, and removes the files on a blocking thread. A
-//!   delete that fails before that rename serves the topic again from its
-//!   directory: a failed delete changes nothing.
+//!   and [`ShutdownBroker`]. A create makes the topic's directory with its
+//!   metadata aside and renames it into place, fsynced, before it is
+//!   acknowledged: it happens whole or not at all (see `broker_disk.rs`). A
+//!   delete renames the topic directory away (atomic) before it is
+//!   acknowledged, and removes the files on a blocking thread. A delete that
+//!   fails before that rename serves the topic again from its directory: a
+//!   failed delete changes nothing.
+//! - A topic found damaged at start (metadata missing, unreadable or naming
+//!   another topic) is quarantined: listed as damaged with the reason, every
+//!   request to it answered `KAFKA_STORAGE_ERROR`, its name taken until it is
+//!   deleted. One damaged topic never stops the broker.
 //! - Not supervised: it holds only what it reads back from disk at start.
 
 use std::collections::{BTreeMap, HashSet};
@@ -30,6 +38,10 @@ use crate::partition::PartitionSettings;
 use crate::topic::{self, Placement, Topic, TopicMeta};
 use crate::topic_config::{ConfigValue, TopicConfig};
 use crate::writer::SyncWriter;
+use disk::Damage;
+
+#[path = "broker_disk.rs"]
+mod disk;
 
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -55,6 +67,8 @@ pub struct Broker {
     topics: BTreeMap<String, Addr<Topic>>,
     /// Names whose creation or deletion is under way: refused to a create.
     busy: HashSet<String>,
+    /// Topics found damaged at start, not served (see the module doc).
+    damaged: BTreeMap<String, Damage>,
     /// Topics found on disk at start, started with the actor.
     recovered: Vec<TopicMeta>,
     shutting_down: bool,
@@ -63,43 +77,28 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory: creates it if needed, notes and removes the
     /// clean-shutdown marker, purges deleted topics and unfinished creates,
-    /// and reads every topic's metadata. Blocking; call it before the broker
-    /// serves.
+    /// and reads every topic's metadata, quarantining damaged topics. Blocking;
+    /// call it before the broker serves.
     ///
     /// # Errors
     ///
-    /// The directory cannot be created or read, or a topic's metadata is damaged.
+    /// The directory or its `topics/` cannot be created or read.
     pub fn open(settings: BrokerSettings) -> io::Result<Broker> {
         let data_dir = settings.data_dir;
-        std::fs::create_dir_all(data_dir.join("topics"))?;
-        std::fs::create_dir_all(data_dir.join("deleted"))?;
+        std::fs::create_dir_all(&data_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN);
         let clean_shutdown = marker.exists();
         if clean_shutdown {
             std::fs::remove_file(&marker)?;
             std::fs::File::open(&data_dir)?.sync_all()?;
         }
-        purge_deleted(&data_dir.join("deleted"));
-        let mut recovered = Vec::new();
-        for entry in std::fs::read_dir(data_dir.join("topics"))? {
-            let path = entry?.path();
-            if !path.is_dir() {
-                continue;
-            }
-            if unfinished_create(&path)? {
-                tracing::warn!(path = %path.display(), "removing a topic whose creation did not finish");
-                std::fs::remove_dir_all(&path)?;
-                continue;
-            }
-            let meta = TopicMeta::load(&path)
-                .map_err(|err| io::Error::new(err.kind(), format!("topic metadata in {}: {err}", path.display())))?;
-            recovered.push(meta);
-        }
+        let disk::Found { topics: recovered, damaged } = disk::scan(&data_dir)?;
         let arbiters = (0..settings.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
         let writer = SyncWriter::start(&data_dir.display().to_string())?;
         tracing::info!(
             data_dir = %data_dir.display(),
             topics = recovered.len(),
+            damaged_topics = damaged.len(),
             clean_shutdown,
             "opened data directory"
         );
@@ -109,6 +108,7 @@ impl Broker {
             placement: Placement { arbiters, settings: settings.partition, writer, clean_shutdown },
             topics: BTreeMap::new(),
             busy: HashSet::new(),
+            damaged,
             recovered,
             shutting_down: false,
         })
@@ -120,7 +120,7 @@ impl Broker {
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
-        self.data_dir.join("topics").join(name)
+        self.data_dir.join(disk::TOPICS).join(name)
     }
 
     fn start_topic(&mut self, meta: TopicMeta) {
@@ -139,34 +139,16 @@ impl Broker {
         Ok(())
     }
 
-    fn unknown(name: &str) -> BrokerError {
-        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{name}` does not exist"))
-    }
-}
-
-fn purge_deleted(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if let Err(err) = std::fs::remove_dir_all(entry.path()) {
-            tracing::warn!(%err, path = %entry.path().display(), "cannot remove a deleted topic");
+    /// The answer to a topic that does not exist or is quarantined.
+    fn not_served(&self, name: &str) -> BrokerError {
+        match self.damaged.get(name) {
+            Some(damage) => BrokerError::new(
+                ErrorCode::KAFKA_STORAGE_ERROR,
+                format!("topic `{name}` is damaged and not served: {}; delete it to free the name", damage.reason),
+            ),
+            None => BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{name}` does not exist")),
         }
     }
-}
-
-/// Whether `dir` is what a create leaves when it stops before its metadata is
-/// in place: no `topic.json` and no partition directory (those are created
-/// only after the metadata). Anything else without metadata is damage, and
-/// the broker refuses to start rather than guess.
-fn unfinished_create(dir: &Path) -> io::Result<bool> {
-    if dir.join(topic::META_FILE).exists() {
-        return Ok(false);
-    }
-    for entry in std::fs::read_dir(dir)? {
-        if entry?.file_type()?.is_dir() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Checks a topic name by Kafka's rules: 1–249 characters of `[a-zA-Z0-9._-]`,
@@ -230,6 +212,12 @@ impl Handler<CreateTopic> for Broker {
                     format!("topic `{}` already exists", msg.name),
                 ));
             }
+            if let Some(damage) = self.damaged.get(&msg.name) {
+                return Err(BrokerError::new(
+                    ErrorCode::TOPIC_ALREADY_EXISTS,
+                    format!("topic `{}` exists but is damaged ({}); delete it first", msg.name, damage.reason),
+                ));
+            }
             let config = self.defaults.with_overrides(&msg.config)?;
             Ok(TopicMeta { name: msg.name.clone(), partitions: msg.partitions as u32, config })
         })();
@@ -238,9 +226,8 @@ impl Handler<CreateTopic> for Broker {
             Err(err) => return Box::pin(fut::ready(Err(err))),
         };
         self.busy.insert(meta.name.clone());
-        let dir = self.topic_dir(&meta.name);
-        let to_store = meta.clone();
-        let stored = actix_rt::task::spawn_blocking(move || to_store.store(&dir));
+        let (data_dir, to_store) = (self.data_dir.clone(), meta.clone());
+        let stored = actix_rt::task::spawn_blocking(move || disk::create(&data_dir, &to_store));
         Box::pin(stored.into_actor(self).map(move |stored, act, _| {
             act.busy.remove(&meta.name);
             match stored {
@@ -249,7 +236,13 @@ impl Handler<CreateTopic> for Broker {
                     act.start_topic(meta);
                     Ok(())
                 }
-                Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
+                Ok(Err(err)) => {
+                    tracing::error!(%err, topic = %meta.name, "create failed");
+                    Err(BrokerError::new(
+                        ErrorCode::KAFKA_STORAGE_ERROR,
+                        format!("cannot create topic `{}`: {err}", meta.name),
+                    ))
+                }
                 Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
             }
         }))
@@ -270,18 +263,23 @@ impl Handler<DeleteTopic> for Broker {
         if let Err(err) = self.refuse_if_shutting_down() {
             return Box::pin(fut::ready(Err(err)));
         }
-        let Some(topic) = self.topics.remove(&msg.name) else {
-            return Box::pin(fut::ready(Err(Broker::unknown(&msg.name))));
-        };
+        let topic = self.topics.remove(&msg.name);
+        let damage = self.damaged.remove(&msg.name);
+        if topic.is_none() && damage.is_none() {
+            return Box::pin(fut::ready(Err(self.not_served(&msg.name))));
+        }
         self.busy.insert(msg.name.clone());
         let name = msg.name.clone();
         let dir = self.topic_dir(&msg.name);
-        let stamp = crate::now_ms();
-        let graveyard = self.data_dir.join("deleted").join(format!("{}-{stamp}", msg.name));
+        let graveyard = disk::graveyard(&self.data_dir, &msg.name);
         Box::pin(
             async move {
-                // Close first so no partition writes into the directory being moved.
-                let closed = topic.send(topic::CloseTopic).await.map_err(BrokerError::from);
+                // Close first so no partition writes into the directory being
+                // moved. A quarantined topic has no actor to close.
+                let closed = match topic {
+                    Some(topic) => topic.send(topic::CloseTopic).await.map_err(BrokerError::from),
+                    None => Ok(()),
+                };
                 let moved = actix_rt::task::spawn_blocking(move || move_away(closed, &dir, &graveyard)).await;
                 moved.unwrap_or_else(|err| {
                     Err((BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string()), None))
@@ -298,9 +296,14 @@ impl Handler<DeleteTopic> for Broker {
                     Err((err, reopen)) => {
                         tracing::error!(%err, topic = %name, "delete failed");
                         // The directory is still in place: serve the topic
-                        // from it again, so that a failed delete changes nothing.
-                        if let Some(meta) = reopen {
-                            act.start_topic(meta);
+                        // from it again (or keep it quarantined), so that a
+                        // failed delete changes nothing.
+                        match (damage, reopen) {
+                            (Some(damage), _) => {
+                                act.damaged.insert(name, damage);
+                            }
+                            (None, Some(meta)) => act.start_topic(meta),
+                            (None, None) => {}
                         }
                         Err(err)
                     }
@@ -340,13 +343,23 @@ fn move_away(closed: Result<(), BrokerError>, dir: &Path, graveyard: &Path) -> R
     Ok(())
 }
 
-/// List every topic with its partition count, sorted by name.
+/// List every topic, damaged ones included, sorted by name.
 #[derive(Message)]
-#[rtype(result = "Vec<(String, u32)>")]
+#[rtype(result = "Vec<ListedTopic>")]
 pub struct ListTopics;
 
+/// A topic as [`ListTopics`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTopic {
+    pub name: String,
+    /// The partition count; for a damaged topic, the partition directories found.
+    pub partitions: u32,
+    /// Why the topic is quarantined, if it is.
+    pub damaged: Option<String>,
+}
+
 impl Handler<ListTopics> for Broker {
-    type Result = ResponseFuture<Vec<(String, u32)>>;
+    type Result = ResponseFuture<Vec<ListedTopic>>;
 
     fn handle(&mut self, _: ListTopics, _: &mut Context<Self>) -> Self::Result {
         let asks: Vec<_> = self
@@ -354,10 +367,23 @@ impl Handler<ListTopics> for Broker {
             .iter()
             .map(|(name, addr)| {
                 let (name, count) = (name.clone(), addr.send(topic::PartitionCount));
-                async move { count.await.ok().map(|count| (name, count)) }
+                async move { count.await.ok().map(|partitions| ListedTopic { name, partitions, damaged: None }) }
             })
             .collect();
-        Box::pin(async move { join_all(asks).await.into_iter().flatten().collect() })
+        let damaged: Vec<ListedTopic> = self
+            .damaged
+            .iter()
+            .map(|(name, damage)| ListedTopic {
+                name: name.clone(),
+                partitions: damage.partitions,
+                damaged: Some(damage.reason.clone()),
+            })
+            .collect();
+        Box::pin(async move {
+            let mut all: Vec<ListedTopic> = join_all(asks).await.into_iter().flatten().chain(damaged).collect();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all
+        })
     }
 }
 
@@ -372,7 +398,7 @@ impl Handler<LookupTopic> for Broker {
     type Result = Result<Addr<Topic>, BrokerError>;
 
     fn handle(&mut self, msg: LookupTopic, _: &mut Context<Self>) -> Self::Result {
-        self.topics.get(&msg.name).cloned().ok_or_else(|| Broker::unknown(&msg.name))
+        self.topics.get(&msg.name).cloned().ok_or_else(|| self.not_served(&msg.name))
     }
 }
 
@@ -416,21 +442,6 @@ impl Handler<ShutdownBroker> for Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_directory_without_metadata_nor_partitions_is_an_unfinished_create() {
-        let dir = tempfile::tempdir().unwrap();
-        let topic = dir.path().join("t");
-        std::fs::create_dir(&topic).unwrap();
-        assert!(unfinished_create(&topic).unwrap(), "empty");
-        std::fs::write(topic.join("topic.json.tmp"), b"{").unwrap();
-        assert!(unfinished_create(&topic).unwrap(), "a temporary file only");
-        std::fs::create_dir(topic.join("0")).unwrap();
-        assert!(!unfinished_create(&topic).unwrap(), "a partition without metadata is damage, not a leftover");
-        std::fs::remove_dir(topic.join("0")).unwrap();
-        std::fs::write(topic.join(topic::META_FILE), b"{").unwrap();
-        assert!(!unfinished_create(&topic).unwrap(), "metadata, even damaged, is a topic");
-    }
 
     #[test]
     fn topic_names_follow_kafkas_rules() {

@@ -8,15 +8,17 @@
 //! in the order they arrived.
 //!
 //! An fsync failure is fatal for durability (the kernel may have dropped the
-//! dirty pages), so the writer fails every request from then on: the broker
-//! stops acknowledging writes rather than acknowledge what may be lost.
+//! dirty pages), so the writer fails every request from then on and keeps the
+//! reason where every partition can see it ([`SyncWriter::failure`]): the
+//! broker stops acknowledging writes, whatever the flush policy, rather than
+//! acknowledge what may be lost.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use tokio::sync::oneshot;
@@ -27,13 +29,15 @@ type Reply = oneshot::Sender<io::Result<()>>;
 
 struct SyncRequest {
     files: Vec<Arc<File>>,
-    reply: Option<Reply>,
+    reply: Reply,
 }
 
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct SyncWriter {
     requests: mpsc::Sender<SyncRequest>,
+    /// Why an fsync failed, once one has: set once by the thread, for good.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl SyncWriter {
@@ -44,8 +48,10 @@ impl SyncWriter {
     /// The thread could not be spawned.
     pub fn start(name: &str) -> io::Result<SyncWriter> {
         let (requests, queue) = mpsc::channel::<SyncRequest>();
-        thread::Builder::new().name(format!("fsync-{name}")).spawn(move || run(queue))?;
-        Ok(SyncWriter { requests })
+        let failure = Arc::new(OnceLock::new());
+        let failed = Arc::clone(&failure);
+        thread::Builder::new().name(format!("fsync-{name}")).spawn(move || run(queue, &failed))?;
+        Ok(SyncWriter { requests, failure })
     }
 
     /// Asks for `files` to be fsynced, now; the future resolves once they
@@ -54,7 +60,7 @@ impl SyncWriter {
         let (tx, rx) = oneshot::channel();
         // If the thread is gone, `tx` is dropped with the request and the
         // receiver reports an error: nothing is acknowledged.
-        let _ = self.requests.send(SyncRequest { files, reply: Some(tx) });
+        let _ = self.requests.send(SyncRequest { files, reply: tx });
         async move {
             let storage = |message: String| BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, message);
             match rx.await {
@@ -65,30 +71,30 @@ impl SyncWriter {
         }
     }
 
-    /// Asks for `files` to be fsynced without waiting (the `interval` setting).
-    pub fn sync_in_background(&self, files: Vec<Arc<File>>) {
-        let _ = self.requests.send(SyncRequest { files, reply: None });
+    /// Why an fsync of this data directory failed, once one has: from then on
+    /// no write may be acknowledged, whatever the flush policy (with
+    /// `interval` and `never` nothing else would tell the partitions).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 }
 
-fn run(queue: mpsc::Receiver<SyncRequest>) {
-    let mut failed: Option<String> = None;
+fn run(queue: mpsc::Receiver<SyncRequest>, failure: &OnceLock<String>) {
     while let Ok(first) = queue.recv() {
         let mut round = vec![first];
         round.extend(queue.try_iter());
-        let result = match &failed {
-            Some(reason) => Err(reason.clone()),
+        let result = match failure.get() {
+            Some(reason) => Err(format!("fsync failed earlier: {reason}")),
             None => sync_round(&round).map_err(|err| {
                 tracing::error!(%err, "fsync failed; refusing every further write");
-                let reason = format!("fsync failed earlier: {err}");
-                failed = Some(reason);
+                // Set before any answer goes out: whoever learns of the
+                // failure from an answer also finds it here.
+                let _ = failure.set(err.to_string());
                 err.to_string()
             }),
         };
         for request in round {
-            if let Some(reply) = request.reply {
-                let _ = reply.send(result.clone().map_err(io::Error::other));
-            }
+            let _ = request.reply.send(result.clone().map_err(io::Error::other));
         }
     }
 }
@@ -127,6 +133,7 @@ mod tests {
         let writer = SyncWriter::start("test").unwrap();
         let good = Arc::new(File::create(dir.path().join("good")).unwrap());
         futures::executor::block_on(writer.sync(vec![good.clone()])).unwrap();
+        assert_eq!(writer.failure(), None);
         // A pipe cannot be fsynced (EINVAL): the writer must really call fsync
         // to notice.
         let (_reader, pipe) = std::io::pipe().unwrap();
@@ -135,5 +142,9 @@ mod tests {
         assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
         let later = futures::executor::block_on(writer.sync(vec![good])).unwrap_err();
         assert_eq!(later.code, ErrorCode::KAFKA_STORAGE_ERROR, "nothing is acknowledged after a failed fsync");
+        assert!(
+            writer.clone().failure().is_some_and(|reason| reason.contains("Invalid argument")),
+            "and every handle knows why"
+        );
     }
 }

@@ -116,7 +116,7 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
     42: ("INVALID_REQUEST", False,
         "The request is malformed: bad MessagePack, a missing field or a wrong type."),
     56: ("KAFKA_STORAGE_ERROR", True,
-        "The broker could not read or write its disk; it stops accepting writes for that log."),
+        "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart."),
     68: ("NON_EMPTY_GROUP", False,
         "The group has active members; the operation needs an empty group."),
     69: ("GROUP_ID_NOT_FOUND", False,

@@ -82,5 +82,30 @@ fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
 
 fn init_client_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| QuietStderr)
+        .log_internal_errors(false)
+        .try_init();
+}
+
+/// Standard error for log lines, whose write errors are dropped.
+///
+/// A line that cannot be written (stderr a pipe nobody reads any more, a full
+/// disk under a redirect) is lost, and nothing else happens: `eprintln!`
+/// (which tracing-subscriber uses to report a failed write unless
+/// `log_internal_errors(false)`) would panic there instead, and a panic on a
+/// broker thread takes the broker down.
+pub struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }

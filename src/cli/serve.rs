@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use herald::config::{LogFormat, Settings};
 
-use super::CliResult;
+use super::{CliResult, QuietStderr};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -81,7 +81,8 @@ async fn shutdown_signal() {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| QuietStderr).log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use clap::Subcommand;
-use herald::protocol::ConfigValue;
+use herald::protocol::{ConfigValue, TopicState};
 
 use super::output::{print_json, Table};
 use super::{BrokerArgs, CliResult};
@@ -77,13 +77,28 @@ pub async fn run(command: TopicCommand) -> CliResult {
         TopicCommand::List { json, broker } => {
             let topics = broker.connect().await?.list_topics().await?;
             if json {
-                let rows: Vec<_> =
-                    topics.iter().map(|t| serde_json::json!({"topic": t.topic, "partitions": t.partitions})).collect();
+                let rows: Vec<_> = topics
+                    .iter()
+                    .map(|t| {
+                        let mut row =
+                            serde_json::json!({"topic": t.topic, "partitions": t.partitions, "state": t.state});
+                        if let Some(error) = &t.error {
+                            row["error"] = error.clone().into();
+                        }
+                        row
+                    })
+                    .collect();
                 print_json(&rows)?;
             } else {
-                let mut table = Table::new(&["TOPIC", "PARTITIONS"]);
+                // A damaged topic's reason is the last column: it can be long.
+                let mut table = Table::new(&["TOPIC", "PARTITIONS", "STATE", "ERROR"]);
                 for t in &topics {
-                    table.row(vec![t.topic.clone(), t.partitions.to_string()]);
+                    let state = match t.state {
+                        TopicState::Ok => "ok",
+                        TopicState::Damaged => "damaged",
+                    };
+                    let error = t.error.clone().unwrap_or_default();
+                    table.row(vec![t.topic.clone(), t.partitions.to_string(), state.to_string(), error]);
                 }
                 table.print();
             }

@@ -311,6 +311,11 @@ impl BinaryBroker {
         self.addr
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.addr, "integration-test").await.expect("connect to the herald binary")
     }
@@ -348,6 +353,71 @@ impl Drop for BinaryBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A small tmpfs mounted on a fresh directory and unmounted when dropped: a
+/// disk that really fills up. Drop every broker using it first.
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes`, or prints why it cannot (not root, no
+    /// permission in a container) and returns `None`: the caller skips.
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            Ok(out) => {
+                eprintln!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim());
+                None
+            }
+            Err(err) => {
+                eprintln!("skipped: cannot run mount: {err}");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file at `path` until the disk is full, and returns how many
+    /// bytes it holds.
+    pub fn fill(&self, path: &Path) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(path).expect("create the filler");
+        let chunk = vec![0x5a_u8; 4096];
+        let mut written = 0;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(err) if err.raw_os_error() == Some(28) => break,
+                Err(err) => panic!("filling the disk: {err}"),
+            }
+        }
+        written
+    }
+
+    /// Free bytes, by `statvfs`, as `df` reports them.
+    pub fn free_bytes(&self) -> u64 {
+        let out = Command::new("df").args(["-B1", "--output=avail"]).arg(self.path()).output().expect("run df");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df prints the free bytes")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
     }
 }
 

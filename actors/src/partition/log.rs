@@ -223,6 +223,12 @@ impl Log {
         Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
     }
 
+    /// Whether appends are accepted: false after a failed write that could
+    /// not be undone, until the log is reopened.
+    pub fn is_writable(&self) -> bool {
+        self.active().check_writable().is_ok()
+    }
+
     fn segment_limit(&self) -> u64 {
         self.config.segment_max_bytes.min(MAX_SEGMENT_BYTES)
     }

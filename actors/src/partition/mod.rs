@@ -2,8 +2,15 @@
 //!
 //! Contract:
 //! - Runs on the arbiter its topic picked by a stable hash of (topic, partition),
-//!   under an actix `Supervisor`: if it stops (it does so itself after an I/O
-//!   error), it is restarted and reopens its log from disk, checking the tail.
+//!   under an actix `Supervisor`: if it stops (a panic in a handler), it is
+//!   restarted and reopens its log from disk, checking the tail.
+//! - A write that fails (disk full, an I/O error) is refused with
+//!   `KAFKA_STORAGE_ERROR` and the operating system's reason, and the partition
+//!   serves on: reads and waiting long polls are not disturbed, and the next
+//!   append tries again, so writes resume once space returns. A failed write
+//!   that the log could not undo leaves it refusing appends: the partition then
+//!   reopens it in place (recovery truncates any torn tail), at once and again
+//!   at each append until that succeeds, reading from the old one meanwhile.
 //! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
 //!   [`Close`] and [`Shutdown`]. Offsets are assigned
 //!   synchronously inside `Append`'s handler, so batches are ordered as they
@@ -12,9 +19,14 @@
 //!   (the high watermark moves), only after the data directory's [`SyncWriter`]
 //!   fsynced it. `interval` and `never`: acknowledged and visible once written to
 //!   the page cache.
+//! - Fail-stop on fsync: once an fsync of the data directory failed (this
+//!   partition's `always` or `interval` fsync, or any other through the shared
+//!   [`SyncWriter`]), every further append is refused with
+//!   `KAFKA_STORAGE_ERROR`, whatever the policy; reads go on.
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
 
+mod failures;
 mod index;
 pub mod log;
 mod segment;
@@ -82,6 +94,9 @@ pub struct Partition {
     shut_down: bool,
     /// Set when an fsync failed: no further write is acknowledged.
     failed: bool,
+    /// Set when a failed write left the log refusing appends, until a reopen
+    /// succeeds.
+    needs_reopen: bool,
 }
 
 struct Waiter {
@@ -118,6 +133,7 @@ impl Partition {
             closed: false,
             shut_down: false,
             failed: false,
+            needs_reopen: false,
         }
     }
 
@@ -237,14 +253,7 @@ impl Actor for Partition {
         self.open();
         if self.settings.flush == FlushPolicy::Interval {
             let every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
-            ctx.run_interval(every, |act, _| {
-                if let Some(log) = act.log.as_mut() {
-                    let files = log.take_unsynced();
-                    if !files.is_empty() {
-                        act.writer.sync_in_background(files);
-                    }
-                }
-            });
+            ctx.run_interval(every, |act, ctx| act.sync_in_background(ctx));
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
         ctx.run_interval(every, |act, _| act.enforce_retention());
@@ -284,16 +293,21 @@ pub struct Appended {
 impl Handler<Append> for Partition {
     type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
 
-    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
         let mut batch = msg.batch;
-        if self.failed {
-            return fail(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "an fsync failed; writes are refused"));
+        if let Err(err) = self.check_fsync_health() {
+            return fail(err);
         }
         if batch.len() as u64 > self.config.max_message_bytes {
             return fail(BrokerError::new(
                 ErrorCode::MESSAGE_TOO_LARGE,
                 format!("batch of {} bytes exceeds max_message_bytes {}", batch.len(), self.config.max_message_bytes),
             ));
+        }
+        if self.needs_reopen && self.log.is_some() {
+            if let Err(err) = self.reopen(ctx) {
+                return fail(err);
+            }
         }
         let now = now_ms();
         if self.config.message_timestamp_type == TimestampType::LogAppendTime {
@@ -303,23 +317,33 @@ impl Handler<Append> for Partition {
         let info = match log.append(batch, now) {
             Ok(info) => info,
             Err(err @ log::LogError::Io { .. }) => {
-                tracing::error!(%err, topic = %self.topic, partition = self.partition, "append failed; restarting the partition");
-                // Stop once the answer is out: stopping first would drop it,
-                // and the caller would see a vanished actor instead of 56.
-                let err = BrokerError::from(err);
-                return Box::pin(fut::ready(Err(err)).map(|result, _, ctx: &mut Context<Self>| {
-                    ctx.stop();
-                    result
-                }));
+                // Refused, and the partition serves on: stopping it would
+                // drop its long polls and make it unreadable while it
+                // reopens, for an error (a full disk) that retrying cures.
+                let writable = log.is_writable();
+                tracing::error!(%err, topic = %self.topic, partition = self.partition, writable, "append failed; refused");
+                if !writable {
+                    let _ = self.reopen(ctx);
+                }
+                return fail(err.into());
             }
             Err(err) => return fail(err.into()),
         };
         let appended =
             Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
         let end = info.last_offset + 1;
-        if self.settings.flush != FlushPolicy::Always {
-            self.advance_high_watermark(end);
-            return Box::pin(fut::ready(Ok(appended)));
+        match self.settings.flush {
+            FlushPolicy::Always => {}
+            FlushPolicy::Interval => {
+                self.advance_high_watermark(end);
+                return Box::pin(fut::ready(Ok(appended)));
+            }
+            FlushPolicy::Never => {
+                // Nothing will fsync them: let rolled segments' files close.
+                drop(log.take_unsynced());
+                self.advance_high_watermark(end);
+                return Box::pin(fut::ready(Ok(appended)));
+            }
         }
         let synced = self.writer.sync(log.take_unsynced());
         Box::pin(synced.into_actor(self).map(move |result, act, _| match result {
@@ -328,8 +352,7 @@ impl Handler<Append> for Partition {
                 Ok(appended)
             }
             Err(err) => {
-                act.failed = true;
-                tracing::error!(%err, topic = %act.topic, partition = act.partition, "fsync failed; refusing further writes");
+                act.refuse_writes(&err);
                 Err(err)
             }
         }))

@@ -223,7 +223,7 @@ async fn a_restarted_partition_keeps_every_acknowledged_record() {
 }
 
 #[actix::test]
-async fn a_failed_write_restarts_the_partition_and_its_long_polls_get_leader_not_available() {
+async fn a_failed_write_is_refused_and_the_partition_serves_on_and_writes_again_once_it_can() {
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("p");
     let writer = SyncWriter::start("test").unwrap();
@@ -234,16 +234,26 @@ async fn a_failed_write_restarts_the_partition_and_its_long_polls_get_leader_not
     });
     let big = "x".repeat(600);
     append(&addr, &[&big], 1000).await;
-    let waiting = addr.send(Fetch { offset: 1, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 60_000 });
+    let mut waiting = Box::pin(addr.send(Fetch { offset: 1, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 60_000 }));
     // The next append must roll a new segment, in a directory that is gone.
-    std::fs::remove_dir_all(&log_dir).unwrap();
-    let failed = addr.send(Append { batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
-    assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
-    let answer = tokio::time::timeout(PATIENCE, waiting).await.expect("answered at the restart").unwrap();
-    assert_eq!(answer.unwrap_err().code, ErrorCode::LEADER_NOT_AVAILABLE);
-    // Restarted: it reopened its directory (empty now) and serves again.
-    assert_eq!(append(&addr, &["again"], 1002).await.base_offset, 0);
-    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, "again".to_string())]);
+    let kept = dir.path().join("kept");
+    std::fs::rename(&log_dir, &kept).unwrap();
+    for attempt in 0..2 {
+        let failed = addr.send(Append { batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
+        assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR, "attempt {attempt}");
+        assert!(failed.message.contains("No such file or directory"), "the OS reason: {}", failed.message);
+    }
+    // Not restarted: reads go on and the long poll still waits.
+    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, big.clone())]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut waiting).await.is_err(),
+        "the long poll was answered"
+    );
+
+    std::fs::rename(&kept, &log_dir).unwrap();
+    assert_eq!(append(&addr, &["again"], 1002).await.base_offset, 1, "offsets go on, none reused");
+    let woken = tokio::time::timeout(PATIENCE, waiting).await.expect("woken by the append").unwrap().unwrap();
+    assert_eq!(records(&woken), [(1, "again".to_string())]);
 }
 
 #[actix::test]
@@ -271,4 +281,42 @@ async fn after_a_shutdown_requests_are_refused_as_shutting_down() {
     assert_eq!(refused.code, ErrorCode::BROKER_SHUTTING_DOWN);
     assert_eq!(fetch(&addr, fetch_at(0)).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
     assert_eq!(list_offsets(&addr, -1).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
+}
+
+/// Fails the writer's next fsync round, as a disk error would: a pipe cannot
+/// be fsynced (EINVAL).
+async fn fail_an_fsync(writer: &SyncWriter) {
+    let (_reader, pipe) = std::io::pipe().unwrap();
+    let pipe = std::sync::Arc::new(std::fs::File::from(std::os::fd::OwnedFd::from(pipe)));
+    let failed = writer.sync(vec![pipe]).await.unwrap_err();
+    assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
+}
+
+#[actix::test]
+async fn with_every_flush_policy_a_failed_fsync_refuses_every_later_append() {
+    for flush in [FlushPolicy::Always, FlushPolicy::Interval, FlushPolicy::Never] {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SyncWriter::start("test").unwrap();
+        let (path, w) = (dir.path().to_path_buf(), writer.clone());
+        let addr = Supervisor::start(move |_| {
+            // An interval long enough that no background fsync runs in the test.
+            let settings = PartitionSettings { flush, flush_interval_ms: 3_600_000, ..settings() };
+            Partition::new("t".into(), 0, path.clone(), TopicConfig::default(), settings, w.clone(), false)
+        });
+        assert_eq!(append(&addr, &["before"], 1000).await.base_offset, 0, "{flush:?}");
+
+        fail_an_fsync(&writer).await;
+        for attempt in 0..2 {
+            let refused = addr.send(Append { batch: batch_of(&["after"], 1001) }).await.unwrap().unwrap_err();
+            assert_eq!(refused.code, ErrorCode::KAFKA_STORAGE_ERROR, "{flush:?}, attempt {attempt}");
+            assert!(refused.message.contains("fsync"), "{flush:?}: {}", refused.message);
+        }
+        let read = fetch(&addr, fetch_at(0)).await.unwrap();
+        assert_eq!(
+            records(&read),
+            [(0, "before".to_string())],
+            "{flush:?}: reads still served, nothing refused is visible"
+        );
+        assert_eq!(read.high_watermark, 1, "{flush:?}");
+    }
 }

@@ -82,7 +82,7 @@ error_codes! {
     INVALID_PARTITIONS = 37, false, "The partition count is not valid (at least 1, and only ever more).";
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
-    KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk; it stops accepting writes for that log.";
+    KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
     GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
     MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";

@@ -238,8 +238,15 @@ impl Connection {
                     permit,
                     async move {
                         let topics = sent.await.map_err(BrokerError::from)?;
-                        let topics =
-                            topics.into_iter().map(|(topic, partitions)| TopicSummary { topic, partitions }).collect();
+                        let topics = topics
+                            .into_iter()
+                            .map(|t| TopicSummary {
+                                topic: t.name,
+                                partitions: t.partitions,
+                                state: if t.damaged.is_some() { TopicState::Damaged } else { TopicState::Ok },
+                                error: t.damaged,
+                            })
+                            .collect();
                         Ok(Some(ListTopicsResponse { topics }))
                     },
                     ctx,

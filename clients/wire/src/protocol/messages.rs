@@ -78,6 +78,22 @@ pub struct Empty {}
 pub struct TopicSummary {
     pub topic: String,
     pub partitions: u32,
+    /// `ok`, or `damaged` for a topic the broker found damaged at start and
+    /// does not serve (absent from brokers before it: `ok`).
+    #[serde(default)]
+    pub state: TopicState,
+    /// Why a damaged topic is not served; absent for an `ok` one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a listed topic is served.
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicState {
+    #[default]
+    Ok,
+    Damaged,
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone, Default)]
