@@ -63,7 +63,7 @@ error_codes! {
     UNKNOWN_SERVER_ERROR = -1, false, "An unexpected error on the broker; its log has the details.";
     NONE = 0, false, "No error.";
     OFFSET_OUT_OF_RANGE = 1, false, "The requested offset is below the log start offset or above the log end offset.";
-    CORRUPT_MESSAGE = 2, true, "A record batch failed its checksum or structure check.";
+    CORRUPT_MESSAGE = 2, false, "A record batch failed its checksum or structure check: a produced batch is refused; a fetch at an offset in a damaged range of the log names the range (fetch from next_valid_offset to skip it).";
     UNKNOWN_TOPIC_OR_PARTITION = 3, true, "The topic or partition does not exist.";
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
@@ -102,16 +102,27 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Offsets a log cannot serve because the stored bytes that hold them are
+/// damaged or missing: `first_offset` up to, not including, `next_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedRange {
+    pub first_offset: i64,
+    /// The first offset after the range: a read from it goes past the damage.
+    pub next_offset: i64,
+}
+
 /// An error as a client will see it: a code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `CORRUPT_MESSAGE` on a read: the damaged range the offset is in.
+    pub damaged: Option<DamagedRange>,
 }
 
 impl BrokerError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        BrokerError { code, message: message.into() }
+        BrokerError { code, message: message.into(), damaged: None }
     }
 
     /// The error for an actor that is gone (its mailbox closed): retriable.
@@ -139,10 +150,14 @@ impl From<LogError> for BrokerError {
         let code = match &err {
             LogError::Io { .. } => ErrorCode::KAFKA_STORAGE_ERROR,
             LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-            LogError::InvalidBatch(_) => ErrorCode::CORRUPT_MESSAGE,
+            LogError::InvalidBatch(_) | LogError::Damaged(_) => ErrorCode::CORRUPT_MESSAGE,
             LogError::BatchTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
         };
-        BrokerError::new(code, err.to_string())
+        let damaged = match &err {
+            LogError::Damaged(span) => Some(span.range()),
+            _ => None,
+        };
+        BrokerError { damaged, ..BrokerError::new(code, err.to_string()) }
     }
 }
 

@@ -132,7 +132,7 @@ impl GroupStore {
     /// The log cannot be opened or holds a record that does not parse.
     pub fn open(dir: &Path, clean_shutdown: bool) -> Result<(GroupStore, GroupState), StoreError> {
         Self::finish_compaction(dir)?;
-        let log = Log::open(dir, log_config(), clean_shutdown)?;
+        let mut log = Log::open(dir, log_config(), clean_shutdown)?;
         let mut state = GroupState::default();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {

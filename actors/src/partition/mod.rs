@@ -15,8 +15,10 @@
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
 
+mod damage;
 mod index;
 pub mod log;
+mod scan;
 mod segment;
 
 use std::collections::HashMap;
@@ -140,19 +142,18 @@ impl Partition {
         self.log.as_ref().ok_or_else(|| self.unavailable())
     }
 
-    fn unavailable(&self) -> BrokerError {
-        if self.shut_down {
-            BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
-        } else if self.closed {
-            BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
-        } else {
-            BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
-        }
+    fn log_mut(&mut self) -> Result<&mut Log, BrokerError> {
+        let (shut_down, closed) = (self.shut_down, self.closed);
+        self.log.as_mut().ok_or_else(|| unavailable(shut_down, closed))
     }
 
-    fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
-        let log = self.log()?;
-        let read = log.read(offset, max_bytes, self.high_watermark)?;
+    fn unavailable(&self) -> BrokerError {
+        unavailable(self.shut_down, self.closed)
+    }
+
+    fn read(&mut self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
+        let high_watermark = self.high_watermark;
+        let read = self.log_mut()?.read(offset, max_bytes, high_watermark)?;
         Ok(FetchResult {
             records: read.bytes,
             high_watermark: self.high_watermark,
@@ -336,6 +337,17 @@ impl Handler<Append> for Partition {
     }
 }
 
+/// Why a partition without an open log refuses a request.
+fn unavailable(shut_down: bool, closed: bool) -> BrokerError {
+    if shut_down {
+        BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
+    } else if closed {
+        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
+    } else {
+        BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
+    }
+}
+
 fn fail<T: 'static>(err: BrokerError) -> ResponseActFuture<Partition, Result<T, BrokerError>> {
     Box::pin(fut::ready(Err(err)))
 }
@@ -393,18 +405,19 @@ impl Handler<ListOffsets> for Partition {
     type Result = ResponseFuture<Result<i64, BrokerError>>;
 
     fn handle(&mut self, msg: ListOffsets, _: &mut Context<Self>) -> Self::Result {
+        let high_watermark = self.high_watermark;
         let answer = (|| {
-            let log = self.log()?;
+            let log = self.log_mut()?;
             match msg.timestamp {
                 -2 => Ok(Some(log.log_start_offset())),
                 // Appends before this request may still be on their way to disk:
                 // answer once they are visible, so requests keep their order.
-                -1 if log.log_end_offset() > self.high_watermark => Ok(None),
-                -1 => Ok(Some(self.high_watermark)),
+                -1 if log.log_end_offset() > high_watermark => Ok(None),
+                -1 => Ok(Some(high_watermark)),
                 ts if ts < 0 => {
                     Err(BrokerError::new(ErrorCode::INVALID_TIMESTAMP, format!("timestamp {ts} is not valid")))
                 }
-                ts => Ok(Some(log.offset_for_timestamp(ts)?.filter(|o| *o < self.high_watermark).unwrap_or(-1))),
+                ts => Ok(Some(log.offset_for_timestamp(ts)?.filter(|o| *o < high_watermark).unwrap_or(-1))),
             }
         })();
         match answer {
@@ -495,3 +508,5 @@ impl Handler<Shutdown> for Partition {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod recovery_tests;

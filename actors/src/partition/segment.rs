@@ -4,20 +4,27 @@
 //! Files are named by the segment's base offset, 20 digits zero-padded:
 //! `00000000000000000042.log`, `.index`, `.timeindex`.
 //!
-//! Invariants, established by [`Segment::open`] and kept by [`Segment::append`]:
+//! Invariants, established by [`Segment::open`] and kept by every method:
 //!
-//! - bytes `[0, size)` of the `.log` file are whole batches whose base offsets
-//!   run on without a gap from the segment's base offset to `next_offset`;
-//!   nothing after `size` is ever served;
-//! - every index entry points at a batch inside `[0, size)`;
+//! - bytes `[0, size)` of the `.log` file are valid batches and damaged spans
+//!   (`damage.rs`); the batches' base offsets run on from the segment's base
+//!   offset to `next_offset`, each damaged span standing for the offsets
+//!   between the valid batches around it; nothing after `size` is served;
+//! - every index entry points at a valid batch inside `[0, size)` (or at one
+//!   found damaged since: walks check for that);
 //! - an index entry is made for a batch when at least `index_interval_bytes` were
 //!   written since the previous entry (counting the previously indexed batch), so
 //!   a lookup scans at most that many bytes past the entry it lands on.
 //!
 //! Recovery scans either the whole file (`full_check`, or an index that failed
 //! its sanity check) or only the tail after the last `.index` entry, validating
-//! every batch it meets (header, CRC-32C, records, base offset); at the first
-//! invalid or torn batch the file is truncated and synced.
+//! every batch it meets (`scan.rs`). Bytes that are not the next valid batch are
+//! a damaged span when valid batches follow them. When none follows, they are
+//! the segment's tail: truncated only if the caller allows it (the active
+//! segment after an unclean shutdown: a torn write), otherwise kept as a span
+//! that runs to the next segment's base offset, or for the active segment
+//! past every offset its bytes may hold. Every read validates each batch it
+//! serves (CRC, records, base offset) and records a damaged span it meets.
 //!
 //! Only the log (`log.rs`) uses this module. Nothing here fsyncs on the append
 //! path; the log hands files to a separate fsync thread.
@@ -29,10 +36,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::damage::{self, Damage};
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
+use super::scan::{self, Expect, Scanner, Step, SCAN_CHUNK_BYTES};
 use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -42,8 +51,6 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// or by the next open.
 pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 
-/// Bytes read at once when recovery scans a file.
-const RECOVERY_CHUNK_BYTES: usize = 256 * 1024;
 /// Bytes read at once when a lookup walks batch headers from an index entry.
 const LOOKUP_CHUNK_BYTES: usize = 16 * 1024;
 
@@ -80,18 +87,41 @@ pub(crate) fn remove_files(dir: &Path, base_offset: i64) -> Result<(), LogError>
     Ok(())
 }
 
+/// How [`Segment::open`] may treat a tail that no valid batch follows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recovery {
+    /// The next segment's base offset; `None` for the active segment.
+    pub next_base: Option<i64>,
+    /// The tail may be a torn write (the active segment after an unclean
+    /// shutdown): truncate it.
+    pub truncate_torn_tail: bool,
+}
+
+/// Where the batch holding an offset is.
+enum Located {
+    /// The valid batch at this position, with this base offset, holds it.
+    Batch(u64, i64),
+    /// A damaged span stands for it.
+    Damaged(Damage),
+    /// The segment ends at or before it.
+    After,
+}
+
 /// One segment and what is known of its contents.
 pub(crate) struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
+    log_path: Arc<Path>,
     /// Opened for reading and appending; shared with the fsync thread.
     log: Arc<File>,
     offset_index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
-    /// Bytes of valid batches; the file's length except while a write is failing.
+    /// Bytes of valid batches and damaged spans; the file's length except while
+    /// a write is failing.
     size: u64,
-    /// Offset after the last batch; `base_offset` when empty.
+    /// Offset after the last batch or damaged span; `base_offset` when empty.
     next_offset: i64,
+    /// Damaged spans known so far, by position; never overlapping.
+    damage: Vec<Damage>,
     /// Largest batch `max_timestamp`; `i64::MIN` when empty.
     max_timestamp: i64,
     /// Base offset of the first batch that reached `max_timestamp`.
@@ -105,7 +135,7 @@ pub(crate) struct Segment {
     first_append_ms: Option<i64>,
     /// A failed write could not be undone (the file may hold a torn batch), or an
     /// index write failed: the segment refuses appends until the log is reopened.
-    damaged: bool,
+    unwritable: bool,
 }
 
 impl Segment {
@@ -118,18 +148,19 @@ impl Segment {
     ) -> Self {
         Segment {
             base_offset,
-            log_path,
+            log_path: log_path.into(),
             log: Arc::new(log),
             offset_index,
             time_index,
             size: 0,
             next_offset: base_offset,
+            damage: Vec::new(),
             max_timestamp: i64::MIN,
             offset_of_max_timestamp: base_offset,
             last_indexed_timestamp: i64::MIN,
             bytes_since_index_entry: 0,
             first_append_ms: None,
-            damaged: false,
+            unwritable: false,
         }
     }
 
@@ -165,7 +196,7 @@ impl Segment {
     /// # Errors
     ///
     /// [`LogError::Io`] if a file cannot be opened, read, rewritten, or truncated.
-    pub fn open(dir: &Path, base: i64, full_check: bool, interval: u32) -> Result<Self, LogError> {
+    pub fn open(dir: &Path, base: i64, full_check: bool, interval: u32, recovery: Recovery) -> Result<Self, LogError> {
         let log_path = dir.join(file_name(base, LOG_SUFFIX));
         let io = LogError::io;
         let log = OpenOptions::new().read(true).append(true).open(&log_path).map_err(io(&log_path))?;
@@ -179,26 +210,59 @@ impl Segment {
             info!(path = %segment.log_path.display(), problem, "rebuilding the segment's indexes");
         }
         let mut from = if full_check || problem.is_some() { None } else { segment.offset_index.last() };
-        // A scan from the start always ends; a tail scan whose first batch does
-        // not match its index entry falls back to one.
-        let (valid_end, reason) = loop {
-            match segment.scan(from, file_len, interval)? {
-                Some(end) => break end,
-                None => from = None,
+        if from.is_some_and(|entry| !segment.valid_batch_at(entry, file_len, recovery.next_base)) {
+            // The index cannot be trusted up to its last entry: check it all.
+            from = None;
+        }
+        let scanned = segment.scan(from, file_len, interval, recovery.next_base)?;
+        for span in scanned.damage {
+            damage::insert(&mut segment.damage, span);
+        }
+        segment.size = scanned.end_position;
+        segment.next_offset = scanned.end_offset;
+        match (scanned.tail, recovery.next_base) {
+            (Some(reason), _) if recovery.truncate_torn_tail => {
+                segment.log.set_len(scanned.end_position).map_err(io(&segment.log_path))?;
+                segment.log.sync_all().map_err(io(&segment.log_path))?;
+                let (dir, truncated_bytes) = (dir.display(), file_len - scanned.end_position);
+                let (segment_base, reason) = (base, reason.to_string());
+                warn!(%dir, segment_base, truncated_bytes, reason, "truncated the torn tail of the active segment");
             }
-        };
-        if valid_end < file_len {
-            segment.log.set_len(valid_end).map_err(io(&segment.log_path))?;
-            segment.log.sync_all().map_err(io(&segment.log_path))?;
-            let (dir, truncated_bytes) = (dir.display(), file_len - valid_end);
-            let reason = reason.map(|e| e.to_string()).unwrap_or_default();
-            let segment_base = base;
-            warn!(%dir, segment_base, truncated_bytes, reason, "truncated a torn or invalid tail");
+            (Some(reason), next_base) => {
+                let next_offset = match next_base {
+                    Some(next_base) => next_base,
+                    None => scan::tail_end_offset(
+                        &segment.log,
+                        &segment.log_path,
+                        scanned.end_position,
+                        file_len,
+                        scanned.end_offset,
+                    )?,
+                };
+                segment.add_span(scanned.end_position, file_len, scanned.end_offset, next_offset, reason.to_string());
+            }
+            (None, Some(next_base)) if scanned.end_offset < next_base => {
+                let reason = "the segment ends before the next one begins".to_string();
+                segment.add_span(file_len, file_len, scanned.end_offset, next_base, reason);
+            }
+            (None, _) => {}
+        }
+        for span in &segment.damage {
+            report(&segment.log_path, span, "damaged range found on open; its offsets are skipped, never reused");
         }
         if segment.size > 0 {
             segment.first_append_ms = segment.header_at(0, segment.size).ok().map(|h| h.max_timestamp);
         }
         Ok(segment)
+    }
+
+    /// Records a damaged span from `position` to `end` found by recovery; the
+    /// segment then ends after it.
+    fn add_span(&mut self, position: u64, end: u64, first_offset: i64, next_offset: i64, reason: String) {
+        let span = Damage { segment_base: self.base_offset, position, bytes: end - position, first_offset, next_offset, reason };
+        damage::insert(&mut self.damage, span);
+        self.size = end;
+        self.next_offset = next_offset;
     }
 
     /// Why the loaded indexes cannot be trusted for a tail scan, if they cannot.
@@ -222,18 +286,28 @@ impl Segment {
         None
     }
 
-    /// Scans batches from the index entry `from` (trusting the indexes before it),
-    /// or from the start, rebuilding both indexes, when `from` is `None`. Sets
-    /// every tracked field and returns where the valid batches end and why they
-    /// end there, or `None` when the batch at `from` does not match the entry.
+    /// Whether the batch at the index entry `entry` is valid and has the
+    /// entry's offset.
+    fn valid_batch_at(&self, entry: OffsetEntry, file_len: u64, next_base: Option<i64>) -> bool {
+        let offset = self.base_offset + i64::from(entry.relative_offset);
+        let expect = Expect { segment_base: self.base_offset, offset, below: next_base };
+        let position = u64::from(entry.position);
+        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, file_len, 0);
+        matches!(scanner.next(true), Ok(Step::Batch(_, header)) if expect.follows(&header))
+    }
+
+    /// Scans batches from the index entry `from` (trusting the indexes before
+    /// it), or from the start, rebuilding both indexes, when `from` is `None`.
+    /// Sets the tracked fields of every valid batch and returns what it found.
     fn scan(
         &mut self,
         from: Option<OffsetEntry>,
         file_len: u64,
         interval: u32,
-    ) -> Result<Option<(u64, Option<BatchError>)>, LogError> {
+        next_base: Option<i64>,
+    ) -> Result<scan::Scanned, LogError> {
         let base = self.base_offset;
-        let (start, mut expected) = match from {
+        let (start, expected) = match from {
             Some(e) => (u64::from(e.position), base + i64::from(e.relative_offset)),
             None => (0, base),
         };
@@ -245,28 +319,16 @@ impl Segment {
         self.last_indexed_timestamp = self.max_timestamp;
         self.bytes_since_index_entry = 0;
 
-        let (log, path) = (Arc::clone(&self.log), self.log_path.clone());
-        let mut scanner = Scanner::new(&log, &path, start, file_len, RECOVERY_CHUNK_BYTES);
+        let (log, path) = (Arc::clone(&self.log), Arc::clone(&self.log_path));
+        let expect = Expect { segment_base: base, offset: expected, below: next_base };
         let (mut offsets, mut times) = (Vec::new(), Vec::new());
-        let reason = loop {
-            let (position, header) = match scanner.next(true)? {
-                Step::End => break None,
-                Step::Bad(err) => break Some(err),
-                Step::Batch(position, header) => (position, header),
-            };
-            if header.base_offset != expected {
-                break Some(BatchError::Malformed("base offset does not follow the previous batch"));
-            }
+        let scanned = scan::scan_file(&log, &path, start, file_len, expect, |position, header| {
             // The batch at `from` already has its entry.
             let may_index = from.is_none() || position != start;
-            let (offset_entry, time_entry) = self.track(position, &header, interval, may_index);
+            let (offset_entry, time_entry) = self.track(position, header, interval, may_index);
             offsets.extend(offset_entry);
             times.extend(time_entry);
-            expected = header.next_offset();
-        };
-        if from.is_some() && self.size == start {
-            return Ok(None);
-        }
+        })?;
         if from.is_none() {
             self.offset_index.replace(offsets)?;
             self.time_index.replace(times)?;
@@ -278,7 +340,7 @@ impl Segment {
                 self.time_index.append(entry)?;
             }
         }
-        Ok(Some((self.size, reason)))
+        Ok(scanned)
     }
 
     /// Accounts for the batch at `position` and returns the index entries it earns.
@@ -322,9 +384,9 @@ impl Segment {
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] when the segment is damaged.
+    /// [`LogError::Io`] when the segment is unwritable.
     pub fn check_writable(&self) -> Result<(), LogError> {
-        if self.damaged {
+        if self.unwritable {
             let err = io::Error::other("an earlier write failed and could not be undone; reopen the log");
             return Err(LogError::io(&self.log_path)(err));
         }
@@ -338,14 +400,14 @@ impl Segment {
     ///
     /// [`LogError::Io`] if a write fails. A failed `.log` write is undone by
     /// truncating back; if that fails too, or an index write fails (the batch is
-    /// then stored), the segment is marked damaged and refuses further appends.
+    /// then stored), the segment is marked unwritable and refuses further appends.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u32, now_ms: i64) -> Result<(), LogError> {
         self.check_writable()?;
         debug_assert_eq!(header.base_offset, self.next_offset);
         let position = self.size;
         if let Err(err) = (&*self.log).write_all(batch) {
             if self.log.set_len(position).is_err() {
-                self.damaged = true;
+                self.unwritable = true;
             }
             return Err(LogError::io(&self.log_path)(err));
         }
@@ -359,7 +421,7 @@ impl Segment {
         if let Err(err) = indexed {
             // An index file may now end in part of an entry: remove both so that
             // the next open rebuilds them. Lookups keep using the entries in memory.
-            self.damaged = true;
+            self.unwritable = true;
             let _ = fs::remove_file(self.offset_index.path());
             let _ = fs::remove_file(self.time_index.path());
             return Err(err);
@@ -384,123 +446,235 @@ impl Segment {
         Ok(header)
     }
 
-    /// Position of the batch holding `offset`, or of the first batch after it;
-    /// `None` when the segment ends at or before `offset`.
-    fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
+    /// Where batches that start at `position` must end: the next damaged span
+    /// after it, or the segment's size.
+    fn limit_after(&self, position: u64) -> u64 {
+        self.damage.iter().map(|d| d.position).find(|&p| p > position).unwrap_or(self.size).min(self.size)
+    }
+
+    /// Records the damaged span that starts at `position`, where a batch with
+    /// base offset `expected` should have been and `reason` says why it is
+    /// not, and returns it (merged with known spans it touches).
+    fn found_damage(&mut self, position: u64, expected: i64, reason: &BatchError) -> Result<Damage, LogError> {
+        let limit = self.limit_after(position);
+        let below = self.damage.iter().find(|d| d.position == limit).map_or(self.next_offset, |d| d.first_offset);
+        let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(below) };
+        let next = scan::resync(&self.log, &self.log_path, position, limit, &expect)?;
+        let (end, next_offset) = next.map_or((limit, below), |(at, header)| (at, header.base_offset));
+        let span = Damage {
+            segment_base: self.base_offset,
+            position,
+            bytes: end - position,
+            first_offset: expected,
+            next_offset,
+            reason: reason.to_string(),
+        };
+        report(&self.log_path, &span, "damaged range found; its offsets are skipped, never reused");
+        Ok(damage::insert(&mut self.damage, span))
+    }
+
+    /// Walks the valid batches from `position`, where one with base offset
+    /// `expected` starts, and calls `visit` with each (its position, header,
+    /// and with `verify` its bytes, checked whole) until `visit` returns a
+    /// value. Damaged spans are stepped over; the ones met for the first time
+    /// are recorded. `None` at the segment's end.
+    fn walk<T>(
+        &mut self,
+        mut position: u64,
+        mut expected: i64,
+        verify: bool,
+        mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> Option<T>,
+    ) -> Result<Option<T>, LogError> {
+        let chunk = if verify { SCAN_CHUNK_BYTES } else { LOOKUP_CHUNK_BYTES };
+        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, self.size, chunk);
+        loop {
+            if let Some(span) = self.damage.iter().find(|d| d.covers(position)) {
+                (position, expected) = (span.end(), span.next_offset);
+                continue;
+            }
+            if position >= self.size {
+                return Ok(None);
+            }
+            scanner.seek(position, self.limit_after(position));
+            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
+            let reason = match scanner.next(verify)? {
+                Step::Batch(at, header) if expect.follows(&header) => {
+                    let bytes = if verify { scanner.bytes(at, header.total_bytes())? } else { &[] };
+                    if let Some(found) = visit(at, &header, bytes) {
+                        return Ok(Some(found));
+                    }
+                    (position, expected) = (scanner.position(), header.next_offset());
+                    continue;
+                }
+                Step::Batch(_, header) => scan::out_of_place(&header, &expect),
+                Step::Bad(err) => err,
+                // Only an empty span can end the batches here.
+                Step::End => return Ok(None),
+            };
+            self.found_damage(position, expected, &reason)?;
+        }
+    }
+
+    /// Where the batch holding `offset` is, by the offset index and a walk of
+    /// batch headers from its entry.
+    fn locate(&mut self, offset: i64) -> Result<Located, LogError> {
         if offset >= self.next_offset {
-            return Ok(None);
+            return Ok(Located::After);
         }
         let relative = offset - self.base_offset;
-        let start =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= relative).map_or(0, |e| u64::from(e.position));
-        let mut scanner = Scanner::new(&self.log, &self.log_path, start, self.size, LOOKUP_CHUNK_BYTES);
-        loop {
-            match scanner.next(false)? {
-                Step::Batch(position, header) if header.last_offset() >= offset => return Ok(Some(position)),
-                Step::Batch(..) => {}
-                Step::End => return Ok(None),
-                Step::Bad(err) => return Err(err.into()),
-            }
+        let (position, expected) = self
+            .offset_index
+            .floor(|e| i64::from(e.relative_offset) <= relative)
+            .map_or((0, self.base_offset), |e| (u64::from(e.position), self.base_offset + i64::from(e.relative_offset)));
+        let found = match self.damage.iter().find(|d| d.contains(offset)) {
+            Some(span) => return Ok(Located::Damaged(span.clone())),
+            None => self.walk(position, expected, false, |at, header, _| {
+                (header.last_offset() >= offset).then_some((at, header.base_offset))
+            })?,
+        };
+        // The walk may have found the span that holds `offset`.
+        if let Some(span) = self.damage.iter().find(|d| d.contains(offset)) {
+            return Ok(Located::Damaged(span.clone()));
         }
+        Ok(found.map_or(Located::After, |(at, base)| Located::Batch(at, base)))
     }
 
     /// Appends to `out` whole batches as stored, from the one holding `offset`,
     /// while `out` stays within `max_bytes` (but at least one batch if `out` is
-    /// empty) and each batch lies entirely below `max_offset`. Returns whether
-    /// the read may go on into the next segment.
+    /// empty) and each batch lies entirely below `max_offset`. Every batch is
+    /// checked (CRC, records, base offset) before it is served; the read stops
+    /// at the first damaged span. Returns whether the read may go on into the
+    /// next segment.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] on a failed read; [`LogError::InvalidBatch`] if the
-    /// stored bytes do not parse and nothing was read yet.
+    /// [`LogError::Damaged`] when a damaged span stands for `offset`;
+    /// [`LogError::Io`] on a failed read.
     pub fn read_into(
-        &self,
+        &mut self,
         offset: i64,
         out: &mut BytesMut,
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<bool, LogError> {
-        let Some(position) = self.position_of(offset)? else {
-            return Ok(true);
+        // Each round that finds no batch for `offset` recorded a new damaged
+        // span, which the next round's lookup sees.
+        loop {
+            if let Some(more) = self.try_read_into(offset, out, max_bytes, max_offset)? {
+                return Ok(more);
+            }
+        }
+    }
+
+    fn try_read_into(
+        &mut self,
+        offset: i64,
+        out: &mut BytesMut,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<bool>, LogError> {
+        let (position, mut expected) = match self.locate(offset)? {
+            Located::After => return Ok(Some(true)),
+            Located::Damaged(span) => return Err(LogError::Damaged(span)),
+            Located::Batch(position, base) => (position, base),
         };
-        let available = self.size - position;
-        let budget = max_bytes.saturating_sub(out.len());
-        let want = usize::try_from(available).map_or(budget, |a| a.min(budget));
+        let limit = self.limit_after(position);
+        let available = limit - position;
+        let mut want = available.min(max_bytes.saturating_sub(out.len()) as u64);
+        if out.is_empty() {
+            // At least one batch, even one over max_bytes.
+            let first = self.header_at(position, limit).map_or(HEADER_BYTES, |h| h.total_bytes());
+            want = want.max(first as u64).min(available);
+        }
         let start = out.len();
-        out.resize(start + want, 0);
+        out.resize(start + want as usize, 0);
         if let Err(err) = self.log.read_exact_at(&mut out[start..], position) {
             out.truncate(start);
             return Err(LogError::io(&self.log_path)(err));
         }
         let mut taken = 0;
-        let mut stop = None;
-        while want - taken >= HEADER_BYTES {
-            let header = match BatchHeader::parse(&out[start + taken..]) {
+        let mut problem = None;
+        while want as usize - taken >= HEADER_BYTES {
+            let rest = &out[start + taken..];
+            let header = match BatchHeader::parse(rest) {
                 Ok(header) => header,
                 Err(err) => {
-                    stop = Some(Some(err));
+                    problem = Some(err);
                     break;
                 }
             };
-            if header.last_offset() >= max_offset {
-                stop = Some(None);
+            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
+            if !expect.follows(&header) {
+                problem = Some(scan::out_of_place(&header, &expect));
                 break;
             }
-            if header.total_bytes() > want - taken {
+            if header.last_offset() >= max_offset {
+                out.truncate(start + taken);
+                return Ok(Some(false));
+            }
+            if header.total_bytes() > rest.len() {
+                break;
+            }
+            if let Err(err) = batch::validate(&rest[..header.total_bytes()]) {
+                problem = Some(err);
                 break;
             }
             taken += header.total_bytes();
+            expected = header.next_offset();
         }
         out.truncate(start + taken);
-        match stop {
-            Some(Some(err)) if out.is_empty() => return Err(err.into()),
-            Some(_) => return Ok(false),
-            None => {}
+        if let Some(reason) = problem {
+            let span = self.found_damage(position + taken as u64, expected, &reason)?;
+            return match (taken, span.contains(offset)) {
+                (0, true) => Err(LogError::Damaged(span)),
+                (0, false) => Ok(None),
+                _ => Ok(Some(false)),
+            };
         }
-        if out.is_empty() && available > 0 {
-            // The first batch alone is over max_bytes: return it anyway.
-            let header = self.header_at(position, self.size)?;
-            if header.last_offset() < max_offset {
-                out.resize(header.total_bytes(), 0);
-                if let Err(err) = self.log.read_exact_at(out, position) {
-                    out.clear();
-                    return Err(LogError::io(&self.log_path)(err));
-                }
-            }
-            return Ok(false);
-        }
-        Ok(position + taken as u64 == self.size)
+        // An empty span at the end (a sealed segment cut at a batch boundary)
+        // also stops the read: the next one gets its error.
+        Ok(Some(position + taken as u64 == self.size && expected == self.next_offset))
     }
 
     /// The offset of the first record whose timestamp is at least `ts`, if any.
+    /// Batches in damaged spans are not looked at.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] on a failed read; [`LogError::InvalidBatch`] if a stored
-    /// batch does not parse.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<i64>, LogError> {
+    /// [`LogError::Io`] on a failed read.
+    pub fn offset_for_timestamp(&mut self, ts: i64) -> Result<Option<i64>, LogError> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
         // Every batch before a time index entry's offset has a max timestamp below
         // the entry's, so the search may start at the last entry not above `ts`.
         let from = self.time_index.floor(|e| e.timestamp <= ts).map_or(0, |e| i64::from(e.relative_offset));
-        let start =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= from).map_or(0, |e| u64::from(e.position));
-        let mut scanner = Scanner::new(&self.log, &self.log_path, start, self.size, LOOKUP_CHUNK_BYTES);
-        loop {
-            match scanner.next(false)? {
-                Step::Batch(position, header) if header.max_timestamp >= ts => {
-                    let records = batch::decode_all(scanner.bytes(position, header.total_bytes())?)?;
-                    if let Some(record) = records.iter().find(|r| r.timestamp >= ts) {
-                        return Ok(Some(record.offset));
-                    }
-                }
-                Step::Batch(..) => {}
-                Step::End => return Ok(None),
-                Step::Bad(err) => return Err(err.into()),
+        let (position, expected) = self
+            .offset_index
+            .floor(|e| i64::from(e.relative_offset) <= from)
+            .map_or((0, self.base_offset), |e| (u64::from(e.position), self.base_offset + i64::from(e.relative_offset)));
+        self.walk(position, expected, true, |_, header, bytes| {
+            if header.max_timestamp < ts {
+                return None;
             }
-        }
+            let records = batch::decode_all(bytes).ok()?;
+            records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset)
+        })
+    }
+
+    /// Checks the batches from `position` (where one with base offset
+    /// `expected` starts) until at least `max_bytes` were read, recording
+    /// damaged spans. Returns where to go on, or `None` at the segment's end.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] on a failed read.
+    pub fn scrub(&mut self, position: u64, expected: i64, max_bytes: u64) -> Result<Option<(u64, i64)>, LogError> {
+        let mut read = 0;
+        self.walk(position, expected, true, |at, header, _| {
+            read += header.total_bytes() as u64;
+            (read >= max_bytes).then(|| (at + header.total_bytes() as u64, header.next_offset()))
+        })
     }
 
     /// Renames the segment's files to `<name>.deleted` (the `.log` last, so that
@@ -511,7 +685,7 @@ impl Segment {
     /// [`LogError::Io`] if a rename fails for a reason other than a missing file.
     pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>, LogError> {
         let mut renamed = Vec::with_capacity(3);
-        for path in [self.offset_index.path(), self.time_index.path(), self.log_path.as_path()] {
+        for path in [self.offset_index.path(), self.time_index.path(), &self.log_path] {
             let mut target = path.as_os_str().to_owned();
             target.push(DELETED_SUFFIX);
             let target = PathBuf::from(target);
@@ -562,273 +736,26 @@ impl Segment {
     pub fn index_files(&self) -> [&Arc<File>; 2] {
         [self.offset_index.file(), self.time_index.file()]
     }
+
+    /// The damaged spans known so far, by position.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
 }
 
-/// What a [`Scanner`] found at its position.
-enum Step {
-    /// A batch at this position; the scanner moved past it.
-    Batch(u64, BatchHeader),
-    /// The bytes at the position are not a whole valid batch.
-    Bad(BatchError),
-    /// The position is the end.
-    End,
-}
-
-/// Walks the batches of a `.log` file forward, reading it in chunks.
-struct Scanner<'a> {
-    file: &'a File,
-    path: &'a Path,
-    /// Position of the next batch.
-    position: u64,
-    /// Where the batches end (the segment's size, or the file's length).
-    end: u64,
-    /// Least bytes to read at once.
-    chunk: usize,
-    buf: Vec<u8>,
-    /// File position of `buf[0]`.
-    buf_start: u64,
-}
-
-impl<'a> Scanner<'a> {
-    fn new(file: &'a File, path: &'a Path, position: u64, end: u64, chunk: usize) -> Self {
-        Scanner { file, path, position, end, chunk, buf: Vec::new(), buf_start: 0 }
-    }
-
-    /// The file's bytes `[position, position + len)`, which lie before `end`.
-    fn bytes(&mut self, position: u64, len: usize) -> Result<&[u8], LogError> {
-        let buffered_end = self.buf_start + self.buf.len() as u64;
-        if position < self.buf_start || position + len as u64 > buffered_end {
-            let want = (len.max(self.chunk) as u64).min(self.end - position) as usize;
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, position).map_err(LogError::io(self.path))?;
-            self.buf_start = position;
-        }
-        let from = (position - self.buf_start) as usize;
-        Ok(&self.buf[from..from + len])
-    }
-
-    /// The batch at the position; `verify` checks it whole (CRC and records),
-    /// otherwise only its header and that it fits before `end`.
-    fn next(&mut self, verify: bool) -> Result<Step, LogError> {
-        let position = self.position;
-        let remaining = usize::try_from(self.end.saturating_sub(position)).unwrap_or(usize::MAX);
-        if remaining == 0 {
-            return Ok(Step::End);
-        }
-        if remaining < HEADER_BYTES {
-            return Ok(Step::Bad(BatchError::Truncated { needed: HEADER_BYTES, available: remaining }));
-        }
-        let header = match BatchHeader::parse(self.bytes(position, HEADER_BYTES)?) {
-            Ok(header) => header,
-            Err(err) => return Ok(Step::Bad(err)),
-        };
-        let total = header.total_bytes();
-        if total > remaining {
-            return Ok(Step::Bad(BatchError::Truncated { needed: total, available: remaining }));
-        }
-        if verify {
-            if let Err(err) = batch::validate(self.bytes(position, total)?) {
-                return Ok(Step::Bad(err));
-            }
-        }
-        self.position += total as u64;
-        Ok(Step::Batch(position, header))
-    }
+/// Logs a damaged span of the segment at `path`.
+fn report(path: &Path, span: &Damage, what: &str) {
+    error!(
+        path = %path.display(),
+        first_offset = span.first_offset,
+        next_offset = span.next_offset,
+        position = span.position,
+        bytes = span.bytes,
+        reason = %span.reason,
+        "{what}"
+    );
 }
 
 #[cfg(test)]
-mod tests {
-    use std::fs::OpenOptions;
-    use std::io::Write;
-
-    use super::*;
-    use crate::partition::log::tests::{batch_of, config, fill, offsets};
-    use crate::partition::log::{Log, LogConfig};
-
-    fn path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
-        dir.join(file_name(base, suffix))
-    }
-
-    /// Base offsets of the segment files in `dir`, ascending.
-    fn bases(dir: &Path) -> Vec<i64> {
-        let mut bases: Vec<i64> = fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| {
-                parse_file_name(e.unwrap().file_name().to_str().unwrap())
-                    .filter(|(_, s)| *s == LOG_SUFFIX)
-                    .map(|(b, _)| b)
-            })
-            .collect();
-        bases.sort_unstable();
-        bases
-    }
-
-    fn everything(log: &Log) -> Vec<i64> {
-        offsets(&log.read(log.log_start_offset(), usize::MAX, i64::MAX).unwrap().bytes)
-    }
-
-    /// A log of 40 batches of 3 records in segments of 2048 bytes.
-    fn filled(dir: &Path) -> LogConfig {
-        let mut log = Log::open(dir, config(2048), true).unwrap();
-        fill(&mut log, 40);
-        log.flush_all().unwrap();
-        config(2048)
-    }
-
-    #[test]
-    fn file_names_round_trip() {
-        assert_eq!(file_name(42, LOG_SUFFIX), "00000000000000000042.log");
-        assert_eq!(parse_file_name("00000000000000000042.timeindex"), Some((42, TIME_INDEX_SUFFIX)));
-        for name in
-            ["42.log", "00000000000000000042.log.deleted", "0000000000000000004x.log", "00000000000000000042.txt"]
-        {
-            assert_eq!(parse_file_name(name), None, "{name}");
-        }
-    }
-
-    #[test]
-    fn a_reopen_finds_the_same_end_and_data() {
-        for clean in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = filled(dir.path());
-            let mut log = Log::open(dir.path(), cfg.clone(), clean).unwrap();
-            assert_eq!((log.log_end_offset(), log.segment_count() > 3), (120, true));
-            assert_eq!(everything(&log), (0..120).collect::<Vec<_>>());
-            assert_eq!(log.append(batch_of(1, 0, 10), 0).unwrap().base_offset, 120);
-            drop(log);
-            let log = Log::open(dir.path(), cfg, clean).unwrap();
-            assert_eq!(everything(&log), (0..121).collect::<Vec<_>>());
-        }
-    }
-
-    #[test]
-    fn a_torn_tail_is_truncated_and_appends_continue() {
-        for clean in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = filled(dir.path());
-            let active = path(dir.path(), *bases(dir.path()).last().unwrap(), LOG_SUFFIX);
-            let len = fs::metadata(&active).unwrap().len();
-            let file = OpenOptions::new().write(true).open(&active).unwrap();
-            file.set_len(len - 7).unwrap();
-            let mut log = Log::open(dir.path(), cfg, clean).unwrap();
-            assert_eq!(log.log_end_offset(), 117, "clean: {clean}");
-            assert_eq!(fs::metadata(&active).unwrap().len(), len - batch_of(3, 0, 100).len() as u64);
-            assert_eq!(log.append(batch_of(1, 0, 10), 0).unwrap().base_offset, 117);
-            assert_eq!(everything(&log), (0..118).collect::<Vec<_>>());
-        }
-    }
-
-    #[test]
-    fn garbage_after_the_last_batch_is_truncated() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = filled(dir.path());
-        let active = path(dir.path(), *bases(dir.path()).last().unwrap(), LOG_SUFFIX);
-        let len = fs::metadata(&active).unwrap().len();
-        OpenOptions::new().append(true).open(&active).unwrap().write_all(&[0xab; 100]).unwrap();
-        let mut log = Log::open(dir.path(), cfg, false).unwrap();
-        assert_eq!(fs::metadata(&active).unwrap().len(), len);
-        assert_eq!(log.append(batch_of(1, 0, 10), 0).unwrap().base_offset, 120);
-        assert_eq!(everything(&log), (0..121).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_flipped_bit_truncates_from_its_batch() {
-        let batch_len = batch_of(3, 0, 100).len() as u64;
-        // In the last byte of the log, and in the first batch of the active segment.
-        for back in [1, 0] {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = filled(dir.path());
-            let base = *bases(dir.path()).last().unwrap();
-            let active = path(dir.path(), base, LOG_SUFFIX);
-            let len = fs::metadata(&active).unwrap().len();
-            let position = if back == 1 { len - 1 } else { batch_len / 2 };
-            let file = OpenOptions::new().read(true).write(true).open(&active).unwrap();
-            let mut byte = [0u8];
-            file.read_exact_at(&mut byte, position).unwrap();
-            file.write_all_at(&[byte[0] ^ 0x10], position).unwrap();
-            let log = Log::open(dir.path(), cfg, false).unwrap();
-            let expected_end = if back == 1 { 117 } else { base };
-            assert_eq!(log.log_end_offset(), expected_end);
-            assert_eq!(everything(&log), (0..expected_end).collect::<Vec<_>>());
-        }
-    }
-
-    #[test]
-    fn a_torn_segment_before_the_last_ends_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = filled(dir.path());
-        let all = bases(dir.path());
-        // The second to last is checked whole after an unclean shutdown; an
-        // older one by its tail.
-        for (victim, clean) in [(all.len() - 2, false), (1, true)] {
-            let base = all[victim];
-            let file = OpenOptions::new().write(true).open(path(dir.path(), base, LOG_SUFFIX)).unwrap();
-            let len = file.metadata().unwrap().len();
-            file.set_len(len - 3).unwrap();
-            let mut log = Log::open(dir.path(), cfg.clone(), clean).unwrap();
-            let end = all[victim + 1] - 3;
-            assert_eq!((log.log_end_offset(), log.segment_count()), (end, victim + 1));
-            assert_eq!(bases(dir.path()), all[..=victim]);
-            assert!(!path(dir.path(), all[victim + 1], INDEX_SUFFIX).exists());
-            assert_eq!(everything(&log), (0..end).collect::<Vec<_>>());
-            assert_eq!(log.append(batch_of(1, 0, 10), 0).unwrap().base_offset, end);
-            log.flush_all().unwrap();
-        }
-    }
-
-    #[test]
-    fn missing_or_corrupt_indexes_are_rebuilt() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = filled(dir.path());
-        let base = bases(dir.path())[1];
-        let index = path(dir.path(), base, INDEX_SUFFIX);
-        let time_index = path(dir.path(), base, TIME_INDEX_SUFFIX);
-        let (good_index, good_time_index) = (fs::read(&index).unwrap(), fs::read(&time_index).unwrap());
-        assert!(good_index.len() >= 8 && good_time_index.len() >= 12);
-
-        let entry_past_the_end = [good_index.clone(), [0, 0, 0, 99, 0, 1, 0, 0].to_vec()].concat();
-        let unordered = [good_index.clone(), good_index[..8].to_vec()].concat();
-        // Increasing and inside the log, but not at a batch boundary.
-        let off_boundary = [0, 0, 0, 1, 0, 0, 0, 5].to_vec();
-        let damage: [(&Path, Option<Vec<u8>>); 6] = [
-            (&index, None),
-            (&time_index, None),
-            (&index, Some(good_index[..5].to_vec())),
-            (&index, Some(entry_past_the_end)),
-            (&index, Some(unordered)),
-            (&index, Some(off_boundary)),
-        ];
-        for (file, bytes) in damage {
-            match &bytes {
-                None => fs::remove_file(file).unwrap(),
-                Some(bytes) => fs::write(file, bytes).unwrap(),
-            }
-            let log = Log::open(dir.path(), cfg.clone(), true).unwrap();
-            assert_eq!(fs::read(&index).unwrap(), good_index, "{file:?} {bytes:?}");
-            assert_eq!(fs::read(&time_index).unwrap(), good_time_index);
-            assert_eq!(log.log_end_offset(), 120);
-            for offset in base..base + 10 {
-                assert_eq!(offsets(&log.read(offset, 1, i64::MAX).unwrap().bytes)[0], offset / 3 * 3);
-            }
-        }
-    }
-
-    #[test]
-    fn leftovers_are_removed_and_other_files_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = filled(dir.path());
-        let leftovers = [
-            "00000000000000000000.log.deleted",
-            "00000000000000000000.index.deleted",
-            "x.tmp",
-            "00000000000000099999.index",
-        ];
-        for name in leftovers.iter().chain(&["notes.txt"]) {
-            fs::write(dir.path().join(name), b"junk").unwrap();
-        }
-        let log = Log::open(dir.path(), cfg, false).unwrap();
-        assert_eq!(log.log_end_offset(), 120);
-        assert!(leftovers.iter().all(|name| !dir.path().join(name).exists()));
-        assert!(dir.path().join("notes.txt").exists());
-    }
-}
+#[path = "segment_tests.rs"]
+mod tests;
