@@ -63,7 +63,7 @@ error_codes! {
     UNKNOWN_SERVER_ERROR = -1, false, "An unexpected error on the broker; its log has the details.";
     NONE = 0, false, "No error.";
     OFFSET_OUT_OF_RANGE = 1, false, "The requested offset is below the log start offset or above the log end offset.";
-    CORRUPT_MESSAGE = 2, false, "A record batch failed its checksum or structure check: a produced batch is refused; a fetch at an offset in a damaged range of the log names the range (fetch from next_valid_offset to skip it).";
+    CORRUPT_MESSAGE = 2, false, "A record batch failed its checksum or structure check; for a fetch, the offset is in a damaged range of the log, named by first_damaged_offset and next_valid_offset (fetch from next_valid_offset to skip it).";
     UNKNOWN_TOPIC_OR_PARTITION = 3, true, "The topic or partition does not exist.";
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";

@@ -135,14 +135,25 @@ impl Request {
 
 /// Encodes a successful response.
 pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
-    let header = ResponseHeader { correlation_id, error_code: 0, error_message: None };
+    let header = ResponseHeader {
+        correlation_id,
+        error_code: 0,
+        error_message: None,
+        first_damaged_offset: None,
+        next_valid_offset: None,
+    };
     encode(&Envelope { header, body })
 }
 
 /// Encodes an error response.
 pub fn encode_error(correlation_id: u32, error: &BrokerError) -> Bytes {
-    let header =
-        ResponseHeader { correlation_id, error_code: error.code.code(), error_message: Some(error.message.clone()) };
+    let header = ResponseHeader {
+        correlation_id,
+        error_code: error.code.code(),
+        error_message: Some(error.message.clone()),
+        first_damaged_offset: error.damaged.map(|d| d.first_offset),
+        next_valid_offset: error.damaged.map(|d| d.next_offset),
+    };
     encode(&Envelope { header, body: Empty {} })
 }
 
@@ -158,6 +169,8 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
                     correlation_id: 0,
                     error_code: ErrorCode::UNKNOWN_SERVER_ERROR.code(),
                     error_message: Some("response encoding failed".into()),
+                    first_damaged_offset: None,
+                    next_valid_offset: None,
                 })
                 .unwrap_or_default(),
             )

@@ -14,11 +14,16 @@
 //!   the page cache.
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
+//! - A fetch at an offset in a damaged range of the log gets `CORRUPT_MESSAGE`
+//!   naming the range ([`BrokerError::damaged`]); [`Describe`] lists the
+//!   ranges found so far. Every second, while the broker-wide [`ScrubBudget`]
+//!   allows, the actor checks a little more of its sealed segments.
 
 mod damage;
 mod index;
 pub mod log;
 mod scan;
+pub mod scrub;
 mod segment;
 
 use std::collections::HashMap;
@@ -35,7 +40,13 @@ use crate::error::{BrokerError, ErrorCode};
 use crate::now_ms;
 use crate::topic_config::{TimestampType, TopicConfig};
 use crate::writer::SyncWriter;
-use log::Log;
+use log::{Damage, Log};
+use scrub::ScrubBudget;
+
+/// How often a partition runs a step of the background scrub.
+const SCRUB_TICK: Duration = Duration::from_secs(1);
+/// The most one step of the background scrub reads, in bytes.
+const SCRUB_STEP_MAX_BYTES: u64 = 1 << 20;
 
 /// The durability setting: when an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +66,8 @@ pub struct PartitionSettings {
     pub flush: FlushPolicy,
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
+    /// The background scrub's allowance, shared by every partition.
+    pub scrub: ScrubBudget,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -226,6 +239,23 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// Checks as much of the sealed segments as the scrub's allowance gives.
+    fn scrub_step(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        if log.segment_count() < 2 {
+            return;
+        }
+        let granted = self.settings.scrub.take(SCRUB_STEP_MAX_BYTES);
+        if granted == 0 {
+            return;
+        }
+        if let Err(err) = log.scrub(granted) {
+            tracing::error!(%err, topic = %self.topic, partition = self.partition, "scrub failed to read the log");
+        }
+    }
+}
+
 impl Actor for Partition {
     type Context = Context<Self>;
 
@@ -249,6 +279,9 @@ impl Actor for Partition {
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
         ctx.run_interval(every, |act, _| act.enforce_retention());
+        if self.settings.scrub.is_on() {
+            ctx.run_interval(SCRUB_TICK, |act, _| act.scrub_step());
+        }
     }
 }
 
@@ -439,7 +472,7 @@ impl Handler<ListOffsets> for Partition {
 pub struct Describe;
 
 /// A partition's bounds and size, as describe reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
     pub partition: u32,
     pub log_start_offset: i64,
@@ -447,6 +480,8 @@ pub struct PartitionState {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u64,
+    /// Damaged ranges found so far (on open, by reads, by the scrub).
+    pub damaged: Vec<Damage>,
 }
 
 impl Handler<Describe> for Partition {
@@ -461,6 +496,7 @@ impl Handler<Describe> for Partition {
             high_watermark: self.high_watermark,
             size_bytes: log.size_bytes(),
             segments: log.segment_count() as u64,
+            damaged: log.damaged(),
         })
     }
 }

@@ -410,6 +410,16 @@ fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
                 high_watermark: p.high_watermark,
                 size_bytes: p.size_bytes,
                 segments: p.segments,
+                damaged: p
+                    .damaged
+                    .into_iter()
+                    .map(|d| DamagedRangeDescription {
+                        first_offset: d.first_offset,
+                        next_offset: d.next_offset,
+                        segment: d.segment_base,
+                        reason: d.reason,
+                    })
+                    .collect(),
             })
             .collect(),
     }
