@@ -105,6 +105,12 @@ async fn a_cut_segment_loses_no_later_record_and_no_offset_is_reused() {
     assert_eq!(described.partitions[0].log_end_offset, RECORDS, "the later segments are all there");
     assert_eq!(damaged_of(&described), [(cut, cut + 1)]);
     assert_eq!(described.partitions[0].damaged[0].segment, all[1].0);
+    let cli = Command::new(herald_bin())
+        .args(["topic", "describe", TOPIC, "--broker", &broker.addr().to_string()])
+        .output()
+        .expect("run herald");
+    let shown = String::from_utf8_lossy(&cli.stdout);
+    assert!(shown.contains(&format!("Damaged: partition 0 offsets {cut} to {cut} (segment {})", all[1].0)), "{shown}");
 
     let err = client.fetch(&fetch_at(TOPIC, 0, cut)).await.unwrap_err();
     assert_eq!((err.code(), err.retriable()), (Some(2), false), "{err}");
