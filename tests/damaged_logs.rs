@@ -206,7 +206,8 @@ async fn commit(client: &Client, group: &str, partition: u32, offset: i64) {
 }
 
 async fn committed(client: &Client, group: &str) -> BTreeMap<u32, i64> {
-    let request = FetchOffsetsRequest { group_id: group.into(), partitions: None, member_id: None, generation_id: None };
+    let request =
+        FetchOffsetsRequest { group_id: group.into(), partitions: None, member_id: None, generation_id: None };
     let answer: FetchOffsetsResponse = client.request(group_op::FETCH_OFFSETS, &request).await.unwrap();
     answer.offsets.into_iter().map(|o| (o.partition, o.offset)).collect()
 }

@@ -408,7 +408,8 @@ impl Log {
     }
 
     /// Removes whole non-active segments from the oldest on while one is expired
-    /// by age (its newest timestamp is before `now_ms - retention_ms`) or by size
+    /// by age (its newest timestamp, or its file time when no batch is readable, is before
+    /// `now_ms - retention_ms`) or by size
     /// (the log would still hold at least `retention_bytes` without it). Renames
     /// their files to `<name>.deleted` and returns those paths for the caller to
     /// delete off the event loop. The log start offset moves to the next
@@ -422,7 +423,7 @@ impl Log {
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let by_age = self.config.retention_ms >= 0
-                && oldest.max_timestamp() < now_ms.saturating_sub(self.config.retention_ms);
+                && oldest.retention_timestamp() < now_ms.saturating_sub(self.config.retention_ms);
             let by_size = u64::try_from(self.config.retention_bytes)
                 .is_ok_and(|limit| self.size_bytes() - oldest.size() >= limit);
             if !by_age && !by_size {

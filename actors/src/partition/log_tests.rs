@@ -178,12 +178,7 @@ fn retention_by_size_keeps_the_active_segment() {
     drop(log);
     let log = Log::open(dir.path(), cfg, true).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, 120));
-    assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e
-        .unwrap()
-        .file_name()
-        .to_str()
-        .unwrap()
-        .ends_with(".deleted")));
+    assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_str().unwrap().ends_with(".deleted")));
 }
 
 #[test]

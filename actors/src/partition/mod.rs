@@ -543,6 +543,6 @@ impl Handler<Shutdown> for Partition {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod tests;

@@ -262,3 +262,25 @@ fn the_scrub_checks_sealed_segments_a_little_at_a_time() {
     assert_eq!(found, [(all[0], all[0] + 3), (all[2] + 6, all[2] + 9)]);
     assert!(!log.scrub(1000).unwrap(), "the next pass starts over");
 }
+
+#[test]
+fn retention_by_age_goes_by_the_file_time_of_a_segment_without_a_readable_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = filled(dir.path());
+    let all = bases(dir.path());
+    // Every batch of the first segment unreadable: no timestamp to go by.
+    let len = fs::metadata(log_path(dir.path(), all[0])).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(log_path(dir.path(), all[0]))
+        .unwrap()
+        .write_all_at(&vec![0; len as usize], 0)
+        .unwrap();
+    cfg.retention_ms = 3_600_000;
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(log.damaged().len(), 1);
+    let now = crate::now_ms();
+    assert!(log.apply_retention(now).unwrap().is_empty(), "written just now: kept");
+    assert!(!log.apply_retention(now + 3_600_001).unwrap().is_empty(), "an hour later it goes");
+    assert!(log.log_start_offset() >= all[1]);
+}

@@ -115,7 +115,9 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
         check.damage.extend(scanned.damage);
         let tail_end = match (&scanned.tail, next_base) {
             (Some(_), Some(next_base)) => Some(next_base),
-            (Some(_), None) => Some(scan::tail_end_offset(&file, &path, scanned.end_position, len, scanned.end_offset)?),
+            (Some(_), None) => {
+                Some(scan::tail_end_offset(&file, &path, scanned.end_position, len, scanned.end_offset)?)
+            }
             (None, Some(next_base)) if scanned.end_offset < next_base => Some(next_base),
             (None, _) => None,
         };

@@ -259,7 +259,14 @@ impl Segment {
     /// Records a damaged span from `position` to `end` found by recovery; the
     /// segment then ends after it.
     fn add_span(&mut self, position: u64, end: u64, first_offset: i64, next_offset: i64, reason: String) {
-        let span = Damage { segment_base: self.base_offset, position, bytes: end - position, first_offset, next_offset, reason };
+        let span = Damage {
+            segment_base: self.base_offset,
+            position,
+            bytes: end - position,
+            first_offset,
+            next_offset,
+            reason,
+        };
         damage::insert(&mut self.damage, span);
         self.size = end;
         self.next_offset = next_offset;
@@ -522,10 +529,10 @@ impl Segment {
             return Ok(Located::After);
         }
         let relative = offset - self.base_offset;
-        let (position, expected) = self
-            .offset_index
-            .floor(|e| i64::from(e.relative_offset) <= relative)
-            .map_or((0, self.base_offset), |e| (u64::from(e.position), self.base_offset + i64::from(e.relative_offset)));
+        let (position, expected) =
+            self.offset_index.floor(|e| i64::from(e.relative_offset) <= relative).map_or((0, self.base_offset), |e| {
+                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
+            });
         let found = match self.damage.iter().find(|d| d.contains(offset)) {
             Some(span) => return Ok(Located::Damaged(span.clone())),
             None => self.walk(position, expected, false, |at, header, _| {
@@ -649,10 +656,10 @@ impl Segment {
         // Every batch before a time index entry's offset has a max timestamp below
         // the entry's, so the search may start at the last entry not above `ts`.
         let from = self.time_index.floor(|e| e.timestamp <= ts).map_or(0, |e| i64::from(e.relative_offset));
-        let (position, expected) = self
-            .offset_index
-            .floor(|e| i64::from(e.relative_offset) <= from)
-            .map_or((0, self.base_offset), |e| (u64::from(e.position), self.base_offset + i64::from(e.relative_offset)));
+        let (position, expected) =
+            self.offset_index.floor(|e| i64::from(e.relative_offset) <= from).map_or((0, self.base_offset), |e| {
+                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
+            });
         self.walk(position, expected, true, |_, header, bytes| {
             if header.max_timestamp < ts {
                 return None;
@@ -721,8 +728,16 @@ impl Segment {
         self.size
     }
 
-    pub fn max_timestamp(&self) -> i64 {
-        self.max_timestamp
+    /// The time retention by age goes by: the largest batch timestamp, or
+    /// for a segment without a readable batch the `.log` file's modification
+    /// time (as Kafka does), so that damage does not make a segment expire.
+    pub fn retention_timestamp(&self) -> i64 {
+        if self.max_timestamp != i64::MIN {
+            return self.max_timestamp;
+        }
+        let modified = self.log.metadata().and_then(|m| m.modified()).ok();
+        let since_epoch = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        since_epoch.map_or(i64::MIN, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
     pub fn first_append_ms(&self) -> Option<i64> {

@@ -16,9 +16,7 @@ fn bases(dir: &Path) -> Vec<i64> {
     let mut bases: Vec<i64> = fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {
-            parse_file_name(e.unwrap().file_name().to_str().unwrap())
-                .filter(|(_, s)| *s == LOG_SUFFIX)
-                .map(|(b, _)| b)
+            parse_file_name(e.unwrap().file_name().to_str().unwrap()).filter(|(_, s)| *s == LOG_SUFFIX).map(|(b, _)| b)
         })
         .collect();
     bases.sort_unstable();
@@ -42,9 +40,7 @@ fn filled(dir: &Path) -> LogConfig {
 fn file_names_round_trip() {
     assert_eq!(file_name(42, LOG_SUFFIX), "00000000000000000042.log");
     assert_eq!(parse_file_name("00000000000000000042.timeindex"), Some((42, TIME_INDEX_SUFFIX)));
-    for name in
-        ["42.log", "00000000000000000042.log.deleted", "0000000000000000004x.log", "00000000000000000042.txt"]
-    {
+    for name in ["42.log", "00000000000000000042.log.deleted", "0000000000000000004x.log", "00000000000000000042.txt"] {
         assert_eq!(parse_file_name(name), None, "{name}");
     }
 }
