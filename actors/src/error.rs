@@ -117,7 +117,8 @@ pub struct BrokerError {
     pub code: ErrorCode,
     pub message: String,
     /// With `CORRUPT_MESSAGE` on a read: the damaged range the offset is in.
-    pub damaged: Option<DamagedRange>,
+    /// Boxed, so that the common error stays small.
+    pub damaged: Option<Box<DamagedRange>>,
 }
 
 impl BrokerError {
@@ -154,7 +155,7 @@ impl From<LogError> for BrokerError {
             LogError::BatchTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
         };
         let damaged = match &err {
-            LogError::Damaged(span) => Some(span.range()),
+            LogError::Damaged(span) => Some(Box::new(span.range())),
             _ => None,
         };
         BrokerError { damaged, ..BrokerError::new(code, err.to_string()) }

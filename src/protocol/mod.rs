@@ -151,8 +151,8 @@ pub fn encode_error(correlation_id: u32, error: &BrokerError) -> Bytes {
         correlation_id,
         error_code: error.code.code(),
         error_message: Some(error.message.clone()),
-        first_damaged_offset: error.damaged.map(|d| d.first_offset),
-        next_valid_offset: error.damaged.map(|d| d.next_offset),
+        first_damaged_offset: error.damaged.as_ref().map(|d| d.first_offset),
+        next_valid_offset: error.damaged.as_ref().map(|d| d.next_offset),
     };
     encode(&Envelope { header, body: Empty {} })
 }

@@ -408,9 +408,9 @@ impl Log {
     }
 
     /// Removes whole non-active segments from the oldest on while one is expired
-    /// by age (its newest timestamp, or its file time when no batch is readable, is before
-    /// `now_ms - retention_ms`) or by size
-    /// (the log would still hold at least `retention_bytes` without it). Renames
+    /// by age (its newest timestamp, or its file time when no batch is
+    /// readable, is before `now_ms - retention_ms`) or by size (the log would
+    /// still hold at least `retention_bytes` without it). Renames
     /// their files to `<name>.deleted` and returns those paths for the caller to
     /// delete off the event loop. The log start offset moves to the next
     /// segment's base offset.
