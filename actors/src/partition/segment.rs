@@ -26,8 +26,10 @@
 //! past every offset its bytes may hold. Every read validates each batch it
 //! serves (CRC, records, base offset) and records a damaged span it meets.
 //!
-//! Only the log (`log.rs`) uses this module. Nothing here fsyncs on the append
-//! path; the log hands files to a separate fsync thread.
+//! Recovery on open is in `segment_recovery.rs`, the read path (lookups,
+//! checked reads, search by time, scrub) in `segment_read.rs`. Only the log
+//! (`log.rs`) uses this module. Nothing here fsyncs on the append path; the
+//! log hands files to a separate fsync thread.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -35,14 +37,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tracing::{error, info, warn};
+use tracing::error;
 
-use super::damage::{self, Damage};
+use super::damage::Damage;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
-use super::scan::{self, Expect, Scanner, Step, SCAN_CHUNK_BYTES};
-use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::batch::{BatchError, BatchHeader, HEADER_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -50,9 +50,6 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// Added to the name of a file that retention removed; deleted by the caller,
 /// or by the next open.
 pub(crate) const DELETED_SUFFIX: &str = ".deleted";
-
-/// Bytes read at once when a lookup walks batch headers from an index entry.
-const LOOKUP_CHUNK_BYTES: usize = 16 * 1024;
 
 /// The name of a segment file: base offset, 20 digits, and a suffix.
 pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
@@ -85,26 +82,6 @@ pub(crate) fn remove_files(dir: &Path, base_offset: i64) -> Result<(), LogError>
         }
     }
     Ok(())
-}
-
-/// How [`Segment::open`] may treat a tail that no valid batch follows.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Recovery {
-    /// The next segment's base offset; `None` for the active segment.
-    pub next_base: Option<i64>,
-    /// The tail may be a torn write (the active segment after an unclean
-    /// shutdown): truncate it.
-    pub truncate_torn_tail: bool,
-}
-
-/// Where the batch holding an offset is.
-enum Located {
-    /// The valid batch at this position, with this base offset, holds it.
-    Batch(u64, i64),
-    /// A damaged span stands for it.
-    Damaged(Damage),
-    /// The segment ends at or before it.
-    After,
 }
 
 /// One segment and what is known of its contents.
@@ -187,167 +164,6 @@ impl Segment {
                 Err(err)
             }
         }
-    }
-
-    /// Opens an existing segment and recovers it (see the module doc).
-    /// `full_check` validates every batch instead of the tail after the last
-    /// index entry.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] if a file cannot be opened, read, rewritten, or truncated.
-    pub fn open(dir: &Path, base: i64, full_check: bool, interval: u32, recovery: Recovery) -> Result<Self, LogError> {
-        let log_path = dir.join(file_name(base, LOG_SUFFIX));
-        let io = LogError::io;
-        let log = OpenOptions::new().read(true).append(true).open(&log_path).map_err(io(&log_path))?;
-        let file_len = log.metadata().map_err(io(&log_path))?.len();
-        let (offset_index, offset_problem) = IndexFile::open(dir.join(file_name(base, INDEX_SUFFIX)))?;
-        let (time_index, time_problem) = IndexFile::open(dir.join(file_name(base, TIME_INDEX_SUFFIX)))?;
-        let mut segment = Segment::new(base, log_path, log, offset_index, time_index);
-
-        let problem = offset_problem.or(time_problem).or_else(|| segment.index_problem(file_len));
-        if let Some(problem) = problem {
-            info!(path = %segment.log_path.display(), problem, "rebuilding the segment's indexes");
-        }
-        let mut from = if full_check || problem.is_some() { None } else { segment.offset_index.last() };
-        if from.is_some_and(|entry| !segment.valid_batch_at(entry, file_len, recovery.next_base)) {
-            // The index cannot be trusted up to its last entry: check it all.
-            from = None;
-        }
-        let scanned = segment.scan(from, file_len, interval, recovery.next_base)?;
-        for span in scanned.damage {
-            damage::insert(&mut segment.damage, span);
-        }
-        segment.size = scanned.end_position;
-        segment.next_offset = scanned.end_offset;
-        match (scanned.tail, recovery.next_base) {
-            (Some(reason), _) if recovery.truncate_torn_tail => {
-                segment.log.set_len(scanned.end_position).map_err(io(&segment.log_path))?;
-                segment.log.sync_all().map_err(io(&segment.log_path))?;
-                let (dir, truncated_bytes) = (dir.display(), file_len - scanned.end_position);
-                let (segment_base, reason) = (base, reason.to_string());
-                warn!(%dir, segment_base, truncated_bytes, reason, "truncated the torn tail of the active segment");
-            }
-            (Some(reason), next_base) => {
-                let next_offset = match next_base {
-                    Some(next_base) => next_base,
-                    None => scan::tail_end_offset(
-                        &segment.log,
-                        &segment.log_path,
-                        scanned.end_position,
-                        file_len,
-                        scanned.end_offset,
-                    )?,
-                };
-                segment.add_span(scanned.end_position, file_len, scanned.end_offset, next_offset, reason.to_string());
-            }
-            (None, Some(next_base)) if scanned.end_offset < next_base => {
-                let reason = "the segment ends before the next one begins".to_string();
-                segment.add_span(file_len, file_len, scanned.end_offset, next_base, reason);
-            }
-            (None, _) => {}
-        }
-        for span in &segment.damage {
-            report(&segment.log_path, span, "damaged range found on open; its offsets are skipped, never reused");
-        }
-        if segment.size > 0 {
-            segment.first_append_ms = segment.header_at(0, segment.size).ok().map(|h| h.max_timestamp);
-        }
-        Ok(segment)
-    }
-
-    /// Records a damaged span from `position` to `end` found by recovery; the
-    /// segment then ends after it.
-    fn add_span(&mut self, position: u64, end: u64, first_offset: i64, next_offset: i64, reason: String) {
-        let span = Damage {
-            segment_base: self.base_offset,
-            position,
-            bytes: end - position,
-            first_offset,
-            next_offset,
-            reason,
-        };
-        damage::insert(&mut self.damage, span);
-        self.size = end;
-        self.next_offset = next_offset;
-    }
-
-    /// Why the loaded indexes cannot be trusted for a tail scan, if they cannot.
-    fn index_problem(&self, file_len: u64) -> Option<&'static str> {
-        let (last_offset, last_time) = (self.offset_index.last(), self.time_index.last());
-        if last_offset.is_some_and(|e| u64::from(e.position) >= file_len) {
-            return Some("an index entry points past the end of the log");
-        }
-        // Time entries are made only with offset entries, for an offset at or
-        // before theirs, and the first offset entry always comes with one.
-        if self.time_index.entries().len() > self.offset_index.entries().len()
-            || (last_time.is_none() && last_offset.is_some())
-            || last_time.map(|e| e.relative_offset) > last_offset.map(|e| e.relative_offset)
-        {
-            return Some("the time index does not agree with the offset index");
-        }
-        let first = (file_len > 0).then(|| self.header_at(0, file_len));
-        if first.is_some_and(|h| h.map_or(true, |h| h.base_offset != self.base_offset)) {
-            return Some("the first batch does not start at the segment's base offset");
-        }
-        None
-    }
-
-    /// Whether the batch at the index entry `entry` is valid and has the
-    /// entry's offset.
-    fn valid_batch_at(&self, entry: OffsetEntry, file_len: u64, next_base: Option<i64>) -> bool {
-        let offset = self.base_offset + i64::from(entry.relative_offset);
-        let expect = Expect { segment_base: self.base_offset, offset, below: next_base };
-        let position = u64::from(entry.position);
-        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, file_len, 0);
-        matches!(scanner.next(true), Ok(Step::Batch(_, header)) if expect.follows(&header))
-    }
-
-    /// Scans batches from the index entry `from` (trusting the indexes before
-    /// it), or from the start, rebuilding both indexes, when `from` is `None`.
-    /// Sets the tracked fields of every valid batch and returns what it found.
-    fn scan(
-        &mut self,
-        from: Option<OffsetEntry>,
-        file_len: u64,
-        interval: u32,
-        next_base: Option<i64>,
-    ) -> Result<scan::Scanned, LogError> {
-        let base = self.base_offset;
-        let (start, expected) = match from {
-            Some(e) => (u64::from(e.position), base + i64::from(e.relative_offset)),
-            None => (0, base),
-        };
-        let last_time = from.and_then(|_| self.time_index.last());
-        self.size = start;
-        self.next_offset = expected;
-        self.max_timestamp = last_time.map_or(i64::MIN, |e| e.timestamp);
-        self.offset_of_max_timestamp = last_time.map_or(base, |e| base + i64::from(e.relative_offset));
-        self.last_indexed_timestamp = self.max_timestamp;
-        self.bytes_since_index_entry = 0;
-
-        let (log, path) = (Arc::clone(&self.log), Arc::clone(&self.log_path));
-        let expect = Expect { segment_base: base, offset: expected, below: next_base };
-        let (mut offsets, mut times) = (Vec::new(), Vec::new());
-        let scanned = scan::scan_file(&log, &path, start, file_len, expect, |position, header| {
-            // The batch at `from` already has its entry.
-            let may_index = from.is_none() || position != start;
-            let (offset_entry, time_entry) = self.track(position, header, interval, may_index);
-            offsets.extend(offset_entry);
-            times.extend(time_entry);
-        })?;
-        if from.is_none() {
-            self.offset_index.replace(offsets)?;
-            self.time_index.replace(times)?;
-        } else {
-            for entry in offsets {
-                self.offset_index.append(entry)?;
-            }
-            for entry in times {
-                self.time_index.append(entry)?;
-            }
-        }
-        Ok(scanned)
     }
 
     /// Accounts for the batch at `position` and returns the index entries it earns.
@@ -453,237 +269,6 @@ impl Segment {
         Ok(header)
     }
 
-    /// Where batches that start at `position` must end: the next damaged span
-    /// after it, or the segment's size.
-    fn limit_after(&self, position: u64) -> u64 {
-        self.damage.iter().map(|d| d.position).find(|&p| p > position).unwrap_or(self.size).min(self.size)
-    }
-
-    /// Records the damaged span that starts at `position`, where a batch with
-    /// base offset `expected` should have been and `reason` says why it is
-    /// not, and returns it (merged with known spans it touches).
-    fn found_damage(&mut self, position: u64, expected: i64, reason: &BatchError) -> Result<Damage, LogError> {
-        let limit = self.limit_after(position);
-        let below = self.damage.iter().find(|d| d.position == limit).map_or(self.next_offset, |d| d.first_offset);
-        let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(below) };
-        let next = scan::resync(&self.log, &self.log_path, position, limit, &expect)?;
-        let (end, next_offset) = next.map_or((limit, below), |(at, header)| (at, header.base_offset));
-        let span = Damage {
-            segment_base: self.base_offset,
-            position,
-            bytes: end - position,
-            first_offset: expected,
-            next_offset,
-            reason: reason.to_string(),
-        };
-        report(&self.log_path, &span, "damaged range found; its offsets are skipped, never reused");
-        Ok(damage::insert(&mut self.damage, span))
-    }
-
-    /// Walks the valid batches from `position`, where one with base offset
-    /// `expected` starts, and calls `visit` with each (its position, header,
-    /// and with `verify` its bytes, checked whole) until `visit` returns a
-    /// value. Damaged spans are stepped over; the ones met for the first time
-    /// are recorded. `None` at the segment's end.
-    fn walk<T>(
-        &mut self,
-        mut position: u64,
-        mut expected: i64,
-        verify: bool,
-        mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> Option<T>,
-    ) -> Result<Option<T>, LogError> {
-        let chunk = if verify { SCAN_CHUNK_BYTES } else { LOOKUP_CHUNK_BYTES };
-        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, self.size, chunk);
-        loop {
-            if let Some(span) = self.damage.iter().find(|d| d.covers(position)) {
-                (position, expected) = (span.end(), span.next_offset);
-                continue;
-            }
-            if position >= self.size {
-                return Ok(None);
-            }
-            scanner.seek(position, self.limit_after(position));
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
-            let reason = match scanner.next(verify)? {
-                Step::Batch(at, header) if expect.follows(&header) => {
-                    let bytes = if verify { scanner.bytes(at, header.total_bytes())? } else { &[] };
-                    if let Some(found) = visit(at, &header, bytes) {
-                        return Ok(Some(found));
-                    }
-                    (position, expected) = (scanner.position(), header.next_offset());
-                    continue;
-                }
-                Step::Batch(_, header) => scan::out_of_place(&header, &expect),
-                Step::Bad(err) => err,
-                // Only an empty span can end the batches here.
-                Step::End => return Ok(None),
-            };
-            self.found_damage(position, expected, &reason)?;
-        }
-    }
-
-    /// Where the batch holding `offset` is, by the offset index and a walk of
-    /// batch headers from its entry.
-    fn locate(&mut self, offset: i64) -> Result<Located, LogError> {
-        if offset >= self.next_offset {
-            return Ok(Located::After);
-        }
-        let relative = offset - self.base_offset;
-        let (position, expected) =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= relative).map_or((0, self.base_offset), |e| {
-                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
-            });
-        let found = match self.damage.iter().find(|d| d.contains(offset)) {
-            Some(span) => return Ok(Located::Damaged(span.clone())),
-            None => self.walk(position, expected, false, |at, header, _| {
-                (header.last_offset() >= offset).then_some((at, header.base_offset))
-            })?,
-        };
-        // The walk may have found the span that holds `offset`.
-        if let Some(span) = self.damage.iter().find(|d| d.contains(offset)) {
-            return Ok(Located::Damaged(span.clone()));
-        }
-        Ok(found.map_or(Located::After, |(at, base)| Located::Batch(at, base)))
-    }
-
-    /// Appends to `out` whole batches as stored, from the one holding `offset`,
-    /// while `out` stays within `max_bytes` (but at least one batch if `out` is
-    /// empty) and each batch lies entirely below `max_offset`. Every batch is
-    /// checked (CRC, records, base offset) before it is served; the read stops
-    /// at the first damaged span. Returns whether the read may go on into the
-    /// next segment.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Damaged`] when a damaged span stands for `offset`;
-    /// [`LogError::Io`] on a failed read.
-    pub fn read_into(
-        &mut self,
-        offset: i64,
-        out: &mut BytesMut,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<bool, LogError> {
-        // Each round that finds no batch for `offset` recorded a new damaged
-        // span, which the next round's lookup sees.
-        loop {
-            if let Some(more) = self.try_read_into(offset, out, max_bytes, max_offset)? {
-                return Ok(more);
-            }
-        }
-    }
-
-    fn try_read_into(
-        &mut self,
-        offset: i64,
-        out: &mut BytesMut,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<Option<bool>, LogError> {
-        let (position, mut expected) = match self.locate(offset)? {
-            Located::After => return Ok(Some(true)),
-            Located::Damaged(span) => return Err(LogError::Damaged(span)),
-            Located::Batch(position, base) => (position, base),
-        };
-        let limit = self.limit_after(position);
-        let available = limit - position;
-        let mut want = available.min(max_bytes.saturating_sub(out.len()) as u64);
-        if out.is_empty() {
-            // At least one batch, even one over max_bytes.
-            let first = self.header_at(position, limit).map_or(HEADER_BYTES, |h| h.total_bytes());
-            want = want.max(first as u64).min(available);
-        }
-        let start = out.len();
-        out.resize(start + want as usize, 0);
-        if let Err(err) = self.log.read_exact_at(&mut out[start..], position) {
-            out.truncate(start);
-            return Err(LogError::io(&self.log_path)(err));
-        }
-        let mut taken = 0;
-        let mut problem = None;
-        while want as usize - taken >= HEADER_BYTES {
-            let rest = &out[start + taken..];
-            let header = match BatchHeader::parse(rest) {
-                Ok(header) => header,
-                Err(err) => {
-                    problem = Some(err);
-                    break;
-                }
-            };
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
-            if !expect.follows(&header) {
-                problem = Some(scan::out_of_place(&header, &expect));
-                break;
-            }
-            if header.last_offset() >= max_offset {
-                out.truncate(start + taken);
-                return Ok(Some(false));
-            }
-            if header.total_bytes() > rest.len() {
-                break;
-            }
-            if let Err(err) = batch::validate(&rest[..header.total_bytes()]) {
-                problem = Some(err);
-                break;
-            }
-            taken += header.total_bytes();
-            expected = header.next_offset();
-        }
-        out.truncate(start + taken);
-        if let Some(reason) = problem {
-            let span = self.found_damage(position + taken as u64, expected, &reason)?;
-            return match (taken, span.contains(offset)) {
-                (0, true) => Err(LogError::Damaged(span)),
-                (0, false) => Ok(None),
-                _ => Ok(Some(false)),
-            };
-        }
-        // An empty span at the end (a sealed segment cut at a batch boundary)
-        // also stops the read: the next one gets its error.
-        Ok(Some(position + taken as u64 == self.size && expected == self.next_offset))
-    }
-
-    /// The offset of the first record whose timestamp is at least `ts`, if any.
-    /// Batches in damaged spans are not looked at.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] on a failed read.
-    pub fn offset_for_timestamp(&mut self, ts: i64) -> Result<Option<i64>, LogError> {
-        if self.max_timestamp < ts {
-            return Ok(None);
-        }
-        // Every batch before a time index entry's offset has a max timestamp below
-        // the entry's, so the search may start at the last entry not above `ts`.
-        let from = self.time_index.floor(|e| e.timestamp <= ts).map_or(0, |e| i64::from(e.relative_offset));
-        let (position, expected) =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= from).map_or((0, self.base_offset), |e| {
-                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
-            });
-        self.walk(position, expected, true, |_, header, bytes| {
-            if header.max_timestamp < ts {
-                return None;
-            }
-            let records = batch::decode_all(bytes).ok()?;
-            records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset)
-        })
-    }
-
-    /// Checks the batches from `position` (where one with base offset
-    /// `expected` starts) until at least `max_bytes` were read, recording
-    /// damaged spans. Returns where to go on, or `None` at the segment's end.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] on a failed read.
-    pub fn scrub(&mut self, position: u64, expected: i64, max_bytes: u64) -> Result<Option<(u64, i64)>, LogError> {
-        let mut read = 0;
-        self.walk(position, expected, true, |at, header, _| {
-            read += header.total_bytes() as u64;
-            (read >= max_bytes).then(|| (at + header.total_bytes() as u64, header.next_offset()))
-        })
-    }
-
     /// Renames the segment's files to `<name>.deleted` (the `.log` last, so that
     /// a failure leaves a segment that is still whole) and returns the new paths.
     ///
@@ -770,6 +355,13 @@ fn report(path: &Path, span: &Damage, what: &str) {
         "{what}"
     );
 }
+
+#[path = "segment_read.rs"]
+mod read;
+#[path = "segment_recovery.rs"]
+mod recovery;
+
+pub(crate) use recovery::Recovery;
 
 #[cfg(test)]
 #[path = "segment_tests.rs"]
