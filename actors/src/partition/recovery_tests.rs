@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::log::tests::{batch_of, config, fill, offsets};
 use super::log::{Damage, Log, LogConfig, LogError};
-use super::segment::{file_name, parse_file_name, LOG_SUFFIX};
+use super::segment::{file_name, parse_file_name, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
 fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(file_name(base, LOG_SUFFIX))
@@ -283,4 +283,32 @@ fn retention_by_age_goes_by_the_file_time_of_a_segment_without_a_readable_batch(
     assert!(log.apply_retention(now).unwrap().is_empty(), "written just now: kept");
     assert!(!log.apply_retention(now + 3_600_001).unwrap().is_empty(), "an hour later it goes");
     assert!(log.log_start_offset() >= all[1]);
+}
+
+/// Adds 1 to the relative offset of entry `n` of an index file whose entries
+/// are `size` bytes and end with the relative offset.
+fn shift_index_entry(path: &Path, size: usize, n: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = (n + 1) * size - 4;
+    let relative = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) + 1;
+    bytes[at..at + 4].copy_from_slice(&relative.to_be_bytes());
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_index_entry_that_disagrees_with_the_log_is_dropped_not_taken_for_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = filled(dir.path());
+    let base = bases(dir.path())[1];
+    // Still increasing, so the files pass their checks on open; but the
+    // entries now name offsets in the middle of a batch.
+    shift_index_entry(&dir.path().join(file_name(base, INDEX_SUFFIX)), 8, 1);
+    shift_index_entry(&dir.path().join(file_name(base, TIME_INDEX_SUFFIX)), 12, 1);
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(consume(&mut log), ((0..120).collect(), vec![]));
+    let ts_of = |o: i64| 1000 + 10 * (o / 3) + o % 3;
+    for offset in 0..120 {
+        assert_eq!(log.offset_for_timestamp(ts_of(offset)).unwrap(), Some(offset));
+    }
+    assert!(log.damaged().is_empty());
 }

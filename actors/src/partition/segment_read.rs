@@ -7,12 +7,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use tracing::warn;
 
-use super::super::damage::{self, Damage};
-use super::super::log::LogError;
-use super::super::scan::{self, Expect, Scanner, Step, SCAN_CHUNK_BYTES};
 use super::{report, Segment};
 use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::partition::damage::{self, Damage};
+use crate::partition::log::LogError;
+use crate::partition::scan::{self, Expect, Scanner, Step, SCAN_CHUNK_BYTES};
 
 /// Bytes read at once when a lookup walks batch headers from an index entry.
 const LOOKUP_CHUNK_BYTES: usize = 16 * 1024;
@@ -97,17 +98,33 @@ impl Segment {
         }
     }
 
+    /// Where a walk to `offset` may start: the last offset index entry at or
+    /// before it whose batch is there with the entry's offset, or the
+    /// segment's start. Indexes have no checksum and the log is the truth: an
+    /// entry that disagrees is dropped (from memory) and the one before tried.
+    fn walk_start(&mut self, offset: i64) -> Result<(u64, i64), LogError> {
+        let relative = offset - self.base_offset;
+        while let Some(entry) = self.offset_index.floor(|e| i64::from(e.relative_offset) <= relative) {
+            let (position, expected) = (u64::from(entry.position), self.base_offset + i64::from(entry.relative_offset));
+            match self.header_at(position, self.size) {
+                Ok(header) if header.base_offset == expected => return Ok((position, expected)),
+                Err(err @ LogError::Io { .. }) => return Err(err),
+                _ => {
+                    warn!(path = %self.log_path.display(), ?entry, "an offset index entry disagrees with the log; dropped");
+                    self.offset_index.forget(entry);
+                }
+            }
+        }
+        Ok((0, self.base_offset))
+    }
+
     /// Where the batch holding `offset` is, by the offset index and a walk of
     /// batch headers from its entry.
     fn locate(&mut self, offset: i64) -> Result<Located, LogError> {
         if offset >= self.next_offset {
             return Ok(Located::After);
         }
-        let relative = offset - self.base_offset;
-        let (position, expected) =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= relative).map_or((0, self.base_offset), |e| {
-                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
-            });
+        let (position, expected) = self.walk_start(offset)?;
         let found = match self.damage.iter().find(|d| d.contains(offset)) {
             Some(span) => return Ok(Located::Damaged(span.clone())),
             None => self.walk(position, expected, false, |at, header, _| {
@@ -229,12 +246,23 @@ impl Segment {
             return Ok(None);
         }
         // Every batch before a time index entry's offset has a max timestamp below
-        // the entry's, so the search may start at the last entry not above `ts`.
-        let from = self.time_index.floor(|e| e.timestamp <= ts).map_or(0, |e| i64::from(e.relative_offset));
-        let (position, expected) =
-            self.offset_index.floor(|e| i64::from(e.relative_offset) <= from).map_or((0, self.base_offset), |e| {
-                (u64::from(e.position), self.base_offset + i64::from(e.relative_offset))
-            });
+        // the entry's, so the search may start at the last entry not above `ts`,
+        // once the entry is checked against the log: its batch must have its
+        // timestamp as max timestamp. One that disagrees is dropped.
+        let mut from = self.base_offset;
+        while let Some(entry) = self.time_index.floor(|e| e.timestamp <= ts) {
+            let offset = self.base_offset + i64::from(entry.relative_offset);
+            if let Located::Batch(position, base) = self.locate(offset)? {
+                let header = self.header_at(position, self.size);
+                if base == offset && header.is_ok_and(|h| h.max_timestamp == entry.timestamp) {
+                    from = offset;
+                    break;
+                }
+            }
+            warn!(path = %self.log_path.display(), ?entry, "a time index entry disagrees with the log; dropped");
+            self.time_index.forget(entry);
+        }
+        let (position, expected) = self.walk_start(from)?;
         self.walk(position, expected, true, |_, header, bytes| {
             if header.max_timestamp < ts {
                 return None;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::super::damage::{self, Damage};
-use super::super::index::{IndexFile, OffsetEntry};
-use super::super::log::LogError;
-use super::super::scan::{self, Expect, Scanner, Step};
 use super::{file_name, report, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::partition::damage::{self, Damage};
+use crate::partition::index::{IndexFile, OffsetEntry};
+use crate::partition::log::LogError;
+use crate::partition::scan::{self, Expect, Scanner, Step};
 
 /// How [`Segment::open`] may treat a tail that no valid batch follows.
 #[derive(Debug, Clone, Copy)]
