@@ -11,8 +11,8 @@
 //!   [`LogError::Damaged`] naming the range;
 //! - only the active segment grows;
 //! - batches are stored exactly as appended, after their base offset was set:
-//!   a read returns those bytes unchanged, after checking each one (CRC,
-//!   records, and that its base offset follows the previous batch).
+//!   a read returns those bytes unchanged, after checking each one (its CRC,
+//!   and that its base offset follows the previous batch).
 //!
 //! Durability is the caller's: appends do not fsync. [`Log::take_unsynced`]
 //! hands out the files to fsync, so that a separate thread can group-commit them

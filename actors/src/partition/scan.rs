@@ -110,6 +110,22 @@ impl Scanner {
     }
 }
 
+/// Checks the CRC-32C of a whole stored batch: whether its bytes are still as
+/// written. Enough for a read, since the records were checked when the batch
+/// was appended and the CRC covers them; recovery and the scrub check more.
+///
+/// # Errors
+///
+/// [`BatchError::Checksum`] when they are not.
+pub(crate) fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    // The CRC covers everything after base_offset, batch_length and itself.
+    let computed = crc32c::crc32c(&batch[batch::LOG_OVERHEAD + 4..header.total_bytes()]);
+    match computed == header.crc {
+        true => Ok(()),
+        false => Err(BatchError::Checksum { stored: header.crc, computed }),
+    }
+}
+
 /// What offsets a valid batch of one segment may have.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Expect {

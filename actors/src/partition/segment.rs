@@ -10,8 +10,9 @@
 //!   (`damage.rs`); the batches' base offsets run on from the segment's base
 //!   offset to `next_offset`, each damaged span standing for the offsets
 //!   between the valid batches around it; nothing after `size` is served;
-//! - every index entry points at a valid batch inside `[0, size)` (or at one
-//!   found damaged since: walks check for that);
+//! - index entries point at batches inside `[0, size)`; they are hints (an
+//!   index has no checksum): a lookup checks the batch at an entry and drops
+//!   an entry that disagrees with the log;
 //! - an index entry is made for a batch when at least `index_interval_bytes` were
 //!   written since the previous entry (counting the previously indexed batch), so
 //!   a lookup scans at most that many bytes past the entry it lands on.
@@ -23,8 +24,8 @@
 //! the segment's tail: truncated only if the caller allows it (the active
 //! segment after an unclean shutdown: a torn write), otherwise kept as a span
 //! that runs to the next segment's base offset, or for the active segment
-//! past every offset its bytes may hold. Every read validates each batch it
-//! serves (CRC, records, base offset) and records a damaged span it meets.
+//! past every offset its bytes may hold. Every read checks each batch it
+//! serves (CRC and base offset) and records a damaged span it meets.
 //!
 //! Recovery on open is in `segment_recovery.rs`, the read path (lookups,
 //! checked reads, search by time, scrub) in `segment_read.rs`. Only the log

@@ -141,7 +141,7 @@ impl Segment {
     /// Appends to `out` whole batches as stored, from the one holding `offset`,
     /// while `out` stays within `max_bytes` (but at least one batch if `out` is
     /// empty) and each batch lies entirely below `max_offset`. Every batch is
-    /// checked (CRC, records, base offset) before it is served; the read stops
+    /// checked (CRC and base offset) before it is served; the read stops
     /// at the first damaged span. Returns whether the read may go on into the
     /// next segment.
     ///
@@ -214,7 +214,7 @@ impl Segment {
             if header.total_bytes() > rest.len() {
                 break;
             }
-            if let Err(err) = batch::validate(&rest[..header.total_bytes()]) {
+            if let Err(err) = scan::check_crc(rest, &header) {
                 problem = Some(err);
                 break;
             }
