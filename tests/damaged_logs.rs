@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{fetch_at, herald_bin, read_partition, test_settings, text, value, TestBroker, PATIENCE};
-use herald::client::{Client, Consumer, ConsumerConfig, DamagedRange, StartOffset};
+use herald::client::{Client, Consumer, ConsumerConfig, DamagedRange, GroupConsumer, GroupConsumerConfig, StartOffset};
 use herald::protocol::*;
 use herald_actors::batch::{BatchHeader, HEADER_BYTES};
 
@@ -162,6 +162,54 @@ async fn a_consumer_gets_the_damaged_range_and_goes_past_it_deliberately() {
     let expected: Vec<i64> = (0..RECORDS).filter(|o| *o != first && *o != second).collect();
     assert_eq!(read, values(expected.into_iter()), "every other record, once, in order");
     assert_eq!(damaged_of(&client.describe_topic(TOPIC).await.unwrap()), skipped, "found by the reads");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_consumer_reports_the_range_without_losing_other_partitions_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let client = broker.client().await;
+    let config = common::config(&[("segment_max_bytes", ConfigValue::Int(1024))]);
+    client.create_topic(TOPIC, 2, config).await.unwrap();
+    for i in 0..RECORDS {
+        for partition in 0..2 {
+            client.produce(TOPIC, Some(partition), vec![value(record_value(i))]).await.unwrap();
+        }
+    }
+    broker.stop().await;
+    let all = segments(&partition_dir(dir.path()));
+    flip(&all[2].1, 60);
+    let damaged = all[2].0;
+
+    let broker = start(dir.path());
+    // One batch per fetch: partition 1 still returns records in the poll where
+    // partition 0 meets the damage, which is then reported by the next poll.
+    let config = GroupConsumerConfig { max_bytes: 300, ..GroupConsumerConfig::new("readers", &[TOPIC]) };
+    let mut consumer = GroupConsumer::join(broker.client().await, config).await.unwrap();
+    let mut read: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while read.values().map(Vec::len).sum::<usize>() < 2 * RECORDS as usize - 1 {
+        assert!(Instant::now() < deadline, "read {read:?}, skipped {skipped:?}");
+        match consumer.poll().await {
+            Ok(records) => {
+                for r in records {
+                    read.entry(r.partition).or_default().push(text(&r.record));
+                }
+            }
+            Err(err) => {
+                let range = err.damaged().unwrap_or_else(|| panic!("unexpected error {err}"));
+                assert_eq!(consumer.position(TOPIC, 0), Some(range.first_offset));
+                skipped.push((range.first_offset, range.next_offset));
+                assert!(consumer.seek(TOPIC, 0, range.next_offset));
+            }
+        }
+    }
+    assert_eq!(skipped, [(damaged, damaged + 1)]);
+    assert_eq!(read[&0], values((0..RECORDS).filter(|o| *o != damaged)));
+    assert_eq!(read[&1], values(0..RECORDS));
+    consumer.close().await.unwrap();
     broker.stop().await;
 }
 
