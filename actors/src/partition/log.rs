@@ -180,12 +180,8 @@ impl Log {
             let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
             segments.push(Segment::open(dir, base, full_check, config.index_interval_bytes, recovery)?);
         }
-        let mut dir_changed = false;
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
-            dir_changed = true;
-        }
-        if dir_changed {
             dir_file.sync_all().map_err(LogError::io(dir))?;
         }
         let scrub_cursor = (segments[0].base_offset(), 0, segments[0].base_offset());

@@ -237,9 +237,7 @@ impl Partition {
             Err(err) => tracing::error!(%err, topic = %self.topic, partition = self.partition, "retention failed"),
         }
     }
-}
 
-impl Partition {
     /// Checks as much of the sealed segments as the scrub's allowance gives.
     fn scrub_step(&mut self) {
         let Some(log) = self.log.as_mut() else { return };
