@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use config::{Config, ConfigBuilder, Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use herald_actors::broker::BrokerSettings;
 use herald_actors::group::GroupSettings;
+use herald_actors::partition::scrub::ScrubBudget;
 use herald_actors::partition::{FlushPolicy, PartitionSettings};
 use herald_actors::topic_config::TopicConfig;
 use serde::Deserialize;
@@ -60,6 +61,7 @@ pub struct StorageSettings {
     pub flush: FlushPolicy,
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub scrub_bytes_per_second: u64,
     pub arbiters: usize,
 }
 
@@ -282,6 +284,7 @@ impl Settings {
                 flush: self.storage.flush,
                 flush_interval_ms: self.storage.flush_interval_ms,
                 retention_check_interval_ms: self.storage.retention_check_interval_ms,
+                scrub: ScrubBudget::new(self.storage.scrub_bytes_per_second),
             },
             arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },
         }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-pub use herald_wire::error::{ErrorCode, WireError};
+pub use herald_wire::error::{DamagedRange, ErrorCode, WireError};
 
 use crate::partition::log::LogError;
 
@@ -12,11 +12,14 @@ use crate::partition::log::LogError;
 pub struct BrokerError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `CORRUPT_MESSAGE` on a read: the damaged range the offset is in.
+    /// Boxed, so that the common error stays small.
+    pub damaged: Option<Box<DamagedRange>>,
 }
 
 impl BrokerError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        BrokerError { code, message: message.into() }
+        BrokerError { code, message: message.into(), damaged: None }
     }
 
     /// The error for an actor that is gone (its mailbox closed): retriable.
@@ -44,15 +47,19 @@ impl From<LogError> for BrokerError {
         let code = match &err {
             LogError::Io { .. } => ErrorCode::KAFKA_STORAGE_ERROR,
             LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-            LogError::InvalidBatch(_) => ErrorCode::CORRUPT_MESSAGE,
+            LogError::InvalidBatch(_) | LogError::Damaged(_) => ErrorCode::CORRUPT_MESSAGE,
             LogError::BatchTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
         };
-        BrokerError::new(code, err.to_string())
+        let damaged = match &err {
+            LogError::Damaged(span) => Some(Box::new(span.range())),
+            _ => None,
+        };
+        BrokerError { damaged, ..BrokerError::new(code, err.to_string()) }
     }
 }
 
 impl From<WireError> for BrokerError {
     fn from(err: WireError) -> Self {
-        BrokerError { code: err.code, message: err.message }
+        BrokerError { code: err.code, message: err.message, damaged: None }
     }
 }

@@ -8,7 +8,7 @@
 //! - [`guard`]: a panic in a supervised actor's handler becomes a stop, so its
 //!   supervisor restarts it.
 //! - [`partition`]: one actor per partition and the log it owns (segments,
-//!   indexes, recovery, retention).
+//!   indexes, recovery, damaged ranges, the scrub, retention).
 //! - [`topic`]: one actor per topic: partition routing and the partitioner.
 //! - [`broker`]: the topic directory: admin operations, metadata, placement of
 //!   partitions on arbiters, shutdown.

@@ -16,6 +16,7 @@ fn start(dir: &Path) -> Addr<Topic> {
             flush: FlushPolicy::Always,
             flush_interval_ms: 10,
             retention_check_interval_ms: 60_000,
+            scrub: crate::partition::scrub::ScrubBudget::new(0),
         },
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,

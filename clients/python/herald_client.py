@@ -75,8 +75,10 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "No error."),
     1: ("OFFSET_OUT_OF_RANGE", False,
         "The requested offset is below the log start offset or above the log end offset."),
-    2: ("CORRUPT_MESSAGE", True,
-        "A record batch failed its checksum or structure check."),
+    2: ("CORRUPT_MESSAGE", False,
+        "A record batch failed its checksum or structure check; for a fetch, the offset is in a "
+        "damaged range of the log, named by first_damaged_offset and next_valid_offset (fetch "
+        "from next_valid_offset to skip it)."),
     3: ("UNKNOWN_TOPIC_OR_PARTITION", True,
         "The topic or partition does not exist."),
     5: ("LEADER_NOT_AVAILABLE", True,
@@ -166,9 +168,13 @@ class HeraldError(Exception):
         message: the broker's ``error_message``, or the table's meaning when the
             broker sent none.
         retriable: whether the same request may succeed later.
+        first_damaged_offset, next_valid_offset: with CORRUPT_MESSAGE on a
+            fetch, the damaged range of the broker's log the offset is in;
+            fetch from ``next_valid_offset`` to go past it. None otherwise.
     """
 
-    def __init__(self, code: int, message: Optional[str] = None):
+    def __init__(self, code: int, message: Optional[str] = None,
+                 first_damaged_offset: Optional[int] = None, next_valid_offset: Optional[int] = None):
         name, retriable, meaning = ERROR_CODES.get(
             code, ("UNKNOWN_ERROR_CODE", False, "An error code this client does not know.")
         )
@@ -176,8 +182,10 @@ class HeraldError(Exception):
         self.name = name
         self.message = message or meaning
         self.retriable = retriable
+        self.first_damaged_offset = first_damaged_offset
+        self.next_valid_offset = next_valid_offset
         # The constructor's arguments, so that the error survives pickling.
-        super().__init__(code, message)
+        super().__init__(code, message, first_damaged_offset, next_valid_offset)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code}): {self.message}"
@@ -924,7 +932,8 @@ class Client:
         if code in _CONNECTION_CLOSING_CODES:
             self.close()
         if code:
-            raise HeraldError(code, response.get("error_message"))
+            raise HeraldError(code, response.get("error_message"),
+                              response.get("first_damaged_offset"), response.get("next_valid_offset"))
         return response
 
     def _take_correlation_id(self) -> int:
@@ -1148,6 +1157,18 @@ class GroupConsumer:
             KeyError: the partition is not owned.
         """
         return self._positions[(topic, partition)]
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Moves the next offset ``poll`` reads from an owned partition, for
+        example past a damaged range (a ``HeraldError`` with code 2 and
+        ``next_valid_offset``); committed by the next commit.
+
+        Raises:
+            KeyError: the partition is not owned.
+        """
+        if (topic, partition) not in self._positions:
+            raise KeyError((topic, partition))
+        self._positions[(topic, partition)] = offset
 
     def poll(self, timeout_ms: int = 1000) -> List[Tuple[str, int, Record]]:
         """Returns records of owned partitions as ``(topic, partition, Record)``,

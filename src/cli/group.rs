@@ -193,6 +193,14 @@ fn print_describe(d: &DescribeGroupResponse) {
         ]);
     }
     table.print();
+    for r in &d.damaged {
+        println!(
+            "Damaged: records {} to {} of the group's log could not be read; their commits are lost: {}",
+            r.first_offset,
+            r.next_offset - 1,
+            r.reason
+        );
+    }
 }
 
 fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
@@ -227,5 +235,10 @@ fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
                 "client_id": member.map(|m| m.client_id.clone()),
             })
         }).collect::<Vec<_>>(),
+        "damaged": d.damaged.iter().map(|r| serde_json::json!({
+            "first_offset": r.first_offset,
+            "next_offset": r.next_offset,
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
     })
 }

@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod scrub;
 mod serve;
 mod topic;
 
@@ -40,6 +41,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure consumer-group rebalance latency and group consume throughput.
     BenchGroup(bench_group::BenchGroupArgs),
+    /// Check every stored batch of a data directory and report damaged ranges
+    /// (exit status 1 if any); reads only.
+    Scrub(scrub::ScrubArgs),
 }
 
 /// Where the broker is.
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Group(command) => client_runtime()?.block_on(group::run(command)),
         Command::Bench(args) => client_runtime()?.block_on(bench::run(args)),
         Command::BenchGroup(args) => client_runtime()?.block_on(bench_group::run(args)),
+        Command::Scrub(args) => scrub::run(args),
     }
 }
 

@@ -116,6 +116,12 @@ pub async fn run(command: TopicCommand) -> CliResult {
                         "high_watermark": p.high_watermark,
                         "size_bytes": p.size_bytes,
                         "segments": p.segments,
+                        "damaged": p.damaged.iter().map(|d| serde_json::json!({
+                            "first_offset": d.first_offset,
+                            "next_offset": d.next_offset,
+                            "segment": d.segment,
+                            "reason": d.reason,
+                        })).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                 }))?;
             } else {
@@ -141,6 +147,18 @@ pub async fn run(command: TopicCommand) -> CliResult {
                     ]);
                 }
                 table.print();
+                for p in &d.partitions {
+                    for r in &p.damaged {
+                        println!(
+                            "Damaged: partition {} offsets {} to {} (segment {}): {}",
+                            p.partition,
+                            r.first_offset,
+                            r.next_offset - 1,
+                            r.segment,
+                            r.reason
+                        );
+                    }
+                }
             }
         }
         TopicCommand::Delete { name, broker } => {

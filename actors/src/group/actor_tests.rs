@@ -33,6 +33,7 @@ async fn fixture(partitions: i64) -> Fixture {
             flush: FlushPolicy::Always,
             flush_interval_ms: 1000,
             retention_check_interval_ms: 300_000,
+            scrub: crate::partition::scrub::ScrubBudget::new(0),
         },
         arbiters: 1,
     };

@@ -7,6 +7,13 @@
 //! rewritten as one snapshot of the current state. Appends are acknowledged by
 //! the coordinator only after the data directory's fsync writer has synced
 //! them.
+//!
+//! A damaged log loses only what is damaged: the replay steps over a damaged
+//! range of the log (see `partition/damage.rs`) and over a record that does not
+//! parse, logs each, keeps them in [`GroupStore::damaged`] for describe, and
+//! applies every other record, so each partition keeps its last readable
+//! commit. A compaction of a damaged log keeps the old log aside, in
+//! `<dir>.damaged-<ms>`, instead of deleting it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,6 +26,17 @@ use serde::{Deserialize, Serialize};
 use super::assignor::TopicPartition;
 use crate::batch::{self, Record};
 use crate::partition::log::{Log, LogConfig, LogError};
+
+/// Records of the group log that could not be read when it was replayed: the
+/// changes they held (commits, mostly) are lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRecords {
+    /// First offset of the group log in the range.
+    pub first_offset: i64,
+    /// The offset after the range.
+    pub next_offset: i64,
+    pub reason: String,
+}
 
 /// Log size beyond which the log is rewritten as a snapshot.
 pub const COMPACT_BYTES: u64 = 16 << 20;
@@ -122,36 +140,71 @@ pub fn group_id_of(dir_name: &str) -> Option<String> {
 pub struct GroupStore {
     dir: PathBuf,
     log: Log,
+    /// What the replay on open could not read.
+    damaged: Vec<DamagedRecords>,
 }
 
 impl GroupStore {
-    /// Opens (or creates) the log in `dir` and replays it.
+    /// Opens (or creates) the log in `dir` and replays it, stepping over what
+    /// cannot be read (see the module doc).
     ///
     /// # Errors
     ///
-    /// The log cannot be opened or holds a record that does not parse.
+    /// The log cannot be opened or read.
     pub fn open(dir: &Path, clean_shutdown: bool) -> Result<(GroupStore, GroupState), StoreError> {
         Self::finish_compaction(dir)?;
-        let log = Log::open(dir, log_config(), clean_shutdown)?;
+        let mut log = Log::open(dir, log_config(), clean_shutdown)?;
         let mut state = GroupState::default();
+        let mut damaged = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
-            let read = log.read(offset, 4 << 20, log.log_end_offset())?;
+            let end = log.log_end_offset();
+            let read = match log.read(offset, 4 << 20, end) {
+                Ok(read) => read,
+                Err(LogError::Damaged(span)) => {
+                    let (first_offset, next_offset, reason) = (span.first_offset, span.next_offset, span.reason);
+                    damaged.push(DamagedRecords { first_offset, next_offset, reason });
+                    offset = next_offset;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
             if read.bytes.is_empty() {
                 break;
             }
+            // The log checked every batch it returned.
             let records =
                 batch::decode_all(&read.bytes).map_err(|e| StoreError::Corrupt { offset, reason: e.to_string() })?;
             let from = offset;
             for record in records.into_iter().filter(|r| r.offset >= from) {
                 let value = record.value.unwrap_or_default();
-                let stored: StoredRecord = serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt { offset: record.offset, reason: e.to_string() })?;
-                state.apply(&stored);
+                match serde_json::from_slice::<StoredRecord>(&value) {
+                    Ok(stored) => state.apply(&stored),
+                    Err(err) => damaged.push(DamagedRecords {
+                        first_offset: record.offset,
+                        next_offset: record.offset + 1,
+                        reason: format!("the record does not parse: {err}"),
+                    }),
+                }
                 offset = record.offset + 1;
             }
         }
-        Ok((GroupStore { dir: dir.to_path_buf(), log }, state))
+        for lost in &damaged {
+            tracing::error!(
+                dir = %dir.display(),
+                first_offset = lost.first_offset,
+                next_offset = lost.next_offset,
+                reason = %lost.reason,
+                "records of the group log cannot be read: the commits in them are lost, every other is kept"
+            );
+        }
+        Ok((GroupStore { dir: dir.to_path_buf(), log, damaged }, state))
+    }
+
+    /// What the replay on open could not read (kept after a compaction, until
+    /// the next open).
+    pub fn damaged(&self) -> &[DamagedRecords] {
+        &self.damaged
     }
 
     /// Appends records as one batch; returns the files to fsync before the
@@ -201,7 +254,8 @@ impl GroupStore {
             std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
         }
         {
-            let mut snapshot = GroupStore { dir: fresh.clone(), log: Log::open(&fresh, log_config(), false)? };
+            let log = Log::open(&fresh, log_config(), false)?;
+            let mut snapshot = GroupStore { dir: fresh.clone(), log, damaged: Vec::new() };
             snapshot.append(&state.snapshot(), now_ms)?;
             snapshot.log.flush_all()?;
         }
@@ -212,7 +266,13 @@ impl GroupStore {
             File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
         }
         self.log = Log::open(&self.dir, log_config(), true)?;
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        if self.damaged.is_empty() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        } else {
+            let aside = self.dir.with_extension(format!("damaged-{now_ms}"));
+            std::fs::rename(&old, &aside).map_err(io(&old))?;
+            tracing::warn!(kept = %aside.display(), "compacted a damaged group log; the old log is kept aside");
+        }
         Ok(())
     }
 
@@ -303,6 +363,90 @@ mod tests {
         std::fs::rename(&path, path.with_extension("compacted")).unwrap();
         let (_, reopened) = GroupStore::open(&path, false).unwrap();
         assert_eq!(reopened, state);
+    }
+
+    /// Flips a bit inside the `n`th batch of the group log's first segment.
+    fn damage_batch(path: &Path, n: usize) {
+        use std::os::unix::fs::FileExt;
+        let segment = path.join(format!("{:020}.log", 0));
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment).unwrap();
+        let mut position = 0u64;
+        for _ in 0..n {
+            let mut header = [0u8; batch::HEADER_BYTES];
+            file.read_exact_at(&mut header, position).unwrap();
+            position += batch::BatchHeader::parse(&header).unwrap().total_bytes() as u64;
+        }
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, position + 60).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x10], position + 60).unwrap();
+    }
+
+    fn tp(partition: u32) -> TopicPartition {
+        TopicPartition { topic: "t".into(), partition }
+    }
+
+    #[test]
+    fn a_damaged_record_loses_only_its_commits() {
+        for clean in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("g");
+            {
+                let (mut store, _) = GroupStore::open(&path, false).unwrap();
+                // One batch per commit: t/0 at 1, t/1 at 1, t/2 at 1, t/0 at 5, t/3 at 7.
+                for (partition, at) in [(0, 1), (1, 1), (2, 1), (0, 5), (3, 7)] {
+                    store.append(&[offset("t", partition, at)], 1).unwrap();
+                }
+                store.flush_all().unwrap();
+            }
+            // The commits of t/1 and the second of t/0.
+            damage_batch(&path, 1);
+            damage_batch(&path, 3);
+            let (store, state) = GroupStore::open(&path, clean).unwrap();
+            let kept: Vec<(u32, i64)> = state.offsets.iter().map(|(tp, c)| (tp.partition, c.offset)).collect();
+            assert_eq!(kept, [(0, 1), (2, 1), (3, 7)], "clean {clean}: the last readable commit of each");
+            let lost: Vec<(i64, i64)> = store.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect();
+            assert_eq!(lost, [(1, 2), (3, 4)]);
+            assert!(store.damaged()[0].reason.contains("checksum"), "{:?}", store.damaged());
+        }
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_is_skipped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        {
+            let (mut store, _) = GroupStore::open(&path, false).unwrap();
+            store.append(&[offset("t", 0, 4)], 1).unwrap();
+            let junk = Record { value: Some(Bytes::from_static(b"{\"type\":")), ..Record::default() };
+            store.log.append(batch::encode(&[junk]).unwrap(), 1).unwrap();
+            store.append(&[offset("t", 1, 9)], 1).unwrap();
+            store.flush_all().unwrap();
+        }
+        let (store, state) = GroupStore::open(&path, true).unwrap();
+        assert_eq!((state.offsets[&tp(0)].offset, state.offsets[&tp(1)].offset), (4, 9));
+        assert_eq!(store.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect::<Vec<_>>(), [(1, 2)]);
+    }
+
+    #[test]
+    fn compaction_keeps_a_damaged_log_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        {
+            let (mut store, _) = GroupStore::open(&path, false).unwrap();
+            for at in 0..3 {
+                store.append(&[offset("t", 0, at)], 1).unwrap();
+            }
+            store.flush_all().unwrap();
+        }
+        damage_batch(&path, 1);
+        let (mut store, state) = GroupStore::open(&path, true).unwrap();
+        store.compact(&state, 7).unwrap();
+        assert_eq!(store.damaged().len(), 1, "still reported");
+        let kept = path.with_extension("damaged-7");
+        assert!(kept.join(format!("{:020}.log", 0)).exists(), "the damaged log is kept at {kept:?}");
+        drop(store);
+        let (store, reopened) = GroupStore::open(&path, true).unwrap();
+        assert_eq!((reopened, store.damaged().len()), (state, 0));
     }
 
     #[test]

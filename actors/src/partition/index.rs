@@ -202,6 +202,13 @@ impl<E: Entry> IndexFile<E> {
     /// # Errors
     ///
     /// [`LogError::Io`] if the file cannot be rewritten.
+    /// Drops `entry` from the entries in memory (it disagrees with the log);
+    /// the file keeps it.
+    pub fn forget(&mut self, entry: E) {
+        self.entries.retain(|e| *e != entry);
+        self.file_matches = false;
+    }
+
     pub fn replace(&mut self, entries: Vec<E>) -> Result<(), LogError> {
         if self.file_matches && entries == self.entries {
             return Ok(());

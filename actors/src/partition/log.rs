@@ -5,24 +5,37 @@
 //!
 //! - there is always at least one segment; their base offsets increase, and each
 //!   segment ends exactly where the next begins, so offsets run on without a gap
-//!   from `log_start_offset` (the first segment's base) to `log_end_offset`;
-//! - only the active segment grows; a non-active segment is never empty;
+//!   from `log_start_offset` (the first segment's base) to `log_end_offset`.
+//!   Some of those offsets may stand in damaged ranges (`damage.rs`): bytes
+//!   that hold no valid batch, or are missing, which reads refuse with
+//!   [`LogError::Damaged`] naming the range;
+//! - only the active segment grows;
 //! - batches are stored exactly as appended, after their base offset was set:
-//!   a read returns those bytes unchanged. Appends and recovery check every
-//!   checksum; reads check headers only and leave checksums to the consumer.
+//!   a read returns those bytes unchanged, after checking each one (its CRC,
+//!   and that its base offset follows the previous batch).
 //!
 //! Durability is the caller's: appends do not fsync. [`Log::take_unsynced`]
 //! hands out the files to fsync, so that a separate thread can group-commit them
 //! off the event loop; [`Log::flush_all`] fsyncs everything at shutdown.
 //!
-//! Recovery on open (segment by segment, see `segment.rs`): leftover `.deleted`
-//! and `.tmp` files are removed and files that are not segment files are left
-//! alone. Each segment's tail after its last index entry is validated; after an
-//! unclean shutdown the last two segments are validated whole (the previous one
-//! may have been rolled just before the crash, before its fsync). A torn or
-//! corrupt tail is truncated. A segment that does not end where the next one
-//! begins ends the log: the later segments are removed, since a log with a gap
-//! or an overlap would serve wrong offsets.
+//! Recovery on open (segment by segment, see `segment.rs`) never deletes nor
+//! overwrites data it has not proven unrecoverable, and never gives an offset
+//! out twice. Leftover `.deleted` and `.tmp` files are removed and files that
+//! are not segment files are left alone. Each segment's tail after its last
+//! index entry is validated; after an unclean shutdown the last two segments
+//! are validated whole (the previous one may have been rolled just before the
+//! crash, before its fsync). Bytes that fail validation are:
+//!
+//! - at the end of the active segment after an unclean shutdown, with no valid
+//!   batch after them: a torn write, truncated (the only truncation);
+//! - anywhere else: a damaged range, kept and logged; the offsets after it keep
+//!   their place. A sealed segment that ends short of the next one's base
+//!   offset ends in a damaged range up to it; the active segment's damaged
+//!   tail (after a clean shutdown) counts past every offset it may hold.
+//!
+//! Damage in parts that recovery trusted (the indexed part of each segment) is
+//! found when a read meets it, or by [`Log::scrub`], which checks the sealed
+//! segments a little at a time.
 //!
 //! Pure `std::fs`, no actor or async runtime: the partition actor owns one `Log`.
 
@@ -33,9 +46,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::segment::{self, Segment, DELETED_SUFFIX, LOG_SUFFIX};
+pub use super::damage::Damage;
+use super::segment::{self, Recovery, Segment, DELETED_SUFFIX, LOG_SUFFIX};
 use crate::batch::{self, BatchError, BatchHeader};
 
 /// Leftover temporary files with this suffix are removed on open.
@@ -82,6 +96,14 @@ pub enum LogError {
     /// A batch to append is larger than a segment may be.
     #[error("batch of {size} bytes exceeds segment_max_bytes {max}")]
     BatchTooLarge { size: usize, max: u64 },
+    /// A read asked for an offset in a damaged range: the stored bytes that
+    /// hold it failed their checks or are missing. Reading from the range's
+    /// `next_offset` goes past it.
+    #[error(
+        "offsets {} to {} are damaged on disk (segment {}, {} bytes at {}: {}); the next readable offset is {}",
+        .0.first_offset, .0.next_offset - 1, .0.segment_base, .0.bytes, .0.position, .0.reason, .0.next_offset
+    )]
+    Damaged(Damage),
 }
 
 impl LogError {
@@ -126,6 +148,9 @@ pub struct Log {
     unsynced: Vec<Arc<File>>,
     /// Whether the active `.log` file was written since the last `take_unsynced`.
     active_unsynced: bool,
+    /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
+    /// and the base offset of the batch there.
+    scrub_cursor: (i64, u64, i64),
 }
 
 impl Log {
@@ -149,43 +174,32 @@ impl Log {
         let bases = clean_directory(dir)?;
 
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        let mut dir_changed = false;
         for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
             let full_check = !clean_shutdown && i + 2 >= bases.len();
-            let segment = Segment::open(dir, base, full_check, config.index_interval_bytes)?;
-            let end = segment.next_offset();
-            segments.push(segment);
-            let later = &bases[i + 1..];
-            if later.first().is_some_and(|&next| next != end) {
-                warn!(
-                    dir = %dir.display(),
-                    segment = base,
-                    end_offset = end,
-                    next_base_offset = later[0],
-                    removed_segments = later.len(),
-                    "segment does not end where the next begins; removing the later segments"
-                );
-                for &base in later {
-                    segment::remove_files(dir, base)?;
-                }
-                dir_changed = true;
-                break;
-            }
+            let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
+            segments.push(Segment::open(dir, base, full_check, config.index_interval_bytes, recovery)?);
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
-            dir_changed = true;
-        }
-        if dir_changed {
             dir_file.sync_all().map_err(LogError::io(dir))?;
         }
-        let log =
-            Log { dir: dir.to_path_buf(), dir_file, config, segments, unsynced: Vec::new(), active_unsynced: false };
+        let scrub_cursor = (segments[0].base_offset(), 0, segments[0].base_offset());
+        let log = Log {
+            dir: dir.to_path_buf(),
+            dir_file,
+            config,
+            segments,
+            unsynced: Vec::new(),
+            active_unsynced: false,
+            scrub_cursor,
+        };
         debug!(
             dir = %dir.display(),
             log_start_offset = log.log_start_offset(),
             log_end_offset = log.log_end_offset(),
             segments = log.segments.len(),
+            damaged_ranges = log.damaged().len(),
             "opened log"
         );
         Ok(log)
@@ -259,15 +273,17 @@ impl Log {
 
     /// Whole batches, as stored, from the one holding `offset`: it stops before
     /// the total would exceed `max_bytes` (but returns at least one batch if any
-    /// is available) and before any batch not entirely below `max_offset` (the
-    /// caller's high watermark). Empty at the log end offset.
+    /// is available), before any batch not entirely below `max_offset` (the
+    /// caller's high watermark), and before a damaged range. Empty at the log
+    /// end offset. Every batch is checked before it is returned; a damaged
+    /// range met for the first time is recorded and logged.
     ///
     /// # Errors
     ///
     /// [`LogError::OffsetOutOfRange`] for an offset outside
-    /// `[log_start_offset, log_end_offset]`; [`LogError::Io`] on a failed read;
-    /// [`LogError::InvalidBatch`] if the stored bytes at `offset` do not parse.
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, LogError> {
+    /// `[log_start_offset, log_end_offset]`; [`LogError::Damaged`] for an offset
+    /// in a damaged range below `max_offset`; [`LogError::Io`] on a failed read.
+    pub fn read(&mut self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, LogError> {
         let (log_start_offset, log_end_offset) = (self.log_start_offset(), self.log_end_offset());
         if offset < log_start_offset || offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
@@ -275,29 +291,73 @@ impl Log {
         let mut out = BytesMut::new();
         let first = self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
         let mut from = offset;
-        for segment in &self.segments[first..] {
-            if !segment.read_into(from, &mut out, max_bytes, max_offset)? {
-                break;
+        for segment in &mut self.segments[first..] {
+            match segment.read_into(from, &mut out, max_bytes, max_offset) {
+                Ok(true) => from = segment.next_offset(),
+                Ok(false) => break,
+                // What was read before the range is served; the next read
+                // starts in it and gets the error.
+                Err(LogError::Damaged(_)) if !out.is_empty() => break,
+                Err(LogError::Damaged(span)) if span.first_offset >= max_offset => break,
+                Err(err) => return Err(err),
             }
-            from = segment.next_offset();
         }
         Ok(ReadResult { bytes: out.freeze(), log_start_offset, log_end_offset })
     }
 
     /// Kafka's ListOffsets by timestamp: the offset of the first record whose
-    /// timestamp is at least `ts`, or `None` if there is none.
+    /// timestamp is at least `ts`, or `None` if there is none. Records in
+    /// damaged ranges are not looked at.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] on a failed read; [`LogError::InvalidBatch`] if a stored
-    /// batch does not parse.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<i64>, LogError> {
-        for segment in &self.segments {
+    /// [`LogError::Io`] on a failed read.
+    pub fn offset_for_timestamp(&mut self, ts: i64) -> Result<Option<i64>, LogError> {
+        for segment in &mut self.segments {
             if let Some(offset) = segment.offset_for_timestamp(ts)? {
                 return Ok(Some(offset));
             }
         }
         Ok(None)
+    }
+
+    /// Every damaged range known so far (found on open, by reads, or by the
+    /// scrub), in offset order.
+    pub fn damaged(&self) -> Vec<Damage> {
+        self.segments.iter().flat_map(|s| s.damage().iter().cloned()).collect()
+    }
+
+    /// Checks about `max_bytes` more of the sealed segments (every segment but
+    /// the active one), going on where the last call stopped and starting over
+    /// after the last sealed segment, and records the damaged ranges it finds.
+    /// Returns whether it finished a pass over every sealed segment.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] on a failed read.
+    pub fn scrub(&mut self, max_bytes: u64) -> Result<bool, LogError> {
+        let sealed = self.segments.len() - 1;
+        let (base, position, expected) = self.scrub_cursor;
+        // The segment the cursor is in, or the next one if retention removed it.
+        let at = self.segments[..sealed].partition_point(|s| s.base_offset() < base);
+        let Some(segment) = self.segments[..sealed].get_mut(at) else {
+            self.scrub_cursor = (self.segments[0].base_offset(), 0, self.segments[0].base_offset());
+            return Ok(true);
+        };
+        let start = if segment.base_offset() == base { (position, expected) } else { (0, segment.base_offset()) };
+        match segment.scrub(start.0, start.1, max_bytes)? {
+            Some((position, expected)) => self.scrub_cursor = (segment.base_offset(), position, expected),
+            None if at + 1 < sealed => {
+                let next = self.segments[at + 1].base_offset();
+                self.scrub_cursor = (next, 0, next);
+            }
+            None => {
+                self.scrub_cursor = (self.segments[0].base_offset(), 0, self.segments[0].base_offset());
+                info!(dir = %self.dir.display(), damaged_ranges = self.damaged().len(), "scrub finished a pass");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The first offset still in the log: the first segment's base offset.
@@ -350,8 +410,9 @@ impl Log {
     }
 
     /// Removes whole non-active segments from the oldest on while one is expired
-    /// by age (its newest timestamp is before `now_ms - retention_ms`) or by size
-    /// (the log would still hold at least `retention_bytes` without it). Renames
+    /// by age (its newest timestamp, or its file time when no batch is
+    /// readable, is before `now_ms - retention_ms`) or by size (the log would
+    /// still hold at least `retention_bytes` without it). Renames
     /// their files to `<name>.deleted` and returns those paths for the caller to
     /// delete off the event loop. The log start offset moves to the next
     /// segment's base offset.
@@ -364,7 +425,7 @@ impl Log {
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let by_age = self.config.retention_ms >= 0
-                && oldest.max_timestamp() < now_ms.saturating_sub(self.config.retention_ms);
+                && oldest.retention_timestamp() < now_ms.saturating_sub(self.config.retention_ms);
             let by_size = u64::try_from(self.config.retention_bytes)
                 .is_ok_and(|limit| self.size_bytes() - oldest.size() >= limit);
             if !by_age && !by_size {
@@ -437,256 +498,5 @@ fn clean_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use crate::batch::Record;
-
-    /// A batch of `count` records with timestamps `ts, ts + 1, ...` and values of
-    /// `value_len` bytes.
-    pub(in crate::partition) fn batch_of(count: usize, ts: i64, value_len: usize) -> BytesMut {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                value: Some(Bytes::from(vec![b'v'; value_len])),
-                timestamp: ts + i as i64,
-                ..Record::default()
-            })
-            .collect();
-        batch::encode(&records).unwrap()
-    }
-
-    pub(in crate::partition) fn config(segment_max_bytes: u64) -> LogConfig {
-        LogConfig {
-            segment_max_bytes,
-            segment_ms: u64::MAX,
-            index_interval_bytes: 256,
-            retention_ms: -1,
-            retention_bytes: -1,
-        }
-    }
-
-    /// The offsets of every record in `bytes`, which must be whole valid batches.
-    pub(in crate::partition) fn offsets(bytes: &[u8]) -> Vec<i64> {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let header = batch::validate(rest).unwrap();
-            rest = &rest[header.total_bytes()..];
-        }
-        batch::decode_all(bytes).unwrap().iter().map(|r| r.offset).collect()
-    }
-
-    /// Appends `batches` batches of 3 records of 100 bytes, timestamps from 1000.
-    pub(in crate::partition) fn fill(log: &mut Log, batches: usize) {
-        for i in 0..batches {
-            log.append(batch_of(3, 1000 + 10 * i as i64, 100), 0).unwrap();
-        }
-    }
-
-    #[test]
-    fn a_new_log_has_one_empty_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(&dir.path().join("p0"), config(4096), true).unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count(), log.size_bytes()), (0, 0, 1, 0));
-        for suffix in ["log", "index", "timeindex"] {
-            assert!(dir.path().join("p0").join(format!("00000000000000000000.{suffix}")).exists());
-        }
-        assert!(log.read(0, 1000, i64::MAX).unwrap().bytes.is_empty());
-    }
-
-    #[test]
-    fn appends_read_back_across_segments_with_continuous_offsets() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(2048), true).unwrap();
-        for i in 0..100 {
-            let info = log.append(batch_of(3, 1000 + i, 100), 0).unwrap();
-            assert_eq!((info.base_offset, info.last_offset, info.max_timestamp), (3 * i, 3 * i + 2, 1002 + i));
-        }
-        assert_eq!(log.log_end_offset(), 300);
-        assert!(log.segment_count() > 5, "{} segments", log.segment_count());
-        let all = log.read(0, usize::MAX, i64::MAX).unwrap();
-        assert_eq!(offsets(&all.bytes), (0..300).collect::<Vec<_>>());
-        assert_eq!(all.bytes.len() as u64, log.size_bytes());
-        for offset in 0..300 {
-            let read = log.read(offset, 1, i64::MAX).unwrap();
-            assert_eq!(offsets(&read.bytes)[0], offset / 3 * 3, "offset {offset}");
-        }
-    }
-
-    #[test]
-    fn reads_respect_max_bytes_and_max_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(1 << 20), true).unwrap();
-        fill(&mut log, 10);
-        let batch_len = batch_of(3, 0, 100).len();
-        let read = log.read(4, 2 * batch_len + batch_len / 2, i64::MAX).unwrap();
-        assert_eq!(offsets(&read.bytes), (3..9).collect::<Vec<_>>());
-        assert_eq!((read.log_start_offset, read.log_end_offset), (0, 30));
-        assert_eq!(offsets(&log.read(4, 10, i64::MAX).unwrap().bytes), vec![3, 4, 5], "at least one batch");
-        assert_eq!(offsets(&log.read(0, usize::MAX, 9).unwrap().bytes), (0..9).collect::<Vec<_>>());
-        assert_eq!(offsets(&log.read(0, usize::MAX, 8).unwrap().bytes), (0..6).collect::<Vec<_>>());
-        assert!(log.read(9, usize::MAX, 9).unwrap().bytes.is_empty());
-        assert!(log.read(7, 10, 8).unwrap().bytes.is_empty(), "no batch below max_offset");
-        assert!(log.read(30, usize::MAX, i64::MAX).unwrap().bytes.is_empty());
-    }
-
-    #[test]
-    fn offsets_outside_the_log_are_out_of_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(1 << 20), true).unwrap();
-        fill(&mut log, 2);
-        for offset in [-1, 7, i64::MAX] {
-            assert!(matches!(
-                log.read(offset, 100, i64::MAX),
-                Err(LogError::OffsetOutOfRange { log_start_offset: 0, log_end_offset: 6, .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn bad_and_oversized_batches_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(1024), true).unwrap();
-        let mut bad = batch_of(1, 0, 10);
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        assert!(matches!(log.append(bad, 0), Err(LogError::InvalidBatch(BatchError::Checksum { .. }))));
-        let mut trailing = batch_of(1, 0, 10);
-        trailing.extend_from_slice(b"xx");
-        assert!(matches!(log.append(trailing, 0), Err(LogError::InvalidBatch(_))));
-        assert!(matches!(log.append(batch_of(1, 0, 2000), 0), Err(LogError::BatchTooLarge { max: 1024, .. })));
-        assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
-    }
-
-    #[test]
-    fn offset_for_timestamp_finds_the_first_record_at_or_after() {
-        // Batches of 500 bytes: every one, every other one, or none is indexed.
-        for index_interval_bytes in [0, 600, 1 << 20] {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = LogConfig { index_interval_bytes, ..config(2100) };
-            offset_for_timestamp_case(dir.path(), cfg);
-        }
-    }
-
-    fn offset_for_timestamp_case(dir: &Path, cfg: LogConfig) {
-        let mut log = Log::open(dir, cfg.clone(), true).unwrap();
-        // Timestamps go back and forth, so the largest so far is what the time
-        // index must hold for a lookup to be right.
-        for ts in [100, 500, 200, 300, 900, 400, 1000, 950, 50, 1200, 1100, 150] {
-            assert_eq!(batch_of(2, ts, 200).len(), 500);
-            log.append(batch_of(2, ts, 200), 0).unwrap();
-        }
-        assert!(log.segment_count() > 2);
-        let records = batch::decode_all(&log.read(0, usize::MAX, i64::MAX).unwrap().bytes).unwrap();
-        let expected = |ts: i64| records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset);
-        let check = |log: &Log| {
-            for ts in (0..1300).step_by(25).chain([501, 502, 1201, 1202]) {
-                assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected(ts), "ts {ts}");
-            }
-        };
-        check(&log);
-        assert_eq!(log.offset_for_timestamp(300).unwrap(), Some(2));
-        assert_eq!(log.offset_for_timestamp(2000).unwrap(), None);
-        drop(log);
-        check(&Log::open(dir, cfg.clone(), true).unwrap());
-        check(&Log::open(dir, cfg, false).unwrap());
-    }
-
-    #[test]
-    fn retention_by_size_keeps_the_active_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(2048), true).unwrap();
-        fill(&mut log, 40);
-        let (segments, size) = (log.segment_count(), log.size_bytes());
-        let mut cfg = config(2048);
-        cfg.retention_bytes = (size / 2) as i64;
-        log.set_config(cfg.clone());
-        let removed = log.apply_retention(0).unwrap();
-        assert!(!removed.is_empty() && removed.iter().all(|p| p.exists() && p.to_str().unwrap().ends_with(".deleted")));
-        assert!(log.size_bytes() >= size / 2 && log.segment_count() < segments);
-        assert!(log.log_start_offset() > 0);
-        let first = log.read(log.log_start_offset(), 1, i64::MAX).unwrap();
-        assert_eq!(offsets(&first.bytes)[0], log.log_start_offset());
-        assert!(matches!(log.read(0, 1, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
-
-        cfg.retention_bytes = 0;
-        log.set_config(cfg.clone());
-        log.apply_retention(0).unwrap();
-        assert_eq!((log.segment_count(), log.log_end_offset()), (1, 120));
-        assert_eq!(log.log_start_offset(), offsets(&log.read(log.log_start_offset(), 1, i64::MAX).unwrap().bytes)[0]);
-        let start = log.log_start_offset();
-        drop(log);
-        let log = Log::open(dir.path(), cfg, true).unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, 120));
-        assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_str()
-            .unwrap()
-            .ends_with(".deleted")));
-    }
-
-    #[test]
-    fn retention_by_age_removes_only_old_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(2048);
-        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
-        for ts in [100, 100, 100, 100, 100, 100, 5000, 5000, 5000, 5000, 5000, 5000] {
-            log.append(batch_of(3, ts, 100), 0).unwrap();
-        }
-        let segments = log.segment_count();
-        cfg.retention_ms = 1000;
-        log.set_config(cfg);
-        assert!(log.apply_retention(1000).unwrap().is_empty(), "nothing older than 0");
-        assert!(!log.apply_retention(3000).unwrap().is_empty());
-        assert!(log.segment_count() < segments && log.segment_count() > 1);
-        // Offsets 0..18 have timestamps 100..=102, 18..36 have 5000..=5002:
-        // only segments wholly below 18 may go, and at least one did.
-        let start = log.log_start_offset();
-        assert!(start > 0 && start <= 18, "log start {start}");
-        let kept = log.read(start, usize::MAX, i64::MAX).unwrap();
-        assert_eq!(offsets(&kept.bytes), (start..36).collect::<Vec<_>>());
-        log.apply_retention(i64::MAX).unwrap();
-        assert_eq!(log.segment_count(), 1, "the active segment stays");
-        assert!(log.log_start_offset() < log.log_end_offset());
-    }
-
-    #[test]
-    fn the_active_segment_rolls_by_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(1 << 20);
-        cfg.segment_ms = 1000;
-        let mut log = Log::open(dir.path(), cfg, true).unwrap();
-        log.append(batch_of(1, 0, 10), 5000).unwrap();
-        log.append(batch_of(1, 0, 10), 5999).unwrap();
-        assert_eq!(log.segment_count(), 1);
-        log.append(batch_of(1, 0, 10), 6000).unwrap();
-        assert_eq!(log.segment_count(), 2);
-        assert!(dir.path().join("00000000000000000002.log").exists());
-        log.append(batch_of(1, 0, 10), 6999).unwrap();
-        assert_eq!(log.segment_count(), 2, "age counts from the first append to the new segment");
-    }
-
-    #[test]
-    fn take_unsynced_names_the_files_to_fsync() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), config(1024), true).unwrap();
-        assert!(log.take_unsynced().is_empty());
-        log.append(batch_of(1, 0, 400), 0).unwrap();
-        let files = log.take_unsynced();
-        assert_eq!(files.len(), 1);
-        assert!(Arc::ptr_eq(&files[0], log.active().log_file()));
-        assert!(log.take_unsynced().is_empty());
-
-        let before = Arc::clone(log.active().log_file());
-        log.append(batch_of(1, 0, 800), 0).unwrap();
-        assert_eq!(log.segment_count(), 2);
-        let files = log.take_unsynced();
-        assert!(files.iter().any(|f| Arc::ptr_eq(f, &before)), "the previous .log");
-        assert!(files.iter().any(|f| Arc::ptr_eq(f, &log.dir_file)), "the directory");
-        assert!(files.iter().any(|f| Arc::ptr_eq(f, log.active().log_file())), "the new active .log");
-        for file in files {
-            file.sync_data().unwrap();
-        }
-        log.flush_all().unwrap();
-        assert!(log.take_unsynced().is_empty());
-    }
-}
+#[path = "log_tests.rs"]
+pub(super) mod tests;

@@ -25,10 +25,17 @@
 //!   `KAFKA_STORAGE_ERROR`, whatever the policy; reads go on.
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
+//! - A fetch at an offset in a damaged range of the log gets `CORRUPT_MESSAGE`
+//!   naming the range ([`BrokerError::damaged`]); [`Describe`] lists the
+//!   ranges found so far. Every second, while the broker-wide [`ScrubBudget`]
+//!   allows, the actor checks a little more of its sealed segments.
 
+mod damage;
 mod failures;
 mod index;
 pub mod log;
+mod scan;
+pub mod scrub;
 mod segment;
 
 use std::collections::HashMap;
@@ -45,7 +52,13 @@ use crate::error::{BrokerError, ErrorCode};
 use crate::now_ms;
 use crate::topic_config::{TimestampType, TopicConfig};
 use crate::writer::SyncWriter;
-use log::Log;
+use log::{Damage, Log};
+use scrub::ScrubBudget;
+
+/// How often a partition runs a step of the background scrub.
+const SCRUB_TICK: Duration = Duration::from_secs(1);
+/// The most one step of the background scrub reads, in bytes.
+const SCRUB_STEP_MAX_BYTES: u64 = 1 << 20;
 
 /// The durability setting: when an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,6 +78,8 @@ pub struct PartitionSettings {
     pub flush: FlushPolicy,
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
+    /// The background scrub's allowance, shared by every partition.
+    pub scrub: ScrubBudget,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -156,19 +171,18 @@ impl Partition {
         self.log.as_ref().ok_or_else(|| self.unavailable())
     }
 
-    fn unavailable(&self) -> BrokerError {
-        if self.shut_down {
-            BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
-        } else if self.closed {
-            BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
-        } else {
-            BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
-        }
+    fn log_mut(&mut self) -> Result<&mut Log, BrokerError> {
+        let (shut_down, closed) = (self.shut_down, self.closed);
+        self.log.as_mut().ok_or_else(|| unavailable(shut_down, closed))
     }
 
-    fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
-        let log = self.log()?;
-        let read = log.read(offset, max_bytes, self.high_watermark)?;
+    fn unavailable(&self) -> BrokerError {
+        unavailable(self.shut_down, self.closed)
+    }
+
+    fn read(&mut self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
+        let high_watermark = self.high_watermark;
+        let read = self.log_mut()?.read(offset, max_bytes, high_watermark)?;
         Ok(FetchResult {
             records: read.bytes,
             high_watermark: self.high_watermark,
@@ -239,6 +253,21 @@ impl Partition {
             Err(err) => tracing::error!(%err, topic = %self.topic, partition = self.partition, "retention failed"),
         }
     }
+
+    /// Checks as much of the sealed segments as the scrub's allowance gives.
+    fn scrub_step(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        if log.segment_count() < 2 {
+            return;
+        }
+        let granted = self.settings.scrub.take(SCRUB_STEP_MAX_BYTES);
+        if granted == 0 {
+            return;
+        }
+        if let Err(err) = log.scrub(granted) {
+            tracing::error!(%err, topic = %self.topic, partition = self.partition, "scrub failed to read the log");
+        }
+    }
 }
 
 impl Actor for Partition {
@@ -257,6 +286,9 @@ impl Actor for Partition {
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
         ctx.run_interval(every, |act, _| act.enforce_retention());
+        if self.settings.scrub.is_on() {
+            ctx.run_interval(SCRUB_TICK, |act, _| act.scrub_step());
+        }
     }
 }
 
@@ -359,6 +391,17 @@ impl Handler<Append> for Partition {
     }
 }
 
+/// Why a partition without an open log refuses a request.
+fn unavailable(shut_down: bool, closed: bool) -> BrokerError {
+    if shut_down {
+        BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
+    } else if closed {
+        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
+    } else {
+        BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
+    }
+}
+
 fn fail<T: 'static>(err: BrokerError) -> ResponseActFuture<Partition, Result<T, BrokerError>> {
     Box::pin(fut::ready(Err(err)))
 }
@@ -416,18 +459,19 @@ impl Handler<ListOffsets> for Partition {
     type Result = ResponseFuture<Result<i64, BrokerError>>;
 
     fn handle(&mut self, msg: ListOffsets, _: &mut Context<Self>) -> Self::Result {
+        let high_watermark = self.high_watermark;
         let answer = (|| {
-            let log = self.log()?;
+            let log = self.log_mut()?;
             match msg.timestamp {
                 -2 => Ok(Some(log.log_start_offset())),
                 // Appends before this request may still be on their way to disk:
                 // answer once they are visible, so requests keep their order.
-                -1 if log.log_end_offset() > self.high_watermark => Ok(None),
-                -1 => Ok(Some(self.high_watermark)),
+                -1 if log.log_end_offset() > high_watermark => Ok(None),
+                -1 => Ok(Some(high_watermark)),
                 ts if ts < 0 => {
                     Err(BrokerError::new(ErrorCode::INVALID_TIMESTAMP, format!("timestamp {ts} is not valid")))
                 }
-                ts => Ok(Some(log.offset_for_timestamp(ts)?.filter(|o| *o < self.high_watermark).unwrap_or(-1))),
+                ts => Ok(Some(log.offset_for_timestamp(ts)?.filter(|o| *o < high_watermark).unwrap_or(-1))),
             }
         })();
         match answer {
@@ -449,7 +493,7 @@ impl Handler<ListOffsets> for Partition {
 pub struct Describe;
 
 /// A partition's bounds and size, as describe reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
     pub partition: u32,
     pub log_start_offset: i64,
@@ -457,6 +501,8 @@ pub struct PartitionState {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u64,
+    /// Damaged ranges found so far (on open, by reads, by the scrub).
+    pub damaged: Vec<Damage>,
 }
 
 impl Handler<Describe> for Partition {
@@ -471,6 +517,7 @@ impl Handler<Describe> for Partition {
             high_watermark: self.high_watermark,
             size_bytes: log.size_bytes(),
             segments: log.segment_count() as u64,
+            damaged: log.damaged(),
         })
     }
 }
@@ -516,5 +563,7 @@ impl Handler<Shutdown> for Partition {
     }
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

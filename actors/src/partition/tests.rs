@@ -14,7 +14,12 @@ use crate::batch::Record;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn settings() -> PartitionSettings {
-    PartitionSettings { flush: FlushPolicy::Always, flush_interval_ms: 10, retention_check_interval_ms: 60_000 }
+    PartitionSettings {
+        flush: FlushPolicy::Always,
+        flush_interval_ms: 10,
+        retention_check_interval_ms: 60_000,
+        scrub: ScrubBudget::new(0),
+    }
 }
 
 fn partition(dir: &Path, writer: &SyncWriter, clean_shutdown: bool) -> Partition {

@@ -1,6 +1,8 @@
 """Durability across a broker restart: topics, records and offsets survive."""
 
-from herald_client import Client
+import pytest
+
+from herald_client import Client, HeraldError
 
 CREATE_TIME = {"message_timestamp_type": "CreateTime"}
 
@@ -28,3 +30,28 @@ def test_records_survive_restart(broker, client, fetch_all):
             assert after.latest_offset("durable", partition) == len(records)
         [result] = after.produce("durable", [b"after restart"], partition=0)
         assert result["base_offset"] == len(expected[0])
+
+
+def test_a_damaged_range_is_named_and_can_be_skipped(broker, client):
+    client.create_topic("damaged", 1)
+    for value in (b"first", b"second", b"third"):
+        client.produce("damaged", [value], partition=0)
+    broker.stop()
+    # Flip a byte inside the second batch's records, on disk.
+    segment = broker.data_dir / "topics" / "damaged" / "0" / ("0" * 20 + ".log")
+    data = bytearray(segment.read_bytes())
+    second = 12 + int.from_bytes(data[8:12], "big")
+    data[second + 50] ^= 0x10
+    segment.write_bytes(bytes(data))
+    broker.start(broker.port)
+
+    with Client(broker.host, broker.port, timeout=10.0) as after:
+        assert [r.value for r in after.fetch("damaged", 0, 0).records] == [b"first"]
+        with pytest.raises(HeraldError) as caught:
+            after.fetch("damaged", 0, 1)
+        err = caught.value
+        assert (err.code, err.retriable) == (2, False)
+        assert (err.first_damaged_offset, err.next_valid_offset) == (1, 2)
+        assert [r.value for r in after.fetch("damaged", 0, 2).records] == [b"third"]
+        [partition] = after.describe_topic("damaged")["partitions"]
+        assert [(d["first_offset"], d["next_offset"]) for d in partition["damaged"]] == [(1, 2)]

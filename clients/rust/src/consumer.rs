@@ -60,12 +60,15 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// (topic, partition) → the next offset to read.
     positions: BTreeMap<(String, u32), i64>,
+    /// A fetch that met a damaged range while other partitions returned
+    /// records: reported by the next poll, so that neither is lost.
+    damaged: Option<ClientError>,
 }
 
 impl Consumer {
     /// A consumer on `client`'s connection, with no partition assigned yet.
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer { client, config, positions: BTreeMap::new() }
+        Consumer { client, config, positions: BTreeMap::new(), damaged: None }
     }
 
     /// Assigns a partition, starting at `start`.
@@ -105,14 +108,34 @@ impl Consumer {
         self.positions.get(&(topic.to_string(), partition)).copied()
     }
 
+    /// Moves the next offset to read of an assigned partition (for example
+    /// past a damaged range, to its `next_offset`). Returns false if the
+    /// partition is not assigned.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> bool {
+        match self.positions.get_mut(&(topic.to_string(), partition)) {
+            Some(position) => {
+                *position = offset;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Fetches from every assigned partition at once and returns the records,
     /// waiting up to `max_wait_ms` when none are available.
     ///
     /// # Errors
     ///
-    /// The first fetch error (e.g. `OFFSET_OUT_OF_RANGE`); positions of the
-    /// partitions that succeeded still advance.
+    /// The first fetch error (e.g. `OFFSET_OUT_OF_RANGE`) when no partition
+    /// returned records; positions of the partitions that succeeded still
+    /// advance. A fetch at an offset in a damaged range of the broker's log is
+    /// `CORRUPT_MESSAGE` with [`ClientError::damaged`] naming it (by the next
+    /// poll if others returned records): the position stays there until the
+    /// application [seeks](Consumer::seek) past it.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        if let Some(err) = self.damaged.take() {
+            return Err(err);
+        }
         let fetches = self.positions.iter().map(|((topic, partition), offset)| {
             let request = FetchRequest {
                 topic: topic.clone(),
@@ -140,12 +163,20 @@ impl Consumer {
                     }));
                 }
                 Err(err) => {
-                    first_error.get_or_insert(err);
+                    // A damaged range is the one error not to leave unreported.
+                    let first_is_damage = first_error.as_ref().is_some_and(|e: &ClientError| e.damaged().is_some());
+                    if first_error.is_none() || (err.damaged().is_some() && !first_is_damage) {
+                        first_error = Some(err);
+                    }
                 }
             }
         }
         match first_error {
             Some(err) if out.is_empty() => Err(err),
+            Some(err) if err.damaged().is_some() => {
+                self.damaged = Some(err);
+                Ok(out)
+            }
             _ => Ok(out),
         }
     }

@@ -136,6 +136,9 @@ pub struct GroupConsumer {
     heartbeats: Option<tokio::task::JoinHandle<()>>,
     events: VecDeque<GroupEvent>,
     last_commit: Instant,
+    /// A fetch that met a damaged range while other partitions returned
+    /// records: reported by the next poll, so that neither is lost.
+    damaged: Option<ClientError>,
 }
 
 fn to_wire(set: &BTreeSet<TopicPartitionKey>) -> Vec<TopicPartitions> {
@@ -167,6 +170,7 @@ impl GroupConsumer {
             heartbeats: None,
             events: VecDeque::new(),
             last_commit: Instant::now(),
+            damaged: None,
         };
         consumer.rejoin().await?;
         Ok(consumer)
@@ -247,8 +251,14 @@ impl GroupConsumer {
     ///
     /// # Errors
     ///
-    /// A fetch, commit or join error that cannot be recovered here.
+    /// A fetch, commit or join error that cannot be recovered here. A fetch at
+    /// an offset in a damaged range of the broker's log is `CORRUPT_MESSAGE`
+    /// with [`ClientError::damaged`] naming it: the position stays there until
+    /// the application [seeks](GroupConsumer::seek) past it.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        if let Some(err) = self.damaged.take() {
+            return Err(err);
+        }
         self.apply_assignment().await?;
         if self.config.auto_commit
             && self.last_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
@@ -287,6 +297,7 @@ impl GroupConsumer {
         });
         let mut out = Vec::new();
         let mut disconnected = false;
+        let mut damaged = None;
         for (topic, partition, fetched) in join_all(fetches).await {
             let key = (topic.clone(), partition);
             match fetched {
@@ -311,6 +322,9 @@ impl GroupConsumer {
                 // once too, so connect again now rather than spin until the
                 // heartbeat task reports it.
                 Err(ClientError::Closed | ClientError::Io(_)) => disconnected = true,
+                Err(err) if err.damaged().is_some() => {
+                    damaged.get_or_insert(err);
+                }
                 Err(err) if err.retriable() => {}
                 Err(err) => return Err(err),
             }
@@ -318,7 +332,13 @@ impl GroupConsumer {
         if disconnected {
             self.reconnect().await?;
         }
-        Ok(out)
+        match damaged {
+            Some(err) if out.is_empty() => Err(err),
+            damaged => {
+                self.damaged = damaged;
+                Ok(out)
+            }
+        }
     }
 
     async fn reset_position(&self, topic: &str, partition: u32) -> Result<i64, ClientError> {

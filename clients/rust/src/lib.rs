@@ -78,6 +78,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use herald_wire::batch;
+pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -111,6 +112,9 @@ pub enum ClientError {
         name: &'static str,
         /// The broker's explanation.
         message: String,
+        /// With `CORRUPT_MESSAGE` on a fetch: the damaged range the offset is
+        /// in; fetch from its `next_offset` to go past it.
+        damaged: Option<DamagedRange>,
     },
 }
 
@@ -119,6 +123,16 @@ impl ClientError {
     pub fn code(&self) -> Option<i16> {
         match self {
             ClientError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The damaged range a fetch met (`CORRUPT_MESSAGE`): the records from its
+    /// `first_offset` up to `next_offset` cannot be read. A consumer that
+    /// accepts losing them seeks to `next_offset`.
+    pub fn damaged(&self) -> Option<DamagedRange> {
+        match self {
+            ClientError::Broker { damaged, .. } => *damaged,
             _ => None,
         }
     }
@@ -138,8 +152,8 @@ impl ClientError {
             ClientError::Io(err) => ClientError::Io(std::io::Error::new(err.kind(), err.to_string())),
             ClientError::Closed => ClientError::Closed,
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
-            ClientError::Broker { code, name, message } => {
-                ClientError::Broker { code: *code, name, message: message.clone() }
+            ClientError::Broker { code, name, message, damaged } => {
+                ClientError::Broker { code: *code, name, message: message.clone(), damaged: *damaged }
             }
         }
     }
@@ -149,6 +163,7 @@ impl ClientError {
             code,
             name: ErrorCode::from_code(code).map_or("UNKNOWN_CODE", ErrorCode::name),
             message: message.unwrap_or_default(),
+            damaged: None,
         }
     }
 }
@@ -464,7 +479,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`.
+    /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`; `CORRUPT_MESSAGE`
+    /// with [`ClientError::damaged`] for an offset in a damaged range.
     pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
         self.request(op::FETCH, request).await
     }
@@ -473,7 +489,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`Client::fetch_raw`], or `CORRUPT_MESSAGE` for a batch that fails its checksum.
+    /// As [`Client::fetch_raw`], or `CORRUPT_MESSAGE` for a batch that fails its
+    /// checksum here or (with [`ClientError::damaged`]) on the broker's disk.
     pub async fn fetch(&self, request: &FetchRequest) -> Result<Fetched, ClientError> {
         let response = self.fetch_raw(request).await?;
         let records = batch::decode_all(&response.records)
@@ -526,7 +543,15 @@ pub struct Fetched {
 fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
     let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if header.error_code != 0 {
-        return Err(ClientError::broker(header.error_code, header.error_message));
+        let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
+            (Some(first_offset), Some(next_offset)) => Some(DamagedRange { first_offset, next_offset }),
+            _ => None,
+        };
+        let error = ClientError::broker(header.error_code, header.error_message);
+        return Err(match error {
+            ClientError::Broker { code, name, message, .. } => ClientError::Broker { code, name, message, damaged },
+            other => other,
+        });
     }
     rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
 }

@@ -62,7 +62,7 @@ error_codes! {
     UNKNOWN_SERVER_ERROR = -1, false, "An unexpected error on the broker; its log has the details.";
     NONE = 0, false, "No error.";
     OFFSET_OUT_OF_RANGE = 1, false, "The requested offset is below the log start offset or above the log end offset.";
-    CORRUPT_MESSAGE = 2, true, "A record batch failed its checksum or structure check.";
+    CORRUPT_MESSAGE = 2, false, "A record batch failed its checksum or structure check; for a fetch, the offset is in a damaged range of the log, named by first_damaged_offset and next_valid_offset (fetch from next_valid_offset to skip it).";
     UNKNOWN_TOPIC_OR_PARTITION = 3, true, "The topic or partition does not exist.";
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
@@ -99,6 +99,16 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.code())
     }
+}
+
+/// Offsets a log cannot serve because the stored bytes that hold them are
+/// damaged or missing: `first_offset` up to, not including, `next_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// The first offset of the range.
+    pub first_offset: i64,
+    /// The first offset after the range: a read from it goes past the damage.
+    pub next_offset: i64,
 }
 
 /// An error as the wire carries it: a code and a message. Decoding a request

@@ -368,5 +368,10 @@ fn describe(d: coordinator::GroupDescription) -> DescribeGroupResponse {
                 member_id: p.member_id,
             })
             .collect(),
+        damaged: d
+            .damaged
+            .into_iter()
+            .map(|r| DamagedGroupRecords { first_offset: r.first_offset, next_offset: r.next_offset, reason: r.reason })
+            .collect(),
     }
 }

@@ -115,13 +115,23 @@ impl Connection {
 
     fn send_error(&mut self, correlation_id: u32, error: &BrokerError) {
         tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id, "request failed");
-        self.writer.write(protocol::encode_error(correlation_id, error.code, &error.message));
+        self.writer.write(protocol::encode_error(
+            correlation_id,
+            error.code,
+            &error.message,
+            error.damaged.as_deref().copied(),
+        ));
     }
 
     /// Writes a last error response, then closes the connection.
     fn fail_and_close(&mut self, correlation_id: u32, error: &BrokerError) {
         tracing::warn!(client_id = self.client_id(), peer = %self.peer, %error, "closing connection");
-        self.writer.write(protocol::encode_error(correlation_id, error.code, &error.message));
+        self.writer.write(protocol::encode_error(
+            correlation_id,
+            error.code,
+            &error.message,
+            error.damaged.as_deref().copied(),
+        ));
         self.close_when_idle();
     }
 
@@ -367,6 +377,16 @@ fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
                 high_watermark: p.high_watermark,
                 size_bytes: p.size_bytes,
                 segments: p.segments,
+                damaged: p
+                    .damaged
+                    .into_iter()
+                    .map(|d| DamagedRangeDescription {
+                        first_offset: d.first_offset,
+                        next_offset: d.next_offset,
+                        segment: d.segment_base,
+                        reason: d.reason,
+                    })
+                    .collect(),
             })
             .collect(),
     }

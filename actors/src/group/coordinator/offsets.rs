@@ -12,7 +12,7 @@ use crate::broker::{Broker, LookupTopic};
 use crate::error::{BrokerError, ErrorCode};
 use crate::group::assignor::TopicPartition;
 use crate::group::membership::MemberView;
-use crate::group::store::{Committed, StoredRecord};
+use crate::group::store::{Committed, DamagedRecords, StoredRecord};
 use crate::guard::guard;
 use crate::now_ms;
 use crate::partition::ListOffsets;
@@ -138,6 +138,8 @@ pub struct GroupDescription {
     pub assignor: &'static str,
     pub members: Vec<MemberView>,
     pub partitions: Vec<PartitionLag>,
+    /// Records of the group's log that could not be read when it was loaded.
+    pub damaged: Vec<DamagedRecords>,
 }
 
 /// One partition's progress.
@@ -187,6 +189,7 @@ impl GroupCoordinator {
         let (group_id, state) = (self.group_id.to_string(), self.membership.state());
         let (generation_id, assignor) = (self.membership.group_epoch(), self.membership.assignor().name());
         let broker = self.broker.clone();
+        let damaged = self.store.as_ref().map(|store| store.damaged().to_vec()).unwrap_or_default();
         Box::pin(async move {
             let ends = join_all(rows.iter().map(|(tp, _, _)| list_offset(broker.clone(), tp.clone(), -1))).await;
             let partitions = rows
@@ -201,7 +204,7 @@ impl GroupCoordinator {
                     PartitionLag { partition, current_offset, log_end_offset, lag, member_id }
                 })
                 .collect();
-            Ok(GroupDescription { group_id, state, generation_id, assignor, members, partitions })
+            Ok(GroupDescription { group_id, state, generation_id, assignor, members, partitions, damaged })
         })
     }
 }

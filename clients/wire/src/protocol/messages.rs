@@ -38,6 +38,13 @@ pub struct ResponseHeader {
     pub error_code: i16,
     #[serde(default)]
     pub error_message: Option<String>,
+    /// With `CORRUPT_MESSAGE` for a fetch in a damaged range: its first offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_damaged_offset: Option<i64>,
+    /// With `CORRUPT_MESSAGE` for a fetch in a damaged range: the first offset
+    /// after it, where a fetch goes past the damage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_valid_offset: Option<i64>,
 }
 
 /// A response frame: the common header and the operation's fields in one map.
@@ -109,6 +116,20 @@ pub struct PartitionDescription {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u64,
+    /// Damaged ranges of the log found so far.
+    #[serde(default)]
+    pub damaged: Vec<DamagedRangeDescription>,
+}
+
+/// Offsets of a log whose stored bytes are damaged or missing.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct DamagedRangeDescription {
+    pub first_offset: i64,
+    /// The first offset after the range.
+    pub next_offset: i64,
+    /// Base offset of the segment holding it (the name of its file).
+    pub segment: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone, Default)]
@@ -422,6 +443,21 @@ pub struct DescribeGroupResponse {
     pub assignor: String,
     pub members: Vec<MemberDescription>,
     pub offsets: Vec<PartitionOffsets>,
+    /// Records of the group's log that could not be read when it was loaded:
+    /// the commits they held are lost (each partition keeps its last readable
+    /// commit).
+    #[serde(default)]
+    pub damaged: Vec<DamagedGroupRecords>,
+}
+
+/// Records of a group's log that could not be read.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct DamagedGroupRecords {
+    /// First offset of the group's own log in the range.
+    pub first_offset: i64,
+    /// The offset after the range.
+    pub next_offset: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone)]

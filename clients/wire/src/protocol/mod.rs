@@ -19,7 +19,7 @@ pub mod request;
 mod scan;
 mod strict;
 
-use crate::error::ErrorCode;
+use crate::error::{DamagedRange, ErrorCode};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -29,13 +29,26 @@ pub use request::*;
 
 /// Encodes a successful response.
 pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
-    let header = ResponseHeader { correlation_id, error_code: 0, error_message: None };
+    let header = ResponseHeader {
+        correlation_id,
+        error_code: 0,
+        error_message: None,
+        first_damaged_offset: None,
+        next_valid_offset: None,
+    };
     encode(&Envelope { header, body })
 }
 
-/// Encodes an error response: `code` with a human-readable `message`.
-pub fn encode_error(correlation_id: u32, code: ErrorCode, message: &str) -> Bytes {
-    let header = ResponseHeader { correlation_id, error_code: code.code(), error_message: Some(message.to_owned()) };
+/// Encodes an error response: `code` with a human-readable `message`, and
+/// for a fetch in a damaged range of a log, the range.
+pub fn encode_error(correlation_id: u32, code: ErrorCode, message: &str, damaged: Option<DamagedRange>) -> Bytes {
+    let header = ResponseHeader {
+        correlation_id,
+        error_code: code.code(),
+        error_message: Some(message.to_owned()),
+        first_damaged_offset: damaged.map(|d| d.first_offset),
+        next_valid_offset: damaged.map(|d| d.next_offset),
+    };
     encode(&Envelope { header, body: Empty {} })
 }
 
@@ -51,6 +64,8 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
                     correlation_id: 0,
                     error_code: ErrorCode::UNKNOWN_SERVER_ERROR.code(),
                     error_message: Some("response encoding failed".into()),
+                    first_damaged_offset: None,
+                    next_valid_offset: None,
                 })
                 .unwrap_or_default(),
             )

@@ -1,0 +1,248 @@
+//! The log on a temporary directory: appends, reads, retention, rolls.
+
+use super::*;
+use crate::batch::Record;
+
+/// A batch of `count` records with timestamps `ts, ts + 1, ...` and values of
+/// `value_len` bytes.
+pub(in crate::partition) fn batch_of(count: usize, ts: i64, value_len: usize) -> BytesMut {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            value: Some(Bytes::from(vec![b'v'; value_len])),
+            timestamp: ts + i as i64,
+            ..Record::default()
+        })
+        .collect();
+    batch::encode(&records).unwrap()
+}
+
+pub(in crate::partition) fn config(segment_max_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_max_bytes,
+        segment_ms: u64::MAX,
+        index_interval_bytes: 256,
+        retention_ms: -1,
+        retention_bytes: -1,
+    }
+}
+
+/// The offsets of every record in `bytes`, which must be whole valid batches.
+pub(in crate::partition) fn offsets(bytes: &[u8]) -> Vec<i64> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let header = batch::validate(rest).unwrap();
+        rest = &rest[header.total_bytes()..];
+    }
+    batch::decode_all(bytes).unwrap().iter().map(|r| r.offset).collect()
+}
+
+/// Appends `batches` batches of 3 records of 100 bytes, timestamps from 1000.
+pub(in crate::partition) fn fill(log: &mut Log, batches: usize) {
+    for i in 0..batches {
+        log.append(batch_of(3, 1000 + 10 * i as i64, 100), 0).unwrap();
+    }
+}
+
+#[test]
+fn a_new_log_has_one_empty_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(&dir.path().join("p0"), config(4096), true).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count(), log.size_bytes()), (0, 0, 1, 0));
+    for suffix in ["log", "index", "timeindex"] {
+        assert!(dir.path().join("p0").join(format!("00000000000000000000.{suffix}")).exists());
+    }
+    assert!(log.read(0, 1000, i64::MAX).unwrap().bytes.is_empty());
+}
+
+#[test]
+fn appends_read_back_across_segments_with_continuous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(2048), true).unwrap();
+    for i in 0..100 {
+        let info = log.append(batch_of(3, 1000 + i, 100), 0).unwrap();
+        assert_eq!((info.base_offset, info.last_offset, info.max_timestamp), (3 * i, 3 * i + 2, 1002 + i));
+    }
+    assert_eq!(log.log_end_offset(), 300);
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    let all = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(offsets(&all.bytes), (0..300).collect::<Vec<_>>());
+    assert_eq!(all.bytes.len() as u64, log.size_bytes());
+    for offset in 0..300 {
+        let read = log.read(offset, 1, i64::MAX).unwrap();
+        assert_eq!(offsets(&read.bytes)[0], offset / 3 * 3, "offset {offset}");
+    }
+}
+
+#[test]
+fn reads_respect_max_bytes_and_max_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 10);
+    let batch_len = batch_of(3, 0, 100).len();
+    let read = log.read(4, 2 * batch_len + batch_len / 2, i64::MAX).unwrap();
+    assert_eq!(offsets(&read.bytes), (3..9).collect::<Vec<_>>());
+    assert_eq!((read.log_start_offset, read.log_end_offset), (0, 30));
+    assert_eq!(offsets(&log.read(4, 10, i64::MAX).unwrap().bytes), vec![3, 4, 5], "at least one batch");
+    assert_eq!(offsets(&log.read(0, usize::MAX, 9).unwrap().bytes), (0..9).collect::<Vec<_>>());
+    assert_eq!(offsets(&log.read(0, usize::MAX, 8).unwrap().bytes), (0..6).collect::<Vec<_>>());
+    assert!(log.read(9, usize::MAX, 9).unwrap().bytes.is_empty());
+    assert!(log.read(7, 10, 8).unwrap().bytes.is_empty(), "no batch below max_offset");
+    assert!(log.read(30, usize::MAX, i64::MAX).unwrap().bytes.is_empty());
+}
+
+#[test]
+fn offsets_outside_the_log_are_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 2);
+    for offset in [-1, 7, i64::MAX] {
+        assert!(matches!(
+            log.read(offset, 100, i64::MAX),
+            Err(LogError::OffsetOutOfRange { log_start_offset: 0, log_end_offset: 6, .. })
+        ));
+    }
+}
+
+#[test]
+fn bad_and_oversized_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(1024), true).unwrap();
+    let mut bad = batch_of(1, 0, 10);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(log.append(bad, 0), Err(LogError::InvalidBatch(BatchError::Checksum { .. }))));
+    let mut trailing = batch_of(1, 0, 10);
+    trailing.extend_from_slice(b"xx");
+    assert!(matches!(log.append(trailing, 0), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(log.append(batch_of(1, 0, 2000), 0), Err(LogError::BatchTooLarge { max: 1024, .. })));
+    assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    // Batches of 500 bytes: every one, every other one, or none is indexed.
+    for index_interval_bytes in [0, 600, 1 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { index_interval_bytes, ..config(2100) };
+        offset_for_timestamp_case(dir.path(), cfg);
+    }
+}
+
+fn offset_for_timestamp_case(dir: &Path, cfg: LogConfig) {
+    let mut log = Log::open(dir, cfg.clone(), true).unwrap();
+    // Timestamps go back and forth, so the largest so far is what the time
+    // index must hold for a lookup to be right.
+    for ts in [100, 500, 200, 300, 900, 400, 1000, 950, 50, 1200, 1100, 150] {
+        assert_eq!(batch_of(2, ts, 200).len(), 500);
+        log.append(batch_of(2, ts, 200), 0).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    let records = batch::decode_all(&log.read(0, usize::MAX, i64::MAX).unwrap().bytes).unwrap();
+    let expected = |ts: i64| records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset);
+    let check = |log: &mut Log| {
+        for ts in (0..1300).step_by(25).chain([501, 502, 1201, 1202]) {
+            assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected(ts), "ts {ts}");
+        }
+    };
+    check(&mut log);
+    assert_eq!(log.offset_for_timestamp(300).unwrap(), Some(2));
+    assert_eq!(log.offset_for_timestamp(2000).unwrap(), None);
+    drop(log);
+    check(&mut Log::open(dir, cfg.clone(), true).unwrap());
+    check(&mut Log::open(dir, cfg, false).unwrap());
+}
+
+#[test]
+fn retention_by_size_keeps_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(2048), true).unwrap();
+    fill(&mut log, 40);
+    let (segments, size) = (log.segment_count(), log.size_bytes());
+    let mut cfg = config(2048);
+    cfg.retention_bytes = (size / 2) as i64;
+    log.set_config(cfg.clone());
+    let removed = log.apply_retention(0).unwrap();
+    assert!(!removed.is_empty() && removed.iter().all(|p| p.exists() && p.to_str().unwrap().ends_with(".deleted")));
+    assert!(log.size_bytes() >= size / 2 && log.segment_count() < segments);
+    assert!(log.log_start_offset() > 0);
+    let first = log.read(log.log_start_offset(), 1, i64::MAX).unwrap();
+    assert_eq!(offsets(&first.bytes)[0], log.log_start_offset());
+    assert!(matches!(log.read(0, 1, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
+
+    cfg.retention_bytes = 0;
+    log.set_config(cfg.clone());
+    log.apply_retention(0).unwrap();
+    assert_eq!((log.segment_count(), log.log_end_offset()), (1, 120));
+    assert_eq!(log.log_start_offset(), offsets(&log.read(log.log_start_offset(), 1, i64::MAX).unwrap().bytes)[0]);
+    let start = log.log_start_offset();
+    drop(log);
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, 120));
+    assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_str().unwrap().ends_with(".deleted")));
+}
+
+#[test]
+fn retention_by_age_removes_only_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(2048);
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for ts in [100, 100, 100, 100, 100, 100, 5000, 5000, 5000, 5000, 5000, 5000] {
+        log.append(batch_of(3, ts, 100), 0).unwrap();
+    }
+    let segments = log.segment_count();
+    cfg.retention_ms = 1000;
+    log.set_config(cfg);
+    assert!(log.apply_retention(1000).unwrap().is_empty(), "nothing older than 0");
+    assert!(!log.apply_retention(3000).unwrap().is_empty());
+    assert!(log.segment_count() < segments && log.segment_count() > 1);
+    // Offsets 0..18 have timestamps 100..=102, 18..36 have 5000..=5002:
+    // only segments wholly below 18 may go, and at least one did.
+    let start = log.log_start_offset();
+    assert!(start > 0 && start <= 18, "log start {start}");
+    let kept = log.read(start, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(offsets(&kept.bytes), (start..36).collect::<Vec<_>>());
+    log.apply_retention(i64::MAX).unwrap();
+    assert_eq!(log.segment_count(), 1, "the active segment stays");
+    assert!(log.log_start_offset() < log.log_end_offset());
+}
+
+#[test]
+fn the_active_segment_rolls_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(1 << 20);
+    cfg.segment_ms = 1000;
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    log.append(batch_of(1, 0, 10), 5000).unwrap();
+    log.append(batch_of(1, 0, 10), 5999).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append(batch_of(1, 0, 10), 6000).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert!(dir.path().join("00000000000000000002.log").exists());
+    log.append(batch_of(1, 0, 10), 6999).unwrap();
+    assert_eq!(log.segment_count(), 2, "age counts from the first append to the new segment");
+}
+
+#[test]
+fn take_unsynced_names_the_files_to_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(1024), true).unwrap();
+    assert!(log.take_unsynced().is_empty());
+    log.append(batch_of(1, 0, 400), 0).unwrap();
+    let files = log.take_unsynced();
+    assert_eq!(files.len(), 1);
+    assert!(Arc::ptr_eq(&files[0], log.active().log_file()));
+    assert!(log.take_unsynced().is_empty());
+
+    let before = Arc::clone(log.active().log_file());
+    log.append(batch_of(1, 0, 800), 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    let files = log.take_unsynced();
+    assert!(files.iter().any(|f| Arc::ptr_eq(f, &before)), "the previous .log");
+    assert!(files.iter().any(|f| Arc::ptr_eq(f, &log.dir_file)), "the directory");
+    assert!(files.iter().any(|f| Arc::ptr_eq(f, log.active().log_file())), "the new active .log");
+    for file in files {
+        file.sync_data().unwrap();
+    }
+    log.flush_all().unwrap();
+    assert!(log.take_unsynced().is_empty());
+}
