@@ -57,10 +57,13 @@
 #![warn(missing_docs)]
 
 mod consumer;
+mod error;
 mod group;
+mod operations;
 mod producer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use error::ClientError;
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
 /// The wire format this client speaks, for types beyond those re-exported below.
 pub use herald_wire;
@@ -69,15 +72,15 @@ pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
     ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse, TopicSummary, WireRecord,
 };
+pub use operations::{record, Fetched};
 pub use producer::{Producer, ProducerConfig, RecordMetadata};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use herald_wire::batch;
 pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -90,83 +93,6 @@ use herald_wire::protocol::*;
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
-
-/// What can go wrong talking to a broker.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The connection failed (retriable: connect again).
-    #[error("connection error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The connection is closed (retriable: connect again).
-    #[error("the connection is closed")]
-    Closed,
-    /// The broker sent something this client cannot read.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The broker answered with an error code (docs/protocol.md, "Error codes").
-    #[error("{name} ({code}): {message}")]
-    Broker {
-        /// The stable numeric code.
-        code: i16,
-        /// The code's name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
-        name: &'static str,
-        /// The broker's explanation.
-        message: String,
-        /// With `CORRUPT_MESSAGE` on a fetch: the damaged range the offset is
-        /// in; fetch from its `next_offset` to go past it.
-        damaged: Option<DamagedRange>,
-    },
-}
-
-impl ClientError {
-    /// The broker's error code, if the broker refused the request.
-    pub fn code(&self) -> Option<i16> {
-        match self {
-            ClientError::Broker { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-
-    /// The damaged range a fetch met (`CORRUPT_MESSAGE`): the records from its
-    /// `first_offset` up to `next_offset` cannot be read. A consumer that
-    /// accepts losing them seeks to `next_offset`.
-    pub fn damaged(&self) -> Option<DamagedRange> {
-        match self {
-            ClientError::Broker { damaged, .. } => *damaged,
-            _ => None,
-        }
-    }
-
-    /// Whether the same request may succeed later.
-    pub fn retriable(&self) -> bool {
-        match self {
-            ClientError::Broker { code, .. } => ErrorCode::from_code(*code).is_some_and(ErrorCode::retriable),
-            ClientError::Io(_) | ClientError::Closed => true,
-            ClientError::Protocol(_) => false,
-        }
-    }
-
-    /// A copy of this error, for answering several waiters with it.
-    pub fn duplicate(&self) -> ClientError {
-        match self {
-            ClientError::Io(err) => ClientError::Io(std::io::Error::new(err.kind(), err.to_string())),
-            ClientError::Closed => ClientError::Closed,
-            ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
-            ClientError::Broker { code, name, message, damaged } => {
-                ClientError::Broker { code: *code, name, message: message.clone(), damaged: *damaged }
-            }
-        }
-    }
-
-    fn broker(code: i16, message: Option<String>) -> ClientError {
-        ClientError::Broker {
-            code,
-            name: ErrorCode::from_code(code).map_or("UNKNOWN_CODE", ErrorCode::name),
-            message: message.unwrap_or_default(),
-            damaged: None,
-        }
-    }
-}
 
 /// Requests waiting for their response, by correlation id. `None` once the
 /// reader task has ended (the connection is gone): a request sent after that
@@ -354,167 +280,6 @@ impl Client {
         }
         Ok(())
     }
-
-    /// Creates a topic with per-topic settings (`config`, possibly empty).
-    ///
-    /// # Errors
-    ///
-    /// `TOPIC_ALREADY_EXISTS`, `INVALID_TOPIC_EXCEPTION`, `INVALID_PARTITIONS`, `INVALID_CONFIG`.
-    pub async fn create_topic(
-        &self,
-        topic: &str,
-        partitions: i64,
-        config: BTreeMap<String, ConfigValue>,
-    ) -> Result<(), ClientError> {
-        let _: Empty =
-            self.request(op::CREATE_TOPIC, &CreateTopicRequest { topic: topic.into(), partitions, config }).await?;
-        Ok(())
-    }
-
-    /// Deletes a topic and its data.
-    ///
-    /// # Errors
-    ///
-    /// `UNKNOWN_TOPIC_OR_PARTITION`.
-    pub async fn delete_topic(&self, topic: &str) -> Result<(), ClientError> {
-        let _: Empty = self.request(op::DELETE_TOPIC, &TopicRequest { topic: topic.into() }).await?;
-        Ok(())
-    }
-
-    /// Every topic and its partition count, sorted by name.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>, ClientError> {
-        let response: ListTopicsResponse = self.request(op::LIST_TOPICS, &Empty {}).await?;
-        Ok(response.topics)
-    }
-
-    /// A topic's settings and partitions.
-    ///
-    /// # Errors
-    ///
-    /// `UNKNOWN_TOPIC_OR_PARTITION`.
-    pub async fn describe_topic(&self, topic: &str) -> Result<DescribeTopicResponse, ClientError> {
-        self.request(op::DESCRIBE_TOPIC, &TopicRequest { topic: topic.into() }).await
-    }
-
-    /// Grows a topic to `total` partitions; returns the new count.
-    ///
-    /// # Errors
-    ///
-    /// `INVALID_PARTITIONS` when `total` is not greater than the current count.
-    pub async fn add_partitions(&self, topic: &str, total: i64) -> Result<u32, ClientError> {
-        let response: AddPartitionsResponse =
-            self.request(op::ADD_PARTITIONS, &AddPartitionsRequest { topic: topic.into(), partitions: total }).await?;
-        Ok(response.partitions)
-    }
-
-    /// Produces records with acks = 1 (or -1); see [`Client::produce_with_acks`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::produce_with_acks`].
-    pub async fn produce(
-        &self,
-        topic: &str,
-        partition: Option<u32>,
-        records: Vec<WireRecord>,
-    ) -> Result<Vec<ProducePartitionResponse>, ClientError> {
-        self.produce_with_acks(topic, partition, records, 1).await
-    }
-
-    /// Produces records to one partition, or routed by the broker's partitioner
-    /// when `partition` is `None`. With `acks` 0 nothing is awaited and the
-    /// result is empty.
-    ///
-    /// # Errors
-    ///
-    /// A request-level error, or the first per-partition error.
-    pub async fn produce_with_acks(
-        &self,
-        topic: &str,
-        partition: Option<u32>,
-        records: Vec<WireRecord>,
-        acks: i64,
-    ) -> Result<Vec<ProducePartitionResponse>, ClientError> {
-        self.start_produce(topic, partition, records, acks)?.await
-    }
-
-    /// Queues a produce request on the connection at once (so requests keep the
-    /// order of the calls) and returns the future of its result.
-    ///
-    /// # Errors
-    ///
-    /// The connection is closed; the future fails as [`Client::produce_with_acks`].
-    pub fn start_produce(
-        &self,
-        topic: &str,
-        partition: Option<u32>,
-        records: Vec<WireRecord>,
-        acks: i64,
-    ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
-    {
-        let request = ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records };
-        let answer = if acks == 0 {
-            self.send_without_response(op::PRODUCE, &request)?;
-            None
-        } else {
-            Some(self.send_frame(op::PRODUCE, &request)?.1)
-        };
-        Ok(async move {
-            let Some(answer) = answer else { return Ok(Vec::new()) };
-            let frame = answer.await.map_err(|_| ClientError::Closed)?;
-            let response: ProduceResponse = decode_response(&frame)?;
-            if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
-                return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
-            }
-            Ok(response.partitions)
-        })
-    }
-
-    /// Fetches raw batches from a partition (a long poll when `min_bytes` and
-    /// `max_wait_ms` are set).
-    ///
-    /// # Errors
-    ///
-    /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`; `CORRUPT_MESSAGE`
-    /// with [`ClientError::damaged`] for an offset in a damaged range.
-    pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
-        self.request(op::FETCH, request).await
-    }
-
-    /// Fetches and decodes records at or after `request.offset`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::fetch_raw`], or `CORRUPT_MESSAGE` for a batch that fails its
-    /// checksum here or (with [`ClientError::damaged`]) on the broker's disk.
-    pub async fn fetch(&self, request: &FetchRequest) -> Result<Fetched, ClientError> {
-        let response = self.fetch_raw(request).await?;
-        let records = batch::decode_all(&response.records)
-            .map_err(|e| ClientError::broker(ErrorCode::CORRUPT_MESSAGE.code(), Some(e.to_string())))?
-            .into_iter()
-            .filter(|r| r.offset >= request.offset)
-            .collect();
-        Ok(Fetched { records, high_watermark: response.high_watermark, log_start_offset: response.log_start_offset })
-    }
-
-    /// An offset: earliest (-2), latest (-1), or the first at or after a timestamp.
-    ///
-    /// # Errors
-    ///
-    /// `UNKNOWN_TOPIC_OR_PARTITION`.
-    pub async fn list_offsets(&self, topic: &str, partition: u32, timestamp: i64) -> Result<i64, ClientError> {
-        let response: ListOffsetsResponse = self
-            .request(
-                op::LIST_OFFSETS,
-                &ListOffsetsRequest { topic: topic.into(), partition: partition.into(), timestamp },
-            )
-            .await?;
-        Ok(response.offset)
-    }
 }
 
 /// The next correlation id of a connection: 1, 2, ... up to `u32::MAX`, then
@@ -529,18 +294,7 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
     }
 }
 
-/// Decoded records of one fetch.
-#[derive(Debug, Clone, Default)]
-pub struct Fetched {
-    /// The records at or after the offset asked for, in offset order.
-    pub records: Vec<Record>,
-    /// The offset after the last record consumers may read.
-    pub high_watermark: i64,
-    /// The first offset still stored.
-    pub log_start_offset: i64,
-}
-
-fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
+pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
     let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if header.error_code != 0 {
         let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
@@ -554,16 +308,6 @@ fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientE
         });
     }
     rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
-}
-
-/// A record to produce, from a value and an optional key.
-pub fn record(key: Option<&[u8]>, value: &[u8]) -> WireRecord {
-    WireRecord {
-        key: key.map(Bytes::copy_from_slice),
-        value: Some(Bytes::copy_from_slice(value)),
-        headers: Vec::new(),
-        timestamp: None,
-    }
 }
 
 #[cfg(test)]
