@@ -564,6 +564,8 @@ impl Handler<Shutdown> for Partition {
 }
 
 #[cfg(test)]
+mod fault_sweep_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;
