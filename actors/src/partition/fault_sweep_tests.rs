@@ -184,7 +184,7 @@ fn every_flipped_byte_in_any_segment_is_reported_and_never_served() {
         let (path, start, _, first, after) = victim.unwrap().clone();
         let position = start + pick;
         let mask = (next(&mut state) % 255 + 1) as u8;
-        let clean = next(&mut state) % 2 == 0;
+        let clean = next(&mut state).is_multiple_of(2);
         let context = format!("seed {seed} round {round}: byte {position} of {path:?} ^ {mask:#x}, clean {clean}");
 
         let dir = tempfile::tempdir().unwrap();
