@@ -12,7 +12,8 @@ use herald::protocol::{ConfigValue, DescribeTopicResponse, PartitionDescription,
 use herald_actors::batch::Record;
 
 /// A topic as describe reports it: name, settings, partitions.
-type Described = (String, BTreeMap<String, ConfigValue>, Vec<PartitionDescription>);
+/// Name, id, settings and partitions.
+type Described = (String, String, BTreeMap<String, ConfigValue>, Vec<PartitionDescription>);
 
 /// Everything a client can see of a broker's data.
 #[derive(Debug, PartialEq)]
@@ -28,9 +29,9 @@ async fn snapshot(client: &Client) -> Snapshot {
     let mut described = Vec::new();
     let mut records = BTreeMap::new();
     for (topic, partitions) in &topics {
-        let DescribeTopicResponse { topic: name, config, partitions: states } =
+        let DescribeTopicResponse { topic: name, topic_id, config, partitions: states } =
             client.describe_topic(topic).await.unwrap();
-        described.push((name, config, states));
+        described.push((name, topic_id, config, states));
         for partition in 0..*partitions {
             records.insert((topic.clone(), partition), read_partition(client, topic, partition, 0).await);
         }
@@ -84,7 +85,7 @@ async fn a_clean_restart_keeps_every_topic_setting_and_record() {
     client.produce("alpha", None, (0..30).map(|i| keyed(format!("k{i}"), "routed")).collect()).await.unwrap();
 
     let mut before = snapshot(&client).await;
-    assert!(before.described[3].2.iter().all(|p| p.segments > 1), "gamma rolled segments: {:?}", before.described[3]);
+    assert!(before.described[3].3.iter().all(|p| p.segments > 1), "gamma rolled segments: {:?}", before.described[3]);
     let gamma_1_at_17 = before.records[&("gamma".to_string(), 1)][17].clone();
     broker.stop().await;
     assert!(dir.path().join("clean_shutdown").exists(), "a clean stop leaves its marker");

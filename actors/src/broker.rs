@@ -5,15 +5,15 @@
 //!   [`Topic`] address) and the data directory layout:
 //!
 //!   ```text
-//!   <data_dir>/topics/<topic>/topic.json      metadata (name, partitions, settings)
+//!   <data_dir>/topics/<topic>/topic.json      metadata (name, id, partitions, settings)
 //!   <data_dir>/topics/<topic>/<partition>/    the partition's log
 //!   <data_dir>/creating/                      topics being created, renamed into topics/ when whole
 //!   <data_dir>/deleted/                       deleted topics, removed in the background
 //!   <data_dir>/clean_shutdown                 present only between a clean stop and the next start
 //!   <data_dir>/.lock                          held by the running broker (taken by the server, not here)
 //!   ```
-//! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`]
-//!   and [`ShutdownBroker`]. A create makes the topic's directory with its
+//! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`],
+//!   [`TopicIds`], [`WatchDeletes`] and [`ShutdownBroker`]. A create makes the topic's directory with its
 //!   metadata aside and renames it into place, fsynced, before it is
 //!   acknowledged: it happens whole or not at all (see `broker_disk.rs`). A
 //!   delete renames the topic directory away (atomic) before it is
@@ -24,6 +24,11 @@
 //!   another topic) is quarantined: listed as damaged with the reason, every
 //!   request to it answered `KAFKA_STORAGE_ERROR`, its name taken until it is
 //!   deleted. One damaged topic never stops the broker.
+//! - Every topic has an id (see [`topic::new_topic_id`]); a deleted topic's
+//!   name and id are sent as [`TopicDeleted`] to the watcher (the group
+//!   directory, which drops the groups' offsets for it), after the delete is
+//!   done. A watcher that misses it (a crash between the two) is covered by
+//!   the id: offsets committed for another id than the topic's are not served.
 //! - Not supervised: it holds only what it reads back from disk at start.
 
 use std::collections::{BTreeMap, HashSet};
@@ -65,6 +70,10 @@ pub struct Broker {
     defaults: TopicConfig,
     placement: Placement,
     topics: BTreeMap<String, Addr<Topic>>,
+    /// The id of each topic in `topics`.
+    ids: BTreeMap<String, String>,
+    /// Told of every delete (see the module doc).
+    delete_watcher: Option<Recipient<TopicDeleted>>,
     /// Names whose creation or deletion is under way: refused to a create.
     busy: HashSet<String>,
     /// Topics found damaged at start, not served (see the module doc).
@@ -107,6 +116,8 @@ impl Broker {
             defaults: settings.topic_defaults,
             placement: Placement { arbiters, settings: settings.partition, writer, clean_shutdown },
             topics: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            delete_watcher: None,
             busy: HashSet::new(),
             damaged,
             recovered,
@@ -128,6 +139,9 @@ impl Broker {
         let dir = self.topic_dir(&name);
         let placement = self.placement.clone();
         let arbiter = placement.arbiter_for(&name);
+        if let Some(id) = &meta.topic_id {
+            self.ids.insert(name.clone(), id.clone());
+        }
         let addr = Topic::start_in_arbiter(&arbiter, move |_| Topic::new(meta, dir, placement));
         self.topics.insert(name, addr);
     }
@@ -219,7 +233,7 @@ impl Handler<CreateTopic> for Broker {
                 ));
             }
             let config = self.defaults.with_overrides(&msg.config)?;
-            Ok(TopicMeta { name: msg.name.clone(), partitions: msg.partitions as u32, config })
+            Ok(TopicMeta { name: msg.name.clone(), topic_id: None, partitions: msg.partitions as u32, config })
         })();
         let meta = match checked {
             Ok(meta) => meta,
@@ -231,8 +245,9 @@ impl Handler<CreateTopic> for Broker {
         Box::pin(stored.into_actor(self).map(move |stored, act, _| {
             act.busy.remove(&meta.name);
             match stored {
-                Ok(Ok(())) => {
-                    tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
+                Ok(Ok(meta)) => {
+                    let topic_id = meta.topic_id.as_deref().unwrap_or_default();
+                    tracing::info!(topic = %meta.name, topic_id, partitions = meta.partitions, "created topic");
                     act.start_topic(meta);
                     Ok(())
                 }
@@ -264,6 +279,7 @@ impl Handler<DeleteTopic> for Broker {
             return Box::pin(fut::ready(Err(err)));
         }
         let topic = self.topics.remove(&msg.name);
+        let topic_id = self.ids.remove(&msg.name);
         let damage = self.damaged.remove(&msg.name);
         if topic.is_none() && damage.is_none() {
             return Box::pin(fut::ready(Err(self.not_served(&msg.name))));
@@ -290,7 +306,10 @@ impl Handler<DeleteTopic> for Broker {
                 act.busy.remove(&name);
                 match result {
                     Ok(()) => {
-                        tracing::info!(topic = %name, "deleted topic");
+                        tracing::info!(topic = %name, topic_id = topic_id.as_deref(), "deleted topic");
+                        if let Some(watcher) = &act.delete_watcher {
+                            watcher.do_send(TopicDeleted { name, topic_id });
+                        }
                         Ok(())
                     }
                     Err((err, reopen)) => {
@@ -302,7 +321,7 @@ impl Handler<DeleteTopic> for Broker {
                             (Some(damage), _) => {
                                 act.damaged.insert(name, damage);
                             }
-                            (None, Some(meta)) => act.start_topic(meta),
+                            (None, Some(meta)) => act.start_topic(*meta),
                             (None, None) => {}
                         }
                         Err(err)
@@ -313,14 +332,53 @@ impl Handler<DeleteTopic> for Broker {
     }
 }
 
+/// A topic was deleted (sent to the [`WatchDeletes`] watcher).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TopicDeleted {
+    pub name: String,
+    /// `None` for a quarantined topic, whose id could not be read.
+    pub topic_id: Option<String>,
+}
+
+/// Send every [`TopicDeleted`] to this recipient from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchDeletes(pub Recipient<TopicDeleted>);
+
+impl Handler<WatchDeletes> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchDeletes, _: &mut Context<Self>) {
+        self.delete_watcher = Some(msg.0);
+    }
+}
+
+/// The current ids of the named topics that exist (and are served).
+#[derive(Message)]
+#[rtype(result = "BTreeMap<String, String>")]
+pub struct TopicIds {
+    pub names: Vec<String>,
+}
+
+impl Handler<TopicIds> for Broker {
+    type Result = MessageResult<TopicIds>;
+
+    fn handle(&mut self, msg: TopicIds, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.names.into_iter().filter_map(|name| self.ids.get(&name).cloned().map(|id| (name, id))).collect(),
+        )
+    }
+}
+
 /// A failed delete, with the topic's metadata when its directory is still in
 /// place (the topic is then reopened from it).
-type DeleteFailure = (BrokerError, Option<TopicMeta>);
+type DeleteFailure = (BrokerError, Option<Box<TopicMeta>>);
 
 /// Renames a closed topic's directory into the graveyard (the atomic step that
 /// deletes it), fsyncs the parent, then removes the files. Blocking.
 fn move_away(closed: Result<(), BrokerError>, dir: &Path, graveyard: &Path) -> Result<(), DeleteFailure> {
-    let kept = |err: BrokerError| Err((err, TopicMeta::load(dir).ok()));
+    let kept = |err: BrokerError| Err((err, TopicMeta::load(dir).ok().map(Box::new)));
     if let Err(err) = closed {
         return kept(err);
     }
@@ -352,6 +410,8 @@ pub struct ListTopics;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedTopic {
     pub name: String,
+    /// `None` for a damaged topic.
+    pub topic_id: Option<String>,
     /// The partition count; for a damaged topic, the partition directories found.
     pub partitions: u32,
     /// Why the topic is quarantined, if it is.
@@ -362,19 +422,23 @@ impl Handler<ListTopics> for Broker {
     type Result = ResponseFuture<Vec<ListedTopic>>;
 
     fn handle(&mut self, _: ListTopics, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self
-            .topics
-            .iter()
-            .map(|(name, addr)| {
-                let (name, count) = (name.clone(), addr.send(topic::PartitionCount));
-                async move { count.await.ok().map(|partitions| ListedTopic { name, partitions, damaged: None }) }
-            })
-            .collect();
+        let asks: Vec<_> =
+            self.topics
+                .iter()
+                .map(|(name, addr)| {
+                    let (name, count) = (name.clone(), addr.send(topic::PartitionCount));
+                    let topic_id = self.ids.get(&name).cloned();
+                    async move {
+                        count.await.ok().map(|partitions| ListedTopic { name, topic_id, partitions, damaged: None })
+                    }
+                })
+                .collect();
         let damaged: Vec<ListedTopic> = self
             .damaged
             .iter()
             .map(|(name, damage)| ListedTopic {
                 name: name.clone(),
+                topic_id: None,
                 partitions: damage.partitions,
                 damaged: Some(damage.reason.clone()),
             })

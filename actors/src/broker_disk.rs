@@ -12,6 +12,9 @@
 //!   reason to refuse to start. A directory with neither metadata nor partition
 //!   directories is what a create of an earlier version left when it stopped
 //!   early, and is removed.
+//! - Every topic has an id: a create gives it one, and a topic whose metadata
+//!   was written before topics had ids is given one at start, stored before it
+//!   is served (a topic whose id cannot be stored is quarantined).
 //!
 //! Blocking file-system work only: callers run it before the broker serves or
 //! on a blocking thread.
@@ -82,7 +85,7 @@ pub(super) fn scan(data_dir: &Path) -> io::Result<Found> {
                 continue;
             }
         }
-        match load(&path, &name) {
+        match load(&path, &name).and_then(|meta| with_id(&path, meta)) {
             Ok(meta) => found.topics.push(meta),
             Err(reason) => quarantine(&mut found, name, &path, reason),
         }
@@ -111,6 +114,18 @@ fn load(dir: &Path, name: &str) -> Result<TopicMeta, String> {
     if meta.partitions == 0 || meta.partitions > super::MAX_PARTITIONS {
         return Err(format!("{} has {} partitions", file.display(), meta.partitions));
     }
+    Ok(meta)
+}
+
+/// The metadata with an id: a topic from before ids gets a new one, stored.
+fn with_id(dir: &Path, mut meta: TopicMeta) -> Result<TopicMeta, String> {
+    if meta.topic_id.is_some() {
+        return Ok(meta);
+    }
+    let cannot = |err: io::Error| format!("cannot give the topic an id in {}: {err}", dir.display());
+    meta.topic_id = Some(topic::new_topic_id().map_err(cannot)?);
+    meta.store(dir).map_err(cannot)?;
+    tracing::info!(topic = %meta.name, topic_id = meta.topic_id.as_deref(), "gave a topic from before topic ids its id");
     Ok(meta)
 }
 
@@ -149,13 +164,19 @@ fn unfinished_create(dir: &Path) -> io::Result<bool> {
 }
 
 /// Creates the directory of a new topic with its metadata, atomically (see
-/// the module doc).
+/// the module doc), giving it a new id unless it has one. Returns the
+/// metadata stored.
 ///
 /// # Errors
 ///
 /// Any I/O error, including an existing entry under the topic's name in
 /// `topics/`; nothing is then left in `topics/` or `creating/`.
-pub(super) fn create(data_dir: &Path, meta: &TopicMeta) -> io::Result<()> {
+pub(super) fn create(data_dir: &Path, meta: &TopicMeta) -> io::Result<TopicMeta> {
+    let mut meta = meta.clone();
+    if meta.topic_id.is_none() {
+        meta.topic_id = Some(topic::new_topic_id()?);
+    }
+    let meta = &meta;
     let staging = data_dir.join(CREATING).join(unique_name(&meta.name));
     let target = data_dir.join(TOPICS).join(&meta.name);
     let made =
@@ -168,7 +189,8 @@ pub(super) fn create(data_dir: &Path, meta: &TopicMeta) -> io::Result<()> {
         }
         return Err(err);
     }
-    sync_dir(&data_dir.join(TOPICS))
+    sync_dir(&data_dir.join(TOPICS))?;
+    Ok(meta.clone())
 }
 
 /// Renames `from` to `to`, which must not exist (a plain `rename` would
@@ -205,7 +227,36 @@ mod tests {
     use crate::topic_config::TopicConfig;
 
     fn meta(name: &str) -> TopicMeta {
-        TopicMeta { name: name.into(), partitions: 2, config: TopicConfig::default() }
+        TopicMeta {
+            name: name.into(),
+            topic_id: Some(format!("id-{name}")),
+            partitions: 2,
+            config: TopicConfig::default(),
+        }
+    }
+
+    #[test]
+    fn a_topic_gets_a_new_id_at_create_and_one_from_before_ids_gets_one_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        scan(dir.path()).unwrap();
+        let fresh = TopicMeta { topic_id: None, ..meta("a") };
+        let first = create(dir.path(), &fresh).unwrap().topic_id.unwrap();
+        std::fs::rename(dir.path().join("topics/a"), graveyard(dir.path(), "a")).unwrap();
+        let second = create(dir.path(), &fresh).unwrap().topic_id.unwrap();
+        assert_eq!((first.len(), second.len()), (32, 32));
+        assert!(first.chars().all(|c| c.is_ascii_hexdigit()), "{first}");
+        assert_ne!(first, second, "a re-created topic has another id");
+
+        // Metadata as a broker before ids wrote it: no `topic_id` key.
+        let old = dir.path().join("topics/old");
+        std::fs::create_dir_all(old.join("0")).unwrap();
+        TopicMeta { topic_id: None, ..meta("old") }.store(&old).unwrap();
+        assert!(!std::fs::read_to_string(old.join(topic::META_FILE)).unwrap().contains("topic_id"));
+        let given = scan(dir.path()).unwrap().topics.into_iter().find(|m| m.name == "old").unwrap().topic_id;
+        assert!(given.is_some());
+        assert_eq!(TopicMeta::load(&old).unwrap().topic_id, given, "stored");
+        let again = scan(dir.path()).unwrap().topics.into_iter().find(|m| m.name == "old").unwrap().topic_id;
+        assert_eq!(again, given, "kept across starts");
     }
 
     #[test]
@@ -227,7 +278,7 @@ mod tests {
     fn a_create_puts_the_whole_topic_in_place_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
         scan(dir.path()).unwrap();
-        create(dir.path(), &meta("a")).unwrap();
+        assert_eq!(create(dir.path(), &meta("a")).unwrap(), meta("a"));
         assert_eq!(TopicMeta::load(&dir.path().join("topics/a")).unwrap(), meta("a"));
         let longest = "z".repeat(249);
         create(dir.path(), &meta(&longest)).unwrap();

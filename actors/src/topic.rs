@@ -9,7 +9,7 @@
 //!   and encoding one batch per partition), [`ForPartition`] (forwarding a
 //!   partition message), [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`],
 //!   [`CloseTopic`] and [`ShutdownTopic`].
-//! - Its metadata (`topic.json`: name, partition count, settings) is written
+//! - Its metadata (`topic.json`: name, id, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
 //!   the actor stops, since it holds no data of its own.
 //! - [`AddPartitions`] holds the topic's mailbox until it is done, so adds and
@@ -35,12 +35,32 @@ use crate::writer::SyncWriter;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TopicMeta {
     pub name: String,
+    /// The topic's id (see [`new_topic_id`]): a re-created topic of the same
+    /// name has another. Absent only in metadata written before topics had
+    /// ids; the broker gives such a topic one at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     pub partitions: u32,
     pub config: TopicConfig,
 }
 
 /// The metadata file in a topic's directory.
 pub const META_FILE: &str = "topic.json";
+
+/// A new topic id: 128 random bits from the system's generator, as 32
+/// lowercase hex digits (Kafka's topic ids are random 128-bit UUIDs too).
+/// Committed offsets belong to a topic id, so that a topic deleted and
+/// created again under the same name does not inherit them. Blocking (a
+/// read of `/dev/urandom`).
+///
+/// # Errors
+///
+/// The system's random source cannot be read.
+pub fn new_topic_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 impl TopicMeta {
     /// Writes the metadata atomically: a temporary file, fsync, rename, fsync of
@@ -96,6 +116,7 @@ impl Placement {
 /// One topic's actor. See the module documentation for its contract.
 pub struct Topic {
     name: Arc<str>,
+    topic_id: Option<String>,
     dir: PathBuf,
     config: TopicConfig,
     partitions: Vec<Addr<Partition>>,
@@ -111,6 +132,7 @@ impl Topic {
     pub fn new(meta: TopicMeta, dir: PathBuf, placement: Placement) -> Self {
         let mut topic = Topic {
             name: meta.name.into(),
+            topic_id: meta.topic_id,
             dir,
             config: meta.config,
             partitions: Vec::with_capacity(meta.partitions as usize),
@@ -136,7 +158,12 @@ impl Topic {
     }
 
     fn meta(&self) -> TopicMeta {
-        TopicMeta { name: self.name.to_string(), partitions: self.partitions.len() as u32, config: self.config.clone() }
+        TopicMeta {
+            name: self.name.to_string(),
+            topic_id: self.topic_id.clone(),
+            partitions: self.partitions.len() as u32,
+            config: self.config.clone(),
+        }
     }
 
     fn partition(&self, partition: u32) -> Result<&Addr<Partition>, BrokerError> {
@@ -311,6 +338,7 @@ pub struct DescribeTopic;
 #[derive(Debug, Clone)]
 pub struct TopicDescription {
     pub name: String,
+    pub topic_id: String,
     pub config: BTreeMap<String, ConfigValue>,
     pub partitions: Vec<PartitionState>,
 }
@@ -324,12 +352,13 @@ impl Handler<DescribeTopic> for Topic {
         }
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Describe)).collect();
         let (name, config) = (self.name.to_string(), self.config.to_map());
+        let topic_id = self.topic_id.clone().unwrap_or_default();
         Box::pin(async move {
             let mut partitions = Vec::with_capacity(sends.len());
             for state in join_all(sends).await {
                 partitions.push(state.unwrap_or_else(|e| Err(e.into()))?);
             }
-            Ok(TopicDescription { name, config, partitions })
+            Ok(TopicDescription { name, topic_id, config, partitions })
         })
     }
 }

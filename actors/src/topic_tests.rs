@@ -21,7 +21,8 @@ fn start(dir: &Path) -> Addr<Topic> {
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,
     };
-    let meta = TopicMeta { name: "t".into(), partitions: 2, config: TopicConfig::default() };
+    let meta =
+        TopicMeta { name: "t".into(), topic_id: Some("id".into()), partitions: 2, config: TopicConfig::default() };
     meta.store(dir).unwrap();
     let dir = dir.to_path_buf();
     Topic::create(move |_| Topic::new(meta, dir, placement))

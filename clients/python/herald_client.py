@@ -567,11 +567,11 @@ class Client:
         self._call("delete_topic", {"topic": topic})
 
     def list_topics(self) -> List[Dict[str, Any]]:
-        """Returns ``[{"topic": name, "partitions": count}, ...]`` sorted by name."""
+        """Returns ``[{"topic": name, "topic_id": id, "partitions": count}, ...]`` sorted by name."""
         return self._call("list_topics", {})["topics"]
 
     def describe_topic(self, topic: str) -> Dict[str, Any]:
-        """Returns ``{"topic", "config", "partitions"}`` for ``topic``.
+        """Returns ``{"topic", "topic_id", "config", "partitions"}`` for ``topic``.
 
         ``partitions`` lists, per partition in order, ``partition``,
         ``log_start_offset``, ``log_end_offset``, ``high_watermark``,

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, TopicDeleted, WatchDeletes};
 use crate::error::{BrokerError, ErrorCode};
 use crate::topic::Placement;
 use coordinator::{CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
@@ -119,6 +119,21 @@ impl Groups {
 
 impl Actor for Groups {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.broker.do_send(WatchDeletes(ctx.address().recipient()));
+    }
+}
+
+impl Handler<TopicDeleted> for Groups {
+    type Result = ();
+
+    /// A deleted topic's offsets are dropped from every group.
+    fn handle(&mut self, msg: TopicDeleted, _: &mut Context<Self>) {
+        for coordinator in self.coordinators.values() {
+            coordinator.do_send(msg.clone());
+        }
+    }
 }
 
 /// The coordinator of a group, started if `create` and it does not exist.

@@ -14,6 +14,13 @@
 //! applies every other record, so each partition keeps its last readable
 //! commit. A compaction of a damaged log keeps the old log aside, in
 //! `<dir>.damaged-<ms>`, instead of deleting it.
+//!
+//! A committed offset belongs to the id of its topic (`topic_id`, absent in
+//! logs written before topics had ids: such an offset belongs to whichever
+//! topic has the name). [`Committed::belongs_to`] decides whether an offset is
+//! the current topic's; the coordinator serves only those (see
+//! [`GroupState::current`]). A delete of the topic appends
+//! [`StoredRecord::TopicDeleted`], which drops its offsets on replay too.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,7 +53,23 @@ pub const COMPACT_BYTES: u64 = 16 << 20;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StoredRecord {
     /// A committed offset: the next record the group will read.
-    Offset { topic: String, partition: u32, offset: i64, metadata: Option<String>, commit_timestamp: i64 },
+    Offset {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        metadata: Option<String>,
+        commit_timestamp: i64,
+        /// The id of the topic committed to; absent in older logs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic_id: Option<String>,
+    },
+    /// The topic was deleted: forget its offsets (those of `topic_id`, and
+    /// those without an id; all of them when `topic_id` is absent).
+    TopicDeleted {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic_id: Option<String>,
+    },
     /// The group's assignor.
     Assignor { name: String },
     /// The group was deleted: forget everything before.
@@ -59,6 +82,20 @@ pub struct Committed {
     pub offset: i64,
     pub metadata: Option<String>,
     pub commit_timestamp: i64,
+    /// The id of the topic it was committed to (`None`: from before ids).
+    pub topic_id: Option<String>,
+}
+
+impl Committed {
+    /// Whether the offset belongs to the topic whose current id is
+    /// `current` (`None`: no such topic): an offset from before ids belongs
+    /// to any topic of its name; one with an id only to the topic of that id.
+    pub fn belongs_to(&self, current: Option<&str>) -> bool {
+        match &self.topic_id {
+            None => true,
+            Some(id) => current == Some(id.as_str()),
+        }
+    }
 }
 
 /// What the log says about the group.
@@ -72,12 +109,20 @@ impl GroupState {
     /// Applies one record.
     pub fn apply(&mut self, record: &StoredRecord) {
         match record {
-            StoredRecord::Offset { topic, partition, offset, metadata, commit_timestamp } => {
+            StoredRecord::Offset { topic, partition, offset, metadata, commit_timestamp, topic_id } => {
                 self.offsets.insert(
                     TopicPartition { topic: topic.clone(), partition: *partition },
-                    Committed { offset: *offset, metadata: metadata.clone(), commit_timestamp: *commit_timestamp },
+                    Committed {
+                        offset: *offset,
+                        metadata: metadata.clone(),
+                        commit_timestamp: *commit_timestamp,
+                        topic_id: topic_id.clone(),
+                    },
                 );
             }
+            StoredRecord::TopicDeleted { topic, topic_id } => self.offsets.retain(|tp, c| {
+                tp.topic != *topic || (topic_id.is_some() && c.topic_id.is_some() && c.topic_id != *topic_id)
+            }),
             StoredRecord::Assignor { name } => self.assignor = Some(name.clone()),
             StoredRecord::Deleted => *self = GroupState::default(),
         }
@@ -93,8 +138,15 @@ impl GroupState {
             offset: c.offset,
             metadata: c.metadata.clone(),
             commit_timestamp: c.commit_timestamp,
+            topic_id: c.topic_id.clone(),
         }));
         records
+    }
+
+    /// The committed offset of `tp` if it belongs to the topic's current id
+    /// (`ids` has the ids of the topics that exist).
+    pub fn current(&self, tp: &TopicPartition, ids: &BTreeMap<String, String>) -> Option<&Committed> {
+        self.offsets.get(tp).filter(|c| c.belongs_to(ids.get(&tp.topic).map(String::as_str)))
     }
 }
 
@@ -303,159 +355,5 @@ impl GroupStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offset(topic: &str, partition: u32, offset: i64) -> StoredRecord {
-        StoredRecord::Offset { topic: topic.into(), partition, offset, metadata: None, commit_timestamp: 1 }
-    }
-
-    #[test]
-    fn state_survives_reopen_and_deletion_clears_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g");
-        {
-            let (mut store, state) = GroupStore::open(&path, false).unwrap();
-            assert_eq!(state, GroupState::default());
-            store.append(&[offset("t", 0, 5), StoredRecord::Assignor { name: "range".into() }], 1).unwrap();
-            store.append(&[offset("t", 0, 9), offset("t", 1, 3)], 2).unwrap();
-            store.flush_all().unwrap();
-        }
-        let (mut store, state) = GroupStore::open(&path, false).unwrap();
-        assert_eq!(state.offsets[&TopicPartition { topic: "t".into(), partition: 0 }].offset, 9);
-        assert_eq!(state.offsets.len(), 2);
-        assert_eq!(state.assignor.as_deref(), Some("range"));
-        store.append(&[StoredRecord::Deleted], 3).unwrap();
-        drop(store);
-        let (_, state) = GroupStore::open(&path, false).unwrap();
-        assert_eq!(state, GroupState::default());
-    }
-
-    #[test]
-    fn compaction_keeps_the_state_and_shrinks_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g");
-        let (mut store, mut state) = GroupStore::open(&path, false).unwrap();
-        for i in 0..1000 {
-            let record = offset("t", (i % 3) as u32, i);
-            store.append(std::slice::from_ref(&record), i).unwrap();
-            state.apply(&record);
-        }
-        let before = store.log.size_bytes();
-        store.compact(&state, 5).unwrap();
-        assert!(store.log.size_bytes() < before / 10);
-        drop(store);
-        let (_, reopened) = GroupStore::open(&path, false).unwrap();
-        assert_eq!(reopened, state);
-    }
-
-    #[test]
-    fn an_interrupted_compaction_is_completed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g");
-        let (mut store, mut state) = GroupStore::open(&path, false).unwrap();
-        let record = offset("t", 0, 42);
-        store.append(std::slice::from_ref(&record), 1).unwrap();
-        state.apply(&record);
-        store.compact(&state, 2).unwrap();
-        drop(store);
-        // Simulate a crash between the two renames.
-        std::fs::rename(&path, path.with_extension("compacted")).unwrap();
-        let (_, reopened) = GroupStore::open(&path, false).unwrap();
-        assert_eq!(reopened, state);
-    }
-
-    /// Flips a bit inside the `n`th batch of the group log's first segment.
-    fn damage_batch(path: &Path, n: usize) {
-        use std::os::unix::fs::FileExt;
-        let segment = path.join(format!("{:020}.log", 0));
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment).unwrap();
-        let mut position = 0u64;
-        for _ in 0..n {
-            let mut header = [0u8; batch::HEADER_BYTES];
-            file.read_exact_at(&mut header, position).unwrap();
-            position += batch::BatchHeader::parse(&header).unwrap().total_bytes() as u64;
-        }
-        let mut byte = [0u8];
-        file.read_exact_at(&mut byte, position + 60).unwrap();
-        file.write_all_at(&[byte[0] ^ 0x10], position + 60).unwrap();
-    }
-
-    fn tp(partition: u32) -> TopicPartition {
-        TopicPartition { topic: "t".into(), partition }
-    }
-
-    #[test]
-    fn a_damaged_record_loses_only_its_commits() {
-        for clean in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("g");
-            {
-                let (mut store, _) = GroupStore::open(&path, false).unwrap();
-                // One batch per commit: t/0 at 1, t/1 at 1, t/2 at 1, t/0 at 5, t/3 at 7.
-                for (partition, at) in [(0, 1), (1, 1), (2, 1), (0, 5), (3, 7)] {
-                    store.append(&[offset("t", partition, at)], 1).unwrap();
-                }
-                store.flush_all().unwrap();
-            }
-            // The commits of t/1 and the second of t/0.
-            damage_batch(&path, 1);
-            damage_batch(&path, 3);
-            let (store, state) = GroupStore::open(&path, clean).unwrap();
-            let kept: Vec<(u32, i64)> = state.offsets.iter().map(|(tp, c)| (tp.partition, c.offset)).collect();
-            assert_eq!(kept, [(0, 1), (2, 1), (3, 7)], "clean {clean}: the last readable commit of each");
-            let lost: Vec<(i64, i64)> = store.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect();
-            assert_eq!(lost, [(1, 2), (3, 4)]);
-            assert!(store.damaged()[0].reason.contains("checksum"), "{:?}", store.damaged());
-        }
-    }
-
-    #[test]
-    fn a_record_that_does_not_parse_is_skipped_and_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g");
-        {
-            let (mut store, _) = GroupStore::open(&path, false).unwrap();
-            store.append(&[offset("t", 0, 4)], 1).unwrap();
-            let junk = Record { value: Some(Bytes::from_static(b"{\"type\":")), ..Record::default() };
-            store.log.append(batch::encode(&[junk]).unwrap(), 1).unwrap();
-            store.append(&[offset("t", 1, 9)], 1).unwrap();
-            store.flush_all().unwrap();
-        }
-        let (store, state) = GroupStore::open(&path, true).unwrap();
-        assert_eq!((state.offsets[&tp(0)].offset, state.offsets[&tp(1)].offset), (4, 9));
-        assert_eq!(store.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect::<Vec<_>>(), [(1, 2)]);
-    }
-
-    #[test]
-    fn compaction_keeps_a_damaged_log_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g");
-        {
-            let (mut store, _) = GroupStore::open(&path, false).unwrap();
-            for at in 0..3 {
-                store.append(&[offset("t", 0, at)], 1).unwrap();
-            }
-            store.flush_all().unwrap();
-        }
-        damage_batch(&path, 1);
-        let (mut store, state) = GroupStore::open(&path, true).unwrap();
-        store.compact(&state, 7).unwrap();
-        assert_eq!(store.damaged().len(), 1, "still reported");
-        let kept = path.with_extension("damaged-7");
-        assert!(kept.join(format!("{:020}.log", 0)).exists(), "the damaged log is kept at {kept:?}");
-        drop(store);
-        let (store, reopened) = GroupStore::open(&path, true).unwrap();
-        assert_eq!((reopened, store.damaged().len()), (state, 0));
-    }
-
-    #[test]
-    fn group_ids_map_to_safe_directory_names_and_back() {
-        for id in ["orders", "a/b", "..", "ünïcode group"] {
-            let dir = group_dir(Path::new("/d"), id);
-            let name = dir.file_name().unwrap().to_str().unwrap();
-            assert!(name.chars().all(|c| c.is_ascii_hexdigit()));
-            assert_eq!(group_id_of(name).as_deref(), Some(id));
-        }
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -267,8 +267,13 @@ impl Segment {
             if header.max_timestamp < ts {
                 return None;
             }
-            let records = batch::decode_all(bytes).ok()?;
-            records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset)
+            // A batch whose record timestamps cannot be computed (a delta past
+            // the i64 range, from an older writer) answers with its first
+            // offset: its max timestamp says a record at or after `ts` is in it.
+            match batch::decode_all(bytes) {
+                Ok(records) => records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset),
+                Err(_) => Some(header.base_offset),
+            }
         })
     }
 

@@ -34,6 +34,12 @@
 //!  4  header_count     i32
 //!     per header: 2 key_length u16, key (UTF-8), 4 value_length i32, value
 //! ```
+//!
+//! Time arithmetic never wraps: [`encode`] refuses records whose timestamp
+//! delta does not fit an i64, and decoding refuses a record whose
+//! `base_timestamp + timestamp_delta` (or `base_offset + offset_delta`) is
+//! outside the i64 range, as malformed. Such a batch can only come from an
+//! older writer or from damage; validation alone does not look at timestamps.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -90,7 +96,8 @@ pub enum BatchError {
 /// # Errors
 ///
 /// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a header
-/// key longer than 65535 bytes or a record larger than `i32::MAX` bytes.
+/// key longer than 65535 bytes, a record larger than `i32::MAX` bytes, or
+/// timestamps so far apart that a delta does not fit an i64.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -131,7 +138,11 @@ pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
         let len = record_bytes(record) - 4;
         buf.put_i32(to_i32(len)?);
         buf.put_i32(to_i32(delta)?);
-        buf.put_i64(record.timestamp.wrapping_sub(base_timestamp));
+        let timestamp_delta = record
+            .timestamp
+            .checked_sub(base_timestamp)
+            .ok_or(BatchError::Malformed("timestamps too far apart for a delta"))?;
+        buf.put_i64(timestamp_delta);
         put_optional(&mut buf, record.key.as_deref())?;
         put_optional(&mut buf, record.value.as_deref())?;
         buf.put_i32(to_i32(record.headers.len())?);
@@ -331,7 +342,13 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
 /// Receives the parts of each record as [`walk_records`] finds them, borrowed
 /// from the batch: validation looks at them, decoding copies them.
 trait RecordSink<'a> {
-    fn record(&mut self, offset_delta: i32, timestamp_delta: i64, key: Option<&'a [u8]>, value: Option<&'a [u8]>);
+    fn record(
+        &mut self,
+        offset_delta: i32,
+        timestamp_delta: i64,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+    ) -> Result<(), BatchError>;
     fn header(&mut self, key: &'a str, value: &'a [u8]);
 }
 
@@ -354,7 +371,7 @@ fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Resul
         let timestamp_delta = take_i64(&mut rec)?;
         let key = take_slice(&mut rec)?;
         let value = take_slice(&mut rec)?;
-        sink.record(offset_delta, timestamp_delta, key, value);
+        sink.record(offset_delta, timestamp_delta, key, value)?;
         let header_count = take_i32(&mut rec)?;
         if header_count < 0 {
             return Err(BatchError::Malformed("negative header count"));
@@ -384,7 +401,9 @@ fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Resul
 struct Check;
 
 impl<'a> RecordSink<'a> for Check {
-    fn record(&mut self, _: i32, _: i64, _: Option<&'a [u8]>, _: Option<&'a [u8]>) {}
+    fn record(&mut self, _: i32, _: i64, _: Option<&'a [u8]>, _: Option<&'a [u8]>) -> Result<(), BatchError> {
+        Ok(())
+    }
     fn header(&mut self, _: &'a str, _: &'a [u8]) {}
 }
 
@@ -395,19 +414,34 @@ struct Decode<'h> {
 }
 
 impl<'a> RecordSink<'a> for Decode<'_> {
-    fn record(&mut self, offset_delta: i32, timestamp_delta: i64, key: Option<&'a [u8]>, value: Option<&'a [u8]>) {
+    fn record(
+        &mut self,
+        offset_delta: i32,
+        timestamp_delta: i64,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+    ) -> Result<(), BatchError> {
         let timestamp = if self.header.log_append_time() {
             self.header.max_timestamp
         } else {
-            self.header.base_timestamp.wrapping_add(timestamp_delta)
+            self.header
+                .base_timestamp
+                .checked_add(timestamp_delta)
+                .ok_or(BatchError::Malformed("a record's timestamp is outside the i64 range"))?
         };
+        let offset = self
+            .header
+            .base_offset
+            .checked_add(i64::from(offset_delta))
+            .ok_or(BatchError::Malformed("a record's offset is outside the i64 range"))?;
         self.records.push(Record {
             key: key.map(Bytes::copy_from_slice),
             value: value.map(Bytes::copy_from_slice),
             headers: Vec::new(),
             timestamp,
-            offset: self.header.base_offset + offset_delta as i64,
+            offset,
         });
+        Ok(())
     }
 
     fn header(&mut self, key: &'a str, value: &'a [u8]) {
@@ -450,6 +484,10 @@ fn take_slice<'a>(b: &mut &'a [u8]) -> Result<Option<&'a [u8]>, BatchError> {
     *b = rest;
     Ok(Some(field))
 }
+
+#[cfg(test)]
+#[path = "batch_time_tests.rs"]
+mod time_tests;
 
 #[cfg(test)]
 mod tests {

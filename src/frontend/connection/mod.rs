@@ -252,6 +252,7 @@ impl Connection {
                             .into_iter()
                             .map(|t| TopicSummary {
                                 topic: t.name,
+                                topic_id: t.topic_id,
                                 partitions: t.partitions,
                                 state: if t.damaged.is_some() { TopicState::Damaged } else { TopicState::Ok },
                                 error: t.damaged,
@@ -366,6 +367,7 @@ fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, B
 fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
     DescribeTopicResponse {
         topic: d.name,
+        topic_id: d.topic_id,
         config: settings_out(d.config),
         partitions: d
             .partitions

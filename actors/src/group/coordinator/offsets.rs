@@ -1,14 +1,19 @@
 //! The coordinator's committed-offset operations: commit, fetch, describe
 //! (with lag) and reset. Split from the coordinator's membership handlers;
 //! the same actor.
+//!
+//! Each asks the broker for the current ids of the topics involved first: a
+//! commit stores the id with the offset, and fetch, describe and reset show
+//! only offsets that belong to the topic's current id (an offset committed
+//! before the topic was deleted and created again is not shown).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix::prelude::*;
 use futures::future::join_all;
 
 use super::{member_error, restarting, GroupCoordinator};
-use crate::broker::{Broker, LookupTopic};
+use crate::broker::{Broker, LookupTopic, TopicDeleted, TopicIds};
 use crate::error::{BrokerError, ErrorCode};
 use crate::group::assignor::TopicPartition;
 use crate::group::membership::MemberView;
@@ -40,8 +45,27 @@ impl Handler<CommitOffsets> for GroupCoordinator {
     }
 }
 
+/// The current ids of `topics` (those that exist).
+async fn topic_ids(broker: Addr<Broker>, topics: BTreeSet<String>) -> Result<BTreeMap<String, String>, BrokerError> {
+    Ok(broker.send(TopicIds { names: topics.into_iter().collect() }).await?)
+}
+
 impl GroupCoordinator {
     fn commit_offsets(&mut self, msg: CommitOffsets) -> <Self as Handler<CommitOffsets>>::Result {
+        let topics = msg.offsets.iter().map(|(tp, _, _)| tp.topic.clone()).collect();
+        // The member and its generation are checked after the ids are known,
+        // against the state the commit is then applied to.
+        Box::pin(topic_ids(self.broker.clone(), topics).into_actor(self).then(move |ids, act, _| match ids {
+            Ok(ids) => act.commit_with_ids(msg, ids),
+            Err(err) => Box::pin(fut::ready(Err(err))),
+        }))
+    }
+
+    fn commit_with_ids(
+        &mut self,
+        msg: CommitOffsets,
+        ids: BTreeMap<String, String>,
+    ) -> <Self as Handler<CommitOffsets>>::Result {
         if msg.member_id.is_none() && !self.membership.is_empty() {
             return Box::pin(fut::ready(Err(BrokerError::new(
                 ErrorCode::UNKNOWN_MEMBER_ID,
@@ -78,6 +102,7 @@ impl GroupCoordinator {
                     offset,
                     metadata,
                     commit_timestamp: now,
+                    topic_id: ids.get(&tp.topic).cloned(),
                 });
             }
             results.push((tp, checked));
@@ -96,31 +121,66 @@ pub struct FetchOffsets {
 }
 
 impl Handler<FetchOffsets> for GroupCoordinator {
-    type Result = Result<Vec<(TopicPartition, Option<Committed>)>, BrokerError>;
+    type Result = ResponseActFuture<Self, Result<Vec<(TopicPartition, Option<Committed>)>, BrokerError>>;
 
     fn handle(&mut self, msg: FetchOffsets, ctx: &mut Context<Self>) -> Self::Result {
-        guard(self, ctx, "group coordinator", |act, _| act.fetch_offsets(msg)).unwrap_or_else(|| Err(restarting()))
+        guard(self, ctx, "group coordinator", |act, _| act.fetch_offsets(msg))
+            .unwrap_or_else(|| Box::pin(fut::ready(Err(restarting()))))
     }
 }
 
 impl GroupCoordinator {
     fn fetch_offsets(&mut self, msg: FetchOffsets) -> <Self as Handler<FetchOffsets>>::Result {
-        if self.store.is_none() {
-            return Err(self.unavailable());
+        let checked = (|| {
+            if self.store.is_none() {
+                return Err(self.unavailable());
+            }
+            if let Some((member_id, generation_id)) = &msg.member {
+                self.membership.check_generation(member_id, *generation_id).map_err(|e| member_error(e, member_id))?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = checked {
+            return Box::pin(fut::ready(Err(err)));
         }
-        if let Some((member_id, generation_id)) = &msg.member {
-            self.membership.check_generation(member_id, *generation_id).map_err(|e| member_error(e, member_id))?;
+        let topics = match &msg.partitions {
+            Some(partitions) => partitions.iter().map(|tp| tp.topic.clone()).collect(),
+            None => self.state.offsets.keys().map(|tp| tp.topic.clone()).collect(),
+        };
+        Box::pin(topic_ids(self.broker.clone(), topics).into_actor(self).map(move |ids, act, _| {
+            let ids = ids?;
+            let current = |tp: &TopicPartition| act.state.current(tp, &ids).cloned();
+            Ok(match msg.partitions {
+                Some(partitions) => partitions
+                    .into_iter()
+                    .map(|tp| {
+                        let committed = current(&tp);
+                        (tp, committed)
+                    })
+                    .collect(),
+                None => act.state.offsets.keys().filter_map(|tp| Some((tp.clone(), Some(current(tp)?)))).collect(),
+            })
+        }))
+    }
+}
+
+impl Handler<TopicDeleted> for GroupCoordinator {
+    type Result = ();
+
+    /// Drops the group's offsets for the deleted topic, durably.
+    fn handle(&mut self, msg: TopicDeleted, ctx: &mut Context<Self>) {
+        let record = StoredRecord::TopicDeleted { topic: msg.name, topic_id: msg.topic_id };
+        let mut after = self.state.clone();
+        after.apply(&record);
+        if after.offsets.len() == self.state.offsets.len() || self.store.is_none() {
+            return;
         }
-        Ok(match msg.partitions {
-            Some(partitions) => partitions
-                .into_iter()
-                .map(|tp| {
-                    let committed = self.state.offsets.get(&tp).cloned();
-                    (tp, committed)
-                })
-                .collect(),
-            None => self.state.offsets.iter().map(|(tp, c)| (tp.clone(), Some(c.clone()))).collect(),
-        })
+        let group = self.group_id.clone();
+        ctx.spawn(self.persist(vec![record], |_, _| ()).map(move |done, _, _| {
+            if let Err(err) = done {
+                tracing::warn!(%err, %group, "cannot store the drop of a deleted topic's offsets; they stay hidden");
+            }
+        }));
     }
 }
 
@@ -177,20 +237,33 @@ impl GroupCoordinator {
                 partitions.extend((0..*count).map(|p| TopicPartition { topic: topic.clone(), partition: p }));
             }
         }
-        let owners = self.membership.owners();
-        let rows: Vec<(TopicPartition, Option<i64>, Option<String>)> = partitions
-            .into_iter()
-            .map(|tp| {
-                let current = self.state.offsets.get(&tp).map(|c| c.offset);
-                let owner = owners.get(&tp).map(|m| m.to_string());
-                (tp, current, owner)
-            })
+        let owners: BTreeMap<TopicPartition, String> =
+            self.membership.owners().into_iter().map(|(tp, m)| (tp.clone(), m.to_string())).collect();
+        let topics: BTreeSet<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
+        let ids = topic_ids(self.broker.clone(), topics);
+        let group_state = self.state.clone();
+        let subscribed: BTreeSet<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(topic, _)| subscribed.contains(*topic))
+            .flat_map(|(topic, count)| (0..*count).map(|p| TopicPartition { topic: topic.clone(), partition: p }))
             .collect();
         let (group_id, state) = (self.group_id.to_string(), self.membership.state());
         let (generation_id, assignor) = (self.membership.group_epoch(), self.membership.assignor().name());
         let broker = self.broker.clone();
         let damaged = self.store.as_ref().map(|store| store.damaged().to_vec()).unwrap_or_default();
         Box::pin(async move {
+            // A partition shows when it is subscribed to or has an offset of
+            // the topic's current id.
+            let ids = ids.await?;
+            let rows: Vec<(TopicPartition, Option<i64>, Option<String>)> = partitions
+                .into_iter()
+                .filter_map(|tp| {
+                    let current = group_state.current(&tp, &ids).map(|c| c.offset);
+                    let owner = owners.get(&tp).cloned();
+                    (current.is_some() || subscribed.contains(&tp)).then_some((tp, current, owner))
+                })
+                .collect();
             let ends = join_all(rows.iter().map(|(tp, _, _)| list_offset(broker.clone(), tp.clone(), -1))).await;
             let partitions = rows
                 .into_iter()
@@ -252,6 +325,8 @@ impl GroupCoordinator {
         let topic = msg.topic.clone();
         let plan = async move {
             let addr = broker.send(LookupTopic { name: topic.clone() }).await??;
+            let ids = topic_ids(broker.clone(), BTreeSet::from([topic.clone()])).await?;
+            let topic_id = ids.get(&topic).cloned();
             let count = addr.send(PartitionCount).await?;
             let partitions = msg.partitions.unwrap_or_else(|| (0..count).collect());
             let mut plan = Vec::new();
@@ -263,7 +338,7 @@ impl GroupCoordinator {
                     ));
                 }
                 let tp = TopicPartition { topic: topic.clone(), partition: p };
-                let current = offsets.get(&tp).map(|c| c.offset);
+                let current = offsets.get(&tp).filter(|c| c.belongs_to(topic_id.as_deref())).map(|c| c.offset);
                 let start = list_offset(broker.clone(), tp.clone(), -2).await?;
                 let end = list_offset(broker.clone(), tp.clone(), -1).await?;
                 let target = match msg.to {
@@ -278,27 +353,27 @@ impl GroupCoordinator {
                 };
                 plan.push((tp, current, target.clamp(start, end)));
             }
-            Ok(plan)
+            Ok((topic_id, plan))
         };
         let execute = msg.execute;
-        Box::pin(plan.into_actor(self).then(
-            move |plan: Result<Vec<(TopicPartition, Option<i64>, i64)>, BrokerError>, act, _| match plan {
-                Ok(plan) if execute => {
-                    let now = now_ms();
-                    let records = plan
-                        .iter()
-                        .map(|(tp, _, offset)| StoredRecord::Offset {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
-                            offset: *offset,
-                            metadata: None,
-                            commit_timestamp: now,
-                        })
-                        .collect();
-                    act.persist(records, move |_, _| plan)
-                }
-                other => Box::pin(fut::ready(other)),
-            },
-        ))
+        type Plan = (Option<String>, Vec<(TopicPartition, Option<i64>, i64)>);
+        Box::pin(plan.into_actor(self).then(move |plan: Result<Plan, BrokerError>, act, _| match plan {
+            Ok((topic_id, plan)) if execute => {
+                let now = now_ms();
+                let records = plan
+                    .iter()
+                    .map(|(tp, _, offset)| StoredRecord::Offset {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: *offset,
+                        metadata: None,
+                        commit_timestamp: now,
+                        topic_id: topic_id.clone(),
+                    })
+                    .collect();
+                act.persist(records, move |_, _| plan)
+            }
+            other => Box::pin(fut::ready(other.map(|(_, plan)| plan))),
+        }))
     }
 }

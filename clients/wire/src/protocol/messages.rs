@@ -84,6 +84,10 @@ pub struct Empty {}
 #[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct TopicSummary {
     pub topic: String,
+    /// The topic's id (32 hex digits), another for a topic deleted and
+    /// created again; absent for a damaged topic and from older brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     pub partitions: u32,
     /// `ok`, or `damaged` for a topic the broker found damaged at start and
     /// does not serve (absent from brokers before it: `ok`).
@@ -135,6 +139,9 @@ pub struct DamagedRangeDescription {
 #[derive(Debug, Serialize, Deserialize, Clone, Default)]
 pub struct DescribeTopicResponse {
     pub topic: String,
+    /// The topic's id (32 hex digits); empty from older brokers.
+    #[serde(default)]
+    pub topic_id: String,
     pub config: BTreeMap<String, ConfigValue>,
     pub partitions: Vec<PartitionDescription>,
 }
