@@ -51,6 +51,7 @@ pub struct ServerSettings {
     pub max_frame_bytes: u32,
     pub max_in_flight: u32,
     pub max_held_requests: u32,
+    pub max_connections: u32,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -205,6 +206,9 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.server.max_connections == 0 {
+            return fail("server.max_connections must be at least 1".into());
         }
         if self.server.max_held_requests == 0 {
             return fail("server.max_held_requests must be at least 1".into());

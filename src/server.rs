@@ -65,7 +65,8 @@ pub async fn run(
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
-    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, arbiters);
+    let max_connections = settings.server.max_connections as usize;
+    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
     shutdown.await;
