@@ -63,6 +63,7 @@ pub struct StorageSettings {
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
+    pub max_open_segment_files: u32,
     pub arbiters: usize,
 }
 
@@ -206,6 +207,9 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.storage.max_open_segment_files == 0 {
+            return fail("storage.max_open_segment_files must be at least 1".into());
         }
         if self.server.max_connections == 0 {
             return fail("server.max_connections must be at least 1".into());

@@ -40,6 +40,8 @@ pub fn raise_to_hard_limit() -> io::Result<FdLimit> {
         }
         limit = raised;
     }
+    // `rlim_t` is not 64 bits on every platform.
+    #[allow(clippy::unnecessary_cast)]
     Ok(FdLimit { was: was as u64, now: limit.rlim_cur as u64, hard: limit.rlim_max as u64 })
 }
 

@@ -36,6 +36,7 @@
 
 mod damage;
 mod failures;
+pub mod file_cache;
 mod index;
 pub mod log;
 mod scan;
