@@ -51,6 +51,7 @@ pub struct ServerSettings {
     pub max_frame_bytes: u32,
     pub max_in_flight: u32,
     pub max_held_requests: u32,
+    pub max_connections: u32,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -62,6 +63,7 @@ pub struct StorageSettings {
     pub flush_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
+    pub max_open_segment_files: u32,
     pub arbiters: usize,
 }
 
@@ -205,6 +207,12 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.storage.max_open_segment_files == 0 {
+            return fail("storage.max_open_segment_files must be at least 1".into());
+        }
+        if self.server.max_connections == 0 {
+            return fail("server.max_connections must be at least 1".into());
         }
         if self.server.max_held_requests == 0 {
             return fail("server.max_held_requests must be at least 1".into());

@@ -9,11 +9,13 @@
 //! - [`frontend`]: the TCP listener and one connection actor per client.
 //! - [`server`]: starting and cleanly stopping a broker.
 //! - [`dir_lock`]: one broker per data directory.
+//! - [`fd_limit`]: raising the open-file limit at start.
 //! - [`protocol`]: `herald_wire::protocol` (framing, request and response types).
 //! - [`client`]: the `herald-client` crate (admin, producer, consumer, group consumer).
 
 pub mod config;
 pub mod dir_lock;
+pub mod fd_limit;
 pub mod frontend;
 pub mod server;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
+use herald_actors::partition::file_cache::FileCache;
 
 use crate::config::Settings;
 use crate::dir_lock::{DirLock, LockError};
@@ -42,6 +43,8 @@ pub async fn run(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    // Before any log is opened: the bound on sealed segments' open files.
+    FileCache::global().set_capacity(settings.storage.max_open_segment_files as usize);
     let broker = Broker::open(settings.broker_settings())?;
     let placement = broker.placement();
     let broker = broker.start();
@@ -65,7 +68,8 @@ pub async fn run(
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
-    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, arbiters);
+    let max_connections = settings.server.max_connections as usize;
+    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
     shutdown.await;

@@ -1,7 +1,8 @@
 //! What admin operations and fetches answer when the data directory is not
 //! as the broker left it: a write that cannot be made is KAFKA_STORAGE_ERROR
-//! (56) and changes nothing (the partition serves on), a log that cannot be opened is 56 for that
-//! partition only, a damaged stored batch is CORRUPT_MESSAGE (2), and a
+//! (56) and changes nothing (the partition serves on), a log that cannot be
+//! opened is LEADER_NOT_AVAILABLE (5) for that partition only, until a retry
+//! opens it with no restart, a damaged stored batch is CORRUPT_MESSAGE (2), and a
 //! create cut short before its metadata was written does not stop a start.
 
 mod common;
@@ -93,7 +94,7 @@ async fn a_delete_that_cannot_move_the_directory_is_56_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_partition_whose_log_cannot_be_opened_is_56_and_the_others_serve() {
+async fn a_partition_whose_log_cannot_be_opened_is_5_until_a_retry_opens_it() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path());
     let client = broker.client().await;
@@ -107,10 +108,22 @@ async fn a_partition_whose_log_cannot_be_opened_is_56_and_the_others_serve() {
 
     let broker = TestBroker::start_in(dir.path());
     let client = broker.client().await;
-    assert_eq!(code(client.fetch(&fetch_at("half", 0, 0)).await), 56);
-    assert_eq!(code(client.describe_topic("half").await), 56);
+    assert_eq!(code(client.fetch(&fetch_at("half", 0, 0)).await), 5);
+    assert_eq!(code(client.describe_topic("half").await), 5);
     assert_eq!(read_partition(&client, "half", 1, 0).await.iter().map(text).collect::<Vec<_>>(), ["fine"]);
     assert_eq!(client.list_topics().await.unwrap()[0].partitions, 2);
+
+    // The cause removed, the partition opens on a later try, no restart.
+    std::fs::remove_file(&p0).unwrap();
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        match client.produce("half", Some(0), vec![value("back")]).await {
+            Ok(written) => break assert_eq!(written[0].base_offset, 0),
+            Err(err) => assert!(std::time::Instant::now() < deadline, "never opened again: {err}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(read_partition(&client, "half", 0, 0).await.iter().map(text).collect::<Vec<_>>(), ["back"]);
     broker.stop().await;
 }
 

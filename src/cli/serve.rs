@@ -52,6 +52,11 @@ pub fn run(args: ServeArgs) -> CliResult {
     }
     let settings = Settings::load(args.config.as_deref(), &flags)?;
     init_logging(settings.logging.format);
+    // Before anything is opened: every partition and connection needs descriptors.
+    match herald::fd_limit::raise_to_hard_limit() {
+        Ok(limit) => tracing::info!(was = limit.was, now = limit.now, hard = limit.hard, "open file limit"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open file limit; running with the current one"),
+    }
 
     let address = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = std::net::TcpListener::bind(&address).map_err(|err| format!("cannot listen on {address}: {err}"))?;

@@ -2,6 +2,14 @@
 //! actor and a reader task for each, on the connection arbiters in turn, so
 //! that decoding and encoding use every core.
 //!
+//! Accepting never spins and never floods the log: after a failed `accept()`
+//! (out of file descriptors, `EMFILE`/`ENFILE`, or any other error) the next
+//! one waits, 10 ms at first and twice as long after each further failure up
+//! to 1 s, and the failures are logged at most once a second with a count of
+//! those not logged. At `server.max_connections` open connections a new one is
+//! closed right after accept, unread (logged at most once a second); a
+//! connection counts from its accept until its reader stops.
+//!
 //! Contract: one per broker, on the system arbiter. Takes [`StopAccepting`] at
 //! shutdown: it closes the listening socket, tells every connection to
 //! [`Drain`], and answers once they have all closed or the timeout has passed. Not
@@ -38,28 +46,99 @@ pub struct Listener {
     connections: Vec<WeakAddr<Connection>>,
     /// The accept stream; cancelled (closing the socket) at shutdown.
     accepting: Option<SpawnHandle>,
+    /// Connections accepted whose reader has not stopped yet.
+    open: usize,
+    /// `server.max_connections`.
+    max_connections: usize,
+    /// Rate limit of the warnings about failed accepts.
+    accept_failures: Throttle,
+    /// Rate limit of the warnings about refused connections.
+    refusals: Throttle,
+}
+
+/// The first pause after a failed accept; it doubles with each further failure.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// The longest pause after failed accepts.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// At most one warning of each kind per this long.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets one event in `WARN_EVERY` through and counts the others.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(events suppressed since the last one let through)` if this one may be logged.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < WARN_EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// The pause before the next accept: none after a success, else doubling.
+fn next_pause(pause: Duration, failed: bool) -> Duration {
+    if !failed {
+        return Duration::ZERO;
+    }
+    (pause * 2).clamp(ACCEPT_PAUSE_MIN, ACCEPT_PAUSE_MAX)
 }
 
 impl Listener {
-    /// Starts accepting on `listener`.
+    /// Starts accepting on `listener`, at most `max_connections` open at once.
     pub fn start(
         listener: TcpListener,
         broker: Addr<Broker>,
         groups: Addr<Groups>,
         limits: Limits,
+        max_connections: usize,
         arbiters: Vec<ArbiterHandle>,
     ) -> Addr<Listener> {
         Listener::create(move |ctx| {
-            let accepted = futures::stream::unfold(listener, |listener| async move {
+            // The pause is taken here, in the stream, so that the actor keeps
+            // handling its messages (shutdown) meanwhile.
+            let accepted = futures::stream::unfold((listener, Duration::ZERO), |(listener, pause)| async move {
+                if !pause.is_zero() {
+                    actix_rt::time::sleep(pause).await;
+                }
                 let accepted = listener.accept().await;
-                Some((accepted, listener))
+                let pause = next_pause(pause, accepted.is_err());
+                Some((accepted, (listener, pause)))
             });
             let accepting = Some(ctx.add_stream(accepted));
-            Listener { broker, groups, limits, arbiters, next_arbiter: 0, connections: Vec::new(), accepting }
+            Listener {
+                broker,
+                groups,
+                limits,
+                arbiters,
+                next_arbiter: 0,
+                connections: Vec::new(),
+                accepting,
+                open: 0,
+                max_connections,
+                accept_failures: Throttle::default(),
+                refusals: Throttle::default(),
+            }
         })
     }
 
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+        if self.open >= self.max_connections {
+            // Dropping the stream closes it: the client sees the connection
+            // closed before any response.
+            if let Some(suppressed) = self.refusals.allow() {
+                let max_connections = self.max_connections;
+                tracing::warn!(%peer, max_connections, suppressed, "connection refused: server.max_connections reached");
+            }
+            return;
+        }
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
         }
@@ -73,7 +152,11 @@ impl Listener {
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
         let listener = ctx.address().downgrade();
+        self.open += 1;
+        let slot = Slot(listener.clone());
         arbiter.spawn(async move {
+            // Gives the connection's place back when the reader stops.
+            let _slot = slot;
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(err) => return tracing::warn!(%err, %peer, "cannot register the connection"),
@@ -90,6 +173,30 @@ impl Listener {
             let permits = Arc::new(Semaphore::new(limits.max_in_flight));
             read_frames(read, FrameCodec::new(limits.max_frame_bytes), addr, permits, stopped).await;
         });
+    }
+}
+
+/// A connection's place under `max_connections`, held by its reader task.
+struct Slot(WeakAddr<Listener>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(listener) = self.0.upgrade() {
+            listener.do_send(Disconnected);
+        }
+    }
+}
+
+/// A connection's reader stopped: its place is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Disconnected;
+
+impl Handler<Disconnected> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, _: Disconnected, _: &mut Context<Self>) {
+        self.open = self.open.saturating_sub(1);
     }
 }
 
@@ -151,8 +258,13 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
     fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, ctx: &mut Context<Self>) {
         match accepted {
             Ok((stream, peer)) => self.accept(stream, peer, ctx),
-            // Running out of file descriptors must not end the listener.
-            Err(err) => tracing::warn!(%err, "accept failed"),
+            // Running out of file descriptors must not end the listener; the
+            // stream pauses before the next accept (see the module doc).
+            Err(err) => {
+                if let Some(suppressed) = self.accept_failures.allow() {
+                    tracing::warn!(%err, suppressed, "accept failed; pausing accepts (up to 1 s)");
+                }
+            }
         }
     }
 }
@@ -185,5 +297,32 @@ impl Handler<StopAccepting> for Listener {
                 actix_rt::time::sleep(Duration::from_millis(10)).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_after_failed_accepts_doubles_up_to_a_second() {
+        let mut pause = Duration::ZERO;
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            pause = next_pause(pause, true);
+            pauses.push(pause.as_millis());
+        }
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(next_pause(pause, false), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_throttle_lets_one_through_per_second_and_counts_the_rest() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        throttle.last = Some(Instant::now() - WARN_EVERY);
+        assert_eq!(throttle.allow(), Some(2));
     }
 }

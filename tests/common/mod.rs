@@ -239,10 +239,17 @@ impl BinaryBroker {
     ///
     /// The process exits, or does not serve within [`PATIENCE`].
     pub fn start(root: &Path) -> BinaryBroker {
+        BinaryBroker::start_with(root, |_| {})
+    }
+
+    /// [`BinaryBroker::start`], with `configure` adding to the command first
+    /// (environment, a `pre_exec` hook).
+    pub fn start_with(root: &Path, configure: impl FnOnce(&mut Command)) -> BinaryBroker {
         let data_dir = root.join("data");
         let port_file = root.join("port");
         let _ = std::fs::remove_file(&port_file);
-        let mut child = Command::new(herald_bin())
+        let mut command = Command::new(herald_bin());
+        command
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
             .arg(&data_dir)
             .arg("--port-file")
@@ -251,9 +258,9 @@ impl BinaryBroker {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn herald serve");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn herald serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel();

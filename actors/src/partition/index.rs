@@ -17,6 +17,10 @@
 //!   `o`", so every batch before `o` has a max timestamp below `t`. That is what
 //!   makes a floor lookup a safe place to start a timestamp search.
 //!
+//! The file stays open while its segment is active (entries are appended);
+//! a sealed segment's index is closed ([`IndexFile::close`]) and answers from
+//! memory, holding no file descriptor.
+//!
 //! Only the segment (`segment.rs`) uses this module.
 
 use std::fs::{File, OpenOptions};
@@ -101,12 +105,15 @@ fn be_u32(b: &[u8]) -> u32 {
 /// An index file and its entries in memory.
 pub(crate) struct IndexFile<E> {
     path: PathBuf,
-    /// Opened for reading and appending; shared with the fsync thread.
-    file: Arc<File>,
+    /// Opened for reading and appending, shared with the fsync thread; `None`
+    /// once closed (the segment is sealed).
+    file: Option<Arc<File>>,
     entries: Vec<E>,
     /// Whether the file holds exactly `entries`. False after a load that failed
     /// the sanity check, until [`IndexFile::replace`] rewrites it.
     file_matches: bool,
+    /// Whether the file was written since the last [`IndexFile::sync`].
+    unsynced: bool,
 }
 
 impl<E: Entry> IndexFile<E> {
@@ -128,17 +135,24 @@ impl<E: Entry> IndexFile<E> {
             }
             Err(err) => return Err(LogError::io(&path)(err)),
         };
-        let mut index = IndexFile { path, file: Arc::new(file), entries: Vec::new(), file_matches: false };
+        let file = Arc::new(file);
+        let mut index = IndexFile {
+            path,
+            file: Some(Arc::clone(&file)),
+            entries: Vec::new(),
+            file_matches: false,
+            unsynced: false,
+        };
         if !existed {
             return Ok((index, Some("index file is missing")));
         }
-        let len = index.file.metadata().map_err(LogError::io(&index.path))?.len();
+        let len = file.metadata().map_err(LogError::io(&index.path))?.len();
         if len % E::SIZE as u64 != 0 {
             return Ok((index, Some("index size is not a whole number of entries")));
         }
         let len = usize::try_from(len).map_err(|_| LogError::io(&index.path)(io::Error::other("index too large")))?;
         let mut buf = vec![0u8; len];
-        index.file.read_exact_at(&mut buf, 0).map_err(LogError::io(&index.path))?;
+        file.read_exact_at(&mut buf, 0).map_err(LogError::io(&index.path))?;
         let entries: Vec<E> = buf.chunks_exact(E::SIZE).map(E::decode).collect();
         if entries.windows(2).any(|w| !w[1].follows(&w[0])) {
             return Ok((index, Some("index entries are not increasing")));
@@ -156,15 +170,27 @@ impl<E: Entry> IndexFile<E> {
     pub fn create(path: PathBuf) -> Result<Self, LogError> {
         let file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(LogError::io(&path))?;
         file.set_len(0).map_err(LogError::io(&path))?;
-        Ok(IndexFile { path, file: Arc::new(file), entries: Vec::new(), file_matches: true })
+        let file = Some(Arc::new(file));
+        Ok(IndexFile { path, file, entries: Vec::new(), file_matches: true, unsynced: true })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
+    /// The open file, unless closed.
+    pub fn file(&self) -> Option<&Arc<File>> {
+        self.file.as_ref()
+    }
+
+    /// Closes the file; lookups go on from memory. Appends, rewrites and
+    /// syncs are for an active segment's index only.
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    fn open_file(&self) -> Result<&Arc<File>, LogError> {
+        self.file.as_ref().ok_or_else(|| LogError::io(&self.path)(io::Error::other("the index file is closed")))
     }
 
     pub fn entries(&self) -> &[E] {
@@ -192,7 +218,8 @@ impl<E: Entry> IndexFile<E> {
         debug_assert!(self.entries.last().is_none_or(|prev| entry.follows(prev)));
         let mut buf = [0u8; 16];
         entry.encode(&mut buf[..E::SIZE]);
-        (&*self.file).write_all(&buf[..E::SIZE]).map_err(LogError::io(&self.path))?;
+        self.unsynced = true;
+        (&**self.open_file()?).write_all(&buf[..E::SIZE]).map_err(LogError::io(&self.path))?;
         self.entries.push(entry);
         Ok(())
     }
@@ -217,21 +244,33 @@ impl<E: Entry> IndexFile<E> {
         for (entry, out) in entries.iter().zip(buf.chunks_exact_mut(E::SIZE)) {
             entry.encode(out);
         }
+        let file = Arc::clone(self.open_file()?);
         self.file_matches = false;
-        self.file.set_len(0).map_err(LogError::io(&self.path))?;
-        (&*self.file).write_all(&buf).map_err(LogError::io(&self.path))?;
+        self.unsynced = true;
+        file.set_len(0).map_err(LogError::io(&self.path))?;
+        (&*file).write_all(&buf).map_err(LogError::io(&self.path))?;
         self.entries = entries;
         self.file_matches = true;
         Ok(())
     }
 
-    /// Flushes the file to disk.
+    /// Flushes the file to disk if it was written since the last call,
+    /// opening it again if it was closed.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if fsync fails.
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.file.sync_all().map_err(LogError::io(&self.path))
+    /// [`LogError::Io`] if the file cannot be opened or fsync fails.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        match &self.file {
+            Some(file) => file.sync_all(),
+            None => File::open(&self.path).and_then(|file| file.sync_all()),
+        }
+        .map_err(LogError::io(&self.path))?;
+        self.unsynced = false;
+        Ok(())
     }
 }
 

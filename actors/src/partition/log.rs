@@ -37,6 +37,11 @@
 //! found when a read meets it, or by [`Log::scrub`], which checks the sealed
 //! segments a little at a time.
 //!
+//! Descriptors: only the active segment's three files stay open; sealed
+//! segments' files are opened through a [`FileCache`] shared by every log of
+//! the process (see `file_cache.rs`), and the directory is opened when it is
+//! fsynced.
+//!
 //! Pure `std::fs`, no actor or async runtime: the partition actor owns one `Log`.
 
 use std::collections::BTreeSet;
@@ -49,6 +54,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info};
 
 pub use super::damage::Damage;
+use super::file_cache::FileCache;
 use super::segment::{self, Recovery, Segment, DELETED_SUFFIX, LOG_SUFFIX};
 use crate::batch::{self, BatchError, BatchHeader};
 
@@ -138,9 +144,9 @@ pub struct ReadResult {
 /// A partition's log. See the module doc for its invariants.
 pub struct Log {
     dir: PathBuf,
-    /// The directory itself, to fsync new and removed directory entries.
-    dir_file: Arc<File>,
     config: LogConfig,
+    /// Where sealed segments' files are opened.
+    files: FileCache,
     /// Ascending base offsets; never empty; the last is active.
     segments: Vec<Segment>,
     /// Files of rolled segments, and the directory, written since the last
@@ -163,6 +169,16 @@ impl Log {
     /// [`LogError::Io`] if the directory or a file cannot be read, written,
     /// truncated, or synced.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log, LogError> {
+        Log::open_in(dir, config, clean_shutdown, FileCache::global())
+    }
+
+    /// [`Log::open`], opening sealed segments' files through `files` instead
+    /// of the process's cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::open`].
+    pub fn open_in(dir: &Path, config: LogConfig, clean_shutdown: bool, files: &FileCache) -> Result<Log, LogError> {
         let existed = dir.try_exists().map_err(LogError::io(dir))?;
         fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         if !existed {
@@ -170,7 +186,6 @@ impl Log {
                 File::open(parent).and_then(|f| f.sync_all()).map_err(LogError::io(parent))?;
             }
         }
-        let dir_file = Arc::new(File::open(dir).map_err(LogError::io(dir))?);
         let bases = clean_directory(dir)?;
 
         let mut segments = Vec::with_capacity(bases.len().max(1));
@@ -178,17 +193,21 @@ impl Log {
             let next_base = bases.get(i + 1).copied();
             let full_check = !clean_shutdown && i + 2 >= bases.len();
             let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
-            segments.push(Segment::open(dir, base, full_check, config.index_interval_bytes, recovery)?);
+            let mut segment = Segment::open(dir, base, full_check, config.index_interval_bytes, recovery, files)?;
+            if next_base.is_some() {
+                segment.seal(false);
+            }
+            segments.push(segment);
         }
         if segments.is_empty() {
-            segments.push(Segment::create(dir, 0)?);
-            dir_file.sync_all().map_err(LogError::io(dir))?;
+            segments.push(Segment::create(dir, 0, files)?);
+            sync_dir(dir)?;
         }
         let scrub_cursor = (segments[0].base_offset(), 0, segments[0].base_offset());
         let log = Log {
             dir: dir.to_path_buf(),
-            dir_file,
             config,
+            files: files.clone(),
             segments,
             unsynced: Vec::new(),
             active_unsynced: false,
@@ -259,11 +278,14 @@ impl Log {
 
     /// Starts a new active segment at the log end offset.
     fn roll(&mut self) -> Result<(), LogError> {
-        let segment = Segment::create(&self.dir, self.log_end_offset())?;
-        let previous = &self.segments[self.segments.len() - 1];
-        self.unsynced.push(Arc::clone(previous.log_file()));
-        self.unsynced.extend(previous.index_files().map(Arc::clone));
-        self.unsynced.push(Arc::clone(&self.dir_file));
+        let dir = File::open(&self.dir).map_err(LogError::io(&self.dir))?;
+        let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
+        let previous = self.active_mut();
+        let mut files: Vec<Arc<File>> =
+            previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
+        previous.seal(true);
+        files.push(Arc::new(dir));
+        self.unsynced.extend(files);
         self.active_unsynced = false;
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
@@ -388,7 +410,7 @@ impl Log {
     pub fn take_unsynced(&mut self) -> Vec<Arc<File>> {
         let mut files = std::mem::take(&mut self.unsynced);
         if std::mem::take(&mut self.active_unsynced) {
-            files.push(Arc::clone(self.active().log_file()));
+            files.extend(self.active().log_file().cloned());
         }
         files
     }
@@ -400,10 +422,10 @@ impl Log {
     /// [`LogError::Io`] if an fsync fails; the caller must then treat what was
     /// appended since the last successful sync as lost.
     pub fn flush_all(&mut self) -> Result<(), LogError> {
-        for segment in &self.segments {
+        for segment in &mut self.segments {
             segment.sync_all()?;
         }
-        self.dir_file.sync_all().map_err(LogError::io(&self.dir))?;
+        sync_dir(&self.dir)?;
         self.unsynced.clear();
         self.active_unsynced = false;
         Ok(())
@@ -459,6 +481,11 @@ impl Log {
         let last = self.segments.len() - 1;
         &mut self.segments[last]
     }
+}
+
+/// Fsyncs the directory `dir` (its entries: files created, renamed, removed).
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
 }
 
 /// Removes leftover `.deleted` and `.tmp` files and index files without a

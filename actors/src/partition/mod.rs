@@ -25,6 +25,10 @@
 //!   `KAFKA_STORAGE_ERROR`, whatever the policy; reads go on.
 //! - What is lost if it stops: nothing acknowledged; fetches waiting on it get a
 //!   retriable error.
+//! - A log that cannot be opened (out of file descriptors, an unreadable
+//!   directory) is opened again after 100 ms, then after twice as long each
+//!   time up to 10 s, until it opens; meanwhile every request gets
+//!   `LEADER_NOT_AVAILABLE` (retriable) with the reason.
 //! - A fetch at an offset in a damaged range of the log gets `CORRUPT_MESSAGE`
 //!   naming the range ([`BrokerError::damaged`]); [`Describe`] lists the
 //!   ranges found so far. Every second, while the broker-wide [`ScrubBudget`]
@@ -32,6 +36,7 @@
 
 mod damage;
 mod failures;
+pub mod file_cache;
 mod index;
 pub mod log;
 mod scan;
@@ -59,6 +64,10 @@ use scrub::ScrubBudget;
 const SCRUB_TICK: Duration = Duration::from_secs(1);
 /// The most one step of the background scrub reads, in bytes.
 const SCRUB_STEP_MAX_BYTES: u64 = 1 << 20;
+/// The first wait before opening a log that failed to open again.
+const OPEN_RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two tries to open a log.
+const OPEN_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// The durability setting: when an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,6 +121,10 @@ pub struct Partition {
     /// Set when a failed write left the log refusing appends, until a reopen
     /// succeeds.
     needs_reopen: bool,
+    /// Why the last try to open the log failed, while it is not open.
+    open_failure: Option<String>,
+    /// The wait before the next try to open the log.
+    open_retry: Duration,
 }
 
 struct Waiter {
@@ -149,18 +162,32 @@ impl Partition {
             shut_down: false,
             failed: false,
             needs_reopen: false,
+            open_failure: None,
+            open_retry: OPEN_RETRY_MIN,
         }
     }
 
-    fn open(&mut self) {
+    /// Opens the log; on failure tries again later, waiting twice as long
+    /// each time (see the module doc).
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        if self.closed || self.log.is_some() {
+            return;
+        }
         match Log::open(&self.dir, self.config.log_config(), self.clean_shutdown) {
             Ok(log) => {
+                if self.open_failure.take().is_some() {
+                    tracing::info!(topic = %self.topic, partition = self.partition, "opened the log after failing to");
+                }
                 self.high_watermark = log.log_end_offset();
                 self.log = Some(log);
+                self.open_retry = OPEN_RETRY_MIN;
             }
             Err(err) => {
-                tracing::error!(%err, topic = %self.topic, partition = self.partition, "cannot open log");
-                self.log = None;
+                let retry_ms = self.open_retry.as_millis() as u64;
+                tracing::error!(%err, topic = %self.topic, partition = self.partition, retry_ms, "cannot open log; will try again");
+                self.open_failure = Some(err.to_string());
+                ctx.run_later(self.open_retry, |act, ctx| act.open(ctx));
+                self.open_retry = (self.open_retry * 2).min(OPEN_RETRY_MAX);
             }
         }
         // Reopening after a restart must check the tail again.
@@ -172,12 +199,25 @@ impl Partition {
     }
 
     fn log_mut(&mut self) -> Result<&mut Log, BrokerError> {
-        let (shut_down, closed) = (self.shut_down, self.closed);
-        self.log.as_mut().ok_or_else(|| unavailable(shut_down, closed))
+        if self.log.is_none() {
+            return Err(self.unavailable());
+        }
+        self.log.as_mut().ok_or_else(|| BrokerError::unavailable("the partition"))
     }
 
+    /// Why a partition without an open log refuses a request.
     fn unavailable(&self) -> BrokerError {
-        unavailable(self.shut_down, self.closed)
+        if self.shut_down {
+            BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
+        } else if self.closed {
+            BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
+        } else {
+            let reason = self.open_failure.as_deref().unwrap_or("it is being opened");
+            BrokerError::new(
+                ErrorCode::LEADER_NOT_AVAILABLE,
+                format!("the partition's log is not open ({reason}); the broker retries opening it"),
+            )
+        }
     }
 
     fn read(&mut self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
@@ -279,7 +319,7 @@ impl Actor for Partition {
         if self.closed {
             return;
         }
-        self.open();
+        self.open(ctx);
         if self.settings.flush == FlushPolicy::Interval {
             let every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
             ctx.run_interval(every, |act, ctx| act.sync_in_background(ctx));
@@ -388,17 +428,6 @@ impl Handler<Append> for Partition {
                 Err(err)
             }
         }))
-    }
-}
-
-/// Why a partition without an open log refuses a request.
-fn unavailable(shut_down: bool, closed: bool) -> BrokerError {
-    if shut_down {
-        BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down")
-    } else if closed {
-        BrokerError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the partition was closed")
-    } else {
-        BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the partition's log could not be opened")
     }
 }
 

@@ -31,6 +31,11 @@
 //! checked reads, search by time, scrub) in `segment_read.rs`. Only the log
 //! (`log.rs`) uses this module. Nothing here fsyncs on the append path; the
 //! log hands files to a separate fsync thread.
+//!
+//! Descriptors: the active segment keeps its three files open. A sealed one
+//! keeps none: its indexes answer from memory, and its `.log` is taken from
+//! the broker's [`FileCache`] for each read, which opens it when needed and
+//! closes it when evicted or idle.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -41,6 +46,7 @@ use std::sync::Arc;
 use tracing::error;
 
 use super::damage::Damage;
+use super::file_cache::FileCache;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
 use crate::batch::{BatchError, BatchHeader, HEADER_BYTES};
@@ -89,8 +95,14 @@ pub(crate) fn remove_files(dir: &Path, base_offset: i64) -> Result<(), LogError>
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: Arc<Path>,
-    /// Opened for reading and appending; shared with the fsync thread.
-    log: Arc<File>,
+    /// While the segment is active (or being recovered): the `.log` file,
+    /// opened for reading and appending, shared with the fsync thread.
+    /// `None` once sealed: reads take the file from `files`.
+    log: Option<Arc<File>>,
+    /// Where a sealed segment's `.log` file is opened and kept open.
+    files: FileCache,
+    /// Whether the `.log` file was written since the last [`Segment::sync_all`].
+    log_unsynced: bool,
     offset_index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
     /// Bytes of valid batches and damaged spans; the file's length except while
@@ -120,14 +132,17 @@ impl Segment {
     fn new(
         base_offset: i64,
         log_path: PathBuf,
-        log: File,
+        log: Arc<File>,
         offset_index: IndexFile<OffsetEntry>,
         time_index: IndexFile<TimeEntry>,
+        files: &FileCache,
     ) -> Self {
         Segment {
             base_offset,
             log_path: log_path.into(),
-            log: Arc::new(log),
+            log: Some(log),
+            files: files.clone(),
+            log_unsynced: false,
             offset_index,
             time_index,
             size: 0,
@@ -148,7 +163,7 @@ impl Segment {
     ///
     /// [`LogError::Io`] if a file cannot be created, including when the `.log`
     /// file already exists.
-    pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+    pub fn create(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self, LogError> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let log = OpenOptions::new()
             .read(true)
@@ -159,12 +174,39 @@ impl Segment {
         let indexes = IndexFile::create(dir.join(file_name(base_offset, INDEX_SUFFIX)))
             .and_then(|offsets| Ok((offsets, IndexFile::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?)));
         match indexes {
-            Ok((offset_index, time_index)) => Ok(Segment::new(base_offset, log_path, log, offset_index, time_index)),
+            Ok((offset_index, time_index)) => {
+                Ok(Segment::new(base_offset, log_path, Arc::new(log), offset_index, time_index, files))
+            }
             Err(err) => {
                 let _ = remove_files(dir, base_offset);
                 Err(err)
             }
         }
+    }
+
+    /// The `.log` file: the segment's own while active, else from the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if a sealed segment's file cannot be opened.
+    pub(crate) fn file(&self) -> Result<Arc<File>, LogError> {
+        match &self.log {
+            Some(log) => Ok(Arc::clone(log)),
+            None => self.files.get(&self.log_path).map_err(LogError::io(&self.log_path)),
+        }
+    }
+
+    /// Seals the segment: it takes no more appends and closes its files (see
+    /// the module doc). `keep_cached`: hand the `.log` file to the cache (a
+    /// segment just rolled, likely to be read soon) rather than close it.
+    pub fn seal(&mut self, keep_cached: bool) {
+        if let Some(log) = self.log.take() {
+            if keep_cached {
+                self.files.put(Arc::clone(&self.log_path), log);
+            }
+        }
+        self.offset_index.close();
+        self.time_index.close();
     }
 
     /// Accounts for the batch at `position` and returns the index entries it earns.
@@ -228,9 +270,14 @@ impl Segment {
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u32, now_ms: i64) -> Result<(), LogError> {
         self.check_writable()?;
         debug_assert_eq!(header.base_offset, self.next_offset);
+        let Some(log) = self.log.as_deref() else {
+            let err = io::Error::other("the segment is sealed");
+            return Err(LogError::io(&self.log_path)(err));
+        };
         let position = self.size;
-        if let Err(err) = (&*self.log).write_all(batch) {
-            if self.log.set_len(position).is_err() {
+        self.log_unsynced = true;
+        if let Err(err) = (&*log).write_all(batch) {
+            if log.set_len(position).is_err() {
                 self.unwritable = true;
             }
             return Err(LogError::io(&self.log_path)(err));
@@ -261,7 +308,7 @@ impl Segment {
             return Err(BatchError::Truncated { needed: HEADER_BYTES, available }.into());
         }
         let mut buf = [0u8; HEADER_BYTES];
-        self.log.read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
+        self.file()?.read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
         let header = BatchHeader::parse(&buf)?;
         if header.total_bytes() as u64 > available {
             let available = usize::try_from(available).unwrap_or(usize::MAX);
@@ -291,13 +338,18 @@ impl Segment {
         Ok(renamed)
     }
 
-    /// Flushes the `.log` file and both indexes to disk.
+    /// Flushes the `.log` file and both indexes to disk, if anything was
+    /// written to them since the last call (a sealed segment's files are
+    /// opened for it).
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if fsync fails.
-    pub fn sync_all(&self) -> Result<(), LogError> {
-        self.log.sync_all().map_err(LogError::io(&self.log_path))?;
+    /// [`LogError::Io`] if a file cannot be opened or fsync fails.
+    pub fn sync_all(&mut self) -> Result<(), LogError> {
+        if self.log_unsynced {
+            self.file()?.sync_all().map_err(LogError::io(&self.log_path))?;
+            self.log_unsynced = false;
+        }
         self.offset_index.sync()?;
         self.time_index.sync()
     }
@@ -321,7 +373,7 @@ impl Segment {
         if self.max_timestamp != i64::MIN {
             return self.max_timestamp;
         }
-        let modified = self.log.metadata().and_then(|m| m.modified()).ok();
+        let modified = fs::metadata(&self.log_path).and_then(|m| m.modified()).ok();
         let since_epoch = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         since_epoch.map_or(i64::MIN, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
@@ -330,17 +382,26 @@ impl Segment {
         self.first_append_ms
     }
 
-    pub fn log_file(&self) -> &Arc<File> {
-        &self.log
+    /// The active segment's `.log` file; `None` once sealed.
+    pub fn log_file(&self) -> Option<&Arc<File>> {
+        self.log.as_ref()
     }
 
-    pub fn index_files(&self) -> [&Arc<File>; 2] {
-        [self.offset_index.file(), self.time_index.file()]
+    /// The open index files (both, while active).
+    pub fn index_files(&self) -> impl Iterator<Item = &Arc<File>> {
+        self.offset_index.file().into_iter().chain(self.time_index.file())
     }
 
     /// The damaged spans known so far, by position.
     pub fn damage(&self) -> &[Damage] {
         &self.damage
+    }
+}
+
+impl Drop for Segment {
+    /// Closes a cached file of a removed segment, so its space is freed.
+    fn drop(&mut self) {
+        self.files.forget(&self.log_path);
     }
 }
 

@@ -42,7 +42,7 @@ impl Segment {
         let limit = self.limit_after(position);
         let below = self.damage.iter().find(|d| d.position == limit).map_or(self.next_offset, |d| d.first_offset);
         let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(below) };
-        let next = scan::resync(&self.log, &self.log_path, position, limit, &expect)?;
+        let next = scan::resync(&self.file()?, &self.log_path, position, limit, &expect)?;
         let (end, next_offset) = next.map_or((limit, below), |(at, header)| (at, header.base_offset));
         let span = Damage {
             segment_base: self.base_offset,
@@ -69,7 +69,7 @@ impl Segment {
         mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> Option<T>,
     ) -> Result<Option<T>, LogError> {
         let chunk = if verify { SCAN_CHUNK_BYTES } else { LOOKUP_CHUNK_BYTES };
-        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, self.size, chunk);
+        let mut scanner = Scanner::new(self.file()?, Arc::clone(&self.log_path), position, self.size, chunk);
         loop {
             if let Some(span) = self.damage.iter().find(|d| d.covers(position)) {
                 (position, expected) = (span.end(), span.next_offset);
@@ -187,9 +187,12 @@ impl Segment {
         }
         let start = out.len();
         out.resize(start + want as usize, 0);
-        if let Err(err) = self.log.read_exact_at(&mut out[start..], position) {
+        let read = self
+            .file()
+            .and_then(|log| log.read_exact_at(&mut out[start..], position).map_err(LogError::io(&self.log_path)));
+        if let Err(err) = read {
             out.truncate(start);
-            return Err(LogError::io(&self.log_path)(err));
+            return Err(err);
         }
         let mut taken = 0;
         let mut problem = None;

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{file_name, report, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::partition::damage::{self, Damage};
+use crate::partition::file_cache::FileCache;
 use crate::partition::index::{IndexFile, OffsetEntry};
 use crate::partition::log::LogError;
 use crate::partition::scan::{self, Expect, Scanner, Step};
@@ -31,14 +32,21 @@ impl Segment {
     /// # Errors
     ///
     /// [`LogError::Io`] if a file cannot be opened, read, rewritten, or truncated.
-    pub fn open(dir: &Path, base: i64, full_check: bool, interval: u32, recovery: Recovery) -> Result<Self, LogError> {
+    pub fn open(
+        dir: &Path,
+        base: i64,
+        full_check: bool,
+        interval: u32,
+        recovery: Recovery,
+        files: &FileCache,
+    ) -> Result<Self, LogError> {
         let log_path = dir.join(file_name(base, LOG_SUFFIX));
         let io = LogError::io;
-        let log = OpenOptions::new().read(true).append(true).open(&log_path).map_err(io(&log_path))?;
+        let log = Arc::new(OpenOptions::new().read(true).append(true).open(&log_path).map_err(io(&log_path))?);
         let file_len = log.metadata().map_err(io(&log_path))?.len();
         let (offset_index, offset_problem) = IndexFile::open(dir.join(file_name(base, INDEX_SUFFIX)))?;
         let (time_index, time_problem) = IndexFile::open(dir.join(file_name(base, TIME_INDEX_SUFFIX)))?;
-        let mut segment = Segment::new(base, log_path, log, offset_index, time_index);
+        let mut segment = Segment::new(base, log_path, Arc::clone(&log), offset_index, time_index, files);
 
         let problem = offset_problem.or(time_problem).or_else(|| segment.index_problem(file_len));
         if let Some(problem) = problem {
@@ -57,8 +65,8 @@ impl Segment {
         segment.next_offset = scanned.end_offset;
         match (scanned.tail, recovery.next_base) {
             (Some(reason), _) if recovery.truncate_torn_tail => {
-                segment.log.set_len(scanned.end_position).map_err(io(&segment.log_path))?;
-                segment.log.sync_all().map_err(io(&segment.log_path))?;
+                log.set_len(scanned.end_position).map_err(io(&segment.log_path))?;
+                log.sync_all().map_err(io(&segment.log_path))?;
                 let (dir, truncated_bytes) = (dir.display(), file_len - scanned.end_position);
                 let (segment_base, reason) = (base, reason.to_string());
                 warn!(%dir, segment_base, truncated_bytes, reason, "truncated the torn tail of the active segment");
@@ -67,7 +75,7 @@ impl Segment {
                 let next_offset = match next_base {
                     Some(next_base) => next_base,
                     None => scan::tail_end_offset(
-                        &segment.log,
+                        &log,
                         &segment.log_path,
                         scanned.end_position,
                         file_len,
@@ -134,7 +142,8 @@ impl Segment {
         let offset = self.base_offset + i64::from(entry.relative_offset);
         let expect = Expect { segment_base: self.base_offset, offset, below: next_base };
         let position = u64::from(entry.position);
-        let mut scanner = Scanner::new(Arc::clone(&self.log), Arc::clone(&self.log_path), position, file_len, 0);
+        let Ok(log) = self.file() else { return false };
+        let mut scanner = Scanner::new(log, Arc::clone(&self.log_path), position, file_len, 0);
         matches!(scanner.next(true), Ok(Step::Batch(_, header)) if expect.follows(&header))
     }
 
@@ -161,7 +170,7 @@ impl Segment {
         self.last_indexed_timestamp = self.max_timestamp;
         self.bytes_since_index_entry = 0;
 
-        let (log, path) = (Arc::clone(&self.log), Arc::clone(&self.log_path));
+        let (log, path) = (self.file()?, Arc::clone(&self.log_path));
         let expect = Expect { segment_base: base, offset: expected, below: next_base };
         let (mut offsets, mut times) = (Vec::new(), Vec::new());
         let scanned = scan::scan_file(&log, &path, start, file_len, expect, |position, header| {

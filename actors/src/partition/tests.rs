@@ -325,3 +325,34 @@ async fn with_every_flush_policy_a_failed_fsync_refuses_every_later_append() {
         assert_eq!(read.high_watermark, 1, "{flush:?}");
     }
 }
+
+#[actix::test]
+async fn a_log_that_fails_to_open_is_opened_again_later() {
+    let root = tempfile::tempdir().unwrap();
+    // A file where the log's directory should be: the open fails.
+    let dir = root.path().join("t-0");
+    std::fs::write(&dir, b"in the way").unwrap();
+    let writer = SyncWriter::start("test").unwrap();
+    let addr = start(&dir, &writer);
+    let refused = addr.send(Append { batch: batch_of(&["a"], 1) }).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::LEADER_NOT_AVAILABLE, "{refused:?}");
+    assert!(refused.message.contains("retries"), "{refused:?}");
+    let refused = fetch(&addr, fetch_at(0)).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::LEADER_NOT_AVAILABLE, "{refused:?}");
+
+    // Once the cause is gone, a later try opens it, with no restart.
+    std::fs::remove_file(&dir).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let appended = loop {
+        match addr.send(Append { batch: batch_of(&["a"], 1) }).await.unwrap() {
+            Ok(appended) => break appended,
+            Err(err) => {
+                assert_eq!(err.code, ErrorCode::LEADER_NOT_AVAILABLE, "{err:?}");
+                assert!(Instant::now() < deadline, "the log was never opened again");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(appended.base_offset, 0);
+    assert_eq!(records(&fetch(&addr, fetch_at(0)).await.unwrap()), [(0, "a".to_string())]);
+}
