@@ -52,6 +52,12 @@ pub struct ServerSettings {
     pub max_in_flight: u32,
     pub max_held_requests: u32,
     pub max_connections: u32,
+    pub max_connection_bytes: u64,
+    pub max_inflight_request_bytes: u64,
+    pub max_records_per_request: u32,
+    pub handshake_timeout_ms: u64,
+    pub frame_timeout_ms: u64,
+    pub write_stall_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -216,6 +222,28 @@ impl Settings {
         }
         if self.server.max_held_requests == 0 {
             return fail("server.max_held_requests must be at least 1".into());
+        }
+        let server = &self.server;
+        for (key, bytes) in [
+            ("max_connection_bytes", server.max_connection_bytes),
+            ("max_inflight_request_bytes", server.max_inflight_request_bytes),
+        ] {
+            if bytes < u64::from(server.max_frame_bytes) {
+                return fail(format!(
+                    "server.{key} ({bytes}) must be at least server.max_frame_bytes ({}), \
+                     or a frame of that size could never be read",
+                    server.max_frame_bytes
+                ));
+            }
+        }
+        if server.max_records_per_request == 0 {
+            return fail("server.max_records_per_request must be at least 1".into());
+        }
+        if server.handshake_timeout_ms == 0 || server.frame_timeout_ms == 0 || server.write_stall_timeout_ms == 0 {
+            return fail(
+                "server.handshake_timeout_ms, server.frame_timeout_ms and server.write_stall_timeout_ms must be at least 1"
+                    .into(),
+            );
         }
         if self.log.max_message_bytes + 1024 > self.server.max_frame_bytes as u64 {
             return fail(format!(

@@ -57,6 +57,12 @@ pub async fn run(
         max_frame_bytes: settings.server.max_frame_bytes as usize,
         max_in_flight: settings.server.max_in_flight as usize,
         max_held_requests: settings.server.max_held_requests as usize,
+        max_connection_bytes: settings.server.max_connection_bytes as usize,
+        max_inflight_request_bytes: settings.server.max_inflight_request_bytes as usize,
+        max_records_per_request: u64::from(settings.server.max_records_per_request),
+        handshake_timeout: Duration::from_millis(settings.server.handshake_timeout_ms),
+        frame_timeout: Duration::from_millis(settings.server.frame_timeout_ms),
+        write_stall_timeout: Duration::from_millis(settings.server.write_stall_timeout_ms),
         features: Features {
             min_session_timeout_ms: settings.groups.min_session_timeout_ms,
             max_session_timeout_ms: settings.groups.max_session_timeout_ms,

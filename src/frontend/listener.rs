@@ -20,19 +20,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::io::FramedWrite;
 use actix::prelude::*;
 use actix::WeakAddr;
-use futures::StreamExt;
 use herald_actors::broker::Broker;
 use herald_actors::group::Groups;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
-use tokio_util::codec::FramedRead;
 
-use super::connection::{Connection, Drain, Limits, ReaderEvent};
-use crate::protocol::codec::{FrameCodec, Inbound};
+use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Writer};
 
 /// Accepts connections. See the module documentation for its contract.
 pub struct Listener {
@@ -54,6 +49,8 @@ pub struct Listener {
     accept_failures: Throttle,
     /// Rate limit of the warnings about refused connections.
     refusals: Throttle,
+    /// Bytes of requests read and not answered, across all connections.
+    request_bytes: Arc<Semaphore>,
 }
 
 /// The first pause after a failed accept; it doubles with each further failure.
@@ -113,6 +110,7 @@ impl Listener {
                 Some((accepted, (listener, pause)))
             });
             let accepting = Some(ctx.add_stream(accepted));
+            let request_bytes = Arc::new(Semaphore::new(limits.max_inflight_request_bytes));
             Listener {
                 broker,
                 groups,
@@ -125,6 +123,7 @@ impl Listener {
                 max_connections,
                 accept_failures: Throttle::default(),
                 refusals: Throttle::default(),
+                request_bytes,
             }
         })
     }
@@ -154,6 +153,7 @@ impl Listener {
         let listener = ctx.address().downgrade();
         self.open += 1;
         let slot = Slot(listener.clone());
+        let request_bytes = self.request_bytes.clone();
         arbiter.spawn(async move {
             // Gives the connection's place back when the reader stops.
             let _slot = slot;
@@ -163,15 +163,25 @@ impl Listener {
             };
             let (read, write) = stream.into_split();
             let (stop_reader, stopped) = oneshot::channel();
+            let connection_bytes = ConnectionBytes::new(limits.max_connection_bytes);
+            let bytes = connection_bytes.clone();
             let addr = Connection::create(move |ctx| {
-                let writer = FramedWrite::new(write, FrameCodec::new(limits.max_frame_bytes), ctx);
+                let done = ctx.address().recipient();
+                let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
                 Connection::new(peer, broker, groups, limits, writer, stop_reader)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));
             }
-            let permits = Arc::new(Semaphore::new(limits.max_in_flight));
-            read_frames(read, FrameCodec::new(limits.max_frame_bytes), addr, permits, stopped).await;
+            let reader = ReaderLimits {
+                max_frame_bytes: limits.max_frame_bytes,
+                handshake_timeout: limits.handshake_timeout,
+                frame_timeout: limits.frame_timeout,
+                read_ahead: Arc::new(Semaphore::new(limits.max_in_flight)),
+                request_bytes,
+                connection_bytes,
+            };
+            super::connection::read_frames(read, reader, addr, stopped).await;
         });
     }
 }
@@ -211,42 +221,6 @@ impl Handler<Connected> for Listener {
     fn handle(&mut self, msg: Connected, _: &mut Context<Self>) {
         self.connections.retain(|c| c.upgrade().is_some());
         self.connections.push(msg.0);
-    }
-}
-
-/// Reads frames and hands them to the connection one at a time, each with a
-/// read-ahead permit that the connection gives back when the request is
-/// answered, or, for a request it may hold, once dispatched. With no permit
-/// free it stops reading.
-async fn read_frames(
-    read: OwnedReadHalf,
-    codec: FrameCodec,
-    connection: Addr<Connection>,
-    permits: Arc<Semaphore>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut frames = FramedRead::new(read, codec);
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            _ = &mut stop => return,
-        };
-        let event = tokio::select! {
-            item = frames.next() => match item {
-                Some(Ok(Inbound::Frame(frame))) => ReaderEvent::Frame(frame, permit),
-                Some(Ok(Inbound::KafkaRequest)) => ReaderEvent::KafkaRequest,
-                Some(Err(err)) => ReaderEvent::Broken(err),
-                None => ReaderEvent::Closed,
-            },
-            _ = &mut stop => return,
-        };
-        let last = !matches!(event, ReaderEvent::Frame(..));
-        if connection.send(event).await.is_err() || last {
-            return;
-        }
     }
 }
 

@@ -11,13 +11,14 @@
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
+
+use super::budget::Admission;
 use actix::WeakAddr;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::assignor::TopicPartition;
 use herald_actors::group::coordinator::{self, Assigned, GroupCoordinator, ResetTo};
 use herald_actors::group::session::{Session, SessionHeartbeat, SessionJoin, SessionLeave};
 use herald_actors::group::{self, LookupGroup};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::{flatten, Connection};
 use crate::protocol::Request;
@@ -106,7 +107,7 @@ impl Connection {
         &mut self,
         correlation_id: u32,
         request: Request,
-        permit: OwnedSemaphorePermit,
+        permit: Admission,
         ctx: &mut Context<Self>,
     ) {
         match request {
@@ -248,13 +249,7 @@ impl Connection {
         }
     }
 
-    fn join(
-        &mut self,
-        correlation_id: u32,
-        r: JoinGroupRequest,
-        permit: OwnedSemaphorePermit,
-        ctx: &mut Context<Self>,
-    ) {
+    fn join(&mut self, correlation_id: u32, r: JoinGroupRequest, permit: Admission, ctx: &mut Context<Self>) {
         let group_id = r.group_id;
         self.with_group(group_id.clone(), true, ctx, move |act, coordinator, ctx| {
             let sent = coordinator.map(|coordinator| {
@@ -288,13 +283,7 @@ impl Connection {
         });
     }
 
-    fn commit(
-        &mut self,
-        correlation_id: u32,
-        r: CommitOffsetsRequest,
-        permit: OwnedSemaphorePermit,
-        ctx: &mut Context<Self>,
-    ) {
+    fn commit(&mut self, correlation_id: u32, r: CommitOffsetsRequest, permit: Admission, ctx: &mut Context<Self>) {
         let mut refused = Vec::new();
         let mut offsets = Vec::new();
         for c in r.offsets {

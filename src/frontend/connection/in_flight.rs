@@ -31,10 +31,11 @@ use std::pin::Pin;
 use std::task::{Poll, Waker};
 
 use actix::prelude::*;
+
+use super::budget::Admission;
 use futures::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use herald_actors::error::{BrokerError, ErrorCode};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::Connection;
 use crate::protocol::{self, Request};
@@ -43,10 +44,15 @@ use crate::protocol::{self, Request};
 /// assignment, rather than answer it as soon as its work is done.
 fn may_be_held(request: &Request) -> bool {
     match request {
-        Request::Fetch(r) => r.min_bytes > 0 && r.max_wait_ms > 0,
+        Request::Fetch(r) => fetch_may_be_held(r),
         Request::Heartbeat(r) => r.max_wait_ms > 0,
         _ => false,
     }
+}
+
+/// Whether the broker may hold a fetch until data arrives.
+pub(super) fn fetch_may_be_held(r: &protocol::FetchRequest) -> bool {
+    r.min_bytes > 0 && r.max_wait_ms > 0
 }
 
 /// What a held request does on the connection once its work is done.
@@ -80,7 +86,7 @@ struct Held {
     abort: AbortHandle,
     /// Its read-ahead permit, kept only when `max_held_requests` was reached;
     /// given back when the entry is dropped.
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Admission>,
 }
 
 impl InFlight {
@@ -111,13 +117,8 @@ impl InFlight {
 
 impl Connection {
     /// Starts `work` and writes its response when it completes.
-    pub(super) fn respond<F, T>(
-        &mut self,
-        correlation_id: u32,
-        permit: OwnedSemaphorePermit,
-        work: F,
-        ctx: &mut Context<Self>,
-    ) where
+    pub(super) fn respond<F, T>(&mut self, correlation_id: u32, permit: Admission, work: F, ctx: &mut Context<Self>)
+    where
         F: Future<Output = Result<Option<T>, BrokerError>> + 'static,
         T: serde::Serialize + 'static,
     {
@@ -130,7 +131,7 @@ impl Connection {
     pub(super) fn respond_with<F, R, T, G>(
         &mut self,
         correlation_id: u32,
-        permit: OwnedSemaphorePermit,
+        permit: Admission,
         work: F,
         finish: G,
         ctx: &mut Context<Self>,

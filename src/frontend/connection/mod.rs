@@ -21,18 +21,24 @@
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
 
+mod budget;
 mod groups;
 mod in_flight;
-
-pub use in_flight::Drain;
 mod produce;
+mod reader;
+mod writer;
+
+pub use budget::{Admission, ConnectionBytes};
+pub use in_flight::Drain;
+pub use reader::{read_frames, ReaderLimits};
+pub use writer::{Writer, WriterDone};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use herald_actors::broker::{self, Broker};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::coordinator::GroupCoordinator;
@@ -41,10 +47,9 @@ use herald_actors::group::Groups;
 use herald_actors::partition;
 use herald_actors::topic::{self, ForPartition, Topic};
 use herald_actors::topic_config::ConfigValue as Setting;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 
-use crate::protocol::codec::{FrameCodec, FrameError};
+use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
 use crate::protocol::{self, *};
 use actix::WeakAddr;
@@ -57,6 +62,15 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Held requests that may give their read-ahead permit back.
     pub max_held_requests: usize,
+    /// Bytes one connection may hold (see the `budget` module).
+    pub max_connection_bytes: usize,
+    /// Bytes of requests read and not answered, across all connections.
+    pub max_inflight_request_bytes: usize,
+    /// Records one produce request may carry.
+    pub max_records_per_request: u64,
+    pub handshake_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub write_stall_timeout: Duration,
     /// The rest of what the handshake announces.
     pub features: Features,
 }
@@ -69,7 +83,7 @@ pub struct Connection {
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
-    writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
+    writer: Writer,
     /// Topic addresses already looked up; weak, so a deleted topic's actor can end.
     topics: HashMap<String, WeakAddr<Topic>>,
     /// Group coordinators already looked up; weak, like `topics`.
@@ -90,7 +104,7 @@ impl Connection {
         broker: Addr<Broker>,
         groups: Addr<Groups>,
         limits: Limits,
-        writer: FramedWrite<Bytes, OwnedWriteHalf, FrameCodec>,
+        writer: Writer,
         stop_reader: oneshot::Sender<()>,
     ) -> Self {
         Connection {
@@ -145,8 +159,8 @@ impl Connection {
         }
     }
 
-    fn handle_frame(&mut self, frame: BytesMut, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
-        let (correlation_id, request) = match Request::decode(&frame) {
+    fn handle_frame(&mut self, frame: BytesMut, permit: Admission, ctx: &mut Context<Self>) {
+        let (correlation_id, request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
                 let error = &err.error;
@@ -218,13 +232,7 @@ impl Connection {
         }));
     }
 
-    fn dispatch(
-        &mut self,
-        correlation_id: u32,
-        request: Request,
-        permit: OwnedSemaphorePermit,
-        ctx: &mut Context<Self>,
-    ) {
+    fn dispatch(&mut self, correlation_id: u32, request: Request, permit: Admission, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
         match request {
             Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
@@ -294,6 +302,10 @@ impl Connection {
             Request::Fetch(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let max_bytes = (r.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024));
+                // Room for the response, counted from now until it is queued
+                // (then the response itself counts until written). A held
+                // fetch reserves nothing: it is bounded by max_held_requests.
+                let reserved = (!in_flight::fetch_may_be_held(&r)).then(|| self.writer.bytes().charge(max_bytes));
                 let fetch = partition::Fetch {
                     offset: r.offset,
                     max_bytes,
@@ -306,7 +318,9 @@ impl Connection {
                         correlation_id,
                         permit,
                         async move {
-                            let result = flatten(sent?.await)?;
+                            let result = flatten(sent?.await);
+                            drop(reserved);
+                            let result = result?;
                             Ok(Some(FetchResponse {
                                 high_watermark: result.high_watermark,
                                 log_start_offset: result.log_start_offset,
@@ -400,7 +414,6 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Requests from the reader must be handled in the order they were read.
         ctx.set_mailbox_capacity(herald_actors::UNBOUNDED_MAILBOX);
-        self.writer.set_buffer_capacity(64 * 1024, 4 * 1024 * 1024);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -411,10 +424,14 @@ impl Actor for Connection {
     }
 }
 
-impl WriteHandler<FrameError> for Connection {
-    fn error(&mut self, err: FrameError, _: &mut Context<Self>) -> Running {
-        tracing::debug!(client_id = self.client_id(), peer = %self.peer, %err, "write failed");
-        Running::Stop
+impl Handler<WriterDone> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, done: WriterDone, ctx: &mut Context<Self>) {
+        if let Err(err) = done.0 {
+            tracing::info!(client_id = self.client_id(), peer = %self.peer, %err, "write failed; closing connection");
+        }
+        ctx.stop();
     }
 }
 
@@ -422,14 +439,16 @@ impl WriteHandler<FrameError> for Connection {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ReaderEvent {
-    /// A complete frame, with the permit that counts it as in flight.
-    Frame(BytesMut, OwnedSemaphorePermit),
+    /// A complete frame, with what counts it as in flight.
+    Frame(BytesMut, Admission),
     /// The first frame looked like a Kafka request.
     KafkaRequest,
     /// The framing broke (an oversize length, or an I/O error).
     Broken(FrameError),
     /// The client closed its side.
     Closed,
+    /// The handshake or a frame did not arrive in time (the reason says which).
+    TimedOut(String),
 }
 
 impl Handler<ReaderEvent> for Connection {
@@ -457,6 +476,10 @@ impl Handler<ReaderEvent> for Connection {
             ReaderEvent::Closed => {
                 self.members_gone();
                 self.close_when_idle();
+            }
+            ReaderEvent::TimedOut(reason) => {
+                self.members_gone();
+                self.fail_and_close(0, &BrokerError::new(ErrorCode::REQUEST_TIMED_OUT, reason));
             }
         }
     }

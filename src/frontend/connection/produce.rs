@@ -4,11 +4,12 @@
 //! request with `acks` 0 is never answered, not even with an error.
 
 use actix::prelude::*;
+
+use super::budget::Admission;
 use herald_actors::batch::Record;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::now_ms;
 use herald_actors::topic;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::{flatten, partition_id, Connection};
 use crate::protocol::*;
@@ -18,7 +19,7 @@ impl Connection {
         &mut self,
         correlation_id: u32,
         r: ProduceRequest,
-        permit: OwnedSemaphorePermit,
+        permit: Admission,
         ctx: &mut Context<Self>,
     ) {
         let acks = r.acks;

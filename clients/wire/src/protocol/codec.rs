@@ -2,7 +2,9 @@
 //!
 //! The decoder treats every length as hostile: a length above the configured
 //! maximum is an error before a single byte of the frame is buffered, so a
-//! client cannot make the broker allocate what it claims. It also recognises a
+//! client cannot make the broker allocate what it claims, and a length within
+//! it reserves nothing either: the buffer grows only as the frame's bytes
+//! arrive, so a frame announced and never sent costs nothing. It also recognises a
 //! Kafka client that dialled the wrong port: a Kafka request's first payload
 //! byte is the high byte of its API key (always 0), which no MessagePack map
 //! starts with.
@@ -61,7 +63,6 @@ impl Decoder for FrameCodec {
             return Err(FrameError::TooLarge { length, max: self.max_frame_bytes });
         }
         if src.len() < LENGTH_BYTES + length {
-            src.reserve(LENGTH_BYTES + length - src.len());
             return Ok(None);
         }
         src.advance(LENGTH_BYTES);
@@ -117,6 +118,16 @@ mod tests {
         let err = codec.decode(&mut src).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { length, max: 16 } if length == u32::MAX as usize));
         assert!(src.capacity() < 1024);
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut codec = FrameCodec::new(16 << 20);
+        let mut src = BytesMut::with_capacity(64);
+        src.put_u32((16 << 20) - 1);
+        src.put_u8(0x80);
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() < 1024, "reserved {} bytes for a frame not sent", src.capacity());
     }
 
     #[test]

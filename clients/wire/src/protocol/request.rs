@@ -162,6 +162,18 @@ impl Request {
     /// [`ErrorCode::INVALID_REQUEST`] for anything malformed,
     /// [`ErrorCode::UNKNOWN_OPERATION`] for an `op` this broker does not know.
     pub fn decode(frame: &[u8]) -> Result<(u32, Request), DecodeError> {
+        Request::decode_bounded(frame, u64::MAX)
+    }
+
+    /// As [`Request::decode`], refusing a `produce` with more than
+    /// `max_records` records before any record is decoded, so that decoding
+    /// costs a bounded multiple of the frame's size (an empty record is one
+    /// byte on the wire and a hundred in memory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::decode`]; `INVALID_REQUEST` for too many records.
+    pub fn decode_bounded(frame: &[u8], max_records: u64) -> Result<(u32, Request), DecodeError> {
         // serde would also accept an array for a struct; the protocol says map.
         if !matches!(frame.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
             return Err(invalid(None, "a request must be a MessagePack map".into()));
@@ -178,6 +190,17 @@ impl Request {
             Op::NotStr => return Err(invalid(Some(correlation_id), "`op` must be a MessagePack str".into())),
             Op::Missing => return Err(header_error(frame, Some(correlation_id), "missing field `op`")),
         };
+        if name == op::PRODUCE {
+            if let Some(records) = scan::array_len(frame, "records").filter(|n| *n > max_records) {
+                return Err(DecodeError {
+                    unanswered: scan::int_field(frame, "acks") == Some(0),
+                    ..invalid(
+                        Some(correlation_id),
+                        format!("produce request of {records} records; a request may carry at most {max_records}"),
+                    )
+                });
+            }
+        }
         Ok((correlation_id, Request::decode_op(name, frame, correlation_id)?))
     }
 

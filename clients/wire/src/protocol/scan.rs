@@ -212,6 +212,25 @@ pub fn int_field(frame: &[u8], name: &str) -> Option<i128> {
     None
 }
 
+/// The element count of the top-level key `name`, if the frame is a map that
+/// has it before anything unreadable, and it is an array. Reads the array's
+/// header only, so it costs nothing however many elements follow.
+pub fn array_len(frame: &[u8], name: &str) -> Option<u64> {
+    let mut cursor = Cursor { buf: frame, at: 0 };
+    for _ in 0..entries(&mut cursor)? {
+        if cursor.str()? == name {
+            return match cursor.byte()? {
+                b @ 0x90..=0x9f => Some(u64::from(b & 0x0f)),
+                0xdc => cursor.uint(2),
+                0xdd => cursor.uint(4),
+                _ => None,
+            };
+        }
+        cursor.skip()?;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +252,8 @@ mod tests {
         .unwrap();
         assert_eq!(head(&frame), Head { correlation_id: Some(70_000), op: Op::Str("produce") });
         assert_eq!(int_field(&frame, "acks"), Some(1));
+        assert_eq!(array_len(&frame, "records"), Some(1));
+        assert_eq!(array_len(&frame, "topic"), None, "not an array");
         assert_eq!(int_field(&frame, "partition"), None, "nil is not an integer");
         assert_eq!(int_field(&frame, "timeout"), None);
     }

@@ -1,0 +1,147 @@
+//! A connection's reader task: reads frames from the socket and hands them to
+//! the [`Connection`] one at a time, each with its [`Admission`].
+//!
+//! Before each frame it waits for a read-ahead permit and for the connection
+//! to be below `max_connection_bytes`. Once a frame's length prefix has
+//! arrived it takes that many bytes of the broker-wide request budget (waiting
+//! while they are not free), and only then reads the body, growing its buffer
+//! as the bytes arrive rather than to the announced length. Two deadlines
+//! close a connection that holds the broker up: the first frame (the
+//! handshake) must be complete within `handshake_timeout_ms` of the accept,
+//! and any later frame within `frame_timeout_ms` of its first byte; time spent
+//! waiting for the broker's own budgets does not count. Between frames a
+//! connection may be idle for as long as it likes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use super::budget::{Admission, Charge, ConnectionBytes};
+use super::{Connection, ReaderEvent};
+use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
+
+/// Bytes the buffer grows by at least when a frame needs more room; it grows
+/// by up to what it already holds, so a frame costs at most twice what has
+/// arrived of it.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the reader waits on and how long it gives a client.
+pub struct ReaderLimits {
+    pub max_frame_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub frame_timeout: Duration,
+    /// Read-ahead permits of this connection (`max_in_flight`).
+    pub read_ahead: Arc<Semaphore>,
+    /// The broker-wide budget of request bytes (`max_inflight_request_bytes`).
+    pub request_bytes: Arc<Semaphore>,
+    pub connection_bytes: Arc<ConnectionBytes>,
+}
+
+/// Reads frames until the client closes, the framing breaks, a deadline
+/// passes, or `stop` fires (the connection is gone).
+pub async fn read_frames(
+    mut read: OwnedReadHalf,
+    limits: ReaderLimits,
+    connection: Addr<Connection>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    let mut codec = FrameCodec::new(limits.max_frame_bytes);
+    let mut buf = BytesMut::new();
+    let mut first = true;
+    loop {
+        let read_ahead = tokio::select! {
+            permit = limits.read_ahead.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = &mut stop => return,
+        };
+        tokio::select! {
+            () = limits.connection_bytes.below_bound() => {}
+            _ = &mut stop => return,
+        }
+        // This frame's bytes in both budgets, once its length is known.
+        let mut admitted: Option<(OwnedSemaphorePermit, Charge)> = None;
+        let mut deadline = if first {
+            Some(handshake_deadline)
+        } else {
+            (!buf.is_empty()).then(|| Instant::now() + limits.frame_timeout)
+        };
+        let event = loop {
+            let length = (buf.len() >= LENGTH_BYTES).then(|| u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            let decoded = codec.decode(&mut buf);
+            if let Ok(Some(Inbound::Frame(_))) | Ok(None) = &decoded {
+                if let (None, Some(length)) = (&admitted, length) {
+                    let admit = limits.request_bytes.clone().acquire_many_owned(length);
+                    let permit = tokio::select! {
+                        permit = admit => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return,
+                        },
+                        _ = &mut stop => return,
+                    };
+                    admitted = Some((permit, limits.connection_bytes.charge(length as usize)));
+                    if !first {
+                        deadline = Some(Instant::now() + limits.frame_timeout);
+                    }
+                }
+            }
+            match decoded {
+                Ok(Some(Inbound::Frame(frame))) => {
+                    let Some((request_bytes, connection_bytes)) = admitted.take() else { return };
+                    break ReaderEvent::Frame(frame, Admission { read_ahead, request_bytes, connection_bytes });
+                }
+                Ok(Some(Inbound::KafkaRequest)) => break ReaderEvent::KafkaRequest,
+                Err(err) => break ReaderEvent::Broken(err),
+                Ok(None) => {}
+            }
+            let wanted = match length {
+                Some(length) => LENGTH_BYTES + length as usize - buf.len(),
+                None => LENGTH_BYTES - buf.len(),
+            };
+            if buf.capacity() - buf.len() < wanted {
+                buf.reserve(wanted.min(READ_CHUNK.max(buf.len())));
+            }
+            let expired = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = read.read_buf(&mut buf) => match read {
+                    Ok(0) => break ReaderEvent::Closed,
+                    Ok(_) => {
+                        if deadline.is_none() {
+                            deadline = Some(Instant::now() + limits.frame_timeout);
+                        }
+                    }
+                    Err(err) => break ReaderEvent::Broken(FrameError::Io(err)),
+                },
+                () = expired => break ReaderEvent::TimedOut(if first {
+                    format!("no complete handshake within handshake_timeout_ms {}", limits.handshake_timeout.as_millis())
+                } else {
+                    format!(
+                        "frame not complete within frame_timeout_ms {} ({} bytes of it arrived)",
+                        limits.frame_timeout.as_millis(),
+                        buf.len()
+                    )
+                }),
+                _ = &mut stop => return,
+            }
+        };
+        first = false;
+        let last = !matches!(event, ReaderEvent::Frame(..));
+        if connection.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
