@@ -16,6 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+#[cfg(test)]
+pub(crate) mod fault;
+
 /// An open file (or directory, for [`FsFile::sync_all`] only), shared between
 /// the log and the fsync writer.
 pub trait FsFile: Debug + Send + Sync {
