@@ -15,6 +15,7 @@
 
 pub mod broker;
 pub mod error;
+pub mod fs;
 pub mod group;
 pub mod guard;
 pub mod partition;

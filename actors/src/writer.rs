@@ -14,7 +14,6 @@
 //! acknowledge what may be lost.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::mpsc;
@@ -24,11 +23,12 @@ use std::thread;
 use tokio::sync::oneshot;
 
 use crate::error::{BrokerError, ErrorCode};
+use crate::fs::FileRef;
 
 type Reply = oneshot::Sender<io::Result<()>>;
 
 struct SyncRequest {
-    files: Vec<Arc<File>>,
+    files: Vec<FileRef>,
     reply: Reply,
 }
 
@@ -56,7 +56,7 @@ impl SyncWriter {
 
     /// Asks for `files` to be fsynced, now; the future resolves once they
     /// are, or with `KAFKA_STORAGE_ERROR` if they cannot be.
-    pub fn sync(&self, files: Vec<Arc<File>>) -> impl Future<Output = Result<(), BrokerError>> + 'static {
+    pub fn sync(&self, files: Vec<FileRef>) -> impl Future<Output = Result<(), BrokerError>> + 'static {
         let (tx, rx) = oneshot::channel();
         // If the thread is gone, `tx` is dropped with the request and the
         // receiver reports an error: nothing is acknowledged.
@@ -102,7 +102,7 @@ fn run(queue: mpsc::Receiver<SyncRequest>, failure: &OnceLock<String>) {
 fn sync_round(round: &[SyncRequest]) -> io::Result<()> {
     let mut seen = HashSet::new();
     for file in round.iter().flat_map(|r| r.files.iter()) {
-        if seen.insert(Arc::as_ptr(file)) {
+        if seen.insert(Arc::as_ptr(file).cast::<()>()) {
             file.sync_data()?;
         }
     }
@@ -112,6 +112,7 @@ fn sync_round(round: &[SyncRequest]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]
@@ -120,7 +121,7 @@ mod tests {
         let writer = SyncWriter::start("test").unwrap();
         let mut file = File::create(dir.path().join("a")).unwrap();
         file.write_all(b"hello").unwrap();
-        let file = Arc::new(file);
+        let file: FileRef = Arc::new(file);
         let receivers: Vec<_> = (0..50).map(|_| writer.sync(vec![file.clone()])).collect();
         for rx in receivers {
             futures::executor::block_on(rx).unwrap();
@@ -131,13 +132,13 @@ mod tests {
     fn a_failed_fsync_fails_its_request_and_every_later_one() {
         let dir = tempfile::tempdir().unwrap();
         let writer = SyncWriter::start("test").unwrap();
-        let good = Arc::new(File::create(dir.path().join("good")).unwrap());
+        let good: FileRef = Arc::new(File::create(dir.path().join("good")).unwrap());
         futures::executor::block_on(writer.sync(vec![good.clone()])).unwrap();
         assert_eq!(writer.failure(), None);
         // A pipe cannot be fsynced (EINVAL): the writer must really call fsync
         // to notice.
         let (_reader, pipe) = std::io::pipe().unwrap();
-        let pipe = Arc::new(File::from(std::os::fd::OwnedFd::from(pipe)));
+        let pipe: FileRef = Arc::new(File::from(std::os::fd::OwnedFd::from(pipe)));
         let failed = futures::executor::block_on(writer.sync(vec![pipe])).unwrap_err();
         assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
         let later = futures::executor::block_on(writer.sync(vec![good])).unwrap_err();

@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -265,7 +264,7 @@ impl GroupStore {
     /// # Errors
     ///
     /// The write failed.
-    pub fn append(&mut self, records: &[StoredRecord], now_ms: i64) -> Result<Vec<Arc<File>>, StoreError> {
+    pub fn append(&mut self, records: &[StoredRecord], now_ms: i64) -> Result<Vec<crate::fs::FileRef>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }

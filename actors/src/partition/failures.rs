@@ -3,8 +3,6 @@
 //! write, refuse it and serve on, reopening the log in place when the failed
 //! write could not be undone.
 
-use std::sync::Arc;
-
 use actix::prelude::*;
 
 use super::log::Log;
@@ -23,7 +21,7 @@ impl Partition {
     /// Fsyncs `files` without waiting. The writer answers in order, so any
     /// fsync asked for later (an append's, under `always`) is answered only
     /// after these are synced.
-    pub(super) fn sync_files(&mut self, files: Vec<Arc<std::fs::File>>, ctx: &mut Context<Self>) {
+    pub(super) fn sync_files(&mut self, files: Vec<crate::fs::FileRef>, ctx: &mut Context<Self>) {
         if files.is_empty() {
             return;
         }

@@ -21,11 +21,13 @@
 //! (retention, topic deletion), so that a removed file's space is freed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
+use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::fs::{FileRef, FileSystem, OpenMode, StdFs};
 
 /// The capacity of [`FileCache::global`] until the broker sets it.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -35,9 +37,19 @@ pub const IDLE: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A bounded cache of open sealed-segment files. Cloning shares the cache.
+///
+/// The cache also carries the [`FileSystem`] that every log opened with it
+/// works on (see `crate::fs`): [`StdFs`] unless made with [`FileCache::with_fs`].
 #[derive(Clone)]
 pub struct FileCache {
     inner: Arc<Mutex<Inner>>,
+    fs: Arc<dyn FileSystem>,
+}
+
+impl fmt::Debug for FileCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileCache").field("fs", &self.fs).field("len", &self.len()).finish()
+    }
 }
 
 struct Inner {
@@ -53,7 +65,7 @@ struct Inner {
 }
 
 struct Entry {
-    file: Arc<File>,
+    file: FileRef,
     used: u64,
     used_at: Instant,
 }
@@ -61,6 +73,11 @@ struct Entry {
 impl FileCache {
     /// An empty cache that keeps at most `capacity` files open (at least one).
     pub fn new(capacity: usize) -> FileCache {
+        FileCache::with_fs(capacity, StdFs::shared())
+    }
+
+    /// An empty cache like [`FileCache::new`], whose logs work on `fs`.
+    pub fn with_fs(capacity: usize, fs: Arc<dyn FileSystem>) -> FileCache {
         let inner = Inner {
             capacity: capacity.max(1),
             clock: 0,
@@ -69,13 +86,18 @@ impl FileCache {
             last_sweep: Instant::now(),
             opened: 0,
         };
-        FileCache { inner: Arc::new(Mutex::new(inner)) }
+        FileCache { inner: Arc::new(Mutex::new(inner)), fs }
     }
 
     /// The process's cache, which every log opened with `Log::open` uses.
     pub fn global() -> &'static FileCache {
         static GLOBAL: OnceLock<FileCache> = OnceLock::new();
         GLOBAL.get_or_init(|| FileCache::new(DEFAULT_CAPACITY))
+    }
+
+    /// The file system the logs using this cache work on.
+    pub fn fs(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
     }
 
     /// Changes the bound, closing files over it at once.
@@ -105,11 +127,11 @@ impl FileCache {
     /// # Errors
     ///
     /// The file cannot be opened.
-    pub(crate) fn get(&self, path: &Arc<Path>) -> io::Result<Arc<File>> {
+    pub(crate) fn get(&self, path: &Arc<Path>) -> io::Result<FileRef> {
         if let Some(file) = self.lock().touch(path) {
             return Ok(file);
         }
-        let file = Arc::new(File::open(path)?);
+        let file = self.fs.open(path, OpenMode::Read)?;
         let mut inner = self.lock();
         inner.opened += 1;
         // Another thread may have opened it meanwhile: keep one.
@@ -122,7 +144,7 @@ impl FileCache {
 
     /// Caches `file`, already open, as the file at `path` (a segment just
     /// sealed, whose file is likely to be read soon).
-    pub(crate) fn put(&self, path: Arc<Path>, file: Arc<File>) {
+    pub(crate) fn put(&self, path: Arc<Path>, file: FileRef) {
         let mut inner = self.lock();
         if inner.touch(&path).is_none() {
             inner.insert(path, file);
@@ -146,7 +168,7 @@ impl FileCache {
 
 impl Inner {
     /// The cached file at `path`, marked as just used.
-    fn touch(&mut self, path: &Path) -> Option<Arc<File>> {
+    fn touch(&mut self, path: &Path) -> Option<FileRef> {
         self.sweep_idle();
         self.clock += 1;
         let (clock, now) = (self.clock, Instant::now());
@@ -158,7 +180,7 @@ impl Inner {
         Some(Arc::clone(&entry.file))
     }
 
-    fn insert(&mut self, path: Arc<Path>, file: Arc<File>) {
+    fn insert(&mut self, path: Arc<Path>, file: FileRef) {
         self.clock += 1;
         let used = self.clock;
         self.by_use.insert(used, Arc::clone(&path));

@@ -23,13 +23,12 @@
 //!
 //! Only the segment (`segment.rs`) uses this module.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::log::LogError;
+use crate::fs::{FileRef, FileSystem, OpenMode};
 
 /// One fixed-size index entry.
 pub(crate) trait Entry: Copy + Eq + std::fmt::Debug {
@@ -104,10 +103,11 @@ fn be_u32(b: &[u8]) -> u32 {
 
 /// An index file and its entries in memory.
 pub(crate) struct IndexFile<E> {
+    fs: Arc<dyn FileSystem>,
     path: PathBuf,
     /// Opened for reading and appending, shared with the fsync thread; `None`
     /// once closed (the segment is sealed).
-    file: Option<Arc<File>>,
+    file: Option<FileRef>,
     entries: Vec<E>,
     /// Whether the file holds exactly `entries`. False after a load that failed
     /// the sanity check, until [`IndexFile::replace`] rewrites it.
@@ -125,18 +125,16 @@ impl<E: Entry> IndexFile<E> {
     /// # Errors
     ///
     /// [`LogError::Io`] if the file cannot be opened or read.
-    pub fn open(path: PathBuf) -> Result<(Self, Option<&'static str>), LogError> {
-        let (file, existed) = match OpenOptions::new().read(true).append(true).open(&path) {
+    pub fn open(fs: &Arc<dyn FileSystem>, path: PathBuf) -> Result<(Self, Option<&'static str>), LogError> {
+        let (file, existed) = match fs.open(&path, OpenMode::Append) {
             Ok(file) => (file, true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let file =
-                    OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(LogError::io(&path))?;
-                (file, false)
+                (fs.open(&path, OpenMode::AppendOrCreate).map_err(LogError::io(&path))?, false)
             }
             Err(err) => return Err(LogError::io(&path)(err)),
         };
-        let file = Arc::new(file);
         let mut index = IndexFile {
+            fs: Arc::clone(fs),
             path,
             file: Some(Arc::clone(&file)),
             entries: Vec::new(),
@@ -146,7 +144,7 @@ impl<E: Entry> IndexFile<E> {
         if !existed {
             return Ok((index, Some("index file is missing")));
         }
-        let len = file.metadata().map_err(LogError::io(&index.path))?.len();
+        let len = file.file_len().map_err(LogError::io(&index.path))?;
         if len % E::SIZE as u64 != 0 {
             return Ok((index, Some("index size is not a whole number of entries")));
         }
@@ -167,11 +165,11 @@ impl<E: Entry> IndexFile<E> {
     /// # Errors
     ///
     /// [`LogError::Io`] if the file cannot be created.
-    pub fn create(path: PathBuf) -> Result<Self, LogError> {
-        let file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(LogError::io(&path))?;
+    pub fn create(fs: &Arc<dyn FileSystem>, path: PathBuf) -> Result<Self, LogError> {
+        let file = fs.open(&path, OpenMode::AppendOrCreate).map_err(LogError::io(&path))?;
         file.set_len(0).map_err(LogError::io(&path))?;
-        let file = Some(Arc::new(file));
-        Ok(IndexFile { path, file, entries: Vec::new(), file_matches: true, unsynced: true })
+        let file = Some(file);
+        Ok(IndexFile { fs: Arc::clone(fs), path, file, entries: Vec::new(), file_matches: true, unsynced: true })
     }
 
     pub fn path(&self) -> &Path {
@@ -179,7 +177,7 @@ impl<E: Entry> IndexFile<E> {
     }
 
     /// The open file, unless closed.
-    pub fn file(&self) -> Option<&Arc<File>> {
+    pub fn file(&self) -> Option<&FileRef> {
         self.file.as_ref()
     }
 
@@ -189,7 +187,7 @@ impl<E: Entry> IndexFile<E> {
         self.file = None;
     }
 
-    fn open_file(&self) -> Result<&Arc<File>, LogError> {
+    fn open_file(&self) -> Result<&FileRef, LogError> {
         self.file.as_ref().ok_or_else(|| LogError::io(&self.path)(io::Error::other("the index file is closed")))
     }
 
@@ -219,7 +217,7 @@ impl<E: Entry> IndexFile<E> {
         let mut buf = [0u8; 16];
         entry.encode(&mut buf[..E::SIZE]);
         self.unsynced = true;
-        (&**self.open_file()?).write_all(&buf[..E::SIZE]).map_err(LogError::io(&self.path))?;
+        self.open_file()?.append(&buf[..E::SIZE]).map_err(LogError::io(&self.path))?;
         self.entries.push(entry);
         Ok(())
     }
@@ -248,7 +246,7 @@ impl<E: Entry> IndexFile<E> {
         self.file_matches = false;
         self.unsynced = true;
         file.set_len(0).map_err(LogError::io(&self.path))?;
-        (&*file).write_all(&buf).map_err(LogError::io(&self.path))?;
+        file.append(&buf).map_err(LogError::io(&self.path))?;
         self.entries = entries;
         self.file_matches = true;
         Ok(())
@@ -266,7 +264,7 @@ impl<E: Entry> IndexFile<E> {
         }
         match &self.file {
             Some(file) => file.sync_all(),
-            None => File::open(&self.path).and_then(|file| file.sync_all()),
+            None => self.fs.open(&self.path, OpenMode::Read).and_then(|file| file.sync_all()),
         }
         .map_err(LogError::io(&self.path))?;
         self.unsynced = false;
@@ -277,6 +275,7 @@ impl<E: Entry> IndexFile<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::StdFs;
 
     fn offset(relative_offset: u32, position: u32) -> OffsetEntry {
         OffsetEntry { relative_offset, position }
@@ -286,11 +285,11 @@ mod tests {
     fn entries_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut index = IndexFile::<OffsetEntry>::create(path.clone()).unwrap();
+        let mut index = IndexFile::<OffsetEntry>::create(&StdFs::shared(), path.clone()).unwrap();
         index.append(offset(3, 100)).unwrap();
         index.append(offset(9, 4000)).unwrap();
         drop(index);
-        let (index, problem) = IndexFile::<OffsetEntry>::open(path).unwrap();
+        let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path).unwrap();
         assert_eq!(problem, None);
         assert_eq!(index.entries(), &[offset(3, 100), offset(9, 4000)]);
         assert_eq!(std::fs::metadata(index.path()).unwrap().len(), 16);
@@ -299,7 +298,7 @@ mod tests {
     #[test]
     fn floor_finds_the_last_entry_at_or_before() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = IndexFile::<TimeEntry>::create(dir.path().join("0.timeindex")).unwrap();
+        let mut index = IndexFile::<TimeEntry>::create(&StdFs::shared(), dir.path().join("0.timeindex")).unwrap();
         for (ts, rel) in [(10, 0), (20, 5), (30, 9)] {
             index.append(TimeEntry { timestamp: ts, relative_offset: rel }).unwrap();
         }
@@ -313,12 +312,12 @@ mod tests {
     fn a_missing_torn_or_unordered_index_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let (_, problem) = IndexFile::<OffsetEntry>::open(path.clone()).unwrap();
+        let (_, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
         assert!(problem.is_some(), "missing");
         assert!(path.exists(), "created empty");
 
         std::fs::write(&path, [0u8; 12]).unwrap();
-        let (index, problem) = IndexFile::<OffsetEntry>::open(path.clone()).unwrap();
+        let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
         assert!(problem.is_some(), "torn");
         assert!(index.entries().is_empty());
 
@@ -329,11 +328,11 @@ mod tests {
             bytes.extend_from_slice(&b);
         }
         std::fs::write(&path, &bytes).unwrap();
-        let (mut index, problem) = IndexFile::<OffsetEntry>::open(path.clone()).unwrap();
+        let (mut index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
         assert!(problem.is_some(), "unordered");
 
         index.replace(vec![offset(1, 10)]).unwrap();
-        let (index, problem) = IndexFile::<OffsetEntry>::open(path).unwrap();
+        let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path).unwrap();
         assert_eq!(problem, None);
         assert_eq!(index.entries(), &[offset(1, 10)]);
     }

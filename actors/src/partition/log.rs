@@ -42,13 +42,13 @@
 //! the process (see `file_cache.rs`), and the directory is opened when it is
 //! fsynced.
 //!
-//! Pure `std::fs`, no actor or async runtime: the partition actor owns one `Log`.
+//! Every file operation goes through the [`FileSystem`] of the log's
+//! [`FileCache`] (`crate::fs`; `std::fs` in production). No actor or async
+//! runtime: the partition actor owns one `Log`.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, info};
@@ -57,6 +57,7 @@ pub use super::damage::Damage;
 use super::file_cache::FileCache;
 use super::segment::{self, Recovery, Segment, DELETED_SUFFIX, LOG_SUFFIX};
 use crate::batch::{self, BatchError, BatchHeader};
+use crate::fs::{FileRef, FileSystem};
 
 /// Leftover temporary files with this suffix are removed on open.
 const TEMP_SUFFIX: &str = ".tmp";
@@ -151,7 +152,7 @@ pub struct Log {
     segments: Vec<Segment>,
     /// Files of rolled segments, and the directory, written since the last
     /// [`Log::take_unsynced`].
-    unsynced: Vec<Arc<File>>,
+    unsynced: Vec<FileRef>,
     /// Whether the active `.log` file was written since the last `take_unsynced`.
     active_unsynced: bool,
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
@@ -179,14 +180,15 @@ impl Log {
     ///
     /// As [`Log::open`].
     pub fn open_in(dir: &Path, config: LogConfig, clean_shutdown: bool, files: &FileCache) -> Result<Log, LogError> {
-        let existed = dir.try_exists().map_err(LogError::io(dir))?;
-        fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        let fs = &**files.fs();
+        let existed = fs.exists(dir).map_err(LogError::io(dir))?;
+        fs.create_dir_all(dir).map_err(LogError::io(dir))?;
         if !existed {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                File::open(parent).and_then(|f| f.sync_all()).map_err(LogError::io(parent))?;
+                sync_dir(fs, parent)?;
             }
         }
-        let bases = clean_directory(dir)?;
+        let bases = clean_directory(fs, dir)?;
 
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
@@ -201,7 +203,7 @@ impl Log {
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0, files)?);
-            sync_dir(dir)?;
+            sync_dir(fs, dir)?;
         }
         let scrub_cursor = (segments[0].base_offset(), 0, segments[0].base_offset());
         let log = Log {
@@ -278,13 +280,12 @@ impl Log {
 
     /// Starts a new active segment at the log end offset.
     fn roll(&mut self) -> Result<(), LogError> {
-        let dir = File::open(&self.dir).map_err(LogError::io(&self.dir))?;
+        let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
         let previous = self.active_mut();
-        let mut files: Vec<Arc<File>> =
-            previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
+        let mut files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
         previous.seal(true);
-        files.push(Arc::new(dir));
+        files.push(dir);
         self.unsynced.extend(files);
         self.active_unsynced = false;
         let base_offset = segment.base_offset();
@@ -407,7 +408,7 @@ impl Log {
     /// a roll the previous segment's `.log` and indexes and the directory (a new
     /// entry). Shared handles, so that an fsync thread can sync them off the
     /// event loop; the caller acknowledges appends only after they are synced.
-    pub fn take_unsynced(&mut self) -> Vec<Arc<File>> {
+    pub fn take_unsynced(&mut self) -> Vec<FileRef> {
         let mut files = std::mem::take(&mut self.unsynced);
         if std::mem::take(&mut self.active_unsynced) {
             files.extend(self.active().log_file().cloned());
@@ -425,7 +426,7 @@ impl Log {
         for segment in &mut self.segments {
             segment.sync_all()?;
         }
-        sync_dir(&self.dir)?;
+        sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
         self.active_unsynced = false;
         Ok(())
@@ -484,27 +485,20 @@ impl Log {
 }
 
 /// Fsyncs the directory `dir` (its entries: files created, renamed, removed).
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
+fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), LogError> {
+    fs.open_dir(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
 }
 
 /// Removes leftover `.deleted` and `.tmp` files and index files without a
 /// `.log`, and returns the base offsets of the segments, ascending. Other files
 /// are left alone.
-fn clean_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
+fn clean_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut logs = BTreeSet::new();
     let mut indexes = Vec::new();
-    for entry in fs::read_dir(dir).map_err(LogError::io(dir))? {
-        let entry = entry.map_err(LogError::io(dir))?;
-        let path = entry.path();
-        if !entry.file_type().map_err(LogError::io(&path))?.is_file() {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
+    for name in fs.read_dir(dir).map_err(LogError::io(dir))? {
+        let path = dir.join(&name);
         if name.ends_with(DELETED_SUFFIX) || name.ends_with(TEMP_SUFFIX) {
-            fs::remove_file(&path).map_err(LogError::io(&path))?;
+            fs.remove_file(&path).map_err(LogError::io(&path))?;
             continue;
         }
         match segment::parse_file_name(&name) {
@@ -518,7 +512,7 @@ fn clean_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
     for (base, path) in indexes {
         if !logs.contains(&base) {
             info!(path = %path.display(), "removing an index file without its log");
-            fs::remove_file(&path).map_err(LogError::io(&path))?;
+            fs.remove_file(&path).map_err(LogError::io(&path))?;
         }
     }
     Ok(logs.into_iter().collect())

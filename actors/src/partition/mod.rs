@@ -595,6 +595,10 @@ impl Handler<Shutdown> for Partition {
 #[cfg(test)]
 mod fault_sweep_tests;
 #[cfg(test)]
+mod power_loss_tests;
+#[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod storage_fault_tests;
 #[cfg(test)]
 mod tests;

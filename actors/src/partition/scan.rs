@@ -8,14 +8,13 @@
 //! base offset is outside the checksum. Pure `std::fs`; used by the segment
 //! and by the offline scrub.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::damage::Damage;
 use super::log::LogError;
 use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::fs::FileRef;
 
 /// The fewest bytes one record takes in a batch (its six fixed-size fields),
 /// so a segment holds at most one offset per this many bytes.
@@ -37,7 +36,7 @@ pub(crate) enum Step {
 
 /// Walks the batches of a `.log` file forward, reading it in chunks.
 pub(crate) struct Scanner {
-    file: Arc<File>,
+    file: FileRef,
     path: Arc<Path>,
     /// Position of the next batch.
     position: u64,
@@ -51,7 +50,7 @@ pub(crate) struct Scanner {
 }
 
 impl Scanner {
-    pub fn new(file: Arc<File>, path: Arc<Path>, position: u64, end: u64, chunk: usize) -> Self {
+    pub fn new(file: FileRef, path: Arc<Path>, position: u64, end: u64, chunk: usize) -> Self {
         Scanner { file, path, position, end, chunk, buf: Vec::new(), buf_start: 0 }
     }
 
@@ -172,7 +171,7 @@ pub(crate) fn out_of_place(header: &BatchHeader, expect: &Expect) -> BatchError 
 ///
 /// [`LogError::Io`] on a failed read.
 pub(crate) fn resync(
-    file: &Arc<File>,
+    file: &FileRef,
     path: &Arc<Path>,
     from: u64,
     end: u64,
@@ -219,7 +218,7 @@ pub(crate) struct Scanned {
 ///
 /// [`LogError::Io`] on a failed read.
 pub(crate) fn scan_file(
-    file: &Arc<File>,
+    file: &FileRef,
     path: &Arc<Path>,
     start: u64,
     file_len: u64,
@@ -270,7 +269,7 @@ pub(crate) fn scan_file(
 ///
 /// [`LogError::Io`] on a failed read.
 pub(crate) fn tail_end_offset(
-    file: &Arc<File>,
+    file: &FileRef,
     path: &Arc<Path>,
     mut position: u64,
     file_len: u64,

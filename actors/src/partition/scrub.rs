@@ -106,8 +106,8 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
     let mut check = LogCheck { dir: dir.to_path_buf(), segments: bases.len(), bytes: 0, damage: Vec::new() };
     for (i, &base) in bases.iter().enumerate() {
         let path: Arc<Path> = dir.join(file_name(base, LOG_SUFFIX)).into();
-        let file = Arc::new(File::open(&path).map_err(LogError::io(&path))?);
-        let len = file.metadata().map_err(LogError::io(&path))?.len();
+        let file: crate::fs::FileRef = Arc::new(File::open(&path).map_err(LogError::io(&path))?);
+        let len = file.file_len().map_err(LogError::io(&path))?;
         check.bytes += len;
         let next_base = bases.get(i + 1).copied();
         let expect = Expect { segment_base: base, offset: base, below: next_base };

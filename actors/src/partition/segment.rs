@@ -37,9 +37,7 @@
 //! the broker's [`FileCache`] for each read, which opens it when needed and
 //! closes it when evicted or idle.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,6 +48,7 @@ use super::file_cache::FileCache;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
 use crate::batch::{BatchError, BatchHeader, HEADER_BYTES};
+use crate::fs::{FileRef, FileSystem, OpenMode};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -80,10 +79,10 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(i64, &str)> {
 /// # Errors
 ///
 /// [`LogError::Io`] for any failure other than a missing file.
-pub(crate) fn remove_files(dir: &Path, base_offset: i64) -> Result<(), LogError> {
+pub(crate) fn remove_files(fs: &dyn FileSystem, dir: &Path, base_offset: i64) -> Result<(), LogError> {
     for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
         let path = dir.join(file_name(base_offset, suffix));
-        match fs::remove_file(&path) {
+        match fs.remove_file(&path) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&path)(err)),
             _ => {}
         }
@@ -98,7 +97,7 @@ pub(crate) struct Segment {
     /// While the segment is active (or being recovered): the `.log` file,
     /// opened for reading and appending, shared with the fsync thread.
     /// `None` once sealed: reads take the file from `files`.
-    log: Option<Arc<File>>,
+    log: Option<FileRef>,
     /// Where a sealed segment's `.log` file is opened and kept open.
     files: FileCache,
     /// Whether the `.log` file was written since the last [`Segment::sync_all`].
@@ -132,7 +131,7 @@ impl Segment {
     fn new(
         base_offset: i64,
         log_path: PathBuf,
-        log: Arc<File>,
+        log: FileRef,
         offset_index: IndexFile<OffsetEntry>,
         time_index: IndexFile<TimeEntry>,
         files: &FileCache,
@@ -165,20 +164,17 @@ impl Segment {
     /// file already exists.
     pub fn create(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self, LogError> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&log_path)
-            .map_err(LogError::io(&log_path))?;
-        let indexes = IndexFile::create(dir.join(file_name(base_offset, INDEX_SUFFIX)))
-            .and_then(|offsets| Ok((offsets, IndexFile::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?)));
+        let fs = files.fs();
+        let log = fs.open(&log_path, OpenMode::CreateNew).map_err(LogError::io(&log_path))?;
+        let indexes = IndexFile::create(fs, dir.join(file_name(base_offset, INDEX_SUFFIX))).and_then(|offsets| {
+            Ok((offsets, IndexFile::create(fs, dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?))
+        });
         match indexes {
             Ok((offset_index, time_index)) => {
-                Ok(Segment::new(base_offset, log_path, Arc::new(log), offset_index, time_index, files))
+                Ok(Segment::new(base_offset, log_path, log, offset_index, time_index, files))
             }
             Err(err) => {
-                let _ = remove_files(dir, base_offset);
+                let _ = remove_files(&**fs, dir, base_offset);
                 Err(err)
             }
         }
@@ -189,7 +185,7 @@ impl Segment {
     /// # Errors
     ///
     /// [`LogError::Io`] if a sealed segment's file cannot be opened.
-    pub(crate) fn file(&self) -> Result<Arc<File>, LogError> {
+    pub(crate) fn file(&self) -> Result<FileRef, LogError> {
         match &self.log {
             Some(log) => Ok(Arc::clone(log)),
             None => self.files.get(&self.log_path).map_err(LogError::io(&self.log_path)),
@@ -276,7 +272,7 @@ impl Segment {
         };
         let position = self.size;
         self.log_unsynced = true;
-        if let Err(err) = (&*log).write_all(batch) {
+        if let Err(err) = log.append(batch) {
             if log.set_len(position).is_err() {
                 self.unwritable = true;
             }
@@ -293,8 +289,8 @@ impl Segment {
             // An index file may now end in part of an entry: remove both so that
             // the next open rebuilds them. Lookups keep using the entries in memory.
             self.unwritable = true;
-            let _ = fs::remove_file(self.offset_index.path());
-            let _ = fs::remove_file(self.time_index.path());
+            let _ = self.files.fs().remove_file(self.offset_index.path());
+            let _ = self.files.fs().remove_file(self.time_index.path());
             return Err(err);
         }
         Ok(())
@@ -329,7 +325,7 @@ impl Segment {
             let mut target = path.as_os_str().to_owned();
             target.push(DELETED_SUFFIX);
             let target = PathBuf::from(target);
-            match fs::rename(path, &target) {
+            match self.files.fs().rename(path, &target) {
                 Ok(()) => renamed.push(target),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(LogError::io(path)(err)),
@@ -373,7 +369,7 @@ impl Segment {
         if self.max_timestamp != i64::MIN {
             return self.max_timestamp;
         }
-        let modified = fs::metadata(&self.log_path).and_then(|m| m.modified()).ok();
+        let modified = self.files.fs().modified(&self.log_path).ok();
         let since_epoch = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         since_epoch.map_or(i64::MIN, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
@@ -383,12 +379,12 @@ impl Segment {
     }
 
     /// The active segment's `.log` file; `None` once sealed.
-    pub fn log_file(&self) -> Option<&Arc<File>> {
+    pub fn log_file(&self) -> Option<&FileRef> {
         self.log.as_ref()
     }
 
     /// The open index files (both, while active).
-    pub fn index_files(&self) -> impl Iterator<Item = &Arc<File>> {
+    pub fn index_files(&self) -> impl Iterator<Item = &FileRef> {
         self.offset_index.file().into_iter().chain(self.time_index.file())
     }
 

@@ -3,7 +3,6 @@
 //! and the scrub. Every walk steps over known damaged spans and records the
 //! ones it meets (see `damage.rs`).
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::BytesMut;

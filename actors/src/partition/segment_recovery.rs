@@ -1,13 +1,13 @@
 //! Recovery of one segment on open (see `segment.rs` for the rules): which
 //! part of the file to check, the check, and what becomes of bytes that fail.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use super::{file_name, report, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::fs::OpenMode;
 use crate::partition::damage::{self, Damage};
 use crate::partition::file_cache::FileCache;
 use crate::partition::index::{IndexFile, OffsetEntry};
@@ -42,10 +42,11 @@ impl Segment {
     ) -> Result<Self, LogError> {
         let log_path = dir.join(file_name(base, LOG_SUFFIX));
         let io = LogError::io;
-        let log = Arc::new(OpenOptions::new().read(true).append(true).open(&log_path).map_err(io(&log_path))?);
-        let file_len = log.metadata().map_err(io(&log_path))?.len();
-        let (offset_index, offset_problem) = IndexFile::open(dir.join(file_name(base, INDEX_SUFFIX)))?;
-        let (time_index, time_problem) = IndexFile::open(dir.join(file_name(base, TIME_INDEX_SUFFIX)))?;
+        let fs = files.fs();
+        let log = fs.open(&log_path, OpenMode::Append).map_err(io(&log_path))?;
+        let file_len = log.file_len().map_err(io(&log_path))?;
+        let (offset_index, offset_problem) = IndexFile::open(fs, dir.join(file_name(base, INDEX_SUFFIX)))?;
+        let (time_index, time_problem) = IndexFile::open(fs, dir.join(file_name(base, TIME_INDEX_SUFFIX)))?;
         let mut segment = Segment::new(base, log_path, Arc::clone(&log), offset_index, time_index, files);
 
         let problem = offset_problem.or(time_problem).or_else(|| segment.index_problem(file_len));

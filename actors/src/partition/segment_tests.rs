@@ -1,7 +1,8 @@
 //! Segment files on a temporary directory: reopening, torn tails, indexes.
 
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 use super::*;
 use crate::partition::log::tests::{batch_of, config, fill, offsets};

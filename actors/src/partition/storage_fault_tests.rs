@@ -1,0 +1,169 @@
+//! Failed writes, failed fsyncs and a full disk under the log, on `FaultFs`
+//! (see `crate::fs::fault`). Each test is seeded (`HERALD_FAULT_SEED`) and
+//! prints one line of figures.
+//!
+//! Fail-stop after a failed fsync is the fsync writer's (`writer.rs`): it
+//! fails that request and every later one, whatever the flush policy, and the
+//! partition refuses appends once it has (`failures.rs`). A failed write is
+//! the log's: the append fails with the OS error, the write is undone, and
+//! the next append lands at the same offset.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use futures::executor::block_on;
+
+use super::log::LogError;
+use super::power_loss_tests::{batch_of_values, next, open, read_all, seed};
+use crate::error::ErrorCode;
+use crate::fs::fault::FaultFs;
+use crate::writer::SyncWriter;
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+fn values(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag} {i}")).collect()
+}
+
+fn os_error(err: &LogError) -> Option<i32> {
+    match err {
+        LogError::Io { source, .. } => source.raw_os_error(),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_failed_write_is_refused_undone_and_the_next_append_takes_its_offset() {
+    let (seed, fs, dir) = (seed(), FaultFs::new(), Path::new("/data/w-0"));
+    let mut state = seed.max(1);
+    let mut log = open(&fs, dir, false);
+    let mut acked = BTreeMap::new();
+    let mut failures = 0;
+    for round in 0..200 {
+        if next(&mut state).is_multiple_of(4) {
+            fs.fail_write(1);
+            let end = log.log_end_offset();
+            let err = log.append(batch_of_values(&values("refused", 2)), 0).unwrap_err();
+            assert_eq!(os_error(&err), Some(EIO), "seed {seed} round {round}: {err}");
+            assert_eq!(log.log_end_offset(), end, "seed {seed} round {round}");
+            failures += 1;
+        }
+        let batch = values(&format!("round {round}"), 2);
+        let info = log.append(batch_of_values(&batch), 0).unwrap();
+        assert!(log.take_unsynced().iter().all(|f| f.sync_data().is_ok()));
+        for (i, v) in batch.into_iter().enumerate() {
+            acked.insert(info.base_offset + i as i64, v);
+        }
+    }
+    let (records, damaged) = read_all(&mut log);
+    assert_eq!(records, acked, "seed {seed}: exactly what was acknowledged, without gaps");
+    assert!(damaged.is_empty());
+    fs.lose_power(None);
+    let mut log = open(&fs, dir, false);
+    assert_eq!(read_all(&mut log).0, acked, "seed {seed}: and all of it was durable");
+    eprintln!("write failures: seed {seed}, {failures} failed writes refused with EIO, {} records acknowledged, 0 lost, 0 gaps", acked.len());
+}
+
+#[test]
+fn after_a_failed_fsync_nothing_more_is_acknowledged_and_nothing_acknowledged_is_lost() {
+    let (seed, fs, dir) = (seed(), FaultFs::new(), Path::new("/data/s-0"));
+    let mut state = seed.max(1);
+    let writer = SyncWriter::start("fault-test").unwrap();
+    let mut log = open(&fs, dir, false);
+    let mut acked = BTreeMap::new();
+    let good = 1 + next(&mut state) % 30;
+    for round in 0..good {
+        let batch = values(&format!("round {round}"), 3);
+        let info = log.append(batch_of_values(&batch), 0).unwrap();
+        block_on(writer.sync(log.take_unsynced())).unwrap();
+        acked.extend(batch.into_iter().enumerate().map(|(i, v)| (info.base_offset + i as i64, v)));
+    }
+    fs.fail_sync(1);
+    log.append(batch_of_values(&values("unacknowledged", 3)), 0).unwrap();
+    let err = block_on(writer.sync(log.take_unsynced())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::KAFKA_STORAGE_ERROR, "seed {seed}");
+    assert!(
+        writer.failure().is_some_and(|reason| reason.contains("os error 5")),
+        "seed {seed}: {:?}",
+        writer.failure()
+    );
+    // Fail-stop: the fsync works again, but nothing more is acknowledged.
+    let mut refused = 0;
+    for _ in 0..5 {
+        log.append(batch_of_values(&values("after", 1)), 0).unwrap();
+        let later = block_on(writer.sync(log.take_unsynced())).unwrap_err();
+        assert_eq!(later.code, ErrorCode::KAFKA_STORAGE_ERROR, "seed {seed}");
+        refused += 1;
+    }
+    drop(log);
+    fs.lose_power(next(&mut state).is_multiple_of(2).then(|| next(&mut state) % 512));
+    let mut log = open(&fs, dir, false);
+    let (records, _) = read_all(&mut log);
+    for (offset, value) in &acked {
+        assert_eq!(records.get(offset), Some(value), "seed {seed}: acknowledged offset {offset} was lost");
+    }
+    assert!(log.log_end_offset() > *acked.keys().last().unwrap(), "seed {seed}: no acknowledged offset is reused");
+    eprintln!(
+        "fsync failure: seed {seed}, {} records acknowledged before the failed fsync, 0 lost after power loss; \
+         the failed sync and {refused} later ones answered KAFKA_STORAGE_ERROR",
+        acked.len()
+    );
+}
+
+#[test]
+fn a_full_disk_refuses_appends_keeps_reads_and_resumes_at_the_right_offset() {
+    let (seed, fs, dir) = (seed(), FaultFs::new(), Path::new("/data/d-0"));
+    let mut state = seed.max(1);
+    let mut log = open(&fs, dir, false);
+    // What the log holds: acknowledged, or stored though refused (below).
+    let mut acked = BTreeMap::new();
+    let (mut refused, mut reopened, mut stored_but_refused) = (0, 0, 0);
+    for round in 0..40 {
+        // Room for a few more bytes, anywhere from none to a batch or two.
+        fs.set_capacity(Some(fs.used() + next(&mut state) % 600));
+        loop {
+            let batch = values(&format!("round {round} {}", acked.len()), 2);
+            let end = log.log_end_offset();
+            match log.append(batch_of_values(&batch), 0) {
+                Ok(info) => {
+                    if !log.take_unsynced().iter().all(|f| f.sync_data().is_ok()) {
+                        panic!("seed {seed}: a sync failed");
+                    }
+                    acked.extend(batch.into_iter().enumerate().map(|(i, v)| (info.base_offset + i as i64, v)));
+                }
+                Err(err) => {
+                    assert_eq!(os_error(&err), Some(ENOSPC), "seed {seed} round {round}: {err}");
+                    refused += 1;
+                    if log.log_end_offset() > end {
+                        // The batch was written and an index entry after it
+                        // failed: it is stored (and served) though refused,
+                        // and the log is unwritable until reopened.
+                        assert!(!log.is_writable(), "seed {seed} round {round}");
+                        acked.extend(batch.into_iter().enumerate().map(|(i, v)| (end + i as i64, v)));
+                        stored_but_refused += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        assert_eq!(read_all(&mut log).0, acked, "seed {seed} round {round}: reads go on while the disk is full");
+        fs.set_capacity(None);
+        if !log.is_writable() {
+            // An index write failed: the partition reopens the log in place.
+            drop(log);
+            log = open(&fs, dir, true);
+            reopened += 1;
+        }
+        let end = acked.keys().last().map_or(0, |o| o + 1);
+        assert_eq!(log.log_end_offset(), end, "seed {seed} round {round}: the next append's offset");
+    }
+    let batch = values("space is back", 1);
+    let info = log.append(batch_of_values(&batch), 0).unwrap();
+    assert_eq!(info.base_offset, acked.keys().last().map_or(0, |o| o + 1), "seed {seed}");
+    eprintln!(
+        "disk full: seed {seed}, 40 fills, {refused} appends refused with ENOSPC ({stored_but_refused} stored \
+         before a failed index write, then {reopened} reopens), {} records held, 0 lost, reads served throughout",
+        acked.len()
+    );
+}
