@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The long tier of the fault-injection suite: every scenario of the CI tier
+# with larger counts, release build. Each scenario prints its seed and one
+# line of figures; replay a failing run with HERALD_FAULT_SEED=<seed>.
+# Counts can be raised further through the same variables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export HERALD_FAULT_KILLS="${HERALD_FAULT_KILLS:-100}"
+export HERALD_FAULT_MIN_ACKS="${HERALD_FAULT_MIN_ACKS:-500000}"
+export HERALD_FAULT_FLIPS="${HERALD_FAULT_FLIPS:-20000}"
+export HERALD_FAULT_POINTS="${HERALD_FAULT_POINTS:-10000}"
+
+cargo build --release --bins
+# The broker process: repeated SIGKILL, SIGTERM under load.
+cargo test --release --test fault_process -- --nocapture
+# The log on real files: every cut point, seeded byte flips.
+cargo test --release -p herald-actors --lib fault_sweep -- --nocapture
+# The log on FaultFs: power loss, write and fsync failures, disk full.
+cargo test --release -p herald-actors --lib power_loss -- --nocapture
+cargo test --release -p herald-actors --lib storage_fault -- --nocapture
