@@ -234,8 +234,10 @@ impl Log {
     ///
     /// [`LogError::InvalidBatch`] for a batch that fails validation or has bytes
     /// after its end; [`LogError::BatchTooLarge`] for one over `segment_max_bytes`;
-    /// [`LogError::Io`] if a file cannot be created or written. After a failed
-    /// write that could not be undone, every append fails until the log is reopened.
+    /// [`LogError::Io`] if a file cannot be created or written. A refused
+    /// append is undone: the log is back at its length before it, and the
+    /// next append takes the same offset. After a failed write that could not
+    /// be undone, every append fails until [`Log::reopen`].
     pub fn append(&mut self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
         let header = batch::validate(&batch)?;
         if header.total_bytes() != batch.len() {
@@ -262,6 +264,23 @@ impl Log {
     /// not be undone, until the log is reopened.
     pub fn is_writable(&self) -> bool {
         self.active().check_writable().is_ok()
+    }
+
+    /// Reopens the log in place after a failed append it could not undo:
+    /// first cuts what the refused append left in the `.log` (so that
+    /// recovery cannot serve it), then opens the directory again, recovering
+    /// as after a clean stop (the page cache holds everything written).
+    /// Returns the old log's unsynced files, which the caller still syncs.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the cut or the open fails; the log is then left
+    /// as it was, serving reads and refusing appends.
+    pub fn reopen(&mut self) -> Result<Vec<FileRef>, LogError> {
+        self.active_mut().discard_refused()?;
+        let log = Log::open_in(&self.dir, self.config.clone(), true, &self.files)?;
+        let mut old = std::mem::replace(self, log);
+        Ok(old.take_unsynced())
     }
 
     fn segment_limit(&self) -> u64 {
