@@ -150,9 +150,11 @@ pub struct Log {
     files: FileCache,
     /// Ascending base offsets; never empty; the last is active.
     segments: Vec<Segment>,
-    /// Files of rolled segments, and the directory, written since the last
-    /// [`Log::take_unsynced`].
+    /// Files of rolled segments written since the last [`Log::take_unsynced`].
     unsynced: Vec<FileRef>,
+    /// The directory, when a roll added an entry to it since the last
+    /// [`Log::take_unsynced`].
+    unsynced_dir: Option<FileRef>,
     /// Whether the active `.log` file was written since the last `take_unsynced`.
     active_unsynced: bool,
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
@@ -212,6 +214,7 @@ impl Log {
             files: files.clone(),
             segments,
             unsynced: Vec::new(),
+            unsynced_dir: None,
             active_unsynced: false,
             scrub_cursor,
         };
@@ -302,10 +305,10 @@ impl Log {
         let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
         let previous = self.active_mut();
-        let mut files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
+        let files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
         previous.seal(true);
-        files.push(dir);
         self.unsynced.extend(files);
+        self.unsynced_dir = Some(dir);
         self.active_unsynced = false;
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
@@ -424,14 +427,19 @@ impl Log {
 
     /// The files written since the last call that must be fsynced for what was
     /// appended to be durable: the active `.log` if it was appended to, and after
-    /// a roll the previous segment's `.log` and indexes and the directory (a new
-    /// entry). Shared handles, so that an fsync thread can sync them off the
-    /// event loop; the caller acknowledges appends only after they are synced.
+    /// a roll the rolled segments' `.log` and indexes and the directory (new
+    /// entries). The directory comes last, once, to be synced after every
+    /// file's data: a sync cut short then never leaves a later segment's entry
+    /// durable before an earlier segment's data (which recovery would report
+    /// as a damaged range). Shared handles, so that an fsync thread can sync
+    /// them off the event loop, in order; the caller acknowledges appends only
+    /// after all of them are synced.
     pub fn take_unsynced(&mut self) -> Vec<FileRef> {
         let mut files = std::mem::take(&mut self.unsynced);
         if std::mem::take(&mut self.active_unsynced) {
             files.extend(self.active().log_file().cloned());
         }
+        files.extend(self.unsynced_dir.take());
         files
     }
 
@@ -447,6 +455,7 @@ impl Log {
         }
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
+        self.unsynced_dir = None;
         self.active_unsynced = false;
         Ok(())
     }
