@@ -327,4 +327,8 @@ impl FsFile for FaultFile {
     fn sync_data(&self) -> io::Result<()> {
         self.sync()
     }
+
+    fn is_dir(&self) -> bool {
+        matches!(self.target, Target::Dir(_))
+    }
 }

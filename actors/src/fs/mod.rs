@@ -64,6 +64,10 @@ pub trait FsFile: Debug + Send + Sync {
     ///
     /// As [`FsFile::sync_all`].
     fn sync_data(&self) -> io::Result<()>;
+
+    /// Whether this is a directory (opened with [`FileSystem::open_dir`]);
+    /// false when that cannot be told.
+    fn is_dir(&self) -> bool;
 }
 
 /// A shared open file.
@@ -235,5 +239,9 @@ impl FsFile for File {
 
     fn sync_data(&self) -> io::Result<()> {
         File::sync_data(self)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.metadata().is_ok_and(|m| m.is_dir())
     }
 }

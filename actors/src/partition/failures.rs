@@ -62,19 +62,23 @@ impl Partition {
     }
 
     /// Reopens the log in place after a failed write it could not undo
-    /// (recovery checks the tail as after a clean stop: the page cache holds
-    /// everything written, so only the torn tail needs truncating, and indexes
-    /// removed after a failed index write are rebuilt). If that fails too
-    /// (rebuilding an index needs disk space) the old log keeps serving reads
-    /// and the next append tries again.
+    /// ([`Log::reopen`]: the refused bytes are cut first, then recovery checks
+    /// the tail as after a clean stop, and indexes removed after a failed
+    /// index write are rebuilt). If that fails too (the cut fails again, or
+    /// rebuilding an index needs disk space) the old log keeps serving reads,
+    /// without the refused batch, and the next append tries again.
     pub(super) fn reopen(&mut self, ctx: &mut Context<Self>) -> Result<(), BrokerError> {
-        match Log::open(&self.dir, self.config.log_config(), true) {
-            Ok(log) => {
-                let end = log.log_end_offset();
-                if let Some(mut old) = self.log.replace(log) {
-                    let files = old.take_unsynced();
-                    self.sync_files(files, ctx);
-                }
+        let reopened = match self.log.as_mut() {
+            Some(log) => {
+                log.set_config(self.config.log_config());
+                log.reopen().map(|files| (log.log_end_offset(), files))
+            }
+            None => Log::open(&self.dir, self.config.log_config(), true)
+                .map(|log| (log.log_end_offset(), self.log.insert(log).take_unsynced())),
+        };
+        match reopened {
+            Ok((end, files)) => {
+                self.sync_files(files, ctx);
                 if end < self.high_watermark {
                     tracing::error!(topic = %self.topic, partition = self.partition, end, high_watermark = self.high_watermark, "the reopened log ends before the high watermark");
                     self.high_watermark = end;

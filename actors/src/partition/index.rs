@@ -222,11 +222,30 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
-    /// Makes `entries` the index, rewriting the file unless it already holds them.
+    /// Where the index stands now, for [`IndexFile::restore`]: its number of
+    /// entries and its file's length.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if the file cannot be rewritten.
+    /// [`LogError::Io`] if the file is closed or its length cannot be read.
+    pub fn mark(&self) -> Result<(usize, u64), LogError> {
+        let len = self.open_file()?.file_len().map_err(LogError::io(&self.path))?;
+        Ok((self.entries.len(), len))
+    }
+
+    /// Goes back to `mark`: drops the entries appended since, in memory and
+    /// in the file (with any part of an entry a failed write left).
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the file cannot be truncated; the entries in
+    /// memory are dropped all the same.
+    pub fn restore(&mut self, (entries, len): (usize, u64)) -> Result<(), LogError> {
+        self.entries.truncate(entries);
+        self.unsynced = true;
+        self.open_file()?.set_len(len).map_err(LogError::io(&self.path))
+    }
+
     /// Drops `entry` from the entries in memory (it disagrees with the log);
     /// the file keeps it.
     pub fn forget(&mut self, entry: E) {
@@ -234,6 +253,11 @@ impl<E: Entry> IndexFile<E> {
         self.file_matches = false;
     }
 
+    /// Makes `entries` the index, rewriting the file unless it already holds them.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the file cannot be rewritten.
     pub fn replace(&mut self, entries: Vec<E>) -> Result<(), LogError> {
         if self.file_matches && entries == self.entries {
             return Ok(());

@@ -150,9 +150,11 @@ pub struct Log {
     files: FileCache,
     /// Ascending base offsets; never empty; the last is active.
     segments: Vec<Segment>,
-    /// Files of rolled segments, and the directory, written since the last
-    /// [`Log::take_unsynced`].
+    /// Files of rolled segments written since the last [`Log::take_unsynced`].
     unsynced: Vec<FileRef>,
+    /// The directory, when a roll added an entry to it since the last
+    /// [`Log::take_unsynced`].
+    unsynced_dir: Option<FileRef>,
     /// Whether the active `.log` file was written since the last `take_unsynced`.
     active_unsynced: bool,
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
@@ -212,6 +214,7 @@ impl Log {
             files: files.clone(),
             segments,
             unsynced: Vec::new(),
+            unsynced_dir: None,
             active_unsynced: false,
             scrub_cursor,
         };
@@ -234,8 +237,10 @@ impl Log {
     ///
     /// [`LogError::InvalidBatch`] for a batch that fails validation or has bytes
     /// after its end; [`LogError::BatchTooLarge`] for one over `segment_max_bytes`;
-    /// [`LogError::Io`] if a file cannot be created or written. After a failed
-    /// write that could not be undone, every append fails until the log is reopened.
+    /// [`LogError::Io`] if a file cannot be created or written. A refused
+    /// append is undone: the log is back at its length before it, and the
+    /// next append takes the same offset. After a failed write that could not
+    /// be undone, every append fails until [`Log::reopen`].
     pub fn append(&mut self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
         let header = batch::validate(&batch)?;
         if header.total_bytes() != batch.len() {
@@ -264,6 +269,23 @@ impl Log {
         self.active().check_writable().is_ok()
     }
 
+    /// Reopens the log in place after a failed append it could not undo:
+    /// first cuts what the refused append left in the `.log` (so that
+    /// recovery cannot serve it), then opens the directory again, recovering
+    /// as after a clean stop (the page cache holds everything written).
+    /// Returns the old log's unsynced files, which the caller still syncs.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the cut or the open fails; the log is then left
+    /// as it was, serving reads and refusing appends.
+    pub fn reopen(&mut self) -> Result<Vec<FileRef>, LogError> {
+        self.active_mut().discard_refused()?;
+        let log = Log::open_in(&self.dir, self.config.clone(), true, &self.files)?;
+        let mut old = std::mem::replace(self, log);
+        Ok(old.take_unsynced())
+    }
+
     fn segment_limit(&self) -> u64 {
         self.config.segment_max_bytes.min(MAX_SEGMENT_BYTES)
     }
@@ -283,10 +305,10 @@ impl Log {
         let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
         let previous = self.active_mut();
-        let mut files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
+        let files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
         previous.seal(true);
-        files.push(dir);
         self.unsynced.extend(files);
+        self.unsynced_dir = Some(dir);
         self.active_unsynced = false;
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
@@ -405,14 +427,19 @@ impl Log {
 
     /// The files written since the last call that must be fsynced for what was
     /// appended to be durable: the active `.log` if it was appended to, and after
-    /// a roll the previous segment's `.log` and indexes and the directory (a new
-    /// entry). Shared handles, so that an fsync thread can sync them off the
-    /// event loop; the caller acknowledges appends only after they are synced.
+    /// a roll the rolled segments' `.log` and indexes and the directory (new
+    /// entries). The directory comes last, once, to be synced after every
+    /// file's data: a sync cut short then never leaves a later segment's entry
+    /// durable before an earlier segment's data (which recovery would report
+    /// as a damaged range). Shared handles, so that an fsync thread can sync
+    /// them off the event loop, in order; the caller acknowledges appends only
+    /// after all of them are synced.
     pub fn take_unsynced(&mut self) -> Vec<FileRef> {
         let mut files = std::mem::take(&mut self.unsynced);
         if std::mem::take(&mut self.active_unsynced) {
             files.extend(self.active().log_file().cloned());
         }
+        files.extend(self.unsynced_dir.take());
         files
     }
 
@@ -428,6 +455,7 @@ impl Log {
         }
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
+        self.unsynced_dir = None;
         self.active_unsynced = false;
         Ok(())
     }

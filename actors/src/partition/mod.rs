@@ -7,9 +7,11 @@
 //! - A write that fails (disk full, an I/O error) is refused with
 //!   `KAFKA_STORAGE_ERROR` and the operating system's reason, and the partition
 //!   serves on: reads and waiting long polls are not disturbed, and the next
-//!   append tries again, so writes resume once space returns. A failed write
-//!   that the log could not undo leaves it refusing appends: the partition then
-//!   reopens it in place (recovery truncates any torn tail), at once and again
+//!   append tries again, so writes resume once space returns. A refused
+//!   append is undone whole (its bytes and index entries), so it is never
+//!   served nor stored. A failed write that the log could not undo leaves it
+//!   refusing appends: the partition then reopens it in place (cutting the
+//!   refused bytes first, so recovery cannot serve them), at once and again
 //!   at each append until that succeeds, reading from the old one meanwhile.
 //! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
 //!   [`Close`] and [`Shutdown`]. Offsets are assigned

@@ -122,9 +122,25 @@ pub(crate) struct Segment {
     /// When the first batch was appended, for roll by age. After a reopen, the
     /// first batch's max timestamp (as Kafka does): the append time is not stored.
     first_append_ms: Option<i64>,
-    /// A failed write could not be undone (the file may hold a torn batch), or an
-    /// index write failed: the segment refuses appends until the log is reopened.
+    /// A failed append could not be undone (the `.log` or an index may hold
+    /// bytes of it): the segment refuses appends until the log is reopened.
     unwritable: bool,
+    /// The `.log` file holds bytes past `size` from a refused append that
+    /// could not be truncated; [`Segment::discard_refused`] cuts them before
+    /// the log is reopened, so that recovery cannot serve them.
+    refused_tail: bool,
+}
+
+/// What [`Segment::track`] changes, saved to undo a refused append.
+#[derive(Clone, Copy)]
+struct Tracked {
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    last_indexed_timestamp: i64,
+    bytes_since_index_entry: u64,
+    first_append_ms: Option<i64>,
 }
 
 impl Segment {
@@ -153,6 +169,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             first_append_ms: None,
             unwritable: false,
+            refused_tail: false,
         }
     }
 
@@ -260,9 +277,12 @@ impl Segment {
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a write fails. A failed `.log` write is undone by
-    /// truncating back; if that fails too, or an index write fails (the batch is
-    /// then stored), the segment is marked unwritable and refuses further appends.
+    /// [`LogError::Io`] if a write fails. A refused append is undone whole:
+    /// the `.log` and both indexes are truncated back to their length before
+    /// it, so that it is neither served nor stored, and the segment takes the
+    /// next append at the same offset. If the undo fails the segment is marked
+    /// unwritable: it refuses appends until the log is reopened, and serves
+    /// nothing of the refused batch meanwhile (see [`Segment::discard_refused`]).
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u32, now_ms: i64) -> Result<(), LogError> {
         self.check_writable()?;
         debug_assert_eq!(header.base_offset, self.next_offset);
@@ -273,27 +293,90 @@ impl Segment {
         let position = self.size;
         self.log_unsynced = true;
         if let Err(err) = log.append(batch) {
-            if log.set_len(position).is_err() {
-                self.unwritable = true;
-            }
+            self.undo_log_write(position);
             return Err(LogError::io(&self.log_path)(err));
         }
+        let saved = self.tracked();
+        let (offset_entry, time_entry) = self.track(position, header, interval, true);
         if position == 0 {
             self.first_append_ms = Some(now_ms);
         }
-        let (offset_entry, time_entry) = self.track(position, header, interval, true);
-        let indexed = offset_entry
-            .map_or(Ok(()), |e| self.offset_index.append(e))
-            .and_then(|()| time_entry.map_or(Ok(()), |e| self.time_index.append(e)));
-        if let Err(err) = indexed {
-            // An index file may now end in part of an entry: remove both so that
-            // the next open rebuilds them. Lookups keep using the entries in memory.
-            self.unwritable = true;
-            let _ = self.files.fs().remove_file(self.offset_index.path());
-            let _ = self.files.fs().remove_file(self.time_index.path());
+        if offset_entry.is_none() && time_entry.is_none() {
+            return Ok(());
+        }
+        let indexed = match self.offset_index.mark().and_then(|o| Ok((o, self.time_index.mark()?))) {
+            Err(err) => Err((err, None)),
+            Ok(marks) => offset_entry
+                .map_or(Ok(()), |e| self.offset_index.append(e))
+                .and_then(|()| time_entry.map_or(Ok(()), |e| self.time_index.append(e)))
+                .map_err(|err| (err, Some(marks))),
+        };
+        if let Err((err, marks)) = indexed {
+            self.restore_tracked(saved);
+            if let Some((offset_mark, time_mark)) = marks {
+                let restored = self.offset_index.restore(offset_mark).and(self.time_index.restore(time_mark));
+                if restored.is_err() {
+                    // An index may end in part of an entry: remove both so
+                    // that the reopen rebuilds them from the `.log`.
+                    self.unwritable = true;
+                    let _ = self.files.fs().remove_file(self.offset_index.path());
+                    let _ = self.files.fs().remove_file(self.time_index.path());
+                }
+            }
+            self.undo_log_write(position);
             return Err(err);
         }
         Ok(())
+    }
+
+    /// Truncates the `.log` back to `position` after a refused append; if
+    /// that fails, marks the segment unwritable with a refused tail.
+    fn undo_log_write(&mut self, position: u64) {
+        let truncated = self.log.as_deref().map_or(Ok(()), |log| log.set_len(position));
+        if let Err(err) = truncated {
+            error!(path = %self.log_path.display(), %err, position, "cannot truncate a refused append");
+            self.unwritable = true;
+            self.refused_tail = true;
+        }
+    }
+
+    /// Cuts the bytes of a refused append that could not be truncated when
+    /// it was refused, so that reopening the log cannot serve them.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the truncation fails again: the log must not be
+    /// reopened yet.
+    pub fn discard_refused(&mut self) -> Result<(), LogError> {
+        if !self.refused_tail {
+            return Ok(());
+        }
+        let log = self.file()?;
+        log.set_len(self.size).map_err(LogError::io(&self.log_path))?;
+        self.refused_tail = false;
+        Ok(())
+    }
+
+    fn tracked(&self) -> Tracked {
+        Tracked {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            last_indexed_timestamp: self.last_indexed_timestamp,
+            bytes_since_index_entry: self.bytes_since_index_entry,
+            first_append_ms: self.first_append_ms,
+        }
+    }
+
+    fn restore_tracked(&mut self, saved: Tracked) {
+        self.size = saved.size;
+        self.next_offset = saved.next_offset;
+        self.max_timestamp = saved.max_timestamp;
+        self.offset_of_max_timestamp = saved.offset_of_max_timestamp;
+        self.last_indexed_timestamp = saved.last_indexed_timestamp;
+        self.bytes_since_index_entry = saved.bytes_since_index_entry;
+        self.first_append_ms = saved.first_append_ms;
     }
 
     /// The header of the batch at `position`, which must end before `end`.

@@ -5,18 +5,25 @@
 //! Fail-stop after a failed fsync is the fsync writer's (`writer.rs`): it
 //! fails that request and every later one, whatever the flush policy, and the
 //! partition refuses appends once it has (`failures.rs`). A failed write is
-//! the log's: the append fails with the OS error, the write is undone, and
-//! the next append lands at the same offset.
+//! the log's: the append fails with the OS error, the write is undone (the
+//! batch's bytes and any index entry, whichever write failed), and the next
+//! append lands at the same offset.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures::executor::block_on;
 
-use super::log::LogError;
+use bytes::{Bytes, BytesMut};
+
+use super::file_cache::FileCache;
+use super::log::tests::config;
+use super::log::{Log, LogConfig, LogError};
 use super::power_loss_tests::{batch_of_values, next, open, read_all, seed};
+use crate::batch::{self, Record};
 use crate::error::ErrorCode;
 use crate::fs::fault::FaultFs;
+use crate::fs::{FileSystem, OpenMode};
 use crate::writer::SyncWriter;
 
 const ENOSPC: i32 = 28;
@@ -116,15 +123,14 @@ fn a_full_disk_refuses_appends_keeps_reads_and_resumes_at_the_right_offset() {
     let (seed, fs, dir) = (seed(), FaultFs::new(), Path::new("/data/d-0"));
     let mut state = seed.max(1);
     let mut log = open(&fs, dir, false);
-    // What the log holds: acknowledged, or stored though refused (below).
     let mut acked = BTreeMap::new();
-    let (mut refused, mut reopened, mut stored_but_refused) = (0, 0, 0);
+    let (mut refused, mut reopened) = (0, 0);
     for round in 0..40 {
         // Room for a few more bytes, anywhere from none to a batch or two.
         fs.set_capacity(Some(fs.used() + next(&mut state) % 600));
         loop {
             let batch = values(&format!("round {round} {}", acked.len()), 2);
-            let end = log.log_end_offset();
+            let (end, size) = (log.log_end_offset(), log.size_bytes());
             match log.append(batch_of_values(&batch), 0) {
                 Ok(info) => {
                     if !log.take_unsynced().iter().all(|f| f.sync_data().is_ok()) {
@@ -135,14 +141,10 @@ fn a_full_disk_refuses_appends_keeps_reads_and_resumes_at_the_right_offset() {
                 Err(err) => {
                     assert_eq!(os_error(&err), Some(ENOSPC), "seed {seed} round {round}: {err}");
                     refused += 1;
-                    if log.log_end_offset() > end {
-                        // The batch was written and an index entry after it
-                        // failed: it is stored (and served) though refused,
-                        // and the log is unwritable until reopened.
-                        assert!(!log.is_writable(), "seed {seed} round {round}");
-                        acked.extend(batch.into_iter().enumerate().map(|(i, v)| (end + i as i64, v)));
-                        stored_but_refused += 1;
-                    }
+                    // Refused, whichever write failed: nothing of it is
+                    // served or stored.
+                    assert_eq!(log.log_end_offset(), end, "seed {seed} round {round}: a refused batch is stored");
+                    assert_eq!(log.size_bytes(), size, "seed {seed} round {round}");
                     break;
                 }
             }
@@ -150,9 +152,8 @@ fn a_full_disk_refuses_appends_keeps_reads_and_resumes_at_the_right_offset() {
         assert_eq!(read_all(&mut log).0, acked, "seed {seed} round {round}: reads go on while the disk is full");
         fs.set_capacity(None);
         if !log.is_writable() {
-            // An index write failed: the partition reopens the log in place.
-            drop(log);
-            log = open(&fs, dir, true);
+            // A refused write could not be undone: the partition reopens the log in place.
+            log.reopen().unwrap();
             reopened += 1;
         }
         let end = acked.keys().last().map_or(0, |o| o + 1);
@@ -161,9 +162,92 @@ fn a_full_disk_refuses_appends_keeps_reads_and_resumes_at_the_right_offset() {
     let batch = values("space is back", 1);
     let info = log.append(batch_of_values(&batch), 0).unwrap();
     assert_eq!(info.base_offset, acked.keys().last().map_or(0, |o| o + 1), "seed {seed}");
+    acked.extend(batch.into_iter().map(|v| (info.base_offset, v)));
+    drop(log);
+    let mut log = open(&fs, dir, false);
+    assert_eq!(read_all(&mut log), (acked.clone(), Vec::new()), "seed {seed}: a reopen serves no refused batch");
     eprintln!(
-        "disk full: seed {seed}, 40 fills, {refused} appends refused with ENOSPC ({stored_but_refused} stored \
-         before a failed index write, then {reopened} reopens), {} records held, 0 lost, reads served throughout",
+        "disk full: seed {seed}, 40 fills, {refused} appends refused with ENOSPC (0 stored though refused, \
+         {reopened} reopens), {} records held, 0 lost, reads served throughout",
+        acked.len()
+    );
+    assert_eq!(reopened, 0, "seed {seed}: every refused append was undone in place");
+}
+
+/// A batch of `values` whose records all have the timestamp `ts`.
+fn batch_at(ts: i64, values: &[String]) -> BytesMut {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record { value: Some(Bytes::from(v.clone().into_bytes())), timestamp: ts, ..Record::default() })
+        .collect();
+    batch::encode(&records).unwrap()
+}
+
+/// Total length of the files in `dir` whose name ends with `suffix`.
+fn files_len(fs: &FaultFs, dir: &Path, suffix: &str) -> u64 {
+    let names = fs.read_dir(dir).unwrap();
+    let lens = names.iter().filter(|n| n.ends_with(suffix)).map(|n| fs.open(&dir.join(n), OpenMode::Read).unwrap());
+    lens.map(|f| f.file_len().unwrap()).sum()
+}
+
+#[test]
+fn a_failed_index_write_refuses_the_append_and_stores_nothing_of_it() {
+    let (seed, fs, dir) = (seed(), FaultFs::new(), Path::new("/data/i-0"));
+    let mut state = seed.max(1);
+    // Every batch earns a `.index` and a `.timeindex` entry (timestamps grow).
+    let config = LogConfig { index_interval_bytes: 0, ..config(1024) };
+    let files = FileCache::with_fs(16, fs.shared());
+    let mut log = Log::open_in(dir, config.clone(), false, &files).unwrap();
+    let (mut acked, mut first_offsets) = (BTreeMap::new(), Vec::new());
+    let (mut offset_failures, mut time_failures) = (0, 0);
+    for round in 0..200 {
+        let ts = 1_000 + round;
+        let which = next(&mut state) % 3;
+        if which > 0 {
+            // The append's first write is the batch, the second its `.index`
+            // entry, the third its `.timeindex` entry.
+            fs.fail_write(which + 1);
+            let (end, size) = (log.log_end_offset(), log.size_bytes());
+            let err = log.append(batch_at(ts, &values("refused", 2)), 0).unwrap_err();
+            let context = format!("seed {seed} round {round}");
+            assert_eq!(os_error(&err), Some(EIO), "{context}: {err}");
+            assert_eq!((log.log_end_offset(), log.size_bytes()), (end, size), "{context}: the refused batch is stored");
+            assert!(log.is_writable(), "{context}: the refused append was undone in place");
+            if which == 1 {
+                offset_failures += 1;
+            } else {
+                time_failures += 1;
+            }
+        }
+        let batch = values(&format!("round {round}"), 2);
+        let info = log.append(batch_at(ts, &batch), 0).unwrap();
+        assert!(log.take_unsynced().iter().all(|f| f.sync_data().is_ok()));
+        acked.extend(batch.into_iter().enumerate().map(|(i, v)| (info.base_offset + i as i64, v)));
+        first_offsets.push((ts, info.base_offset));
+    }
+    let batches = first_offsets.len() as u64;
+    assert_eq!(files_len(&fs, dir, ".index"), 8 * batches, "seed {seed}: one `.index` entry per stored batch");
+    assert_eq!(files_len(&fs, dir, ".timeindex"), 12 * batches, "seed {seed}: one `.timeindex` entry per stored batch");
+    assert_eq!(files_len(&fs, dir, ".log"), log.size_bytes(), "seed {seed}: no refused bytes in the `.log` files");
+    drop(log);
+    // Reopened clean (the indexes are trusted), then after a power loss.
+    for clean in [true, false] {
+        if !clean {
+            fs.lose_power(None);
+        }
+        let mut log = Log::open_in(dir, config.clone(), clean, &files).unwrap();
+        assert_eq!(read_all(&mut log), (acked.clone(), Vec::new()), "seed {seed} clean {clean}");
+        for &(ts, offset) in &first_offsets {
+            assert_eq!(
+                log.offset_for_timestamp(ts).unwrap(),
+                Some(offset),
+                "seed {seed} clean {clean}: timestamp {ts}"
+            );
+        }
+    }
+    eprintln!(
+        "index write failures: seed {seed}, {offset_failures} `.index` and {time_failures} `.timeindex` writes \
+         failed with EIO, every append refused and undone, {} records acknowledged, 0 refused stored, 0 lost",
         acked.len()
     );
 }
