@@ -7,22 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::log::tests::{batch_of, config, fill, offsets};
 use super::log::{Damage, Log, LogConfig, LogError};
-use super::segment::{file_name, parse_file_name, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use super::segment::tests::bases;
+use super::segment::{file_name, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
 fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(file_name(base, LOG_SUFFIX))
-}
-
-/// Base offsets of the segment files in `dir`, ascending.
-fn bases(dir: &Path) -> Vec<i64> {
-    let mut bases: Vec<i64> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            parse_file_name(e.unwrap().file_name().to_str().unwrap()).filter(|(_, s)| *s == LOG_SUFFIX).map(|(b, _)| b)
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
 }
 
 /// A log of 40 batches of 3 records (offsets 0..120) in segments of 2048 bytes.

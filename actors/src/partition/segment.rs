@@ -506,4 +506,4 @@ pub(crate) use recovery::Recovery;
 
 #[cfg(test)]
 #[path = "segment_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -13,7 +13,7 @@ fn path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
 }
 
 /// Base offsets of the segment files in `dir`, ascending.
-fn bases(dir: &Path) -> Vec<i64> {
+pub(in crate::partition) fn bases(dir: &Path) -> Vec<i64> {
     let mut bases: Vec<i64> = fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {

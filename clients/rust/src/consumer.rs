@@ -112,13 +112,7 @@ impl Consumer {
     /// past a damaged range, to its `next_offset`). Returns false if the
     /// partition is not assigned.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> bool {
-        match self.positions.get_mut(&(topic.to_string(), partition)) {
-            Some(position) => {
-                *position = offset;
-                true
-            }
-            None => false,
-        }
+        seek_in(&mut self.positions, topic, partition, offset)
     }
 
     /// Fetches from every assigned partition at once and returns the records,
@@ -179,5 +173,17 @@ impl Consumer {
             }
             _ => Ok(out),
         }
+    }
+}
+
+/// Sets the next offset of `(topic, partition)` if it has one; false if not.
+/// The seek of both consumers.
+pub(crate) fn seek_in(positions: &mut BTreeMap<(String, u32), i64>, topic: &str, partition: u32, offset: i64) -> bool {
+    match positions.get_mut(&(topic.to_string(), partition)) {
+        Some(position) => {
+            *position = offset;
+            true
+        }
+        None => false,
     }
 }

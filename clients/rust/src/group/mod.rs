@@ -226,13 +226,7 @@ impl GroupConsumer {
     /// the first record the application did not process); committed by the
     /// next commit. Returns false if the partition is not owned.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> bool {
-        match self.positions.get_mut(&(topic.to_string(), partition)) {
-            Some(position) => {
-                *position = offset;
-                true
-            }
-            None => false,
-        }
+        crate::consumer::seek_in(&mut self.positions, topic, partition, offset)
     }
 
     /// Assignment changes since the last call.
