@@ -1,0 +1,102 @@
+//! `herald bench` against the real broker binary: every mode and way of
+//! sending reports what it did, consumes exactly what was produced, and reads
+//! the broker's CPU from /proc.
+
+mod common;
+
+use std::process::Command;
+
+use common::{herald_bin, BinaryBroker};
+use serde_json::Value;
+
+fn bench(broker: &BinaryBroker, args: &[&str]) -> Value {
+    let output = Command::new(herald_bin())
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--broker", &broker.addr().to_string()])
+        .output()
+        .expect("run herald bench");
+    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+#[test]
+fn every_way_of_sending_produces_every_record_and_consume_reads_them_all() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let mut produced = 0;
+    for send_with in ["producer", "requests", "raw"] {
+        let report = bench(
+            &broker,
+            &[
+                "--mode",
+                "produce",
+                "--topic",
+                "b",
+                "--partitions",
+                "3",
+                "--records",
+                "2500",
+                "--record-size",
+                "200",
+                "--batch-records",
+                "300",
+                "--in-flight",
+                "4",
+                "--producers",
+                "2",
+                "--send-with",
+                send_with,
+            ],
+        );
+        let produce = &report["produce"];
+        assert_eq!(produce["records"], 2500, "{send_with}: {report}");
+        assert_eq!(produce["bytes"], 2500 * 200);
+        let samples = produce["latency"]["samples"].as_u64().unwrap();
+        // Per record through the Producer, per request otherwise: 1,250 records
+        // per producer in batches of at most 300 are 5 requests each.
+        assert_eq!(samples, if send_with == "producer" { 2500 } else { 10 }, "{send_with}");
+        assert_eq!(report["broker_pid"], broker.pid(), "the broker is found by its port");
+        assert!(produce["cpu"]["broker_seconds"].as_f64().is_some());
+        produced += 2500;
+    }
+
+    let report = bench(&broker, &["--mode", "consume", "--topic", "b", "--consumers", "2"]);
+    assert_eq!(report["consume"]["records"], produced);
+    assert_eq!(report["consume"]["bytes"], produced * 200);
+}
+
+#[test]
+fn end_to_end_measures_every_record_and_rtt_needs_no_broker() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let report = bench(
+        &broker,
+        &["--mode", "e2e", "--records", "600", "--rate", "2000", "--linger-ms", "0", "--partitions", "1"],
+    );
+    let e2e = &report["e2e"];
+    assert_eq!(e2e["latency"]["samples"], 600);
+    // 600 records at 2,000/s take at least 0.3 s.
+    assert!(e2e["seconds"].as_f64().unwrap() >= 0.29, "{report}");
+    assert!(e2e["latency"]["p50_ms"].as_f64().unwrap() > 0.0);
+
+    let output = Command::new(herald_bin())
+        .args(["bench", "--mode", "rtt", "--records", "500", "--json", "--broker", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["rtt"]["samples"], 500);
+}
+
+#[test]
+fn consume_without_a_topic_is_refused_with_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let output = Command::new(herald_bin())
+        .args(["bench", "--mode", "consume", "--broker", &broker.addr().to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--topic"));
+}
