@@ -50,7 +50,7 @@ fn the_quick_start_works_end_to_end() {
         let key = record["key"].as_str().unwrap().to_string();
         let partition = record["partition"].as_u64().unwrap() as u32;
         assert_eq!(partition, herald_actors::partitioner::partition_for_key(key.as_bytes(), 3));
-        assert_eq!(record["headers"]["source"], "cli");
+        assert_eq!(record["headers"], serde_json::json!([["source", "cli"]]));
         let n: u32 = record["value"].as_str().unwrap().trim_start_matches("value").parse().unwrap();
         if let Some(previous) = last_per_key.insert(key, n) {
             assert!(n > previous, "records of one key come back in order");

@@ -629,7 +629,14 @@ async fn produce_all(client: &Client, topic: &str, records: u64, record_size: us
     let value = Bytes::from((0..record_size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig { linger_ms: 2, batch_max_records: 5_000, batch_max_bytes: 4 << 20, acks: 1, max_in_flight: 16 },
+        ProducerConfig {
+            linger_ms: 2,
+            batch_max_records: 5_000,
+            batch_max_bytes: 4 << 20,
+            acks: 1,
+            max_in_flight: 16,
+            ..ProducerConfig::default()
+        },
     );
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();

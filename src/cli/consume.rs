@@ -1,4 +1,7 @@
 //! `herald consume TOPIC`: print records, one per line.
+//!
+//! Ctrl-C or SIGTERM stops it after the records being printed; a group member
+//! then commits what it printed and leaves its group, and the command exits 0.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +10,8 @@ use herald::client::{
     AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, GroupConsumer, GroupConsumerConfig, StartOffset,
 };
 
+use super::record_format::{json_line, Encoding, Template};
+use super::stop::Stop;
 use super::{BrokerArgs, CliResult};
 
 #[derive(Args, Debug)]
@@ -41,26 +46,34 @@ pub struct ConsumeArgs {
     /// Exit when no record arrives for this long, in ms.
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
-    /// Output template with {topic} {partition} {offset} {timestamp} {key} {value} {headers}.
+    /// Output template with {topic} {partition} {offset} {timestamp} {key}
+    /// {value} {headers}; the last three take an encoding, e.g. {key:hex}.
     #[arg(long, default_value = "{value}")]
     format: String,
     /// Print one JSON object per record instead.
     #[arg(long)]
     json: bool,
+    /// How keys, values and header values are printed: text (bytes as they
+    /// are; in JSON a string, or {"base64": ...} when not UTF-8), hex or base64.
+    #[arg(long, value_enum, default_value_t = Encoding::Text)]
+    encoding: Encoding,
     #[command(flatten)]
     broker: BrokerArgs,
 }
 
 /// Consumes as a group member until --count or the idle timeout, then commits
 /// and leaves.
-async fn run_group(args: &ConsumeArgs, group: &str) -> CliResult {
+async fn run_group(args: &ConsumeArgs, group: &str, stop: &Stop) -> CliResult {
     let mut config = GroupConsumerConfig::new(group, &[args.topic.as_str()]);
     config.group_instance_id = args.group_instance_id.clone();
     config.assignor = args.assignor.clone();
     config.auto_offset_reset = if args.from_beginning { AutoOffsetReset::Earliest } else { AutoOffsetReset::Latest };
     let mut consumer = GroupConsumer::join(args.broker.connect().await?, config).await?;
-    let mut printer = Printer::new(args);
-    while !printer.done() {
+    let mut printer = Printer::new(args, stop)?;
+    // A poll waits at most the consumer's max_wait_ms (200 ms) for records, so
+    // a stop is seen that soon; polls are not cut short, so that the positions
+    // the commit uses are those of the records printed.
+    while !printer.done() && !stop.requested() {
         let records = consumer.poll().await?;
         if !printer.print(&records)? {
             break;
@@ -76,9 +89,12 @@ async fn run_group(args: &ConsumeArgs, group: &str) -> CliResult {
     Ok(())
 }
 
-/// Prints records up to --count, and tells when --idle-timeout-ms has passed.
+/// Prints records up to --count or a stop, and tells when --idle-timeout-ms
+/// has passed.
 struct Printer<'a> {
     args: &'a ConsumeArgs,
+    stop: Stop,
+    template: Template,
     printed: u64,
     limit: u64,
     last_record: Instant,
@@ -88,22 +104,25 @@ struct Printer<'a> {
 }
 
 impl<'a> Printer<'a> {
-    fn new(args: &'a ConsumeArgs) -> Self {
-        Printer {
+    fn new(args: &'a ConsumeArgs, stop: &Stop) -> CliResult<Self> {
+        Ok(Printer {
             args,
+            stop: stop.clone(),
+            template: Template::parse(&args.format, args.encoding)?,
             printed: 0,
             limit: args.count.unwrap_or(u64::MAX),
             last_record: Instant::now(),
             out: std::io::BufWriter::new(std::io::stdout().lock()),
             unprinted: std::collections::BTreeMap::new(),
-        }
+        })
     }
 
     fn done(&self) -> bool {
         self.printed >= self.limit
     }
 
-    /// Prints what fits under the limit; false once the idle timeout passed.
+    /// Prints what fits under the limit, record by record until a stop is
+    /// asked for; false once stopped or the idle timeout passed.
     fn print(&mut self, records: &[ConsumedRecord]) -> CliResult<bool> {
         if records.is_empty() {
             let idle =
@@ -112,23 +131,35 @@ impl<'a> Printer<'a> {
         }
         self.last_record = Instant::now();
         let room = (self.limit - self.printed) as usize;
-        for record in records.iter().skip(room) {
-            self.unprinted.entry((record.topic.clone(), record.partition)).or_insert(record.record.offset);
-        }
-        for record in records.iter().take(room) {
-            let line = if self.args.json { json_line(record) } else { format_line(&self.args.format, record) };
-            std::io::Write::write_all(&mut self.out, line.as_bytes())?;
+        let mut printable = room.min(records.len());
+        for (i, record) in records.iter().enumerate() {
+            if i < printable && self.stop.requested() {
+                printable = i;
+            }
+            if i >= printable {
+                self.unprinted.entry((record.topic.clone(), record.partition)).or_insert(record.record.offset);
+                continue;
+            }
+            let line = if self.args.json {
+                json_line(record, self.args.encoding).into_bytes()
+            } else {
+                self.template.render(record)
+            };
+            std::io::Write::write_all(&mut self.out, &line)?;
             std::io::Write::write_all(&mut self.out, b"\n")?;
             self.printed += 1;
         }
         std::io::Write::flush(&mut self.out)?;
-        Ok(true)
+        Ok(!self.stop.requested())
     }
 }
 
 pub async fn run(args: ConsumeArgs) -> CliResult {
+    // A bad template is refused before anything is consumed.
+    Template::parse(&args.format, args.encoding)?;
+    let stop = Stop::listen()?;
     if let Some(group) = args.group.clone() {
-        return run_group(&args, &group).await;
+        return run_group(&args, &group, &stop).await;
     }
     let client = args.broker.connect().await?;
     let start = match (args.from_beginning, args.offset, args.timestamp) {
@@ -144,48 +175,16 @@ pub async fn run(args: ConsumeArgs) -> CliResult {
         }
         None => consumer.assign_all(&args.topic, start).await?,
     }
-    let mut printer = Printer::new(&args);
+    let mut printer = Printer::new(&args, &stop)?;
     while !printer.done() {
-        let records = consumer.poll().await?;
+        // Nothing to commit here: a poll cut short by a stop loses nothing.
+        let records = tokio::select! {
+            records = consumer.poll() => records?,
+            _ = stop.wait() => break,
+        };
         if !printer.print(&records)? {
             break;
         }
     }
     Ok(())
-}
-
-fn text(bytes: &Option<bytes::Bytes>) -> Option<String> {
-    bytes.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
-}
-
-fn format_line(template: &str, r: &ConsumedRecord) -> String {
-    let headers: Vec<String> =
-        r.record.headers.iter().map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))).collect();
-    template
-        .replace("{topic}", &r.topic)
-        .replace("{partition}", &r.partition.to_string())
-        .replace("{offset}", &r.record.offset.to_string())
-        .replace("{timestamp}", &r.record.timestamp.to_string())
-        .replace("{key}", &text(&r.record.key).unwrap_or_default())
-        .replace("{headers}", &headers.join(","))
-        .replace("{value}", &text(&r.record.value).unwrap_or_default())
-}
-
-fn json_line(r: &ConsumedRecord) -> String {
-    let headers: serde_json::Map<String, serde_json::Value> = r
-        .record
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(String::from_utf8_lossy(v).into_owned())))
-        .collect();
-    serde_json::json!({
-        "topic": r.topic,
-        "partition": r.partition,
-        "offset": r.record.offset,
-        "timestamp": r.record.timestamp,
-        "key": text(&r.record.key),
-        "value": text(&r.record.value),
-        "headers": headers,
-    })
-    .to_string()
 }

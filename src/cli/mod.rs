@@ -6,12 +6,16 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod record_format;
 mod scrub;
 mod serve;
+mod stop;
 mod topic;
 
 use clap::{Args, Parser, Subcommand};
-use herald::client::Client;
+use std::time::Duration;
+
+use herald::client::{Client, ClientError, Timeouts};
 
 /// Boxed errors are for the command line only; the libraries keep typed errors.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -52,13 +56,21 @@ pub struct BrokerArgs {
     /// The broker's address.
     #[arg(long, short = 'b', default_value = "127.0.0.1:9092", env = "HERALD_BROKER")]
     broker: String,
+    /// How long to wait for the broker to accept the connection and to answer
+    /// each request, in ms (beyond the time a long poll asks it to wait).
+    #[arg(long, default_value_t = 30_000, env = "HERALD_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
 }
 
 impl BrokerArgs {
     async fn connect(&self) -> CliResult<Client> {
-        Client::connect(self.broker.as_str(), "herald-cli")
-            .await
-            .map_err(|err| format!("cannot reach the broker at {}: {err}", self.broker).into())
+        let wait = Duration::from_millis(self.timeout_ms);
+        match Client::connect_with(self.broker.as_str(), "herald-cli", Timeouts { connect: wait, request: wait }).await
+        {
+            Ok(client) => Ok(client),
+            Err(err @ ClientError::TimedOut { .. }) => Err(err.into()),
+            Err(err) => Err(format!("cannot reach the broker at {}: {err}", self.broker).into()),
+        }
     }
 }
 
@@ -70,19 +82,25 @@ impl BrokerArgs {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Topic(command) => client_runtime()?.block_on(topic::run(command)),
-        Command::Produce(args) => client_runtime()?.block_on(produce::run(args)),
-        Command::Consume(args) => client_runtime()?.block_on(consume::run(args)),
-        Command::Group(command) => client_runtime()?.block_on(group::run(command)),
-        Command::Bench(args) => client_runtime()?.block_on(bench::run(args)),
-        Command::BenchGroup(args) => client_runtime()?.block_on(bench_group::run(args)),
+        Command::Topic(command) => on_client_runtime(topic::run(command)),
+        Command::Produce(args) => on_client_runtime(produce::run(args)),
+        Command::Consume(args) => on_client_runtime(consume::run(args)),
+        Command::Group(command) => on_client_runtime(group::run(command)),
+        Command::Bench(args) => on_client_runtime(bench::run(args)),
+        Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Scrub(args) => scrub::run(args),
     }
 }
 
-fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
+/// Runs a client command to its end, then leaves at once: a read of standard
+/// input that never finishes (a terminal, a pipe held open) must not keep the
+/// process alive, as dropping the runtime would by waiting for it.
+fn on_client_runtime(command: impl std::future::Future<Output = CliResult>) -> CliResult {
     init_client_logging();
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_background();
+    result
 }
 
 fn init_client_logging() {

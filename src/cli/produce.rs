@@ -1,13 +1,28 @@
 //! `herald produce TOPIC`: one record per line of standard input.
+//!
+//! Lines are text: one that is not UTF-8 is reported by its number and
+//! skipped (the others are sent, and the command then exits 1), unless
+//! `--binary` takes every line as raw bytes. Ctrl-C or SIGTERM stops reading;
+//! what was read is sent and acknowledged before the command exits 0.
 
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::stream::{FuturesUnordered, StreamExt};
-use herald::client::{Producer, ProducerConfig};
+use herald::client::{Partitioner, Producer, ProducerConfig};
 use herald::protocol::WireRecord;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::stop::Stop;
 use super::{BrokerArgs, CliResult};
+
+/// Where records without a key go.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PartitionerArg {
+    /// Fill one partition with about 16 KiB, then the next (Kafka's default).
+    Sticky,
+    /// One record to each partition in turn.
+    Roundrobin,
+}
 
 #[derive(Args, Debug)]
 pub struct ProduceArgs {
@@ -24,6 +39,12 @@ pub struct ProduceArgs {
     /// Send every record to this partition instead of partitioning by key.
     #[arg(long)]
     partition: Option<u32>,
+    /// Where records without a key go.
+    #[arg(long, value_enum, default_value_t = PartitionerArg::Sticky)]
+    partitioner: PartitionerArg,
+    /// Take every line as raw bytes instead of UTF-8 text.
+    #[arg(long)]
+    binary: bool,
     /// How long a record may wait for its batch to fill, in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
@@ -40,6 +61,24 @@ fn parse_acks(acks: &str) -> CliResult<i64> {
     }
 }
 
+/// `line` without its end of line (`\n` or `\r\n`).
+fn trim_end_of_line(mut line: &[u8]) -> &[u8] {
+    if let Some(rest) = line.strip_suffix(b"\n") {
+        line = rest.strip_suffix(b"\r").unwrap_or(rest);
+    }
+    line
+}
+
+/// Key and value of a line: split at the first `separator` when given.
+fn split_line(line: &[u8], separator: Option<&[u8]>) -> (Option<Bytes>, Bytes) {
+    if let Some(sep) = separator.filter(|s| !s.is_empty()) {
+        if let Some(at) = line.windows(sep.len()).position(|w| w == sep) {
+            return (Some(Bytes::copy_from_slice(&line[..at])), Bytes::copy_from_slice(&line[at + sep.len()..]));
+        }
+    }
+    (None, Bytes::copy_from_slice(line))
+}
+
 pub async fn run(args: ProduceArgs) -> CliResult {
     let acks = parse_acks(&args.acks)?;
     let headers: Vec<(String, Bytes)> = args
@@ -50,20 +89,48 @@ pub async fn run(args: ProduceArgs) -> CliResult {
             Ok((k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
         })
         .collect::<CliResult<_>>()?;
+    let stop = Stop::listen()?;
     let client = args.broker.connect().await?;
-    // Fail fast on an unknown topic rather than once per record.
-    client.describe_topic(&args.topic).await?;
-    let producer = Producer::new(client, ProducerConfig { linger_ms: args.linger_ms, acks, ..Default::default() });
+    // Fail fast on an unknown topic or partition rather than once per record.
+    let partitions = client.describe_topic(&args.topic).await?.partitions.len();
+    if let Some(partition) = args.partition.filter(|p| *p as usize >= partitions) {
+        return Err(format!(
+            "UNKNOWN_TOPIC_OR_PARTITION (3): topic `{}` has {partitions} partitions, there is no partition {partition}",
+            args.topic
+        )
+        .into());
+    }
+    let partitioner = match args.partitioner {
+        PartitionerArg::Sticky => Partitioner::Sticky,
+        PartitionerArg::Roundrobin => Partitioner::RoundRobin,
+    };
+    let producer =
+        Producer::new(client, ProducerConfig { linger_ms: args.linger_ms, acks, partitioner, ..Default::default() });
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
     let mut pending = FuturesUnordered::new();
-    let mut sent = 0u64;
-    while let Some(line) = lines.next_line().await? {
-        let (key, value) = match args.key_separator.as_deref().and_then(|sep| line.split_once(sep)) {
-            Some((key, value)) => (Some(Bytes::copy_from_slice(key.as_bytes())), value.to_string()),
-            None => (None, line),
+    let (mut sent, mut number) = (0u64, 0u64);
+    let mut not_text = Vec::new();
+    loop {
+        line.clear();
+        // Reading is cancel-safe: a line cut short by a signal is not sent.
+        let read = tokio::select! {
+            read = input.read_until(b'\n', &mut line) => read?,
+            _ = stop.wait() => break,
         };
-        let record = WireRecord { key, value: Some(Bytes::from(value)), headers: headers.clone(), timestamp: None };
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let content = trim_end_of_line(&line);
+        if !args.binary && std::str::from_utf8(content).is_err() {
+            eprintln!("line {number} is not UTF-8 text: skipped (--binary sends lines as raw bytes)");
+            not_text.push(number);
+            continue;
+        }
+        let (key, value) = split_line(content, args.key_separator.as_deref().map(str::as_bytes));
+        let record = WireRecord { key, value: Some(value), headers: headers.clone(), timestamp: None };
         pending.push(producer.send(&args.topic, args.partition, record).await?);
         sent += 1;
         // Surface errors as they come instead of after the last line.
@@ -75,6 +142,29 @@ pub async fn run(args: ProduceArgs) -> CliResult {
     while let Some(done) = pending.next().await {
         done??;
     }
-    eprintln!("produced {sent} records to {}", args.topic);
-    Ok(())
+    eprintln!("produced {sent} record{} to {}", if sent == 1 { "" } else { "s" }, args.topic);
+    match not_text.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("line {one} was not UTF-8 text and was not sent").into()),
+        [first, ..] => {
+            Err(format!("{} lines were not UTF-8 text and were not sent (the first: line {first})", not_text.len())
+                .into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_lose_their_end_of_line_and_split_at_the_first_separator() {
+        assert_eq!(trim_end_of_line(b"a\r\n"), b"a");
+        assert_eq!(trim_end_of_line(b"a\n"), b"a");
+        assert_eq!(trim_end_of_line(b"a"), b"a");
+        let (key, value) = split_line(b"k::v::w", Some(b"::"));
+        assert_eq!((key.as_deref(), &value[..]), (Some(&b"k"[..]), &b"v::w"[..]));
+        let (key, value) = split_line(b"plain", Some(b"::"));
+        assert_eq!((key, &value[..]), (None, &b"plain"[..]));
+    }
 }

@@ -14,6 +14,17 @@ pub enum ClientError {
     /// The broker sent something this client cannot read.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The broker did not answer in time (see [`crate::Timeouts`]); retriable.
+    /// A late answer is dropped; the connection stays open.
+    #[error("the broker at {peer} did not answer {what} within {} ms", after.as_millis())]
+    TimedOut {
+        /// The broker's address.
+        peer: String,
+        /// What was waited for: `the connection`, or the operation's name.
+        what: String,
+        /// How long the client waited.
+        after: std::time::Duration,
+    },
     /// The broker answered with an error code (docs/protocol.md, "Error codes").
     #[error("{name} ({code}): {message}")]
     Broker {
@@ -52,7 +63,7 @@ impl ClientError {
     pub fn retriable(&self) -> bool {
         match self {
             ClientError::Broker { code, .. } => ErrorCode::from_code(*code).is_some_and(ErrorCode::retriable),
-            ClientError::Io(_) | ClientError::Closed => true,
+            ClientError::Io(_) | ClientError::Closed | ClientError::TimedOut { .. } => true,
             ClientError::Protocol(_) => false,
         }
     }
@@ -63,6 +74,9 @@ impl ClientError {
             ClientError::Io(err) => ClientError::Io(std::io::Error::new(err.kind(), err.to_string())),
             ClientError::Closed => ClientError::Closed,
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
+            ClientError::TimedOut { peer, what, after } => {
+                ClientError::TimedOut { peer: peer.clone(), what: what.clone(), after: *after }
+            }
             ClientError::Broker { code, name, message, damaged } => {
                 ClientError::Broker { code: *code, name, message: message.clone(), damaged: *damaged }
             }

@@ -73,11 +73,12 @@ pub use herald_wire::protocol::{
     ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse, TopicSummary, WireRecord,
 };
 pub use operations::{record, Fetched};
-pub use producer::{Producer, ProducerConfig, RecordMetadata};
+pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -99,6 +100,22 @@ const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
 /// fails at once with `Closed` instead of waiting for an answer that cannot come.
 type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Bytes>>>>>;
 
+/// How long a [`Client`] waits for the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To connect and complete the handshake.
+    pub connect: Duration,
+    /// For the answer to a request, beyond the time the request itself asks
+    /// the broker to hold it (a long-poll fetch's or heartbeat's `max_wait_ms`).
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(10), request: Duration::from_secs(30) }
+    }
+}
+
 /// A connection to a broker. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
@@ -109,16 +126,43 @@ pub struct Client {
     /// The broker's address and this client's id, to connect again.
     peer: std::net::SocketAddr,
     client_id: Arc<str>,
+    timeouts: Timeouts,
 }
 
 impl Client {
-    /// Connects and performs the handshake.
+    /// Connects and performs the handshake, with the default [`Timeouts`].
     ///
     /// # Errors
     ///
     /// The connection fails, or the broker refuses the handshake.
     pub async fn connect(addr: impl ToSocketAddrs, client_id: &str) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        Client::connect_with(addr, client_id, Timeouts::default()).await
+    }
+
+    /// Connects and performs the handshake within `timeouts.connect`; every
+    /// request of the client then waits at most `timeouts.request` for its
+    /// answer (beyond the time the request asks the broker to hold it).
+    ///
+    /// # Errors
+    ///
+    /// The connection fails, or the broker refuses the handshake;
+    /// [`ClientError::TimedOut`] when the two take longer than `timeouts.connect`.
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs,
+        client_id: &str,
+        timeouts: Timeouts,
+    ) -> Result<Client, ClientError> {
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+        let shown = addrs.first().map_or_else(|| "?".to_string(), ToString::to_string);
+        let timed_out =
+            || ClientError::TimedOut { peer: shown.clone(), what: "the connection".into(), after: timeouts.connect };
+        tokio::time::timeout(timeouts.connect, Client::open(&addrs[..], client_id, timeouts))
+            .await
+            .map_err(|_| timed_out())?
+    }
+
+    async fn open(addrs: &[std::net::SocketAddr], client_id: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addrs).await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (read, write) = stream.into_split();
@@ -174,6 +218,8 @@ impl Client {
             handshake: Arc::new(HandshakeResponse::default()),
             peer,
             client_id: client_id.into(),
+            // The handshake waits under the connect timeout, not this one.
+            timeouts: Timeouts { request: Duration::MAX, ..timeouts },
         };
         let offered = MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION;
         let handshake: HandshakeResponse =
@@ -187,6 +233,7 @@ impl Client {
             )));
         }
         client.handshake = Arc::new(handshake);
+        client.timeouts = timeouts;
         Ok(client)
     }
 
@@ -197,7 +244,7 @@ impl Client {
     ///
     /// The broker cannot be reached, or refuses the handshake.
     pub async fn reconnect(&self) -> Result<Client, ClientError> {
-        Client::connect(self.peer, &self.client_id).await
+        Client::connect_with(self.peer, &self.client_id, self.timeouts).await
     }
 
     /// Whether the connection has closed: every request now fails at once.
@@ -263,9 +310,40 @@ impl Client {
         op: &str,
         body: &Req,
     ) -> Result<Resp, ClientError> {
-        let (_, rx) = self.send_frame(op, body)?;
-        let frame = rx.await.map_err(|_| ClientError::Closed)?;
+        self.request_held(op, body, Duration::ZERO).await
+    }
+
+    /// [`Client::request`] for a request the broker may hold up to `held`.
+    pub(crate) async fn request_held<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        body: &Req,
+        held: Duration,
+    ) -> Result<Resp, ClientError> {
+        let (id, rx) = self.send_frame(op, body)?;
+        let frame = self.answer(op, id, rx, held).await?;
         decode_response(&frame)
+    }
+
+    /// Waits for the answer `rx` to request `id`, at most the request timeout
+    /// plus `held`.
+    pub(crate) async fn answer(
+        &self,
+        op: &str,
+        id: u32,
+        rx: oneshot::Receiver<Bytes>,
+        held: Duration,
+    ) -> Result<Bytes, ClientError> {
+        let limit = self.timeouts.request.saturating_add(held);
+        match tokio::time::timeout(limit, rx).await {
+            Ok(frame) => frame.map_err(|_| ClientError::Closed),
+            Err(_) => {
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.as_mut().map(|p| p.remove(&id));
+                }
+                Err(ClientError::TimedOut { peer: self.peer.to_string(), what: op.to_string(), after: limit })
+            }
+        }
     }
 
     /// Sends a request whose response the broker will not send (acks = 0).

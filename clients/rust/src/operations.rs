@@ -117,11 +117,12 @@ impl Client {
             self.send_without_response(op::PRODUCE, &request)?;
             None
         } else {
-            Some(self.send_frame(op::PRODUCE, &request)?.1)
+            Some(self.send_frame(op::PRODUCE, &request)?)
         };
+        let client = self.clone();
         Ok(async move {
-            let Some(answer) = answer else { return Ok(Vec::new()) };
-            let frame = answer.await.map_err(|_| ClientError::Closed)?;
+            let Some((id, answer)) = answer else { return Ok(Vec::new()) };
+            let frame = client.answer(op::PRODUCE, id, answer, std::time::Duration::ZERO).await?;
             let response: ProduceResponse = decode_response(&frame)?;
             if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
                 return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
@@ -138,7 +139,7 @@ impl Client {
     /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`; `CORRUPT_MESSAGE`
     /// with [`ClientError::damaged`] for an offset in a damaged range.
     pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
-        self.request(op::FETCH, request).await
+        self.request_held(op::FETCH, request, std::time::Duration::from_millis(request.max_wait_ms)).await
     }
 
     /// Fetches and decodes records at or after `request.offset`.

@@ -2,10 +2,16 @@
 //! is full or has waited `linger_ms`.
 //!
 //! Partitioning happens here, as in Kafka's clients: a keyed record goes to
-//! `toPositive(murmur2(key)) % partitions`; records without a key stick to one
-//! partition until its batch is sent, then move to the next. Every produce
-//! request therefore names its partition, and each record's offset is known
-//! exactly: the batch's base offset plus its position in the batch.
+//! `toPositive(murmur2(key)) % partitions`. Records without a key follow the
+//! [`Partitioner`]: by default they stick to one partition until it has taken
+//! [`ProducerConfig::sticky_switch_bytes`] of them or their batch is sent,
+//! then move to the next (Kafka's uniform sticky partitioner, KIP-794), so a
+//! few thousand small records already spread over every partition; or they go
+//! round robin, one record per partition in turn. Every produce request names
+//! its partition, and each record's offset is known exactly: the batch's base
+//! offset plus its position in the batch. A record sent to a partition the
+//! topic does not have fails alone with `UNKNOWN_TOPIC_OR_PARTITION`, before
+//! anything is sent (with acks 0 the broker would not say).
 //!
 //! A batch's size is counted as its records take on the wire, and capped by
 //! what the broker announced in the handshake: a produce request must fit its
@@ -21,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::{Client, ClientError};
+use herald_wire::error::ErrorCode;
 use herald_wire::protocol::WireRecord;
 
 /// An upper bound of a produce request's bytes besides its records and topic.
@@ -48,11 +55,36 @@ pub struct ProducerConfig {
     pub acks: i64,
     /// Produce requests in flight at once.
     pub max_in_flight: usize,
+    /// Where records without a key go.
+    pub partitioner: Partitioner,
+    /// With [`Partitioner::Sticky`], the bytes (as counted for a batch) a
+    /// partition takes of keyless records before the next one gets them.
+    pub sticky_switch_bytes: usize,
+}
+
+/// Where records without a key (and without a partition) go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioner {
+    /// To one partition until it has taken `sticky_switch_bytes` or its batch
+    /// is sent, then to the next: few, large batches.
+    #[default]
+    Sticky,
+    /// Each record to the next partition in turn: an exactly even spread, in
+    /// batches as many times smaller as there are partitions.
+    RoundRobin,
 }
 
 impl Default for ProducerConfig {
     fn default() -> Self {
-        ProducerConfig { linger_ms: 5, batch_max_records: 10_000, batch_max_bytes: 1 << 20, acks: 1, max_in_flight: 8 }
+        ProducerConfig {
+            linger_ms: 5,
+            batch_max_records: 10_000,
+            batch_max_bytes: 1 << 20,
+            acks: 1,
+            max_in_flight: 8,
+            partitioner: Partitioner::Sticky,
+            sticky_switch_bytes: 16 << 10,
+        }
     }
 }
 
@@ -129,8 +161,9 @@ struct Batcher {
     config: ProducerConfig,
     batches: HashMap<(String, u32), Batch>,
     partition_counts: HashMap<String, u32>,
-    /// The partition keyless records of each topic go to until its batch is sent.
-    sticky: HashMap<String, u32>,
+    /// The partition keyless records of each topic go to now, and the bytes
+    /// it has taken of them (sticky) or the next one in turn (round robin).
+    sticky: HashMap<String, (u32, usize)>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -181,19 +214,52 @@ impl Batcher {
         }
     }
 
-    async fn partition_for(&mut self, topic: &str, record: &WireRecord) -> Result<u32, ClientError> {
-        let count = match self.partition_counts.get(topic) {
-            Some(count) => *count,
-            None => {
-                let count = self.client.describe_topic(topic).await?.partitions.len() as u32;
-                self.partition_counts.insert(topic.into(), count);
-                count
+    async fn partition_count(&mut self, topic: &str) -> Result<u32, ClientError> {
+        if let Some(count) = self.partition_counts.get(topic) {
+            return Ok(*count);
+        }
+        let count = self.client.describe_topic(topic).await?.partitions.len() as u32;
+        self.partition_counts.insert(topic.into(), count);
+        Ok(count)
+    }
+
+    /// The partition `record` goes to, `size` its counted bytes.
+    async fn partition_for(
+        &mut self,
+        topic: &str,
+        partition: Option<u32>,
+        record: &WireRecord,
+        size: usize,
+    ) -> Result<u32, ClientError> {
+        let count = self.partition_count(topic).await?;
+        if let Some(partition) = partition {
+            if partition >= count {
+                return Err(ClientError::broker(
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                    Some(format!(
+                        "not sent: topic `{topic}` has {count} partitions, there is no partition {partition}"
+                    )),
+                ));
             }
-        };
-        Ok(match &record.key {
-            Some(key) => partition_for_key(key, count),
-            None => *self.sticky.entry(topic.into()).or_insert(0) % count.max(1),
-        })
+            return Ok(partition);
+        }
+        if let Some(key) = &record.key {
+            return Ok(partition_for_key(key, count));
+        }
+        let count = count.max(1);
+        let (current, taken) = self.sticky.entry(topic.into()).or_insert_with(|| (first_partition(count), 0));
+        let chosen = *current % count;
+        match self.config.partitioner {
+            Partitioner::RoundRobin => *current = (chosen + 1) % count,
+            Partitioner::Sticky => {
+                *taken += size;
+                if *taken >= self.config.sticky_switch_bytes {
+                    *current = (chosen + 1) % count;
+                    *taken = 0;
+                }
+            }
+        }
+        Ok(chosen)
     }
 
     /// The most bytes of records one batch of `topic` may hold.
@@ -211,17 +277,14 @@ impl Batcher {
     }
 
     async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
-        let partition = match partition {
-            Some(p) => p,
-            None => match self.partition_for(&topic, &record).await {
-                Ok(p) => p,
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-            },
-        };
         let size = encoded_bytes(&record);
+        let partition = match self.partition_for(&topic, partition, &record, size).await {
+            Ok(p) => p,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
         let max_bytes = self.max_batch_bytes(&topic);
         let linger = Duration::from_millis(self.config.linger_ms);
         let key = (topic, partition);
@@ -254,9 +317,12 @@ impl Batcher {
     async fn send_batch(&mut self, key: (String, u32)) {
         let Some(batch) = self.batches.remove(&key) else { return };
         let (topic, partition) = key;
-        if self.sticky.get(&topic) == Some(&partition) {
-            let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
-            self.sticky.insert(topic.clone(), (partition + 1) % count);
+        if self.config.partitioner == Partitioner::Sticky {
+            if let Some((current, taken)) = self.sticky.get_mut(&topic).filter(|(current, _)| *current == partition) {
+                let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
+                *current = (partition + 1) % count;
+                *taken = 0;
+            }
         }
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         // The request is queued on the connection now, so batches of one
@@ -286,6 +352,13 @@ impl Batcher {
         };
         tokio::spawn(pending);
     }
+}
+
+/// Where a producer's keyless records start: spread by the clock, so that
+/// producers started together do not all begin on partition 0.
+fn first_partition(count: u32) -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    nanos % count.max(1)
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> 
             batch_max_bytes: 4 << 20,
             acks: plan.acks,
             max_in_flight: plan.in_flight,
+            ..ProducerConfig::default()
         },
     );
     let padding = pattern(plan.record_size.saturating_sub(8));

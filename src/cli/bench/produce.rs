@@ -94,6 +94,7 @@ async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Ou
             batch_max_bytes: 4 << 20,
             acks: plan.acks,
             max_in_flight: plan.in_flight,
+            ..ProducerConfig::default()
         },
     );
     let value = pattern(plan.record_size);

@@ -42,7 +42,8 @@ pub(super) async fn heartbeat_loop(
             topics: None,
             max_wait_ms: if pending { 0 } else { interval_ms },
         };
-        match client.request::<_, AssignmentResponse>(group_op::HEARTBEAT, &request).await {
+        let held = Duration::from_millis(request.max_wait_ms);
+        match client.request_held::<_, AssignmentResponse>(group_op::HEARTBEAT, &request, held).await {
             Ok(answer) => {
                 let changed = answer.generation_id != generation_id;
                 assignments.send_replace(Some(Heard::Assignment(answer)));

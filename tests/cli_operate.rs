@@ -1,0 +1,246 @@
+//! The command line as an operator uses it ([operate] findings): stopping a
+//! consumer with a signal commits what it printed, keyless lines spread over
+//! the partitions, a broker that never answers times out, and one bad line of
+//! standard input does not reject the others.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{herald_bin, TestBroker};
+
+fn herald(broker: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(herald_bin())
+        .args(args)
+        .args(["--broker", broker])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run herald");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child.wait_with_output().expect("herald finished")
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+fn spawn_consumer(broker: &str, args: &[&str]) -> Child {
+    Command::new(herald_bin())
+        .arg("consume")
+        .args(args)
+        .args(["--broker", broker])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run herald consume")
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+#[test]
+fn a_group_consumer_stopped_by_sigint_or_sigterm_commits_what_it_printed_and_leaves() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "work", "--partitions", "3"], b""));
+    let total = 20_000;
+    let lines: String = (0..total).map(|i| format!("job{i}\n")).collect();
+    ok(herald(&addr, &["produce", "work", "--partitioner", "roundrobin"], lines.as_bytes()));
+
+    let mut seen = Vec::new();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = spawn_consumer(&addr, &["work", "--group", "g", "--from-beginning"]);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        for _ in 0..250 {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            seen.push(line.trim_end().to_string());
+        }
+        signal(&child, sig);
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        seen.extend(rest.lines().map(str::to_string));
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(status.success(), "signal {sig}: exit {status:?}: {stderr}");
+    }
+    // The rest, by a third member: nothing printed twice, nothing missed.
+    let rest = ok(herald(&addr, &["consume", "work", "--group", "g", "--idle-timeout-ms", "1500"], b""));
+    seen.extend(rest.lines().map(str::to_string));
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), total, "every record printed");
+    assert_eq!(seen.len(), total, "no record printed twice");
+
+    // The stopped members left: the group is empty.
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(herald(&addr, &["group", "describe", "g", "--json"], b""))).unwrap();
+    assert_eq!(described["members"].as_array().map(Vec::len), Some(0), "{described}");
+}
+
+#[test]
+fn a_plain_consumer_and_a_producer_stop_cleanly_on_sigint() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "1"], b""));
+    let mut child = spawn_consumer(&addr, &["t"]);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().unwrap().success());
+
+    // A producer reading a terminal that never closes: what it read is sent.
+    let mut producer = Command::new(herald_bin())
+        .args(["produce", "t", "--broker", &addr])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = producer.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&producer, libc::SIGINT);
+    let output = producer.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    drop(stdin);
+    let out = ok(herald(&addr, &["consume", "t", "--from-beginning", "--count", "2"], b""));
+    assert_eq!(out, "one\ntwo\n");
+}
+
+#[test]
+fn keyless_lines_spread_over_every_partition() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    let lines: String = (0..10_000).map(|i| format!("line-{i}\n")).collect();
+    let counts = |topic: &str| -> Vec<i64> {
+        let described: serde_json::Value =
+            serde_json::from_str(&ok(herald(&addr, &["topic", "describe", topic, "--json"], b""))).unwrap();
+        described["partitions"].as_array().unwrap().iter().map(|p| p["log_end_offset"].as_i64().unwrap()).collect()
+    };
+
+    ok(herald(&addr, &["topic", "create", "sticky", "--partitions", "6"], b""));
+    ok(herald(&addr, &["produce", "sticky"], lines.as_bytes()));
+    let sticky = counts("sticky");
+    assert_eq!(sticky.iter().sum::<i64>(), 10_000);
+    assert!(sticky.iter().all(|n| *n >= 600), "the default spreads a few thousand records: {sticky:?}");
+
+    ok(herald(&addr, &["topic", "create", "rr", "--partitions", "6"], b""));
+    ok(herald(&addr, &["produce", "rr", "--partitioner", "roundrobin"], lines.as_bytes()));
+    let rr = counts("rr");
+    assert!(rr.iter().all(|n| (1666..=1667).contains(n)), "round robin: {rr:?}");
+
+    let output = herald(&addr, &["produce", "rr", "--partitioner", "random"], b"x\n");
+    assert!(!output.status.success());
+}
+
+#[test]
+fn a_broker_that_accepts_but_never_answers_times_out_with_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let _held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let started = Instant::now();
+    let output = herald(&addr, &["topic", "list", "--timeout-ms", "700"], b"");
+    let elapsed = started.elapsed();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did not answer") && stderr.contains("700 ms"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_reported_by_number_and_the_others_are_sent() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "1"], b""));
+    let output = herald(&addr, &["produce", "t"], b"first\n\xff\xfe\nthird\n");
+    assert_eq!(output.status.code(), Some(1), "a skipped line is an error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("UTF-8") && stderr.contains("--binary"), "{stderr}");
+    let out = ok(herald(&addr, &["consume", "t", "--from-beginning", "--count", "2"], b""));
+    assert_eq!(out, "first\nthird\n");
+
+    // --binary sends every line as raw bytes.
+    ok(herald(&addr, &["produce", "t", "--binary"], b"\xff\xfe\n"));
+    let out = herald(&addr, &["consume", "t", "--offset", "2", "--count", "1", "--format", "{value:hex}"], b"");
+    assert_eq!(ok(out), "fffe\n");
+}
+
+#[test]
+fn consume_json_keeps_repeated_headers_binary_bytes_and_tombstones() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = broker.client().await;
+        client.create_topic("t", 1, Default::default()).await.unwrap();
+        let records = vec![
+            herald::protocol::WireRecord {
+                key: Some(bytes::Bytes::from_static(b"\xff\x01")),
+                value: Some(bytes::Bytes::from_static(b"text")),
+                headers: vec![
+                    ("a".into(), bytes::Bytes::from_static(b"1")),
+                    ("a".into(), bytes::Bytes::from_static(b"2")),
+                ],
+                timestamp: None,
+            },
+            herald::protocol::WireRecord {
+                key: Some(bytes::Bytes::from_static(b"k")),
+                value: None,
+                headers: vec![],
+                timestamp: None,
+            },
+        ];
+        client.produce("t", Some(0), records).await.unwrap();
+    });
+    let out = ok(herald(&addr, &["consume", "t", "--from-beginning", "--count", "2", "--json"], b""));
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["headers"], serde_json::json!([["a", "1"], ["a", "2"]]));
+    assert_eq!(lines[0]["key"], serde_json::json!({ "base64": "/wE=" }));
+    assert_eq!(lines[0]["value"], "text");
+    assert_eq!(lines[1]["value"], serde_json::Value::Null, "a tombstone is null");
+    let out =
+        ok(herald(&addr, &["consume", "t", "--from-beginning", "--count", "2", "--json", "--encoding", "hex"], b""));
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!((first["key"].as_str(), first["encoding"].as_str()), (Some("ff01"), Some("hex")));
+    let out =
+        ok(herald(&addr, &["consume", "t", "--from-beginning", "--count", "2", "--format", "{key:hex} {value}"], b""));
+    assert_eq!(out, "ff01 text\n6b null\n");
+
+    let output = herald(&addr, &["consume", "t", "--format", "{valu}"], b"");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown placeholder `{valu}`"));
+}
+
+#[test]
+fn an_oversize_line_and_a_missing_partition_are_named_even_with_acks_0() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "3"], b""));
+    let mut line = vec![b'x'; 17 << 20];
+    line.push(b'\n');
+    let output = herald(&addr, &["produce", "t"], &line);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("FRAME_TOO_LARGE (1002)") && stderr.contains("16777216"), "{stderr}");
+
+    let output = herald(&addr, &["produce", "t", "--acks", "0", "--partition", "99"], b"x\n");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("UNKNOWN_TOPIC_OR_PARTITION (3)") && stderr.contains("no partition 99"), "{stderr}");
+}
