@@ -244,3 +244,14 @@ fn an_oversize_line_and_a_missing_partition_are_named_even_with_acks_0() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("UNKNOWN_TOPIC_OR_PARTITION (3)") && stderr.contains("no partition 99"), "{stderr}");
 }
+
+#[test]
+fn a_group_consumer_of_an_unknown_topic_fails_and_leaves_no_group() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    let output = herald(&addr, &["consume", "nope", "--group", "g", "--idle-timeout-ms", "500"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION (3)"));
+    let groups: serde_json::Value = serde_json::from_str(&ok(herald(&addr, &["group", "list", "--json"], b""))).unwrap();
+    assert_eq!(groups, serde_json::json!([]), "no group was made");
+}

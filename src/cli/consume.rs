@@ -68,7 +68,11 @@ async fn run_group(args: &ConsumeArgs, group: &str, stop: &Stop) -> CliResult {
     config.group_instance_id = args.group_instance_id.clone();
     config.assignor = args.assignor.clone();
     config.auto_offset_reset = if args.from_beginning { AutoOffsetReset::Earliest } else { AutoOffsetReset::Latest };
-    let mut consumer = GroupConsumer::join(args.broker.connect().await?, config).await?;
+    let client = args.broker.connect().await?;
+    // An unknown topic is an error, as without --group, rather than a member
+    // waiting for partitions that do not exist in a group made for nothing.
+    client.describe_topic(&args.topic).await?;
+    let mut consumer = GroupConsumer::join(client, config).await?;
     let mut printer = Printer::new(args, stop)?;
     // A poll waits at most the consumer's max_wait_ms (200 ms) for records, so
     // a stop is seen that soon; polls are not cut short, so that the positions
