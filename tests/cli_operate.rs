@@ -252,6 +252,36 @@ fn a_group_consumer_of_an_unknown_topic_fails_and_leaves_no_group() {
     let output = herald(&addr, &["consume", "nope", "--group", "g", "--idle-timeout-ms", "500"], b"");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION (3)"));
-    let groups: serde_json::Value = serde_json::from_str(&ok(herald(&addr, &["group", "list", "--json"], b""))).unwrap();
+    let groups: serde_json::Value =
+        serde_json::from_str(&ok(herald(&addr, &["group", "list", "--json"], b""))).unwrap();
     assert_eq!(groups, serde_json::json!([]), "no group was made");
+}
+
+#[test]
+fn a_plain_consumer_survives_a_broker_restart_and_reads_added_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let addr = broker.addr();
+    ok(herald(&addr.to_string(), &["topic", "create", "t", "--partitions", "1"], b""));
+    ok(herald(&addr.to_string(), &["produce", "t"], b"before\n"));
+    let mut child = spawn_consumer(&addr.to_string(), &["t", "--from-beginning", "--count", "3"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "before\n");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(broker.stop());
+    let broker = TestBroker::start_on(dir.path(), addr.port());
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["produce", "t"], b"after restart\n"));
+    ok(herald(&addr, &["topic", "add-partitions", "t", "--partitions", "2"], b""));
+    ok(herald(&addr, &["produce", "t", "--partition", "1"], b"in the new partition\n"));
+
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut lines: Vec<&str> = rest.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec!["after restart", "in the new partition"]);
+    assert!(child.wait().unwrap().success());
 }

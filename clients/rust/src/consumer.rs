@@ -4,14 +4,29 @@
 //! connection), each a long poll of up to `max_wait_ms`, and returns what
 //! arrived, in offset order within each partition. Positions advance past
 //! what `poll` returned.
+//!
+//! The consumer outlives its connection: when the broker goes away (a
+//! restart), `poll` returns no records and connects again, with a back-off
+//! that grows to [`RECONNECT_BACKOFF_MAX`], keeping every position; it logs a
+//! warning once per outage. A topic assigned whole ([`Consumer::assign_all`])
+//! is looked up again every [`TOPIC_REFRESH`]: partitions added since are
+//! assigned from their start, so nothing produced to them is missed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use herald_wire::batch::Record;
 
 use crate::{Client, ClientError};
 use herald_wire::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+
+/// The longest wait between two attempts to connect again.
+pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often the partitions of a topic assigned whole are looked up again.
+pub(crate) const TOPIC_REFRESH: Duration = Duration::from_secs(2);
+/// The first wait before connecting again.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 
 /// How the consumer fetches.
 #[derive(Debug, Clone)]
@@ -63,12 +78,25 @@ pub struct Consumer {
     /// A fetch that met a damaged range while other partitions returned
     /// records: reported by the next poll, so that neither is lost.
     damaged: Option<ClientError>,
+    /// Topics assigned whole, whose new partitions are assigned too.
+    whole_topics: BTreeSet<String>,
+    topics_checked: Instant,
+    /// While the broker is unreachable: the wait before the next attempt.
+    reconnecting: Option<Duration>,
 }
 
 impl Consumer {
     /// A consumer on `client`'s connection, with no partition assigned yet.
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer { client, config, positions: BTreeMap::new(), damaged: None }
+        Consumer {
+            client,
+            config,
+            positions: BTreeMap::new(),
+            damaged: None,
+            whole_topics: BTreeSet::new(),
+            topics_checked: Instant::now(),
+            reconnecting: None,
+        }
     }
 
     /// Assigns a partition, starting at `start`.
@@ -90,7 +118,8 @@ impl Consumer {
         Ok(offset)
     }
 
-    /// Assigns every partition of a topic.
+    /// Assigns every partition of a topic, and the partitions added to it
+    /// later (from their start; see the module documentation).
     ///
     /// # Errors
     ///
@@ -100,7 +129,53 @@ impl Consumer {
         for partition in 0..partitions {
             self.assign(topic, partition, start).await?;
         }
+        self.whole_topics.insert(topic.to_string());
+        self.topics_checked = Instant::now();
         Ok(())
+    }
+
+    /// Assigns, from their start, the partitions added to the topics assigned
+    /// whole since they were last looked up.
+    async fn assign_new_partitions(&mut self) -> Result<(), ClientError> {
+        if self.topics_checked.elapsed() < TOPIC_REFRESH || self.whole_topics.is_empty() {
+            return Ok(());
+        }
+        self.topics_checked = Instant::now();
+        for topic in self.whole_topics.clone() {
+            let partitions = match self.client.describe_topic(&topic).await {
+                Ok(described) => described.partitions.len() as u32,
+                // Deleted: its fetches report it.
+                Err(err) if err.code().is_some() => continue,
+                Err(err) => return Err(err),
+            };
+            for partition in 0..partitions {
+                if self.position(&topic, partition).is_none() {
+                    tracing::info!(%topic, partition, "a new partition: reading it from its start");
+                    self.assign(&topic, partition, StartOffset::Earliest).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// While the broker is unreachable: waits the back-off, then tries to
+    /// connect again. True once connected.
+    async fn reconnect(&mut self) -> bool {
+        let Some(wait) = self.reconnecting else { return true };
+        tokio::time::sleep(wait).await;
+        match self.client.reconnect().await {
+            Ok(client) => {
+                tracing::info!("connected to the broker again");
+                self.client = client;
+                self.reconnecting = None;
+                true
+            }
+            Err(err) => {
+                tracing::debug!(%err, "broker not reachable yet");
+                self.reconnecting = Some((wait * 2).min(RECONNECT_BACKOFF_MAX));
+                false
+            }
+        }
     }
 
     /// The next offset to read of an assigned partition.
@@ -129,6 +204,17 @@ impl Consumer {
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
         if let Some(err) = self.damaged.take() {
             return Err(err);
+        }
+        if !self.reconnect().await {
+            return Ok(Vec::new());
+        }
+        match self.assign_new_partitions().await {
+            Err(err) if connection_lost(&err) => {
+                self.lost_connection(&err);
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(err),
+            Ok(()) => {}
         }
         let fetches = self.positions.iter().map(|((topic, partition), offset)| {
             let request = FetchRequest {
@@ -166,12 +252,30 @@ impl Consumer {
             }
         }
         match first_error {
+            Some(err) if connection_lost(&err) => {
+                self.lost_connection(&err);
+                Ok(out)
+            }
             Some(err) if out.is_empty() => Err(err),
             Some(err) if err.damaged().is_some() => {
                 self.damaged = Some(err);
                 Ok(out)
             }
             _ => Ok(out),
+        }
+    }
+}
+
+/// Whether `err` means the connection is gone (as opposed to a refusal).
+fn connection_lost(err: &ClientError) -> bool {
+    matches!(err, ClientError::Closed | ClientError::Io(_) | ClientError::TimedOut { .. })
+}
+
+impl Consumer {
+    fn lost_connection(&mut self, err: &ClientError) {
+        if connection_lost(err) && self.reconnecting.is_none() {
+            tracing::warn!(%err, "lost the broker; connecting again (positions kept)");
+            self.reconnecting = Some(RECONNECT_BACKOFF_MIN);
         }
     }
 }
