@@ -36,7 +36,8 @@ fn start(dir: &Path) -> TestBroker {
 /// Creates the topic with 1 KiB segments and produces `RECORDS` records to
 /// partition 0, one batch each.
 async fn fill(client: &Client) {
-    let config = common::config(&[("segment_max_bytes", ConfigValue::Int(1024))]);
+    let config =
+        common::config(&[("segment_max_bytes", ConfigValue::Int(1024)), ("max_message_bytes", ConfigValue::Int(1024))]);
     client.create_topic(TOPIC, 1, config).await.unwrap();
     for i in 0..RECORDS {
         client.produce(TOPIC, Some(0), vec![value(record_value(i))]).await.unwrap();
@@ -170,7 +171,8 @@ async fn a_group_consumer_reports_the_range_without_losing_other_partitions_reco
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let client = broker.client().await;
-    let config = common::config(&[("segment_max_bytes", ConfigValue::Int(1024))]);
+    let config =
+        common::config(&[("segment_max_bytes", ConfigValue::Int(1024)), ("max_message_bytes", ConfigValue::Int(1024))]);
     client.create_topic(TOPIC, 2, config).await.unwrap();
     for i in 0..RECORDS {
         for partition in 0..2 {

@@ -203,7 +203,11 @@ async fn retention_moves_the_log_start_and_older_offsets_become_out_of_range() {
     settings.storage.retention_check_interval_ms = 20;
     let broker = TestBroker::start_with(settings);
     let client = broker.client().await;
-    let small = config(&[("segment_max_bytes", ConfigValue::Int(1024)), ("retention_bytes", ConfigValue::Int(2048))]);
+    let small = config(&[
+        ("segment_max_bytes", ConfigValue::Int(1024)),
+        ("max_message_bytes", ConfigValue::Int(1024)),
+        ("retention_bytes", ConfigValue::Int(2048)),
+    ]);
     client.create_topic("retained", 1, small).await.unwrap();
     let payload = "r".repeat(300);
     for i in 0..30 {

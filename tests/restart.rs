@@ -65,7 +65,14 @@ async fn a_clean_restart_keeps_every_topic_setting_and_record() {
     ]);
     client.create_topic("beta", 1, beta_config).await.unwrap();
     // Small segments: the log is several segments long, with sparse indexes.
-    client.create_topic("gamma", 2, config(&[("segment_max_bytes", ConfigValue::Int(1024))])).await.unwrap();
+    client
+        .create_topic(
+            "gamma",
+            2,
+            config(&[("segment_max_bytes", ConfigValue::Int(1024)), ("max_message_bytes", ConfigValue::Int(1024))]),
+        )
+        .await
+        .unwrap();
     client.add_partitions("gamma", 4).await.unwrap();
     client.create_topic("empty", 2, BTreeMap::new()).await.unwrap();
     client.create_topic("doomed", 1, BTreeMap::new()).await.unwrap();

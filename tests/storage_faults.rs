@@ -133,7 +133,17 @@ async fn a_failed_write_is_56_and_the_partition_serves_on() {
     let broker = TestBroker::start_in(dir.path());
     let client = broker.client().await;
     let consumer = broker.client().await;
-    client.create_topic("fragile", 1, common::config(&[("segment_max_bytes", ConfigValue::Int(1024))])).await.unwrap();
+    client
+        .create_topic(
+            "fragile",
+            1,
+            common::config(&[
+                ("segment_max_bytes", ConfigValue::Int(1024)),
+                ("max_message_bytes", ConfigValue::Int(1024)),
+            ]),
+        )
+        .await
+        .unwrap();
     let big = "x".repeat(600);
     client.produce("fragile", Some(0), vec![value(&big)]).await.unwrap();
 

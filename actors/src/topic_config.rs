@@ -112,7 +112,8 @@ impl TopicConfig {
     /// # Errors
     ///
     /// `INVALID_CONFIG` naming the key for an unknown key, a wrong type or an
-    /// out-of-range value.
+    /// out-of-range value, or naming both for a `segment_max_bytes` smaller
+    /// than `max_message_bytes`.
     pub fn with_overrides(&self, overrides: &BTreeMap<String, ConfigValue>) -> Result<TopicConfig, BrokerError> {
         let mut config = self.clone();
         for (key, value) in overrides {
@@ -142,6 +143,14 @@ impl TopicConfig {
                     return Err(invalid(format!("unknown topic setting `{other}`; known: {}", TOPIC_KEYS.join(", "))))
                 }
             }
+        }
+        // As the broker's own [log] settings: a segment holds the largest batch.
+        if config.segment_max_bytes < config.max_message_bytes {
+            return Err(invalid(format!(
+                "topic setting segment_max_bytes ({}) must not be smaller than max_message_bytes ({}): every batch \
+                 must fit in one segment; set max_message_bytes too",
+                config.segment_max_bytes, config.max_message_bytes
+            )));
         }
         Ok(config)
     }
@@ -187,6 +196,13 @@ mod tests {
         let c = base.with_overrides(&o).unwrap();
         assert_eq!(c.retention_bytes, 2048);
         assert_eq!(c.message_timestamp_type, TimestampType::LogAppendTime);
+
+        let small_segments = BTreeMap::from([("segment_max_bytes".to_string(), ConfigValue::Int(1024))]);
+        let err = base.with_overrides(&small_segments).unwrap_err();
+        assert!(err.message.contains("max_message_bytes"), "{}", err.message);
+        let mut both = small_segments.clone();
+        both.insert("max_message_bytes".to_string(), ConfigValue::Int(1024));
+        assert_eq!(base.with_overrides(&both).unwrap().segment_max_bytes, 1024);
 
         for (k, v) in [
             ("retention_ms", ConfigValue::Int(0)),
