@@ -11,6 +11,9 @@
 //! failing seed is rerun with `HERALD_FAULT_SEED=<seed>`.
 #![allow(dead_code)]
 
+pub mod group;
+pub mod members;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
