@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{read_partition, text, value, BinaryBroker, PATIENCE};
-use fault::group::{check_group, Fact};
+use fault::group::{check_group, ownership_excerpt, Fact};
 use fault::members::{History, Member, Order};
 use fault::{check_log, quantile, seed, setting, Ack, Rng};
 use herald::client::{Client, GroupConsumerConfig};
@@ -230,6 +230,11 @@ async fn a_committing_group_processes_every_acknowledged_record_across_repeated_
         quantile(&settles, 0.99),
     );
     assert!(log_anomalies.is_empty(), "seed {seed}: {:?}", &log_anomalies[..log_anomalies.len().min(20)]);
+    if !anomalies.is_empty() {
+        for fact in ownership_excerpt(&anomalies, &history.facts()) {
+            eprintln!("  {fact:?}");
+        }
+    }
     assert!(anomalies.is_empty(), "seed {seed}: {:?}", &anomalies[..anomalies.len().min(20)]);
     assert!(acks.len() >= min_acks, "seed {seed}: only {} records acknowledged (want {min_acks})", acks.len());
     assert!(figures.losses >= kills as usize, "seed {seed}: the kills did not take the members' partitions");

@@ -218,6 +218,33 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
     (anomalies, figures)
 }
 
+/// The ownership changes of the partitions an anomaly names, in time order:
+/// what a failing run prints to explain itself.
+pub fn ownership_excerpt(anomalies: &[GroupAnomaly], facts: &[Fact]) -> Vec<Fact> {
+    let named: BTreeSet<u32> = anomalies
+        .iter()
+        .filter_map(|a| match a {
+            GroupAnomaly::TwoOwners { partition, .. }
+            | GroupAnomaly::ProcessedWithoutOwnership { partition, .. }
+            | GroupAnomaly::CommittedWithoutOwnership { partition, .. }
+            | GroupAnomaly::CommitBackwards { partition, .. } => Some(*partition),
+            _ => None,
+        })
+        .collect();
+    let mut excerpt: Vec<Fact> = facts
+        .iter()
+        .filter(|f| match f {
+            Fact::Assigned { partitions, .. } | Fact::Revoked { partitions, .. } | Fact::Lost { partitions, .. } => {
+                partitions.iter().any(|p| named.contains(p))
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    excerpt.sort_by_key(at);
+    excerpt
+}
+
 fn at(event: &Fact) -> u64 {
     match event {
         Fact::Assigned { at, .. }

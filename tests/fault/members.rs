@@ -71,7 +71,7 @@ pub struct MemberReport {
     /// Every member id it had, in order (a new one after each loss).
     pub member_ids: Vec<String>,
     /// Per pause: whether the member then found out it had lost its
-    /// membership (a `Lost` event) before it processed anything again.
+    /// membership (a `Lost` event, or a new member id if it owned nothing).
     pub pauses: Vec<bool>,
     /// `Lost` events not explained by a pause (the broker died, say).
     pub other_losses: usize,
@@ -241,6 +241,12 @@ async fn run(
         }
         if report.member_ids.last().map(String::as_str) != Some(consumer.member_id()) {
             report.member_ids.push(consumer.member_id().to_string());
+            // Removed while it owned nothing: no `Lost`, but a new id.
+            if paused_at.take().is_some() {
+                if let Some(last) = report.pauses.last_mut() {
+                    *last = true;
+                }
+            }
         }
         match polled {
             Ok(records) => {

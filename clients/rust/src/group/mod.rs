@@ -10,6 +10,15 @@
 //! start; added partitions start at their committed offset, or per
 //! `auto_offset_reset`. Every change is also reported as a [`GroupEvent`].
 //!
+//! A consumer that has not had its membership confirmed for a session timeout
+//! (its thread stalled, say: the heartbeat task stalls with it) may have been
+//! removed, and its partitions given to other members: `poll` then hands out
+//! no record, applies no assignment and commits nothing until the heartbeat
+//! task has heard from the broker again, which confirms the membership or
+//! reports it lost. A
+//! membership is confirmed as of when a heartbeat (or the join) was sent that
+//! the broker answered.
+//!
 //! When the connection closes (the broker restarted, say), the membership is
 //! gone with it: the consumer reports its partitions [`GroupEvent::Lost`],
 //! connects again (for up to a session timeout), joins again and resumes each
@@ -125,6 +134,8 @@ pub struct GroupConsumer {
     committed: BTreeMap<TopicPartitionKey, i64>,
     /// Assignments from the heartbeat task.
     assignments: watch::Receiver<Option<Heard>>,
+    /// When the membership was last confirmed (see the module documentation).
+    confirmed: watch::Receiver<Instant>,
     /// What this consumer owns, for the heartbeat task to report.
     owned: watch::Sender<(i64, Vec<TopicPartitions>)>,
     heartbeats: Option<tokio::task::JoinHandle<()>>,
@@ -152,6 +163,7 @@ impl GroupConsumer {
     pub async fn join(client: Client, config: GroupConsumerConfig) -> Result<GroupConsumer, ClientError> {
         let (owned, _) = watch::channel((0, Vec::new()));
         let (_, assignments) = watch::channel(None);
+        let (_, confirmed) = watch::channel(Instant::now());
         let mut consumer = GroupConsumer {
             client,
             config,
@@ -160,6 +172,7 @@ impl GroupConsumer {
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
             assignments,
+            confirmed,
             owned,
             heartbeats: None,
             events: VecDeque::new(),
@@ -183,13 +196,16 @@ impl GroupConsumer {
             rebalance_timeout_ms: None,
             assignor: self.config.assignor.clone(),
         };
+        let sent = Instant::now();
         let joined: AssignmentResponse = self.client.request(group_op::JOIN_GROUP, &request).await?;
         self.member_id = joined.member_id.clone();
         self.generation_id = 0;
         let (owned_tx, owned_rx) = watch::channel((0, Vec::new()));
         let (assign_tx, assign_rx) = watch::channel(Some(Heard::Assignment(joined.clone())));
+        let (confirmed_tx, confirmed_rx) = watch::channel(sent);
         self.owned = owned_tx;
         self.assignments = assign_rx;
+        self.confirmed = confirmed_rx;
         let task = heartbeat_loop(
             self.client.clone(),
             self.config.group_id.clone(),
@@ -197,6 +213,7 @@ impl GroupConsumer {
             joined.heartbeat_interval_ms.max(1),
             owned_rx,
             assign_tx,
+            confirmed_tx,
         );
         self.heartbeats = Some(tokio::spawn(task));
         Ok(())
@@ -246,6 +263,19 @@ impl GroupConsumer {
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
         if let Some(err) = self.damaged.take() {
             return Err(err);
+        }
+        if self.unconfirmed() {
+            // Possibly removed. News of the loss is applied (the consumer
+            // joins again); an assignment is not (it may be stale: others may
+            // own its partitions now): wait for the heartbeat task to hear
+            // from the broker, and let the next poll apply what it heard.
+            if matches!(self.assignments.borrow().as_ref(), Some(Heard::Lost(..) | Heard::Disconnected)) {
+                self.apply_assignment().await?;
+            } else {
+                let wait = Duration::from_millis(self.config.max_wait_ms);
+                let _ = tokio::time::timeout(wait, self.assignments.changed()).await;
+            }
+            return Ok(Vec::new());
         }
         self.apply_assignment().await?;
         if self.config.auto_commit
@@ -320,6 +350,16 @@ impl GroupConsumer {
         if disconnected {
             self.reconnect().await?;
         }
+        if self.unconfirmed() && !out.is_empty() {
+            // The consumer stalled while it fetched: the records may be
+            // another member's now. They are read again from here.
+            for record in out.iter().rev() {
+                if let Some(position) = self.positions.get_mut(&(record.topic.clone(), record.partition)) {
+                    *position = record.record.offset;
+                }
+            }
+            return Ok(Vec::new());
+        }
         match damaged {
             Some(err) if out.is_empty() => Err(err),
             damaged => {
@@ -327,6 +367,11 @@ impl GroupConsumer {
                 Ok(out)
             }
         }
+    }
+
+    /// Whether the membership has gone unconfirmed for a session timeout.
+    fn unconfirmed(&self) -> bool {
+        self.confirmed.borrow().elapsed() >= Duration::from_millis(self.config.session_timeout_ms)
     }
 
     async fn reset_position(&self, topic: &str, partition: u32) -> Result<i64, ClientError> {
