@@ -66,7 +66,8 @@ async fn produce(client: Client, stop: watch::Receiver<bool>) -> Vec<Ack> {
 /// Reads the committed offsets again and again until told to stop.
 async fn sample(client: Client, history: Arc<History>, stop: watch::Receiver<bool>) -> usize {
     let mut samples = 0;
-    let request = FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
+    let request =
+        FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
     while !*stop.borrow() {
         let at = history.now();
         let response: FetchOffsetsResponse =
@@ -161,7 +162,8 @@ async fn a_group_under_kills_pauses_and_joins_processes_everything_with_one_owne
         ends.insert(partition, admin.list_offsets(TOPIC, partition, LATEST_TIMESTAMP).await.unwrap());
     }
     let deadline = Instant::now() + PATIENCE * 2;
-    let request = FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
+    let request =
+        FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
     loop {
         let response: FetchOffsetsResponse = admin.request(group_op::FETCH_OFFSETS, &request).await.unwrap();
         let committed: BTreeMap<u32, i64> = response.offsets.iter().map(|o| (o.partition, o.offset)).collect();
@@ -250,7 +252,8 @@ async fn a_member_stalled_past_its_session_timeout_returns_no_record_before_it_f
         assert!(Instant::now() < deadline, "the consumer never found out it was removed: {events:?}");
     }
     assert_ne!(consumer.member_id(), old_member_id);
-    let request = FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
+    let request =
+        FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
     let committed: FetchOffsetsResponse = admin.request(group_op::FETCH_OFFSETS, &request).await.unwrap();
     assert!(committed.offsets.iter().all(|o| o.offset <= 0), "nothing past the stall committed: {committed:?}");
     consumer.close().await.unwrap();

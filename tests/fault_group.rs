@@ -66,7 +66,11 @@ async fn produce_until_failure(client: Client, cycle: u64, worker: usize, count:
     let settle = |acked: &mut Vec<Ack>, values: Vec<String>, written: Vec<ProducePartitionResponse>| {
         let base = written[0].base_offset;
         count.fetch_add(values.len(), Ordering::Relaxed);
-        acked.extend(values.into_iter().enumerate().map(|(i, value)| Ack { value, partition, offset: base + i as i64 }));
+        acked.extend(values.into_iter().enumerate().map(|(i, value)| Ack {
+            value,
+            partition,
+            offset: base + i as i64,
+        }));
     };
     for seq in 0.. {
         let values: Vec<String> = (0..BATCH).map(|i| format!("c{cycle}-w{worker}-s{seq}-r{i}")).collect();
@@ -97,7 +101,8 @@ async fn produce_until_failure(client: Client, cycle: u64, worker: usize, count:
 /// The group's committed offsets, read by a request sent now.
 async fn read_committed(client: &Client, history: &History) -> BTreeMap<u32, i64> {
     let at = history.now();
-    let request = FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
+    let request =
+        FetchOffsetsRequest { group_id: GROUP.into(), partitions: None, member_id: None, generation_id: None };
     let response: FetchOffsetsResponse =
         client.request(group_op::FETCH_OFFSETS, &request).await.expect("fetch committed offsets");
     let committed: BTreeMap<u32, i64> = response.offsets.into_iter().map(|o| (o.partition, o.offset)).collect();

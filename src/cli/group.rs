@@ -197,8 +197,7 @@ fn print_describe(d: &DescribeGroupResponse) {
         if r.first_offset == r.next_offset {
             println!(
                 "Damaged: the end of the group's log (from record {}) could not be read; its commits are lost: {}",
-                r.first_offset,
-                r.reason
+                r.first_offset, r.reason
             );
             continue;
         }

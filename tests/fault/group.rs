@@ -35,32 +35,97 @@ use super::Ack;
 /// Something a member did, or the test saw, at `at` µs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
-    Assigned { member: String, generation: i64, partitions: Vec<u32>, at: u64 },
-    Revoked { member: String, generation: i64, partitions: Vec<u32>, at: u64 },
+    Assigned {
+        member: String,
+        generation: i64,
+        partitions: Vec<u32>,
+        at: u64,
+    },
+    Revoked {
+        member: String,
+        generation: i64,
+        partitions: Vec<u32>,
+        at: u64,
+    },
     /// The member's membership ended without a revocation; `at` as in the
     /// module documentation.
-    Lost { member: String, partitions: Vec<u32>, at: u64 },
-    Processed { member: String, partition: u32, offset: i64, value: String, at: u64 },
+    Lost {
+        member: String,
+        partitions: Vec<u32>,
+        at: u64,
+    },
+    Processed {
+        member: String,
+        partition: u32,
+        offset: i64,
+        value: String,
+        at: u64,
+    },
     /// A commit of `offset` sent for `partition`; `acked` when the broker
     /// accepted it. `at`: when the answer came.
-    Commit { member: String, generation: i64, partition: u32, offset: i64, acked: bool, at: u64 },
+    Commit {
+        member: String,
+        generation: i64,
+        partition: u32,
+        offset: i64,
+        acked: bool,
+        at: u64,
+    },
     /// The broker's committed offset of `partition`, read by a request sent
     /// at `at`.
-    CommittedSeen { partition: u32, offset: i64, at: u64 },
+    CommittedSeen {
+        partition: u32,
+        offset: i64,
+        at: u64,
+    },
 }
 
 /// Something a group should never do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupAnomaly {
-    NotProcessed { value: String, partition: u32, offset: i64 },
+    NotProcessed {
+        value: String,
+        partition: u32,
+        offset: i64,
+    },
     /// A record processed with another value than the one acknowledged there.
-    WrongValue { partition: u32, offset: i64, acked: String, processed: String },
-    TwoOwners { partition: u32, first: String, second: String, at: u64 },
-    ProcessedWithoutOwnership { member: String, partition: u32, offset: i64, at: u64 },
-    CommittedWithoutOwnership { member: String, partition: u32, offset: i64, at: u64 },
+    WrongValue {
+        partition: u32,
+        offset: i64,
+        acked: String,
+        processed: String,
+    },
+    TwoOwners {
+        partition: u32,
+        first: String,
+        second: String,
+        at: u64,
+    },
+    ProcessedWithoutOwnership {
+        member: String,
+        partition: u32,
+        offset: i64,
+        at: u64,
+    },
+    CommittedWithoutOwnership {
+        member: String,
+        partition: u32,
+        offset: i64,
+        at: u64,
+    },
     /// Within one stretch of ownership the member skipped from `expected`.
-    Skip { member: String, partition: u32, expected: i64, found: i64 },
-    CommitBackwards { partition: u32, from: i64, to: i64, at: u64 },
+    Skip {
+        member: String,
+        partition: u32,
+        expected: i64,
+        found: i64,
+    },
+    CommitBackwards {
+        partition: u32,
+        from: i64,
+        to: i64,
+        at: u64,
+    },
 }
 
 /// What the history adds up to.
@@ -109,8 +174,7 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
             Fact::Assigned { member, partitions, at, .. } => {
                 for p in partitions {
                     let list = stretches.entry(*p).or_default();
-                    if let Some(other) = list.iter().find(|s| &s.member != member && s.until.is_none_or(|u| u >= *at))
-                    {
+                    if let Some(other) = list.iter().find(|s| &s.member != member && s.until.is_none_or(|u| u >= *at)) {
                         anomalies.push(GroupAnomaly::TwoOwners {
                             partition: *p,
                             first: other.member.clone(),
@@ -127,7 +191,9 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
                     figures.losses += 1;
                 }
                 for p in partitions {
-                    let open = stretches.get_mut(p).and_then(|l| l.iter_mut().find(|s| &s.member == member && s.until.is_none()));
+                    let open = stretches
+                        .get_mut(p)
+                        .and_then(|l| l.iter_mut().find(|s| &s.member == member && s.until.is_none()));
                     if let Some(stretch) = open {
                         stretch.until = Some((*at).max(stretch.from));
                     }
@@ -165,7 +231,8 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
                     continue;
                 }
                 figures.commits_acked += 1;
-                let owned = stretches.get(partition).is_some_and(|l| l.iter().any(|s| &s.member == member && s.holds(*at)));
+                let owned =
+                    stretches.get(partition).is_some_and(|l| l.iter().any(|s| &s.member == member && s.holds(*at)));
                 if !owned {
                     anomalies.push(GroupAnomaly::CommittedWithoutOwnership {
                         member: member.clone(),
@@ -174,7 +241,8 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
                         at: *at,
                     });
                 }
-                let floor = last_acked.get(partition).map(|(o, _)| *o).into_iter().chain(last_seen.get(partition).copied());
+                let floor =
+                    last_acked.get(partition).map(|(o, _)| *o).into_iter().chain(last_seen.get(partition).copied());
                 if let Some(from) = floor.max().filter(|from| offset < from) {
                     anomalies.push(GroupAnomaly::CommitBackwards { partition: *partition, from, to: *offset, at: *at });
                 }

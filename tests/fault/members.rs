@@ -88,7 +88,13 @@ pub struct Member {
 
 impl Member {
     /// Starts a member of `config.group_id` on `addr`.
-    pub fn start(name: &str, addr: SocketAddr, config: GroupConsumerConfig, commit_every: Duration, history: &Arc<History>) -> Member {
+    pub fn start(
+        name: &str,
+        addr: SocketAddr,
+        config: GroupConsumerConfig,
+        commit_every: Duration,
+        history: &Arc<History>,
+    ) -> Member {
         let (orders, inbox) = mpsc::channel();
         let history = history.clone();
         let owned_name = name.to_string();

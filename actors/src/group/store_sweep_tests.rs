@@ -186,7 +186,7 @@ fn every_flipped_byte_of_a_group_log_is_reported_and_every_readable_commit_kept(
     for round in 0..flips {
         let position = rng.next() % len;
         let mask = (rng.next() % 255 + 1) as u8;
-        let clean = rng.next() % 2 == 0;
+        let clean = rng.next().is_multiple_of(2);
         let compact = round % 10 == 0;
         let context = format!("seed {seed} round {round}: byte {position} ^ {mask:#x}, clean {clean}");
         let dir = tempfile::tempdir().unwrap();
@@ -257,4 +257,3 @@ fn every_cut_in_the_last_batches_and_garbage_appended_are_reported_and_nothing_w
          {garbage_rounds} garbage tails (seed {seed}) reported, 0 whole batches lost"
     );
 }
-
