@@ -19,8 +19,8 @@
 //!   last moment the member was surely a member: the start of its pause, the
 //!   moment it was killed, else the start of the poll that found out). Two
 //!   members' stretches of one partition must not overlap.
-//! - A member processes and has commits acknowledged only for partitions it
-//!   owns at that moment; within one stretch it processes offsets in order
+//! - A member processes, and has commits acknowledged, only for partitions it
+//!   owns at that moment (for a commit: when it was sent); within one stretch it processes offsets in order
 //!   without skipping one.
 //! - Committed offsets never go backwards: acknowledged commits of a partition
 //!   never decrease over time, and an offset read back (after a restart, say)
@@ -61,14 +61,16 @@ pub enum Fact {
         value: String,
         at: u64,
     },
-    /// A commit of `offset` sent for `partition`; `acked` when the broker
-    /// accepted it. `at`: when the answer came.
+    /// A commit of `offset` sent for `partition` at `sent`; `acked` when the
+    /// broker accepted it. `at`: when the answer came. The broker checked the
+    /// ownership in between: the member must own the partition at `sent`.
     Commit {
         member: String,
         generation: i64,
         partition: u32,
         offset: i64,
         acked: bool,
+        sent: u64,
         at: u64,
     },
     /// The broker's committed offset of `partition`, read by a request sent
@@ -225,14 +227,14 @@ pub fn check_group(acks: &[Ack], events: &[Fact]) -> (Vec<GroupAnomaly>, GroupFi
                     }
                 }
             }
-            Fact::Commit { member, partition, offset, acked, at, .. } => {
+            Fact::Commit { member, partition, offset, acked, sent, at, .. } => {
                 if !acked {
                     figures.commits_refused += 1;
                     continue;
                 }
                 figures.commits_acked += 1;
                 let owned =
-                    stretches.get(partition).is_some_and(|l| l.iter().any(|s| &s.member == member && s.holds(*at)));
+                    stretches.get(partition).is_some_and(|l| l.iter().any(|s| &s.member == member && s.holds(*sent)));
                 if !owned {
                     anomalies.push(GroupAnomaly::CommittedWithoutOwnership {
                         member: member.clone(),
@@ -341,7 +343,7 @@ mod group_checker_tests {
     }
 
     fn commit(member: &str, partition: u32, offset: i64, acked: bool, at: u64) -> Fact {
-        Fact::Commit { member: member.into(), generation: 1, partition, offset, acked, at }
+        Fact::Commit { member: member.into(), generation: 1, partition, offset, acked, sent: at - 1, at }
     }
 
     fn ack(partition: u32, offset: i64) -> Ack {

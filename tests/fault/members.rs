@@ -179,7 +179,9 @@ async fn run(
                     partitions: partitions(&consumer.assignment()),
                     at: history.now(),
                 });
-                std::mem::forget(consumer);
+                // No leave, no commit: the heartbeat task is aborted, and the
+                // socket closes when the runtime goes, right after this.
+                drop(consumer);
                 return report;
             }
             Ok(Order::Close) | Err(mpsc::TryRecvError::Disconnected) => {
@@ -189,8 +191,8 @@ async fn run(
                 if let Err(err) = consumer.close().await {
                     report.errors.push(format!("close: {err}"));
                 }
-                let generation = -1;
-                history.push(Fact::Revoked { member: name.clone(), generation, partitions: owned, at });
+                // Owned until it sent its leave; no generation revokes them.
+                history.push(Fact::Revoked { member: name.clone(), generation: -1, partitions: owned, at });
                 return report;
             }
             Err(mpsc::TryRecvError::Empty) => {}
@@ -292,6 +294,7 @@ async fn commit(consumer: &mut GroupConsumer, name: &str, history: &History, ack
         return;
     }
     let generation = consumer.generation_id();
+    let sent = history.now();
     let answer = consumer.commit().await;
     let at = history.now();
     let ok = answer.is_ok();
@@ -299,7 +302,7 @@ async fn commit(consumer: &mut GroupConsumer, name: &str, history: &History, ack
         tracing::debug!(%err, member = name, "commit refused");
     }
     for (partition, offset) in moved {
-        history.push(Fact::Commit { member: name.to_string(), generation, partition, offset, acked: ok, at });
+        history.push(Fact::Commit { member: name.to_string(), generation, partition, offset, acked: ok, sent, at });
         if ok {
             acked.insert(partition, offset);
         }
