@@ -10,12 +10,18 @@ export HERALD_FAULT_KILLS="${HERALD_FAULT_KILLS:-100}"
 export HERALD_FAULT_MIN_ACKS="${HERALD_FAULT_MIN_ACKS:-500000}"
 export HERALD_FAULT_FLIPS="${HERALD_FAULT_FLIPS:-20000}"
 export HERALD_FAULT_POINTS="${HERALD_FAULT_POINTS:-10000}"
+export HERALD_FAULT_CHURN_STEPS="${HERALD_FAULT_CHURN_STEPS:-60}"
 
 cargo build --release --bins
 # The broker process: repeated SIGKILL, SIGTERM under load.
 cargo test --release --test fault_process -- --nocapture
+# kill -9 under a committing group; group churn with kills, pauses and joins.
+cargo test --release --test fault_group -- --nocapture
+cargo test --release --test fault_churn -- --nocapture
 # The log on real files: every cut point, seeded byte flips.
 cargo test --release -p herald-actors --lib fault_sweep -- --nocapture
+# The group log: seeded flips, every cut of the last batches, garbage appended.
+cargo test --release -p herald-actors --lib group::store::sweep_tests -- --nocapture
 # The log on FaultFs: power loss, write and fsync failures, disk full.
 cargo test --release -p herald-actors --lib power_loss -- --nocapture
 cargo test --release -p herald-actors --lib storage_fault -- --nocapture

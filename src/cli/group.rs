@@ -194,6 +194,13 @@ fn print_describe(d: &DescribeGroupResponse) {
     }
     table.print();
     for r in &d.damaged {
+        if r.first_offset == r.next_offset {
+            println!(
+                "Damaged: the end of the group's log (from record {}) could not be read; its commits are lost: {}",
+                r.first_offset, r.reason
+            );
+            continue;
+        }
         println!(
             "Damaged: records {} to {} of the group's log could not be read; their commits are lost: {}",
             r.first_offset,

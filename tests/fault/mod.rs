@@ -9,7 +9,14 @@
 //! checker knows nothing of brokers; its own tests below feed it hand-made
 //! histories. Each scenario prints its seed and one line of figures; a
 //! failing seed is rerun with `HERALD_FAULT_SEED=<seed>`.
+//!
+//! For consumer groups, [`group`] is the pure checker of what the members did
+//! (processed at least once, one owner per partition, commits never
+//! backwards), and [`members`] runs real group consumers that record it.
 #![allow(dead_code)]
+
+pub mod group;
+pub mod members;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -12,7 +12,10 @@
 //! range of the log (see `partition/damage.rs`) and over a record that does not
 //! parse, logs each, keeps them in [`GroupStore::damaged`] for describe, and
 //! applies every other record, so each partition keeps its last readable
-//! commit. A compaction of a damaged log keeps the old log aside, in
+//! commit. Damage that holds no readable offset is reported too: a damaged
+//! tail recovery found (after a clean shutdown), and a torn tail it truncated
+//! (after an unclean one; the range is empty, at the new end of the log, as
+//! the offsets the torn bytes stood for cannot be known). A compaction of a damaged log keeps the old log aside, in
 //! `<dir>.damaged-<ms>`, instead of deleting it.
 //!
 //! A committed offset belongs to the id of its topic (`topic_id`, absent in
@@ -187,6 +190,20 @@ pub fn group_id_of(dir_name: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// The last segment file of the log in `dir` and its length, if any.
+fn active_segment(dir: &Path) -> Option<(PathBuf, u64)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let last = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "log")
+                && p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s.parse::<u64>().is_ok())
+        })
+        .max()?;
+    let len = std::fs::metadata(&last).ok()?.len();
+    Some((last, len))
+}
+
 /// A group's open log.
 pub struct GroupStore {
     dir: PathBuf,
@@ -204,6 +221,7 @@ impl GroupStore {
     /// The log cannot be opened or read.
     pub fn open(dir: &Path, clean_shutdown: bool) -> Result<(GroupStore, GroupState), StoreError> {
         Self::finish_compaction(dir)?;
+        let active_before = active_segment(dir);
         let mut log = Log::open(dir, log_config(), clean_shutdown)?;
         let mut state = GroupState::default();
         let mut damaged = Vec::new();
@@ -240,6 +258,31 @@ impl GroupStore {
                 offset = record.offset + 1;
             }
         }
+        // What recovery found but no read could meet: a damaged tail holds no
+        // offset a read could ask for.
+        for span in log.damaged() {
+            if !damaged.iter().any(|d| (d.first_offset, d.next_offset) == (span.first_offset, span.next_offset)) {
+                let (first_offset, next_offset) = (span.first_offset, span.next_offset);
+                damaged.push(DamagedRecords { first_offset, next_offset, reason: span.reason });
+            }
+        }
+        // A torn tail recovery truncated (after an unclean shutdown).
+        if let Some((path, before)) = active_before {
+            let after = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if after < before {
+                let end = log.log_end_offset();
+                damaged.push(DamagedRecords {
+                    first_offset: end,
+                    next_offset: end,
+                    reason: format!(
+                        "{} bytes at the end of the log do not hold a whole valid batch and were truncated \
+                         (a write cut short by a crash, which was never acknowledged, or damage)",
+                        before - after
+                    ),
+                });
+            }
+        }
+        damaged.sort_by_key(|d| (d.first_offset, d.next_offset));
         for lost in &damaged {
             tracing::error!(
                 dir = %dir.display(),
@@ -356,3 +399,7 @@ impl GroupStore {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_sweep_tests.rs"]
+mod sweep_tests;

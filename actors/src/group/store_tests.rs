@@ -202,3 +202,38 @@ fn group_ids_map_to_safe_directory_names_and_back() {
         assert_eq!(group_id_of(name).as_deref(), Some(id));
     }
 }
+
+#[test]
+fn a_damaged_or_torn_tail_is_reported_and_the_commits_before_it_kept() {
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        {
+            let (mut store, _) = GroupStore::open(&path, false).unwrap();
+            for (partition, at) in [(0, 4), (1, 6), (0, 9)] {
+                store.append(&[offset("t", partition, at)], 1).unwrap();
+            }
+            store.flush_all().unwrap();
+        }
+        // Only 10 bytes of the last batch are left: not even its header, so
+        // the offsets it stood for cannot be known.
+        let segment = path.join(format!("{:020}.log", 0));
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+        let mut last = 0u64;
+        for _ in 0..2 {
+            let mut header = [0u8; batch::HEADER_BYTES];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, last).unwrap();
+            last += batch::BatchHeader::parse(&header).unwrap().total_bytes() as u64;
+        }
+        file.set_len(last + 10).unwrap();
+        drop(file);
+        let (store, state) = GroupStore::open(&path, clean).unwrap();
+        let kept: Vec<(u32, i64)> = state.offsets.iter().map(|(tp, c)| (tp.partition, c.offset)).collect();
+        assert_eq!(kept, [(0, 4), (1, 6)], "clean {clean}");
+        let lost: Vec<(i64, i64)> = store.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect();
+        assert_eq!(lost, [(2, 2)], "clean {clean}: an empty range at the end: {:?}", store.damaged());
+        if !clean {
+            assert!(store.damaged()[0].reason.contains("truncated"), "{:?}", store.damaged());
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The group consumer's heartbeat task: one heartbeat outstanding at a time,
 //! reporting what the consumer owns, publishing every answer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_wire::protocol::*;
 use tokio::sync::watch;
@@ -20,7 +20,10 @@ pub(super) enum Heard {
 
 /// Keeps one heartbeat outstanding, reporting what the consumer owns, and
 /// publishes every answer. While an answer waits to be applied, it only keeps
-/// the session alive, every `interval_ms`.
+/// the session alive, every `interval_ms`. Each answer also confirms the
+/// membership as of when its heartbeat was sent (the broker cannot have
+/// timed the session out before it received it): that moment goes to
+/// `confirmed`.
 pub(super) async fn heartbeat_loop(
     client: Client,
     group_id: String,
@@ -28,6 +31,7 @@ pub(super) async fn heartbeat_loop(
     interval_ms: u64,
     mut owned: watch::Receiver<(i64, Vec<TopicPartitions>)>,
     assignments: watch::Sender<Option<Heard>>,
+    confirmed: watch::Sender<Instant>,
 ) {
     let interval = Duration::from_millis(interval_ms);
     loop {
@@ -43,8 +47,10 @@ pub(super) async fn heartbeat_loop(
             max_wait_ms: if pending { 0 } else { interval_ms },
         };
         let held = Duration::from_millis(request.max_wait_ms);
+        let sent = Instant::now();
         match client.request_held::<_, AssignmentResponse>(group_op::HEARTBEAT, &request, held).await {
             Ok(answer) => {
+                confirmed.send_replace(sent);
                 let changed = answer.generation_id != generation_id;
                 assignments.send_replace(Some(Heard::Assignment(answer)));
                 if changed || pending {

@@ -10,11 +10,21 @@
 //! start; added partitions start at their committed offset, or per
 //! `auto_offset_reset`. Every change is also reported as a [`GroupEvent`].
 //!
+//! A consumer that has not had its membership confirmed for a session timeout
+//! (its thread stalled, say: the heartbeat task stalls with it) may have been
+//! removed, and its partitions given to other members: `poll` then hands out
+//! no record, applies no assignment and commits nothing until the heartbeat
+//! task has heard from the broker again, which confirms the membership or
+//! reports it lost. A
+//! membership is confirmed as of when a heartbeat (or the join) was sent that
+//! the broker answered.
+//!
 //! When the connection closes (the broker restarted, say), the membership is
 //! gone with it: the consumer reports its partitions [`GroupEvent::Lost`],
 //! connects again (for up to a session timeout), joins again and resumes each
 //! partition it is given from its committed offset.
 
+mod config;
 mod heartbeat;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -23,93 +33,11 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::sync::watch;
 
+pub use config::{AutoOffsetReset, GroupConsumerConfig, GroupEvent};
 use heartbeat::{heartbeat_loop, Heard};
 
 use crate::{Client, ClientError, ConsumedRecord};
 use herald_wire::protocol::*;
-
-/// Where a partition without a committed offset starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoOffsetReset {
-    /// The first offset still stored.
-    Earliest,
-    /// The high watermark: only records produced from now on.
-    Latest,
-    /// Fail instead.
-    None,
-}
-
-/// How a group consumer behaves.
-#[derive(Debug, Clone)]
-pub struct GroupConsumerConfig {
-    /// The group to join.
-    pub group_id: String,
-    /// The subscription: topics whose partitions the group shares.
-    pub topics: Vec<String>,
-    /// Static membership: a member that comes back with the same id within its
-    /// session timeout gets its partitions back without a rebalance.
-    pub group_instance_id: Option<String>,
-    /// How long the broker keeps a silent member, in ms (within the broker's
-    /// bounds, see `Client::features`).
-    pub session_timeout_ms: u64,
-    /// "range", "roundrobin" or "sticky"; the broker's default when `None`.
-    pub assignor: Option<String>,
-    /// Where a partition without a committed offset starts.
-    pub auto_offset_reset: AutoOffsetReset,
-    /// Commit positions every `auto_commit_interval_ms`, before a partition
-    /// is released, and on `close`.
-    pub auto_commit: bool,
-    /// How often positions are committed with `auto_commit`, ms.
-    pub auto_commit_interval_ms: u64,
-    /// Fetch limit per partition, bytes (a soft limit).
-    pub max_bytes: u64,
-    /// How long a fetch waits for data, ms.
-    pub max_wait_ms: u64,
-}
-
-impl GroupConsumerConfig {
-    /// Defaults for `group_id` reading `topics`.
-    pub fn new(group_id: &str, topics: &[&str]) -> Self {
-        GroupConsumerConfig {
-            group_id: group_id.into(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            group_instance_id: None,
-            session_timeout_ms: 10_000,
-            assignor: None,
-            auto_offset_reset: AutoOffsetReset::Earliest,
-            auto_commit: true,
-            auto_commit_interval_ms: 5_000,
-            max_bytes: 1 << 20,
-            max_wait_ms: 200,
-        }
-    }
-}
-
-/// A change of the partitions this consumer owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupEvent {
-    /// These partitions were given to this consumer (generation given).
-    Assigned {
-        /// The generation of the assignment that gave them.
-        generation_id: i64,
-        /// (topic, partition) pairs.
-        partitions: Vec<(String, u32)>,
-    },
-    /// These partitions were taken away (after their offsets were committed
-    /// when auto-commit is on).
-    Revoked {
-        /// The generation of the assignment that took them.
-        generation_id: i64,
-        /// (topic, partition) pairs.
-        partitions: Vec<(String, u32)>,
-    },
-    /// The consumer lost its membership (session timeout, fenced) and its
-    /// partitions without a chance to commit; it has joined again.
-    Lost {
-        /// (topic, partition) pairs.
-        partitions: Vec<(String, u32)>,
-    },
-}
 
 type TopicPartitionKey = (String, u32);
 
@@ -125,6 +53,8 @@ pub struct GroupConsumer {
     committed: BTreeMap<TopicPartitionKey, i64>,
     /// Assignments from the heartbeat task.
     assignments: watch::Receiver<Option<Heard>>,
+    /// When the membership was last confirmed (see the module documentation).
+    confirmed: watch::Receiver<Instant>,
     /// What this consumer owns, for the heartbeat task to report.
     owned: watch::Sender<(i64, Vec<TopicPartitions>)>,
     heartbeats: Option<tokio::task::JoinHandle<()>>,
@@ -152,6 +82,7 @@ impl GroupConsumer {
     pub async fn join(client: Client, config: GroupConsumerConfig) -> Result<GroupConsumer, ClientError> {
         let (owned, _) = watch::channel((0, Vec::new()));
         let (_, assignments) = watch::channel(None);
+        let (_, confirmed) = watch::channel(Instant::now());
         let mut consumer = GroupConsumer {
             client,
             config,
@@ -160,6 +91,7 @@ impl GroupConsumer {
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
             assignments,
+            confirmed,
             owned,
             heartbeats: None,
             events: VecDeque::new(),
@@ -183,13 +115,16 @@ impl GroupConsumer {
             rebalance_timeout_ms: None,
             assignor: self.config.assignor.clone(),
         };
+        let sent = Instant::now();
         let joined: AssignmentResponse = self.client.request(group_op::JOIN_GROUP, &request).await?;
         self.member_id = joined.member_id.clone();
         self.generation_id = 0;
         let (owned_tx, owned_rx) = watch::channel((0, Vec::new()));
         let (assign_tx, assign_rx) = watch::channel(Some(Heard::Assignment(joined.clone())));
+        let (confirmed_tx, confirmed_rx) = watch::channel(sent);
         self.owned = owned_tx;
         self.assignments = assign_rx;
+        self.confirmed = confirmed_rx;
         let task = heartbeat_loop(
             self.client.clone(),
             self.config.group_id.clone(),
@@ -197,6 +132,7 @@ impl GroupConsumer {
             joined.heartbeat_interval_ms.max(1),
             owned_rx,
             assign_tx,
+            confirmed_tx,
         );
         self.heartbeats = Some(tokio::spawn(task));
         Ok(())
@@ -246,6 +182,19 @@ impl GroupConsumer {
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
         if let Some(err) = self.damaged.take() {
             return Err(err);
+        }
+        if self.unconfirmed() {
+            // Possibly removed. News of the loss is applied (the consumer
+            // joins again); an assignment is not (it may be stale: others may
+            // own its partitions now): wait for the heartbeat task to hear
+            // from the broker, and let the next poll apply what it heard.
+            if matches!(self.assignments.borrow().as_ref(), Some(Heard::Lost(..) | Heard::Disconnected)) {
+                self.apply_assignment().await?;
+            } else {
+                let wait = Duration::from_millis(self.config.max_wait_ms);
+                let _ = tokio::time::timeout(wait, self.assignments.changed()).await;
+            }
+            return Ok(Vec::new());
         }
         self.apply_assignment().await?;
         if self.config.auto_commit
@@ -320,6 +269,16 @@ impl GroupConsumer {
         if disconnected {
             self.reconnect().await?;
         }
+        if self.unconfirmed() && !out.is_empty() {
+            // The consumer stalled while it fetched: the records may be
+            // another member's now. They are read again from here.
+            for record in out.iter().rev() {
+                if let Some(position) = self.positions.get_mut(&(record.topic.clone(), record.partition)) {
+                    *position = record.record.offset;
+                }
+            }
+            return Ok(Vec::new());
+        }
         match damaged {
             Some(err) if out.is_empty() => Err(err),
             damaged => {
@@ -327,6 +286,11 @@ impl GroupConsumer {
                 Ok(out)
             }
         }
+    }
+
+    /// Whether the membership has gone unconfirmed for a session timeout.
+    fn unconfirmed(&self) -> bool {
+        self.confirmed.borrow().elapsed() >= Duration::from_millis(self.config.session_timeout_ms)
     }
 
     async fn reset_position(&self, topic: &str, partition: u32) -> Result<i64, ClientError> {
