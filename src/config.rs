@@ -27,7 +27,10 @@ pub enum SettingsError {
     UnknownKey { key: String, origin: String },
     #[error("invalid setting in {origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("contradictory settings: {0}")]
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    /// A value out of its range, or keys that contradict each other.
+    #[error("invalid settings: {0}")]
     Contradiction(String),
 }
 
@@ -76,7 +79,9 @@ pub struct StorageSettings {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    Human,
+    /// Text lines (`human` is the same).
+    #[serde(alias = "human")]
+    Text,
     Json,
 }
 
@@ -84,6 +89,38 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct LoggingSettings {
     pub format: LogFormat,
+    /// A tracing filter: `error`, `warn`, `info`, `debug`, `trace`, or per
+    /// module (`info,herald::frontend=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+/// The values an enumerated setting takes, for error messages.
+const CHOICES: &[(&str, &str)] =
+    &[("storage.flush", "always, interval or never"), ("logging.format", "text (or human) or json")];
+
+/// Variables named `HERALD_*` that are not settings but are read by the
+/// command line (and the test scripts).
+const OTHER_VARIABLES: &[&str] = &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_BIN"];
+
+/// Warnings for `HERALD_*` variables that nothing reads: a mistyped setting
+/// (`HERALD_SERVER_PORT` for `HERALD_SERVER__PORT`) would otherwise be ignored
+/// without a word. Test-harness variables (`HERALD_FAULT_*`) are left alone.
+pub fn unread_environment(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    vars.into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.starts_with("HERALD_")
+                && !name.contains("__")
+                && !name.starts_with("HERALD_FAULT_")
+                && !OTHER_VARIABLES.contains(&name.as_str())
+        })
+        .map(|name| {
+            format!(
+                "environment variable {name} is not read by herald: a setting is HERALD_<SECTION>__<KEY> \
+                 with two underscores (e.g. HERALD_SERVER__PORT)"
+            )
+        })
+        .collect()
 }
 
 /// One layer of settings and where it came from.
@@ -134,6 +171,14 @@ impl Settings {
     ) -> Result<Settings, SettingsError> {
         let mut layers = Vec::new();
         if let Some(path) = file {
+            if let Err(err) = std::fs::metadata(path) {
+                let reason = if err.kind() == std::io::ErrorKind::NotFound {
+                    "no such file".to_string()
+                } else {
+                    err.to_string()
+                };
+                return Err(SettingsError::Unreadable { path: path.display().to_string(), reason });
+            }
             layers.push(Layer {
                 origin: format!("config file {}", path.display()),
                 key_origins: BTreeMap::new(),
@@ -174,11 +219,7 @@ impl Settings {
         let known = flatten_keys(&collect(defaults(), "the defaults")?);
         let mut merged = defaults();
         for layer in &layers {
-            let config = layer
-                .builder
-                .clone()
-                .build()
-                .map_err(|e| SettingsError::Invalid { origin: layer.origin.clone(), message: e.to_string() })?;
+            let config = layer.builder.clone().build().map_err(|e| invalid(&layer.origin, e))?;
             let values = config.collect().map_err(|e| invalid(&layer.origin, e))?;
             for key in flatten_keys(&values) {
                 if !known.contains(&key) {
@@ -336,7 +377,50 @@ impl Default for Settings {
 }
 
 fn invalid(origin: &str, err: config::ConfigError) -> SettingsError {
-    SettingsError::Invalid { origin: origin.to_string(), message: err.to_string() }
+    SettingsError::Invalid { origin: origin.to_string(), message: plain_message(&err.to_string(), origin) }
+}
+
+/// The configuration library's message in the project's words: the key
+/// first, what it takes, and what it got; without the library's type names or
+/// a second copy of the file name.
+fn plain_message(message: &str, origin: &str) -> String {
+    let between = |text: &str, start: &str, end: &str| -> Option<String> {
+        let from = text.find(start)? + start.len();
+        let to = from + text[from..].find(end)?;
+        Some(text[from..to].to_string())
+    };
+    let key = between(message, "for key `", "`");
+    if let (Some(key), Some(value)) = (&key, between(message, "does not have variant constructor ", " for key")) {
+        let choices = CHOICES.iter().find(|(k, _)| k == key).map_or("one of its documented values", |(_, c)| c);
+        return format!("`{key}` must be {choices}, got `{value}`");
+    }
+    if let (Some(key), Some(got), Some(expected)) =
+        (&key, between(message, "invalid type: ", ", expected"), between(message, ", expected ", " for key"))
+    {
+        let expected = match expected.as_str() {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of at least 0".to_string(),
+            "i16" | "i32" | "i64" => "a whole number".to_string(),
+            "a boolean" | "bool" => "true or false".to_string(),
+            other => other.to_string(),
+        };
+        return format!("`{key}` must be {expected}, got {got}");
+    }
+    // A parse error names the file again: it is already in `origin`.
+    let file = origin.strip_prefix("config file ").unwrap_or_default();
+    if file.is_empty() {
+        return message.to_string();
+    }
+    // The library names it again on a last line, as a path relative to the
+    // working directory: " in ../../tmp/x.toml".
+    let name = Path::new(file).file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut lines: Vec<&str> = message.trim_end().lines().collect();
+    if lines
+        .last()
+        .is_some_and(|last| last.trim_start().starts_with("in ") && !name.is_empty() && last.ends_with(&name))
+    {
+        lines.pop();
+    }
+    lines.join("\n").replace(&format!(" in {file}"), "")
 }
 
 fn collect(
@@ -439,6 +523,48 @@ mod tests {
     #[test]
     fn a_missing_config_file_is_an_error() {
         let err = Settings::load_from(Some(Path::new("/nonexistent/herald.toml")), env(&[]), &[]).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/herald.toml"), "{err}");
+        assert_eq!(err.to_string(), "cannot read config file /nonexistent/herald.toml: no such file");
+    }
+
+    #[test]
+    fn errors_speak_of_the_setting_not_of_the_library() {
+        let err =
+            Settings::load_from(None, env(&[]), &[("storage.flush", "sometimes".into())]).unwrap_err().to_string();
+        assert!(err.ends_with("`storage.flush` must be always, interval or never, got `sometimes`"), "{err}");
+        assert!(!err.contains("enum") && !err.contains("FlushPolicy"), "{err}");
+        let err = Settings::load_from(None, env(&[("HERALD_SERVER__PORT", "ninety")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("`server.port` must be") && err.contains("ninety"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.toml");
+        std::fs::write(&file, "[server\nport = 1\n").unwrap();
+        let err = Settings::load_from(Some(&file), env(&[]), &[]).unwrap_err().to_string();
+        assert_eq!(err.matches("broken.toml").count(), 1, "the file is named once: {err}");
+
+        let err = Settings::load_from(None, env(&[("HERALD_LOG__RETENTION_MS", "-5")]), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("invalid settings: log.retention_ms"), "{err}");
+        assert!(!err.contains("contradictory"), "{err}");
+    }
+
+    #[test]
+    fn mistyped_environment_variables_are_reported() {
+        let vars = env(&[
+            ("HERALD_SERVER_PORT", "1"),
+            ("HERALD_SERVER__PORT", "2"),
+            ("HERALD_BROKER", "x"),
+            ("HERALD_FAULT_SEED", "3"),
+            ("PATH", "/bin"),
+        ]);
+        let warnings = unread_environment(vars);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("HERALD_SERVER_PORT") && warnings[0].contains("HERALD_SERVER__PORT"));
+    }
+
+    #[test]
+    fn logging_takes_text_or_human_and_a_level() {
+        let s = Settings::load_from(None, env(&[("HERALD_LOGGING__FORMAT", "human")]), &[]).unwrap();
+        assert_eq!(s.logging.format, LogFormat::Text);
+        let s = Settings::load_from(None, env(&[("HERALD_LOGGING__LEVEL", "debug")]), &[]).unwrap();
+        assert_eq!(s.logging.level, "debug");
     }
 }

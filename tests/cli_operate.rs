@@ -285,3 +285,16 @@ fn a_plain_consumer_survives_a_broker_restart_and_reads_added_partitions() {
     assert_eq!(lines, vec!["after restart", "in the new partition"]);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn broker_logs_are_plain_text_on_a_pipe_and_name_mistyped_variables_and_a_new_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let mut broker = common::BinaryBroker::start_with(root.path(), |command| {
+        command.env("HERALD_SERVER_PORT", "1");
+    });
+    let warning = broker.wait_for_line("HERALD_SERVER_PORT");
+    assert!(warning.contains("WARN") && warning.contains("HERALD_SERVER__PORT"), "{warning}");
+    let opened = broker.wait_for_line("opened data directory");
+    assert!(opened.contains("start=new"), "a new directory is not a crash: {opened}");
+    assert!(!broker.log_text().contains('\x1b'), "no colour codes when standard error is not a terminal");
+}

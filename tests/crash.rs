@@ -83,7 +83,7 @@ async fn every_acknowledged_record_survives_sigkill() {
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));
-    assert!(opened.contains("clean_shutdown=false"), "a kill is not a clean shutdown: {opened}");
+    assert!(opened.contains("start=after_unclean_stop"), "a kill is not a clean shutdown: {opened}");
     let client = broker.client().await;
     assert_eq!(client.describe_topic("crash").await.unwrap().partitions.len(), PARTITIONS as usize);
 
@@ -112,7 +112,7 @@ async fn every_acknowledged_record_survives_sigkill() {
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));
-    assert!(opened.contains("clean_shutdown=true"), "{opened}");
+    assert!(opened.contains("start=after_clean_shutdown"), "{opened}");
     let client = broker.client().await;
     for partition in 0..PARTITIONS {
         let end = client.list_offsets("crash", partition, -1).await.unwrap();
@@ -158,7 +158,7 @@ async fn sigterm_exits_zero_and_the_next_start_is_clean() {
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));
-    assert!(opened.contains("clean_shutdown=true") && opened.contains("topics=1"), "{opened}");
+    assert!(opened.contains("start=after_clean_shutdown") && opened.contains("topics=1"), "{opened}");
     let client = broker.client().await;
     for partition in 0..2 {
         let records = read_partition(&client, "calm", partition, 0).await;

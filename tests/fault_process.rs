@@ -164,7 +164,7 @@ async fn sigterm_under_full_load_exits_cleanly_and_loses_nothing_acknowledged() 
         acks.len(),
         anomalies.len()
     );
-    assert!(opened.contains("clean_shutdown=true"), "seed {seed}: the next start needs no recovery: {opened}");
+    assert!(opened.contains("start=after_clean_shutdown"), "seed {seed}: the next start needs no recovery: {opened}");
     assert!(anomalies.is_empty(), "seed {seed}: {:?}", &anomalies[..anomalies.len().min(20)]);
     assert!(exit_ms < 10_000.0, "seed {seed}: exit took {exit_ms:.0} ms");
     assert!(!acks.is_empty(), "seed {seed}: nothing was acknowledged before the SIGTERM");

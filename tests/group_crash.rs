@@ -135,7 +135,7 @@ async fn every_acknowledged_commit_survives_sigkill_and_a_consumer_resumes_from_
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));
-    assert!(opened.contains("clean_shutdown=false"), "a kill is not a clean shutdown: {opened}");
+    assert!(opened.contains("start=after_unclean_stop"), "a kill is not a clean shutdown: {opened}");
     let admin = broker.client().await;
     let found = fetch_offsets(&admin, "auditors").await;
     assert_eq!(found.len(), PARTITIONS as usize, "{found:?}");
@@ -209,7 +209,7 @@ async fn committed_offsets_and_the_assignor_survive_a_clean_sigterm_restart() {
 
     let mut broker = block_in_place(|| BinaryBroker::start(root.path()));
     let opened = block_in_place(|| broker.wait_for_line("opened data directory"));
-    assert!(opened.contains("clean_shutdown=true"), "{opened}");
+    assert!(opened.contains("start=after_clean_shutdown"), "{opened}");
     let admin = broker.client().await;
     let found: BTreeMap<u32, i64> =
         fetch_offsets(&admin, "readers").await.into_iter().map(|(p, (o, _))| (p, o)).collect();

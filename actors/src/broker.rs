@@ -94,21 +94,36 @@ impl Broker {
     /// The directory or its `topics/` cannot be created or read.
     pub fn open(settings: BrokerSettings) -> io::Result<Broker> {
         let data_dir = settings.data_dir;
-        std::fs::create_dir_all(&data_dir)?;
+        let doing = |what: &str| {
+            let (what, dir) = (what.to_string(), data_dir.display().to_string());
+            move |err: io::Error| io::Error::new(err.kind(), format!("{what} {dir}: {err}"))
+        };
+        let fresh = !data_dir.exists();
+        std::fs::create_dir_all(&data_dir).map_err(doing("cannot create the data directory"))?;
         let marker = data_dir.join(CLEAN_SHUTDOWN);
         let clean_shutdown = marker.exists();
         if clean_shutdown {
-            std::fs::remove_file(&marker)?;
-            std::fs::File::open(&data_dir)?.sync_all()?;
+            std::fs::remove_file(&marker).map_err(doing("cannot remove the clean-shutdown marker of"))?;
+            std::fs::File::open(&data_dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(doing("cannot sync the data directory"))?;
         }
-        let disk::Found { topics: recovered, damaged } = disk::scan(&data_dir)?;
+        let disk::Found { topics: recovered, damaged } =
+            disk::scan(&data_dir).map_err(doing("cannot read the topics of the data directory"))?;
         let arbiters = (0..settings.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
         let writer = SyncWriter::start(&data_dir.display().to_string())?;
+        // How this start follows the last one: a new directory must not read
+        // like a crash.
+        let start = match (clean_shutdown, fresh || (recovered.is_empty() && damaged.is_empty())) {
+            (true, _) => "after_clean_shutdown",
+            (false, true) => "new",
+            (false, false) => "after_unclean_stop",
+        };
         tracing::info!(
             data_dir = %data_dir.display(),
             topics = recovered.len(),
             damaged_topics = damaged.len(),
-            clean_shutdown,
+            start = %start,
             "opened data directory"
         );
         Ok(Broker {

@@ -97,6 +97,10 @@ pub fn run(cli: Cli) -> CliResult {
 /// process alive, as dropping the runtime would by waiting for it.
 fn on_client_runtime(command: impl std::future::Future<Output = CliResult>) -> CliResult {
     init_client_logging();
+    // Settings variables (HERALD_X__Y) are the broker's; other unread ones are typos.
+    for warning in herald::config::unread_environment(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(command);
     runtime.shutdown_background();
@@ -108,6 +112,7 @@ fn init_client_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| QuietStderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false)
         .try_init();
 }

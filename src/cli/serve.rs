@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use herald::config::{LogFormat, Settings};
+use std::io::IsTerminal;
+
+use herald::config::{LogFormat, LoggingSettings, Settings};
 
 use super::{CliResult, QuietStderr};
 
@@ -25,7 +27,7 @@ pub struct ServeArgs {
     /// Durability: always, interval or never (storage.flush).
     #[arg(long)]
     flush: Option<String>,
-    /// Log format: human or json (logging.format).
+    /// Log format: text or json (logging.format).
     #[arg(long)]
     log_format: Option<String>,
     /// After binding, write the port to this file (for scripts and tests).
@@ -51,7 +53,10 @@ pub fn run(args: ServeArgs) -> CliResult {
         flags.push(("logging.format", format.clone()));
     }
     let settings = Settings::load(args.config.as_deref(), &flags)?;
-    init_logging(settings.logging.format);
+    init_logging(&settings.logging)?;
+    for warning in herald::config::unread_environment(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     // Before anything is opened: every partition and connection needs descriptors.
     match herald::fd_limit::raise_to_hard_limit() {
         Ok(limit) => tracing::info!(was = limit.was, now = limit.now, hard = limit.hard, "open file limit"),
@@ -84,12 +89,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| QuietStderr).log_internal_errors(false);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
+/// Log lines on standard error, at `logging.level` unless `RUST_LOG` says
+/// otherwise; coloured only on a terminal.
+fn init_logging(logging: &LoggingSettings) -> CliResult {
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => tracing_subscriber::EnvFilter::try_new(&logging.level)
+            .map_err(|err| format!("invalid setting `logging.level` = `{}`: {err}", logging.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| QuietStderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
+    let _ = match logging.format {
+        LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    Ok(())
 }

@@ -255,7 +255,6 @@ impl BinaryBroker {
             .arg("--port-file")
             .arg(&port_file)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
