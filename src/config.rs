@@ -20,6 +20,10 @@ use serde::Deserialize;
 /// The compiled-in defaults: `config/default.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// Settings that do not come from the defaults: `section.key` → (value,
+/// where it came from).
+pub type Sources = BTreeMap<String, (String, String)>;
+
 /// Why the settings were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -159,6 +163,19 @@ impl Settings {
         Settings::load_from(file, std::env::vars(), flags)
     }
 
+    /// [`Settings::load`] with the settings that do not come from the
+    /// defaults, as [`Settings::load_explained`] tells them.
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] naming the key and its source.
+    pub fn load_with_sources(
+        file: Option<&Path>,
+        flags: &[(&str, String)],
+    ) -> Result<(Settings, Sources), SettingsError> {
+        Settings::load_explained(file, std::env::vars(), flags)
+    }
+
     /// [`Settings::load`] with the environment given explicitly.
     ///
     /// # Errors
@@ -169,6 +186,20 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[(&str, String)],
     ) -> Result<Settings, SettingsError> {
+        Settings::load_explained(file, env, flags).map(|(settings, _)| settings)
+    }
+
+    /// [`Settings::load_from`], also telling every setting that does not
+    /// come from the defaults: `section.key` → (value, where it came from).
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] naming the key and its source.
+    pub fn load_explained(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<(Settings, Sources), SettingsError> {
         let mut layers = Vec::new();
         if let Some(path) = file {
             if let Err(err) = std::fs::metadata(path) {
@@ -218,14 +249,16 @@ impl Settings {
 
         let known = flatten_keys(&collect(defaults(), "the defaults")?);
         let mut merged = defaults();
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for layer in &layers {
             let config = layer.builder.clone().build().map_err(|e| invalid(&layer.origin, e))?;
             let values = config.collect().map_err(|e| invalid(&layer.origin, e))?;
             for key in flatten_keys(&values) {
+                let origin = layer.key_origins.get(&key).cloned().unwrap_or_else(|| layer.origin.clone());
                 if !known.contains(&key) {
-                    let origin = layer.key_origins.get(&key).cloned().unwrap_or_else(|| layer.origin.clone());
                     return Err(SettingsError::UnknownKey { key, origin });
                 }
+                origins.insert(key, origin);
             }
             // Types are checked per layer so that an error names its source.
             let alone = defaults().add_source(config.clone()).build().map_err(|e| invalid(&layer.origin, e))?;
@@ -240,10 +273,18 @@ impl Settings {
             }
             merged = merged.add_source(config);
         }
-        let settings: Settings =
-            merged.build().and_then(|c| c.try_deserialize()).map_err(|e| invalid("the merged settings", e))?;
+        let merged = merged.build().map_err(|e| invalid("the merged settings", e))?;
+        let values = flatten_values(&merged.clone().collect().map_err(|e| invalid("the merged settings", e))?);
+        let settings: Settings = merged.try_deserialize().map_err(|e| invalid("the merged settings", e))?;
         settings.check()?;
-        Ok(settings)
+        let explained = origins
+            .into_iter()
+            .map(|(key, origin)| {
+                let value = values.get(&key).cloned().unwrap_or_default();
+                (key, (value, origin))
+            })
+            .collect();
+        Ok((settings, explained))
     }
 
     /// Checks rules that involve more than one key.
@@ -431,6 +472,22 @@ fn collect(
 }
 
 /// Dotted paths of every leaf in a nested table.
+/// Every leaf of `map` as `section.key` → its value, shown.
+fn flatten_values(map: &Map<String, Value>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        match &value.kind {
+            ValueKind::Table(inner) => {
+                out.extend(flatten_values(inner).into_iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            _ => {
+                out.insert(key.clone(), value.to_string());
+            }
+        }
+    }
+    out
+}
+
 fn flatten_keys(map: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for (key, value) in map {
@@ -544,6 +601,22 @@ mod tests {
         let err = Settings::load_from(None, env(&[("HERALD_LOG__RETENTION_MS", "-5")]), &[]).unwrap_err().to_string();
         assert!(err.starts_with("invalid settings: log.retention_ms"), "{err}");
         assert!(!err.contains("contradictory"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_not_from_the_defaults_is_explained_with_its_source() {
+        let (_, explained) = Settings::load_explained(
+            None,
+            env(&[("HERALD_SERVER__PORT", "2000")]),
+            &[("storage.flush", "never".into())],
+        )
+        .unwrap();
+        assert_eq!(
+            explained.get("server.port"),
+            Some(&("2000".to_string(), "environment variable HERALD_SERVER__PORT".to_string()))
+        );
+        assert_eq!(explained.get("storage.flush").map(|(v, _)| v.as_str()), Some("never"));
+        assert_eq!(explained.len(), 2, "{explained:?}");
     }
 
     #[test]

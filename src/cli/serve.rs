@@ -52,11 +52,17 @@ pub fn run(args: ServeArgs) -> CliResult {
     if let Some(format) = &args.log_format {
         flags.push(("logging.format", format.clone()));
     }
-    let settings = Settings::load(args.config.as_deref(), &flags)?;
+    let (settings, sources) = Settings::load_with_sources(args.config.as_deref(), &flags)?;
     init_logging(&settings.logging)?;
     for warning in herald::config::unread_environment(std::env::vars()) {
         tracing::warn!("{warning}");
     }
+    let changed: Vec<String> =
+        sources.iter().map(|(key, (value, origin))| format!("{key}={value} ({origin})")).collect();
+    tracing::info!(
+        "settings: the defaults of config/default.toml{}",
+        if changed.is_empty() { String::new() } else { format!(", except {}", changed.join(", ")) }
+    );
     // Before anything is opened: every partition and connection needs descriptors.
     match herald::fd_limit::raise_to_hard_limit() {
         Ok(limit) => tracing::info!(was = limit.was, now = limit.now, hard = limit.hard, "open file limit"),

@@ -208,6 +208,7 @@ impl Handler<DeleteGroup> for Groups {
             if outcome.is_ok() {
                 act.coordinators.remove(&group_id);
             }
+            let group_id = group_id.clone();
             let removed = async move {
                 outcome?;
                 let removed = actix_rt::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -220,7 +221,10 @@ impl Handler<DeleteGroup> for Groups {
                 })
                 .await;
                 match removed {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => {
+                        tracing::info!(group = %group_id, "deleted group and its committed offsets");
+                        Ok(())
+                    }
                     Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
                     Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
                 }

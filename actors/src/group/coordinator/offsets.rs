@@ -371,7 +371,20 @@ impl GroupCoordinator {
                         topic_id: topic_id.clone(),
                     })
                     .collect();
-                act.persist(records, move |_, _| plan)
+                let group_id = act.group_id.clone();
+                act.persist(records, move |_, _| {
+                    for (tp, from, to) in &plan {
+                        tracing::info!(
+                            group = %group_id,
+                            topic = %tp.topic,
+                            partition = tp.partition,
+                            from = from.map_or_else(|| "none".to_string(), |o| o.to_string()),
+                            to,
+                            "reset committed offset"
+                        );
+                    }
+                    plan
+                })
             }
             other => Box::pin(fut::ready(other.map(|(_, plan)| plan))),
         }))
