@@ -298,3 +298,37 @@ fn broker_logs_are_plain_text_on_a_pipe_and_name_mistyped_variables_and_a_new_di
     assert!(opened.contains("start=new"), "a new directory is not a crash: {opened}");
     assert!(!broker.log_text().contains('\x1b'), "no colour codes when standard error is not a terminal");
 }
+
+#[test]
+fn a_second_consumer_with_the_same_instance_id_fences_the_first_which_exits_with_an_error() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "1"], b""));
+    ok(herald(&addr, &["produce", "t"], b"one\n"));
+    let args = ["t", "--group", "g", "--group-instance-id", "worker-1", "--from-beginning"];
+    let mut first = spawn_consumer(&addr, &args);
+    let mut line = String::new();
+    BufReader::new(first.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "one\n", "the first member runs");
+
+    let second = spawn_consumer(&addr, &args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the fenced member kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    first.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FENCED_INSTANCE_ID (82)") && stderr.contains("worker-1"), "{stderr}");
+
+    // The newer member stays, and stops cleanly.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = second;
+    assert!(second.try_wait().unwrap().is_none(), "the newer member keeps running");
+    signal(&second, libc::SIGTERM);
+    assert!(second.wait().unwrap().success());
+}

@@ -37,6 +37,7 @@ pub use config::{AutoOffsetReset, GroupConsumerConfig, GroupEvent};
 use heartbeat::{heartbeat_loop, Heard};
 
 use crate::{Client, ClientError, ConsumedRecord};
+use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
 type TopicPartitionKey = (String, u32);
@@ -63,6 +64,10 @@ pub struct GroupConsumer {
     /// A fetch that met a damaged range while other partitions returned
     /// records: reported by the next poll, so that neither is lost.
     damaged: Option<ClientError>,
+    /// Set once another consumer with the same `group_instance_id` replaced
+    /// this one: every later call fails with it (Kafka's fatal
+    /// `FENCED_INSTANCE_ID`), rather than the two replacing each other.
+    fenced: Option<String>,
 }
 
 fn to_wire(set: &BTreeSet<TopicPartitionKey>) -> Vec<TopicPartitions> {
@@ -97,6 +102,7 @@ impl GroupConsumer {
             events: VecDeque::new(),
             last_commit: Instant::now(),
             damaged: None,
+            fenced: None,
         };
         consumer.rejoin().await?;
         Ok(consumer)
@@ -180,6 +186,7 @@ impl GroupConsumer {
     /// with [`ClientError::damaged`] naming it: the position stays there until
     /// the application [seeks](GroupConsumer::seek) past it.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        self.check_fenced()?;
         if let Some(err) = self.damaged.take() {
             return Err(err);
         }
@@ -304,11 +311,33 @@ impl GroupConsumer {
     }
 
     /// Membership lost: drops everything without committing, joins again.
+    /// The error of a fenced consumer, if it is one.
+    fn check_fenced(&self) -> Result<(), ClientError> {
+        match &self.fenced {
+            Some(message) => Err(ClientError::broker(ErrorCode::FENCED_INSTANCE_ID.code(), Some(message.clone()))),
+            None => Ok(()),
+        }
+    }
+
     async fn lose_membership(&mut self, code: i16, message: String) -> Result<(), ClientError> {
         let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
         self.positions.clear();
         if !lost.is_empty() {
             self.events.push_back(GroupEvent::Lost { partitions: lost });
+        }
+        if code == ErrorCode::FENCED_INSTANCE_ID.code() {
+            // Another consumer joined under this one's group_instance_id:
+            // joining again would fence it in turn, and so on for ever.
+            if let Some(task) = self.heartbeats.take() {
+                task.abort();
+            }
+            let instance = self.config.group_instance_id.as_deref().unwrap_or_default();
+            self.fenced = Some(format!(
+                "another consumer joined group `{}` with group_instance_id `{instance}` and replaced this one ({message})",
+                self.config.group_id
+            ));
+            tracing::warn!(group = %self.config.group_id, instance, "fenced by a newer member with the same instance id");
+            return self.check_fenced();
         }
         tracing::info!(code, %message, group = %self.config.group_id, "membership lost; joining again");
         self.rejoin().await
@@ -412,6 +441,7 @@ impl GroupConsumer {
     /// The commit was refused (for example `PARTITION_NOT_OWNED` after the
     /// partition moved away, `ILLEGAL_GENERATION` for a stale generation).
     pub async fn commit(&mut self) -> Result<(), ClientError> {
+        self.check_fenced()?;
         let offsets: Vec<(TopicPartitionKey, i64)> = self
             .positions
             .iter()
