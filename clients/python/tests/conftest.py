@@ -9,18 +9,16 @@ state. The broker reports its port through ``--port-file``; no fixed ports.
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+from herald_client import Client, Record
+
 CLIENT_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = CLIENT_DIR.parents[1]
-sys.path.insert(0, str(CLIENT_DIR))  # herald_client.py lives beside tests/
-
-from herald_client import Client, Record  # noqa: E402
 
 HERALD_BIN = Path(os.environ.get("HERALD_BIN", REPO_DIR / "target" / "debug" / "herald"))
 START_TIMEOUT_S = 30.0
