@@ -4,6 +4,10 @@ The broker binary is ``$HERALD_BIN``, by default ``<repo>/target/debug/herald``.
 Every test that asks for ``broker`` gets its own broker process, listening on an
 ephemeral port of 127.0.0.1 with a fresh data directory, so tests never share
 state. The broker reports its port through ``--port-file``; no fixed ports.
+
+The client under test is the installed ``herald_client`` package
+(``pip install ./clients/python``): no source directory is put on
+``sys.path``, so the tests see the package exactly as a user gets it.
 """
 
 import os
@@ -15,7 +19,10 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from herald_client import Client, Record
+try:
+    from herald_client import Client, Record
+except ImportError as exc:  # the package is not installed in this environment
+    raise ImportError("the tests use the installed client: pip install ./clients/python") from exc
 
 CLIENT_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = CLIENT_DIR.parents[1]
