@@ -19,8 +19,10 @@ role, and may be rearranged between versions:
   partitioner, which must agree bit for bit with the broker.
 - ``groups``: ``GroupAssignment`` (a ``join_group`` or ``heartbeat`` answer)
   and the wire form of partition lists.
-- ``client``: ``Client``, one synchronous connection to a broker with a method
-  per operation, consumer-group administration and membership included.
+- ``connection``: the framing and the handshake under ``Client``: one
+  synchronous TCP connection, one request in flight.
+- ``client``: ``Client``, a connection with a method per operation,
+  consumer-group administration and membership included.
 - ``consumer``: ``GroupConsumer``, a consumer-group member that follows
   rebalances, with a background heartbeat thread (two connections:
   heartbeats, and data).
@@ -30,13 +32,8 @@ is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
 """
 
 from .batch import crc32c, decode_batches
-from .client import (
-    EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
-    MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
-    Client,
-)
+from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
+from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
 from .errors import (
     CORRUPT_MESSAGE,

@@ -10,7 +10,7 @@ caller's thread.
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .client import Client
