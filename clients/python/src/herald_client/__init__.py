@@ -24,8 +24,8 @@ role, and may be rearranged between versions:
 - ``client``: ``Client``, a connection with a method per operation,
   consumer-group administration and membership included.
 - ``consumer``: ``GroupConsumer``, a consumer-group member that follows
-  rebalances, with a background heartbeat thread (two connections:
-  heartbeats, and data).
+  rebalances (two connections: heartbeats, and data); ``heartbeat`` is its
+  background thread's half.
 
 Depends only on the ``msgpack`` package and the standard library. The package
 is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
