@@ -4,23 +4,28 @@ The broker binary is ``$HERALD_BIN``, by default ``<repo>/target/debug/herald``.
 Every test that asks for ``broker`` gets its own broker process, listening on an
 ephemeral port of 127.0.0.1 with a fresh data directory, so tests never share
 state. The broker reports its port through ``--port-file``; no fixed ports.
+
+The client under test is the installed ``herald_client`` package
+(``pip install ./clients/python``): no source directory is put on
+``sys.path``, so the tests see the package exactly as a user gets it.
 """
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+try:
+    from herald_client import Client, Record
+except ImportError as exc:  # the package is not installed in this environment
+    raise ImportError("the tests use the installed client: pip install ./clients/python") from exc
+
 CLIENT_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = CLIENT_DIR.parents[1]
-sys.path.insert(0, str(CLIENT_DIR))  # herald_client.py lives beside tests/
-
-from herald_client import Client, Record  # noqa: E402
 
 HERALD_BIN = Path(os.environ.get("HERALD_BIN", REPO_DIR / "target" / "debug" / "herald"))
 START_TIMEOUT_S = 30.0

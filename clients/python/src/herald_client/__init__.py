@@ -1,0 +1,96 @@
+"""Python client for Herald, a Kafka-style message broker.
+
+Speaks Herald wire protocol version 1 exactly as ``docs/protocol.md`` specifies
+it: length-prefixed MessagePack frames over one TCP connection, a handshake as
+the first request (offering every protocol version the client speaks, and
+keeping the broker's answer: its operations and limits), and record batches in
+Herald's binary format.
+
+Everything public is imported from the package itself
+(``from herald_client import Client``); the modules below are its parts by
+role, and may be rearranged between versions:
+
+- ``errors``: ``ERROR_CODES`` and ``HeraldError``, the broker's stable error
+  codes, with their names and whether a retry may succeed.
+- ``records``: ``Record``, ``FetchResult``, and the shapes a record to produce
+  may take (``RecordLike``).
+- ``batch``: ``decode_batches`` and ``crc32c``, the record batch format.
+- ``partitioner``: ``murmur2`` and ``partition_for_key``, Kafka's default
+  partitioner, which must agree bit for bit with the broker.
+- ``groups``: ``GroupAssignment`` (a ``join_group`` or ``heartbeat`` answer)
+  and the wire form of partition lists.
+- ``connection``: the framing and the handshake under ``Client``: one
+  synchronous TCP connection, one request in flight.
+- ``client``: ``Client``, a connection with a method per operation,
+  consumer-group administration and membership included.
+- ``consumer``: ``GroupConsumer``, a consumer-group member that follows
+  rebalances (two connections: heartbeats, and data); ``heartbeat`` is its
+  background thread's half.
+
+Depends only on the ``msgpack`` package and the standard library. The package
+is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
+"""
+
+from .batch import crc32c, decode_batches
+from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
+from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
+from .errors import (
+    CORRUPT_MESSAGE,
+    ERROR_CODES,
+    FENCED_INSTANCE_ID,
+    FRAME_TOO_LARGE,
+    HANDSHAKE_REQUIRED,
+    ILLEGAL_GENERATION,
+    MEMBER_ID_REQUIRED,
+    OFFSET_OUT_OF_RANGE,
+    PARTITION_NOT_OWNED,
+    REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
+    UNKNOWN_OPERATION,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    UNSUPPORTED_VERSION,
+    HeraldError,
+)
+from .groups import GroupAssignment, TopicPartition
+from .partitioner import murmur2, partition_for_key
+from .records import FetchResult, Record, RecordLike
+
+__version__ = "0.1.0"
+"""This package's version: the workspace's (``Cargo.toml``), which a test checks."""
+
+__all__ = [
+    "AUTO_OFFSET_RESETS",
+    "CORRUPT_MESSAGE",
+    "EARLIEST_TIMESTAMP",
+    "ERROR_CODES",
+    "FENCED_INSTANCE_ID",
+    "FRAME_TOO_LARGE",
+    "HANDSHAKE_REQUIRED",
+    "ILLEGAL_GENERATION",
+    "LATEST_TIMESTAMP",
+    "MEMBER_ID_REQUIRED",
+    "MIN_PROTOCOL_VERSION",
+    "OFFSET_OUT_OF_RANGE",
+    "PARTITION_NOT_OWNED",
+    "PROTOCOL_VERSION",
+    "REBALANCE_IN_PROGRESS",
+    "UNKNOWN_MEMBER_ID",
+    "UNKNOWN_OPERATION",
+    "UNKNOWN_TOPIC_OR_PARTITION",
+    "UNSUPPORTED_VERSION",
+    "Client",
+    "FetchResult",
+    "GroupAssignment",
+    "GroupConsumer",
+    "HeraldError",
+    "PartitionCallback",
+    "Record",
+    "RecordLike",
+    "TopicPartition",
+    "__version__",
+    "crc32c",
+    "decode_batches",
+    "murmur2",
+    "partition_for_key",
+]

@@ -1,0 +1,475 @@
+"""``GroupConsumer``: a consumer-group member that follows rebalances.
+
+It owns two ``Client`` connections: a background thread joins and heartbeats
+on one (the protocol ties a membership to the connection that joined; that
+half is in ``heartbeat``), and the caller's thread fetches and commits on the
+other (this module). The state they share is guarded by one condition
+variable; everything else belongs to the caller's thread.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
+
+from .client import Client
+from .errors import (
+    FENCED_INSTANCE_ID,
+    ILLEGAL_GENERATION,
+    OFFSET_OUT_OF_RANGE,
+    PARTITION_NOT_OWNED,
+    UNKNOWN_MEMBER_ID,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    HeraldError,
+)
+from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _topic_list
+from .heartbeat import _HeartbeatThread
+from .records import Record
+
+_log = logging.getLogger("herald_client")
+
+AUTO_OFFSET_RESETS = ("earliest", "latest", "none")
+
+# Commit errors that mean the assignment moved on (auto-commit logs them).
+_MEMBERSHIP_CODES = frozenset((UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION,
+                               PARTITION_NOT_OWNED))
+
+PartitionCallback = Callable[[List[TopicPartition]], Any]
+
+
+class GroupConsumer(_HeartbeatThread):
+    """A member of a consumer group: consumes the partitions the broker
+    assigns it, commits offsets, and follows rebalances.
+
+    Two connections: a background thread owns the *heartbeat* connection (it
+    joins on it, so its heartbeats and the final leave go over it, as the
+    protocol requires) and keeps one heartbeat outstanding, a long poll the
+    broker answers as soon as this member's assignment changes. The caller's
+    thread uses the *data* connection (fetch, commit, fetch_offsets) in
+    ``poll``, ``commit`` and ``close``. Apart from the background thread, a
+    GroupConsumer is not thread-safe: call its methods from one thread.
+
+    A new assignment takes effect in the next ``poll``: revoked partitions
+    are committed (with ``auto_commit``), reported to ``on_revoked`` and
+    dropped; added partitions start at their committed offset, or by
+    ``auto_offset_reset`` when none is committed, and are reported to
+    ``on_assigned``. The heartbeat thread then reports the new ownership at
+    once, which lets the released partitions move to their new owners. Until
+    ``poll`` applies an answer the thread keeps the session alive with
+    heartbeats every ``heartbeat_interval_ms``; a member that does not
+    release revoked partitions within its rebalance timeout is removed.
+
+    When the heartbeat says the member is gone (UNKNOWN_MEMBER_ID: session
+    timed out or removed; FENCED_INSTANCE_ID: another member joined with its
+    ``group_instance_id``; or the heartbeat connection broke), the thread joins
+    again at once and the next ``poll`` drops every partition *without*
+    committing, reports them to ``on_lost`` (``on_revoked`` when ``on_lost`` is
+    None), then applies the new membership's assignment.
+
+    Delivery is at least once: ``poll`` returns records, and their offsets are
+    committed by ``commit``, by auto-commit at the start of a later ``poll``
+    (every ``auto_commit_interval_ms``), at revocation, and at ``close``.
+
+    Callbacks receive a sorted list of ``(topic, partition)`` and run in the
+    thread that calls ``poll`` (or ``close``).
+    """
+
+    def __init__(self, host: str, port: int, group_id: str, topics: Union[str, Iterable[str]],
+                 client_id: str = "herald-python", group_instance_id: Optional[str] = None,
+                 session_timeout_ms: int = 10000, rebalance_timeout_ms: Optional[int] = None,
+                 assignor: Optional[str] = None, auto_offset_reset: str = "earliest",
+                 auto_commit: bool = True, auto_commit_interval_ms: int = 5000,
+                 on_assigned: Optional[PartitionCallback] = None,
+                 on_revoked: Optional[PartitionCallback] = None,
+                 on_lost: Optional[PartitionCallback] = None,
+                 max_bytes: int = 1048576, fetch_max_wait_ms: int = 100,
+                 timeout: float = 30.0):
+        """Connects twice, joins the group and starts the heartbeat thread.
+
+        ``assignor`` (``"range"``, ``"roundrobin"`` or ``"sticky"``) counts only
+        for the first member of an empty group; the broker's default is
+        sticky. ``auto_offset_reset`` decides where a partition without a
+        committed offset (or whose offset fell out of the log) starts:
+        ``"earliest"``, ``"latest"``, or ``"none"`` to raise instead.
+        ``max_bytes`` limits each fetch; ``fetch_max_wait_ms`` is the longest
+        one fetch long-polls an idle partition inside ``poll``. ``timeout``
+        (seconds) bounds connecting and each request.
+
+        Raises:
+            HeraldError: from ``join_group`` (INVALID_GROUP_ID,
+                INVALID_SESSION_TIMEOUT, UNSUPPORTED_ASSIGNOR, ...).
+            OSError: if the broker cannot be reached.
+            ValueError: an unknown ``auto_offset_reset``.
+        """
+        if auto_offset_reset not in AUTO_OFFSET_RESETS:
+            raise ValueError(f"auto_offset_reset must be one of {AUTO_OFFSET_RESETS}, "
+                             f"got {auto_offset_reset!r}")
+        self.host = host
+        self.port = port
+        self.group_id = group_id
+        self.topics = _topic_list(topics)
+        self.client_id = client_id
+        self.group_instance_id = group_instance_id
+        self.session_timeout_ms = session_timeout_ms
+        self.rebalance_timeout_ms = rebalance_timeout_ms
+        self.assignor = assignor
+        self.auto_offset_reset = auto_offset_reset
+        self.auto_commit = auto_commit
+        self.auto_commit_interval_ms = auto_commit_interval_ms
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self.on_lost = on_lost
+        self.max_bytes = max_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.timeout = timeout
+
+        # Guards the state shared with the heartbeat thread (below); the
+        # thread waits on it for poll to apply an answer, poll for answers.
+        self._cond = threading.Condition()
+        # Written by the heartbeat thread:
+        self._member_id = ""                         # the thread's current membership
+        self._heartbeat_interval_ms = max(1, session_timeout_ms // 3)
+        self._pending: Optional[GroupAssignment] = None  # an answer poll has yet to apply
+        self._pending_lost = False                   # the membership was lost before it
+        self._error: Optional[BaseException] = None  # why the thread died
+        # Written by poll (the caller's thread):
+        self._applied_member: Optional[str] = None   # membership of the applied assignment
+        self._applied_generation = 0
+        self._owned: FrozenSet[TopicPartition] = frozenset()
+        self._closing = False
+        # The caller's thread only:
+        self._positions: Dict[TopicPartition, int] = {}
+        self._committed: Dict[TopicPartition, Optional[int]] = {}
+        self._last_commit = time.monotonic()
+        self._next_partition = 0
+        self._closed = False
+
+        self._client = Client(host, port, client_id=client_id, timeout=timeout)
+        self._heartbeat_client: Optional[Client] = None
+        try:
+            self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout)
+            self._accept(self._join(), lost=False)
+        except BaseException:
+            self._client.close()
+            if self._heartbeat_client is not None:
+                self._heartbeat_client.close()
+            raise
+        self._thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                        name=f"herald-heartbeat-{group_id}")
+        self._thread.start()
+
+    def __enter__(self) -> "GroupConsumer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- the caller's side -------------------------------------------------------
+
+    @property
+    def member_id(self) -> str:
+        """The member id of the current membership (it changes after a rejoin)."""
+        with self._cond:
+            return self._member_id
+
+    @property
+    def generation_id(self) -> int:
+        """The generation of the assignment applied last (0 before any)."""
+        with self._cond:
+            return self._applied_generation
+
+    def assignment(self) -> List[TopicPartition]:
+        """The partitions this consumer owns now (as applied by ``poll``), sorted."""
+        with self._cond:
+            return sorted(self._owned)
+
+    def position(self, topic: str, partition: int) -> int:
+        """The offset of the next record ``poll`` returns from an owned partition.
+
+        Raises:
+            KeyError: the partition is not owned.
+        """
+        return self._positions[(topic, partition)]
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Moves the next offset ``poll`` reads from an owned partition, for
+        example past a damaged range (a ``HeraldError`` with code 2 and
+        ``next_valid_offset``); committed by the next commit.
+
+        Raises:
+            KeyError: the partition is not owned.
+        """
+        if (topic, partition) not in self._positions:
+            raise KeyError((topic, partition))
+        self._positions[(topic, partition)] = offset
+
+    def poll(self, timeout_ms: int = 1000) -> List[Tuple[str, int, Record]]:
+        """Returns records of owned partitions as ``(topic, partition, Record)``,
+        waiting up to ``timeout_ms`` for some; an empty list when none came.
+
+        Applies a pending assignment first (and again whenever one arrives
+        while waiting), and auto-commits what earlier polls returned when
+        ``auto_commit_interval_ms`` has passed.
+
+        Raises:
+            HeraldError: OFFSET_OUT_OF_RANGE with ``auto_offset_reset="none"``
+                for a partition without a usable offset; fetch errors; the
+                error that stopped the heartbeat thread.
+            OSError: the data connection failed.
+        """
+        self._check_open()
+        deadline = time.monotonic() + timeout_ms / 1000
+        try:
+            self._auto_commit_if_due()
+        except OSError as err:
+            self._reconnect_data(err)
+        while True:
+            self._raise_thread_error()
+            try:
+                self._apply_pending()
+                owned = sorted(self._owned)
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                records = self._fetch_owned(owned, remaining_ms) if owned else []
+            except OSError as err:
+                # The broker went away (a restart, say): connect again. The
+                # heartbeat thread joins again on its own connection, and the
+                # next assignment starts from the committed offsets.
+                self._reconnect_data(err)
+                continue
+            if records:
+                return records
+            if not owned:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._pending is not None or self._error is not None,
+                                        max(0, remaining_ms) / 1000)
+            if time.monotonic() >= deadline:
+                return []
+
+    def commit(self, offsets: Optional[OffsetsToCommit] = None) -> None:
+        """Commits ``offsets`` (``{(topic, partition): offset}``), by default the
+        positions of every owned partition (those that moved since the last
+        commit), under this member's id and applied generation.
+
+        Raises:
+            HeraldError: as ``Client.commit_offsets``; PARTITION_NOT_OWNED or
+                ILLEGAL_GENERATION when the partitions moved on,
+                UNKNOWN_MEMBER_ID when the membership was lost.
+        """
+        self._check_open()
+        with self._cond:
+            member_id, generation_id, owned = (self._applied_member, self._applied_generation,
+                                               self._owned)
+        if offsets is None:
+            offsets = {tp: self._positions[tp] for tp in sorted(owned)
+                       if self._positions[tp] != self._committed.get(tp)}
+        self._commit(offsets, member_id, generation_id)
+
+    def close(self, leave_group: bool = True) -> None:
+        """Commits (with ``auto_commit``), reports the owned partitions to
+        ``on_revoked``, stops the heartbeat thread, leaves the group and closes
+        both connections. Calling it again does nothing.
+
+        Stopping the thread waits for its outstanding heartbeat, up to
+        ``heartbeat_interval_ms`` (a third of the session timeout), so that the
+        leave is the only request on the heartbeat connection.
+        ``leave_group=False`` skips the leave: a dynamic member is removed
+        anyway when its connection closes, while a static member (with a
+        ``group_instance_id``) then keeps its partitions for its session
+        timeout, to get them back by joining again with the same id.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with self._cond:
+                owned = sorted(self._owned)
+                healthy = self._error is None
+            if healthy and owned:
+                if self.auto_commit:
+                    self._commit_quietly(owned)
+                self._call_back(self.on_revoked, owned)
+        finally:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._thread.join(self._heartbeat_interval_ms / 1000 + self.timeout + 1)
+            heartbeat_client = self._heartbeat_client
+            if (leave_group and not self._thread.is_alive() and heartbeat_client is not None
+                    and not heartbeat_client.closed):
+                try:
+                    heartbeat_client.leave_group(self.group_id, self._member_id)
+                except (HeraldError, OSError) as err:
+                    _log.info("group %s: leave of %s failed: %s", self.group_id, self._member_id, err)
+            if heartbeat_client is not None:
+                heartbeat_client.close()
+            self._client.close()
+
+    # -- applying assignments (caller's thread) --------------------------------
+
+    def _reconnect_data(self, why: BaseException) -> None:
+        """Replaces a broken data connection, trying for up to a session
+        timeout; raises the last error if the broker stays unreachable."""
+        _log.info("group %s: data connection failed (%s); connecting again", self.group_id, why)
+        self._client.close()
+        deadline = time.monotonic() + self.session_timeout_ms / 1000
+        while True:
+            try:
+                self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionError("group consumer is closed")
+
+    def _raise_thread_error(self) -> None:
+        with self._cond:
+            error = self._error
+        if error is not None:
+            raise error
+
+    def _apply_pending(self) -> None:
+        """Applies the answer the heartbeat thread left, if any."""
+        with self._cond:
+            answer, lost = self._pending, self._pending_lost
+            self._pending_lost = False
+            owned = self._owned
+        if answer is None:
+            return
+        if lost:
+            # Gone without a chance to commit: another member may own them now.
+            dropped = sorted(owned)
+            for tp in dropped:
+                self._positions.pop(tp, None)
+                self._committed.pop(tp, None)
+            with self._cond:
+                self._owned = owned = frozenset()
+                self._applied_member, self._applied_generation = None, 0
+            self._call_back(self.on_lost if self.on_lost is not None else self.on_revoked, dropped)
+        new = frozenset(answer.assignment)
+        revoked = sorted(owned - new)
+        added = sorted(new - owned)
+        if revoked:
+            if self.auto_commit:
+                self._commit_quietly(revoked, answer.member_id, answer.generation_id)
+            self._call_back(self.on_revoked, revoked)
+            for tp in revoked:
+                self._positions.pop(tp, None)
+                self._committed.pop(tp, None)
+            with self._cond:
+                # Released: a keepalive heartbeat sent before the end of
+                # this apply reports them so.
+                self._owned = owned - frozenset(revoked)
+                self._cond.notify_all()
+        if added:
+            self._start_partitions(added)
+        with self._cond:
+            self._owned = new
+            self._applied_member, self._applied_generation = answer.member_id, answer.generation_id
+            if self._pending is answer or self._answer_applied(self._pending):
+                self._pending = None
+            self._cond.notify_all()
+        if added:
+            self._call_back(self.on_assigned, added)
+
+    def _start_partitions(self, added: List[TopicPartition]) -> None:
+        """Sets the positions of newly assigned partitions: their committed
+        offsets, or by ``auto_offset_reset``."""
+        committed = self._client.fetch_offsets(self.group_id, added)
+        positions = {}
+        for tp in added:
+            offset = committed.get(tp, -1)
+            positions[tp] = offset if offset >= 0 else self._reset_position(tp, "has no committed offset")
+        for tp, offset in positions.items():
+            self._positions[tp] = offset
+            self._committed[tp] = committed.get(tp) if committed.get(tp, -1) >= 0 else None
+
+    def _reset_position(self, tp: TopicPartition, why: str) -> int:
+        topic, partition = tp
+        if self.auto_offset_reset == "earliest":
+            return self._client.earliest_offset(topic, partition)
+        if self.auto_offset_reset == "latest":
+            return self._client.latest_offset(topic, partition)
+        raise HeraldError(OFFSET_OUT_OF_RANGE,
+                          f"{topic} partition {partition} {why} and auto_offset_reset is 'none'")
+
+    def _call_back(self, callback: Optional[PartitionCallback],
+                   partitions: List[TopicPartition]) -> None:
+        if callback is not None and partitions:
+            callback(list(partitions))
+
+    # -- fetching (caller's thread) --------------------------------------------
+
+    def _fetch_owned(self, owned: List[TopicPartition], remaining_ms: int) -> List[Tuple[str, int, Record]]:
+        """One round: every owned partition without waiting; when none had
+        records, one long poll (min_bytes 1) of the next partition in turn."""
+        start = self._next_partition % len(owned)
+        self._next_partition += 1
+        order = owned[start:] + owned[:start]
+        records: List[Tuple[str, int, Record]] = []
+        for tp in order:
+            records.extend(self._fetch(tp, min_bytes=0, max_wait_ms=0))
+        if records or remaining_ms <= 0:
+            return records
+        return self._fetch(order[0], min_bytes=1,
+                           max_wait_ms=max(1, min(remaining_ms, self.fetch_max_wait_ms)))
+
+    def _fetch(self, tp: TopicPartition, min_bytes: int, max_wait_ms: int) -> List[Tuple[str, int, Record]]:
+        topic, partition = tp
+        try:
+            result = self._client.fetch(topic, partition, self._positions[tp], self.max_bytes,
+                                        min_bytes=min_bytes, max_wait_ms=max_wait_ms)
+        except HeraldError as err:
+            if err.code == OFFSET_OUT_OF_RANGE:
+                self._positions[tp] = self._reset_position(
+                    tp, f"offset {self._positions[tp]} is out of range")
+                return []
+            if err.code == UNKNOWN_TOPIC_OR_PARTITION:
+                # Deleted: the group rebalances soon. Wait as a fetch would.
+                time.sleep(max_wait_ms / 1000)
+                return []
+            raise
+        if not result.records:
+            return []
+        self._positions[tp] = result.records[-1].offset + 1
+        return [(topic, partition, record) for record in result.records]
+
+    # -- committing (caller's thread) ------------------------------------------
+
+    def _auto_commit_if_due(self) -> None:
+        if not self.auto_commit:
+            return
+        if (time.monotonic() - self._last_commit) * 1000 < self.auto_commit_interval_ms:
+            return
+        self._commit_quietly(self.assignment())
+
+    def _commit_quietly(self, partitions: Sequence[TopicPartition], member_id: Optional[str] = None,
+                        generation_id: Optional[int] = None) -> None:
+        """Commits the positions of ``partitions``; logs, rather than raises,
+        the errors that mean the assignment moved on."""
+        with self._cond:
+            if member_id is None:
+                member_id, generation_id = self._applied_member, self._applied_generation
+        offsets = {tp: self._positions[tp] for tp in partitions
+                   if tp in self._positions and self._positions[tp] != self._committed.get(tp)}
+        try:
+            self._commit(offsets, member_id, generation_id if generation_id is not None else -1)
+        except HeraldError as err:
+            if err.code not in _MEMBERSHIP_CODES:
+                raise
+            _log.warning("group %s: commit of %s failed: %s", self.group_id, sorted(offsets), err)
+
+    def _commit(self, offsets: OffsetsToCommit, member_id: Optional[str], generation_id: int) -> None:
+        self._last_commit = time.monotonic()
+        if not offsets:
+            return
+        if member_id is None:
+            raise HeraldError(UNKNOWN_MEMBER_ID, "the consumer has no applied membership yet")
+        self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
+                                    generation_id=generation_id)
+        for tp, value in offsets.items():
+            self._committed[tp] = value[0] if isinstance(value, tuple) else value
