@@ -104,7 +104,7 @@ const CHOICES: &[(&str, &str)] =
 
 /// Variables named `HERALD_*` that are not settings but are read by the
 /// command line (and the test scripts).
-const OTHER_VARIABLES: &[&str] = &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_BIN"];
+const OTHER_VARIABLES: &[&str] = &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_CLIENT_ID", "HERALD_BIN"];
 
 /// Warnings for `HERALD_*` variables that nothing reads: a mistyped setting
 /// (`HERALD_SERVER_PORT` for `HERALD_SERVER__PORT`) would otherwise be ignored

@@ -332,3 +332,68 @@ fn a_second_consumer_with_the_same_instance_id_fences_the_first_which_exits_with
     signal(&second, libc::SIGTERM);
     assert!(second.wait().unwrap().success());
 }
+
+#[test]
+fn scripting_flags_and_exit_statuses() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    let out = ok(herald(&addr, &["topic", "create", "t", "--partitions", "1"], b""));
+    assert_eq!(out, "created topic t with 1 partition\n");
+    let again = herald(&addr, &["topic", "create", "t"], b"");
+    assert_eq!(again.status.code(), Some(1), "the broker refused: status 1");
+    assert_eq!(ok(herald(&addr, &["topic", "create", "t", "--if-not-exists"], b"")), "topic t already exists\n");
+    assert_eq!(ok(herald(&addr, &["topic", "delete", "nope", "--if-exists"], b"")), "no topic nope\n");
+    assert_eq!(ok(herald(&addr, &["group", "delete", "nope", "--if-exists"], b"")), "no group nope\n");
+
+    // 2: usage, from clap and from the commands' own checks.
+    assert_eq!(herald(&addr, &["topic", "create"], b"").status.code(), Some(2));
+    assert_eq!(herald(&addr, &["consume", "t", "--format", "{nope}"], b"").status.code(), Some(2));
+    assert_eq!(herald(&addr, &["produce", "t", "--acks", "2"], b"x\n").status.code(), Some(2));
+    // 3: the broker cannot be reached.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    assert_eq!(herald(&closed, &["topic", "list"], b"").status.code(), Some(3));
+
+    // --offset N, start, end, -N, @MS.
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    ok(herald(&addr, &["produce", "t"], lines.as_bytes()));
+    let read =
+        |offset: &str, count: &str| ok(herald(&addr, &["consume", "t", "--offset", offset, "--count", count], b""));
+    assert_eq!(read("-3", "3"), "r7\nr8\nr9\n");
+    assert_eq!(read("-30", "1"), "r0\n", "never before the start");
+    assert_eq!(read("start", "1"), "r0\n");
+    assert_eq!(read("4", "1"), "r4\n");
+    assert_eq!(read("@0", "1"), "r0\n");
+    assert_eq!(herald(&addr, &["consume", "t", "--offset", "soon"], b"").status.code(), Some(2));
+
+    // --client-id reaches the broker: group describe shows it.
+    ok(herald(
+        &addr,
+        &["consume", "t", "--group", "g", "--from-beginning", "--count", "1", "--client-id", "billing-7"],
+        b"",
+    ));
+    let mut member = spawn_consumer(&addr, &["t", "--group", "g", "--client-id", "billing-7"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = ok(herald(&addr, &["group", "describe", "g"], b""));
+        if table.contains("billing-7") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{table}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&member, libc::SIGTERM);
+    assert!(member.wait().unwrap().success());
+}
+
+#[test]
+fn bench_removes_the_topic_it_made() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["bench", "--records", "200", "--partitions", "1", "--json"], b""));
+    let topics: serde_json::Value =
+        serde_json::from_str(&ok(herald(&addr, &["topic", "list", "--json"], b""))).unwrap();
+    assert_eq!(topics, serde_json::json!([]));
+    ok(herald(&addr, &["bench", "--records", "200", "--partitions", "1", "--topic", "kept", "--json"], b""));
+    let topics = ok(herald(&addr, &["topic", "list", "--json"], b""));
+    assert!(topics.contains("\"kept\""), "a named topic stays: {topics}");
+}

@@ -12,7 +12,33 @@ use herald::client::{
 
 use super::record_format::{json_line, Encoding, Template};
 use super::stop::Stop;
-use super::{BrokerArgs, CliResult};
+use super::{BrokerArgs, CliResult, UsageError};
+
+/// A `--offset` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffsetArg {
+    Start(StartOffset),
+    /// This many records before the end (never before the start).
+    BeforeEnd(i64),
+}
+
+fn parse_offset(text: &str) -> Result<OffsetArg, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "--offset `{text}`: use N, start, end, -N (N before the end) or @MS (a time, ms since the epoch)"
+        ))
+    };
+    Ok(match text {
+        "start" | "beginning" | "earliest" => OffsetArg::Start(StartOffset::Earliest),
+        "end" | "latest" => OffsetArg::Start(StartOffset::Latest),
+        _ if text.starts_with('@') => OffsetArg::Start(StartOffset::Timestamp(text[1..].parse().map_err(|_| bad())?)),
+        _ if text.starts_with('-') => {
+            let n: i64 = text[1..].parse().map_err(|_| bad())?;
+            OffsetArg::BeforeEnd(n)
+        }
+        _ => OffsetArg::Start(StartOffset::Offset(text.parse::<i64>().map_err(|_| bad())?)),
+    })
+}
 
 #[derive(Args, Debug)]
 pub struct ConsumeArgs {
@@ -21,9 +47,11 @@ pub struct ConsumeArgs {
     /// only). With --group, only for partitions the group has no offset for.
     #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
     from_beginning: bool,
-    /// Start at this offset (with --partition, or in every partition).
-    #[arg(long, conflicts_with_all = ["timestamp", "group"])]
-    offset: Option<i64>,
+    /// Where to start, in every partition read: N (that offset), start, end,
+    /// -N (N records before the end), @MS (the first record at or after that
+    /// time, ms since the epoch).
+    #[arg(long, conflicts_with_all = ["timestamp", "group"], allow_hyphen_values = true, value_parser = parse_offset)]
+    offset: Option<OffsetArg>,
     /// Start at the first record at or after this time (ms since the epoch).
     #[arg(long, conflicts_with = "group")]
     timestamp: Option<i64>,
@@ -168,16 +196,28 @@ pub async fn run(args: ConsumeArgs) -> CliResult {
     let client = args.broker.connect().await?;
     let start = match (args.from_beginning, args.offset, args.timestamp) {
         (true, _, _) => StartOffset::Earliest,
-        (_, Some(offset), _) => StartOffset::Offset(offset),
+        (_, Some(OffsetArg::Start(start)), _) => start,
+        (_, Some(OffsetArg::BeforeEnd(_)), _) => StartOffset::Latest,
         (_, _, Some(ts)) => StartOffset::Timestamp(ts),
         _ => StartOffset::Latest,
     };
-    let mut consumer = Consumer::new(client, ConsumerConfig::default());
-    match args.partition {
+    let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+    let partitions: Vec<u32> = match args.partition {
         Some(partition) => {
             consumer.assign(&args.topic, partition, start).await?;
+            vec![partition]
         }
-        None => consumer.assign_all(&args.topic, start).await?,
+        None => {
+            consumer.assign_all(&args.topic, start).await?;
+            (0..client.describe_topic(&args.topic).await?.partitions.len() as u32).collect()
+        }
+    };
+    if let Some(OffsetArg::BeforeEnd(n)) = args.offset {
+        for partition in partitions {
+            let end = consumer.position(&args.topic, partition).unwrap_or(0);
+            let first = client.list_offsets(&args.topic, partition, herald::protocol::EARLIEST_TIMESTAMP).await?;
+            consumer.seek(&args.topic, partition, end.saturating_sub(n).max(first));
+        }
     }
     let mut printer = Printer::new(&args, &stop)?;
     while !printer.done() {

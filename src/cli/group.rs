@@ -31,6 +31,9 @@ pub enum GroupCommand {
     /// Delete a group and its committed offsets (the group must have no members).
     Delete {
         group: String,
+        /// Succeed when there is no such group.
+        #[arg(long)]
+        if_exists: bool,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -145,13 +148,19 @@ pub async fn run(command: GroupCommand) -> CliResult {
                 }
             }
         }
-        GroupCommand::Delete { group, broker } => {
-            let _: Empty = broker
+        GroupCommand::Delete { group, if_exists, broker } => {
+            let deleted: Result<Empty, _> = broker
                 .connect()
                 .await?
                 .request(group_op::DELETE_GROUP, &GroupRequest { group_id: group.clone() })
-                .await?;
-            println!("deleted group {group}");
+                .await;
+            match deleted {
+                Ok(_) => println!("deleted group {group}"),
+                Err(err) if if_exists && err.code() == Some(herald::client::ErrorCode::GROUP_ID_NOT_FOUND.code()) => {
+                    println!("no group {group}")
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
     }
     Ok(())

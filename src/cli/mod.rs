@@ -20,6 +20,33 @@ use herald::client::{Client, ClientError, Timeouts};
 /// Boxed errors are for the command line only; the libraries keep typed errors.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
+/// An error in how the command was called (exit status 2, as clap's own).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The broker could not be reached or did not answer (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnreachableError(pub String);
+
+/// The exit status of a failed command: 2 for a usage error, 3 when the
+/// broker cannot be reached (refused, unresolvable, or silent past
+/// `--timeout-ms`, also in the middle of a command), 1 for everything else
+/// (the broker refused the request, a local file failed, ...).
+pub fn exit_status(err: &(dyn std::error::Error + 'static)) -> i32 {
+    if err.is::<UsageError>() {
+        return 2;
+    }
+    if err.is::<UnreachableError>() {
+        return 3;
+    }
+    match err.downcast_ref::<ClientError>() {
+        Some(ClientError::TimedOut { .. } | ClientError::Closed | ClientError::Io(_)) => 3,
+        _ => 1,
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "herald", version, about = "A Kafka-style message broker")]
 pub struct Cli {
@@ -60,16 +87,20 @@ pub struct BrokerArgs {
     /// each request, in ms (beyond the time a long poll asks it to wait).
     #[arg(long, default_value_t = 30_000, env = "HERALD_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
+    /// The client id the broker sees (in `group describe`, in its logs).
+    #[arg(long, default_value = "herald-cli", env = "HERALD_CLIENT_ID")]
+    client_id: String,
 }
 
 impl BrokerArgs {
     async fn connect(&self) -> CliResult<Client> {
         let wait = Duration::from_millis(self.timeout_ms);
-        match Client::connect_with(self.broker.as_str(), "herald-cli", Timeouts { connect: wait, request: wait }).await
-        {
+        let timeouts = Timeouts { connect: wait, request: wait };
+        match Client::connect_with(self.broker.as_str(), &self.client_id, timeouts).await {
             Ok(client) => Ok(client),
-            Err(err @ ClientError::TimedOut { .. }) => Err(err.into()),
-            Err(err) => Err(format!("cannot reach the broker at {}: {err}", self.broker).into()),
+            Err(err @ ClientError::TimedOut { .. }) => Err(UnreachableError(err.to_string()).into()),
+            Err(err @ ClientError::Broker { .. }) => Err(err.into()),
+            Err(err) => Err(UnreachableError(format!("cannot reach the broker at {}: {err}", self.broker)).into()),
         }
     }
 }

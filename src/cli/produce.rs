@@ -13,7 +13,7 @@ use herald::protocol::WireRecord;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::stop::Stop;
-use super::{BrokerArgs, CliResult};
+use super::{BrokerArgs, CliResult, UsageError};
 
 /// Where records without a key go.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -57,7 +57,7 @@ fn parse_acks(acks: &str) -> CliResult<i64> {
         "0" => Ok(0),
         "1" => Ok(1),
         "all" | "-1" => Ok(-1),
-        other => Err(format!("--acks must be 0, 1 or all, got `{other}`").into()),
+        other => Err(UsageError(format!("--acks must be 0, 1 or all, got `{other}`")).into()),
     }
 }
 
@@ -85,7 +85,7 @@ pub async fn run(args: ProduceArgs) -> CliResult {
         .headers
         .iter()
         .map(|h| {
-            let (k, v) = h.split_once('=').ok_or_else(|| format!("--header `{h}` is not KEY=VALUE"))?;
+            let (k, v) = h.split_once('=').ok_or_else(|| UsageError(format!("--header `{h}` is not KEY=VALUE")))?;
             Ok((k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
         })
         .collect::<CliResult<_>>()?;

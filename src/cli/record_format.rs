@@ -18,7 +18,7 @@ use clap::ValueEnum;
 use herald::client::ConsumedRecord;
 use serde_json::{json, Value};
 
-use super::CliResult;
+use super::{CliResult, UsageError};
 
 /// How the bytes of keys, values and header values are printed.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl Template {
                     format!("--format: a lone `}}` (write `}}}}` for a brace); placeholders: {PLACEHOLDERS}").into()
                 );
             }
-            let end = tail.find('}').ok_or_else(|| format!("--format: `{tail}` is not closed"))?;
+            let end = tail.find('}').ok_or_else(|| UsageError(format!("--format: `{tail}` is not closed")))?;
             let field = parse_field(&tail[1..end], encoding)?;
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -117,7 +117,7 @@ fn parse_field(name: &str, default: Encoding) -> CliResult<Field> {
     };
     let bytes_field = |make: fn(Encoding) -> Field| Ok(make(encoding.unwrap_or(default)));
     let plain = |field: Field| match encoding {
-        Some(_) => Err(format!("--format: `{{{name}}}` takes no encoding").into()),
+        Some(_) => Err(UsageError(format!("--format: `{{{name}}}` takes no encoding")).into()),
         None => Ok(field),
     };
     match name {
@@ -128,7 +128,7 @@ fn parse_field(name: &str, default: Encoding) -> CliResult<Field> {
         "key" => bytes_field(Field::Key),
         "value" => bytes_field(Field::Value),
         "headers" => bytes_field(Field::Headers),
-        other => Err(format!("--format: unknown placeholder `{{{other}}}`; known: {PLACEHOLDERS}").into()),
+        other => Err(UsageError(format!("--format: unknown placeholder `{{{other}}}`; known: {PLACEHOLDERS}")).into()),
     }
 }
 

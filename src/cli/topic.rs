@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use clap::Subcommand;
+use herald::client::ErrorCode;
 use herald::protocol::{ConfigValue, TopicState};
 
 use super::output::{print_json, Table};
-use super::{BrokerArgs, CliResult};
+use super::{BrokerArgs, CliResult, UsageError};
 
 #[derive(Subcommand, Debug)]
 pub enum TopicCommand {
@@ -19,6 +20,9 @@ pub enum TopicCommand {
         /// A per-topic setting, KEY=VALUE (repeatable), e.g. retention_ms=3600000.
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// Succeed when the topic already exists (whatever its settings).
+        #[arg(long)]
+        if_not_exists: bool,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -42,6 +46,9 @@ pub enum TopicCommand {
     /// Delete a topic and all its data.
     Delete {
         name: String,
+        /// Succeed when there is no such topic.
+        #[arg(long)]
+        if_exists: bool,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -56,11 +63,21 @@ pub enum TopicCommand {
     },
 }
 
+/// `1 partition`, `3 partitions`.
+pub fn plural(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn parse_config(pairs: &[String]) -> CliResult<BTreeMap<String, ConfigValue>> {
     pairs
         .iter()
         .map(|pair| {
-            let (key, value) = pair.split_once('=').ok_or_else(|| format!("--config `{pair}` is not KEY=VALUE"))?;
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| UsageError(format!("--config `{pair}` is not KEY=VALUE")))?;
             let value = value.parse::<i64>().map(ConfigValue::Int).unwrap_or_else(|_| ConfigValue::Str(value.into()));
             Ok((key.to_string(), value))
         })
@@ -69,10 +86,15 @@ fn parse_config(pairs: &[String]) -> CliResult<BTreeMap<String, ConfigValue>> {
 
 pub async fn run(command: TopicCommand) -> CliResult {
     match command {
-        TopicCommand::Create { name, partitions, config, broker } => {
+        TopicCommand::Create { name, partitions, config, if_not_exists, broker } => {
             let config = parse_config(&config)?;
-            broker.connect().await?.create_topic(&name, partitions, config).await?;
-            println!("created topic {name} with {partitions} partition(s)");
+            match broker.connect().await?.create_topic(&name, partitions, config).await {
+                Ok(()) => println!("created topic {name} with {}", plural(partitions, "partition")),
+                Err(err) if if_not_exists && err.code() == Some(ErrorCode::TOPIC_ALREADY_EXISTS.code()) => {
+                    println!("topic {name} already exists")
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         TopicCommand::List { json, broker } => {
             let topics = broker.connect().await?.list_topics().await?;
@@ -161,13 +183,16 @@ pub async fn run(command: TopicCommand) -> CliResult {
                 }
             }
         }
-        TopicCommand::Delete { name, broker } => {
-            broker.connect().await?.delete_topic(&name).await?;
-            println!("deleted topic {name}");
-        }
+        TopicCommand::Delete { name, if_exists, broker } => match broker.connect().await?.delete_topic(&name).await {
+            Ok(()) => println!("deleted topic {name}"),
+            Err(err) if if_exists && err.code() == Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()) => {
+                println!("no topic {name}")
+            }
+            Err(err) => return Err(err.into()),
+        },
         TopicCommand::AddPartitions { name, partitions, broker } => {
             let count = broker.connect().await?.add_partitions(&name, partitions).await?;
-            println!("topic {name} now has {count} partitions");
+            println!("topic {name} now has {}", plural(i64::from(count), "partition"));
         }
     }
     Ok(())

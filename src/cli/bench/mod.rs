@@ -27,7 +27,7 @@ use self::consume::ConsumePlan;
 use self::produce::{ProducePlan, SendWith};
 pub(super) use self::stats::Phase;
 use self::stats::{CpuClock, CpuUsage, Latency};
-use super::{BrokerArgs, CliResult};
+use super::{BrokerArgs, CliResult, UsageError};
 
 /// The result of the parts that run on spawned tasks.
 type Outcome<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -102,6 +102,9 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Keep the topic the benchmark made (one named with --topic is always kept).
+    #[arg(long)]
+    keep_topic: bool,
     #[command(flatten)]
     broker: BrokerArgs,
 }
@@ -167,7 +170,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
         return print(&args, &report);
     }
     if args.send_with == SendWith::Raw && args.acks == 0 {
-        return Err("--send-with raw needs acknowledgements: use --acks 1 or -1".into());
+        return Err(UsageError("--send-with raw needs acknowledgements: use --acks 1 or -1".into()).into());
     }
 
     let client = args.broker.connect().await?;
@@ -175,7 +178,9 @@ pub async fn run(args: BenchArgs) -> CliResult {
     report.broker_pid = args.broker_pid.or_else(|| address.and_then(stats::broker_pid));
     let topic = match (&args.topic, args.mode) {
         (Some(topic), _) => topic.clone(),
-        (None, Mode::Consume) => return Err("--mode consume reads an existing topic: name it with --topic".into()),
+        (None, Mode::Consume) => {
+            return Err(UsageError("--mode consume reads an existing topic: name it with --topic".into()).into())
+        }
         (None, _) => format!("bench-{}", herald_actors::now_ms()),
     };
     let partitions = if args.mode == Mode::Consume {
@@ -205,11 +210,29 @@ pub async fn run(args: BenchArgs) -> CliResult {
     };
     let progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
 
+    let measured = measure(&args, &plan, &client, progress, &mut report).await;
+    if args.topic.is_none() && !args.keep_topic {
+        client.delete_topic(&topic).await?;
+    }
+    measured?;
+    print(&args, &report)
+}
+
+/// Runs the phases of `args.mode`, filling `report`.
+async fn measure(
+    args: &BenchArgs,
+    plan: &ProducePlan,
+    client: &herald::client::Client,
+    progress: bool,
+    report: &mut Report,
+) -> CliResult {
+    let topic = plan.topic.clone();
+    let partitions = plan.partitions;
     if matches!(args.mode, Mode::All | Mode::Produce) {
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "produce", args.records, done.clone());
         let clock = CpuClock::start(report.broker_pid);
-        let latencies = produce::run(&plan, done).await.map_err(|e| e.to_string());
+        let latencies = produce::run(plan, done).await.map_err(|e| e.to_string());
         let (elapsed, cpu) = (clock.elapsed(), clock.stop(args.records));
         shown.abort();
         let latencies = latencies?;
@@ -227,7 +250,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
             consumers: args.consumers,
             fetch_max_bytes: args.fetch_max_bytes,
         };
-        let total = consume::records_to_read(&client, &topic, partitions).await.map_err(|e| e.to_string())?;
+        let total = consume::records_to_read(client, &topic, partitions).await.map_err(|e| e.to_string())?;
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "consume", total, done.clone());
         let clock = CpuClock::start(report.broker_pid);
@@ -241,11 +264,15 @@ pub async fn run(args: BenchArgs) -> CliResult {
             cpu: clock.stop(consumed.records),
         });
     }
+    measure_e2e(args, plan, progress, report).await
+}
+
+async fn measure_e2e(args: &BenchArgs, plan: &ProducePlan, progress: bool, report: &mut Report) -> CliResult {
     if args.mode == Mode::E2e {
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "e2e", args.records, done.clone());
         let clock = CpuClock::start(report.broker_pid);
-        let latencies = e2e::run(&plan, args.rate, done).await.map_err(|e| e.to_string());
+        let latencies = e2e::run(plan, args.rate, done).await.map_err(|e| e.to_string());
         let (elapsed, cpu) = (clock.elapsed(), clock.stop(args.records));
         shown.abort();
         report.e2e = Some(Measured {
@@ -254,7 +281,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
             cpu,
         });
     }
-    print(&args, &report)
+    Ok(())
 }
 
 fn resolve(broker: &str) -> Option<SocketAddr> {
@@ -292,14 +319,14 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
         return Ok(());
     }
     println!(
-        "topic {} ({} partitions), records of {} bytes, sent with {}: batches of {}, {} in flight, {} producer(s), acks {}",
+        "topic {} ({}), records of {} bytes, sent with {}: batches of {}, {} in flight, {}, acks {}",
         report.topic.as_deref().unwrap_or("-"),
-        report.partitions,
+        super::topic::plural(i64::from(report.partitions), "partition"),
         report.record_size,
         report.send_with.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
         report.batch_records,
         report.in_flight,
-        report.producers,
+        super::topic::plural(report.producers as i64, "producer"),
         report.acks
     );
     let phase = |name: &str, m: &Measured, latency_name: &str| {
