@@ -155,8 +155,6 @@ pub struct Log {
     /// The directory, when a roll added an entry to it since the last
     /// [`Log::take_unsynced`].
     unsynced_dir: Option<FileRef>,
-    /// Whether the active `.log` file was written since the last `take_unsynced`.
-    active_unsynced: bool,
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
     /// and the base offset of the batch there.
     scrub_cursor: (i64, u64, i64),
@@ -199,7 +197,9 @@ impl Log {
             let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
             let mut segment = Segment::open(dir, base, full_check, config.index_interval_bytes, recovery, files)?;
             if next_base.is_some() {
-                segment.seal(false);
+                // Writes out a rebuilt index (a hint: not fsynced, as before
+                // this log's first sync round).
+                drop(segment.seal(false));
             }
             segments.push(segment);
         }
@@ -215,7 +215,6 @@ impl Log {
             segments,
             unsynced: Vec::new(),
             unsynced_dir: None,
-            active_unsynced: false,
             scrub_cursor,
         };
         debug!(
@@ -258,7 +257,6 @@ impl Log {
         batch::set_base_offset(&mut batch, base_offset);
         let header = BatchHeader { base_offset, ..header };
         let interval = self.config.index_interval_bytes;
-        self.active_unsynced = true;
         self.active_mut().append(&batch, &header, interval, now_ms)?;
         Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
     }
@@ -304,12 +302,9 @@ impl Log {
     fn roll(&mut self) -> Result<(), LogError> {
         let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
-        let previous = self.active_mut();
-        let files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
-        previous.seal(true);
+        let files = self.active_mut().seal(true);
         self.unsynced.extend(files);
         self.unsynced_dir = Some(dir);
-        self.active_unsynced = false;
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
         self.segments.push(segment);
@@ -436,9 +431,7 @@ impl Log {
     /// after all of them are synced.
     pub fn take_unsynced(&mut self) -> Vec<FileRef> {
         let mut files = std::mem::take(&mut self.unsynced);
-        if std::mem::take(&mut self.active_unsynced) {
-            files.extend(self.active().log_file().cloned());
-        }
+        files.extend(self.active_mut().take_dirty());
         files.extend(self.unsynced_dir.take());
         files
     }
@@ -456,7 +449,6 @@ impl Log {
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
         self.unsynced_dir = None;
-        self.active_unsynced = false;
         Ok(())
     }
 
