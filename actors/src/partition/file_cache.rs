@@ -212,8 +212,9 @@ impl FileCache {
     }
 
     /// Closes the file at `path` if it is cached (it is being removed, or
-    /// its segment is sealed and closes its files). A pinned file's writer
-    /// holds its own handle until the handle reaches the fsync writer.
+    /// its segment was sealed on open). A pinned file's segment holds its
+    /// own handle until the handle reaches the fsync writer, so that one
+    /// stays open until its fsync.
     pub(crate) fn forget(&self, path: &Path) {
         let mut inner = self.lock();
         if let Some(entry) = inner.files.remove(path) {

@@ -37,10 +37,13 @@
 //! found when a read meets it, or by [`Log::scrub`], which checks the sealed
 //! segments a little at a time.
 //!
-//! Descriptors: only the active segment's three files stay open; sealed
-//! segments' files are opened through a [`FileCache`] shared by every log of
-//! the process (see `file_cache.rs`), and the directory is opened when it is
-//! fsynced.
+//! Descriptors: no file stays open on the log's own account. Every
+//! segment's `.log`, the active one's too, is opened through a [`FileCache`]
+//! shared by every log of the process (see `file_cache.rs`); the active one
+//! is pinned there from the append that makes it dirty until
+//! [`Log::take_unsynced`] hands it to the fsync writer. Index files are
+//! written at seal and by [`Log::flush_all`] (see `index.rs`), and the
+//! directory is opened when it is fsynced.
 //!
 //! Every file operation goes through the [`FileSystem`] of the log's
 //! [`FileCache`] (`crate::fs`; `std::fs` in production). No actor or async
@@ -422,8 +425,10 @@ impl Log {
 
     /// The files written since the last call that must be fsynced for what was
     /// appended to be durable: the active `.log` if it was appended to, and after
-    /// a roll the rolled segments' `.log` and indexes and the directory (new
-    /// entries). The directory comes last, once, to be synced after every
+    /// a roll the rolled segments' `.log` (if written since last handed out),
+    /// the indexes written at seal, and the directory (new entries). Handing
+    /// the active `.log` out unpins it in the cache, which may close its own
+    /// handle from then on: the caller fsyncs the handles it gets. The directory comes last, once, to be synced after every
     /// file's data: a sync cut short then never leaves a later segment's entry
     /// durable before an earlier segment's data (which recovery would report
     /// as a damaged range). Shared handles, so that an fsync thread can sync
