@@ -232,6 +232,14 @@ impl<E: Entry> IndexFile<E> {
         Ok(Some(file))
     }
 
+    /// Removes the file (best effort), to be written whole by the next
+    /// [`IndexFile::write_pending`] or rebuilt by the next open.
+    pub fn remove_file(&mut self) {
+        let _ = self.fs.remove_file(&self.path);
+        self.written = None;
+        self.unsynced = false;
+    }
+
     /// Writes the entries the file lacks ([`IndexFile::write_pending`]) and
     /// flushes the file to disk if it was written since the last call.
     ///

@@ -46,7 +46,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::error;
+use tracing::{error, warn};
 
 use super::damage::Damage;
 use super::file_cache::FileCache;
@@ -191,20 +191,25 @@ impl Segment {
     /// `.log` file open in the cache (a segment just rolled, likely to be
     /// read soon) rather than close it.
     ///
-    /// An index file that cannot be written is logged and left to the next
-    /// open, which rebuilds it from the `.log`: the index in memory serves
-    /// meanwhile.
+    /// An index file that cannot be written is logged and both are removed
+    /// (best effort), for the next open to rebuild from the `.log`: the
+    /// indexes in memory serve meanwhile.
     pub fn seal(&mut self, keep_cached: bool) -> Vec<FileRef> {
         let mut files: Vec<FileRef> = self.take_dirty().into_iter().collect();
         self.sealed = true;
         if !keep_cached {
             self.files.forget(&self.log_path);
         }
-        let written = [self.offset_index.write_pending(), self.time_index.write_pending()];
-        for result in written {
-            match result {
-                Ok(file) => files.extend(file),
-                Err(err) => error!(%err, "cannot write a sealed segment's index; the next open rebuilds it"),
+        let written = self.offset_index.write_pending().and_then(|offsets| {
+            files.extend(offsets);
+            self.time_index.write_pending()
+        });
+        match written {
+            Ok(times) => files.extend(times),
+            Err(err) => {
+                error!(%err, "cannot write a sealed segment's index; removed, the next open rebuilds it");
+                self.offset_index.remove_file();
+                self.time_index.remove_file();
             }
         }
         files
@@ -378,19 +383,26 @@ impl Segment {
 
     /// Flushes the `.log` file to disk if it was written since the last
     /// call, then writes out both indexes' pending entries and flushes them
-    /// (files are opened for it as needed).
+    /// (files are opened for it as needed). An index that cannot be written
+    /// or flushed (a full disk) is logged and its file removed, so that the
+    /// next open rebuilds it from the `.log`: it is a hint, and the data is
+    /// durable all the same.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a file cannot be opened or written, or fsync fails.
+    /// [`LogError::Io`] if the `.log` file cannot be opened or its fsync fails.
     pub fn sync_all(&mut self) -> Result<(), LogError> {
         if self.log_unsynced {
             self.file()?.sync_all().map_err(LogError::io(&self.log_path))?;
             self.log_unsynced = false;
         }
         self.take_dirty();
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        if let Err(err) = self.offset_index.sync().and_then(|()| self.time_index.sync()) {
+            warn!(%err, "cannot write a segment's index; removed, the next open rebuilds it from the log");
+            self.offset_index.remove_file();
+            self.time_index.remove_file();
+        }
+        Ok(())
     }
 
     pub fn base_offset(&self) -> i64 {
