@@ -186,21 +186,24 @@ struct Attempts {
     closed: usize,
     /// Not connected before the connect timed out (the backlog was full).
     held_back: usize,
+    /// The connect failed (refused or reset).
+    failed: usize,
 }
 
 async fn connect_all(broker: &BinaryBroker) -> (Attempts, Vec<tokio::net::TcpStream>) {
     let addr = broker.addr();
     let tries = (0..CONNECTION_ATTEMPTS).map(|_| async move {
-        let Ok(Ok(mut stream)) =
-            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await
-        else {
-            return None;
+        let mut stream = match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await
+        {
+            Err(_) => return None,
+            Ok(Err(err)) => return Some(Err(err)),
+            Ok(Ok(stream)) => stream,
         };
         // Sent nothing: a connection left open answers nothing either.
         let mut buf = [0u8; 1];
         match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
-            Err(_) => Some(Some(stream)),
-            Ok(Ok(0) | Err(_)) => Some(None),
+            Err(_) => Some(Ok(Some(stream))),
+            Ok(Ok(0) | Err(_)) => Some(Ok(None)),
             Ok(Ok(_)) => panic!("the broker sent bytes to a connection that sent nothing"),
         }
     });
@@ -209,8 +212,12 @@ async fn connect_all(broker: &BinaryBroker) -> (Attempts, Vec<tokio::net::TcpStr
     for outcome in join_all(tries).await {
         match outcome {
             None => attempts.held_back += 1,
-            Some(None) => attempts.closed += 1,
-            Some(Some(stream)) => {
+            Some(Err(err)) => {
+                eprintln!("a connect failed: {err}");
+                attempts.failed += 1;
+            }
+            Some(Ok(None)) => attempts.closed += 1,
+            Some(Ok(Some(stream))) => {
                 attempts.open += 1;
                 kept.push(stream);
             }
@@ -221,6 +228,9 @@ async fn connect_all(broker: &BinaryBroker) -> (Attempts, Vec<tokio::net::TcpStr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_partitions_and_two_thousand_connections_fit_in_1024_descriptors() {
+    // This process holds the 2,000 connections: its own limit must allow them.
+    let own = herald::fd_limit::raise_to_hard_limit().expect("raise this test's open file limit");
+    assert!(own.now >= CONNECTION_ATTEMPTS as u64 + 256, "this test needs a hard open file limit over 2,256: {own:?}");
     let shm = Path::new("/dev/shm");
     let root = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
     let broker = start(root.path());
@@ -255,7 +265,7 @@ async fn ten_thousand_partitions_and_two_thousand_connections_fit_in_1024_descri
     let (attempts, kept) = connect_all(&broker).await;
     let cpu = (cpu_ticks(broker.pid()) - cpu_before) as f64 / clock_ticks_per_second() as f64;
     let share = cpu / at.elapsed().as_secs_f64();
-    assert_eq!(attempts.open + attempts.closed + attempts.held_back, CONNECTION_ATTEMPTS);
+    assert_eq!(attempts.open + attempts.closed + attempts.held_back + attempts.failed, CONNECTION_ATTEMPTS);
     assert!(attempts.closed > 0, "nothing was refused: {attempts:?}");
     let served = fd_count(broker.pid()).unwrap_or(0);
     assert!(served < FD_LIMIT as usize, "{served} descriptors while {attempts:?}");
@@ -309,7 +319,7 @@ async fn ten_thousand_partitions_and_two_thousand_connections_fit_in_1024_descri
     eprintln!(
         "fd scale: partitions={partitions} fd_limit={FD_LIMIT} max_open_segment_files={MAX_OPEN_SEGMENT_FILES} \
          max_connections={MAX_CONNECTIONS} peak_fds={peak} peak_fds_after_restart={peak_after} create_ms={} \
-         produce_s={:.1} read_s={:.1} connections={CONNECTION_ATTEMPTS} open={} closed={} held_back={} \
+         produce_s={:.1} read_s={:.1} connections={CONNECTION_ATTEMPTS} open={} closed={} held_back={} failed={} \
          broker_cpu_while_refusing={:.0}% kill9_restart_to_serving_ms={} reread_s={:.1} lost=0",
         create.as_millis(),
         produce.as_secs_f64(),
@@ -317,6 +327,7 @@ async fn ten_thousand_partitions_and_two_thousand_connections_fit_in_1024_descri
         attempts.open,
         attempts.closed,
         attempts.held_back,
+        attempts.failed,
         share * 100.0,
         restart.as_millis(),
         reread.as_secs_f64(),
