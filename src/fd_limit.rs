@@ -19,6 +19,22 @@ pub struct FdLimit {
     pub hard: u64,
 }
 
+/// Descriptors the broker may need besides its connections and segment
+/// files: the listener, the event loops, the data directory's lock, a
+/// directory or index file while it is written, files waiting for an fsync.
+pub const RESERVED: u64 = 64;
+
+impl FdLimit {
+    /// How many descriptors the limit in force lacks for `max_connections`
+    /// connections, `max_open_segment_files` segment files and
+    /// [`RESERVED`] at once, if it lacks any. Over the limit nothing breaks
+    /// (accept backs off, a log open is retried) but clients wait.
+    pub fn shortfall(&self, max_connections: u64, max_open_segment_files: u64) -> Option<u64> {
+        let needed = max_connections.saturating_add(max_open_segment_files).saturating_add(RESERVED);
+        needed.checked_sub(self.now).filter(|&short| short > 0)
+    }
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the limits.
 ///
 /// # Errors
@@ -56,5 +72,13 @@ mod tests {
         assert!(limit.was <= limit.now);
         // A second call finds it raised already.
         assert_eq!(raise_to_hard_limit().unwrap(), FdLimit { was: limit.now, now: limit.now, hard: limit.hard });
+    }
+
+    #[test]
+    fn the_shortfall_counts_connections_segment_files_and_the_reserve() {
+        let limit = FdLimit { was: 1024, now: 1024, hard: 1024 };
+        assert_eq!(limit.shortfall(500, 256), None);
+        assert_eq!(limit.shortfall(1024 - RESERVED - 256, 256), None, "exactly enough");
+        assert_eq!(limit.shortfall(10_000, 1024), Some(10_000 + 1024 + RESERVED - 1024));
     }
 }

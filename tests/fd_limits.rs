@@ -49,6 +49,9 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_and_logged() {
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.pid())).unwrap();
     let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     assert_eq!(open_files.split_whitespace().collect::<Vec<_>>()[3..5], ["4096", "4096"], "{open_files}");
+    // 4,096 cannot hold the default 10,000 connections and 1,024 segment files.
+    let warning = broker.wait_for_line("open file limit is below");
+    assert!(warning.contains("short=6992") && warning.contains("max_connections=10000"), "{warning}");
 }
 
 #[test]

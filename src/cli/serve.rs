@@ -65,7 +65,21 @@ pub fn run(args: ServeArgs) -> CliResult {
     );
     // Before anything is opened: every partition and connection needs descriptors.
     match herald::fd_limit::raise_to_hard_limit() {
-        Ok(limit) => tracing::info!(was = limit.was, now = limit.now, hard = limit.hard, "open file limit"),
+        Ok(limit) => {
+            tracing::info!(was = limit.was, now = limit.now, hard = limit.hard, "open file limit");
+            let (connections, files) = (settings.server.max_connections, settings.storage.max_open_segment_files);
+            if let Some(short) = limit.shortfall(u64::from(connections), u64::from(files)) {
+                tracing::warn!(
+                    limit = limit.now,
+                    short,
+                    max_connections = connections,
+                    max_open_segment_files = files,
+                    "the open file limit is below server.max_connections + storage.max_open_segment_files + {}: \
+                     connections past it wait in the listen backlog",
+                    herald::fd_limit::RESERVED
+                );
+            }
+        }
         Err(err) => tracing::warn!(%err, "cannot raise the open file limit; running with the current one"),
     }
 

@@ -10,8 +10,9 @@ use super::Partition;
 use crate::error::{BrokerError, ErrorCode};
 
 impl Partition {
-    /// The `interval` policy's fsync: of what was written since the last one,
-    /// without holding up appends. A failure stops writes like `always`'s.
+    /// The `interval` policy's fsync (and `never`'s, which only lets files
+    /// close): of what was written since the last one, without holding up
+    /// appends. A failure stops writes like `always`'s.
     pub(super) fn sync_in_background(&mut self, ctx: &mut Context<Self>) {
         let Some(log) = self.log.as_mut() else { return };
         let files = log.take_unsynced();

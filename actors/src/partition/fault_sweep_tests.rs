@@ -43,8 +43,13 @@ type Layout = Vec<(PathBuf, u64, u64, i64, i64)>;
 /// A log of 40 batches in segments of 2048 bytes, fsynced and closed; and
 /// where each batch is.
 fn build(dir: &Path) -> Layout {
+    build_with(dir, BATCHES)
+}
+
+/// [`build`] with `batches` batches.
+fn build_with(dir: &Path, batches: usize) -> Layout {
     let mut log = Log::open(dir, config(2048), true).unwrap();
-    for i in 0..BATCHES {
+    for i in 0..batches {
         log.append(batch_from((i * PER_BATCH) as i64), 0).unwrap();
     }
     log.flush_all().unwrap();
@@ -224,5 +229,110 @@ fn every_flipped_byte_in_any_segment_is_reported_and_never_served() {
     eprintln!(
         "flip sweep: seed {seed}, {flips} flips over {total} bytes: {detected} reported as damage, {truncated} \
          torn tails truncated (unclean, last batch), 0 served"
+    );
+}
+
+/// What is done to an index file in [`every_damaged_or_missing_index_is_rebuilt_and_nothing_else_changes`].
+#[derive(Debug, Clone, Copy)]
+enum IndexDamage {
+    /// One byte xor a non-zero mask.
+    Flip { position: u64, mask: u8 },
+    /// Cut to this length.
+    Truncate(u64),
+    /// This many seeded bytes appended.
+    Garbage(u64),
+    /// The file removed.
+    Missing,
+}
+
+#[test]
+fn every_damaged_or_missing_index_is_rebuilt_and_nothing_else_changes() {
+    let seed: u64 = std::env::var("HERALD_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    let rounds: u64 = std::env::var("HERALD_FAULT_FLIPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let original = tempfile::tempdir().unwrap();
+    // Four sealed segments of 13 batches and an active one of 8, each with
+    // index entries.
+    let layout = build_with(original.path(), 60);
+    let end = layout.last().unwrap().4;
+    let logs = log_files(original.path());
+    assert!(
+        fs::metadata(logs.last().unwrap().with_extension("index")).unwrap().len() > 8,
+        "the active segment is indexed"
+    );
+    let log_bytes: Vec<Vec<u8>> = logs.iter().map(|p| fs::read(p).unwrap()).collect();
+    let mut state = seed.max(1);
+    let mut counts = BTreeMap::new();
+    for round in 0..rounds {
+        // A segment (the last one is the active one), one of its indexes,
+        // and what to do to it.
+        let segment = &logs[(next(&mut state) % logs.len() as u64) as usize];
+        let suffix = if next(&mut state).is_multiple_of(2) { "index" } else { "timeindex" };
+        let index = segment.with_extension(suffix);
+        let len = fs::metadata(&index).unwrap().len();
+        let damage = match next(&mut state) % 4 {
+            0 if len > 0 => {
+                IndexDamage::Flip { position: next(&mut state) % len, mask: (next(&mut state) % 255 + 1) as u8 }
+            }
+            1 => IndexDamage::Truncate(next(&mut state) % len.max(1)),
+            2 => IndexDamage::Garbage(next(&mut state) % 30 + 1),
+            _ => IndexDamage::Missing,
+        };
+        let clean = next(&mut state).is_multiple_of(2);
+        let active = segment == logs.last().unwrap();
+        let context = format!(
+            "seed {seed} round {round}: {damage:?} of {suffix} of {segment:?} (active {active}), clean {clean}"
+        );
+        let kind = match damage {
+            IndexDamage::Flip { .. } => "flip",
+            IndexDamage::Truncate(_) => "truncate",
+            IndexDamage::Garbage(_) => "garbage",
+            IndexDamage::Missing => "missing",
+        };
+        *counts.entry((kind, if active { "active" } else { "sealed" })).or_insert(0u32) += 1;
+
+        let dir = tempfile::tempdir().unwrap();
+        copy(original.path(), dir.path());
+        let target = in_copy(&index, dir.path());
+        match damage {
+            IndexDamage::Flip { position, mask } => {
+                let file = OpenOptions::new().read(true).write(true).open(&target).unwrap();
+                let mut byte = [0u8];
+                file.read_exact_at(&mut byte, position).unwrap();
+                file.write_all_at(&[byte[0] ^ mask], position).unwrap();
+            }
+            IndexDamage::Truncate(to) => OpenOptions::new().write(true).open(&target).unwrap().set_len(to).unwrap(),
+            IndexDamage::Garbage(n) => {
+                let garbage: Vec<u8> = (0..n).map(|_| next(&mut state) as u8).collect();
+                OpenOptions::new().append(true).open(&target).unwrap().write_all_at(&garbage, len).unwrap();
+            }
+            IndexDamage::Missing => fs::remove_file(&target).unwrap(),
+        }
+
+        let mut log = Log::open(dir.path(), config(2048), clean).unwrap();
+        assert_eq!(log.log_end_offset(), end, "{context}");
+        let (records, damaged) = read_all(&mut log);
+        check_served(&records, &context);
+        assert_eq!(records.len() as i64, end, "{context}: every record is served");
+        assert!(damaged.is_empty() && log.damaged().is_empty(), "{context}: an index is not the log: {damaged:?}");
+        // Reads by offset and by time land where they must.
+        for offset in 0..end {
+            let read = log.read(offset, 1, i64::MAX).unwrap();
+            let first = batch::decode_all(&read.bytes).unwrap().into_iter().find(|r| r.offset >= offset);
+            assert_eq!(first.map(|r| r.offset), Some(offset), "{context}: read at {offset}");
+            assert_eq!(log.offset_for_timestamp(1_000 + offset).unwrap(), Some(offset), "{context}: time of {offset}");
+        }
+        assert_eq!(log.offset_for_timestamp(1_000 + end).unwrap(), None, "{context}: a time after the last");
+        for (path, bytes) in logs.iter().zip(&log_bytes) {
+            assert!(&fs::read(in_copy(path, dir.path())).unwrap() == bytes, "{context}: {path:?} was changed");
+        }
+        assert_eq!(log.append(batch_from(end), 0).unwrap().base_offset, end, "{context}");
+    }
+    let counts: Vec<String> = counts.iter().map(|((kind, at), n)| format!("{n} {kind} {at}")).collect();
+    eprintln!(
+        "index sweep: seed {seed}, {rounds} damaged or missing indexes ({}): every record served, reads by offset \
+         and time exact, 0 log bytes changed, 0 damage reported",
+        counts.join(", ")
     );
 }

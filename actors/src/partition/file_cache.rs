@@ -1,14 +1,24 @@
-//! The broker's cache of open sealed-segment files: a bound on how many
-//! `.log` files of sealed segments are open at once, across every partition.
+//! The broker's cache of open segment files: a bound on how many `.log`
+//! files of segments, sealed or active, are open at once, across every
+//! partition.
 //!
-//! A sealed segment (every segment but a log's active one) holds no open
-//! file: its indexes live in memory, and its `.log` is opened through this
-//! cache when a read, a search by time or the scrub needs it. The cache keeps
-//! at most `capacity` files open, closing the least recently used one when a
-//! new one would go over, and closes files unused for [`IDLE`] (checked at
-//! most every [`SWEEP_EVERY`], on the next use of the cache). A file handed
-//! out stays open while the caller holds it, even if evicted meanwhile, so
-//! the bound is exceeded only by reads in progress.
+//! No segment holds an open file of its own for long. A sealed segment's
+//! indexes live in memory, and its `.log` is opened through this cache (for
+//! reading) when a read, a search by time or the scrub needs it. An active
+//! segment's indexes live in memory too (written out at seal and at
+//! shutdown), and its `.log` is opened through this cache for appending.
+//!
+//! The cache keeps at most `capacity` files open, closing the least recently
+//! used one when a new one would go over, and closes files unused for
+//! [`IDLE`] (checked at most every [`SWEEP_EVERY`], on the next use of the
+//! cache). A file is *pinned* from the append that makes it dirty until the
+//! segment hands it to the fsync writer ([`FileCache::unpin`]): a pinned file
+//! is never closed by the cache, because an fsync through another descriptor
+//! does not reliably report a write-back error of a closed one. The writer
+//! holds the handle until its fsync is done, so a descriptor that wrote is
+//! closed only after that fsync. A file handed out stays open while the
+//! caller holds it, even if evicted meanwhile, so the bound is exceeded only
+//! by pinned files, files waiting for their fsync, and reads in progress.
 //!
 //! Why one cache shared by every partition actor, behind a mutex, rather
 //! than state each actor owns: descriptors are a process-wide resource
@@ -66,8 +76,14 @@ struct Inner {
 
 struct Entry {
     file: FileRef,
+    /// Clock of last use; the key in `by_use` unless pinned.
     used: u64,
     used_at: Instant,
+    /// Opened for appending (an active segment's file), not only reading.
+    writable: bool,
+    /// Holds writes not yet handed to the fsync writer: never closed by the
+    /// cache, and not in `by_use`.
+    pinned: bool,
 }
 
 impl FileCache {
@@ -122,6 +138,12 @@ impl FileCache {
         self.lock().opened
     }
 
+    /// Files open in the cache now that are pinned (written, not yet handed
+    /// to the fsync writer).
+    pub fn pinned(&self) -> usize {
+        self.lock().files.values().filter(|e| e.pinned).count()
+    }
+
     /// The file at `path`, opened for reading if it is not open yet.
     ///
     /// # Errors
@@ -142,20 +164,63 @@ impl FileCache {
         Ok(file)
     }
 
-    /// Caches `file`, already open, as the file at `path` (a segment just
-    /// sealed, whose file is likely to be read soon).
-    pub(crate) fn put(&self, path: Arc<Path>, file: FileRef) {
-        let mut inner = self.lock();
-        if inner.touch(&path).is_none() {
-            inner.insert(path, file);
+    /// The file at `path` opened for appending (an active segment's), opened
+    /// if it is not open yet or open only for reading; pinned if `pin` (see
+    /// the module doc), until [`FileCache::unpin`].
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened.
+    pub(crate) fn get_writable(&self, path: &Arc<Path>, pin: bool) -> io::Result<FileRef> {
+        if let Some(file) = self.lock().touch_writable(path, pin) {
+            return Ok(file);
         }
+        let file = self.fs.open(path, OpenMode::Append)?;
+        let mut inner = self.lock();
+        inner.opened += 1;
+        if let Some(file) = inner.touch_writable(path, pin) {
+            return Ok(file);
+        }
+        inner.replace(Arc::clone(path), Arc::clone(&file), pin);
+        Ok(file)
     }
 
-    /// Closes the file at `path` if it is cached (it is being removed).
+    /// Caches `file`, just created for appending, as the file at `path`,
+    /// replacing any file cached there.
+    pub(crate) fn put_writable(&self, path: Arc<Path>, file: FileRef) {
+        self.lock().replace(path, file, false);
+    }
+
+    /// Unpins the file at `path`: its writes were handed to the fsync writer
+    /// (or synced), so the cache may close it.
+    pub(crate) fn unpin(&self, path: &Path) {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let clock = inner.clock;
+        let Some((key, entry)) = inner.files.get_key_value(path) else { return };
+        if !entry.pinned {
+            return;
+        }
+        let key = Arc::clone(key);
+        if let Some(entry) = inner.files.get_mut(path) {
+            entry.pinned = false;
+            entry.used = clock;
+            entry.used_at = Instant::now();
+        }
+        inner.by_use.insert(clock, key);
+        inner.evict_over_capacity();
+    }
+
+    /// Closes the file at `path` if it is cached (it is being removed, or
+    /// its segment was sealed on open). A pinned file's segment holds its
+    /// own handle until the handle reaches the fsync writer, so that one
+    /// stays open until its fsync.
     pub(crate) fn forget(&self, path: &Path) {
         let mut inner = self.lock();
         if let Some(entry) = inner.files.remove(path) {
-            inner.by_use.remove(&entry.used);
+            if !entry.pinned {
+                inner.by_use.remove(&entry.used);
+            }
         }
     }
 
@@ -173,18 +238,56 @@ impl Inner {
         self.clock += 1;
         let (clock, now) = (self.clock, Instant::now());
         let entry = self.files.get_mut(path)?;
-        let key = self.by_use.remove(&entry.used)?;
-        entry.used = clock;
+        let pinned = entry.pinned;
+        let old = std::mem::replace(&mut entry.used, clock);
         entry.used_at = now;
-        self.by_use.insert(clock, key);
-        Some(Arc::clone(&entry.file))
+        let file = Arc::clone(&entry.file);
+        if !pinned {
+            if let Some(key) = self.by_use.remove(&old) {
+                self.by_use.insert(clock, key);
+            }
+        }
+        Some(file)
+    }
+
+    /// The cached file at `path` if it is open for appending, marked as just
+    /// used and pinned if `pin`.
+    fn touch_writable(&mut self, path: &Path, pin: bool) -> Option<FileRef> {
+        if !self.files.get(path).is_some_and(|e| e.writable) {
+            return None;
+        }
+        let file = self.touch(path)?;
+        if let Some(entry) = self.files.get_mut(path).filter(|e| pin && !e.pinned) {
+            entry.pinned = true;
+            let used = entry.used;
+            self.by_use.remove(&used);
+        }
+        Some(file)
     }
 
     fn insert(&mut self, path: Arc<Path>, file: FileRef) {
         self.clock += 1;
         let used = self.clock;
         self.by_use.insert(used, Arc::clone(&path));
-        self.files.insert(path, Entry { file, used, used_at: Instant::now() });
+        let entry = Entry { file, used, used_at: Instant::now(), writable: false, pinned: false };
+        self.files.insert(path, entry);
+        self.evict_over_capacity();
+    }
+
+    /// Caches a file open for appending at `path`, replacing any entry there.
+    fn replace(&mut self, path: Arc<Path>, file: FileRef, pin: bool) {
+        if let Some(old) = self.files.remove(&path) {
+            if !old.pinned {
+                self.by_use.remove(&old.used);
+            }
+        }
+        self.clock += 1;
+        let used = self.clock;
+        if !pin {
+            self.by_use.insert(used, Arc::clone(&path));
+        }
+        let entry = Entry { file, used, used_at: Instant::now(), writable: true, pinned: pin };
+        self.files.insert(path, entry);
         self.evict_over_capacity();
     }
 
@@ -264,6 +367,39 @@ mod tests {
         }
         cache.get(&paths[0]).unwrap();
         assert_eq!(cache.len(), 1, "the idle file was closed, the one asked for opened");
+    }
+
+    #[test]
+    fn a_pinned_file_is_never_closed_and_the_least_recently_used_clean_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path(), 4);
+        let cache = FileCache::new(2);
+        let dirty = cache.get_writable(&paths[0], true).unwrap();
+        cache.get_writable(&paths[1], false).unwrap();
+        cache.get(&paths[2]).unwrap();
+        cache.get(&paths[3]).unwrap();
+        assert_eq!((cache.len(), cache.pinned()), (2, 1), "the pinned file and the newest clean one");
+        assert!(Arc::ptr_eq(&cache.get_writable(&paths[0], true).unwrap(), &dirty), "still open, not reopened");
+        cache.set_capacity(1);
+        assert_eq!(cache.len(), 1, "over the bound, only the pinned file is left");
+        cache.unpin(&paths[0]);
+        assert_eq!(cache.pinned(), 0);
+        cache.get(&paths[3]).unwrap();
+        assert_eq!(cache.len(), 1, "unpinned, it is closed like any other");
+        let opened = cache.opened();
+        cache.get_writable(&paths[0], false).unwrap();
+        assert_eq!(cache.opened(), opened + 1, "and opened again when needed");
+    }
+
+    #[test]
+    fn a_file_open_for_reading_is_reopened_for_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path(), 1);
+        let cache = FileCache::new(4);
+        cache.get(&paths[0]).unwrap();
+        cache.get_writable(&paths[0], false).unwrap().append(b"x").unwrap();
+        assert_eq!((cache.len(), cache.opened()), (1, 2));
+        assert!(Arc::ptr_eq(&cache.get(&paths[0]).unwrap(), &cache.get_writable(&paths[0], false).unwrap()));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! Both are derived data: the `.log` file is the truth, and an index that fails
 //! its sanity check on open is rebuilt from it by the segment. Each index lives
-//! twice, as a file of fixed-size big-endian entries appended with one
-//! `write_all` per entry, and as a `Vec` that answers lookups without a read.
+//! as a `Vec` that answers lookups without a read, and as a file of
+//! fixed-size big-endian entries that the `Vec` is loaded from on open.
 //!
 //! Invariants, checked on load and kept on append:
 //!
@@ -17,9 +17,14 @@
 //!   `o`", so every batch before `o` has a max timestamp below `t`. That is what
 //!   makes a floor lookup a safe place to start a timestamp search.
 //!
-//! The file stays open while its segment is active (entries are appended);
-//! a sealed segment's index is closed ([`IndexFile::close`]) and answers from
-//! memory, holding no file descriptor.
+//! No descriptor is held: the file is read once on open, and entries made
+//! since are written out in one `write_all` when the segment is sealed and
+//! when the log is flushed at shutdown ([`IndexFile::write_pending`]), the
+//! file opened for that and closed after. So the file of an active segment
+//! lags its entries in memory (it may be missing altogether); that is safe
+//! because recovery never trusts an index past the log: after an unclean
+//! shutdown the last two segments are checked whole and their indexes
+//! rebuilt, and a missing or inconsistent index is rebuilt from the log.
 //!
 //! Only the segment (`segment.rs`) uses this module.
 
@@ -101,23 +106,22 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// An index file and its entries in memory.
+/// An index's entries in memory, and its file.
 pub(crate) struct IndexFile<E> {
     fs: Arc<dyn FileSystem>,
     path: PathBuf,
-    /// Opened for reading and appending, shared with the fsync thread; `None`
-    /// once closed (the segment is sealed).
-    file: Option<FileRef>,
     entries: Vec<E>,
-    /// Whether the file holds exactly `entries`. False after a load that failed
-    /// the sanity check, until [`IndexFile::replace`] rewrites it.
-    file_matches: bool,
+    /// How many of `entries` the file holds, exactly and nothing else;
+    /// `None` when the file must be written whole: it is missing (a new
+    /// segment), failed its sanity check, had an entry dropped, or a write
+    /// to it failed.
+    written: Option<usize>,
     /// Whether the file was written since the last [`IndexFile::sync`].
     unsynced: bool,
 }
 
 impl<E: Entry> IndexFile<E> {
-    /// Opens the index at `path`, creating it if missing, and loads it.
+    /// Loads the index at `path` (opening the file for the read only).
     ///
     /// Returns the index and, if the file was missing or failed the structural
     /// sanity check, why; such an index is loaded empty and must be rebuilt.
@@ -126,24 +130,12 @@ impl<E: Entry> IndexFile<E> {
     ///
     /// [`LogError::Io`] if the file cannot be opened or read.
     pub fn open(fs: &Arc<dyn FileSystem>, path: PathBuf) -> Result<(Self, Option<&'static str>), LogError> {
-        let (file, existed) = match fs.open(&path, OpenMode::Append) {
-            Ok(file) => (file, true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                (fs.open(&path, OpenMode::AppendOrCreate).map_err(LogError::io(&path))?, false)
-            }
-            Err(err) => return Err(LogError::io(&path)(err)),
+        let mut index = IndexFile::create(fs, path);
+        let file = match fs.open(&index.path, OpenMode::Read) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((index, Some("index file is missing"))),
+            Err(err) => return Err(LogError::io(&index.path)(err)),
         };
-        let mut index = IndexFile {
-            fs: Arc::clone(fs),
-            path,
-            file: Some(Arc::clone(&file)),
-            entries: Vec::new(),
-            file_matches: false,
-            unsynced: false,
-        };
-        if !existed {
-            return Ok((index, Some("index file is missing")));
-        }
         let len = file.file_len().map_err(LogError::io(&index.path))?;
         if len % E::SIZE as u64 != 0 {
             return Ok((index, Some("index size is not a whole number of entries")));
@@ -155,40 +147,19 @@ impl<E: Entry> IndexFile<E> {
         if entries.windows(2).any(|w| !w[1].follows(&w[0])) {
             return Ok((index, Some("index entries are not increasing")));
         }
+        index.written = Some(entries.len());
         index.entries = entries;
-        index.file_matches = true;
         Ok((index, None))
     }
 
-    /// Creates an empty index at `path`, replacing any file there.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] if the file cannot be created.
-    pub fn create(fs: &Arc<dyn FileSystem>, path: PathBuf) -> Result<Self, LogError> {
-        let file = fs.open(&path, OpenMode::AppendOrCreate).map_err(LogError::io(&path))?;
-        file.set_len(0).map_err(LogError::io(&path))?;
-        let file = Some(file);
-        Ok(IndexFile { fs: Arc::clone(fs), path, file, entries: Vec::new(), file_matches: true, unsynced: true })
+    /// An empty index whose file at `path` is written (created, or replaced)
+    /// by the next [`IndexFile::write_pending`]. No file operation.
+    pub fn create(fs: &Arc<dyn FileSystem>, path: PathBuf) -> Self {
+        IndexFile { fs: Arc::clone(fs), path, entries: Vec::new(), written: None, unsynced: false }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The open file, unless closed.
-    pub fn file(&self) -> Option<&FileRef> {
-        self.file.as_ref()
-    }
-
-    /// Closes the file; lookups go on from memory. Appends, rewrites and
-    /// syncs are for an active segment's index only.
-    pub fn close(&mut self) {
-        self.file = None;
-    }
-
-    fn open_file(&self) -> Result<&FileRef, LogError> {
-        self.file.as_ref().ok_or_else(|| LogError::io(&self.path)(io::Error::other("the index file is closed")))
     }
 
     pub fn entries(&self) -> &[E] {
@@ -206,87 +177,81 @@ impl<E: Entry> IndexFile<E> {
         n.checked_sub(1).map(|i| self.entries[i])
     }
 
-    /// Appends `entry` to the file (one `write_all`) and to memory.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] if the write fails; the file may then hold part of the
-    /// entry, which the next open detects.
-    pub fn append(&mut self, entry: E) -> Result<(), LogError> {
+    /// Appends `entry` in memory; [`IndexFile::write_pending`] writes it out.
+    pub fn append(&mut self, entry: E) {
         debug_assert!(self.entries.last().is_none_or(|prev| entry.follows(prev)));
-        let mut buf = [0u8; 16];
-        entry.encode(&mut buf[..E::SIZE]);
-        self.unsynced = true;
-        self.open_file()?.append(&buf[..E::SIZE]).map_err(LogError::io(&self.path))?;
         self.entries.push(entry);
-        Ok(())
-    }
-
-    /// Where the index stands now, for [`IndexFile::restore`]: its number of
-    /// entries and its file's length.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] if the file is closed or its length cannot be read.
-    pub fn mark(&self) -> Result<(usize, u64), LogError> {
-        let len = self.open_file()?.file_len().map_err(LogError::io(&self.path))?;
-        Ok((self.entries.len(), len))
-    }
-
-    /// Goes back to `mark`: drops the entries appended since, in memory and
-    /// in the file (with any part of an entry a failed write left).
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Io`] if the file cannot be truncated; the entries in
-    /// memory are dropped all the same.
-    pub fn restore(&mut self, (entries, len): (usize, u64)) -> Result<(), LogError> {
-        self.entries.truncate(entries);
-        self.unsynced = true;
-        self.open_file()?.set_len(len).map_err(LogError::io(&self.path))
     }
 
     /// Drops `entry` from the entries in memory (it disagrees with the log);
-    /// the file keeps it.
+    /// the file is rewritten at the next [`IndexFile::write_pending`].
     pub fn forget(&mut self, entry: E) {
         self.entries.retain(|e| *e != entry);
-        self.file_matches = false;
+        self.written = None;
     }
 
-    /// Makes `entries` the index, rewriting the file unless it already holds them.
+    /// Makes `entries` the index; the file is rewritten at the next
+    /// [`IndexFile::write_pending`] unless it already holds them.
+    pub fn replace(&mut self, entries: Vec<E>) {
+        if self.written == Some(self.entries.len()) && entries == self.entries {
+            return;
+        }
+        self.entries = entries;
+        self.written = None;
+    }
+
+    /// Writes the entries the file lacks: appends those made since the last
+    /// write, or rewrites the file whole (creating it) when it must be.
+    /// Opens the file for this and returns it, to be fsynced, unless there
+    /// was nothing to write; the caller's handle is the only one.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if the file cannot be rewritten.
-    pub fn replace(&mut self, entries: Vec<E>) -> Result<(), LogError> {
-        if self.file_matches && entries == self.entries {
-            return Ok(());
+    /// [`LogError::Io`] if the file cannot be opened or written; it is then
+    /// rewritten whole by the next call, and until then may hold part of the
+    /// entries, which the next open detects or takes as a shorter index.
+    pub fn write_pending(&mut self) -> Result<Option<FileRef>, LogError> {
+        let from = match self.written {
+            Some(n) if n == self.entries.len() => return Ok(None),
+            written => written,
+        };
+        let io = LogError::io(&self.path);
+        let file = self.fs.open(&self.path, OpenMode::AppendOrCreate).map_err(io)?;
+        self.written = None;
+        self.unsynced = true;
+        if from.is_none() {
+            file.set_len(0).map_err(LogError::io(&self.path))?;
         }
-        let mut buf = vec![0u8; entries.len() * E::SIZE];
-        for (entry, out) in entries.iter().zip(buf.chunks_exact_mut(E::SIZE)) {
+        let pending = &self.entries[from.unwrap_or(0)..];
+        let mut buf = vec![0u8; pending.len() * E::SIZE];
+        for (entry, out) in pending.iter().zip(buf.chunks_exact_mut(E::SIZE)) {
             entry.encode(out);
         }
-        let file = Arc::clone(self.open_file()?);
-        self.file_matches = false;
-        self.unsynced = true;
-        file.set_len(0).map_err(LogError::io(&self.path))?;
         file.append(&buf).map_err(LogError::io(&self.path))?;
-        self.entries = entries;
-        self.file_matches = true;
-        Ok(())
+        self.written = Some(self.entries.len());
+        Ok(Some(file))
     }
 
-    /// Flushes the file to disk if it was written since the last call,
-    /// opening it again if it was closed.
+    /// Removes the file (best effort), to be written whole by the next
+    /// [`IndexFile::write_pending`] or rebuilt by the next open.
+    pub fn remove_file(&mut self) {
+        let _ = self.fs.remove_file(&self.path);
+        self.written = None;
+        self.unsynced = false;
+    }
+
+    /// Writes the entries the file lacks ([`IndexFile::write_pending`]) and
+    /// flushes the file to disk if it was written since the last call.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if the file cannot be opened or fsync fails.
+    /// [`LogError::Io`] if the file cannot be opened or written, or fsync fails.
     pub fn sync(&mut self) -> Result<(), LogError> {
+        let file = self.write_pending()?;
         if !self.unsynced {
             return Ok(());
         }
-        match &self.file {
+        match file {
             Some(file) => file.sync_all(),
             None => self.fs.open(&self.path, OpenMode::Read).and_then(|file| file.sync_all()),
         }
@@ -309,9 +274,13 @@ mod tests {
     fn entries_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut index = IndexFile::<OffsetEntry>::create(&StdFs::shared(), path.clone()).unwrap();
-        index.append(offset(3, 100)).unwrap();
-        index.append(offset(9, 4000)).unwrap();
+        let mut index = IndexFile::<OffsetEntry>::create(&StdFs::shared(), path.clone());
+        index.append(offset(3, 100));
+        assert!(!path.exists(), "no file until written out");
+        index.write_pending().unwrap();
+        index.append(offset(9, 4000));
+        index.write_pending().unwrap();
+        assert!(index.write_pending().unwrap().is_none(), "nothing left to write");
         drop(index);
         let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path).unwrap();
         assert_eq!(problem, None);
@@ -322,9 +291,9 @@ mod tests {
     #[test]
     fn floor_finds_the_last_entry_at_or_before() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = IndexFile::<TimeEntry>::create(&StdFs::shared(), dir.path().join("0.timeindex")).unwrap();
+        let mut index = IndexFile::<TimeEntry>::create(&StdFs::shared(), dir.path().join("0.timeindex"));
         for (ts, rel) in [(10, 0), (20, 5), (30, 9)] {
-            index.append(TimeEntry { timestamp: ts, relative_offset: rel }).unwrap();
+            index.append(TimeEntry { timestamp: ts, relative_offset: rel });
         }
         assert_eq!(index.floor(|e| e.timestamp <= 5), None);
         assert_eq!(index.floor(|e| e.timestamp <= 20).unwrap().relative_offset, 5);
@@ -338,7 +307,7 @@ mod tests {
         let path = dir.path().join("0.index");
         let (_, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
         assert!(problem.is_some(), "missing");
-        assert!(path.exists(), "created empty");
+        assert!(!path.exists(), "loading creates nothing");
 
         std::fs::write(&path, [0u8; 12]).unwrap();
         let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
@@ -355,7 +324,8 @@ mod tests {
         let (mut index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path.clone()).unwrap();
         assert!(problem.is_some(), "unordered");
 
-        index.replace(vec![offset(1, 10)]).unwrap();
+        index.replace(vec![offset(1, 10)]);
+        index.write_pending().unwrap();
         let (index, problem) = IndexFile::<OffsetEntry>::open(&StdFs::shared(), path).unwrap();
         assert_eq!(problem, None);
         assert_eq!(index.entries(), &[offset(1, 10)]);

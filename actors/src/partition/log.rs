@@ -37,10 +37,13 @@
 //! found when a read meets it, or by [`Log::scrub`], which checks the sealed
 //! segments a little at a time.
 //!
-//! Descriptors: only the active segment's three files stay open; sealed
-//! segments' files are opened through a [`FileCache`] shared by every log of
-//! the process (see `file_cache.rs`), and the directory is opened when it is
-//! fsynced.
+//! Descriptors: no file stays open on the log's own account. Every
+//! segment's `.log`, the active one's too, is opened through a [`FileCache`]
+//! shared by every log of the process (see `file_cache.rs`); the active one
+//! is pinned there from the append that makes it dirty until
+//! [`Log::take_unsynced`] hands it to the fsync writer. Index files are
+//! written at seal and by [`Log::flush_all`] (see `index.rs`), and the
+//! directory is opened when it is fsynced.
 //!
 //! Every file operation goes through the [`FileSystem`] of the log's
 //! [`FileCache`] (`crate::fs`; `std::fs` in production). No actor or async
@@ -155,8 +158,6 @@ pub struct Log {
     /// The directory, when a roll added an entry to it since the last
     /// [`Log::take_unsynced`].
     unsynced_dir: Option<FileRef>,
-    /// Whether the active `.log` file was written since the last `take_unsynced`.
-    active_unsynced: bool,
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
     /// and the base offset of the batch there.
     scrub_cursor: (i64, u64, i64),
@@ -199,7 +200,9 @@ impl Log {
             let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
             let mut segment = Segment::open(dir, base, full_check, config.index_interval_bytes, recovery, files)?;
             if next_base.is_some() {
-                segment.seal(false);
+                // Writes out a rebuilt index (a hint: not fsynced, as before
+                // this log's first sync round).
+                drop(segment.seal(false));
             }
             segments.push(segment);
         }
@@ -215,7 +218,6 @@ impl Log {
             segments,
             unsynced: Vec::new(),
             unsynced_dir: None,
-            active_unsynced: false,
             scrub_cursor,
         };
         debug!(
@@ -258,7 +260,6 @@ impl Log {
         batch::set_base_offset(&mut batch, base_offset);
         let header = BatchHeader { base_offset, ..header };
         let interval = self.config.index_interval_bytes;
-        self.active_unsynced = true;
         self.active_mut().append(&batch, &header, interval, now_ms)?;
         Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
     }
@@ -304,12 +305,9 @@ impl Log {
     fn roll(&mut self) -> Result<(), LogError> {
         let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), &self.files)?;
-        let previous = self.active_mut();
-        let files: Vec<FileRef> = previous.log_file().into_iter().chain(previous.index_files()).cloned().collect();
-        previous.seal(true);
+        let files = self.active_mut().seal(true);
         self.unsynced.extend(files);
         self.unsynced_dir = Some(dir);
-        self.active_unsynced = false;
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
         self.segments.push(segment);
@@ -427,8 +425,10 @@ impl Log {
 
     /// The files written since the last call that must be fsynced for what was
     /// appended to be durable: the active `.log` if it was appended to, and after
-    /// a roll the rolled segments' `.log` and indexes and the directory (new
-    /// entries). The directory comes last, once, to be synced after every
+    /// a roll the rolled segments' `.log` (if written since last handed out),
+    /// the indexes written at seal, and the directory (new entries). Handing
+    /// the active `.log` out unpins it in the cache, which may close its own
+    /// handle from then on: the caller fsyncs the handles it gets. The directory comes last, once, to be synced after every
     /// file's data: a sync cut short then never leaves a later segment's entry
     /// durable before an earlier segment's data (which recovery would report
     /// as a damaged range). Shared handles, so that an fsync thread can sync
@@ -436,9 +436,7 @@ impl Log {
     /// after all of them are synced.
     pub fn take_unsynced(&mut self) -> Vec<FileRef> {
         let mut files = std::mem::take(&mut self.unsynced);
-        if std::mem::take(&mut self.active_unsynced) {
-            files.extend(self.active().log_file().cloned());
-        }
+        files.extend(self.active_mut().take_dirty());
         files.extend(self.unsynced_dir.take());
         files
     }
@@ -456,7 +454,6 @@ impl Log {
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
         self.unsynced_dir = None;
-        self.active_unsynced = false;
         Ok(())
     }
 

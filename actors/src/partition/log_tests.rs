@@ -51,10 +51,13 @@ fn a_new_log_has_one_empty_segment() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(&dir.path().join("p0"), config(4096), true).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count(), log.size_bytes()), (0, 0, 1, 0));
-    for suffix in ["log", "index", "timeindex"] {
-        assert!(dir.path().join("p0").join(format!("00000000000000000000.{suffix}")).exists());
-    }
+    let path = |suffix: &str| dir.path().join("p0").join(format!("00000000000000000000.{suffix}"));
+    assert!(path("log").exists());
+    // The indexes live in memory until the segment is sealed or the log flushed.
+    assert!(!path("index").exists() && !path("timeindex").exists());
     assert!(log.read(0, 1000, i64::MAX).unwrap().bytes.is_empty());
+    log.flush_all().unwrap();
+    assert!(path("index").exists() && path("timeindex").exists());
 }
 
 #[test]
@@ -233,18 +236,30 @@ fn take_unsynced_names_the_files_to_fsync() {
     log.append(batch_of(1, 0, 400), 0).unwrap();
     let files = log.take_unsynced();
     assert_eq!(files.len(), 1);
-    assert!(Arc::ptr_eq(&files[0], log.active().log_file().unwrap()));
+    assert!(Arc::ptr_eq(&files[0], &log.active().file().unwrap()), "the active .log, as cached");
     assert!(log.take_unsynced().is_empty());
 
-    let before = Arc::clone(log.active().log_file().unwrap());
+    // The rolled segment's `.log` was handed out already: not again.
+    let before = log.active().file().unwrap();
     log.append(batch_of(1, 0, 800), 0).unwrap();
     assert_eq!(log.segment_count(), 2);
+    let files = log.take_unsynced();
+    assert!(!files.iter().any(|f| Arc::ptr_eq(f, &before)), "the previous .log, handed out before");
+    assert_eq!(files.len(), 4, "its two indexes, written at seal, the new active .log and the directory");
+    for file in files {
+        file.sync_data().unwrap();
+    }
+    // Written since it was handed out: handed out at the roll.
+    log.append(batch_of(1, 0, 900), 0).unwrap();
+    let before = log.active().file().unwrap();
+    log.append(batch_of(1, 0, 900), 0).unwrap();
+    assert_eq!(log.segment_count(), 4);
     let files = log.take_unsynced();
     assert!(files.iter().any(|f| Arc::ptr_eq(f, &before)), "the previous .log");
     // Only a directory answers a read with EISDIR.
     let is_dir = |f: &FileRef| f.read_exact_at(&mut [0u8; 1], 0).is_err_and(|e| e.raw_os_error() == Some(21));
     assert!(files.iter().any(is_dir), "the directory");
-    assert!(files.iter().any(|f| Arc::ptr_eq(f, log.active().log_file().unwrap())), "the new active .log");
+    assert!(files.iter().any(|f| Arc::ptr_eq(f, &log.active().file().unwrap())), "the new active .log");
     for file in files {
         file.sync_data().unwrap();
     }
@@ -297,10 +312,35 @@ pub(in crate::partition) fn descriptors_of_many_logs(partitions: usize, capacity
 }
 
 #[test]
-fn sealed_segments_hold_descriptors_only_in_the_bounded_cache() {
-    // Each partition keeps its active segment's three files; the 6,000
-    // sealed segments share 64 descriptors. All files held open, as before,
-    // would take 2,000 × 13.
+fn an_active_file_with_writes_not_handed_to_fsync_stays_open_over_the_bound() {
+    let root = tempfile::tempdir().unwrap();
+    let files = FileCache::new(1);
+    let mut logs: Vec<Log> = (0..3)
+        .map(|p| Log::open_in(&root.path().join(format!("p{p}")), config(1 << 20), true, &files).unwrap())
+        .collect();
+    let mut dirty = Vec::new();
+    for log in &mut logs {
+        log.append(batch_of(1, 0, 10), 0).unwrap();
+        dirty.push(log.active().file().unwrap());
+    }
+    assert_eq!((files.len(), files.pinned()), (3, 3), "three written files, none closed for a bound of one");
+    for (log, file) in logs.iter_mut().zip(&dirty) {
+        log.append(batch_of(1, 0, 10), 0).unwrap();
+        assert!(Arc::ptr_eq(&log.active().file().unwrap(), file), "the same descriptor wrote again");
+    }
+    for log in &mut logs {
+        let handed = log.take_unsynced();
+        assert_eq!(handed.len(), 1);
+    }
+    assert_eq!((files.len(), files.pinned()), (1, 0), "handed to fsync, the bound holds again");
+}
+
+#[test]
+fn segments_hold_descriptors_only_in_the_bounded_cache() {
+    // The 2,000 active and 6,000 sealed segments share 64 descriptors (each
+    // active file is handed to the fsync writer after its writes, so the
+    // cache may close it). All files held open would take 2,000 × 13, the
+    // active segments' three files alone 6,000.
     let held = descriptors_of_many_logs(2000, 64);
-    assert!(held <= 2000 * 3 + 64 + 100, "{held} descriptors held");
+    assert!(held <= 64 + 16, "{held} descriptors held");
 }

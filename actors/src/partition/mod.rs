@@ -20,7 +20,8 @@
 //! - `flush = always`: an append is acknowledged, and becomes visible to fetches
 //!   (the high watermark moves), only after the data directory's [`SyncWriter`]
 //!   fsynced it. `interval` and `never`: acknowledged and visible once written to
-//!   the page cache.
+//!   the page cache; `never` still fsyncs written files every 10 s in the
+//!   background, so that their descriptors may be closed.
 //! - Fail-stop on fsync: once an fsync of the data directory failed (this
 //!   partition's `always` or `interval` fsync, or any other through the shared
 //!   [`SyncWriter`]), every further append is refused with
@@ -72,6 +73,11 @@ const SCRUB_STEP_MAX_BYTES: u64 = 1 << 20;
 const OPEN_RETRY_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between two tries to open a log.
 const OPEN_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Under `flush = never`, how often written files are fsynced in the
+/// background: not for durability (nothing waits for it) but so that their
+/// descriptors may be closed (a file is closed only after an fsync through
+/// it, see `file_cache.rs`).
+const NEVER_SYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// The durability setting: when an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -324,8 +330,12 @@ impl Actor for Partition {
             return;
         }
         self.open(ctx);
-        if self.settings.flush == FlushPolicy::Interval {
-            let every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
+        let sync_every = match self.settings.flush {
+            FlushPolicy::Always => None,
+            FlushPolicy::Interval => Some(Duration::from_millis(self.settings.flush_interval_ms.max(1))),
+            FlushPolicy::Never => Some(NEVER_SYNC_EVERY),
+        };
+        if let Some(every) = sync_every {
             ctx.run_interval(every, |act, ctx| act.sync_in_background(ctx));
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
@@ -415,8 +425,7 @@ impl Handler<Append> for Partition {
                 return Box::pin(fut::ready(Ok(appended)));
             }
             FlushPolicy::Never => {
-                // Nothing will fsync them: let rolled segments' files close.
-                drop(log.take_unsynced());
+                // Synced every `NEVER_SYNC_EVERY`, so that they may close.
                 self.advance_high_watermark(end);
                 return Box::pin(fut::ready(Ok(appended)));
             }

@@ -32,23 +32,28 @@
 //! (`log.rs`) uses this module. Nothing here fsyncs on the append path; the
 //! log hands files to a separate fsync thread.
 //!
-//! Descriptors: the active segment keeps its three files open. A sealed one
-//! keeps none: its indexes answer from memory, and its `.log` is taken from
-//! the broker's [`FileCache`] for each read, which opens it when needed and
-//! closes it when evicted or idle.
+//! Descriptors: a segment keeps no file open of its own for long. Its
+//! indexes answer from memory (written out at seal and at shutdown, see
+//! `index.rs`), and its `.log` is taken from the broker's [`FileCache`] for
+//! each append or read, which opens it when needed and closes it when
+//! evicted or idle. The one exception: from the append that makes the active
+//! `.log` dirty until the log hands it to the fsync writer
+//! ([`Segment::take_dirty`]), the segment holds that handle and the cache
+//! keeps it pinned, so a descriptor that wrote is closed only after an fsync
+//! through it (the writer holds it until then).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::error;
+use tracing::{error, warn};
 
 use super::damage::Damage;
 use super::file_cache::FileCache;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
 use crate::batch::{BatchError, BatchHeader, HEADER_BYTES};
-use crate::fs::{FileRef, FileSystem, OpenMode};
+use crate::fs::{FileRef, OpenMode};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -74,31 +79,17 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(i64, &str)> {
     Some((digits.parse().ok()?, suffix))
 }
 
-/// Removes a segment's files from `dir`, if present.
-///
-/// # Errors
-///
-/// [`LogError::Io`] for any failure other than a missing file.
-pub(crate) fn remove_files(fs: &dyn FileSystem, dir: &Path, base_offset: i64) -> Result<(), LogError> {
-    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
-        let path = dir.join(file_name(base_offset, suffix));
-        match fs.remove_file(&path) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&path)(err)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// One segment and what is known of its contents.
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: Arc<Path>,
-    /// While the segment is active (or being recovered): the `.log` file,
-    /// opened for reading and appending, shared with the fsync thread.
-    /// `None` once sealed: reads take the file from `files`.
-    log: Option<FileRef>,
-    /// Where a sealed segment's `.log` file is opened and kept open.
+    /// The `.log` file opened for appending, held from the append that made
+    /// it dirty until it is handed to the fsync writer (see the module doc).
+    dirty: Option<FileRef>,
+    /// Whether the segment takes no more appends: reads open its `.log`
+    /// for reading only.
+    sealed: bool,
+    /// Where the `.log` file is opened and kept open.
     files: FileCache,
     /// Whether the `.log` file was written since the last [`Segment::sync_all`].
     log_unsynced: bool,
@@ -131,31 +122,19 @@ pub(crate) struct Segment {
     refused_tail: bool,
 }
 
-/// What [`Segment::track`] changes, saved to undo a refused append.
-#[derive(Clone, Copy)]
-struct Tracked {
-    size: u64,
-    next_offset: i64,
-    max_timestamp: i64,
-    offset_of_max_timestamp: i64,
-    last_indexed_timestamp: i64,
-    bytes_since_index_entry: u64,
-    first_append_ms: Option<i64>,
-}
-
 impl Segment {
     fn new(
         base_offset: i64,
-        log_path: PathBuf,
-        log: FileRef,
+        log_path: Arc<Path>,
         offset_index: IndexFile<OffsetEntry>,
         time_index: IndexFile<TimeEntry>,
         files: &FileCache,
     ) -> Self {
         Segment {
             base_offset,
-            log_path: log_path.into(),
-            log: Some(log),
+            log_path,
+            dirty: None,
+            sealed: false,
             files: files.clone(),
             log_unsynced: false,
             offset_index,
@@ -173,53 +152,76 @@ impl Segment {
         }
     }
 
-    /// Creates the files of a new, empty segment.
+    /// Creates the `.log` file of a new, empty segment (its index files are
+    /// written at seal or shutdown) and leaves it open in the cache.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a file cannot be created, including when the `.log`
-    /// file already exists.
+    /// [`LogError::Io`] if the file cannot be created, including when it
+    /// already exists.
     pub fn create(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self, LogError> {
-        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log_path: Arc<Path> = dir.join(file_name(base_offset, LOG_SUFFIX)).into();
         let fs = files.fs();
         let log = fs.open(&log_path, OpenMode::CreateNew).map_err(LogError::io(&log_path))?;
-        let indexes = IndexFile::create(fs, dir.join(file_name(base_offset, INDEX_SUFFIX))).and_then(|offsets| {
-            Ok((offsets, IndexFile::create(fs, dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?))
-        });
-        match indexes {
-            Ok((offset_index, time_index)) => {
-                Ok(Segment::new(base_offset, log_path, log, offset_index, time_index, files))
-            }
-            Err(err) => {
-                let _ = remove_files(&**fs, dir, base_offset);
-                Err(err)
-            }
-        }
+        files.put_writable(Arc::clone(&log_path), log);
+        let offset_index = IndexFile::create(fs, dir.join(file_name(base_offset, INDEX_SUFFIX)));
+        let time_index = IndexFile::create(fs, dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)));
+        Ok(Segment::new(base_offset, log_path, offset_index, time_index, files))
     }
 
-    /// The `.log` file: the segment's own while active, else from the cache.
+    /// The `.log` file: the handle the segment holds while dirty, else from
+    /// the cache (for appending while active, so that the cached handle
+    /// serves the next append too).
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a sealed segment's file cannot be opened.
+    /// [`LogError::Io`] if the file cannot be opened.
     pub(crate) fn file(&self) -> Result<FileRef, LogError> {
-        match &self.log {
-            Some(log) => Ok(Arc::clone(log)),
-            None => self.files.get(&self.log_path).map_err(LogError::io(&self.log_path)),
-        }
+        let file = match &self.dirty {
+            Some(log) => return Ok(Arc::clone(log)),
+            None if self.sealed => self.files.get(&self.log_path),
+            None => self.files.get_writable(&self.log_path, false),
+        };
+        file.map_err(LogError::io(&self.log_path))
     }
 
-    /// Seals the segment: it takes no more appends and closes its files (see
-    /// the module doc). `keep_cached`: hand the `.log` file to the cache (a
-    /// segment just rolled, likely to be read soon) rather than close it.
-    pub fn seal(&mut self, keep_cached: bool) {
-        if let Some(log) = self.log.take() {
-            if keep_cached {
-                self.files.put(Arc::clone(&self.log_path), log);
+    /// Seals the segment: it takes no more appends; its indexes' files are
+    /// written out. Returns the files to fsync for it to be durable: its
+    /// `.log` if dirty, and the index files written. `keep_cached`: leave the
+    /// `.log` file open in the cache (a segment just rolled, likely to be
+    /// read soon) rather than close it.
+    ///
+    /// An index file that cannot be written is logged and both are removed
+    /// (best effort), for the next open to rebuild from the `.log`: the
+    /// indexes in memory serve meanwhile.
+    pub fn seal(&mut self, keep_cached: bool) -> Vec<FileRef> {
+        let mut files: Vec<FileRef> = self.take_dirty().into_iter().collect();
+        self.sealed = true;
+        if !keep_cached {
+            self.files.forget(&self.log_path);
+        }
+        let written = self.offset_index.write_pending().and_then(|offsets| {
+            files.extend(offsets);
+            self.time_index.write_pending()
+        });
+        match written {
+            Ok(times) => files.extend(times),
+            Err(err) => {
+                error!(%err, "cannot write a sealed segment's index; removed, the next open rebuilds it");
+                self.offset_index.remove_file();
+                self.time_index.remove_file();
             }
         }
-        self.offset_index.close();
-        self.time_index.close();
+        files
+    }
+
+    /// The `.log` file if it was appended to since it was last handed out,
+    /// for the fsync writer, which holds it until it is synced; the cache may
+    /// close its own handle from now on.
+    pub fn take_dirty(&mut self) -> Option<FileRef> {
+        let file = self.dirty.take()?;
+        self.files.unpin(&self.log_path);
+        Some(file)
     }
 
     /// Accounts for the batch at `position` and returns the index entries it earns.
@@ -273,66 +275,50 @@ impl Segment {
     }
 
     /// Appends a validated batch whose base offset is `next_offset`, with one
-    /// `write_all`, then any index entries it earns. Does not fsync.
+    /// `write_all`, then any index entries it earns (in memory). Does not fsync.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a write fails. A refused append is undone whole:
-    /// the `.log` and both indexes are truncated back to their length before
-    /// it, so that it is neither served nor stored, and the segment takes the
+    /// [`LogError::Io`] if the file cannot be opened or the write fails. A
+    /// refused append is undone whole: the `.log` is truncated back to its
+    /// length before it (index entries are made only after the write
+    /// succeeded), so that it is neither served nor stored, and the segment takes the
     /// next append at the same offset. If the undo fails the segment is marked
     /// unwritable: it refuses appends until the log is reopened, and serves
     /// nothing of the refused batch meanwhile (see [`Segment::discard_refused`]).
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u32, now_ms: i64) -> Result<(), LogError> {
         self.check_writable()?;
         debug_assert_eq!(header.base_offset, self.next_offset);
-        let Some(log) = self.log.as_deref() else {
+        if self.sealed {
             let err = io::Error::other("the segment is sealed");
             return Err(LogError::io(&self.log_path)(err));
+        }
+        let log = match &self.dirty {
+            Some(log) => Arc::clone(log),
+            None => self.files.get_writable(&self.log_path, true).map_err(LogError::io(&self.log_path))?,
         };
+        // Held (and pinned) before the write: a failed write may have
+        // written part of the batch.
+        self.dirty = Some(Arc::clone(&log));
         let position = self.size;
         self.log_unsynced = true;
         if let Err(err) = log.append(batch) {
             self.undo_log_write(position);
             return Err(LogError::io(&self.log_path)(err));
         }
-        let saved = self.tracked();
         let (offset_entry, time_entry) = self.track(position, header, interval, true);
         if position == 0 {
             self.first_append_ms = Some(now_ms);
         }
-        if offset_entry.is_none() && time_entry.is_none() {
-            return Ok(());
-        }
-        let indexed = match self.offset_index.mark().and_then(|o| Ok((o, self.time_index.mark()?))) {
-            Err(err) => Err((err, None)),
-            Ok(marks) => offset_entry
-                .map_or(Ok(()), |e| self.offset_index.append(e))
-                .and_then(|()| time_entry.map_or(Ok(()), |e| self.time_index.append(e)))
-                .map_err(|err| (err, Some(marks))),
-        };
-        if let Err((err, marks)) = indexed {
-            self.restore_tracked(saved);
-            if let Some((offset_mark, time_mark)) = marks {
-                let restored = self.offset_index.restore(offset_mark).and(self.time_index.restore(time_mark));
-                if restored.is_err() {
-                    // An index may end in part of an entry: remove both so
-                    // that the reopen rebuilds them from the `.log`.
-                    self.unwritable = true;
-                    let _ = self.files.fs().remove_file(self.offset_index.path());
-                    let _ = self.files.fs().remove_file(self.time_index.path());
-                }
-            }
-            self.undo_log_write(position);
-            return Err(err);
-        }
+        offset_entry.into_iter().for_each(|e| self.offset_index.append(e));
+        time_entry.into_iter().for_each(|e| self.time_index.append(e));
         Ok(())
     }
 
     /// Truncates the `.log` back to `position` after a refused append; if
     /// that fails, marks the segment unwritable with a refused tail.
     fn undo_log_write(&mut self, position: u64) {
-        let truncated = self.log.as_deref().map_or(Ok(()), |log| log.set_len(position));
+        let truncated = self.dirty.as_deref().map_or(Ok(()), |log| log.set_len(position));
         if let Err(err) = truncated {
             error!(path = %self.log_path.display(), %err, position, "cannot truncate a refused append");
             self.unwritable = true;
@@ -355,28 +341,6 @@ impl Segment {
         log.set_len(self.size).map_err(LogError::io(&self.log_path))?;
         self.refused_tail = false;
         Ok(())
-    }
-
-    fn tracked(&self) -> Tracked {
-        Tracked {
-            size: self.size,
-            next_offset: self.next_offset,
-            max_timestamp: self.max_timestamp,
-            offset_of_max_timestamp: self.offset_of_max_timestamp,
-            last_indexed_timestamp: self.last_indexed_timestamp,
-            bytes_since_index_entry: self.bytes_since_index_entry,
-            first_append_ms: self.first_append_ms,
-        }
-    }
-
-    fn restore_tracked(&mut self, saved: Tracked) {
-        self.size = saved.size;
-        self.next_offset = saved.next_offset;
-        self.max_timestamp = saved.max_timestamp;
-        self.offset_of_max_timestamp = saved.offset_of_max_timestamp;
-        self.last_indexed_timestamp = saved.last_indexed_timestamp;
-        self.bytes_since_index_entry = saved.bytes_since_index_entry;
-        self.first_append_ms = saved.first_append_ms;
     }
 
     /// The header of the batch at `position`, which must end before `end`.
@@ -417,20 +381,28 @@ impl Segment {
         Ok(renamed)
     }
 
-    /// Flushes the `.log` file and both indexes to disk, if anything was
-    /// written to them since the last call (a sealed segment's files are
-    /// opened for it).
+    /// Flushes the `.log` file to disk if it was written since the last
+    /// call, then writes out both indexes' pending entries and flushes them
+    /// (files are opened for it as needed). An index that cannot be written
+    /// or flushed (a full disk) is logged and its file removed, so that the
+    /// next open rebuilds it from the `.log`: it is a hint, and the data is
+    /// durable all the same.
     ///
     /// # Errors
     ///
-    /// [`LogError::Io`] if a file cannot be opened or fsync fails.
+    /// [`LogError::Io`] if the `.log` file cannot be opened or its fsync fails.
     pub fn sync_all(&mut self) -> Result<(), LogError> {
         if self.log_unsynced {
             self.file()?.sync_all().map_err(LogError::io(&self.log_path))?;
             self.log_unsynced = false;
         }
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.take_dirty();
+        if let Err(err) = self.offset_index.sync().and_then(|()| self.time_index.sync()) {
+            warn!(%err, "cannot write a segment's index; removed, the next open rebuilds it from the log");
+            self.offset_index.remove_file();
+            self.time_index.remove_file();
+        }
+        Ok(())
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -459,16 +431,6 @@ impl Segment {
 
     pub fn first_append_ms(&self) -> Option<i64> {
         self.first_append_ms
-    }
-
-    /// The active segment's `.log` file; `None` once sealed.
-    pub fn log_file(&self) -> Option<&FileRef> {
-        self.log.as_ref()
-    }
-
-    /// The open index files (both, while active).
-    pub fn index_files(&self) -> impl Iterator<Item = &FileRef> {
-        self.offset_index.file().into_iter().chain(self.time_index.file())
     }
 
     /// The damaged spans known so far, by position.

@@ -40,14 +40,18 @@ impl Segment {
         recovery: Recovery,
         files: &FileCache,
     ) -> Result<Self, LogError> {
-        let log_path = dir.join(file_name(base, LOG_SUFFIX));
+        let log_path: Arc<Path> = dir.join(file_name(base, LOG_SUFFIX)).into();
         let io = LogError::io;
         let fs = files.fs();
-        let log = fs.open(&log_path, OpenMode::Append).map_err(io(&log_path))?;
-        let file_len = log.file_len().map_err(io(&log_path))?;
         let (offset_index, offset_problem) = IndexFile::open(fs, dir.join(file_name(base, INDEX_SUFFIX)))?;
         let (time_index, time_problem) = IndexFile::open(fs, dir.join(file_name(base, TIME_INDEX_SUFFIX)))?;
-        let mut segment = Segment::new(base, log_path, Arc::clone(&log), offset_index, time_index, files);
+        // Opened anew, replacing whatever the cache holds under this name (a
+        // log reopened in place, a directory renamed over another), and left
+        // in the cache: the segment is the active one until sealed.
+        let log = fs.open(&log_path, OpenMode::Append).map_err(io(&log_path))?;
+        files.put_writable(Arc::clone(&log_path), Arc::clone(&log));
+        let file_len = log.file_len().map_err(io(&log_path))?;
+        let mut segment = Segment::new(base, log_path, offset_index, time_index, files);
 
         let problem = offset_problem.or(time_problem).or_else(|| segment.index_problem(file_len));
         if let Some(problem) = problem {
@@ -182,15 +186,11 @@ impl Segment {
             times.extend(time_entry);
         })?;
         if from.is_none() {
-            self.offset_index.replace(offsets)?;
-            self.time_index.replace(times)?;
+            self.offset_index.replace(offsets);
+            self.time_index.replace(times);
         } else {
-            for entry in offsets {
-                self.offset_index.append(entry)?;
-            }
-            for entry in times {
-                self.time_index.append(entry)?;
-            }
+            offsets.into_iter().for_each(|entry| self.offset_index.append(entry));
+            times.into_iter().for_each(|entry| self.time_index.append(entry));
         }
         Ok(scanned)
     }
