@@ -397,3 +397,47 @@ fn bench_removes_the_topic_it_made() {
     let topics = ok(herald(&addr, &["topic", "list", "--json"], b""));
     assert!(topics.contains("\"kept\""), "a named topic stays: {topics}");
 }
+
+#[test]
+fn group_reset_offsets_by_time_and_for_all_topics_and_describe_views() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    for topic in ["a", "b"] {
+        ok(herald(&addr, &["topic", "create", topic, "--partitions", "1"], b""));
+        ok(herald(&addr, &["produce", topic], b"1\n2\n3\n"));
+        ok(herald(&addr, &["consume", topic, "--group", "g", "--from-beginning", "--count", "3"], b""));
+    }
+    let plan = |args: &[&str]| -> Vec<(String, i64)> {
+        let mut all = vec!["group", "reset-offsets", "g", "--json"];
+        all.extend_from_slice(args);
+        let out: serde_json::Value = serde_json::from_str(&ok(herald(&addr, &all, b""))).unwrap();
+        out["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["topic"].as_str().unwrap().to_string(), o["new_offset"].as_i64().unwrap()))
+            .collect()
+    };
+    assert_eq!(plan(&["--all-topics", "--by-duration", "1h"]), vec![("a".into(), 0), ("b".into(), 0)]);
+    assert_eq!(plan(&["--topic", "a", "--to-datetime", "2999-01-01T00:00:00Z"]), vec![("a".into(), 3)]);
+    assert_eq!(plan(&["--all-topics", "--to-earliest", "--execute"]), vec![("a".into(), 0), ("b".into(), 0)]);
+    let out = ok(herald(&addr, &["consume", "b", "--group", "g", "--count", "1"], b""));
+    assert_eq!(out, "1\n", "the executed reset moved b back to its start");
+    let bad = herald(&addr, &["group", "reset-offsets", "g", "--topic", "a", "--to-datetime", "yesterday"], b"");
+    assert_eq!(bad.status.code(), Some(2));
+
+    let state = ok(herald(&addr, &["group", "describe", "g", "--state"], b""));
+    assert!(state.starts_with("GROUP") && state.contains("STATE") && state.contains("GENERATION"), "{state}");
+    let mut member = spawn_consumer(&addr, &["a", "--group", "g", "--client-id", "lister"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let members = ok(herald(&addr, &["group", "describe", "g", "--members"], b""));
+        if members.contains("lister") && members.contains("a(0)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{members}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&member, libc::SIGTERM);
+    assert!(member.wait().unwrap().success());
+}

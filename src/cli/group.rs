@@ -19,7 +19,13 @@ pub enum GroupCommand {
     /// Show a group's members and, per partition, its committed offset and lag.
     Describe {
         group: String,
-        /// Print JSON instead of a table.
+        /// Only the members: id, instance id, host, client id, generation, assignment.
+        #[arg(long, conflicts_with = "state")]
+        members: bool,
+        /// Only the group's state, generation, assignor and member count.
+        #[arg(long)]
+        state: bool,
+        /// Print JSON instead of a table (always everything).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -40,12 +46,16 @@ pub enum GroupCommand {
 }
 
 #[derive(Args, Debug)]
-#[group(id = "target", required = true, multiple = false, args = ["to_earliest", "to_latest", "to_offset", "to_timestamp", "shift_by"])]
+#[group(id = "target", required = true, multiple = false, args = ["to_earliest", "to_latest", "to_offset", "to_timestamp", "to_datetime", "by_duration", "shift_by"])]
+#[command(group(clap::ArgGroup::new("topics").required(true).multiple(false).args(["topic", "all_topics"])))]
 pub struct ResetArgs {
     group: String,
     /// The topic whose offsets move.
     #[arg(long)]
-    topic: String,
+    topic: Option<String>,
+    /// Every topic the group has committed offsets for.
+    #[arg(long)]
+    all_topics: bool,
     /// Only these partitions (comma-separated); all by default.
     #[arg(long, value_delimiter = ',')]
     partitions: Option<Vec<u32>>,
@@ -61,6 +71,12 @@ pub struct ResetArgs {
     /// To the first record at or after this time, in ms since the epoch.
     #[arg(long)]
     to_timestamp: Option<i64>,
+    /// To the first record at or after this time, RFC 3339 (2026-11-30T12:00:00Z).
+    #[arg(long, value_parser = parse_datetime)]
+    to_datetime: Option<i64>,
+    /// To the first record at or after this long ago (e.g. 90m, 2h, 1day 12h).
+    #[arg(long, value_parser = parse_duration)]
+    by_duration: Option<std::time::Duration>,
     /// Move by this many records (negative: back).
     #[arg(long, allow_hyphen_values = true)]
     shift_by: Option<i64>,
@@ -72,6 +88,18 @@ pub struct ResetArgs {
     json: bool,
     #[command(flatten)]
     broker: BrokerArgs,
+}
+
+/// An RFC 3339 time as ms since the epoch.
+fn parse_datetime(text: &str) -> Result<i64, String> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|err| format!("`{text}` is not a time like 2026-11-30T12:00:00Z: {err}"))?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("`{text}` is before 1970"))?;
+    i64::try_from(since.as_millis()).map_err(|_| format!("`{text}` is too far ahead"))
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("`{text}` is not a duration like 90m or 2h: {err}"))
 }
 
 fn dash(value: Option<i64>) -> String {
@@ -97,33 +125,58 @@ pub async fn run(command: GroupCommand) -> CliResult {
                 table.print();
             }
         }
-        GroupCommand::Describe { group, json, broker } => {
+        GroupCommand::Describe { group, members, state, json, broker } => {
             let d: DescribeGroupResponse =
                 broker.connect().await?.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group }).await?;
             if json {
                 print_json(&describe_json(&d))?;
+            } else if members {
+                print_members(&d);
+            } else if state {
+                let mut table = Table::new(&["GROUP", "STATE", "GENERATION", "ASSIGNOR", "MEMBERS"]);
+                let generation = d.generation_id.to_string();
+                table.row(vec![d.group_id, d.state, generation, d.assignor, d.members.len().to_string()]);
+                table.print();
             } else {
                 print_describe(&d);
             }
         }
         GroupCommand::ResetOffsets(args) => {
-            let (to, value) = match (&args.to_offset, &args.to_timestamp, &args.shift_by) {
+            let ago = |d: &std::time::Duration| herald_actors::now_ms().saturating_sub(d.as_millis() as i64);
+            let timestamp = args.to_timestamp.or(args.to_datetime).or(args.by_duration.as_ref().map(ago));
+            let (to, value) = match (&args.to_offset, timestamp, &args.shift_by) {
                 (Some(o), _, _) => ("offset", Some(*o)),
-                (_, Some(t), _) => ("timestamp", Some(*t)),
+                (_, Some(t), _) => ("timestamp", Some(t)),
                 (_, _, Some(s)) => ("shift", Some(*s)),
                 _ if args.to_earliest => ("earliest", None),
                 _ => ("latest", None),
             };
-            let request = ResetOffsetsRequest {
-                group_id: args.group.clone(),
-                topic: args.topic.clone(),
-                partitions: args.partitions.clone(),
-                to: to.into(),
-                value,
-                execute: args.execute,
+            let client = args.broker.connect().await?;
+            let topics = match &args.topic {
+                Some(topic) => vec![topic.clone()],
+                None => {
+                    let d: DescribeGroupResponse = client
+                        .request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: args.group.clone() })
+                        .await?;
+                    let committed: std::collections::BTreeSet<String> =
+                        d.offsets.into_iter().filter(|o| o.current_offset.is_some()).map(|o| o.topic).collect();
+                    committed.into_iter().collect()
+                }
             };
-            let plan: ResetOffsetsResponse =
-                args.broker.connect().await?.request(group_op::RESET_OFFSETS, &request).await?;
+            let mut plan = ResetOffsetsResponse { offsets: Vec::new(), executed: args.execute };
+            for topic in topics {
+                let request = ResetOffsetsRequest {
+                    group_id: args.group.clone(),
+                    topic,
+                    partitions: args.partitions.clone(),
+                    to: to.into(),
+                    value,
+                    execute: args.execute,
+                };
+                let part: ResetOffsetsResponse = client.request(group_op::RESET_OFFSETS, &request).await?;
+                plan.executed = part.executed;
+                plan.offsets.extend(part.offsets);
+            }
             if args.json {
                 let rows: Vec<_> = plan
                     .offsets
@@ -217,6 +270,39 @@ fn print_describe(d: &DescribeGroupResponse) {
             r.reason
         );
     }
+}
+
+fn print_members(d: &DescribeGroupResponse) {
+    let mut table = Table::new(&[
+        "CONSUMER-ID",
+        "GROUP-INSTANCE-ID",
+        "HOST",
+        "CLIENT-ID",
+        "GENERATION",
+        "#PARTITIONS",
+        "ASSIGNMENT",
+    ]);
+    for m in &d.members {
+        let count: usize = m.assignment.iter().map(|t| t.partitions.len()).sum();
+        let assignment: Vec<String> = m
+            .assignment
+            .iter()
+            .map(|t| {
+                let list: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
+                format!("{}({})", t.topic, list.join(","))
+            })
+            .collect();
+        table.row(vec![
+            m.member_id.clone(),
+            m.group_instance_id.clone().unwrap_or_else(|| "-".into()),
+            m.host.clone(),
+            m.client_id.clone(),
+            m.generation_id.to_string(),
+            count.to_string(),
+            if assignment.is_empty() { "-".into() } else { assignment.join(" ") },
+        ]);
+    }
+    table.print();
 }
 
 fn describe_json(d: &DescribeGroupResponse) -> serde_json::Value {
