@@ -61,11 +61,13 @@ class GroupConsumer(_HeartbeatThread):
     release revoked partitions within its rebalance timeout is removed.
 
     When the heartbeat says the member is gone (UNKNOWN_MEMBER_ID: session
-    timed out or removed; FENCED_INSTANCE_ID: another member joined with its
-    ``group_instance_id``; or the heartbeat connection broke), the thread joins
+    timed out or removed; or the heartbeat connection broke), the thread joins
     again at once and the next ``poll`` drops every partition *without*
     committing, reports them to ``on_lost`` (``on_revoked`` when ``on_lost`` is
-    None), then applies the new membership's assignment.
+    None), then applies the new membership's assignment. FENCED_INSTANCE_ID
+    (another consumer joined with this one's ``group_instance_id``) stops the
+    consumer instead, as in Kafka: ``poll`` and ``commit`` raise it from then
+    on, and the newer consumer keeps the membership.
 
     Delivery is at least once: ``poll`` returns records, and their offsets are
     committed by ``commit``, by auto-commit at the start of a later ``poll``

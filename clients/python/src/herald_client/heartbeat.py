@@ -8,11 +8,14 @@ answer itself: it publishes each one (``_pending``) for the caller's thread
 to apply in ``poll``, and reports what that thread has applied (``_owned`` at
 ``_applied_generation``) in its next heartbeat.
 
-When the membership is lost (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
-ILLEGAL_GENERATION, a session timeout without an answer, or a broken
-connection) it joins again at once and marks the answer as lost, so that
-``poll`` drops the partitions without committing. An error it cannot handle
-stops it; ``poll`` raises that error.
+When the membership is lost (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, a
+session timeout without an answer, or a broken connection) it joins again at
+once and marks the answer as lost, so that ``poll`` drops the partitions
+without committing. FENCED_INSTANCE_ID is different: another consumer joined
+with this one's ``group_instance_id`` and replaced it, and joining again would
+fence that one in turn, for ever; the thread stops (as Kafka's consumer does)
+and ``poll`` raises the error. Any other error it cannot handle stops it too;
+``poll`` raises that error.
 """
 
 import logging
@@ -27,7 +30,7 @@ from .groups import GroupAssignment, TopicPartition
 _log = logging.getLogger("herald_client")
 
 # Heartbeat errors after which the member is gone and must join again.
-_LOST_CODES = frozenset((UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION))
+_LOST_CODES = frozenset((UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION))
 
 
 class _HeartbeatThread:
@@ -113,6 +116,10 @@ class _HeartbeatThread:
                     answer = self._heartbeat_client.heartbeat(self.group_id, member_id, generation_id,
                                                               owned, max_wait_ms=max_wait_ms)
                 except HeraldError as err:
+                    if err.code == FENCED_INSTANCE_ID:
+                        raise HeraldError(FENCED_INSTANCE_ID, (
+                            f"another consumer joined group {self.group_id!r} with group_instance_id "
+                            f"{self.group_instance_id!r} and replaced this one ({err.message})")) from err
                     if err.code in _LOST_CODES or (
                             err.retriable
                             and (time.monotonic() - answered) * 1000 > self.session_timeout_ms):
