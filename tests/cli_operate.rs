@@ -21,7 +21,8 @@ fn herald(broker: &str, args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run herald");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    // A command that fails early (a usage error) may exit before reading.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
     child.wait_with_output().expect("herald finished")
 }
 
@@ -40,6 +41,19 @@ fn spawn_consumer(broker: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run herald consume")
+}
+
+/// Runs `herald ARGS` until its output holds every one of `wanted` (10 s at most).
+fn wait_for_output(broker: &str, args: &[&str], wanted: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ok(herald(broker, args, b""));
+        if wanted.iter().all(|w| out.contains(w)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{args:?} never showed {wanted:?}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -372,15 +386,7 @@ fn scripting_flags_and_exit_statuses() {
         b"",
     ));
     let mut member = spawn_consumer(&addr, &["t", "--group", "g", "--client-id", "billing-7"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = ok(herald(&addr, &["group", "describe", "g"], b""));
-        if table.contains("billing-7") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{table}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_output(&addr, &["group", "describe", "g"], &["billing-7"]);
     signal(&member, libc::SIGTERM);
     assert!(member.wait().unwrap().success());
 }
@@ -429,15 +435,7 @@ fn group_reset_offsets_by_time_and_for_all_topics_and_describe_views() {
     let state = ok(herald(&addr, &["group", "describe", "g", "--state"], b""));
     assert!(state.starts_with("GROUP") && state.contains("STATE") && state.contains("GENERATION"), "{state}");
     let mut member = spawn_consumer(&addr, &["a", "--group", "g", "--client-id", "lister"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let members = ok(herald(&addr, &["group", "describe", "g", "--members"], b""));
-        if members.contains("lister") && members.contains("a(0)") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{members}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_output(&addr, &["group", "describe", "g", "--members"], &["lister", "a(0)"]);
     signal(&member, libc::SIGTERM);
     assert!(member.wait().unwrap().success());
 }

@@ -20,15 +20,16 @@
 mod common;
 mod fault;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{read_partition, text, value, BinaryBroker, PATIENCE};
+use common::{read_partition, text, BinaryBroker, PATIENCE};
 use fault::group::{check_group, ownership_excerpt, Fact};
 use fault::members::{History, Member, Order};
+use fault::produce::produce_until_failure;
 use fault::{check_log, quantile, seed, setting, Ack, Rng};
 use herald::client::{Client, GroupConsumerConfig};
 use herald::protocol::*;
@@ -40,8 +41,6 @@ const GROUP: &str = "bookkeepers";
 const PARTITIONS: u32 = 4;
 const MEMBERS: usize = 3;
 const PRODUCERS: usize = 4;
-const BATCH: usize = 50;
-const IN_FLIGHT: usize = 4;
 
 /// Forwards every connection to the broker's current address.
 async fn forward(listener: TcpListener, broker: Arc<Mutex<SocketAddr>>) {
@@ -55,47 +54,6 @@ async fn forward(listener: TcpListener, broker: Arc<Mutex<SocketAddr>>) {
             }
         });
     }
-}
-
-/// Produces batches of unique values to `partition` until a request fails
-/// (the broker died); counts acknowledged records on `count`.
-async fn produce_until_failure(client: Client, cycle: u64, worker: usize, count: Arc<AtomicUsize>) -> Vec<Ack> {
-    let partition = worker as u32 % PARTITIONS;
-    let mut acked = Vec::new();
-    let mut in_flight = VecDeque::new();
-    let settle = |acked: &mut Vec<Ack>, values: Vec<String>, written: Vec<ProducePartitionResponse>| {
-        let base = written[0].base_offset;
-        count.fetch_add(values.len(), Ordering::Relaxed);
-        acked.extend(values.into_iter().enumerate().map(|(i, value)| Ack {
-            value,
-            partition,
-            offset: base + i as i64,
-        }));
-    };
-    for seq in 0.. {
-        let values: Vec<String> = (0..BATCH).map(|i| format!("c{cycle}-w{worker}-s{seq}-r{i}")).collect();
-        match client.start_produce(TOPIC, Some(partition), values.iter().map(value).collect(), -1) {
-            Ok(answer) => in_flight.push_back((values, answer)),
-            Err(_) => break,
-        }
-        if in_flight.len() < IN_FLIGHT {
-            continue;
-        }
-        let (values, answer) = in_flight.pop_front().expect("one in flight");
-        match answer.await {
-            Ok(written) if written.first().is_some_and(|w| w.error_code == 0) => settle(&mut acked, values, written),
-            _ => break,
-        }
-    }
-    // Requests still in flight may or may not have been acknowledged.
-    for (values, answer) in in_flight {
-        if let Ok(written) = answer.await {
-            if written.first().is_some_and(|w| w.error_code == 0) {
-                settle(&mut acked, values, written);
-            }
-        }
-    }
-    acked
 }
 
 /// The group's committed offsets, read by a request sent now.
@@ -172,7 +130,10 @@ async fn a_committing_group_processes_every_acknowledged_record_across_repeated_
         let mut producers = Vec::new();
         for worker in 0..PRODUCERS {
             let client = broker.client().await;
-            producers.push(tokio::spawn(produce_until_failure(client, cycle, worker, count.clone())));
+            let (partition, count) = (worker as u32 % PARTITIONS, count.clone());
+            producers.push(tokio::spawn(async move {
+                produce_until_failure(client, TOPIC, partition, cycle, worker, count).await
+            }));
         }
         // The schedule: how long the producers run before the plug is pulled
         // (longer if this cycle's share of acknowledgements is not there yet).

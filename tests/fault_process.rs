@@ -15,10 +15,13 @@
 mod common;
 mod fault;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{read_partition, text, value, BinaryBroker};
+use common::{read_partition, text, BinaryBroker};
+use fault::produce::produce_until_failure;
 use fault::{check_log, quantile, seed, setting, Ack, Rng};
 use herald::client::Client;
 use tokio::task::block_in_place;
@@ -26,48 +29,6 @@ use tokio::task::block_in_place;
 const TOPIC: &str = "faults";
 const PARTITIONS: u32 = 3;
 const WORKERS: usize = 6;
-const BATCH: usize = 50;
-const IN_FLIGHT: usize = 4;
-
-/// Produces batches of unique values to `partition` until a request fails
-/// (the broker died); returns every acknowledged record.
-async fn produce_until_failure(client: Client, cycle: u64, worker: usize, partition: u32) -> Vec<Ack> {
-    let mut acked = Vec::new();
-    let mut in_flight = VecDeque::new();
-    let settle =
-        |acked: &mut Vec<Ack>, values: Vec<String>, written: Vec<herald::protocol::ProducePartitionResponse>| {
-            let base = written[0].base_offset;
-            acked.extend(values.into_iter().enumerate().map(|(i, value)| Ack {
-                value,
-                partition,
-                offset: base + i as i64,
-            }));
-        };
-    for seq in 0.. {
-        let values: Vec<String> = (0..BATCH).map(|i| format!("c{cycle}-w{worker}-s{seq}-r{i}")).collect();
-        match client.start_produce(TOPIC, Some(partition), values.iter().map(value).collect(), -1) {
-            Ok(answer) => in_flight.push_back((values, answer)),
-            Err(_) => break,
-        }
-        if in_flight.len() < IN_FLIGHT {
-            continue;
-        }
-        let (values, answer) = in_flight.pop_front().expect("one in flight");
-        match answer.await {
-            Ok(written) if written.first().is_some_and(|w| w.error_code == 0) => settle(&mut acked, values, written),
-            _ => break,
-        }
-    }
-    // Requests still in flight may or may not have been acknowledged.
-    for (values, answer) in in_flight {
-        if let Ok(written) = answer.await {
-            if written.first().is_some_and(|w| w.error_code == 0) {
-                settle(&mut acked, values, written);
-            }
-        }
-    }
-    acked
-}
 
 /// Reads every partition back in full: (offset, value) per partition.
 async fn read_back(client: &Client) -> BTreeMap<u32, Vec<(i64, String)>> {
@@ -103,7 +64,10 @@ async fn no_acknowledged_record_is_lost_across_repeated_sigkills() {
         let mut workers = Vec::new();
         for worker in 0..WORKERS {
             let client = broker.client().await;
-            workers.push(tokio::spawn(produce_until_failure(client, cycle, worker, worker as u32 % PARTITIONS)));
+            let count = Arc::new(AtomicUsize::new(0));
+            workers.push(tokio::spawn(async move {
+                produce_until_failure(client, TOPIC, worker as u32 % PARTITIONS, cycle, worker, count).await
+            }));
         }
         // The schedule: how long the producers run before the plug is pulled.
         tokio::time::sleep(Duration::from_millis(rng.between(150, 700))).await;
@@ -142,7 +106,10 @@ async fn sigterm_under_full_load_exits_cleanly_and_loses_nothing_acknowledged() 
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
         let client = broker.client().await;
-        workers.push(tokio::spawn(produce_until_failure(client, 0, worker, worker as u32 % PARTITIONS)));
+        let count = Arc::new(AtomicUsize::new(0));
+        workers.push(tokio::spawn(async move {
+            produce_until_failure(client, TOPIC, worker as u32 % PARTITIONS, 0, worker, count).await
+        }));
     }
     tokio::time::sleep(Duration::from_millis(rng.between(300, 900))).await;
     let asked = Instant::now();

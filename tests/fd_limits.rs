@@ -10,24 +10,8 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::{test_settings, BinaryBroker, TestBroker, PATIENCE};
+use common::{clock_ticks_per_second, cpu_ticks, test_settings, BinaryBroker, TestBroker, PATIENCE};
 use herald::client::Client;
-
-/// CPU time (user + system) the process has used, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).unwrap_or(100)
-}
 
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit_and_logged() {

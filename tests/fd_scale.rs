@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fetch_at, text, value, BinaryBroker, PATIENCE};
+use common::{clock_ticks_per_second, cpu_ticks, fetch_at, text, value, BinaryBroker, PATIENCE};
 use futures::future::join_all;
 use herald::client::Client;
 use tokio::io::AsyncReadExt;
@@ -95,20 +95,6 @@ impl Drop for FdWatch {
             let _ = thread.join();
         }
     }
-}
-
-/// CPU time (user + system) the process has used, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).unwrap_or(100)
 }
 
 fn topic(t: usize) -> String {

@@ -17,6 +17,7 @@
 
 pub mod group;
 pub mod members;
+pub mod produce;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};

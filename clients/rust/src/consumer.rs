@@ -19,6 +19,7 @@ use futures::future::join_all;
 use herald_wire::batch::Record;
 
 use crate::{Client, ClientError};
+use herald_wire::error::ErrorCode;
 use herald_wire::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
 /// The longest wait between two attempts to connect again.
@@ -266,9 +267,11 @@ impl Consumer {
     }
 }
 
-/// Whether `err` means the connection is gone (as opposed to a refusal).
+/// Whether `err` means the connection is gone or about to go (a broker
+/// shutting down answers 1003, then closes), as opposed to a refusal.
 fn connection_lost(err: &ClientError) -> bool {
     matches!(err, ClientError::Closed | ClientError::Io(_) | ClientError::TimedOut { .. })
+        || err.code() == Some(ErrorCode::BROKER_SHUTTING_DOWN.code())
 }
 
 impl Consumer {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
-use herald::client::{Client, Consumer, ConsumerConfig, Producer, ProducerConfig, StartOffset};
+use herald::client::{Client, Consumer, ConsumerConfig, Producer, StartOffset};
 use herald::protocol::WireRecord;
 
 use super::produce::{pattern, ProducePlan};
@@ -46,17 +46,7 @@ pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> 
     });
 
     let client = Client::connect(plan.broker.as_str(), "herald-bench").await?;
-    let producer = Producer::new(
-        client,
-        ProducerConfig {
-            linger_ms: plan.linger_ms,
-            batch_max_records: plan.batch_records,
-            batch_max_bytes: 4 << 20,
-            acks: plan.acks,
-            max_in_flight: plan.in_flight,
-            ..ProducerConfig::default()
-        },
-    );
+    let producer = Producer::new(client, plan.producer_config());
     let padding = pattern(plan.record_size.saturating_sub(8));
     let mut pending = FuturesUnordered::new();
     let started = Instant::now();

@@ -48,6 +48,20 @@ pub(super) struct ProducePlan {
     pub send_with: SendWith,
 }
 
+impl ProducePlan {
+    /// The batching producer's settings for this plan.
+    pub(super) fn producer_config(&self) -> ProducerConfig {
+        ProducerConfig {
+            linger_ms: self.linger_ms,
+            batch_max_records: self.batch_records,
+            batch_max_bytes: 4 << 20,
+            acks: self.acks,
+            max_in_flight: self.in_flight,
+            ..ProducerConfig::default()
+        }
+    }
+}
+
 /// The value every produced record carries: `size` bytes of a fixed pattern.
 pub(super) fn pattern(size: usize) -> Bytes {
     Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
@@ -86,17 +100,7 @@ async fn connect(broker: &str) -> Outcome<Client> {
 
 async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
     let client = connect(&plan.broker).await?;
-    let producer = Producer::new(
-        client,
-        ProducerConfig {
-            linger_ms: plan.linger_ms,
-            batch_max_records: plan.batch_records,
-            batch_max_bytes: 4 << 20,
-            acks: plan.acks,
-            max_in_flight: plan.in_flight,
-            ..ProducerConfig::default()
-        },
-    );
+    let producer = Producer::new(client, plan.producer_config());
     let value = pattern(plan.record_size);
     let mut latencies = Vec::with_capacity(records as usize);
     let mut pending = FuturesUnordered::new();
