@@ -376,6 +376,12 @@ impl Settings {
         if g.metadata_refresh_ms == 0 {
             return fail("groups.metadata_refresh_ms must be at least 1".into());
         }
+        if g.empty_group_retention_ms == 0 || g.empty_group_retention_ms < -1 {
+            return fail(format!(
+                "groups.empty_group_retention_ms must be -1 (keep groups for ever) or positive, got {}",
+                g.empty_group_retention_ms
+            ));
+        }
         if self.storage.retention_check_interval_ms == 0 {
             return fail("storage.retention_check_interval_ms must be at least 1".into());
         }

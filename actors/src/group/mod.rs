@@ -29,7 +29,7 @@ use futures::future::join_all;
 use crate::broker::{Broker, TopicDeleted, WatchDeletes};
 use crate::error::{BrokerError, ErrorCode};
 use crate::topic::Placement;
-use coordinator::{CloseGroup, GroupCoordinator, ShutdownGroup, Summarize};
+use coordinator::{CloseGroup, ExpireIfIdle, GroupCoordinator, ShutdownGroup, Summarize};
 
 /// Broker-wide settings for groups (the `[groups]` section of the config).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -40,6 +40,9 @@ pub struct GroupSettings {
     pub default_session_timeout_ms: u64,
     /// How often a coordinator re-reads the partition counts of its topics.
     pub metadata_refresh_ms: u64,
+    /// A group with no member and no commit for this long is deleted with its
+    /// offsets (Kafka's `offsets.retention.minutes`); -1 keeps groups for ever.
+    pub empty_group_retention_ms: i64,
 }
 
 impl Default for GroupSettings {
@@ -49,7 +52,17 @@ impl Default for GroupSettings {
             max_session_timeout_ms: 300_000,
             default_session_timeout_ms: 10_000,
             metadata_refresh_ms: 1000,
+            empty_group_retention_ms: 7 * 24 * 3_600_000,
         }
+    }
+}
+
+impl GroupSettings {
+    /// How often groups are checked for expiry: a tenth of the retention,
+    /// between 100 ms and a minute.
+    pub fn expiry_check_interval(&self) -> Option<std::time::Duration> {
+        let retention = u64::try_from(self.empty_group_retention_ms).ok()?;
+        Some(std::time::Duration::from_millis((retention / 10).clamp(100, 60_000)))
     }
 }
 
@@ -95,6 +108,13 @@ impl Groups {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.contains(&format!(".{GRAVEYARD}"))) {
+                // A group deleted before a crash let its removal finish.
+                if let Err(err) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), %err, "cannot remove a deleted group's directory");
+                }
+                continue;
+            }
             let Some(group_id) = name.to_str().and_then(store::group_id_of) else { continue };
             if entry.path().is_dir() {
                 groups.start_coordinator(&group_id);
@@ -122,6 +142,71 @@ impl Actor for Groups {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.broker.do_send(WatchDeletes(ctx.address().recipient()));
+        if let Some(every) = self.settings.expiry_check_interval() {
+            ctx.run_interval(every, |act, ctx| act.expire_idle_groups(ctx));
+        }
+    }
+}
+
+impl Groups {
+    /// Deletes the groups that have had no member and no commit for
+    /// `empty_group_retention_ms`. Each coordinator decides for itself and
+    /// closes when it expires, so a member or commit arriving meanwhile keeps
+    /// its group.
+    fn expire_idle_groups(&mut self, ctx: &mut Context<Self>) {
+        let retention_ms = self.settings.empty_group_retention_ms;
+        for (group_id, addr) in self.coordinators.clone() {
+            let dir = store::group_dir(&self.dir, &group_id);
+            let expiry = addr.send(ExpireIfIdle { retention_ms }).into_actor(self).then(move |expired, act, _| {
+                // Set aside before the coordinator leaves the directory, so a
+                // group of the same id started next begins in a fresh one.
+                let retired = match expired {
+                    Ok(true) => {
+                        if act.coordinators.get(&group_id).is_some_and(|a| a == &addr) {
+                            act.coordinators.remove(&group_id);
+                        }
+                        Some(retire_group_dir(&dir))
+                    }
+                    _ => None,
+                };
+                async move {
+                    let Some(retired) = retired else { return };
+                    match remove_retired(retired).await {
+                        Ok(()) => {
+                            tracing::info!(group = %group_id, retention_ms, "expired empty group deleted with its offsets")
+                        }
+                        Err(err) => tracing::error!(group = %group_id, %err, "deleting an expired group failed"),
+                    }
+                }
+                .into_actor(act)
+            });
+            ctx.spawn(expiry);
+        }
+    }
+}
+
+/// Renames a closed group's directory aside (`<dir>.deleted-<nanos>`) and
+/// syncs the rename: from then on the group is gone, also across a restart.
+fn retire_group_dir(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let graveyard = dir.with_extension(format!("{GRAVEYARD}{nanos:x}"));
+    std::fs::rename(dir, &graveyard)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(graveyard)
+}
+
+/// A set-aside group directory's name carries this after the group's.
+const GRAVEYARD: &str = "deleted-";
+
+/// Deletes a directory [`retire_group_dir`] set aside, off the actor.
+async fn remove_retired(retired: std::io::Result<PathBuf>) -> Result<(), BrokerError> {
+    let graveyard = retired.map_err(|err| BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string()))?;
+    match actix_rt::task::spawn_blocking(move || std::fs::remove_dir_all(&graveyard)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
+        Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
     }
 }
 
@@ -205,29 +290,18 @@ impl Handler<DeleteGroup> for Groups {
         let group_id = msg.group_id;
         Box::pin(addr.send(CloseGroup).into_actor(self).then(move |closed, act, _| {
             let outcome = closed.unwrap_or_else(|e| Err(e.into()));
-            if outcome.is_ok() {
-                act.coordinators.remove(&group_id);
-            }
+            let retired = match outcome {
+                Ok(()) => {
+                    act.coordinators.remove(&group_id);
+                    Ok(retire_group_dir(&dir))
+                }
+                Err(err) => Err(err),
+            };
             let group_id = group_id.clone();
             let removed = async move {
-                outcome?;
-                let removed = actix_rt::task::spawn_blocking(move || -> std::io::Result<()> {
-                    let graveyard = dir.with_extension("deleted");
-                    std::fs::rename(&dir, &graveyard)?;
-                    if let Some(parent) = dir.parent() {
-                        std::fs::File::open(parent)?.sync_all()?;
-                    }
-                    std::fs::remove_dir_all(&graveyard)
-                })
-                .await;
-                match removed {
-                    Ok(Ok(())) => {
-                        tracing::info!(group = %group_id, "deleted group and its committed offsets");
-                        Ok(())
-                    }
-                    Ok(Err(err)) => Err(BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, err.to_string())),
-                    Err(err) => Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, err.to_string())),
-                }
+                remove_retired(retired?).await?;
+                tracing::info!(group = %group_id, "deleted group and its committed offsets");
+                Ok(())
             };
             removed.into_actor(act)
         }))

@@ -73,6 +73,10 @@ pub struct GroupCoordinator {
     live: HashMap<String, Liveness>,
     next_member: u64,
     closed: bool,
+    /// When the group last had a member (as seen by the expiry check), or
+    /// when this coordinator started: a group is never expired sooner than a
+    /// full retention after a broker start.
+    last_active_ms: i64,
 }
 
 /// How the coordinator reaches a member and watches it.
@@ -158,6 +162,7 @@ impl GroupCoordinator {
             live: HashMap::new(),
             next_member: 0,
             closed: false,
+            last_active_ms: now_ms(),
         }
     }
 
@@ -445,6 +450,39 @@ impl Handler<CloseGroup> for GroupCoordinator {
             Ok(())
         })
         .unwrap_or_else(|| Err(restarting()))
+    }
+}
+
+/// Close the group for good if it has had no member and no commit for
+/// `retention_ms` (see [`super::GroupSettings::empty_group_retention_ms`]);
+/// true if it closed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct ExpireIfIdle {
+    pub retention_ms: i64,
+}
+
+impl Handler<ExpireIfIdle> for GroupCoordinator {
+    type Result = bool;
+
+    fn handle(&mut self, msg: ExpireIfIdle, ctx: &mut Context<Self>) -> bool {
+        guard(self, ctx, "group coordinator", |act, ctx| {
+            let now = now_ms();
+            if !act.membership.is_empty() {
+                act.last_active_ms = now;
+                return false;
+            }
+            let last_commit = act.state.offsets.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
+            let idle_since = act.last_active_ms.max(last_commit);
+            if msg.retention_ms < 0 || now.saturating_sub(idle_since) < msg.retention_ms || act.store.is_none() {
+                return false;
+            }
+            act.closed = true;
+            act.store = None;
+            ctx.stop();
+            true
+        })
+        .unwrap_or(false)
     }
 }
 
