@@ -185,3 +185,60 @@ async fn request_bytes_past_the_broker_wide_budget_wait_to_be_read() {
     assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
     broker.stop().await;
 }
+
+fn held_fetch(correlation_id: u32, topic: &str, max_bytes: u64, max_wait_ms: u64) -> Vec<u8> {
+    request(
+        correlation_id,
+        "fetch",
+        &[
+            ("topic", topic.into()),
+            ("partition", 0.into()),
+            ("offset", 0.into()),
+            ("max_bytes", max_bytes.into()),
+            ("min_bytes", 1.into()),
+            ("max_wait_ms", max_wait_ms.into()),
+        ],
+    )
+}
+
+/// Held fetches (long polls) reserve their response room while parked, from
+/// half of `max_connection_bytes`; one that does not fit is answered at once
+/// with what is there. Without the reservation, twenty long polls of 256 KiB
+/// parked on a 1 MiB connection would all be answered together when data
+/// arrives: 4 MB of responses for a bound of 1 MiB.
+#[tokio::test]
+async fn held_fetches_reserve_their_room_within_the_connection_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(small(dir.path()));
+    let client = broker.client().await;
+    client.create_topic("quiet", 1, BTreeMap::new()).await.unwrap();
+    let mut raw = Raw::ready(broker.addr()).await;
+
+    // 512 KiB of room for held fetches: two of 256 KiB are parked, eighteen
+    // are answered at once, empty.
+    let polls: Vec<u8> = (0..20u32).flat_map(|id| frame(&held_fetch(id + 2, "quiet", 256 << 10, 10_000))).collect();
+    raw.write(&polls).await;
+    let mut answered = Vec::new();
+    for _ in 0..18 {
+        let response = raw.response_within(Duration::from_secs(3)).await;
+        let response = response.unwrap_or_else(|| panic!("{} long polls answered at once, not 18", answered.len()));
+        assert_eq!(response.header.error_code, 0);
+        let records = response.field("records").as_slice().map_or(0, <[u8]>::len);
+        assert_eq!(records, 0, "answered before any data arrived");
+        answered.push(response.header.correlation_id);
+    }
+    assert!(raw.response_within(Duration::from_millis(300)).await.is_none(), "only two are parked");
+
+    // Data arrives: the two parked polls are answered with it, and no more.
+    client.produce("quiet", Some(0), vec![value(vec![7u8; 200 << 10])]).await.unwrap();
+    let mut bytes = 0;
+    for _ in 0..2 {
+        let response = raw.response().await;
+        response.assert_ok(response.header.correlation_id);
+        assert!(!answered.contains(&response.header.correlation_id), "answered twice");
+        bytes += response.field("records").as_slice().map_or(0, <[u8]>::len);
+    }
+    assert!(bytes > 400 << 10 && bytes < 1 << 20, "{bytes} bytes for the parked polls");
+    assert!(raw.response_within(Duration::from_millis(300)).await.is_none());
+    broker.stop().await;
+}

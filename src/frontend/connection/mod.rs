@@ -35,6 +35,7 @@ pub use writer::{Writer, WriterDone};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -92,6 +93,9 @@ pub struct Connection {
     sessions: HashMap<String, Addr<Session>>,
     /// Requests dispatched whose response is not written yet.
     in_flight: in_flight::InFlight,
+    /// The response room parked long polls reserve: half of
+    /// `max_connection_bytes` (see the `budget` module).
+    held_room: Arc<ConnectionBytes>,
     /// Set at shutdown: new requests are refused.
     draining: bool,
     /// Dropped with the actor, which tells the reader task to stop.
@@ -112,12 +116,13 @@ impl Connection {
             client_id: None,
             broker,
             groups,
-            limits,
             writer,
             topics: HashMap::new(),
             coordinators: HashMap::new(),
             sessions: HashMap::new(),
+            limits,
             in_flight: in_flight::InFlight::default(),
+            held_room: ConnectionBytes::new(limits.max_connection_bytes / 2),
             draining: false,
             _stop_reader: stop_reader,
         }
@@ -160,7 +165,7 @@ impl Connection {
     }
 
     fn handle_frame(&mut self, frame: BytesMut, permit: Admission, ctx: &mut Context<Self>) {
-        let (correlation_id, request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
+        let (correlation_id, mut request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
                 let error = &err.error;
@@ -187,8 +192,28 @@ impl Connection {
             }
             return;
         }
+        if let Request::Fetch(fetch) = &mut request {
+            self.park_only_within_room(fetch);
+        }
         self.in_flight.dispatching(correlation_id, &request);
         self.dispatch(correlation_id, request, permit, ctx);
+    }
+
+    /// The response room a fetch reserves: its `max_bytes`, capped so that
+    /// the response fits a frame.
+    fn fetch_room(&self, fetch: &FetchRequest) -> usize {
+        (fetch.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024))
+    }
+
+    /// A long poll is parked only if its response room fits in what is left
+    /// of the held share (half of `max_connection_bytes`); otherwise it is
+    /// answered at once with what is there, so that parked polls completing
+    /// together cannot pass the connection's bound, and the other half stays
+    /// for the connection's other requests, which are read meanwhile.
+    fn park_only_within_room(&self, fetch: &mut FetchRequest) {
+        if in_flight::fetch_may_be_held(fetch) && self.held_room.room() < self.fetch_room(fetch) {
+            fetch.max_wait_ms = 0;
+        }
     }
 
     fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
@@ -301,11 +326,12 @@ impl Connection {
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => {
                 let partition = partition_id(r.partition, &r.topic);
-                let max_bytes = (r.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024));
+                let max_bytes = self.fetch_room(&r);
                 // Room for the response, counted from now until it is queued
-                // (then the response itself counts until written). A held
-                // fetch reserves nothing: it is bounded by max_held_requests.
-                let reserved = (!in_flight::fetch_may_be_held(&r)).then(|| self.writer.bytes().charge(max_bytes));
+                // (then the response itself counts until written); a long
+                // poll's also in the held share while it is parked.
+                let reserved = self.writer.bytes().charge(max_bytes);
+                let held_share = in_flight::fetch_may_be_held(&r).then(|| self.held_room.charge(max_bytes));
                 let fetch = partition::Fetch {
                     offset: r.offset,
                     max_bytes,
@@ -319,7 +345,7 @@ impl Connection {
                         permit,
                         async move {
                             let result = flatten(sent?.await);
-                            drop(reserved);
+                            drop((reserved, held_share));
                             let result = result?;
                             Ok(Some(FetchResponse {
                                 high_watermark: result.high_watermark,
