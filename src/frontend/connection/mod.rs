@@ -165,6 +165,8 @@ impl Connection {
     }
 
     fn handle_frame(&mut self, frame: BytesMut, permit: Admission, ctx: &mut Context<Self>) {
+        // Frozen, so that a produce's records share the frame's memory.
+        let frame = frame.freeze();
         let (correlation_id, mut request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
