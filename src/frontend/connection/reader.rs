@@ -3,9 +3,13 @@
 //!
 //! Before each frame it waits for a read-ahead permit and for the connection
 //! to be below `max_connection_bytes`. Once a frame's length prefix has
-//! arrived it takes that many bytes of the broker-wide request budget (waiting
-//! while they are not free), and only then reads the body, growing its buffer
-//! as the bytes arrive rather than to the announced length. Two deadlines
+//! arrived it counts the frame against the connection and, for a frame over
+//! [`SMALL_FRAME_BYTES`], takes that many bytes of the broker-wide request
+//! budget (waiting while they are not free), and only then reads the body,
+//! growing its buffer
+//! as the bytes arrive rather than to the announced length; it reads at most
+//! `READ_CHUNK` past the frame, and a large frame leaves with its buffer's
+//! allocation, so that an idle connection holds no large buffer. Two deadlines
 //! close a connection that holds the broker up: the first frame (the
 //! handshake) must be complete within `handshake_timeout_ms` of the accept,
 //! and any later frame within `frame_timeout_ms` of its first byte; time spent
@@ -31,6 +35,14 @@ use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
 /// by up to what it already holds, so a frame costs at most twice what has
 /// arrived of it.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Frames up to this many bytes are read without the broker-wide request
+/// budget. Connections that hold the budget with large frames, stalled ones
+/// included, would otherwise hold up every other client's small requests
+/// (a heartbeat, a fetch, a small produce) until their frame deadline. What
+/// small frames hold is bounded per connection instead: `max_in_flight` of
+/// them at most, within `max_connection_bytes`.
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
 
 /// What the reader waits on and how long it gives a client.
 pub struct ReaderLimits {
@@ -69,7 +81,7 @@ pub async fn read_frames(
             _ = &mut stop => return,
         }
         // This frame's bytes in both budgets, once its length is known.
-        let mut admitted: Option<(OwnedSemaphorePermit, Charge)> = None;
+        let mut admitted: Option<(Option<OwnedSemaphorePermit>, Charge)> = None;
         let mut deadline = if first {
             Some(handshake_deadline)
         } else {
@@ -80,13 +92,17 @@ pub async fn read_frames(
             let decoded = codec.decode(&mut buf);
             if let Ok(Some(Inbound::Frame(_))) | Ok(None) = &decoded {
                 if let (None, Some(length)) = (&admitted, length) {
-                    let admit = limits.request_bytes.clone().acquire_many_owned(length);
-                    let permit = tokio::select! {
-                        permit = admit => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => return,
-                        },
-                        _ = &mut stop => return,
+                    let permit = if length as usize <= SMALL_FRAME_BYTES {
+                        None
+                    } else {
+                        let admit = limits.request_bytes.clone().acquire_many_owned(length);
+                        tokio::select! {
+                            permit = admit => match permit {
+                                Ok(permit) => Some(permit),
+                                Err(_) => return,
+                            },
+                            _ = &mut stop => return,
+                        }
                     };
                     admitted = Some((permit, limits.connection_bytes.charge(length as usize)));
                     if !first {
@@ -97,6 +113,13 @@ pub async fn read_frames(
             match decoded {
                 Ok(Some(Inbound::Frame(frame))) => {
                     let Some((request_bytes, connection_bytes)) = admitted.take() else { return };
+                    if frame.len() > SMALL_FRAME_BYTES {
+                        // The frame's memory goes with the frame: what was
+                        // read past it (at most READ_CHUNK) moves to a buffer
+                        // of its own rather than keeping the frame's
+                        // allocation alive once the frame is done with.
+                        buf = BytesMut::from(&buf[..]);
+                    }
                     break ReaderEvent::Frame(frame, Admission { read_ahead, request_bytes, connection_bytes });
                 }
                 Ok(Some(Inbound::KafkaRequest)) => break ReaderEvent::KafkaRequest,
@@ -116,8 +139,11 @@ pub async fn read_frames(
                     None => std::future::pending().await,
                 }
             };
+            // Past the frame, at most READ_CHUNK is read ahead: bytes no
+            // budget counts yet.
+            let mut limited = (&mut read).take((wanted + READ_CHUNK) as u64);
             tokio::select! {
-                read = read.read_buf(&mut buf) => match read {
+                read = limited.read_buf(&mut buf) => match read {
                     Ok(0) => break ReaderEvent::Closed,
                     Ok(_) => {
                         if deadline.is_none() {
