@@ -158,7 +158,9 @@ async fn a_client_that_never_reads_is_paused_then_closed() {
 
 /// Request bodies past `max_inflight_request_bytes` (here one frame's worth)
 /// wait: a frame stalled midway holds the budget until `frame_timeout_ms`
-/// closes its connection, and only then is another connection's read.
+/// closes its connection, and only then is another connection's large frame
+/// read. Small frames (up to 64 KiB) take nothing from the budget, so the
+/// stalled frame does not hold them up.
 #[tokio::test]
 async fn request_bytes_past_the_broker_wide_budget_wait_to_be_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,20 +170,26 @@ async fn request_bytes_past_the_broker_wide_budget_wait_to_be_read() {
     broker.client().await.create_topic("t", 1, BTreeMap::new()).await.unwrap();
 
     let mut stalled = Raw::ready(broker.addr()).await;
-    let mut healthy = Raw::ready(broker.addr()).await;
+    let mut small_frames = Raw::ready(broker.addr()).await;
+    let mut large_frames = Raw::ready(broker.addr()).await;
     let started = Instant::now();
     stalled.write(&(1u32 << 20).to_be_bytes()).await;
     stalled.write(&[0x80; 100]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    healthy.send(&produce(2, "t", 1)).await;
-    healthy.response().await.assert_ok(2);
+    // A produce of 100,000 one-byte records: a frame of about 100 KB.
+    large_frames.send(&produce(2, "t", 100_000)).await;
+    small_frames.send(&produce(2, "t", 1)).await;
+    small_frames.response().await.assert_ok(2);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(500), "a small frame waited for the budget: {elapsed:?}");
+    large_frames.response().await.assert_ok(2);
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(700), "read while the budget was spent, after {elapsed:?}");
     stalled.response().await.assert_error(0, REQUEST_TIMED_OUT);
-    // With the budget free again, requests are read at once.
+    // With the budget free again, large frames are read at once.
     let started = Instant::now();
-    healthy.send(&produce(3, "t", 1)).await;
-    healthy.response().await.assert_ok(3);
+    large_frames.send(&produce(3, "t", 100_000)).await;
+    large_frames.response().await.assert_ok(3);
     assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
     broker.stop().await;
 }
