@@ -22,6 +22,7 @@
 //!   still be written.
 
 mod budget;
+mod bulk;
 mod groups;
 mod in_flight;
 mod produce;
@@ -39,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::BytesMut;
 use herald_actors::broker::{self, Broker};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::coordinator::GroupCoordinator;
@@ -164,10 +164,8 @@ impl Connection {
         }
     }
 
-    fn handle_frame(&mut self, frame: BytesMut, permit: Admission, ctx: &mut Context<Self>) {
-        // Frozen, so that a produce's records share the frame's memory.
-        let frame = frame.freeze();
-        let (correlation_id, mut request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
+    fn handle_request(&mut self, decoded: Decoded, permit: Admission, ctx: &mut Context<Self>) {
+        let (correlation_id, mut request) = match decoded {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
                 let error = &err.error;
@@ -463,12 +461,15 @@ impl Handler<WriterDone> for Connection {
     }
 }
 
+/// A frame decoded by the reader task.
+pub type Decoded = Result<(u32, Request), protocol::DecodeError>;
+
 /// What the reader task saw on the socket.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ReaderEvent {
-    /// A complete frame, with what counts it as in flight.
-    Frame(BytesMut, Admission),
+    /// A complete frame, decoded, with what counts it as in flight.
+    Request(Decoded, Admission),
     /// The first frame looked like a Kafka request.
     KafkaRequest,
     /// The framing broke (an oversize length, or an I/O error).
@@ -484,7 +485,7 @@ impl Handler<ReaderEvent> for Connection {
 
     fn handle(&mut self, event: ReaderEvent, ctx: &mut Context<Self>) {
         match event {
-            ReaderEvent::Frame(frame, permit) => self.handle_frame(frame, permit, ctx),
+            ReaderEvent::Request(decoded, permit) => self.handle_request(decoded, permit, ctx),
             ReaderEvent::KafkaRequest => {
                 tracing::warn!(peer = %self.peer, "a Kafka client connected: this port speaks Herald's protocol (MessagePack frames, docs/protocol.md), not Kafka's; closing");
                 ctx.stop();

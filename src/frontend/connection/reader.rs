@@ -28,8 +28,10 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::budget::{Admission, Charge, ConnectionBytes};
-use super::{Connection, ReaderEvent};
+use super::{Connection, Decoded, ReaderEvent};
+use crate::protocol;
 use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
+use crate::protocol::Request;
 
 /// Bytes the buffer grows by at least when a frame needs more room; it grows
 /// by up to what it already holds, so a frame costs at most twice what has
@@ -47,6 +49,7 @@ pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
 /// What the reader waits on and how long it gives a client.
 pub struct ReaderLimits {
     pub max_frame_bytes: usize,
+    pub max_records_per_request: u64,
     pub handshake_timeout: Duration,
     pub frame_timeout: Duration,
     /// Read-ahead permits of this connection (`max_in_flight`).
@@ -120,7 +123,8 @@ pub async fn read_frames(
                         // allocation alive once the frame is done with.
                         buf = BytesMut::from(&buf[..]);
                     }
-                    break ReaderEvent::Frame(frame, Admission { read_ahead, request_bytes, connection_bytes });
+                    let decoded = decode(frame, limits.max_records_per_request).await;
+                    break ReaderEvent::Request(decoded, Admission { read_ahead, request_bytes, connection_bytes });
                 }
                 Ok(Some(Inbound::KafkaRequest)) => break ReaderEvent::KafkaRequest,
                 Err(err) => break ReaderEvent::Broken(err),
@@ -165,9 +169,34 @@ pub async fn read_frames(
             }
         };
         first = false;
-        let last = !matches!(event, ReaderEvent::Frame(..));
+        let last = !matches!(event, ReaderEvent::Request(..));
         if connection.send(event).await.is_err() || last {
             return;
         }
+    }
+}
+
+/// Decodes a frame: a small one here, a larger one as bulk work (see the
+/// `bulk` module), so that decoding megabytes of records does not hold up the
+/// other connections of this arbiter. The frame is frozen so that a produce's
+/// records share its memory.
+async fn decode(frame: BytesMut, max_records: u64) -> Decoded {
+    let frame = frame.freeze();
+    if frame.len() <= SMALL_FRAME_BYTES {
+        return Request::decode_bounded(&frame, max_records);
+    }
+    let decoding = super::bulk::run(move || Request::decode_bounded(&frame, max_records));
+    // The closure does not panic (decoding never does); a join error could
+    // only be a panic or a runtime shutting down.
+    match decoding.await {
+        Ok(decoded) => decoded,
+        Err(err) => Err(protocol::DecodeError {
+            correlation_id: None,
+            error: herald_wire::error::WireError::new(
+                herald_wire::error::ErrorCode::UNKNOWN_SERVER_ERROR,
+                err.to_string(),
+            ),
+            unanswered: false,
+        }),
     }
 }
