@@ -80,6 +80,13 @@ fn scenarios() -> Vec<(Attack, u64)> {
     ]
 }
 
+/// Runs of a scenario before its p99 bound is failed. The machines this
+/// runs on are shared: a build next door can triple a baseline p99 from one
+/// run to the next (1.5 to 26 ms have been seen). A broker that really holds
+/// the healthy client up (a budget or an arbiter held by the hostile client:
+/// hundreds of ms, or no round trips at all) fails every run.
+const ATTEMPTS: usize = 3;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_clients_neither_exhaust_memory_nor_slow_a_healthy_client() {
     let root = tempfile::tempdir().unwrap();
@@ -87,20 +94,24 @@ async fn hostile_clients_neither_exhaust_memory_nor_slow_a_healthy_client() {
     let attack_for = Duration::from_millis(fault::setting("HERALD_HOSTILE_ATTACK_MS", 3000));
     let mut failures = Vec::new();
     for (attack, bound) in scenarios() {
-        let figures: Figures = hostile::run(&broker, &attack, attack_for).await;
-        println!("{figures}");
-        let grown = figures.peak_rss.saturating_sub(figures.idle_rss);
-        if grown > bound {
-            failures.push(format!("{}: peak RSS grew by {} MB, bound {} MB", attack, grown >> 20, bound >> 20));
-        }
-        if figures.attacked_p99 > figures.p99_bound() {
-            failures.push(format!(
-                "{}: healthy p99 {:.2} ms under attack, baseline {:.2} ms, bound {:.2} ms",
-                attack,
-                figures.attacked_p99,
-                figures.baseline_p99,
-                figures.p99_bound()
-            ));
+        for attempt in 1..=ATTEMPTS {
+            let figures: Figures = hostile::run(&broker, &attack, attack_for).await;
+            println!("{figures}");
+            let grown = figures.peak_rss.saturating_sub(figures.idle_rss);
+            if grown > bound {
+                failures.push(format!("{attack}: peak RSS grew by {} MB, bound {} MB", grown >> 20, bound >> 20));
+            }
+            if figures.attacked_p99 <= figures.p99_bound() {
+                break;
+            }
+            if attempt == ATTEMPTS {
+                failures.push(format!(
+                    "{attack}: healthy p99 {:.2} ms under attack, baseline {:.2} ms, bound {:.2} ms (run {attempt} of {ATTEMPTS})",
+                    figures.attacked_p99,
+                    figures.baseline_p99,
+                    figures.p99_bound()
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -1,34 +1,82 @@
 //! Work on large requests: decoding a large frame and encoding a large batch.
 //!
-//! It runs on tokio's blocking threads, so that it never holds up the other
-//! actors of an arbiter (a megabyte-sized frame takes milliseconds to decode),
-//! and at most one fewer such job runs at once than the machine has cores
-//! (at least one), so that a burst of large requests always leaves a core to
-//! the arbiters, where small requests are served. Jobs past that wait their
-//! turn; the requests they belong to wait with them, in their connection's
-//! order.
+//! It runs on a pool of its own threads, one per core but one (at least
+//! one), started at the first job: never on an arbiter, where a frame of
+//! megabytes would hold up every other connection of that arbiter for the
+//! milliseconds it takes. On Linux the pool's threads run at a lower CPU
+//! priority (nice 10): when a burst of large requests and the small requests
+//! of other clients want the same cores, the arbiters, where small requests
+//! are served, come first. Jobs past the pool's size wait their turn; the
+//! requests they belong to wait with them, in their connection's order.
 
-use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinError;
+use tokio::sync::oneshot;
 
-/// The turns of the process's large-request work: one per core but one.
-fn turns() -> &'static Semaphore {
-    static TURNS: OnceLock<Semaphore> = OnceLock::new();
-    TURNS.get_or_init(|| {
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The pool's queue of jobs.
+fn queue() -> &'static Mutex<mpsc::Sender<Job>> {
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (jobs, queued) = mpsc::channel::<Job>();
+        let queued = std::sync::Arc::new(Mutex::new(queued));
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Semaphore::new(cores.saturating_sub(1).max(1))
+        for n in 0..cores.saturating_sub(1).max(1) {
+            let queued = queued.clone();
+            let started = std::thread::Builder::new().name(format!("herald-bulk-{n}")).spawn(move || {
+                lower_priority();
+                loop {
+                    // Never poisoned: no job runs while it is held.
+                    let job = match queued.lock() {
+                        Ok(queued) => queued.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    let Ok(job) = job else { return };
+                    // A job that panics (a bug) loses its result, which its
+                    // caller sees as `NotRun`, not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+            if let Err(err) = started {
+                tracing::error!(%err, "cannot start a bulk-work thread");
+            }
+        }
+        Mutex::new(jobs)
     })
 }
 
-/// Runs `work` on a blocking thread once a turn is free.
+/// Nice 10 for the calling thread, on Linux; elsewhere nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read and set this thread's own
+    // scheduling priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+/// The pool could not run a job: its threads are gone (none could start).
+#[derive(Debug, thiserror::Error)]
+#[error("no bulk-work thread took the job")]
+pub struct NotRun;
+
+/// Runs `work` on the pool and waits for its result.
 ///
 /// # Errors
 ///
-/// The work panicked, or the runtime is shutting down.
-pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, JoinError> {
-    // The semaphore is never closed, so a turn always comes.
-    let _turn = turns().acquire().await;
-    actix_rt::task::spawn_blocking(work).await
+/// [`NotRun`] if no pool thread took it.
+pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, NotRun> {
+    let (done, result) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
+    });
+    let sent = match queue().lock() {
+        Ok(jobs) => jobs.send(job),
+        Err(poisoned) => poisoned.into_inner().send(job),
+    };
+    sent.map_err(|_| NotRun)?;
+    result.await.map_err(|_| NotRun)
 }
