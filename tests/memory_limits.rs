@@ -250,3 +250,37 @@ async fn held_fetches_reserve_their_room_within_the_connection_bound() {
     assert!(raw.response_within(Duration::from_millis(300)).await.is_none());
     broker.stop().await;
 }
+
+/// A large produce is checked and encoded away from the arbiters (bulk
+/// work); the connection's requests keep their order around it: pipelined
+/// behind it, a small produce to the same partition lands after it.
+#[tokio::test]
+async fn a_large_produce_keeps_its_place_among_pipelined_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(small(dir.path()));
+    broker.client().await.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+    let mut raw = Raw::ready(broker.addr()).await;
+
+    let large = Value::Binary(vec![7u8; 300 << 10]);
+    let record = |value: Value| Value::Array(vec![map(&[("value", value)])]);
+    let produce = |id: u32, value: Value| {
+        frame(&request(id, "produce", &[("topic", "t".into()), ("partition", 0.into()), ("records", record(value))]))
+    };
+    let mut pipelined = produce(2, large);
+    pipelined.extend(produce(3, Value::Binary(b"small".to_vec())));
+    pipelined.extend(frame(&fetch(4, "t", 1 << 20)));
+    raw.write(&pipelined).await;
+
+    // Answers may come in any order; the offsets tell the order of appends.
+    let mut offsets = BTreeMap::new();
+    for _ in 0..3 {
+        let response = raw.response().await;
+        response.assert_ok(response.header.correlation_id);
+        if let Some(partitions) = response.field("partitions").as_array() {
+            let base_offset = raw::get(&partitions[0], "base_offset").as_i64().expect("base_offset");
+            offsets.insert(response.header.correlation_id, base_offset);
+        }
+    }
+    assert_eq!(offsets, BTreeMap::from([(2, 0), (3, 1)]), "produce order kept");
+    broker.stop().await;
+}
