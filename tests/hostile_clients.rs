@@ -70,8 +70,9 @@ fn scenarios() -> Vec<(Attack, u64)> {
         // Frame bodies read are bounded by the broker-wide budget; a buffer
         // holds at most twice what has arrived of its frame.
         (Attack::Slowloris { connections: 20 * connections }, 2 * INFLIGHT_BYTES + SLACK),
-        // Refused before decoding: the frame itself, twice while it grows.
-        (Attack::Amplification, 2 * FRAME_BYTES + SLACK),
+        // Refused before decoding: the frames the budget admits, each at
+        // most twice its size while its buffer grows.
+        (Attack::Amplification, 2 * INFLIGHT_BYTES + SLACK),
         // The budget's worth of frames, each with its stored batch and the
         // fixed-size record structs that borrow from it.
         (Attack::ConcurrentProduce { connections: 20 * connections }, 3 * INFLIGHT_BYTES + SLACK),

@@ -28,7 +28,8 @@ pub enum Attack {
     /// Each connection announces a frame of `max_frame_bytes`, sends all but
     /// its last byte, and stalls.
     Slowloris { connections: u64 },
-    /// Produce frames of `max_frame_bytes` holding one-byte empty records.
+    /// Produce frames of `max_frame_bytes` holding one-byte empty records,
+    /// on a few connections at once.
     Amplification,
     /// Each connection sends produce frames of 16,000 records of 1 KB
     /// (16 MB), one after the other.
@@ -179,6 +180,9 @@ async fn slowloris(addr: SocketAddr, connections: u64, until: Instant) -> String
     format!("{opened} connections each announcing {} MiB and stalling one byte short", FRAME_BYTES >> 20)
 }
 
+/// Connections sending amplification frames at once.
+const AMPLIFIERS: u64 = 4;
+
 /// A produce frame of `max_frame_bytes` holding only empty records.
 fn amplification_frame() -> Vec<u8> {
     let head = request(2, "produce", &[("topic", TOPIC.into()), ("partition", 0.into())]);
@@ -198,22 +202,38 @@ fn amplification_frame() -> Vec<u8> {
 }
 
 async fn amplification(addr: SocketAddr, until: Instant) -> String {
-    let produce = amplification_frame();
+    let produce = Arc::new(amplification_frame());
+    let tasks: Vec<_> = (0..AMPLIFIERS)
+        .map(|_| {
+            let produce = produce.clone();
+            tokio::spawn(async move {
+                let (mut sent, mut refused) = (0u64, 0u64);
+                while !left(until).is_zero() {
+                    let Some(mut stream) = connect(addr).await else { continue };
+                    while !left(until).is_zero() {
+                        if stream.write_all(&produce).await.is_err() {
+                            break;
+                        }
+                        sent += 1;
+                        match read_frame(&mut stream, Duration::from_secs(30)).await {
+                            Some(response) => refused += u64::from(error_code(&response) == Some(42)),
+                            None => break,
+                        }
+                    }
+                }
+                (sent, refused)
+            })
+        })
+        .collect();
     let (mut sent, mut refused) = (0, 0);
-    while !left(until).is_zero() {
-        let Some(mut stream) = connect(addr).await else { continue };
-        while !left(until).is_zero() {
-            if stream.write_all(&produce).await.is_err() {
-                break;
-            }
-            sent += 1;
-            match read_frame(&mut stream, Duration::from_secs(30)).await {
-                Some(response) => refused += u32::from(error_code(&response) == Some(42)),
-                None => break,
-            }
-        }
+    for task in tasks {
+        let (s, r) = task.await.unwrap_or((0, 0));
+        (sent, refused) = (sent + s, refused + r);
     }
-    format!("{sent} produce frames of {} MiB of empty records, {refused} refused INVALID_REQUEST", FRAME_BYTES >> 20)
+    format!(
+        "{sent} produce frames of {} MiB of empty records on {AMPLIFIERS} connections, {refused} refused INVALID_REQUEST",
+        FRAME_BYTES >> 20
+    )
 }
 
 async fn concurrent_produce(addr: SocketAddr, connections: u64, until: Instant) -> String {
@@ -314,11 +334,8 @@ async fn random_frames(addr: SocketAddr, seed: u64, until: Instant) -> String {
         // Answers until the broker has nothing more to say on this
         // connection, or closes it (a framing error, or a frame the random
         // bytes left incomplete, closed at the frame deadline).
-        loop {
-            match read_frame(&mut stream, Duration::from_millis(200)).await {
-                Some(_) => responses += 1,
-                None => break,
-            }
+        while read_frame(&mut stream, Duration::from_millis(200)).await.is_some() {
+            responses += 1;
         }
         let mut probe = [0u8; 1];
         if matches!(timeout(Duration::from_millis(10), stream.read(&mut probe)).await, Ok(Ok(0)) | Ok(Err(_))) {
