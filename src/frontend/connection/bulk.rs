@@ -80,3 +80,22 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
     sent.map_err(|_| NotRun)?;
     result.await.map_err(|_| NotRun)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_runs_off_the_caller_thread_and_a_panic_costs_only_its_result() {
+        let caller = std::thread::current().id();
+        let (ran_on, name) =
+            run(|| (std::thread::current().id(), std::thread::current().name().map(str::to_owned))).await.unwrap();
+        assert_ne!(ran_on, caller);
+        assert!(name.is_some_and(|n| n.starts_with("herald-bulk-")));
+
+        let panicked = run(|| -> u32 { panic!("a bug in a job") }).await;
+        assert!(panicked.is_err(), "a panicking job has no result");
+        // The pool still runs jobs afterwards.
+        assert_eq!(run(|| 7).await.unwrap(), 7);
+    }
+}
