@@ -47,12 +47,16 @@ impl Figures {
 }
 
 /// The least a p99 bound allows over the baseline, in ms. A debug-build
-/// round trip is about a millisecond alone; on a 2-core machine shared with
-/// other builds, one scheduling delay of the broker's or the test's threads
-/// (a few ms) is a p99 on its own. The floor keeps that from failing the
-/// test while any real interference (a budget or a deadline that holds the
-/// healthy client up: tens of ms to seconds) still does.
-pub const P99_FLOOR_MS: f64 = 5.0;
+/// round trip is 1–5 ms alone on a shared 2-core machine, and one
+/// scheduling delay of the broker's or the test's threads is a p99 on its
+/// own. Under `concurrent-produce` both processes also copy about 250 MB/s
+/// through loopback (the hostile frames, written and read) on the same two
+/// cores: measured, the healthy p99 goes from about 2 ms to 7–10 ms, past
+/// 2× but no more than the copies' share of the CPU. The floor keeps that
+/// from failing the test, while the broker holding the healthy client up
+/// for real (a budget or an arbiter held by the hostile client: 100 ms to
+/// seconds, measured before the fixes) still does.
+pub const P99_FLOOR_MS: f64 = 10.0;
 
 impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

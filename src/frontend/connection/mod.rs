@@ -199,23 +199,6 @@ impl Connection {
         self.dispatch(correlation_id, request, permit, ctx);
     }
 
-    /// The response room a fetch reserves: its `max_bytes`, capped so that
-    /// the response fits a frame.
-    fn fetch_room(&self, fetch: &FetchRequest) -> usize {
-        (fetch.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024))
-    }
-
-    /// A long poll is parked only if its response room fits in what is left
-    /// of the held share (half of `max_connection_bytes`); otherwise it is
-    /// answered at once with what is there, so that parked polls completing
-    /// together cannot pass the connection's bound, and the other half stays
-    /// for the connection's other requests, which are read meanwhile.
-    fn park_only_within_room(&self, fetch: &mut FetchRequest) {
-        if in_flight::fetch_may_be_held(fetch) && self.held_room.room() < self.fetch_room(fetch) {
-            fetch.max_wait_ms = 0;
-        }
-    }
-
     fn handshake(&mut self, correlation_id: u32, request: HandshakeRequest) {
         let version = match request.offered() {
             Ok(offered) => protocol::negotiate(&offered),

@@ -5,11 +5,13 @@
 //! to be below `max_connection_bytes`. Once a frame's length prefix has
 //! arrived it counts the frame against the connection and, for a frame over
 //! [`SMALL_FRAME_BYTES`], takes that many bytes of the broker-wide request
-//! budget (waiting while they are not free), and only then reads the body,
-//! growing its buffer
-//! as the bytes arrive rather than to the announced length; it reads at most
-//! `READ_CHUNK` past the frame, and a large frame leaves with its buffer's
-//! allocation, so that an idle connection holds no large buffer. Two deadlines
+//! budget (waiting while they are not free), and only then reads the body:
+//! into a buffer of the frame's length for a frame so admitted, into one
+//! that grows as the bytes arrive for the others (never to an announced
+//! length no budget holds). It reads at most `READ_CHUNK` past a frame, and a large frame
+//! leaves with its buffer's allocation, so that an idle connection holds no
+//! large buffer. Each frame is decoded here (a large one as bulk work, see
+//! the `bulk` module) and handed over decoded. Two deadlines
 //! close a connection that holds the broker up: the first frame (the
 //! handshake) must be complete within `handshake_timeout_ms` of the accept,
 //! and any later frame within `frame_timeout_ms` of its first byte; time spent
@@ -135,7 +137,13 @@ pub async fn read_frames(
                 None => LENGTH_BYTES - buf.len(),
             };
             if buf.capacity() - buf.len() < wanted {
-                buf.reserve(wanted.min(READ_CHUNK.max(buf.len())));
+                // A large frame holds its bytes of the broker-wide budget by
+                // now: its buffer is made whole at once, sparing the copies
+                // of growing it (mapped from the OS, see `server`, its pages
+                // are only touched as the bytes arrive). Others grow with
+                // what arrives.
+                let budgeted = matches!(&admitted, Some((Some(_), _)));
+                buf.reserve(if budgeted { wanted } else { wanted.min(READ_CHUNK.max(buf.len())) });
             }
             let expired = async {
                 match deadline {
@@ -186,8 +194,8 @@ async fn decode(frame: BytesMut, max_records: u64) -> Decoded {
         return Request::decode_bounded(&frame, max_records);
     }
     let decoding = super::bulk::run(move || Request::decode_bounded(&frame, max_records));
-    // The closure does not panic (decoding never does); a join error could
-    // only be a panic or a runtime shutting down.
+    // Decoding never panics, and the pool's threads outlive every job:
+    // `NotRun` only if none of them could be started.
     match decoding.await {
         Ok(decoded) => decoded,
         Err(err) => Err(protocol::DecodeError {
