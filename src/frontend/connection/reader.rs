@@ -40,6 +40,9 @@ use crate::protocol::Request;
 /// arrived of it.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The most one read from the socket copies.
+const READ_SLICE: usize = 256 * 1024;
+
 /// Frames up to this many bytes are read without the broker-wide request
 /// budget. Connections that hold the budget with large frames, stalled ones
 /// included, would otherwise hold up every other client's small requests
@@ -152,8 +155,13 @@ pub async fn read_frames(
                 }
             };
             // Past the frame, at most READ_CHUNK is read ahead: bytes no
-            // budget counts yet.
-            let mut limited = (&mut read).take((wanted + READ_CHUNK) as u64);
+            // budget counts yet. One read copies at most READ_SLICE, and the
+            // task yields between the slices of a large frame, so that its
+            // megabytes do not hold up the arbiter's other connections.
+            let mut limited = (&mut read).take((wanted + READ_CHUNK).min(READ_SLICE) as u64);
+            if buf.len() > SMALL_FRAME_BYTES {
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 read = limited.read_buf(&mut buf) => match read {
                     Ok(0) => break ReaderEvent::Closed,
