@@ -25,3 +25,8 @@ cargo test --release -p herald-actors --lib group::store::sweep_tests -- --nocap
 # The log on FaultFs: power loss, write and fsync failures, disk full.
 cargo test --release -p herald-actors --lib power_loss -- --nocapture
 cargo test --release -p herald-actors --lib storage_fault -- --nocapture
+# Hostile clients beside a healthy client: 20 s attacks, five times the
+# connections.
+HERALD_HOSTILE_ATTACK_MS="${HERALD_HOSTILE_ATTACK_MS:-20000}" \
+  HERALD_HOSTILE_CONNECTIONS="${HERALD_HOSTILE_CONNECTIONS:-5}" \
+  cargo test --release --test hostile_clients -- --nocapture

@@ -43,6 +43,7 @@ pub async fn run(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    return_large_buffers_to_the_os();
     // Before any log is opened: the bound on sealed segments' open files.
     FileCache::global().set_capacity(settings.storage.max_open_segment_files as usize);
     let broker = Broker::open(settings.broker_settings())?;
@@ -98,4 +99,19 @@ pub async fn run(
         Err(err) => tracing::error!(%err, "broker actor gone at shutdown; the next start will recover"),
     }
     Ok(())
+}
+
+/// Buffers of a megabyte or more (request frames, the batches built from
+/// them, fetch responses: up to `max_frame_bytes` each) are mapped from the
+/// OS and returned to it when freed. glibc's default raises its threshold
+/// to the largest buffer freed (up to 32 MiB), after which such buffers come
+/// from its arenas, one per thread, which keep the memory: the process then
+/// holds its peak of large requests for good, and a burst of them on many
+/// threads costs several times the bytes the budgets allow.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; any value is valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

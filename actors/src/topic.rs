@@ -256,6 +256,32 @@ impl Handler<Produce> for Topic {
     }
 }
 
+/// Append one batch, encoded by the caller (the frontend encodes a large
+/// request's batch off the arbiters, where it holds no actor up), to one
+/// partition. Answered as [`Produce`] is.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PartitionAppend>, BrokerError>")]
+pub struct ProduceBatch {
+    pub partition: u32,
+    pub record_count: u32,
+    /// As [`batch::encode`] builds it.
+    pub batch: bytes::BytesMut,
+}
+
+impl Handler<ProduceBatch> for Topic {
+    type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
+
+    fn handle(&mut self, msg: ProduceBatch, _: &mut Context<Self>) -> Self::Result {
+        let ProduceBatch { partition, record_count, batch } = msg;
+        // Sent here, in order with the topic's other produce requests.
+        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch }));
+        Box::pin(async move {
+            let result = request?.await.unwrap_or_else(|e| Err(e.into()));
+            Ok(vec![PartitionAppend { partition, record_count, result }])
+        })
+    }
+}
+
 type Routed = Vec<(u32, Addr<Partition>, u32, Result<bytes::BytesMut, BrokerError>)>;
 
 impl Topic {

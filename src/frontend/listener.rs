@@ -175,6 +175,7 @@ impl Listener {
             }
             let reader = ReaderLimits {
                 max_frame_bytes: limits.max_frame_bytes,
+                max_records_per_request: limits.max_records_per_request,
                 handshake_timeout: limits.handshake_timeout,
                 frame_timeout: limits.frame_timeout,
                 read_ahead: Arc::new(Semaphore::new(limits.max_in_flight)),

@@ -7,10 +7,19 @@
 //!   while it is at `max_connection_bytes` or above; charges never wait, so a
 //!   response can always be queued, and the total overshoots the bound by at
 //!   most what was under way when it was reached.
+//! - The held share: a second [`ConnectionBytes`] of half
+//!   `max_connection_bytes`, from which each parked long poll reserves its
+//!   response room (its `max_bytes`, capped) on top of its charge above. A
+//!   long poll that does not fit is answered at once instead of parked, so
+//!   parked polls completing together stay within the bound, and the other
+//!   half is left for the requests read meanwhile (parking must not stop
+//!   the reader, see the `in_flight` module).
 //! - The broker-wide budget of request bytes is a semaphore of
 //!   `max_inflight_request_bytes` permits: the reader takes a frame's length
 //!   once its length prefix has arrived, before it buffers the body, and
-//!   waits while they are not free.
+//!   waits while they are not free. Small frames (up to
+//!   `reader::SMALL_FRAME_BYTES`) take none, so that large frames cannot
+//!   hold up other clients' small requests.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,12 +88,12 @@ impl Drop for Charge {
 
 /// What a request read from the socket holds until it is answered (or, for a
 /// request the broker may hold, until it is dispatched): its read-ahead
-/// permit, its bytes in the broker-wide budget and its bytes in its
-/// connection's.
+/// permit, its bytes in the broker-wide budget (none for a small frame) and
+/// its bytes in its connection's.
 #[derive(Debug)]
 pub struct Admission {
     pub read_ahead: OwnedSemaphorePermit,
-    pub request_bytes: OwnedSemaphorePermit,
+    pub request_bytes: Option<OwnedSemaphorePermit>,
     pub connection_bytes: Charge,
 }
 

@@ -11,9 +11,13 @@
 //!   must not stop the connection's other requests (a member's own heartbeat,
 //!   say) from being read. Past that bound a held request keeps its permit,
 //!   so the broker stops reading: back-pressure, never unbounded memory.
+//! - **Held fetches' room**: a long poll reserves its response room while
+//!   parked, from the held share of the connection's bytes (see the `budget`
+//!   module); one that does not fit is answered at once, as if its
+//!   `max_wait_ms` were 0 ([`Connection::park_only_within_room`]).
 //! - **Shutdown** ([`Drain`]): each held request is cancelled and answered
 //!   `BROKER_SHUTTING_DOWN` at once; requests read after it get the same
-//!   answer (see `handle_frame`); work in progress (an append waiting for its
+//!   answer (see `handle_request`); work in progress (an append waiting for its
 //!   fsync) completes and is answered; the connection closes once nothing is
 //!   in flight.
 //!
@@ -38,7 +42,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::Connection;
-use crate::protocol::{self, Request};
+use crate::protocol::{self, FetchRequest, Request};
 
 /// Whether the broker may hold `request` waiting for data or for a change of
 /// assignment, rather than answer it as soon as its work is done.
@@ -116,6 +120,23 @@ impl InFlight {
 }
 
 impl Connection {
+    /// The response room a fetch reserves: its `max_bytes`, capped so that
+    /// the response fits a frame.
+    pub(super) fn fetch_room(&self, fetch: &FetchRequest) -> usize {
+        (fetch.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024))
+    }
+
+    /// A long poll is parked only if its response room fits in what is left
+    /// of the held share (half of `max_connection_bytes`); otherwise it is
+    /// answered at once with what is there, so that parked polls completing
+    /// together cannot pass the connection's bound, and the other half stays
+    /// for the connection's other requests, which are read meanwhile.
+    pub(super) fn park_only_within_room(&self, fetch: &mut FetchRequest) {
+        if fetch_may_be_held(fetch) && self.held_room.room() < self.fetch_room(fetch) {
+            fetch.max_wait_ms = 0;
+        }
+    }
+
     /// Starts `work` and writes its response when it completes.
     pub(super) fn respond<F, T>(&mut self, correlation_id: u32, permit: Admission, work: F, ctx: &mut Context<Self>)
     where

@@ -22,6 +22,7 @@
 //!   still be written.
 
 mod budget;
+mod bulk;
 mod groups;
 mod in_flight;
 mod produce;
@@ -35,10 +36,10 @@ pub use writer::{Writer, WriterDone};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::BytesMut;
 use herald_actors::broker::{self, Broker};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::coordinator::GroupCoordinator;
@@ -92,6 +93,9 @@ pub struct Connection {
     sessions: HashMap<String, Addr<Session>>,
     /// Requests dispatched whose response is not written yet.
     in_flight: in_flight::InFlight,
+    /// The response room parked long polls reserve: half of
+    /// `max_connection_bytes` (see the `budget` module).
+    held_room: Arc<ConnectionBytes>,
     /// Set at shutdown: new requests are refused.
     draining: bool,
     /// Dropped with the actor, which tells the reader task to stop.
@@ -112,12 +116,13 @@ impl Connection {
             client_id: None,
             broker,
             groups,
-            limits,
             writer,
             topics: HashMap::new(),
             coordinators: HashMap::new(),
             sessions: HashMap::new(),
+            limits,
             in_flight: in_flight::InFlight::default(),
+            held_room: ConnectionBytes::new(limits.max_connection_bytes / 2),
             draining: false,
             _stop_reader: stop_reader,
         }
@@ -159,8 +164,8 @@ impl Connection {
         }
     }
 
-    fn handle_frame(&mut self, frame: BytesMut, permit: Admission, ctx: &mut Context<Self>) {
-        let (correlation_id, request) = match Request::decode_bounded(&frame, self.limits.max_records_per_request) {
+    fn handle_request(&mut self, decoded: Decoded, permit: Admission, ctx: &mut Context<Self>) {
+        let (correlation_id, mut request) = match decoded {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
                 let error = &err.error;
@@ -186,6 +191,9 @@ impl Connection {
                 self.send_error(correlation_id, &error);
             }
             return;
+        }
+        if let Request::Fetch(fetch) = &mut request {
+            self.park_only_within_room(fetch);
         }
         self.in_flight.dispatching(correlation_id, &request);
         self.dispatch(correlation_id, request, permit, ctx);
@@ -301,11 +309,12 @@ impl Connection {
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => {
                 let partition = partition_id(r.partition, &r.topic);
-                let max_bytes = (r.max_bytes as usize).min(self.limits.max_frame_bytes.saturating_sub(1024));
+                let max_bytes = self.fetch_room(&r);
                 // Room for the response, counted from now until it is queued
-                // (then the response itself counts until written). A held
-                // fetch reserves nothing: it is bounded by max_held_requests.
-                let reserved = (!in_flight::fetch_may_be_held(&r)).then(|| self.writer.bytes().charge(max_bytes));
+                // (then the response itself counts until written); a long
+                // poll's also in the held share while it is parked.
+                let reserved = self.writer.bytes().charge(max_bytes);
+                let held_share = in_flight::fetch_may_be_held(&r).then(|| self.held_room.charge(max_bytes));
                 let fetch = partition::Fetch {
                     offset: r.offset,
                     max_bytes,
@@ -319,7 +328,7 @@ impl Connection {
                         permit,
                         async move {
                             let result = flatten(sent?.await);
-                            drop(reserved);
+                            drop((reserved, held_share));
                             let result = result?;
                             Ok(Some(FetchResponse {
                                 high_watermark: result.high_watermark,
@@ -435,12 +444,15 @@ impl Handler<WriterDone> for Connection {
     }
 }
 
+/// A frame decoded by the reader task.
+pub type Decoded = Result<(u32, Request), protocol::DecodeError>;
+
 /// What the reader task saw on the socket.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ReaderEvent {
-    /// A complete frame, with what counts it as in flight.
-    Frame(BytesMut, Admission),
+    /// A complete frame, decoded, with what counts it as in flight.
+    Request(Decoded, Admission),
     /// The first frame looked like a Kafka request.
     KafkaRequest,
     /// The framing broke (an oversize length, or an I/O error).
@@ -456,7 +468,7 @@ impl Handler<ReaderEvent> for Connection {
 
     fn handle(&mut self, event: ReaderEvent, ctx: &mut Context<Self>) {
         match event {
-            ReaderEvent::Frame(frame, permit) => self.handle_frame(frame, permit, ctx),
+            ReaderEvent::Request(decoded, permit) => self.handle_request(decoded, permit, ctx),
             ReaderEvent::KafkaRequest => {
                 tracing::warn!(peer = %self.peer, "a Kafka client connected: this port speaks Herald's protocol (MessagePack frames, docs/protocol.md), not Kafka's; closing");
                 ctx.stop();

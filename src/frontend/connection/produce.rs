@@ -1,16 +1,20 @@
 //! Produce requests of a [`Connection`]: the whole request is checked here
 //! (acks, partition, record timestamps, header keys) before the topic routes
 //! and appends its records, so a request refused here appends nothing. A
-//! request with `acks` 0 is never answered, not even with an error.
+//! request with `acks` 0 is never answered, not even with an error. A large
+//! request to one partition has its batch encoded here, as bulk work off the
+//! arbiters, rather than by the topic on its arbiter.
 
 use actix::prelude::*;
 
 use super::budget::Admission;
-use herald_actors::batch::Record;
+use futures::future::LocalBoxFuture;
+use herald_actors::batch::{self, Record};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::now_ms;
 use herald_actors::topic;
 
+use super::reader::SMALL_FRAME_BYTES;
 use super::{flatten, partition_id, Connection};
 use crate::protocol::*;
 
@@ -23,17 +27,56 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let acks = r.acks;
-        let checked = checked_produce(r.acks, r.partition, &r.topic, r.records);
-        let produce = match checked {
-            Ok(produce) => produce,
-            Err(error) if acks == 0 => {
-                let peer = self.peer;
-                return tracing::debug!(client_id = self.client_id(), %peer, %error, correlation_id, "unanswered produce (acks 0) refused");
+        if wire_bytes(&r.records) <= SMALL_FRAME_BYTES {
+            let topic = r.topic.clone();
+            return match checked_produce(r.acks, r.partition, &r.topic, r.records) {
+                Ok(produce) => self.send_produce(correlation_id, topic, acks, ToTopic::Records(produce), permit, ctx),
+                Err(error) => self.refuse_produce(correlation_id, acks, &error),
+            };
+        }
+        // A large request is checked and its batch encoded as bulk work (see
+        // the `bulk` module), so that the arbiters' other actors are not held
+        // up meanwhile; this connection handles nothing else until it is
+        // sent, so requests keep their order.
+        let topic = r.topic.clone();
+        let preparing = super::bulk::run(move || prepare(r));
+        ctx.wait(preparing.into_actor(self).map(move |prepared, act, ctx| {
+            let prepared = prepared.unwrap_or_else(|err| {
+                Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, format!("preparing the batch: {err}")))
+            });
+            match prepared {
+                Ok(message) => act.send_produce(correlation_id, topic, acks, message, permit, ctx),
+                Err(error) => act.refuse_produce(correlation_id, acks, &error),
             }
-            Err(error) => return self.send_error(correlation_id, &error),
-        };
-        self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-            let sent = topic.map(|t| t.send(produce));
+        }));
+    }
+
+    /// Answers a produce refused before it reached its topic; a request with
+    /// `acks` 0 only in the log.
+    fn refuse_produce(&mut self, correlation_id: u32, acks: i64, error: &BrokerError) {
+        if acks == 0 {
+            let peer = self.peer;
+            return tracing::debug!(client_id = self.client_id(), %peer, %error, correlation_id, "unanswered produce (acks 0) refused");
+        }
+        self.send_error(correlation_id, error);
+    }
+
+    fn send_produce(
+        &mut self,
+        correlation_id: u32,
+        topic: String,
+        acks: i64,
+        message: ToTopic,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        self.with_topic(topic, ctx, move |act, topic, ctx| {
+            let sent = topic.map(|t| -> LocalBoxFuture<'static, _> {
+                match message {
+                    ToTopic::Records(produce) => Box::pin(t.send(produce)),
+                    ToTopic::Batch(batch) => Box::pin(t.send(batch)),
+                }
+            });
             act.respond(
                 correlation_id,
                 permit,
@@ -71,6 +114,34 @@ impl Connection {
                 ctx,
             );
         });
+    }
+}
+
+/// What a produce request sends its topic: records for it to route and
+/// encode, or one partition's batch, already encoded.
+enum ToTopic {
+    Records(topic::Produce),
+    Batch(topic::ProduceBatch),
+}
+
+/// The bytes of records' keys, values and headers.
+fn wire_bytes(records: &[WireRecord]) -> usize {
+    let headers = |r: &WireRecord| r.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let payload = |r: &WireRecord| r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len());
+    records.iter().map(|r| payload(r) + headers(r)).sum()
+}
+
+/// Checks a large request and, for one partition, encodes its batch; its
+/// records (which share the request's frame) are dropped here with it.
+fn prepare(r: ProduceRequest) -> Result<ToTopic, BrokerError> {
+    let produce = checked_produce(r.acks, r.partition, &r.topic, r.records)?;
+    let Some(partition) = produce.partition else { return Ok(ToTopic::Records(produce)) };
+    match batch::encode(&produce.records) {
+        Ok(batch) => {
+            Ok(ToTopic::Batch(topic::ProduceBatch { partition, record_count: produce.records.len() as u32, batch }))
+        }
+        // The topic encodes it again and answers with the reason.
+        Err(_) => Ok(ToTopic::Records(produce)),
     }
 }
 

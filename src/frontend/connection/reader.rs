@@ -3,9 +3,15 @@
 //!
 //! Before each frame it waits for a read-ahead permit and for the connection
 //! to be below `max_connection_bytes`. Once a frame's length prefix has
-//! arrived it takes that many bytes of the broker-wide request budget (waiting
-//! while they are not free), and only then reads the body, growing its buffer
-//! as the bytes arrive rather than to the announced length. Two deadlines
+//! arrived it counts the frame against the connection and, for a frame over
+//! [`SMALL_FRAME_BYTES`], takes that many bytes of the broker-wide request
+//! budget (waiting while they are not free), and only then reads the body:
+//! into a buffer of the frame's length for a frame so admitted, into one
+//! that grows as the bytes arrive for the others (never to an announced
+//! length no budget holds). It reads at most `READ_CHUNK` past a frame, and a large frame
+//! leaves with its buffer's allocation, so that an idle connection holds no
+//! large buffer. Each frame is decoded here (a large one as bulk work, see
+//! the `bulk` module) and handed over decoded. Two deadlines
 //! close a connection that holds the broker up: the first frame (the
 //! handshake) must be complete within `handshake_timeout_ms` of the accept,
 //! and any later frame within `frame_timeout_ms` of its first byte; time spent
@@ -24,17 +30,31 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::budget::{Admission, Charge, ConnectionBytes};
-use super::{Connection, ReaderEvent};
+use super::{Connection, Decoded, ReaderEvent};
+use crate::protocol;
 use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
+use crate::protocol::Request;
 
 /// Bytes the buffer grows by at least when a frame needs more room; it grows
 /// by up to what it already holds, so a frame costs at most twice what has
 /// arrived of it.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The most one read from the socket copies.
+const READ_SLICE: usize = 256 * 1024;
+
+/// Frames up to this many bytes are read without the broker-wide request
+/// budget. Connections that hold the budget with large frames, stalled ones
+/// included, would otherwise hold up every other client's small requests
+/// (a heartbeat, a fetch, a small produce) until their frame deadline. What
+/// small frames hold is bounded per connection instead: `max_in_flight` of
+/// them at most, within `max_connection_bytes`.
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
+
 /// What the reader waits on and how long it gives a client.
 pub struct ReaderLimits {
     pub max_frame_bytes: usize,
+    pub max_records_per_request: u64,
     pub handshake_timeout: Duration,
     pub frame_timeout: Duration,
     /// Read-ahead permits of this connection (`max_in_flight`).
@@ -69,7 +89,7 @@ pub async fn read_frames(
             _ = &mut stop => return,
         }
         // This frame's bytes in both budgets, once its length is known.
-        let mut admitted: Option<(OwnedSemaphorePermit, Charge)> = None;
+        let mut admitted: Option<(Option<OwnedSemaphorePermit>, Charge)> = None;
         let mut deadline = if first {
             Some(handshake_deadline)
         } else {
@@ -80,13 +100,17 @@ pub async fn read_frames(
             let decoded = codec.decode(&mut buf);
             if let Ok(Some(Inbound::Frame(_))) | Ok(None) = &decoded {
                 if let (None, Some(length)) = (&admitted, length) {
-                    let admit = limits.request_bytes.clone().acquire_many_owned(length);
-                    let permit = tokio::select! {
-                        permit = admit => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => return,
-                        },
-                        _ = &mut stop => return,
+                    let permit = if length as usize <= SMALL_FRAME_BYTES {
+                        None
+                    } else {
+                        let admit = limits.request_bytes.clone().acquire_many_owned(length);
+                        tokio::select! {
+                            permit = admit => match permit {
+                                Ok(permit) => Some(permit),
+                                Err(_) => return,
+                            },
+                            _ = &mut stop => return,
+                        }
                     };
                     admitted = Some((permit, limits.connection_bytes.charge(length as usize)));
                     if !first {
@@ -97,7 +121,15 @@ pub async fn read_frames(
             match decoded {
                 Ok(Some(Inbound::Frame(frame))) => {
                     let Some((request_bytes, connection_bytes)) = admitted.take() else { return };
-                    break ReaderEvent::Frame(frame, Admission { read_ahead, request_bytes, connection_bytes });
+                    if frame.len() > SMALL_FRAME_BYTES {
+                        // The frame's memory goes with the frame: what was
+                        // read past it (at most READ_CHUNK) moves to a buffer
+                        // of its own rather than keeping the frame's
+                        // allocation alive once the frame is done with.
+                        buf = BytesMut::from(&buf[..]);
+                    }
+                    let decoded = decode(frame, limits.max_records_per_request).await;
+                    break ReaderEvent::Request(decoded, Admission { read_ahead, request_bytes, connection_bytes });
                 }
                 Ok(Some(Inbound::KafkaRequest)) => break ReaderEvent::KafkaRequest,
                 Err(err) => break ReaderEvent::Broken(err),
@@ -108,7 +140,13 @@ pub async fn read_frames(
                 None => LENGTH_BYTES - buf.len(),
             };
             if buf.capacity() - buf.len() < wanted {
-                buf.reserve(wanted.min(READ_CHUNK.max(buf.len())));
+                // A large frame holds its bytes of the broker-wide budget by
+                // now: its buffer is made whole at once, sparing the copies
+                // of growing it (mapped from the OS, see `server`, its pages
+                // are only touched as the bytes arrive). Others grow with
+                // what arrives.
+                let budgeted = matches!(&admitted, Some((Some(_), _)));
+                buf.reserve(if budgeted { wanted } else { wanted.min(READ_CHUNK.max(buf.len())) });
             }
             let expired = async {
                 match deadline {
@@ -116,8 +154,16 @@ pub async fn read_frames(
                     None => std::future::pending().await,
                 }
             };
+            // Past the frame, at most READ_CHUNK is read ahead: bytes no
+            // budget counts yet. One read copies at most READ_SLICE, and the
+            // task yields between the slices of a large frame, so that its
+            // megabytes do not hold up the arbiter's other connections.
+            let mut limited = (&mut read).take((wanted + READ_CHUNK).min(READ_SLICE) as u64);
+            if buf.len() > SMALL_FRAME_BYTES {
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
-                read = read.read_buf(&mut buf) => match read {
+                read = limited.read_buf(&mut buf) => match read {
                     Ok(0) => break ReaderEvent::Closed,
                     Ok(_) => {
                         if deadline.is_none() {
@@ -139,9 +185,34 @@ pub async fn read_frames(
             }
         };
         first = false;
-        let last = !matches!(event, ReaderEvent::Frame(..));
+        let last = !matches!(event, ReaderEvent::Request(..));
         if connection.send(event).await.is_err() || last {
             return;
         }
+    }
+}
+
+/// Decodes a frame: a small one here, a larger one as bulk work (see the
+/// `bulk` module), so that decoding megabytes of records does not hold up the
+/// other connections of this arbiter. The frame is frozen so that a produce's
+/// records share its memory.
+async fn decode(frame: BytesMut, max_records: u64) -> Decoded {
+    let frame = frame.freeze();
+    if frame.len() <= SMALL_FRAME_BYTES {
+        return Request::decode_bounded(&frame, max_records);
+    }
+    let decoding = super::bulk::run(move || Request::decode_bounded(&frame, max_records));
+    // Decoding never panics, and the pool's threads outlive every job:
+    // `NotRun` only if none of them could be started.
+    match decoding.await {
+        Ok(decoded) => decoded,
+        Err(err) => Err(protocol::DecodeError {
+            correlation_id: None,
+            error: herald_wire::error::WireError::new(
+                herald_wire::error::ErrorCode::UNKNOWN_SERVER_ERROR,
+                err.to_string(),
+            ),
+            unanswered: false,
+        }),
     }
 }

@@ -15,11 +15,11 @@ pub use super::config_value::ConfigValue;
 // An optional field may be absent or nil. `Option` fields take nil as `None`;
 // these take it as the field's default, as when it is absent.
 
-fn nil_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+pub(super) fn nil_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-fn nil_is_default_acks<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(super) fn nil_is_default_acks<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     Ok(Option::deserialize(d)?.unwrap_or_else(default_acks))
 }
 
@@ -185,7 +185,7 @@ pub struct ProduceRequest {
     pub records: Vec<WireRecord>,
 }
 
-fn default_acks() -> i64 {
+pub(super) fn default_acks() -> i64 {
     1
 }
 

@@ -8,13 +8,15 @@
 //!   [`DecodeError`] that carries the correlation id whenever it was readable.
 //! - [`handshake`] (re-exported): version negotiation and feature discovery.
 //! - `strict`: the serde adapter that gives each field exactly one MessagePack
-//!   type family; `scan`: a quick look at a frame's top-level keys.
+//!   type family; `scan`: a quick look at a frame's top-level keys;
+//!   `produce_in`: decoding a produce request's records without copying them.
 //! - Below: encoding responses.
 
 pub mod codec;
 mod config_value;
 pub mod handshake;
 pub mod messages;
+mod produce_in;
 pub mod request;
 mod scan;
 mod strict;

@@ -13,21 +13,26 @@
 //! then the operation's fields with their exact types ([`strict`]).
 
 use crate::error::{ErrorCode, WireError};
-use serde::{de::DeserializeOwned, Deserialize};
+use bytes::Bytes;
+use serde::Deserialize;
 
 use super::handshake::{HandshakeRequest, Operation};
 use super::messages::*;
+use super::produce_in;
 use super::scan::{self, Op};
 use super::strict;
 
 /// Declares the operations. Each line:
 /// `Variant(RequestType) = CONSTANT "wire_name", versions MIN..=MAX;`, or
 /// `Variant = CONSTANT "wire_name", versions MIN..=MAX;` for an operation
-/// without fields.
+/// without fields. `, decoded by PATH` names a function that decodes the
+/// request type from the shared frame (`fn(&Bytes) -> Result<T, rmp_serde
+/// error>`) instead of [`strict::from_slice`].
 macro_rules! operations {
     ($(
         $(#[$doc:meta])*
-        $variant:ident $(($body:ty))? = $constant:ident $name:literal, versions $min:literal ..= $max:literal;
+        $variant:ident $(($body:ty))? = $constant:ident $name:literal, versions $min:literal ..= $max:literal
+            $(, decoded by $decoder:path)?;
     )*) => {
         /// A decoded request: one variant per operation.
         #[derive(Debug, Clone)]
@@ -54,9 +59,9 @@ macro_rules! operations {
             }
 
             /// Decodes the operation's fields from the whole frame.
-            fn decode_op(name: &str, frame: &[u8], correlation_id: u32) -> Result<Request, DecodeError> {
+            fn decode_op(name: &str, frame: &Bytes, correlation_id: u32) -> Result<Request, DecodeError> {
                 Ok(match name {
-                    $( op::$constant => decode_variant!($variant $(($body))?, frame, correlation_id, name), )*
+                    $( op::$constant => decode_variant!($variant $(($body))?, frame, correlation_id, name $(, $decoder)?), )*
                     other => {
                         return Err(DecodeError::new(
                             Some(correlation_id),
@@ -74,10 +79,13 @@ macro_rules! operations {
 /// checked to be one well-formed map.
 macro_rules! decode_variant {
     ($variant:ident($body:ty), $frame:ident, $id:ident, $name:ident) => {
-        Request::$variant(body::<$body>($frame, $id, $name)?)
+        Request::$variant(body($frame, $id, $name, |f: &Bytes| strict::from_slice::<$body>(f))?)
+    };
+    ($variant:ident($body:ty), $frame:ident, $id:ident, $name:ident, $decoder:path) => {
+        Request::$variant(body($frame, $id, $name, $decoder)?)
     };
     ($variant:ident, $frame:ident, $id:ident, $name:ident) => {{
-        body::<Empty>($frame, $id, $name)?;
+        body($frame, $id, $name, |f: &Bytes| strict::from_slice::<Empty>(f))?;
         Request::$variant
     }};
 }
@@ -89,7 +97,7 @@ operations! {
     ListTopics = LIST_TOPICS "list_topics", versions 1..=1;
     DescribeTopic(TopicRequest) = DESCRIBE_TOPIC "describe_topic", versions 1..=1;
     AddPartitions(AddPartitionsRequest) = ADD_PARTITIONS "add_partitions", versions 1..=1;
-    Produce(ProduceRequest) = PRODUCE "produce", versions 1..=1;
+    Produce(ProduceRequest) = PRODUCE "produce", versions 1..=1, decoded by produce_in::decode;
     Fetch(FetchRequest) = FETCH "fetch", versions 1..=1;
     ListOffsets(ListOffsetsRequest) = LIST_OFFSETS "list_offsets", versions 1..=1;
     JoinGroup(JoinGroupRequest) = JOIN_GROUP "join_group", versions 1..=1;
@@ -138,8 +146,14 @@ fn invalid(correlation_id: Option<u32>, message: String) -> DecodeError {
     DecodeError::new(correlation_id, ErrorCode::INVALID_REQUEST, message)
 }
 
-fn body<T: DeserializeOwned>(frame: &[u8], correlation_id: u32, name: &str) -> Result<T, DecodeError> {
-    strict::from_slice(frame).map_err(|err| DecodeError {
+/// Decodes an operation's fields with `decode`; its error as the response's.
+fn body<'f, T>(
+    frame: &'f Bytes,
+    correlation_id: u32,
+    name: &str,
+    decode: impl FnOnce(&'f Bytes) -> Result<T, rmp_serde::decode::Error>,
+) -> Result<T, DecodeError> {
+    decode(frame).map_err(|err| DecodeError {
         unanswered: name == op::PRODUCE && scan::int_field(frame, "acks") == Some(0),
         ..invalid(Some(correlation_id), format!("invalid {name} request: {err}"))
     })
@@ -162,18 +176,19 @@ impl Request {
     /// [`ErrorCode::INVALID_REQUEST`] for anything malformed,
     /// [`ErrorCode::UNKNOWN_OPERATION`] for an `op` this broker does not know.
     pub fn decode(frame: &[u8]) -> Result<(u32, Request), DecodeError> {
-        Request::decode_bounded(frame, u64::MAX)
+        Request::decode_bounded(&Bytes::copy_from_slice(frame), u64::MAX)
     }
 
     /// As [`Request::decode`], refusing a `produce` with more than
     /// `max_records` records before any record is decoded, so that decoding
     /// costs a bounded multiple of the frame's size (an empty record is one
-    /// byte on the wire and a hundred in memory).
+    /// byte on the wire and a hundred in memory). A produce's record bytes
+    /// share `frame`'s memory rather than being copied (see `produce_in`).
     ///
     /// # Errors
     ///
     /// As [`Request::decode`]; `INVALID_REQUEST` for too many records.
-    pub fn decode_bounded(frame: &[u8], max_records: u64) -> Result<(u32, Request), DecodeError> {
+    pub fn decode_bounded(frame: &Bytes, max_records: u64) -> Result<(u32, Request), DecodeError> {
         // serde would also accept an array for a struct; the protocol says map.
         if !matches!(frame.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
             return Err(invalid(None, "a request must be a MessagePack map".into()));
