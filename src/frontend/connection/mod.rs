@@ -208,7 +208,7 @@ impl Connection {
             Ok(version) => version,
             Err(error) => return self.fail_and_close(correlation_id, &error.into()),
         };
-        tracing::info!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
+        tracing::debug!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
         let limits = &self.limits;
         let response = HandshakeResponse::new(
