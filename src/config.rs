@@ -404,6 +404,7 @@ impl Settings {
         BrokerSettings {
             data_dir: self.storage.data_dir.clone(),
             topic_defaults: self.topic_defaults(),
+            max_message_ceiling: u64::from(self.server.max_frame_bytes).saturating_sub(1024),
             partition: PartitionSettings {
                 flush: self.storage.flush,
                 flush_interval_ms: self.storage.flush_interval_ms,

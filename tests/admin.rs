@@ -143,6 +143,15 @@ async fn create_errors_have_exact_codes_and_change_nothing() {
         let refused = client.create_topic("configured", 1, config(&[(key, value.clone())])).await;
         assert_eq!(code(refused), 40, "{key} = {value:?}");
     }
+    // Checked against the broker's frame limit (16 MiB by default), as its own
+    // [log] settings are: a batch this large could never arrive.
+    let too_large = [
+        ("max_message_bytes", ConfigValue::Int(16 << 20)),
+        ("segment_max_bytes", ConfigValue::Int(32 << 20)),
+    ];
+    let refused = client.create_topic("configured", 1, config(&too_large)).await.unwrap_err();
+    assert_eq!(refused.code(), Some(40));
+    assert!(refused.to_string().contains("max_frame_bytes"), "{refused}");
 
     let names: Vec<String> = client.list_topics().await.unwrap().into_iter().map(|t| t.topic).collect();
     assert_eq!(names, ["a.b_c-D9", "taken", "y".repeat(249).as_str()], "no refused topic was created");

@@ -59,6 +59,10 @@ pub struct BrokerSettings {
     pub data_dir: PathBuf,
     /// Defaults for every topic's settings.
     pub topic_defaults: TopicConfig,
+    /// The largest `max_message_bytes` a topic may set: a batch must fit in
+    /// one request frame with the request's own fields (`server.max_frame_bytes`
+    /// less 1 KiB, as the broker's own `[log]` setting is checked).
+    pub max_message_ceiling: u64,
     pub partition: PartitionSettings,
     /// Arbiters (event-loop threads) for partitions: usually one per core.
     pub arbiters: usize,
@@ -68,6 +72,7 @@ pub struct BrokerSettings {
 pub struct Broker {
     data_dir: PathBuf,
     defaults: TopicConfig,
+    max_message_ceiling: u64,
     placement: Placement,
     topics: BTreeMap<String, Addr<Topic>>,
     /// The id of each topic in `topics`.
@@ -129,6 +134,7 @@ impl Broker {
         Ok(Broker {
             data_dir,
             defaults: settings.topic_defaults,
+            max_message_ceiling: settings.max_message_ceiling,
             placement: Placement { arbiters, settings: settings.partition, writer, clean_shutdown },
             topics: BTreeMap::new(),
             ids: BTreeMap::new(),
@@ -248,6 +254,16 @@ impl Handler<CreateTopic> for Broker {
                 ));
             }
             let config = self.defaults.with_overrides(&msg.config)?;
+            if config.max_message_bytes > self.max_message_ceiling {
+                return Err(BrokerError::new(
+                    ErrorCode::INVALID_CONFIG,
+                    format!(
+                        "topic setting max_message_bytes ({}) must be at most {} (the broker's \
+                         server.max_frame_bytes less 1 KiB): a larger batch could not reach the broker",
+                        config.max_message_bytes, self.max_message_ceiling
+                    ),
+                ));
+            }
             Ok(TopicMeta { name: msg.name.clone(), topic_id: None, partitions: msg.partitions as u32, config })
         })();
         let meta = match checked {

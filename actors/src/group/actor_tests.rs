@@ -29,6 +29,7 @@ async fn fixture(partitions: i64) -> Fixture {
     let settings = BrokerSettings {
         data_dir: dir.path().to_path_buf(),
         topic_defaults: TopicConfig::default(),
+        max_message_ceiling: u64::MAX,
         partition: PartitionSettings {
             flush: FlushPolicy::Always,
             flush_interval_ms: 1000,
