@@ -145,10 +145,8 @@ async fn create_errors_have_exact_codes_and_change_nothing() {
     }
     // Checked against the broker's frame limit (16 MiB by default), as its own
     // [log] settings are: a batch this large could never arrive.
-    let too_large = [
-        ("max_message_bytes", ConfigValue::Int(16 << 20)),
-        ("segment_max_bytes", ConfigValue::Int(32 << 20)),
-    ];
+    let too_large =
+        [("max_message_bytes", ConfigValue::Int(16 << 20)), ("segment_max_bytes", ConfigValue::Int(32 << 20))];
     let refused = client.create_topic("configured", 1, config(&too_large)).await.unwrap_err();
     assert_eq!(refused.code(), Some(40));
     assert!(refused.to_string().contains("max_frame_bytes"), "{refused}");

@@ -1,6 +1,7 @@
-//! Empty groups expire ([operate] item 7): a group with no member and no
+//! Groups over time ([operate] item 7): a group with no member and no
 //! commit for `groups.empty_group_retention_ms` is deleted with its offsets,
-//! a group with a member never is, and a broker start counts as activity.
+//! a group with a member never is, and a broker start counts as activity; a
+//! group's generation goes on across restarts.
 
 mod common;
 
@@ -99,4 +100,34 @@ async fn a_broker_start_gives_every_group_a_full_retention() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(started.elapsed() >= Duration::from_millis(RETENTION_MS as u64 - 50), "{:?}", started.elapsed());
+}
+
+async fn generation(client: &Client, group: &str) -> i64 {
+    let described: DescribeGroupResponse =
+        client.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group.into() }).await.unwrap();
+    described.generation_id
+}
+
+#[actix_rt::test]
+async fn a_groups_generation_goes_on_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let admin = broker.client().await;
+    admin.create_topic("t", 2, Default::default()).await.unwrap();
+    // Members come and go: each join and leave is a new generation.
+    for _ in 0..3 {
+        let member = GroupConsumer::join(broker.client().await, GroupConsumerConfig::new("g", &["t"])).await.unwrap();
+        member.close().await.unwrap();
+    }
+    let before = generation(&admin, "g").await;
+    assert!(before >= 6, "{before}");
+    drop(admin);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(dir.path());
+    let admin = broker.client().await;
+    assert_eq!(generation(&admin, "g").await, before, "the generation survives the restart");
+    let member = GroupConsumer::join(broker.client().await, GroupConsumerConfig::new("g", &["t"])).await.unwrap();
+    assert!(generation(&admin, "g").await > before, "and goes on from there");
+    member.close().await.unwrap();
 }

@@ -129,6 +129,12 @@ impl Membership {
         self.group_epoch
     }
 
+    /// Goes on from `epoch` (the generation a previous run reached), so that
+    /// generations never repeat across restarts.
+    pub fn resume_group_epoch(&mut self, epoch: i64) {
+        self.group_epoch = self.group_epoch.max(epoch);
+    }
+
     pub fn assignor(&self) -> &'static dyn Assignor {
         self.assignor
     }

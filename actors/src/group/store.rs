@@ -74,6 +74,9 @@ pub enum StoredRecord {
     },
     /// The group's assignor.
     Assignor { name: String },
+    /// The group's generation (its epoch) reached this value: a restarted
+    /// broker goes on from it, so a generation never repeats.
+    Generation { group_epoch: i64 },
     /// The group was deleted: forget everything before.
     Deleted,
 }
@@ -105,6 +108,8 @@ impl Committed {
 pub struct GroupState {
     pub offsets: BTreeMap<TopicPartition, Committed>,
     pub assignor: Option<String>,
+    /// The highest generation the log records (0: none).
+    pub generation: i64,
 }
 
 impl GroupState {
@@ -126,6 +131,7 @@ impl GroupState {
                 tp.topic != *topic || (topic_id.is_some() && c.topic_id.is_some() && c.topic_id != *topic_id)
             }),
             StoredRecord::Assignor { name } => self.assignor = Some(name.clone()),
+            StoredRecord::Generation { group_epoch } => self.generation = self.generation.max(*group_epoch),
             StoredRecord::Deleted => *self = GroupState::default(),
         }
     }
@@ -134,6 +140,9 @@ impl GroupState {
     pub fn snapshot(&self) -> Vec<StoredRecord> {
         let mut records: Vec<StoredRecord> =
             self.assignor.iter().map(|name| StoredRecord::Assignor { name: name.clone() }).collect();
+        if self.generation > 0 {
+            records.push(StoredRecord::Generation { group_epoch: self.generation });
+        }
         records.extend(self.offsets.iter().map(|(tp, c)| StoredRecord::Offset {
             topic: tp.topic.clone(),
             partition: tp.partition,

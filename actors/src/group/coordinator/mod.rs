@@ -172,6 +172,7 @@ impl GroupCoordinator {
                 if let Some(assignor) = state.assignor.as_deref().and_then(assignor::by_name) {
                     self.membership.set_assignor(assignor);
                 }
+                self.membership.resume_group_epoch(state.generation);
                 self.store = Some(store);
                 self.state = state;
             }
@@ -206,6 +207,7 @@ impl GroupCoordinator {
     /// starts or stops their rebalance timers.
     fn notify(&mut self, changed: Vec<String>, ctx: &mut Context<Self>) {
         self.membership.touch(now_ms());
+        self.record_generation(ctx);
         for member_id in changed {
             if let (Ok(assigned), Some(session)) =
                 (self.assigned(&member_id), self.live.get(&member_id).and_then(|l| l.session.upgrade()))
@@ -213,6 +215,28 @@ impl GroupCoordinator {
                 session.do_send(AssignmentChanged(assigned));
             }
             self.watch_revocation(&member_id, ctx);
+        }
+    }
+
+    /// Writes the group's generation to its log when it rose. Nothing waits
+    /// for the fsync (a rebalance must not): it completes in moments, and a
+    /// commit's fsync covers it too; after a crash in between, the next run
+    /// may repeat the last generation or two, never older ones.
+    fn record_generation(&mut self, ctx: &mut Context<Self>) {
+        let epoch = self.membership.group_epoch();
+        let Some(store) = self.store.as_mut().filter(|_| epoch > self.state.generation) else { return };
+        let record = StoredRecord::Generation { group_epoch: epoch };
+        match store.append(std::slice::from_ref(&record), now_ms()) {
+            Ok(files) => {
+                self.state.apply(&record);
+                let group = self.group_id.clone();
+                ctx.spawn(self.writer.sync(files).into_actor(self).map(move |synced, _, _| {
+                    if let Err(err) = synced {
+                        tracing::error!(%group, %err, "cannot sync the group's generation");
+                    }
+                }));
+            }
+            Err(err) => tracing::error!(group = %self.group_id, %err, "cannot write the group's generation"),
         }
     }
 
