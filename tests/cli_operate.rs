@@ -439,3 +439,20 @@ fn group_reset_offsets_by_time_and_for_all_topics_and_describe_views() {
     signal(&member, libc::SIGTERM);
     assert!(member.wait().unwrap().success());
 }
+
+#[test]
+fn json_output_names_things_the_same_way_in_every_command() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "1"], b""));
+    ok(herald(&addr, &["produce", "t"], b"x\n"));
+    ok(herald(&addr, &["consume", "t", "--group", "g", "--from-beginning", "--count", "1"], b""));
+    let json = |args: &[&str]| -> serde_json::Value { serde_json::from_str(&ok(herald(&addr, args, b""))).unwrap() };
+    assert_eq!(json(&["group", "list", "--json"])[0]["group"], "g");
+    assert_eq!(json(&["group", "describe", "g", "--json"])["group"], "g");
+    assert_eq!(json(&["group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--json"])["group"], "g");
+    assert_eq!(json(&["topic", "list", "--json"])[0]["topic"], "t");
+    assert_eq!(json(&["topic", "describe", "t", "--json"])["topic"], "t");
+    let consumed = json(&["consume", "t", "--from-beginning", "--count", "1", "--json"]);
+    assert_eq!((consumed["topic"].as_str(), consumed["partition"].as_u64()), (Some("t"), Some(0)));
+}

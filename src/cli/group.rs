@@ -114,7 +114,7 @@ pub async fn run(command: GroupCommand) -> CliResult {
                 let rows: Vec<_> = groups
                     .groups
                     .iter()
-                    .map(|g| serde_json::json!({"group_id": g.group_id, "state": g.state, "members": g.members, "assignor": g.assignor}))
+                    .map(|g| serde_json::json!({"group": g.group_id, "state": g.state, "members": g.members, "assignor": g.assignor}))
                     .collect();
                 print_json(&rows)?;
             } else {
