@@ -456,3 +456,18 @@ fn json_output_names_things_the_same_way_in_every_command() {
     let consumed = json(&["consume", "t", "--from-beginning", "--count", "1", "--json"]);
     assert_eq!((consumed["topic"].as_str(), consumed["partition"].as_u64()), (Some("t"), Some(0)));
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = Command::new(herald_bin()).args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            script.contains("reset-offsets") && script.contains("--partitioner"),
+            "{shell}: every command and flag"
+        );
+    }
+    let output = Command::new(herald_bin()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -75,6 +75,12 @@ enum Command {
     /// Check every stored batch of a data directory and report damaged ranges
     /// (exit status 1 if any); reads only.
     Scrub(scrub::ScrubArgs),
+    /// Print a completion script for a shell: `herald completions bash >
+    /// /etc/bash_completion.d/herald` (or zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where the broker is.
@@ -120,6 +126,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Scrub(args) => scrub::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "herald", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
