@@ -627,6 +627,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_key_with_its_default() {
+        let readme = include_str!("../README.md");
+        let defaults = flatten_values(&collect(defaults(), "the defaults").unwrap());
+        assert!(defaults.len() > 30, "{defaults:?}");
+        for (key, value) in defaults {
+            let row = format!("| `{key}` | `{}` |", value.trim_matches('"'));
+            let shown = readme.lines().any(|line| line.starts_with(&row));
+            assert!(shown, "README.md's configuration table lacks `{row}`");
+        }
+    }
+
+    #[test]
     fn mistyped_environment_variables_are_reported() {
         let vars = env(&[
             ("HERALD_SERVER_PORT", "1"),
