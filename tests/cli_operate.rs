@@ -468,3 +468,21 @@ fn completions_are_printed_for_each_shell() {
     let output = Command::new(herald_bin()).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn the_deployment_config_starts_a_broker_that_logs_json() {
+    let root = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    // The systemd unit's and the container's command line, with the test's
+    // own address and directory as flags (flags win over the file).
+    let mut broker = common::BinaryBroker::start_with(root.path(), |command| {
+        command.args(["--config", config]).env_remove("RUST_LOG");
+    });
+    let settings = broker.wait_for_line("settings");
+    let line: serde_json::Value = serde_json::from_str(&settings).expect("JSON log lines");
+    assert!(line["fields"]["message"].as_str().unwrap().contains(config), "{settings}");
+    let client_ok = ok(herald(&broker.addr().to_string(), &["topic", "list", "--json"], b""));
+    assert_eq!(client_ok, "[]\n");
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/herald serve --config /etc/herald/herald.toml"));
+}
