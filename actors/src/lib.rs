@@ -23,6 +23,9 @@ pub mod topic;
 pub mod topic_config;
 pub mod writer;
 
+#[cfg(test)]
+mod test_support;
+
 pub use herald_wire::{batch, partitioner};
 
 /// Milliseconds since the Unix epoch, by the system clock.

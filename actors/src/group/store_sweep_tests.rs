@@ -21,27 +21,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::test_support::{seed, Rng};
 
 const PARTITIONS: u32 = 8;
-
-/// `HERALD_FAULT_SEED` when set (to replay a run), else the clock.
-fn seed() -> u64 {
-    std::env::var("HERALD_FAULT_SEED").ok().and_then(|s| s.trim().parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    })
-}
-
-/// xorshift64*, so that a seed replays its run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// One batch of the log file: where it lies, its offsets, what it holds.
 #[derive(Debug, Clone)]

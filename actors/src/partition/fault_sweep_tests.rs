@@ -20,6 +20,7 @@ use super::log::tests::config;
 use super::log::{Log, LogError};
 use super::segment::{parse_file_name, LOG_SUFFIX};
 use crate::batch::{self, Record};
+use crate::test_support::{next, seed};
 
 const BATCHES: usize = 40;
 const PER_BATCH: usize = 3;
@@ -154,19 +155,9 @@ fn every_cut_in_the_last_two_batches_of_the_active_segment_truncates_to_the_last
     }
 }
 
-/// xorshift64*, so that a seed replays its flips.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
 #[test]
 fn every_flipped_byte_in_any_segment_is_reported_and_never_served() {
-    let seed: u64 = std::env::var("HERALD_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = seed();
     let flips: u64 = std::env::var("HERALD_FAULT_FLIPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let original = tempfile::tempdir().unwrap();
     let layout = build(original.path());
@@ -247,9 +238,7 @@ enum IndexDamage {
 
 #[test]
 fn every_damaged_or_missing_index_is_rebuilt_and_nothing_else_changes() {
-    let seed: u64 = std::env::var("HERALD_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = seed();
     let rounds: u64 = std::env::var("HERALD_FAULT_FLIPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let original = tempfile::tempdir().unwrap();
     // Four sealed segments of 13 batches and an active one of 8, each with

@@ -24,26 +24,13 @@ use super::log::tests::config;
 use super::log::{Log, LogError};
 use crate::batch::{self, Record};
 use crate::fs::fault::FaultFs;
+pub(super) use crate::test_support::{next, seed};
 
 /// Power losses per history; a new `FaultFs` for each history bounds the log's size.
 const POINTS_PER_HISTORY: u64 = 100;
 
-pub(super) fn seed() -> u64 {
-    std::env::var("HERALD_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    })
-}
-
 fn points() -> u64 {
     std::env::var("HERALD_FAULT_POINTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
-}
-
-/// xorshift64*, so that a seed replays its run.
-pub(super) fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 /// A batch of `values`, one record each.

@@ -1,6 +1,7 @@
 //! Unit tests of the membership state machine.
 
 use super::*;
+use crate::test_support::Rng;
 
 const TOPIC: &str = "t";
 
@@ -397,22 +398,6 @@ fn a_member_that_keeps_revoked_partitions_past_its_rebalance_timeout_is_overdue(
     // B, given partitions it has not acknowledged yet, is not revoking anything.
     assert!(!assigned(&m, "b").is_empty());
     assert!(m.overdue_revocations(20_000).is_empty());
-}
-
-/// xorshift64*: deterministic, so a failure names the seed that reproduces it.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// A member as the member sees itself: the last answer it received, and
