@@ -43,8 +43,10 @@ async fn held_fetches_do_not_delay_other_requests_on_their_connection() {
     let topics = client.list_topics().await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(topics.len(), 1);
-    // Reading and dispatching the 300 fetches before it takes a few ms.
-    assert!(elapsed < Duration::from_millis(50), "list_topics behind 300 held fetches took {elapsed:?}");
+    // Reading and dispatching the 300 fetches before it takes a few ms on a
+    // quiet machine; behind them (had they kept their permits) it would take
+    // their whole 10 s wait. The bound leaves a busy CI machine room.
+    assert!(elapsed < Duration::from_secs(1), "list_topics behind 300 held fetches took {elapsed:?}");
     broker.stop().await;
 }
 
@@ -94,7 +96,8 @@ async fn past_max_held_requests_a_held_request_keeps_its_read_ahead_permit() {
     send_held_fetches(&client, "quiet", 10, 10_000);
     let started = Instant::now();
     client.list_topics().await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+    // Well under the fetches' 10 s wait (a few ms on a quiet machine).
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 
     // Past it, each keeps its permit: four of them spend the whole budget,
     // and the broker reads nothing more until one of them is answered.
