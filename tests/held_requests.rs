@@ -27,9 +27,10 @@ fn send_held_fetches(client: &Client, topic: &str, count: usize, max_wait_ms: u6
 }
 
 /// How late a held heartbeat's answer may be on a busy 2-core test machine
-/// (on a quiet one it is 2–3 ms). Queued behind the held fetches, as before
-/// they gave their read-ahead permits back, it was tens of seconds late.
-const HEARTBEAT_TOLERANCE: Duration = Duration::from_millis(100);
+/// (on a quiet one it is 2–3 ms), within the 1 s session timeout. Queued
+/// behind the held fetches, as before they gave their read-ahead permits
+/// back, it was tens of seconds late.
+const HEARTBEAT_TOLERANCE: Duration = Duration::from_millis(400);
 
 #[tokio::test]
 async fn held_fetches_do_not_delay_other_requests_on_their_connection() {
