@@ -486,3 +486,20 @@ fn the_deployment_config_starts_a_broker_that_logs_json() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/herald serve --config /etc/herald/herald.toml"));
 }
+
+#[test]
+fn status_tells_whether_the_broker_serves_and_sums_up_its_topics_and_groups() {
+    let broker = TestBroker::start();
+    let addr = broker.addr().to_string();
+    ok(herald(&addr, &["topic", "create", "t", "--partitions", "3"], b""));
+    ok(herald(&addr, &["produce", "t"], b"x\n"));
+    ok(herald(&addr, &["consume", "t", "--group", "g", "--from-beginning", "--count", "1"], b""));
+    let out = ok(herald(&addr, &["status"], b""));
+    assert!(out.contains("serving") && out.contains("topics: 1 with 3 partitions; damaged: none"), "{out}");
+    assert!(out.contains("groups: 1 with 0 members"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&ok(herald(&addr, &["status", "--json"], b""))).unwrap();
+    assert_eq!((json["status"].as_str(), json["partitions"].as_u64()), (Some("serving"), Some(3)));
+    drop(broker);
+    let down = herald(&addr, &["status", "--timeout-ms", "500"], b"");
+    assert_eq!(down.status.code(), Some(3), "{}", String::from_utf8_lossy(&down.stderr));
+}

@@ -9,6 +9,7 @@ mod produce;
 mod record_format;
 mod scrub;
 mod serve;
+mod status;
 mod stop;
 mod topic;
 
@@ -72,6 +73,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure consumer-group rebalance latency and group consume throughput.
     BenchGroup(bench_group::BenchGroupArgs),
+    /// Whether the broker is serving, and its topics and groups in brief
+    /// (exit status 3 when it cannot be reached).
+    Status(status::StatusArgs),
     /// Check every stored batch of a data directory and report damaged ranges
     /// (exit status 1 if any); reads only.
     Scrub(scrub::ScrubArgs),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Group(command) => on_client_runtime(group::run(command)),
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
+        Command::Status(args) => on_client_runtime(status::run(args)),
         Command::Scrub(args) => scrub::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
