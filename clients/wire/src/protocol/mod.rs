@@ -14,6 +14,7 @@
 
 pub mod codec;
 mod config_value;
+mod fetch_out;
 pub mod handshake;
 pub mod messages;
 mod produce_in;
@@ -25,6 +26,7 @@ use crate::error::{DamagedRange, ErrorCode};
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use fetch_out::encode_fetch_head;
 pub use handshake::*;
 pub use messages::*;
 pub use request::*;
