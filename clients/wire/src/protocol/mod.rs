@@ -10,6 +10,8 @@
 //! - `strict`: the serde adapter that gives each field exactly one MessagePack
 //!   type family; `scan`: a quick look at a frame's top-level keys;
 //!   `produce_in`: decoding a produce request's records without copying them.
+//! - `fetch_out` ([`encode_fetch_head`]): a fetch response's head, so its
+//!   records can follow it to the socket without being copied.
 //! - Below: encoding responses.
 
 pub mod codec;
