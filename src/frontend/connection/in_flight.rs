@@ -41,6 +41,7 @@ use futures::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use herald_actors::error::{BrokerError, ErrorCode};
 
+use super::fetch::ResponseBody;
 use super::Connection;
 use crate::protocol::{self, FetchRequest, Request};
 
@@ -141,7 +142,7 @@ impl Connection {
     pub(super) fn respond<F, T>(&mut self, correlation_id: u32, permit: Admission, work: F, ctx: &mut Context<Self>)
     where
         F: Future<Output = Result<Option<T>, BrokerError>> + 'static,
-        T: serde::Serialize + 'static,
+        T: ResponseBody + 'static,
     {
         self.respond_with(correlation_id, permit, work, |_, result, _| result, ctx);
     }
@@ -160,7 +161,7 @@ impl Connection {
         F: Future<Output = R> + 'static,
         R: 'static,
         G: FnOnce(&mut Self, R, &mut Context<Self>) -> Result<Option<T>, BrokerError> + 'static,
-        T: serde::Serialize + 'static,
+        T: ResponseBody + 'static,
     {
         self.in_flight.count += 1;
         if self.in_flight.dispatching_held.take() != Some(correlation_id) {
@@ -206,9 +207,9 @@ impl Connection {
 
     /// Writes a request's response; closes the connection if it was the last
     /// one a draining connection waited for.
-    fn write_answer<T: serde::Serialize>(&mut self, correlation_id: u32, answer: Result<Option<T>, BrokerError>) {
+    fn write_answer<T: ResponseBody>(&mut self, correlation_id: u32, answer: Result<Option<T>, BrokerError>) {
         match answer {
-            Ok(Some(body)) => self.writer.write(protocol::encode_ok(correlation_id, &body)),
+            Ok(Some(body)) => self.writer.write(body.frame(correlation_id)),
             Ok(None) => {}
             Err(error) => self.send_error(correlation_id, &error),
         }

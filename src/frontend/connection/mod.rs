@@ -23,6 +23,7 @@
 
 mod budget;
 mod bulk;
+mod fetch;
 mod groups;
 mod in_flight;
 mod produce;
@@ -307,39 +308,7 @@ impl Connection {
             | Request::DescribeGroup(_)
             | Request::ResetOffsets(_)
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
-            Request::Fetch(r) => {
-                let partition = partition_id(r.partition, &r.topic);
-                let max_bytes = self.fetch_room(&r);
-                // Room for the response, counted from now until it is queued
-                // (then the response itself counts until written); a long
-                // poll's also in the held share while it is parked.
-                let reserved = self.writer.bytes().charge(max_bytes);
-                let held_share = in_flight::fetch_may_be_held(&r).then(|| self.held_room.charge(max_bytes));
-                let fetch = partition::Fetch {
-                    offset: r.offset,
-                    max_bytes,
-                    min_bytes: r.min_bytes as usize,
-                    max_wait_ms: r.max_wait_ms.min(300_000),
-                };
-                self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-                    let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message: fetch })));
-                    act.respond(
-                        correlation_id,
-                        permit,
-                        async move {
-                            let result = flatten(sent?.await);
-                            drop((reserved, held_share));
-                            let result = result?;
-                            Ok(Some(FetchResponse {
-                                high_watermark: result.high_watermark,
-                                log_start_offset: result.log_start_offset,
-                                records: result.records,
-                            }))
-                        },
-                        ctx,
-                    );
-                })
-            }
+            Request::Fetch(r) => self.fetch(correlation_id, r, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -4,12 +4,17 @@
 //! does not read stops being read from instead of filling the broker's
 //! memory.
 //!
-//! Small frames queued together go out in one write. A socket that takes no
-//! byte for `write_stall_timeout_ms` while a frame waits is given up: the
-//! writer ends and tells the connection, which stops. [`Writer::close`] ends
-//! the writer once everything queued is written; the connection then stops.
+//! A frame is a head and a body ([`Frame`]): a fetch response's body is its
+//! stored batches, which go to the socket from the buffer they were read
+//! into. Small frames queued together are copied into one buffer and go out
+//! in one write; a larger frame's length and head join that buffer and its
+//! body follows in the same vectored write, never copied. A socket that
+//! takes no byte for `write_stall_timeout_ms` while a frame waits is given
+//! up: the writer ends and tells the connection, which stops.
+//! [`Writer::close`] ends the writer once everything queued is written; the
+//! connection then stops.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,14 +27,34 @@ use super::budget::{Charge, ConnectionBytes};
 use crate::protocol::codec::LENGTH_BYTES;
 use std::sync::Arc;
 
-/// Frames up to this size are copied into one buffer with their neighbours;
-/// larger ones are written from where they are.
+/// Frame bodies up to this size are copied into one buffer with their
+/// neighbours; larger ones are written from where they are.
 const COALESCE_BYTES: usize = 64 * 1024;
+
+/// One response frame's payload: `head` then `body`, sent as one frame (the
+/// length prefix counts both). Most frames are all head.
+#[derive(Debug)]
+pub struct Frame {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+impl Frame {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(payload: Bytes) -> Frame {
+        Frame { head: payload, body: Bytes::new() }
+    }
+}
 
 /// The connection's side of its writer task.
 pub struct Writer {
     /// `None` once closed: the task writes what is queued, then ends.
-    frames: Option<mpsc::UnboundedSender<(Bytes, Charge)>>,
+    frames: Option<mpsc::UnboundedSender<(Frame, Charge)>>,
     bytes: Arc<ConnectionBytes>,
     max_frame_bytes: usize,
 }
@@ -60,7 +85,8 @@ impl Writer {
     /// Queues one response frame. A payload over `max_frame_bytes` (which no
     /// client could read) is not written and ends the connection, as a write
     /// error would.
-    pub fn write(&mut self, payload: Bytes) {
+    pub fn write(&mut self, payload: impl Into<Frame>) {
+        let payload = payload.into();
         if payload.len() > self.max_frame_bytes {
             tracing::warn!(bytes = payload.len(), max = self.max_frame_bytes, "response over max_frame_bytes; closing");
             self.frames = None;
@@ -86,28 +112,24 @@ impl Writer {
 
 async fn write_frames(
     mut write: OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<(Bytes, Charge)>,
+    mut queue: mpsc::UnboundedReceiver<(Frame, Charge)>,
     stall: Duration,
 ) -> io::Result<()> {
     let mut out = BytesMut::new();
     let mut charges = Vec::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
-        while let Some((payload, charge)) = next.take() {
-            out.put_u32(payload.len() as u32);
+        while let Some((frame, charge)) = next.take() {
             charges.push(charge);
-            if payload.len() <= COALESCE_BYTES {
-                out.put_slice(&payload);
-            } else {
-                write_all(&mut write, &out, stall).await?;
+            if let Some(body) = stage(&mut out, frame) {
+                write_all(&mut write, &out, &body, stall).await?;
                 out.clear();
-                write_all(&mut write, &payload, stall).await?;
             }
             if out.len() < COALESCE_BYTES {
                 next = queue.try_recv().ok();
             }
         }
-        write_all(&mut write, &out, stall).await?;
+        write_all(&mut write, &out, &[], stall).await?;
         out.clear();
         // Written: these responses no longer count against the connection.
         charges.clear();
@@ -118,10 +140,24 @@ async fn write_frames(
     write.shutdown().await
 }
 
-/// Writes all of `data`, failing if the socket takes nothing for `stall`.
-async fn write_all(write: &mut OwnedWriteHalf, mut data: &[u8], stall: Duration) -> io::Result<()> {
-    while !data.is_empty() {
-        let written = match tokio::time::timeout(stall, write.write(data)).await {
+/// Puts `frame`'s length and head into `out`, and its body too when it is
+/// small; returns a large body, which must be written right after `out`.
+fn stage(out: &mut BytesMut, frame: Frame) -> Option<Bytes> {
+    out.put_u32(frame.len() as u32);
+    out.put_slice(&frame.head);
+    if frame.body.len() <= COALESCE_BYTES {
+        out.put_slice(&frame.body);
+        return None;
+    }
+    Some(frame.body)
+}
+
+/// Writes all of `first` then all of `second`, in vectored writes, failing
+/// if the socket takes nothing for `stall`.
+async fn write_all(write: &mut OwnedWriteHalf, mut first: &[u8], mut second: &[u8], stall: Duration) -> io::Result<()> {
+    while !first.is_empty() || !second.is_empty() {
+        let slices = [IoSlice::new(first), IoSlice::new(second)];
+        let written = match tokio::time::timeout(stall, write.write_vectored(&slices)).await {
             Ok(written) => written?,
             Err(_) => {
                 return Err(io::Error::new(
@@ -133,7 +169,62 @@ async fn write_all(write: &mut OwnedWriteHalf, mut data: &[u8], stall: Duration)
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        data = &data[written..];
+        let from_first = written.min(first.len());
+        first = &first[from_first..];
+        second = &second[written - from_first..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::frontend::connection::ConnectionBytes;
+
+    #[test]
+    fn a_large_body_is_not_copied_and_small_ones_are_coalesced() {
+        let mut out = BytesMut::new();
+        let small = Bytes::from(vec![1u8; 100]);
+        assert!(stage(&mut out, Frame { head: Bytes::from_static(b"hd"), body: small }).is_none());
+        assert_eq!(out.len(), 4 + 2 + 100);
+        let large = Bytes::from(vec![2u8; COALESCE_BYTES + 1]);
+        let stored = large.as_ptr();
+        let body = stage(&mut out, Frame { head: Bytes::from_static(b"head"), body: large }).expect("written apart");
+        assert_eq!(body.as_ptr(), stored, "the body was copied");
+        assert_eq!(out.len(), 4 + 2 + 100 + 4 + 4, "only the length and the head join the buffer");
+        assert_eq!(&out[106..110], &((4 + COALESCE_BYTES + 1) as u32).to_be_bytes());
+    }
+
+    #[tokio::test]
+    async fn frames_reach_the_socket_whole_and_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_, write) = server.into_split();
+        let bytes = ConnectionBytes::new(usize::MAX);
+        let (frames, queue) = mpsc::unbounded_channel();
+        let sizes = [0usize, 10, COALESCE_BYTES, COALESCE_BYTES + 1, 3 << 20, 7, 1 << 20];
+        let mut expected = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let head = Bytes::from(vec![i as u8 + 100; 3 + i]);
+            let body = Bytes::from((0..size).map(|n| (n % 251) as u8).collect::<Vec<_>>());
+            expected.extend_from_slice(&((head.len() + body.len()) as u32).to_be_bytes());
+            expected.extend_from_slice(&head);
+            expected.extend_from_slice(&body);
+            let charge = bytes.charge(LENGTH_BYTES + head.len() + body.len());
+            frames.send((Frame { head, body }, charge)).unwrap();
+        }
+        drop(frames);
+        let writer = tokio::spawn(write_frames(write, queue, Duration::from_secs(10)));
+        let mut received = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut received).await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the bytes on the socket differ from the frames queued");
+        assert_eq!(bytes.used(), 0, "every written frame's charge is released");
+    }
 }

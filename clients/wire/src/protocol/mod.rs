@@ -10,10 +10,13 @@
 //! - `strict`: the serde adapter that gives each field exactly one MessagePack
 //!   type family; `scan`: a quick look at a frame's top-level keys;
 //!   `produce_in`: decoding a produce request's records without copying them.
+//! - `fetch_out` ([`encode_fetch_head`]): a fetch response's head, so its
+//!   records can follow it to the socket without being copied.
 //! - Below: encoding responses.
 
 pub mod codec;
 mod config_value;
+mod fetch_out;
 pub mod handshake;
 pub mod messages;
 mod produce_in;
@@ -25,6 +28,7 @@ use crate::error::{DamagedRange, ErrorCode};
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use fetch_out::encode_fetch_head;
 pub use handshake::*;
 pub use messages::*;
 pub use request::*;

@@ -1,0 +1,166 @@
+//! Encoding a successful fetch response without copying its records.
+//!
+//! [`encode_fetch_head`] writes the response map up to and including the
+//! `bin` header of `records`; the frame is that head followed by the stored
+//! bytes as they are, so the broker can hand both to the socket without
+//! concatenating them. `records` is the map's last field. The bytes are the
+//! ones [`encode_ok`](super::encode_ok) gives for the same [`FetchResponse`]
+//! (a property test compares them): the same field order, and the smallest
+//! MessagePack encoding of each integer, as rmp_serde writes them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::FetchResponse;
+
+/// The fields of a successful fetch response, in the order serde writes them:
+/// the common header (`error_message` nil), then the fetch's own.
+const FIELDS: u8 = 6;
+
+/// The head of a successful fetch response frame: everything before the
+/// bytes of `response.records`, which follow it unchanged and end the frame.
+/// Records of 4 GiB or more cannot be framed (the writer refuses any frame
+/// over `max_frame_bytes`, a `u32`); their length is written as `u32::MAX`.
+pub fn encode_fetch_head(correlation_id: u32, response: &FetchResponse) -> Bytes {
+    let mut out = BytesMut::with_capacity(128);
+    out.put_u8(0x80 | FIELDS);
+    put_str(&mut out, "correlation_id");
+    put_uint(&mut out, u64::from(correlation_id));
+    put_str(&mut out, "error_code");
+    put_uint(&mut out, 0);
+    put_str(&mut out, "error_message");
+    out.put_u8(0xc0);
+    put_str(&mut out, "high_watermark");
+    put_int(&mut out, response.high_watermark);
+    put_str(&mut out, "log_start_offset");
+    put_int(&mut out, response.log_start_offset);
+    put_str(&mut out, "records");
+    put_bin_len(&mut out, response.records.len());
+    out.freeze()
+}
+
+/// A field name: every one here is a fixstr (under 32 bytes).
+fn put_str(out: &mut BytesMut, s: &str) {
+    debug_assert!(s.len() < 32);
+    out.put_u8(0xa0 | s.len() as u8);
+    out.put_slice(s.as_bytes());
+}
+
+fn put_uint(out: &mut BytesMut, n: u64) {
+    match n {
+        0..=0x7f => out.put_u8(n as u8),
+        0x80..=0xff => {
+            out.put_u8(0xcc);
+            out.put_u8(n as u8);
+        }
+        0x100..=0xffff => {
+            out.put_u8(0xcd);
+            out.put_u16(n as u16);
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.put_u8(0xce);
+            out.put_u32(n as u32);
+        }
+        _ => {
+            out.put_u8(0xcf);
+            out.put_u64(n);
+        }
+    }
+}
+
+/// A signed integer: non-negative ones as unsigned, negative ones in the
+/// smallest signed form.
+fn put_int(out: &mut BytesMut, n: i64) {
+    match n {
+        0.. => put_uint(out, n as u64),
+        -32..=-1 => out.put_i8(n as i8),
+        -128..=-33 => {
+            out.put_u8(0xd0);
+            out.put_i8(n as i8);
+        }
+        -32_768..=-129 => {
+            out.put_u8(0xd1);
+            out.put_i16(n as i16);
+        }
+        -2_147_483_648..=-32_769 => {
+            out.put_u8(0xd2);
+            out.put_i32(n as i32);
+        }
+        _ => {
+            out.put_u8(0xd3);
+            out.put_i64(n);
+        }
+    }
+}
+
+fn put_bin_len(out: &mut BytesMut, len: usize) {
+    match len {
+        0..=0xff => {
+            out.put_u8(0xc4);
+            out.put_u8(len as u8);
+        }
+        0x100..=0xffff => {
+            out.put_u8(0xc5);
+            out.put_u16(len as u16);
+        }
+        _ => {
+            out.put_u8(0xc6);
+            out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::encode_ok;
+    use super::*;
+
+    fn frame(correlation_id: u32, response: &FetchResponse) -> Vec<u8> {
+        let mut bytes = encode_fetch_head(correlation_id, response).to_vec();
+        bytes.extend_from_slice(&response.records);
+        bytes
+    }
+
+    /// Integers around every boundary of MessagePack's encodings.
+    fn edgy_int() -> impl Strategy<Value = i64> {
+        let edges: Vec<i64> = [0i64, 1 << 7, 1 << 8, 1 << 15, 1 << 16, 1 << 31, 1 << 32, 1 << 62]
+            .iter()
+            .flat_map(|&e| [e - 1, e, e + 1, -e - 1, -e, -e + 1])
+            .chain([i64::MIN, i64::MAX, -32, -33])
+            .collect();
+        prop_oneof![proptest::sample::select(edges), any::<i64>()]
+    }
+
+    /// Lengths around the `bin` encodings' boundaries, and some in between.
+    fn records_len() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            proptest::sample::select(vec![0usize, 1, 255, 256, 257, 65_535, 65_536, 65_537, 300_000]),
+            0usize..70_000,
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_head_and_records_are_the_serde_encoding(
+            correlation_id in prop_oneof![proptest::sample::select(vec![0u32, 127, 128, 255, 256, 65_535, 65_536, u32::MAX]), any::<u32>()],
+            high_watermark in edgy_int(),
+            log_start_offset in edgy_int(),
+            len in records_len(),
+            fill in any::<u8>(),
+        ) {
+            let response = FetchResponse { high_watermark, log_start_offset, records: Bytes::from(vec![fill; len]) };
+            prop_assert_eq!(frame(correlation_id, &response), encode_ok(correlation_id, &response).to_vec());
+        }
+    }
+
+    #[test]
+    fn the_head_ends_with_the_records_bin_header() {
+        let response = FetchResponse { high_watermark: 5, log_start_offset: 0, records: Bytes::from(vec![7; 300]) };
+        let head = encode_fetch_head(9, &response);
+        assert_eq!(&head[head.len() - 3..], &[0xc5, 0x01, 0x2c]);
+        let value: rmpv::Value = rmp_serde::from_slice(&frame(9, &response)).unwrap();
+        let records = value.as_map().unwrap().iter().find(|(k, _)| k.as_str() == Some("records")).unwrap();
+        assert_eq!(records.1.as_slice(), Some(&[7u8; 300][..]));
+    }
+}
