@@ -14,6 +14,7 @@
 //!   partitions on arbiters, shutdown.
 
 pub mod broker;
+pub mod buffers;
 pub mod error;
 pub mod fs;
 pub mod group;

@@ -331,7 +331,7 @@ impl Log {
         if offset < log_start_offset || offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
         }
-        let mut out = BytesMut::new();
+        let mut out = crate::buffers::take(max_bytes);
         let first = self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
         let mut from = offset;
         for segment in &mut self.segments[first..] {

@@ -124,6 +124,8 @@ async fn write_frames(
             if let Some(body) = stage(&mut out, frame) {
                 write_all(&mut write, &out, &body, stall).await?;
                 out.clear();
+                // Written: its memory may serve the next fetch's read.
+                herald_actors::buffers::give_back(body);
             }
             if out.len() < COALESCE_BYTES {
                 next = queue.try_recv().ok();
