@@ -242,7 +242,7 @@ impl Handler<Produce> for Topic {
         let appends: Vec<_> = routed
             .into_iter()
             .map(|(partition, addr, record_count, batch)| {
-                let request = batch.map(|batch| addr.send(partition::Append { batch }));
+                let request = batch.map(|batch| addr.send(partition::Append { batch, checked: true }));
                 async move {
                     let result = match request {
                         Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
@@ -281,7 +281,7 @@ impl Handler<ProduceBatch> for Topic {
             keyless
         });
         // Sent here, in order with the topic's other produce requests.
-        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch }));
+        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch, checked: true }));
         Box::pin(async move {
             let result = request?.await.unwrap_or_else(|e| Err(e.into()));
             Ok(vec![PartitionAppend { partition, record_count, result }])
