@@ -421,6 +421,7 @@ async fn a_batch_over_max_message_bytes_is_refused_and_nothing_is_appended() {
         partition: None,
         acks: 1,
         records: vec![keyed(&k0, "fits"), keyed(&k1, &big)],
+        batch: None,
     };
     let answer = produce_raw(&client, request).await.unwrap();
     let by_partition: BTreeMap<u32, (i64, i16)> =

@@ -242,7 +242,7 @@ impl Handler<Produce> for Topic {
         let appends: Vec<_> = routed
             .into_iter()
             .map(|(partition, addr, record_count, batch)| {
-                let request = batch.map(|batch| addr.send(partition::Append { batch }));
+                let request = batch.map(|batch| addr.send(partition::Append { batch, checked: true }));
                 async move {
                     let result = match request {
                         Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
@@ -257,12 +257,14 @@ impl Handler<Produce> for Topic {
 }
 
 /// Append one batch, encoded by the caller (the frontend encodes a large
-/// request's batch off the arbiters, where it holds no actor up), to one
-/// partition. Answered as [`Produce`] is.
+/// request's batch off the arbiters, where it holds no actor up) or sent by
+/// the producer as it is (`produce` with `batch`, checked by the frontend),
+/// to one partition, or, without one, to the partition a keyless request's
+/// records would go to (the topic's round robin). Answered as [`Produce`] is.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<PartitionAppend>, BrokerError>")]
 pub struct ProduceBatch {
-    pub partition: u32,
+    pub partition: Option<u32>,
     pub record_count: u32,
     /// As [`batch::encode`] builds it.
     pub batch: bytes::BytesMut,
@@ -273,8 +275,13 @@ impl Handler<ProduceBatch> for Topic {
 
     fn handle(&mut self, msg: ProduceBatch, _: &mut Context<Self>) -> Self::Result {
         let ProduceBatch { partition, record_count, batch } = msg;
+        let partition = partition.unwrap_or_else(|| {
+            let keyless = self.next_keyless % (self.partitions.len() as u32).max(1);
+            self.next_keyless = self.next_keyless.wrapping_add(1);
+            keyless
+        });
         // Sent here, in order with the topic's other produce requests.
-        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch }));
+        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch, checked: true }));
         Box::pin(async move {
             let result = request?.await.unwrap_or_else(|e| Err(e.into()));
             Ok(vec![PartitionAppend { partition, record_count, result }])

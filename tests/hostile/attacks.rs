@@ -238,7 +238,7 @@ async fn amplification(addr: SocketAddr, until: Instant) -> String {
 
 async fn concurrent_produce(addr: SocketAddr, connections: u64, until: Instant) -> String {
     let records = vec![WireRecord { value: Some(Bytes::from(vec![b'v'; 1000])), ..WireRecord::default() }; 16_000];
-    let body = ProduceRequest { topic: TOPIC.into(), partition: Some(0), acks: 1, records };
+    let body = ProduceRequest { topic: TOPIC.into(), partition: Some(0), acks: 1, records, batch: None };
     let payload = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id: 2, op: op::PRODUCE, body }).unwrap();
     let produce = Arc::new(frame(&payload));
     let tasks: Vec<_> = (0..connections)

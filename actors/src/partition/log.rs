@@ -243,8 +243,19 @@ impl Log {
     /// append is undone: the log is back at its length before it, and the
     /// next append takes the same offset. After a failed write that could not
     /// be undone, every append fails until [`Log::reopen`].
-    pub fn append(&mut self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
-        let header = batch::validate(&batch)?;
+    pub fn append(&mut self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+        batch::validate(&batch)?;
+        self.append_checked(batch, now_ms)
+    }
+
+    /// As [`Log::append`], for a batch its caller has validated whole: only
+    /// its header is read again (its length must still be that of `batch`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append`].
+    pub fn append_checked(&mut self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader::parse(&batch)?;
         if header.total_bytes() != batch.len() {
             return Err(BatchError::Malformed("bytes after the end of the batch").into());
         }

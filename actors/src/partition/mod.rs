@@ -367,6 +367,10 @@ impl Supervised for Partition {
 #[rtype(result = "Result<Appended, BrokerError>")]
 pub struct Append {
     pub batch: BytesMut,
+    /// The sender has checked the whole batch already ([`batch::encode`]
+    /// built it, or [`batch::check_produced`] passed it): the log reads its
+    /// header only, without a second pass over its records and checksum.
+    pub checked: bool,
 }
 
 /// Where an appended batch landed.
@@ -400,7 +404,8 @@ impl Handler<Append> for Partition {
             batch::set_log_append_time(&mut batch, now);
         }
         let Some(log) = self.log.as_mut() else { return fail(self.unavailable()) };
-        let info = match log.append(batch, now) {
+        let appending = if msg.checked { log.append_checked(batch, now) } else { log.append(batch, now) };
+        let info = match appending {
             Ok(info) => info,
             Err(err @ log::LogError::Io { .. }) => {
                 // Refused, and the partition serves on: stopping it would

@@ -101,6 +101,13 @@ impl Client {
     /// Queues a produce request on the connection at once (so requests keep the
     /// order of the calls) and returns the future of its result.
     ///
+    /// The records go as one record batch, encoded here (`batch`), to a
+    /// broker that lists [`FEATURE_PRODUCE_BATCH`], unless the broker is to
+    /// route them by key (no `partition` and a record with a key: a batch
+    /// goes to one partition); otherwise as MessagePack maps (`records`). A
+    /// record without a timestamp takes this client's clock in a batch, the
+    /// broker's in `records`.
+    ///
     /// # Errors
     ///
     /// The connection is closed; the future fails as [`Client::produce_with_acks`].
@@ -112,7 +119,7 @@ impl Client {
         acks: i64,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let request = ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records };
+        let request = produce_request(&self.handshake, topic, partition, records, acks);
         let answer = if acks == 0 {
             self.send_without_response(op::PRODUCE, &request)?;
             None
@@ -193,4 +200,44 @@ pub fn record(key: Option<&[u8]>, value: &[u8]) -> WireRecord {
         headers: Vec::new(),
         timestamp: None,
     }
+}
+
+/// A produce request in the form the broker takes best: see
+/// [`Client::start_produce`].
+fn produce_request(
+    broker: &HandshakeResponse,
+    topic: &str,
+    partition: Option<u32>,
+    records: Vec<WireRecord>,
+    acks: i64,
+) -> ProduceRequest {
+    let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
+    let mut request =
+        ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records, batch: None };
+    if !broker.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key || request.records.is_empty() {
+        return request;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let records: Vec<Record> = std::mem::take(&mut request.records)
+        .into_iter()
+        .map(|r| Record {
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp: r.timestamp.unwrap_or(now),
+            offset: 0,
+        })
+        .collect();
+    match batch::encode(&records) {
+        Ok(batch) => request.batch = Some(batch.freeze()),
+        // Not encodable (a header key over 65535 bytes, ...): sent as maps,
+        // for the broker to answer why.
+        Err(_) => {
+            request.records = records
+                .into_iter()
+                .map(|r| WireRecord { key: r.key, value: r.value, headers: r.headers, timestamp: Some(r.timestamp) })
+                .collect();
+        }
+    }
+    request
 }

@@ -387,7 +387,7 @@ mod tests {
         ];
         let topic = "t".repeat(249);
         let counted: usize = records.iter().map(encoded_bytes).sum::<usize>() + REQUEST_OVERHEAD_BYTES + topic.len();
-        let request = ProduceRequest { topic, partition: Some(i64::from(u32::MAX)), acks: -1, records };
+        let request = ProduceRequest { topic, partition: Some(i64::from(u32::MAX)), acks: -1, records, batch: None };
         let frame =
             rmp_serde::to_vec_named(&RequestEnvelope { correlation_id: u32::MAX, op: op::PRODUCE, body: request })
                 .unwrap();

@@ -42,6 +42,10 @@
 //! older writer or from damage; validation alone does not look at timestamps.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+#[path = "batch_produced.rs"]
+mod produced;
+pub use produced::{check_produced, ProducedError};
 use thiserror::Error;
 
 /// Bytes before the first record.
@@ -54,7 +58,7 @@ pub const MAGIC: u8 = 1;
 pub const ATTR_LOG_APPEND_TIME: u8 = 0x01;
 
 const CRC_OFFSET: usize = 12;
-const CRC_START: usize = 16;
+pub(crate) const CRC_START: usize = 16;
 const ATTRIBUTES_OFFSET: usize = 17;
 const BASE_TIMESTAMP_OFFSET: usize = 24;
 const MAX_TIMESTAMP_OFFSET: usize = 32;
@@ -341,7 +345,7 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
 
 /// Receives the parts of each record as [`walk_records`] finds them, borrowed
 /// from the batch: validation looks at them, decoding copies them.
-trait RecordSink<'a> {
+pub(crate) trait RecordSink<'a> {
     fn record(
         &mut self,
         offset_delta: i32,
@@ -354,7 +358,7 @@ trait RecordSink<'a> {
 
 /// Walks the records of a batch body, checking every length and the offset
 /// deltas, without copying anything. Returns the number of records.
-fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Result<usize, BatchError> {
+pub(crate) fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Result<usize, BatchError> {
     let mut count = 0usize;
     while !body.is_empty() {
         let len = take_i32(&mut body)?;

@@ -5,9 +5,10 @@
 //!   per record (what an application does);
 //! - `requests`: one produce request per batch of `--batch-records` records
 //!   through [`Client::start_produce`], `--in-flight` requests at once;
-//! - `raw`: one produce frame encoded once and written again and again on a
-//!   bare connection with only its correlation id changed: the ceiling that
-//!   no client work limits.
+//! - `raw`: one produce frame (its records as one `batch` when the broker
+//!   takes it) encoded once and written again and again on a bare connection
+//!   with only its correlation id changed: the ceiling that no client work
+//!   limits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use herald::client::{Client, Producer, ProducerConfig};
-use herald::protocol::{HandshakeRequest, ProduceRequest, RequestEnvelope, WireRecord};
+use herald::protocol::{
+    HandshakeRequest, HandshakeResponse, ProduceRequest, RequestEnvelope, WireRecord, FEATURE_PRODUCE_BATCH,
+};
+use herald_actors::batch::{self, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -228,20 +232,31 @@ async fn with_raw_frames(plan: &ProducePlan, index: u32, records: u64, done: &At
     if header.error_code != 0 {
         return Err(format!("handshake refused: error {}", header.error_code).into());
     }
+    let broker: HandshakeResponse = rmp_serde::from_slice(&answer)?;
+    let as_batch = broker.has_feature(FEATURE_PRODUCE_BATCH);
 
     let value = pattern(plan.record_size);
     // One frame per batch size (the last batch may be shorter) and partition.
     let partitions = plan.partitions.max(1);
-    let encode = |size: usize, partition: u32| {
-        let records = (0..size)
-            .map(|_| WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None })
-            .collect();
-        let body = ProduceRequest {
+    // As a batch for a broker that takes one (all with the same timestamp,
+    // that of the encoding), as maps otherwise.
+    let now = herald_actors::now_ms();
+    let encode = |size: usize, partition: u32| -> Outcome<Vec<u8>> {
+        let mut body = ProduceRequest {
             topic: plan.topic.clone(),
             partition: Some(i64::from(partition)),
             acks: plan.acks,
-            records,
+            records: Vec::new(),
+            batch: None,
         };
+        if as_batch {
+            let record = Record { value: Some(value.clone()), timestamp: now, ..Record::default() };
+            body.batch = Some(batch::encode(&vec![record; size])?.freeze());
+        } else {
+            body.records = (0..size)
+                .map(|_| WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None })
+                .collect();
+        }
         request_frame(FIRST_RAW_ID, "produce", body)
     };
     let full: Vec<Vec<u8>> = (0..partitions).map(|p| encode(plan.batch_records.max(1), p)).collect::<Outcome<_>>()?;
@@ -308,7 +323,7 @@ mod tests {
         struct Id {
             correlation_id: u32,
         }
-        let body = ProduceRequest { topic: "t".into(), partition: Some(0), acks: 1, records: Vec::new() };
+        let body = ProduceRequest { topic: "t".into(), partition: Some(0), acks: 1, records: Vec::new(), batch: None };
         let mut frame = request_frame(FIRST_RAW_ID, "produce", &body).unwrap();
         let at = correlation_id_at(&frame).unwrap();
         frame[at..at + 4].copy_from_slice(&77_777u32.to_be_bytes());

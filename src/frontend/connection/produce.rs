@@ -1,6 +1,7 @@
 //! Produce requests of a [`Connection`]: the whole request is checked here
-//! (acks, partition, record timestamps, header keys) before the topic routes
-//! and appends its records, so a request refused here appends nothing. A
+//! (acks, partition, record timestamps, header keys; a producer's `batch`
+//! whole, in one pass over its bytes) before the topic routes and appends its
+//! records, so a request refused here appends nothing. A
 //! request with `acks` 0 is never answered, not even with an error. A large
 //! request to one partition has its batch encoded here, as bulk work off the
 //! arbiters, rather than by the topic on its arbiter.
@@ -27,6 +28,14 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let acks = r.acks;
+        if let Some(batch) = r.batch {
+            let topic = r.topic;
+            let max_records = self.limits.max_records_per_request;
+            return match checked_batch(acks, r.partition, &topic, batch, max_records) {
+                Ok(produce) => self.send_produce(correlation_id, topic, acks, ToTopic::Batch(produce), permit, ctx),
+                Err(error) => self.refuse_produce(correlation_id, acks, &error),
+            };
+        }
         if wire_bytes(&r.records) <= SMALL_FRAME_BYTES {
             let topic = r.topic.clone();
             return match checked_produce(r.acks, r.partition, &r.topic, r.records) {
@@ -137,12 +146,43 @@ fn prepare(r: ProduceRequest) -> Result<ToTopic, BrokerError> {
     let produce = checked_produce(r.acks, r.partition, &r.topic, r.records)?;
     let Some(partition) = produce.partition else { return Ok(ToTopic::Records(produce)) };
     match batch::encode(&produce.records) {
-        Ok(batch) => {
-            Ok(ToTopic::Batch(topic::ProduceBatch { partition, record_count: produce.records.len() as u32, batch }))
-        }
+        Ok(batch) => Ok(ToTopic::Batch(topic::ProduceBatch {
+            partition: Some(partition),
+            record_count: produce.records.len() as u32,
+            batch,
+        })),
         // The topic encodes it again and answers with the reason.
         Err(_) => Ok(ToTopic::Records(produce)),
     }
+}
+
+/// A producer's batch as the topic takes it, once checked whole (see
+/// [`batch::check_produced`]): nothing of a batch that fails here is
+/// appended. Its bytes are appended as they are, without a copy when the
+/// request's frame holds nothing else still in use.
+fn checked_batch(
+    acks: i64,
+    partition: Option<i64>,
+    topic: &str,
+    batch: bytes::Bytes,
+    max_records: u64,
+) -> Result<topic::ProduceBatch, BrokerError> {
+    check_acks(acks)?;
+    let partition = partition.map(|p| partition_id(p, topic)).transpose()?;
+    let header = batch::check_produced(&batch, max_records).map_err(|err| match err {
+        batch::ProducedError::Corrupt(message) => BrokerError::new(ErrorCode::CORRUPT_MESSAGE, message),
+        err @ batch::ProducedError::Timestamp { .. } => BrokerError::new(ErrorCode::INVALID_TIMESTAMP, err.to_string()),
+        batch::ProducedError::Invalid(message) => BrokerError::new(ErrorCode::INVALID_REQUEST, message),
+    })?;
+    let batch = batch.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+    Ok(topic::ProduceBatch { partition, record_count: header.record_count as u32, batch })
+}
+
+fn check_acks(acks: i64) -> Result<(), BrokerError> {
+    if !(-1..=1).contains(&acks) {
+        return Err(BrokerError::new(ErrorCode::INVALID_REQUIRED_ACKS, format!("acks must be 0, 1 or -1, got {acks}")));
+    }
+    Ok(())
 }
 
 /// The records of a produce request as the topic takes them, once the whole
@@ -153,9 +193,7 @@ fn checked_produce(
     topic: &str,
     records: Vec<WireRecord>,
 ) -> Result<topic::Produce, BrokerError> {
-    if !(-1..=1).contains(&acks) {
-        return Err(BrokerError::new(ErrorCode::INVALID_REQUIRED_ACKS, format!("acks must be 0, 1 or -1, got {acks}")));
-    }
+    check_acks(acks)?;
     let partition = partition.map(|p| partition_id(p, topic)).transpose()?;
     let now = now_ms();
     let records = records

@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::request::OPERATIONS;
 
+/// The feature a broker lists when its `produce` takes `batch`: the records
+/// as one record batch in the stored format, instead of `records`.
+pub const FEATURE_PRODUCE_BATCH: &str = "produce_batch";
+
+/// The features this broker lists in its handshake answer: optional request
+/// forms of protocol version 1 that an older broker does not take.
+pub const FEATURES: &[&str] = &[FEATURE_PRODUCE_BATCH];
+
 /// The lowest protocol version this broker and client speak.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The highest protocol version this broker and client speak.
@@ -148,6 +156,9 @@ pub struct HandshakeResponse {
     pub max_message_bytes: u64,
     #[serde(default)]
     pub max_held_requests: u32,
+    /// Optional request forms the broker takes ([`FEATURES`]).
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 impl HandshakeResponse {
@@ -174,7 +185,14 @@ impl HandshakeResponse {
             default_session_timeout_ms: features.default_session_timeout_ms,
             max_message_bytes: features.max_message_bytes,
             max_held_requests: features.max_held_requests,
+            features: FEATURES.iter().map(|&f| f.into()).collect(),
         }
+    }
+
+    /// Whether the broker lists `feature` (one of [`FEATURES`]); a broker
+    /// older than the list has none.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
     }
 
     /// Whether the broker serves `op` in the negotiated protocol version. A
@@ -238,5 +256,7 @@ mod tests {
         let first = answer.operations[0].op.clone();
         assert!(!answer.offers(&first), "an operation from a later version");
         assert!(HandshakeResponse::default().offers("anything"), "an older broker lists nothing");
+        assert!(answer.has_feature(FEATURE_PRODUCE_BATCH) && !answer.has_feature("teleport"));
+        assert!(!HandshakeResponse::default().has_feature(FEATURE_PRODUCE_BATCH), "an older broker has none");
     }
 }

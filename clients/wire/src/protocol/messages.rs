@@ -182,7 +182,15 @@ pub struct ProduceRequest {
     /// -1 (all): the same as 1 on a single broker.
     #[serde(default = "default_acks", deserialize_with = "nil_is_default_acks")]
     pub acks: i64,
+    /// The records as MessagePack maps; empty (and then not sent) when the
+    /// request carries `batch` instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<WireRecord>,
+    /// The records as one record batch in the stored format (see
+    /// [`crate::batch`]), instead of `records`; for a broker whose handshake
+    /// lists [`FEATURE_PRODUCE_BATCH`](super::handshake::FEATURE_PRODUCE_BATCH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Bytes>,
 }
 
 pub(super) fn default_acks() -> i64 {

@@ -28,8 +28,10 @@ struct ProduceRequestIn<'a> {
     partition: Option<i64>,
     #[serde(default = "default_acks", deserialize_with = "nil_is_default_acks")]
     acks: i64,
-    #[serde(borrow)]
-    records: Vec<WireRecordIn<'a>>,
+    #[serde(default, borrow)]
+    records: Option<Vec<WireRecordIn<'a>>>,
+    #[serde(default, borrow)]
+    batch: Option<&'a [u8]>,
 }
 
 /// [`WireRecord`], borrowed from the frame.
@@ -54,8 +56,23 @@ struct WireRecordIn<'a> {
 pub(super) fn decode(frame: &Bytes) -> Result<ProduceRequest, rmp_serde::decode::Error> {
     let request: ProduceRequestIn<'_> = strict::from_slice(frame)?;
     let share = |slice: &[u8]| frame.slice_ref(slice);
-    let records = request
-        .records
+    let records = match (request.records, request.batch) {
+        (Some(_), Some(_)) => {
+            return Err(serde::de::Error::custom("a produce request carries `records` or `batch`, not both"))
+        }
+        (None, None) => return Err(serde::de::Error::custom("a produce request needs `records` or `batch`")),
+        (None, Some(batch)) => {
+            return Ok(ProduceRequest {
+                topic: request.topic,
+                partition: request.partition,
+                acks: request.acks,
+                records: Vec::new(),
+                batch: Some(share(batch)),
+            })
+        }
+        (Some(records), None) => records,
+    };
+    let records = records
         .into_iter()
         .map(|r| WireRecord {
             key: r.key.map(share),
@@ -64,7 +81,7 @@ pub(super) fn decode(frame: &Bytes) -> Result<ProduceRequest, rmp_serde::decode:
             timestamp: r.timestamp,
         })
         .collect();
-    Ok(ProduceRequest { topic: request.topic, partition: request.partition, acks: request.acks, records })
+    Ok(ProduceRequest { topic: request.topic, partition: request.partition, acks: request.acks, records, batch: None })
 }
 
 #[cfg(test)]
@@ -89,8 +106,13 @@ mod tests {
             headers: vec![("trace".into(), Bytes::from_static(b"abc"))],
             timestamp: Some(5),
         };
-        let request =
-            ProduceRequest { topic: "t".into(), partition: Some(1), acks: -1, records: vec![record.clone(); 3] };
+        let request = ProduceRequest {
+            topic: "t".into(),
+            partition: Some(1),
+            acks: -1,
+            records: vec![record.clone(); 3],
+            batch: None,
+        };
         let frame = frame(&request);
         let decoded = decode(&frame).unwrap();
         assert_eq!((decoded.topic.as_str(), decoded.partition, decoded.acks), ("t", Some(1), -1));
@@ -112,6 +134,7 @@ mod tests {
             partition: None,
             acks: 1,
             records: vec![WireRecord::default()],
+            batch: None,
         }))
         .unwrap();
         let record = &decoded.records[0];
@@ -120,7 +143,6 @@ mod tests {
 
         // Each malformed request gets the error the owned type would give.
         let cases: Vec<rmpv::Value> = vec![
-            rmpv::Value::Map(vec![("topic".into(), "t".into())]),
             rmpv::Value::Map(vec![("topic".into(), "t".into()), ("records".into(), rmpv::Value::Binary(vec![1]))]),
             rmpv::Value::Map(vec![
                 ("topic".into(), "t".into()),
@@ -154,5 +176,28 @@ mod tests {
             let borrowed = decode(&Bytes::from(bytes)).map(|r| (r.acks, r.records.len()));
             assert_eq!(owned.map_err(|e| e.to_string()), borrowed.map_err(|e| e.to_string()), "{case}");
         }
+    }
+
+    #[test]
+    fn a_request_carries_records_or_a_batch() {
+        let map = |fields: Vec<(&str, rmpv::Value)>| {
+            let mut bytes = Vec::new();
+            let fields = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
+            rmpv::encode::write_value(&mut bytes, &rmpv::Value::Map(fields)).unwrap();
+            Bytes::from(bytes)
+        };
+        let records = || ("records", rmpv::Value::Array(vec![rmpv::Value::Map(vec![])]));
+        let batch = || ("batch", rmpv::Value::Binary(vec![1, 2, 3]));
+        let both = decode(&map(vec![("topic", "t".into()), records(), batch()])).map(|_| ()).unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        let neither = decode(&map(vec![("topic", "t".into())])).map(|_| ()).unwrap_err();
+        assert!(neither.to_string().contains("needs `records` or `batch`"), "{neither}");
+        let frame = map(vec![("topic", "t".into()), ("partition", 2.into()), batch()]);
+        let decoded = decode(&frame).unwrap();
+        assert!(decoded.records.is_empty());
+        let bytes = decoded.batch.unwrap();
+        assert_eq!(&bytes[..], &[1, 2, 3]);
+        assert!(within(&frame, &bytes), "the batch shares the frame");
+        assert_eq!(decode(&map(vec![("topic", "t".into()), records()])).unwrap().records.len(), 1);
     }
 }

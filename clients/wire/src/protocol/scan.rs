@@ -247,6 +247,7 @@ mod tests {
                 partition: None,
                 acks: 1,
                 records: vec![WireRecord { value: Some(Bytes::from_static(b"v")), ..Default::default() }],
+                batch: None,
             },
         })
         .unwrap();
