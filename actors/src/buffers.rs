@@ -72,6 +72,7 @@ impl BufferPool {
         }
     }
 
+    #[cfg(test)]
     fn kept_bytes(&self) -> usize {
         self.0.lock().map_or(0, |p| p.bytes)
     }
