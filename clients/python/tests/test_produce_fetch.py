@@ -174,3 +174,39 @@ def test_long_poll_wakes_when_another_connection_produces(broker, client):
         client.produce("wake", [b"wake up"], partition=0)
         result = pending.result(timeout=5)  # far less than the 10 s max_wait_ms
     assert [(r.offset, r.value) for r in result.records] == [(0, b"wake up")]
+
+
+def test_produce_sends_one_stored_batch_when_the_broker_offers_it(client, fetch_all, monkeypatch):
+    """protocol.md, "The batch form": the client encodes the batch once, the
+    broker stores it as sent; keyed records without a partition go as
+    `records`, so that the broker places each by its key."""
+    assert "produce_batch" in client.features["features"]
+    sent = []
+    real_call = client._call
+
+    def recording_call(op, body, **kwargs):
+        if op == "produce":
+            sent.append(sorted(k for k in ("records", "batch") if k in body))
+        return real_call(op, body, **kwargs)
+
+    monkeypatch.setattr(client, "_call", recording_call)
+    client.create_topic("b", 2, config=CREATE_TIME)
+    records = [
+        {"key": b"k", "value": b"v1", "headers": [("h", b"1"), ("h", b"2")], "timestamp": BASE_TIMESTAMP},
+        {"value": None, "timestamp": BASE_TIMESTAMP + 5},
+        {"value": "text"},
+    ]
+    before = int(time.time() * 1000)
+    client.produce("b", records, partition=1)
+    assert sent == [["batch"]]
+    fetched = fetch_all(client, "b", 1)
+    assert [(r.offset, r.key, r.value, r.headers) for r in fetched] == [
+        (0, b"k", b"v1", [("h", b"1"), ("h", b"2")]),
+        (1, None, None, []),
+        (2, None, b"text", []),
+    ]
+    assert [r.timestamp for r in fetched[:2]] == [BASE_TIMESTAMP, BASE_TIMESTAMP + 5]
+    assert fetched[2].timestamp >= before, "a record without a timestamp gets the client's clock"
+
+    client.produce("b", [{"key": b"by-key", "value": b"x"}])
+    assert sent[-1] == ["records"], "keyed records without a partition are placed by the broker"

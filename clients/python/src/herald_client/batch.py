@@ -7,7 +7,8 @@ and an overrun is CORRUPT_MESSAGE.
 """
 
 import struct
-from typing import Any, List, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .errors import CORRUPT_MESSAGE, HeraldError
 from .records import Record
@@ -79,6 +80,36 @@ class _Cursor:
         """Reads an i32 length and that many bytes; length -1 means None."""
         (length,) = self.unpack(_I32)
         return None if length == -1 else self.take(length)
+
+
+def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int) -> bytes:
+    """Encodes request record maps (as ``produce`` builds them) as one record
+    batch for the batch form of ``produce`` (protocol.md, "The batch form"):
+    base offset 0 (the broker sets it), offset deltas 0, 1, 2, ..., every
+    record stamped (``now_ms`` for one without a timestamp), the CRC last.
+    """
+    stamps = [int(r.get("timestamp", now_ms)) for r in records]
+    base_timestamp, max_timestamp = min(stamps), max(stamps)
+    body = bytearray()
+    for delta, (record, stamp) in enumerate(zip(records, stamps)):
+        fields = bytearray()
+        for data in (record.get("key"), record.get("value")):
+            if data is None:
+                fields += _I32.pack(-1)
+            else:
+                fields += _I32.pack(len(data)) + data
+        headers = record.get("headers") or []
+        fields += _I32.pack(len(headers))
+        for name, value in headers:
+            encoded_name = name.encode("utf-8")
+            fields += _U16.pack(len(encoded_name)) + encoded_name + _I32.pack(len(value)) + value
+        # record_length counts offset_delta and timestamp_delta (12 bytes) too.
+        body += _RECORD_PREFIX.pack(len(fields) + 12, delta, stamp - base_timestamp) + fields
+    header = _BATCH_HEADER.pack(0, _BATCH_HEADER.size - 12 + len(body), 0, _BATCH_MAGIC, 0, 0,
+                                len(records) - 1, base_timestamp, max_timestamp, len(records))
+    batch = bytearray(header) + body
+    struct.pack_into(">I", batch, 12, crc32c(bytes(batch[16:])))
+    return bytes(batch)
 
 
 def decode_batches(data: bytes, min_offset: int = 0) -> List[Record]:

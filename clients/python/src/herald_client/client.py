@@ -6,16 +6,20 @@ arguments and answers are those of protocol.md's operations, with partition
 lists as sorted ``(topic, partition)`` pairs.
 """
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import msgpack
 
-from .batch import _BATCH_HEADER, decode_batches
+from .batch import _BATCH_HEADER, decode_batches, encode_batch
 from .connection import _ENVELOPE_FIELDS, Connection
 from .errors import FRAME_TOO_LARGE, HeraldError
 from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _group_assignment, _partition_list, _topic_list
 from .records import FetchResult, RecordLike, _encode_record, _stored_bytes
+
+# The handshake's name of the batch form of produce (protocol.md, "Handshake").
+FEATURE_PRODUCE_BATCH = "produce_batch"
 
 EARLIEST_TIMESTAMP = -2
 """``list_offsets`` timestamp asking for the log start offset."""
@@ -120,13 +124,21 @@ class Client(Connection):
         fields: Dict[str, Any] = {"topic": topic, "acks": acks}
         if partition is not None:
             fields["partition"] = partition
-        requests = self._split_records(fields, [_encode_record(record) for record in records])
+        encoded = [_encode_record(record) for record in records]
+        requests = self._split_records(fields, encoded)
+        # The batch form when the broker offers it: one stored batch per
+        # request, built here once. Keyed records without a partition go as
+        # `records`, so that the broker places each by its key.
+        as_batch = (FEATURE_PRODUCE_BATCH in (self.features or {}).get("features", [])
+                    and (partition is not None or not any("key" in r for r in encoded)))
         results: List[Dict[str, Any]] = []
         for chunk in requests:
+            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, int(time.time() * 1000)))
+                                    if as_batch and chunk else dict(fields, records=chunk))
             if acks == 0:
-                self._call("produce", dict(fields, records=chunk), expect_response=False)
+                self._call("produce", body, expect_response=False)
                 continue
-            for result in self._call("produce", dict(fields, records=chunk))["partitions"]:
+            for result in self._call("produce", body)["partitions"]:
                 code = result.get("error_code", 0)
                 if code:
                     detail = result.get("error_message") or HeraldError(code).message
