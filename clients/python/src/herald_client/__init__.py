@@ -14,7 +14,7 @@ role, and may be rearranged between versions:
   codes, with their names and whether a retry may succeed.
 - ``records``: ``Record``, ``FetchResult``, and the shapes a record to produce
   may take (``RecordLike``).
-- ``batch``: ``decode_batches`` and ``crc32c``, the record batch format.
+- ``batch``: ``encode_batch``, ``decode_batches`` and ``crc32c``, the record batch format.
 - ``partitioner``: ``murmur2`` and ``partition_for_key``, Kafka's default
   partitioner, which must agree bit for bit with the broker.
 - ``groups``: ``GroupAssignment`` (a ``join_group`` or ``heartbeat`` answer)
@@ -31,7 +31,7 @@ Depends only on the ``msgpack`` package and the standard library. The package
 is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
 """
 
-from .batch import crc32c, decode_batches
+from .batch import crc32c, decode_batches, encode_batch
 from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
 from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
@@ -91,6 +91,7 @@ __all__ = [
     "__version__",
     "crc32c",
     "decode_batches",
+    "encode_batch",
     "murmur2",
     "partition_for_key",
 ]
