@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use herald_wire::batch::Record;
 
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, Fetched};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
@@ -217,21 +217,10 @@ impl Consumer {
             Err(err) => return Err(err),
             Ok(()) => {}
         }
-        let fetches = self.positions.iter().map(|((topic, partition), offset)| {
-            let request = FetchRequest {
-                topic: topic.clone(),
-                partition: i64::from(*partition),
-                offset: *offset,
-                max_bytes: self.config.max_bytes,
-                min_bytes: self.config.min_bytes,
-                max_wait_ms: self.config.max_wait_ms,
-            };
-            let client = self.client.clone();
-            async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
-        });
+        let fetched = fetch_positions(&self.client, &self.positions, &self.config).await;
         let mut out = Vec::new();
         let mut first_error = None;
-        for (topic, partition, fetched) in join_all(fetches).await {
+        for (topic, partition, fetched) in fetched {
             match fetched {
                 Ok(fetched) => {
                     if let Some(last) = fetched.records.last() {
@@ -265,6 +254,29 @@ impl Consumer {
             _ => Ok(out),
         }
     }
+}
+
+/// One long-poll fetch per entry of `positions` (`(topic, partition)` → the
+/// next offset), all pipelined on `client`'s connection: each answer with its
+/// partition. The fetch of both consumers.
+pub(crate) async fn fetch_positions(
+    client: &Client,
+    positions: &BTreeMap<(String, u32), i64>,
+    config: &ConsumerConfig,
+) -> Vec<(String, u32, Result<Fetched, ClientError>)> {
+    let fetches = positions.iter().map(|((topic, partition), offset)| {
+        let request = FetchRequest {
+            topic: topic.clone(),
+            partition: i64::from(*partition),
+            offset: *offset,
+            max_bytes: config.max_bytes,
+            min_bytes: config.min_bytes,
+            max_wait_ms: config.max_wait_ms,
+        };
+        let client = client.clone();
+        async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
+    });
+    join_all(fetches).await
 }
 
 /// Whether `err` means the connection is gone or about to go (a broker

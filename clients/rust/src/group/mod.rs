@@ -30,13 +30,12 @@ mod heartbeat;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use tokio::sync::watch;
 
 pub use config::{AutoOffsetReset, GroupConsumerConfig, GroupEvent};
 use heartbeat::{heartbeat_loop, Heard};
 
-use crate::{Client, ClientError, ConsumedRecord};
+use crate::{Client, ClientError, ConsumedRecord, ConsumerConfig};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
@@ -227,22 +226,13 @@ impl GroupConsumer {
                 tokio::time::timeout(Duration::from_millis(self.config.max_wait_ms), self.assignments.changed()).await;
             return Ok(Vec::new());
         }
-        let fetches = self.positions.iter().map(|((topic, partition), offset)| {
-            let request = FetchRequest {
-                topic: topic.clone(),
-                partition: i64::from(*partition),
-                offset: *offset,
-                max_bytes: self.config.max_bytes,
-                min_bytes: 1,
-                max_wait_ms: self.config.max_wait_ms,
-            };
-            let client = self.client.clone();
-            async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
-        });
+        let fetch =
+            ConsumerConfig { max_bytes: self.config.max_bytes, min_bytes: 1, max_wait_ms: self.config.max_wait_ms };
+        let fetched = crate::consumer::fetch_positions(&self.client, &self.positions, &fetch).await;
         let mut out = Vec::new();
         let mut disconnected = false;
         let mut damaged = None;
-        for (topic, partition, fetched) in join_all(fetches).await {
+        for (topic, partition, fetched) in fetched {
             let key = (topic.clone(), partition);
             match fetched {
                 Ok(fetched) => {
