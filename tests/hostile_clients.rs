@@ -11,7 +11,8 @@
 //! (`VmHWM`) is read and the broker checked. Each scenario prints one line of
 //! figures; the random and mutated frames print their seed, replayed with
 //! `HERALD_FAULT_SEED=<seed>`. `HERALD_HOSTILE_ATTACK_MS` lengthens each
-//! attack and `HERALD_HOSTILE_CONNECTIONS` multiplies the connections of the
+//! attack, `HERALD_HOSTILE_ONLY=<name>` runs only the scenarios whose name
+//! starts with it, and `HERALD_HOSTILE_CONNECTIONS` multiplies the connections of the
 //! many-connection scenarios (the long tier, scripts/fault-long.sh).
 //!
 //! The healthy client's round trip is a produce of one 100-byte record
@@ -94,7 +95,8 @@ async fn hostile_clients_neither_exhaust_memory_nor_slow_a_healthy_client() {
     let broker = start(root.path());
     let attack_for = Duration::from_millis(fault::setting("HERALD_HOSTILE_ATTACK_MS", 3000));
     let mut failures = Vec::new();
-    for (attack, bound) in scenarios() {
+    let only = std::env::var("HERALD_HOSTILE_ONLY").unwrap_or_default();
+    for (attack, bound) in scenarios().into_iter().filter(|(attack, _)| attack.to_string().starts_with(&only)) {
         for attempt in 1..=ATTEMPTS {
             let figures: Figures = hostile::run(&broker, &attack, attack_for).await;
             println!("{figures}");

@@ -22,6 +22,7 @@ pub mod guard;
 pub mod partition;
 pub mod topic;
 pub mod topic_config;
+pub mod topic_route;
 pub mod writer;
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //! - Started by the [`Broker`](crate::broker::Broker) on the arbiter picked by a
 //!   stable hash of the topic's name. It starts each partition under a
 //!   `Supervisor` on the arbiter picked by a stable hash of (topic, partition).
-//! - Takes [`Produce`] (routing records to partitions with Kafka's partitioner
-//!   and encoding one batch per partition), [`ForPartition`] (forwarding a
-//!   partition message), [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`],
+//! - Owns the topic's [`Route`]: connections take it with [`GetRoute`] and
+//!   send produce and fetch requests straight to the partitions, so the topic
+//!   is not on the data path; it changes the route as partitions are added and
+//!   when it closes.
+//! - Takes [`Produce`] and [`ProduceBatch`] (as a connection sends them
+//!   through the route), [`ForPartition`] (forwarding a partition message),
+//!   [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`], [`GetRoute`],
 //!   [`CloseTopic`] and [`ShutdownTopic`].
 //! - Its metadata (`topic.json`: name, id, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
@@ -24,11 +28,11 @@ use actix::prelude::*;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{self, Record};
+use crate::batch::Record;
 use crate::error::{BrokerError, ErrorCode};
 use crate::partition::{self, Appended, Partition, PartitionSettings, PartitionState};
-use crate::partitioner::partition_for_key;
 use crate::topic_config::{ConfigValue, TopicConfig};
+use crate::topic_route::{Closed, Route, Routed};
 use crate::writer::SyncWriter;
 
 /// A topic's stored metadata.
@@ -121,24 +125,23 @@ pub struct Topic {
     config: TopicConfig,
     partitions: Vec<Addr<Partition>>,
     placement: Placement,
-    /// The partition the next request's keyless records go to.
-    next_keyless: u32,
-    /// Why the topic takes no more requests, once it does not.
-    closed: Option<Closed>,
+    /// The partitions' addresses for connections, and the keyless round
+    /// robin; changed only here.
+    route: Arc<Route>,
 }
 
 impl Topic {
     /// A topic whose metadata is already stored in `dir`.
     pub fn new(meta: TopicMeta, dir: PathBuf, placement: Placement) -> Self {
+        let name: Arc<str> = meta.name.into();
         let mut topic = Topic {
-            name: meta.name.into(),
+            route: Arc::new(Route::new(name.clone())),
+            name,
             topic_id: meta.topic_id,
             dir,
             config: meta.config,
             partitions: Vec::with_capacity(meta.partitions as usize),
             placement,
-            next_keyless: 0,
-            closed: None,
         };
         topic.start_partitions(meta.partitions);
         topic
@@ -155,6 +158,7 @@ impl Topic {
             });
             self.partitions.push(addr);
         }
+        self.route.set_partitions(self.partitions.clone());
     }
 
     fn meta(&self) -> TopicMeta {
@@ -176,30 +180,11 @@ impl Topic {
         })
     }
 
-    /// The error for a request to a topic that takes no more: a deleted topic
-    /// does not exist (3); after the broker's shutdown flush, the request is
-    /// refused as the shutdown (1003, retriable), not as a missing topic.
+    /// The error for a request to a topic that takes no more (see
+    /// [`Route::check_open`]).
     fn refuse_if_closed(&self) -> Result<(), BrokerError> {
-        match self.closed {
-            None => Ok(()),
-            Some(Closed::Deleted) => Err(BrokerError::new(
-                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("topic `{}` does not exist", self.name),
-            )),
-            Some(Closed::ShutDown) => {
-                Err(BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down"))
-            }
-        }
+        self.route.check_open()
     }
-}
-
-/// Why a topic was closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closed {
-    /// By [`CloseTopic`]: the topic is being deleted.
-    Deleted,
-    /// By [`ShutdownTopic`]: the broker is stopping.
-    ShutDown,
 }
 
 impl Actor for Topic {
@@ -230,30 +215,51 @@ pub struct PartitionAppend {
     pub result: Result<Appended, BrokerError>,
 }
 
+/// Sends a batch to its partition (see [`ProduceBatch`]), here and now; the
+/// future gives the outcome.
+///
+/// # Errors
+///
+/// As [`Route::batch_partition`].
+pub fn send_batch(
+    route: &Route,
+    msg: ProduceBatch,
+) -> Result<impl std::future::Future<Output = PartitionAppend>, BrokerError> {
+    let ProduceBatch { partition, record_count, batch } = msg;
+    let (partition, addr) = route.batch_partition(partition)?;
+    let request = addr.send(partition::Append { batch, checked: true });
+    Ok(async move {
+        let result = request.await.unwrap_or_else(|e| Err(e.into()));
+        PartitionAppend { partition, record_count, result }
+    })
+}
+
 impl Handler<Produce> for Topic {
     type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
 
     fn handle(&mut self, msg: Produce, _: &mut Context<Self>) -> Self::Result {
-        let routed = match self.route(msg) {
-            Ok(routed) => routed,
-            Err(err) => return Box::pin(async move { Err(err) }),
-        };
-        // The sends happen here, in order, not when the futures are polled.
-        let appends: Vec<_> = routed
-            .into_iter()
-            .map(|(partition, addr, record_count, batch)| {
-                let request = batch.map(|batch| addr.send(partition::Append { batch, checked: true }));
-                async move {
-                    let result = match request {
-                        Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
-                        Err(err) => Err(err),
-                    };
-                    PartitionAppend { partition, record_count, result }
-                }
-            })
-            .collect();
-        Box::pin(async move { Ok(join_all(appends).await) })
+        let sent = self.route.route(msg.partition, msg.records).map(send_routed);
+        Box::pin(async move { Ok(sent?.await) })
     }
+}
+
+/// Sends each partition its batch, here and in order (offsets are assigned
+/// in mailbox order); the future gathers the outcomes.
+pub fn send_routed(routed: Vec<Routed>) -> impl std::future::Future<Output = Vec<PartitionAppend>> {
+    let appends: Vec<_> = routed
+        .into_iter()
+        .map(|Routed { partition, addr, record_count, batch }| {
+            let request = batch.map(|batch| addr.send(partition::Append { batch, checked: true }));
+            async move {
+                let result = match request {
+                    Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
+                    Err(err) => Err(err),
+                };
+                PartitionAppend { partition, record_count, result }
+            }
+        })
+        .collect();
+    join_all(appends)
 }
 
 /// Append one batch, encoded by the caller (the frontend encodes a large
@@ -274,62 +280,8 @@ impl Handler<ProduceBatch> for Topic {
     type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
 
     fn handle(&mut self, msg: ProduceBatch, _: &mut Context<Self>) -> Self::Result {
-        let ProduceBatch { partition, record_count, batch } = msg;
-        let partition = partition.unwrap_or_else(|| {
-            let keyless = self.next_keyless % (self.partitions.len() as u32).max(1);
-            self.next_keyless = self.next_keyless.wrapping_add(1);
-            keyless
-        });
-        // Sent here, in order with the topic's other produce requests.
-        let request = self.partition(partition).map(|addr| addr.send(partition::Append { batch, checked: true }));
-        Box::pin(async move {
-            let result = request?.await.unwrap_or_else(|e| Err(e.into()));
-            Ok(vec![PartitionAppend { partition, record_count, result }])
-        })
-    }
-}
-
-type Routed = Vec<(u32, Addr<Partition>, u32, Result<bytes::BytesMut, BrokerError>)>;
-
-impl Topic {
-    /// Groups records by partition, in request order within each, and encodes
-    /// one batch per partition. Offsets are assigned when each batch reaches its
-    /// partition's mailbox, which this handler does before returning.
-    fn route(&mut self, msg: Produce) -> Result<Routed, BrokerError> {
-        if msg.records.is_empty() {
-            return Err(BrokerError::new(ErrorCode::INVALID_REQUEST, "a produce request needs at least one record"));
-        }
-        let count = self.partitions.len() as u32;
-        if let Some(p) = msg.partition {
-            self.partition(p)?;
-        } else {
-            self.refuse_if_closed()?;
-        }
-        let keyless = self.next_keyless % count.max(1);
-        let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
-        let mut used_keyless = false;
-        for record in msg.records {
-            let p = match (msg.partition, &record.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partition_for_key(key, count),
-                (None, None) => {
-                    used_keyless = true;
-                    keyless
-                }
-            };
-            groups.entry(p).or_default().push(record);
-        }
-        if used_keyless {
-            self.next_keyless = self.next_keyless.wrapping_add(1);
-        }
-        Ok(groups
-            .into_iter()
-            .map(|(p, records)| {
-                let batch = batch::encode(&records)
-                    .map_err(|err| BrokerError::new(ErrorCode::INVALID_REQUEST, err.to_string()));
-                (p, self.partitions[p as usize].clone(), records.len() as u32, batch)
-            })
-            .collect())
+        let sent = send_batch(&self.route, msg);
+        Box::pin(async move { Ok(vec![sent?.await]) })
     }
 }
 
@@ -446,6 +398,19 @@ impl Handler<AddPartitions> for Topic {
     }
 }
 
+/// The topic's route, for a connection to reach its partitions directly.
+#[derive(Message)]
+#[rtype(result = "Arc<Route>")]
+pub struct GetRoute;
+
+impl Handler<GetRoute> for Topic {
+    type Result = Arc<Route>;
+
+    fn handle(&mut self, _: GetRoute, _: &mut Context<Self>) -> Arc<Route> {
+        self.route.clone()
+    }
+}
+
 /// The topic's partition count.
 #[derive(Message)]
 #[rtype(result = "u32")]
@@ -468,7 +433,7 @@ impl Handler<CloseTopic> for Topic {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: CloseTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = Some(Closed::Deleted);
+        self.route.close(Closed::Deleted);
         let sends: Vec<_> = self.partitions.drain(..).map(|p| p.send(partition::Close)).collect();
         Box::pin(async move {
             join_all(sends).await;
@@ -485,7 +450,7 @@ impl Handler<ShutdownTopic> for Topic {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, _: ShutdownTopic, _: &mut Context<Self>) -> Self::Result {
-        self.closed = Some(Closed::ShutDown);
+        self.route.close(Closed::ShutDown);
         let sends: Vec<_> = self.partitions.iter().map(|p| p.send(partition::Shutdown)).collect();
         Box::pin(async move {
             for result in join_all(sends).await {

@@ -67,3 +67,29 @@ async fn a_deleted_topic_is_unknown_and_a_shut_down_one_is_shutting_down() {
     open.send(ShutdownTopic).await.unwrap().unwrap();
     assert_eq!(codes(&open).await, [ErrorCode::BROKER_SHUTTING_DOWN; 4]);
 }
+
+#[actix::test]
+async fn the_route_spreads_keyless_requests_follows_added_partitions_and_closes_with_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = start(dir.path());
+    let route = topic.send(GetRoute).await.unwrap();
+    let keyless = || vec![Record { value: Some(Bytes::from_static(b"v")), timestamp: 1, ..Record::default() }];
+    let mut partitions = Vec::new();
+    for _ in 0..4 {
+        let appended = send_routed(route.route(None, keyless()).unwrap()).await;
+        partitions.push(appended[0].partition);
+    }
+    assert_eq!(partitions, [0, 1, 0, 1], "one round robin across requests");
+    assert_eq!(route.partition(2).unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+
+    topic.send(AddPartitions { total: 3 }).await.unwrap().unwrap();
+    let batch = ProduceBatch { partition: Some(2), record_count: 1, batch: crate::batch::encode(&keyless()).unwrap() };
+    let appended = send_batch(&route, batch).unwrap().await;
+    assert_eq!(appended.result.map(|a| a.base_offset), Ok(0), "the added partition is on the route");
+
+    assert!(!route.is_closed());
+    topic.send(CloseTopic).await.unwrap();
+    assert!(route.is_closed(), "a connection holding the route sees the delete");
+    assert_eq!(route.partition(0).unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(route.route(None, keyless()).map(drop).unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+}

@@ -134,12 +134,19 @@ pub async fn run(broker: &BinaryBroker, attack: &Attack, attack_for: Duration) -
     reset_peak_rss(pid);
     let idle_rss = status_bytes(pid, "VmRSS:");
     let until = Instant::now() + attack_for;
-    let hostile = tokio::spawn(attacks::run(broker.addr(), attack.clone(), until));
+    // The hostile client runs on threads of its own, as another process
+    // would: what the healthy client measures is the broker, not a wait for
+    // a worker thread the hostile tasks keep busy.
+    let (addr, hostile_attack) = (broker.addr(), attack.clone());
+    let hostile = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        runtime.expect("a runtime for the hostile client").block_on(attacks::run(addr, hostile_attack, until))
+    });
     let mut attacked = Vec::new();
     while !hostile.is_finished() {
         attacked.push(healthy.round_trip().await.as_secs_f64() * 1000.0);
     }
-    let done = hostile.await.expect("the hostile client ran");
+    let done = hostile.join().expect("the hostile client ran");
     // Work the attack left queued finishes within the deadlines.
     tokio::time::sleep(Duration::from_millis(2 * crate::DEADLINE_MS)).await;
     let peak_rss = status_bytes(pid, "VmHWM:");

@@ -6,7 +6,6 @@
 
 use actix::prelude::*;
 use herald_actors::partition;
-use herald_actors::topic::ForPartition;
 
 use super::budget::Admission;
 use super::writer::Frame;
@@ -50,8 +49,8 @@ impl Connection {
             min_bytes: r.min_bytes as usize,
             max_wait_ms: r.max_wait_ms.min(300_000),
         };
-        self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-            let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message: fetch })));
+        self.with_route(r.topic, ctx, move |act, route, ctx| {
+            let sent = route.and_then(|route| Ok(route.partition(partition?)?.send(fetch)));
             act.respond(
                 correlation_id,
                 permit,

@@ -47,8 +47,9 @@ use herald_actors::group::coordinator::GroupCoordinator;
 use herald_actors::group::session::{ConnectionClosed, Session};
 use herald_actors::group::Groups;
 use herald_actors::partition;
-use herald_actors::topic::{self, ForPartition, Topic};
+use herald_actors::topic::{self, Topic};
 use herald_actors::topic_config::ConfigValue as Setting;
+use herald_actors::topic_route::Route;
 use tokio::sync::oneshot;
 
 use crate::protocol::codec::FrameError;
@@ -86,8 +87,9 @@ pub struct Connection {
     groups: Addr<Groups>,
     limits: Limits,
     writer: Writer,
-    /// Topic addresses already looked up; weak, so a deleted topic's actor can end.
-    topics: HashMap<String, WeakAddr<Topic>>,
+    /// Topics already looked up: the actor's address, weak so that a deleted
+    /// topic's actor can end, and its route to the partitions.
+    topics: HashMap<String, (WeakAddr<Topic>, Arc<Route>)>,
     /// Group coordinators already looked up; weak, like `topics`.
     coordinators: HashMap<String, WeakAddr<GroupCoordinator>>,
     /// This connection's session in each group it joined, by group id.
@@ -228,15 +230,41 @@ impl Connection {
     where
         F: FnOnce(&mut Self, Result<Addr<Topic>, BrokerError>, &mut Context<Self>) + 'static,
     {
-        if let Some(addr) = self.topics.get(&name).and_then(WeakAddr::upgrade) {
-            return then(self, Ok(addr), ctx);
-        }
-        let lookup = self.broker.send(broker::LookupTopic { name: name.clone() });
-        ctx.wait(lookup.into_actor(self).map(move |found, act, ctx| {
-            let found = found.unwrap_or_else(|e| Err(e.into()));
-            if let Ok(addr) = &found {
-                act.topics.insert(name, addr.downgrade());
+        self.look_up(name, ctx, move |act, found, ctx| then(act, found.map(|(addr, _)| addr), ctx));
+    }
+
+    /// Runs `then` with the topic's route to its partitions (produce and
+    /// fetch go straight to the partition's actor), as [`Self::with_topic`].
+    fn with_route<F>(&mut self, name: String, ctx: &mut Context<Self>, then: F)
+    where
+        F: FnOnce(&mut Self, Result<Arc<Route>, BrokerError>, &mut Context<Self>) + 'static,
+    {
+        self.look_up(name, ctx, move |act, found, ctx| then(act, found.map(|(_, route)| route), ctx));
+    }
+
+    /// A topic from the cache while its actor lives and its route is open
+    /// (a closed one may have been deleted and created anew), or looked up.
+    fn look_up<F>(&mut self, name: String, ctx: &mut Context<Self>, then: F)
+    where
+        F: FnOnce(&mut Self, Result<(Addr<Topic>, Arc<Route>), BrokerError>, &mut Context<Self>) + 'static,
+    {
+        if let Some((addr, route)) = self.topics.get(&name) {
+            if let (Some(addr), false) = (addr.upgrade(), route.is_closed()) {
+                let route = route.clone();
+                return then(self, Ok((addr, route)), ctx);
             }
+        }
+        let broker = self.broker.clone();
+        let lookup = async move {
+            let addr = flatten(broker.send(broker::LookupTopic { name: name.clone() }).await)?;
+            let route = addr.send(topic::GetRoute).await.map_err(BrokerError::from)?;
+            Ok::<_, BrokerError>((name, addr, route))
+        };
+        ctx.wait(lookup.into_actor(self).map(move |found, act, ctx| {
+            let found = found.map(|(name, addr, route)| {
+                act.topics.insert(name, (addr.downgrade(), route.clone()));
+                (addr, route)
+            });
             then(act, found, ctx)
         }));
     }
@@ -312,8 +340,8 @@ impl Connection {
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };
-                self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-                    let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message })));
+                self.with_route(r.topic, ctx, move |act, route, ctx| {
+                    let sent = route.and_then(|route| Ok(route.partition(partition?)?.send(message)));
                     act.respond(
                         correlation_id,
                         permit,

@@ -1,10 +1,11 @@
 //! Produce requests of a [`Connection`]: the whole request is checked here
 //! (acks, partition, record timestamps, header keys; a producer's `batch`
-//! whole, in one pass over its bytes) before the topic routes and appends its
-//! records, so a request refused here appends nothing. A
-//! request with `acks` 0 is never answered, not even with an error. A large
-//! request to one partition has its batch encoded here, as bulk work off the
-//! arbiters, rather than by the topic on its arbiter.
+//! whole, in one pass over its bytes) before its records are routed to
+//! partitions and appended, so a request refused here appends nothing. A
+//! request with `acks` 0 is never answered, not even with an error. Batches
+//! are encoded here and sent straight to the partitions' actors (the topic's
+//! [`Route`]): a small request's on the arbiter, a large one's as bulk work
+//! off the arbiters.
 
 use actix::prelude::*;
 
@@ -14,9 +15,10 @@ use herald_actors::batch::{self, Record};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::now_ms;
 use herald_actors::topic;
+use herald_actors::topic_route::{self, Route};
 
 use super::reader::SMALL_FRAME_BYTES;
-use super::{flatten, partition_id, Connection};
+use super::{partition_id, Connection};
 use crate::protocol::*;
 
 impl Connection {
@@ -43,21 +45,25 @@ impl Connection {
                 Err(error) => self.refuse_produce(correlation_id, acks, &error),
             };
         }
-        // A large request is checked and its batch encoded as bulk work (see
-        // the `bulk` module), so that the arbiters' other actors are not held
-        // up meanwhile; this connection handles nothing else until it is
-        // sent, so requests keep their order.
-        let topic = r.topic.clone();
-        let preparing = super::bulk::run(move || prepare(r));
-        ctx.wait(preparing.into_actor(self).map(move |prepared, act, ctx| {
-            let prepared = prepared.unwrap_or_else(|err| {
-                Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, format!("preparing the batch: {err}")))
-            });
-            match prepared {
-                Ok(message) => act.send_produce(correlation_id, topic, acks, message, permit, ctx),
-                Err(error) => act.refuse_produce(correlation_id, acks, &error),
-            }
-        }));
+        // A large request is checked and its batches encoded as bulk work
+        // (see the `bulk` module), so that the arbiters' other actors are not
+        // held up meanwhile; this connection handles nothing else until they
+        // are sent, so requests keep their order.
+        self.with_route(r.topic.clone(), ctx, move |act, route, ctx| {
+            let preparing = super::bulk::run(move || prepare(r, route));
+            ctx.wait(preparing.into_actor(act).map(move |prepared, act, ctx| {
+                let prepared = prepared.unwrap_or_else(|err| {
+                    Err(BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, format!("preparing the batch: {err}")))
+                });
+                match prepared {
+                    Ok(routed) => {
+                        let appends = topic::send_routed(routed);
+                        act.answer_produce(correlation_id, acks, Ok(Box::pin(appends)), permit, ctx);
+                    }
+                    Err(error) => act.refuse_produce(correlation_id, acks, &error),
+                }
+            }));
+        });
     }
 
     /// Answers a produce refused before it reached its topic; a request with
@@ -70,6 +76,7 @@ impl Connection {
         self.send_error(correlation_id, error);
     }
 
+    /// Sends a checked request's batches to their partitions, now.
     fn send_produce(
         &mut self,
         correlation_id: u32,
@@ -79,52 +86,72 @@ impl Connection {
         permit: Admission,
         ctx: &mut Context<Self>,
     ) {
-        self.with_topic(topic, ctx, move |act, topic, ctx| {
-            let sent = topic.map(|t| -> LocalBoxFuture<'static, _> {
-                match message {
-                    ToTopic::Records(produce) => Box::pin(t.send(produce)),
-                    ToTopic::Batch(batch) => Box::pin(t.send(batch)),
-                }
-            });
-            act.respond(
-                correlation_id,
-                permit,
-                async move {
-                    let result = sent.map(|s| async move { flatten(s.await) });
-                    let partitions = match result {
-                        Ok(pending) => pending.await,
-                        Err(err) => Err(err),
-                    };
-                    if acks == 0 {
-                        if let Err(error) = &partitions {
-                            tracing::debug!(%error, "produce with acks=0 failed");
-                        }
-                        return Ok(None);
+        self.with_route(topic, ctx, move |act, route, ctx| {
+            let sent = route.and_then(|route| -> Result<Appends, BrokerError> {
+                Ok(match message {
+                    ToTopic::Records(produce) => {
+                        Box::pin(topic::send_routed(route.route(produce.partition, produce.records)?))
                     }
-                    Ok(Some(ProduceResponse {
-                        partitions: partitions?
-                            .into_iter()
-                            .map(|p| {
-                                let (base_offset, error) = match p.result {
-                                    Ok(appended) => (appended.base_offset, None),
-                                    Err(error) => (-1, Some(error)),
-                                };
-                                ProducePartitionResponse {
-                                    partition: p.partition,
-                                    base_offset,
-                                    record_count: p.record_count,
-                                    error_code: error.as_ref().map_or(0, |e| e.code.code()),
-                                    error_message: error.map(|e| e.message),
-                                }
-                            })
-                            .collect(),
-                    }))
-                },
-                ctx,
-            );
+                    ToTopic::Batch(batch) => {
+                        let append = topic::send_batch(&route, batch)?;
+                        Box::pin(async move { vec![append.await] })
+                    }
+                })
+            });
+            act.answer_produce(correlation_id, acks, sent, permit, ctx);
         });
     }
+
+    /// Answers a produce request once its appends are done.
+    fn answer_produce(
+        &mut self,
+        correlation_id: u32,
+        acks: i64,
+        sent: Result<Appends, BrokerError>,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        self.respond(
+            correlation_id,
+            permit,
+            async move {
+                let partitions = match sent {
+                    Ok(pending) => Ok(pending.await),
+                    Err(err) => Err(err),
+                };
+                if acks == 0 {
+                    if let Err(error) = &partitions {
+                        tracing::debug!(%error, "produce with acks=0 failed");
+                    }
+                    return Ok(None);
+                }
+                Ok(Some(ProduceResponse {
+                    partitions: partitions?
+                        .into_iter()
+                        .map(|p| {
+                            let (base_offset, error) = match p.result {
+                                Ok(appended) => (appended.base_offset, None),
+                                Err(error) => (-1, Some(error)),
+                            };
+                            ProducePartitionResponse {
+                                partition: p.partition,
+                                base_offset,
+                                record_count: p.record_count,
+                                error_code: error.as_ref().map_or(0, |e| e.code.code()),
+                                error_message: error.map(|e| e.message),
+                            }
+                        })
+                        .collect(),
+                }))
+            },
+            ctx,
+        );
+    }
 }
+
+/// The appends of a produce request, sent; resolves to each partition's
+/// outcome.
+type Appends = LocalBoxFuture<'static, Vec<topic::PartitionAppend>>;
 
 /// What a produce request sends its topic: records for it to route and
 /// encode, or one partition's batch, already encoded.
@@ -140,20 +167,16 @@ fn wire_bytes(records: &[WireRecord]) -> usize {
     records.iter().map(|r| payload(r) + headers(r)).sum()
 }
 
-/// Checks a large request and, for one partition, encodes its batch; its
-/// records (which share the request's frame) are dropped here with it.
-fn prepare(r: ProduceRequest) -> Result<ToTopic, BrokerError> {
+/// Checks a large request, then routes its records and encodes their
+/// batches; its records (which share the request's frame) are dropped here
+/// with it. The request is checked before the topic's lookup counts, so
+/// that errors come in the order of a small request's.
+fn prepare(
+    r: ProduceRequest,
+    route: Result<std::sync::Arc<Route>, BrokerError>,
+) -> Result<Vec<topic_route::Routed>, BrokerError> {
     let produce = checked_produce(r.acks, r.partition, &r.topic, r.records)?;
-    let Some(partition) = produce.partition else { return Ok(ToTopic::Records(produce)) };
-    match batch::encode(&produce.records) {
-        Ok(batch) => Ok(ToTopic::Batch(topic::ProduceBatch {
-            partition: Some(partition),
-            record_count: produce.records.len() as u32,
-            batch,
-        })),
-        // The topic encodes it again and answers with the reason.
-        Err(_) => Ok(ToTopic::Records(produce)),
-    }
+    route?.route(produce.partition, produce.records)
 }
 
 /// A producer's batch as the topic takes it, once checked whole (see
