@@ -50,7 +50,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// An error body, with the HTTP status its code maps to.
 pub fn error(err: &BrokerError) -> HttpResponse {
-    let mut response = match err.code {
+    let response = match err.code {
         ErrorCode::UNKNOWN_TOPIC_OR_PARTITION | ErrorCode::GROUP_ID_NOT_FOUND => HttpResponse::NotFound(),
         ErrorCode::INVALID_REQUEST | ErrorCode::OFFSET_OUT_OF_RANGE => HttpResponse::BadRequest(),
         ErrorCode::LEADER_NOT_AVAILABLE
@@ -59,6 +59,10 @@ pub fn error(err: &BrokerError) -> HttpResponse {
         | ErrorCode::REQUEST_TIMED_OUT => HttpResponse::ServiceUnavailable(),
         _ => HttpResponse::InternalServerError(),
     };
+    body(response, err)
+}
+
+fn body(mut response: actix_web::HttpResponseBuilder, err: &BrokerError) -> HttpResponse {
     response.json(serde_json::json!({
         "error_code": err.code.code(),
         "error": err.code.name(),
@@ -66,8 +70,10 @@ pub fn error(err: &BrokerError) -> HttpResponse {
     }))
 }
 
+/// 404, with the error body of a bad request.
 async fn not_found() -> HttpResponse {
-    error(&BrokerError::new(ErrorCode::INVALID_REQUEST, "no such endpoint; see docs/operations.md, \"Admin API\""))
+    let err = BrokerError::new(ErrorCode::INVALID_REQUEST, "no such endpoint; see docs/operations.md, \"Admin API\"");
+    body(HttpResponse::NotFound(), &err)
 }
 
 /// The actors, or the error (503) that says they are not there yet.

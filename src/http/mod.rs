@@ -163,3 +163,18 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(exposition::metrics))
         .configure(api::routes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_after_recovery_and_accepting_and_not_while_stopping() {
+        let state = HttpState::new(Settings::default(), Sources::new());
+        assert_eq!(state.missing(), ["log_recovery", "client_listener"]);
+        state.accepting.store(true, Ordering::Release);
+        assert_eq!(state.missing(), ["log_recovery"]);
+        state.stopping();
+        assert_eq!(state.missing(), ["shutting_down", "log_recovery"]);
+    }
+}
