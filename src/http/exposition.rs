@@ -261,6 +261,24 @@ mod tests {
     }
 
     #[test]
+    fn every_metric_docs_operations_lists_is_exported() {
+        let docs = include_str!("../../docs/operations.md");
+        let exported: Vec<String> = METRICS
+            .iter()
+            .map(|(name, kind, _)| if *kind == MetricType::Counter { format!("{name}_total") } else { name.to_string() })
+            .collect();
+        let listed: Vec<&str> = docs
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `herald_")?.split('`').next())
+            .collect();
+        assert!(listed.len() >= METRICS.len(), "{listed:?}");
+        for name in listed {
+            let name = format!("herald_{name}");
+            assert!(exported.contains(&name), "docs/operations.md lists `{name}`, which /metrics does not export");
+        }
+    }
+
+    #[test]
     fn every_metric_listed_is_encoded_with_its_type() {
         let mut s = Snapshot::default();
         for (name, kind, _) in METRICS {
