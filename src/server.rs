@@ -63,6 +63,8 @@ pub async fn run_with(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    // Before any partition takes its topic's counters.
+    herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
     // Started first, so that /readyz answers (not ready) during recovery.
     let state = HttpState::new(settings.clone(), sources);
     let http = match http {

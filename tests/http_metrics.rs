@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use common::http::{get, value};
 use common::{read_partition, value as record, TestBroker};
-use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupResponse, GroupRequest};
 use herald::protocol::OffsetCommit;
+use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupResponse, GroupRequest};
 
 #[tokio::test]
 async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
@@ -21,7 +21,8 @@ async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
     client.create_topic("metered", 2, BTreeMap::new()).await.unwrap();
     client.produce("metered", Some(0), (0..5).map(|n| record(format!("zero-{n}"))).collect()).await.unwrap();
     client.produce("metered", Some(1), (0..3).map(|n| record(format!("one-{n}"))).collect()).await.unwrap();
-    let fetched = read_partition(&client, "metered", 0, 0).await.len() + read_partition(&client, "metered", 1, 0).await.len();
+    let fetched =
+        read_partition(&client, "metered", 0, 0).await.len() + read_partition(&client, "metered", 1, 0).await.len();
     assert_eq!(fetched, 8);
     assert!(client.describe_topic("absent").await.is_err());
     let commit = CommitOffsetsRequest {
@@ -51,14 +52,20 @@ async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
     assert_eq!(value(&m, r#"herald_requests_total{op="produce"}"#), 2.0);
     assert_eq!(value(&m, r#"herald_requests_total{op="create_topic"}"#), 1.0);
     assert!(value(&m, r#"herald_requests_total{op="fetch"}"#) >= 2.0);
-    assert_eq!(value(&m, r#"herald_request_errors_total{op="describe_topic",error="UNKNOWN_TOPIC_OR_PARTITION"}"#), 1.0);
+    assert_eq!(
+        value(&m, r#"herald_request_errors_total{op="describe_topic",error="UNKNOWN_TOPIC_OR_PARTITION"}"#),
+        1.0
+    );
     assert_eq!(value(&m, r#"herald_request_duration_seconds_count{op="produce"}"#), 2.0);
     assert_eq!(value(&m, r#"herald_request_duration_seconds_bucket{op="produce",le="+Inf"}"#), 2.0);
     assert!(value(&m, r#"herald_request_duration_seconds_sum{op="produce"}"#) > 0.0);
     assert!(m.contains("# TYPE herald_request_duration_seconds histogram\n"), "{m}");
 
     // Group lag: computed at scrape time, equal to what the wire reports.
-    assert_eq!(value(&m, r#"herald_group_lag_records{group="lagging",topic="metered",partition="0"}"#), wire_lag as f64);
+    assert_eq!(
+        value(&m, r#"herald_group_lag_records{group="lagging",topic="metered",partition="0"}"#),
+        wire_lag as f64
+    );
 
     // Connections, fsyncs and the gauges of the broker.
     assert!(value(&m, "herald_connections_open") >= 1.0);

@@ -265,12 +265,12 @@ mod tests {
         let docs = include_str!("../../docs/operations.md");
         let exported: Vec<String> = METRICS
             .iter()
-            .map(|(name, kind, _)| if *kind == MetricType::Counter { format!("{name}_total") } else { name.to_string() })
+            .map(
+                |(name, kind, _)| if *kind == MetricType::Counter { format!("{name}_total") } else { name.to_string() },
+            )
             .collect();
-        let listed: Vec<&str> = docs
-            .lines()
-            .filter_map(|line| line.strip_prefix("| `herald_")?.split('`').next())
-            .collect();
+        let listed: Vec<&str> =
+            docs.lines().filter_map(|line| line.strip_prefix("| `herald_")?.split('`').next()).collect();
         assert!(listed.len() >= METRICS.len(), "{listed:?}");
         for name in listed {
             let name = format!("herald_{name}");

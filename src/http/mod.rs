@@ -135,7 +135,6 @@ pub fn bind(http: &HttpSettings) -> io::Result<Option<TcpListener>> {
 ///
 /// The listener cannot be used.
 pub fn start(listener: TcpListener, state: Arc<HttpState>) -> io::Result<ServerHandle> {
-    metrics_label_cap(&state.settings);
     let data = web::Data::from(state);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(1)
@@ -150,10 +149,6 @@ pub fn start(listener: TcpListener, state: Arc<HttpState>) -> io::Result<ServerH
         }
     });
     Ok(handle)
-}
-
-fn metrics_label_cap(settings: &Settings) {
-    herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
 }
 
 fn routes(config: &mut web::ServiceConfig) {
