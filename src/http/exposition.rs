@@ -231,12 +231,14 @@ fn disk_used(dir: &Path) -> Option<u64> {
 fn disk_free(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `vfs` a writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut vfs) } != 0 {
+    let mut vfs = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string; statvfs fills `vfs` when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), vfs.as_mut_ptr()) } != 0 {
         return None;
     }
-    Some(vfs.f_bavail as u64 * vfs.f_frsize as u64)
+    // SAFETY: filled by the successful call above.
+    let vfs = unsafe { vfs.assume_init() };
+    Some(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 
 /// The data directory's bytes used and free, for `/api/v1/broker`.
