@@ -342,6 +342,12 @@ impl Settings {
         if self.http.metrics_max_label_sets == 0 {
             return fail("http.metrics_max_label_sets must be at least 1".into());
         }
+        if self.http.enabled && self.http.port != 0 && self.http.port == self.server.port {
+            return fail(format!(
+                "http.port and server.port are both {}: the HTTP listener needs a port of its own",
+                self.http.port
+            ));
+        }
         if self.log.max_message_bytes + 1024 > self.server.max_frame_bytes as u64 {
             return fail(format!(
                 "log.max_message_bytes ({}) must be at least 1 KiB below server.max_frame_bytes ({}), \
@@ -601,6 +607,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.metrics_max_label_sets"), "{err}");
+        let err = Settings::load_from(None, env(&[("HERALD_HTTP__PORT", "9092")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("http.port and server.port"), "{err}");
     }
 
     #[test]

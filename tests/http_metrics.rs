@@ -6,6 +6,7 @@
 //! the process adds to the counters it checks exactly.
 
 mod common;
+mod raw;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use common::http::{get, value};
 use common::{read_partition, value as record, TestBroker};
 use herald::protocol::OffsetCommit;
 use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupResponse, GroupRequest};
+use raw::Raw;
 
 #[tokio::test]
 async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
@@ -37,6 +39,13 @@ async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
         client.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: "lagging".into() }).await.unwrap();
     let wire_lag = described.offsets.iter().find(|p| p.partition == 0).and_then(|p| p.lag).expect("lag of partition 0");
     assert_eq!(wire_lag, 3);
+    // Refused frames: an oversize length, and a request that cannot be decoded.
+    let mut oversize = Raw::ready(broker.addr()).await;
+    oversize.write(&u32::MAX.to_be_bytes()).await;
+    oversize.response().await.assert_error(0, 1002);
+    let mut garbled = Raw::ready(broker.addr()).await;
+    garbled.send(&raw::encode(&raw::map(&[("correlation_id", 7.into())]))).await;
+    let _ = garbled.response().await;
 
     let (status, m) = get(broker.http_addr(), "/metrics").await;
     assert_eq!(status, 200, "{m}");
@@ -71,7 +80,9 @@ async fn metrics_count_what_was_produced_and_fetched_and_the_lag_of_a_group() {
     assert!(value(&m, "herald_connections_open") >= 1.0);
     assert!(value(&m, "herald_connections_accepted_total") >= 1.0);
     assert!(value(&m, "herald_fsync_duration_seconds_count") >= 2.0, "flush = always fsyncs each produce");
-    assert_eq!(value(&m, r#"herald_rejected_frames_total{reason="too_large"}"#), 0.0);
+    assert_eq!(value(&m, r#"herald_rejected_frames_total{reason="too_large"}"#), 1.0);
+    assert_eq!(value(&m, r#"herald_rejected_frames_total{reason="malformed"}"#), 1.0);
+    assert_eq!(value(&m, r#"herald_rejected_frames_total{reason="deadline"}"#), 0.0);
     assert_eq!(value(&m, "herald_topics"), 1.0);
     assert_eq!(value(&m, "herald_partitions"), 2.0);
     assert_eq!(value(&m, "herald_segments"), 2.0);

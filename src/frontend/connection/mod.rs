@@ -171,6 +171,7 @@ impl Connection {
         let (correlation_id, mut request) = match decoded {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
+                metrics::rejected(metrics::Rejected::Malformed);
                 let error = &err.error;
                 return tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id = err.correlation_id, "unanswered request (acks 0) failed");
             }
