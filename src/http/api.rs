@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::health::Readiness;
 use super::{Actors, HttpState};
-use crate::frontend::connection::{describe_group_response, describe_topic_response};
+use crate::frontend::connection::{describe_group_response, describe_response as describe_topic_response};
 use crate::protocol::*;
 
 /// How long a request waits for an actor's answer.

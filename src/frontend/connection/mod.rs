@@ -292,7 +292,7 @@ impl Connection {
                 act.respond(
                     correlation_id,
                     permit,
-                    async move { Ok(Some(describe_topic_response(flatten(sent?.await)?))) },
+                    async move { Ok(Some(describe_response(flatten(sent?.await)?))) },
                     ctx,
                 );
             }),
@@ -364,7 +364,7 @@ fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, B
 }
 
 /// A topic's description, for the wire (and the HTTP admin API).
-pub(crate) fn describe_topic_response(d: topic::TopicDescription) -> DescribeTopicResponse {
+pub(crate) fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
     DescribeTopicResponse {
         topic: d.name,
         topic_id: d.topic_id,
