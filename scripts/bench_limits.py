@@ -69,7 +69,7 @@ class Broker:
     def __init__(self, herald, flush):
         self.data = tempfile.mkdtemp(prefix="herald-bench-")
         port_file = os.path.join(self.data, "port")
-        self.proc = subprocess.Popen([herald, "serve", "--port", "0", "--data-dir", os.path.join(self.data, "d"),
+        self.proc = subprocess.Popen([herald, "serve", "--port", "0", "--http-port", "0", "--data-dir", os.path.join(self.data, "d"),
                                       "--flush", flush, "--port-file", port_file],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):

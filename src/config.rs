@@ -15,7 +15,7 @@ use herald_actors::group::GroupSettings;
 use herald_actors::partition::scrub::ScrubBudget;
 use herald_actors::partition::{FlushPolicy, PartitionSettings};
 use herald_actors::topic_config::TopicConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: `config/default.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -39,7 +39,7 @@ pub enum SettingsError {
 }
 
 /// Every setting of the broker.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -47,10 +47,21 @@ pub struct Settings {
     /// The `[log]` section: every topic's default settings.
     pub log: TopicConfig,
     pub groups: GroupSettings,
+    pub http: HttpSettings,
     pub logging: LoggingSettings,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// The `[http]` section: metrics, health and the admin API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub metrics_max_label_sets: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
@@ -68,7 +79,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
@@ -80,7 +91,7 @@ pub struct StorageSettings {
     pub arbiters: usize,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Text lines (`human` is the same).
@@ -89,7 +100,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingSettings {
     pub format: LogFormat,
@@ -104,7 +115,8 @@ const CHOICES: &[(&str, &str)] =
 
 /// Variables named `HERALD_*` that are not settings but are read by the
 /// command line (and the test scripts).
-const OTHER_VARIABLES: &[&str] = &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_CLIENT_ID", "HERALD_BIN"];
+const OTHER_VARIABLES: &[&str] =
+    &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_CLIENT_ID", "HERALD_BIN", "HERALD_HTTP"];
 
 /// Warnings for `HERALD_*` variables that nothing reads: a mistyped setting
 /// (`HERALD_SERVER_PORT` for `HERALD_SERVER__PORT`) would otherwise be ignored
@@ -326,6 +338,15 @@ impl Settings {
                 "server.handshake_timeout_ms, server.frame_timeout_ms and server.write_stall_timeout_ms must be at least 1"
                     .into(),
             );
+        }
+        if self.http.metrics_max_label_sets == 0 {
+            return fail("http.metrics_max_label_sets must be at least 1".into());
+        }
+        if self.http.enabled && self.http.port != 0 && self.http.port == self.server.port {
+            return fail(format!(
+                "http.port and server.port are both {}: the HTTP listener needs a port of its own",
+                self.http.port
+            ));
         }
         if self.log.max_message_bytes + 1024 > self.server.max_frame_bytes as u64 {
             return fail(format!(
@@ -582,6 +603,12 @@ mod tests {
         let err =
             Settings::load_from(None, env(&[("HERALD_SERVER__MAX_HELD_REQUESTS", "0")]), &[]).unwrap_err().to_string();
         assert!(err.contains("server.max_held_requests"), "{err}");
+        let err = Settings::load_from(None, env(&[("HERALD_HTTP__METRICS_MAX_LABEL_SETS", "0")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.metrics_max_label_sets"), "{err}");
+        let err = Settings::load_from(None, env(&[("HERALD_HTTP__PORT", "9092")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("http.port and server.port"), "{err}");
     }
 
     #[test]

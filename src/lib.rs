@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: settings from defaults, a file, the environment and flags.
 //! - [`frontend`]: the TCP listener and one connection actor per client.
+//! - [`http`]: the HTTP listener: metrics, health, the JSON admin API.
 //! - [`server`]: starting and cleanly stopping a broker.
 //! - [`dir_lock`]: one broker per data directory.
 //! - [`fd_limit`]: raising the open-file limit at start.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod dir_lock;
 pub mod fd_limit;
 pub mod frontend;
+pub mod http;
 pub mod server;
 
 pub use herald_client as client;

@@ -15,10 +15,11 @@ use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
 use herald_actors::partition::file_cache::FileCache;
 
-use crate::config::Settings;
+use crate::config::{Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
 use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
+use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
@@ -27,13 +28,32 @@ use crate::protocol::Features;
 /// `BROKER_SHUTTING_DOWN`, work in progress is answered), flushes and fsyncs
 /// every partition and leaves the data directory needing no recovery.
 ///
+/// The HTTP listener (see [`crate::http`]) is bound from `settings.http`.
+///
 /// # Errors
 ///
 /// The data directory is locked by another broker (`ResourceBusy`, with a
 /// message naming the directory and the holder's pid) or cannot be opened, or
-/// the listener cannot be used.
+/// a listener cannot be bound or used.
 pub async fn run(
     listener: std::net::TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let http = crate::http::bind(&settings.http)?;
+    run_with(listener, http, Sources::new(), settings, shutdown).await
+}
+
+/// [`run`] with the HTTP listener already bound (or none), and the settings'
+/// sources for `/api/v1/broker`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with(
+    listener: std::net::TcpListener,
+    http: Option<std::net::TcpListener>,
+    sources: Sources,
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -43,6 +63,21 @@ pub async fn run(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    // Before any partition takes its topic's counters.
+    herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
+    // Started first, so that /readyz answers (not ready) during recovery.
+    let state = HttpState::new(settings.clone(), sources);
+    let http = match http {
+        Some(http) => {
+            let address = http.local_addr()?;
+            let handle = crate::http::start(http, state.clone())?;
+            // Lets the server start its threads before recovery blocks this one.
+            actix_rt::task::yield_now().await;
+            tracing::info!(address = %address, "HTTP listener serving /metrics, /livez, /readyz, /api/v1/");
+            Some(handle)
+        }
+        None => None,
+    };
     return_large_buffers_to_the_os();
     // Before any log is opened: the bound on sealed segments' open files.
     FileCache::global().set_capacity(settings.storage.max_open_segment_files as usize);
@@ -51,6 +86,7 @@ pub async fn run(
     let broker = broker.start();
     let groups =
         Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start();
+    state.recovered(Actors { broker: broker.clone(), groups: groups.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -77,9 +113,11 @@ pub async fn run(
     let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
     let max_connections = settings.server.max_connections as usize;
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters);
+    state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
     shutdown.await;
+    state.stopping();
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
     // Drain the connections first, so appends under way are acknowledged, then
@@ -97,6 +135,9 @@ pub async fn run(
         Ok(Ok(())) => tracing::info!("shutdown complete: every partition flushed"),
         Ok(Err(err)) => tracing::error!(%err, "shutdown flush failed; the next start will recover"),
         Err(err) => tracing::error!(%err, "broker actor gone at shutdown; the next start will recover"),
+    }
+    if let Some(http) = http {
+        http.stop(false).await;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use tokio::task::block_in_place;
 /// fails the test.
 fn second_broker(root: &Path) -> Output {
     let mut child = Command::new(herald_bin())
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--data-dir"])
         .arg(root.join("data"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -96,7 +96,7 @@ async fn a_broker_whose_stdout_and_stderr_are_closed_pipes_serves_and_exits_zero
     let root = tempfile::tempdir().unwrap();
     let port_file = root.path().join("port");
     let mut child = Command::new(herald_bin())
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--data-dir"])
         .arg(root.path().join("data"))
         .arg("--port-file")
         .arg(&port_file)

@@ -10,6 +10,7 @@
 //! - [`partition`]: one actor per partition and the log it owns (segments,
 //!   indexes, recovery, damaged ranges, the scrub, retention).
 //! - [`topic`]: one actor per topic: partition routing and the partitioner.
+//! - [`stats`]: counters bumped on the data path, read by `/metrics`.
 //! - [`broker`]: the topic directory: admin operations, metadata, placement of
 //!   partitions on arbiters, shutdown.
 
@@ -20,6 +21,7 @@ pub mod fs;
 pub mod group;
 pub mod guard;
 pub mod partition;
+pub mod stats;
 pub mod topic;
 pub mod topic_config;
 pub mod topic_route;

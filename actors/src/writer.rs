@@ -111,7 +111,9 @@ fn sync_round(round: &[SyncRequest]) -> io::Result<()> {
             if file.is_dir() {
                 dirs.push(file);
             } else {
+                let started = std::time::Instant::now();
                 file.sync_data()?;
+                crate::stats::fsync_seconds().observe(started.elapsed());
             }
         }
     }

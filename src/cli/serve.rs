@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// After binding, write the port to this file (for scripts and tests).
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// HTTP port for metrics, health and the admin API; 0 picks a free one (http.port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// After binding, write the HTTP port to this file (for scripts and tests).
+    #[arg(long)]
+    http_port_file: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -51,6 +57,9 @@ pub fn run(args: ServeArgs) -> CliResult {
     }
     if let Some(format) = &args.log_format {
         flags.push(("logging.format", format.clone()));
+    }
+    if let Some(port) = args.http_port {
+        flags.push(("http.port", port.to_string()));
     }
     let (settings, sources) = Settings::load_with_sources(args.config.as_deref(), &flags)?;
     init_logging(&settings.logging)?;
@@ -85,15 +94,23 @@ pub fn run(args: ServeArgs) -> CliResult {
 
     let address = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = std::net::TcpListener::bind(&address).map_err(|err| format!("cannot listen on {address}: {err}"))?;
+    let http = herald::http::bind(&settings.http)?;
     if let Some(path) = &args.port_file {
-        let port = listener.local_addr()?.port();
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{port}\n"))?;
-        std::fs::rename(&tmp, path)?;
+        write_port(path, listener.local_addr()?.port())?;
+    }
+    if let (Some(path), Some(http)) = (&args.http_port_file, &http) {
+        write_port(path, http.local_addr()?.port())?;
     }
     let system = actix::System::new();
-    system.block_on(herald::server::run(listener, settings, shutdown_signal()))?;
+    system.block_on(herald::server::run_with(listener, http, sources, settings, shutdown_signal()))?;
     Ok(())
+}
+
+/// Writes `port` to `path` whole (a reader never sees half of it).
+fn write_port(path: &std::path::Path, port: u16) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{port}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

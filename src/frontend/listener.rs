@@ -130,6 +130,7 @@ impl Listener {
 
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
         if self.open >= self.max_connections {
+            crate::http::metrics::rejected(crate::http::metrics::Rejected::MaxConnections);
             // Dropping the stream closes it: the client sees the connection
             // closed before any response.
             if let Some(suppressed) = self.refusals.allow() {
@@ -152,6 +153,7 @@ impl Listener {
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
         let listener = ctx.address().downgrade();
         self.open += 1;
+        crate::http::metrics::connection_opened();
         let slot = Slot(listener.clone());
         let request_bytes = self.request_bytes.clone();
         arbiter.spawn(async move {
@@ -192,6 +194,7 @@ struct Slot(WeakAddr<Listener>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        crate::http::metrics::connection_closed();
         if let Some(listener) = self.0.upgrade() {
             listener.do_send(Disconnected);
         }

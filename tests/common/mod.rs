@@ -8,6 +8,8 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -37,11 +39,13 @@ pub fn init_logging() {
 }
 
 /// The settings every in-process test broker starts from: the defaults, with
-/// data in `data_dir` and two partition arbiters.
+/// data in `data_dir`, two partition arbiters and the HTTP listener on a free
+/// port.
 pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.storage.data_dir = data_dir.to_path_buf();
     settings.storage.arbiters = 2;
+    settings.http.port = 0;
     settings
 }
 
@@ -49,6 +53,8 @@ pub fn test_settings(data_dir: &Path) -> Settings {
 /// exactly as `herald serve` runs it (`herald::server::run`).
 pub struct TestBroker {
     addr: SocketAddr,
+    /// Where the HTTP listener listens, if it is enabled.
+    http_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     /// Completing it starts the broker's clean shutdown.
     shutdown: Option<oneshot::Sender<()>>,
@@ -89,6 +95,8 @@ impl TestBroker {
 
     fn start_listening(listener: TcpListener, settings: Settings) -> TestBroker {
         let addr = listener.local_addr().expect("local address");
+        let http = herald::http::bind(&settings.http).expect("bind the HTTP listener");
+        let http_addr = http.as_ref().map(|l| l.local_addr().expect("HTTP local address"));
         let data_dir = settings.storage.data_dir.clone();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -100,7 +108,8 @@ impl TestBroker {
                     let shutdown = async move {
                         let _ = shutdown_rx.await;
                     };
-                    let served = herald::server::run(listener, settings, shutdown).await;
+                    let sources = Default::default();
+                    let served = herald::server::run_with(listener, http, sources, settings, shutdown).await;
                     // `run` has flushed every partition; stopping the system
                     // stops every arbiter it registered (the partitions' too).
                     actix::System::current().stop();
@@ -112,12 +121,21 @@ impl TestBroker {
                 served
             })
             .expect("spawn the broker thread");
-        TestBroker { addr, data_dir, shutdown: Some(shutdown), thread: Some(thread), _owned_dir: None }
+        TestBroker { addr, http_addr, data_dir, shutdown: Some(shutdown), thread: Some(thread), _owned_dir: None }
     }
 
     /// Where the broker listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the broker's HTTP listener listens.
+    ///
+    /// # Panics
+    ///
+    /// The broker was started with `http.enabled = false`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr.expect("the HTTP listener is enabled")
     }
 
     /// The broker's data directory.
@@ -219,6 +237,7 @@ pub fn text(record: &Record) -> String {
 pub struct BinaryBroker {
     child: Child,
     addr: SocketAddr,
+    http_addr: SocketAddr,
     /// Every stderr line so far, ANSI escapes removed.
     log: Arc<Mutex<Vec<String>>>,
     /// Each stderr line as it arrives.
@@ -232,7 +251,8 @@ pub fn herald_bin() -> &'static str {
 
 impl BinaryBroker {
     /// Runs `herald serve --host 127.0.0.1 --port 0 --data-dir ROOT/data
-    /// --port-file ROOT/port` with `RUST_LOG=info` and returns once it serves.
+    /// --port-file ROOT/port --http-port 0 --http-port-file ROOT/http-port`
+    /// with `RUST_LOG=info` and returns once it serves.
     /// Starting again on the same `root` reopens the same data.
     ///
     /// # Panics
@@ -247,13 +267,17 @@ impl BinaryBroker {
     pub fn start_with(root: &Path, configure: impl FnOnce(&mut Command)) -> BinaryBroker {
         let data_dir = root.join("data");
         let port_file = root.join("port");
+        let http_port_file = root.join("http-port");
         let _ = std::fs::remove_file(&port_file);
+        let _ = std::fs::remove_file(&http_port_file);
         let mut command = Command::new(herald_bin());
         command
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
             .arg(&data_dir)
             .arg("--port-file")
             .arg(&port_file)
+            .args(["--http-port", "0", "--http-port-file"])
+            .arg(&http_port_file)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -273,7 +297,8 @@ impl BinaryBroker {
                 let _ = tx.send(line);
             }
         });
-        let mut broker = BinaryBroker { child, addr: "127.0.0.1:0".parse().unwrap(), log, lines };
+        let unbound: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut broker = BinaryBroker { child, addr: unbound, http_addr: unbound, log, lines };
         // "herald is serving" is logged after the listener is bound and the
         // port file written.
         broker.wait_for_line("herald is serving");
@@ -281,7 +306,16 @@ impl BinaryBroker {
         let _ = std::fs::remove_file(&port_file);
         let port: u16 = port.trim().parse().expect("the port file holds a port");
         broker.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let http_port = std::fs::read_to_string(&http_port_file).expect("read the HTTP port file");
+        let _ = std::fs::remove_file(&http_port_file);
+        let http_port: u16 = http_port.trim().parse().expect("the HTTP port file holds a port");
+        broker.http_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
         broker
+    }
+
+    /// Where the broker's HTTP listener listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// Waits for a stderr line containing `needle` and returns it.

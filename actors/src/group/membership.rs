@@ -398,6 +398,7 @@ impl Membership {
     /// A new group epoch: recompute the target, then reconcile.
     fn rebalance(&mut self) -> Vec<String> {
         self.group_epoch += 1;
+        crate::stats::GROUP_REBALANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let subscribed = self.subscribed_topics();
         let partitions: BTreeMap<String, u32> =
             self.partitions.iter().filter(|(t, _)| subscribed.contains(*t)).map(|(t, n)| (t.clone(), *n)).collect();

@@ -32,7 +32,7 @@ use crate::topic::Placement;
 use coordinator::{CloseGroup, ExpireIfIdle, GroupCoordinator, ShutdownGroup, Summarize};
 
 /// Broker-wide settings for groups (the `[groups]` section of the config).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
     pub min_session_timeout_ms: u64,

@@ -133,6 +133,8 @@ pub struct Partition {
     needs_reopen: bool,
     /// Why the last try to open the log failed, while it is not open.
     open_failure: Option<String>,
+    /// The topic's bytes and records in and out, for `/metrics`.
+    stats: Arc<crate::stats::TopicStats>,
     /// The wait before the next try to open the log.
     open_retry: Duration,
 }
@@ -155,6 +157,7 @@ impl Partition {
         writer: SyncWriter,
         clean_shutdown: bool,
     ) -> Self {
+        let stats = crate::stats::topic(&topic);
         Partition {
             topic,
             partition,
@@ -174,6 +177,7 @@ impl Partition {
             needs_reopen: false,
             open_failure: None,
             open_retry: OPEN_RETRY_MIN,
+            stats,
         }
     }
 
@@ -233,6 +237,7 @@ impl Partition {
     fn read(&mut self, offset: i64, max_bytes: usize) -> Result<FetchResult, BrokerError> {
         let high_watermark = self.high_watermark;
         let read = self.log_mut()?.read(offset, max_bytes, high_watermark)?;
+        self.stats.fetched(&read.bytes);
         Ok(FetchResult {
             records: read.bytes,
             high_watermark: self.high_watermark,
@@ -404,6 +409,7 @@ impl Handler<Append> for Partition {
             batch::set_log_append_time(&mut batch, now);
         }
         let Some(log) = self.log.as_mut() else { return fail(self.unavailable()) };
+        let bytes = batch.len();
         let appending = if msg.checked { log.append_checked(batch, now) } else { log.append(batch, now) };
         let info = match appending {
             Ok(info) => info,
@@ -422,6 +428,7 @@ impl Handler<Append> for Partition {
         };
         let appended =
             Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
+        self.stats.produced(bytes, appended.record_count);
         let end = info.last_offset + 1;
         match self.settings.flush {
             FlushPolicy::Always => {}

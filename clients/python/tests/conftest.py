@@ -63,6 +63,7 @@ class Broker:
         with open(self._output_file, "ab") as output:
             self._process = subprocess.Popen(
                 [str(HERALD_BIN), "serve", "--host", self.host, "--port", str(port),
+                 "--http-port", "0",
                  "--data-dir", str(self.data_dir), "--port-file", str(self._port_file)],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=self.env,
             )

@@ -326,7 +326,8 @@ impl Connection {
     }
 }
 
-fn describe(d: coordinator::GroupDescription) -> DescribeGroupResponse {
+/// A group's description, for the wire (and the HTTP admin API).
+pub(crate) fn describe(d: coordinator::GroupDescription) -> DescribeGroupResponse {
     DescribeGroupResponse {
         group_id: d.group_id,
         state: d.state.into(),

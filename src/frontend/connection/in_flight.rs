@@ -43,6 +43,7 @@ use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::fetch::ResponseBody;
 use super::Connection;
+use crate::http::metrics;
 use crate::protocol::{self, FetchRequest, Request};
 
 /// Whether the broker may hold `request` waiting for data or for a change of
@@ -82,6 +83,8 @@ pub(super) struct InFlight {
     released: usize,
     /// The correlation id of the request being dispatched, if it may be held.
     dispatching_held: Option<u32>,
+    /// The request being dispatched, counted and timed for `/metrics`.
+    dispatching_timing: Option<metrics::Timing>,
 }
 
 /// A request the broker may hold.
@@ -101,6 +104,7 @@ impl InFlight {
     /// the note cannot be taken by another request.
     pub(super) fn dispatching(&mut self, correlation_id: u32, request: &Request) {
         self.dispatching_held = may_be_held(request).then_some(correlation_id);
+        self.dispatching_timing = metrics::request_started(request.op());
     }
 
     /// Whether nothing is waiting for its response.
@@ -164,10 +168,12 @@ impl Connection {
         T: ResponseBody + 'static,
     {
         self.in_flight.count += 1;
+        let timing = self.in_flight.dispatching_timing.take();
         if self.in_flight.dispatching_held.take() != Some(correlation_id) {
             ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
                 act.in_flight.count -= 1;
                 let answer = finish(act, result, ctx);
+                metrics::request_done(timing, answer.as_ref().err().map(|e| e.code));
                 act.write_answer(correlation_id, answer);
                 drop(permit);
             }));
@@ -190,6 +196,7 @@ impl Connection {
                 // A request cancelled at shutdown was answered then.
                 if act.in_flight.forget_held(key).is_some() {
                     let answer = finish(act, result, ctx);
+                    metrics::request_done(timing, answer.as_ref().err().map(|e| e.code));
                     act.write_answer(correlation_id, answer);
                 }
             }) as Answer

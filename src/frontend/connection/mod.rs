@@ -31,6 +31,7 @@ mod reader;
 mod writer;
 
 pub use budget::{Admission, ConnectionBytes};
+pub(crate) use groups::describe as describe_group_response;
 pub use in_flight::Drain;
 pub use reader::{read_frames, ReaderLimits};
 pub use writer::{Writer, WriterDone};
@@ -52,6 +53,7 @@ use herald_actors::topic_config::ConfigValue as Setting;
 use herald_actors::topic_route::Route;
 use tokio::sync::oneshot;
 
+use crate::http::metrics;
 use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
 use crate::protocol::{self, *};
@@ -171,15 +173,20 @@ impl Connection {
         let (correlation_id, mut request) = match decoded {
             Ok(decoded) => decoded,
             Err(err) if err.unanswered => {
+                metrics::rejected(metrics::Rejected::Malformed);
                 let error = &err.error;
                 return tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id = err.correlation_id, "unanswered request (acks 0) failed");
             }
-            Err(err) => return self.send_error(err.correlation_id.unwrap_or(0), &err.error.into()),
+            Err(err) => {
+                metrics::rejected(metrics::Rejected::Malformed);
+                return self.send_error(err.correlation_id.unwrap_or(0), &err.error.into());
+            }
         };
         if self.client_id.is_none() {
             return match request {
                 Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
                 other => {
+                    metrics::rejected(metrics::Rejected::Handshake);
                     let error = BrokerError::new(
                         ErrorCode::HANDSHAKE_REQUIRED,
                         format!("`{}` before `handshake`: the first request must be a handshake", other.op()),
@@ -384,7 +391,8 @@ fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, B
     sent.unwrap_or_else(|e| Err(e.into()))
 }
 
-fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
+/// A topic's description, for the wire (and the HTTP admin API).
+pub(crate) fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
     DescribeTopicResponse {
         topic: d.name,
         topic_id: d.topic_id,
@@ -467,10 +475,12 @@ impl Handler<ReaderEvent> for Connection {
         match event {
             ReaderEvent::Request(decoded, permit) => self.handle_request(decoded, permit, ctx),
             ReaderEvent::KafkaRequest => {
+                metrics::rejected(metrics::Rejected::Kafka);
                 tracing::warn!(peer = %self.peer, "a Kafka client connected: this port speaks Herald's protocol (MessagePack frames, docs/protocol.md), not Kafka's; closing");
                 ctx.stop();
             }
             ReaderEvent::Broken(FrameError::TooLarge { length, max }) => {
+                metrics::rejected(metrics::Rejected::TooLarge);
                 let error = BrokerError::new(
                     ErrorCode::FRAME_TOO_LARGE,
                     format!("frame of {length} bytes exceeds max_frame_bytes {max}"),
@@ -487,6 +497,7 @@ impl Handler<ReaderEvent> for Connection {
                 self.close_when_idle();
             }
             ReaderEvent::TimedOut(reason) => {
+                metrics::rejected(metrics::Rejected::Deadline);
                 self.members_gone();
                 self.fail_and_close(0, &BrokerError::new(ErrorCode::REQUEST_TIMED_OUT, reason));
             }

@@ -69,6 +69,7 @@ impl Connection {
     /// Answers a produce refused before it reached its topic; a request with
     /// `acks` 0 only in the log.
     fn refuse_produce(&mut self, correlation_id: u32, acks: i64, error: &BrokerError) {
+        crate::http::metrics::request_refused(op::PRODUCE, error.code);
         if acks == 0 {
             let peer = self.peer;
             return tracing::debug!(client_id = self.client_id(), %peer, %error, correlation_id, "unanswered produce (acks 0) refused");
