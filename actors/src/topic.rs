@@ -7,7 +7,7 @@
 //!   `Supervisor` on the arbiter picked by a stable hash of (topic, partition).
 //! - Takes [`Produce`] (routing records to partitions with Kafka's partitioner
 //!   and encoding one batch per partition), [`ForPartition`] (forwarding a
-//!   partition message), [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`],
+//!   partition message), [`DescribeTopic`], [`AddPartitions`], [`AlterConfig`], [`PartitionCount`],
 //!   [`CloseTopic`] and [`ShutdownTopic`].
 //! - Its metadata (`topic.json`: name, id, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
@@ -495,6 +495,10 @@ impl Handler<ShutdownTopic> for Topic {
         })
     }
 }
+
+#[path = "topic_alter.rs"]
+mod alter;
+pub use alter::AlterConfig;
 
 #[cfg(test)]
 #[path = "topic_tests.rs"]
