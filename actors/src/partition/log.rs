@@ -66,6 +66,7 @@ use crate::fs::{FileRef, FileSystem};
 
 #[path = "log_start.rs"]
 mod log_start;
+pub use log_start::{StartCheckpoint, CHECKPOINT_FILE};
 
 /// Leftover temporary files with this suffix are removed on open.
 const TEMP_SUFFIX: &str = ".tmp";

@@ -497,6 +497,8 @@ impl Handler<Shutdown> for Partition {
 }
 
 #[cfg(test)]
+mod admin_tests;
+#[cfg(test)]
 mod fault_sweep_tests;
 #[cfg(test)]
 mod power_loss_tests;
