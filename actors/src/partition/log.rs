@@ -66,7 +66,7 @@ use crate::fs::{FileRef, FileSystem};
 
 #[path = "log_start.rs"]
 mod log_start;
-pub use log_start::{StartCheckpoint, CHECKPOINT_FILE};
+pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 
 /// Leftover temporary files with this suffix are removed on open.
 const TEMP_SUFFIX: &str = ".tmp";
@@ -229,7 +229,7 @@ impl Log {
             scrub_cursor,
             start_offset: 0,
         };
-        log.start_offset = log.open_start()?;
+        log.open_start()?;
         debug!(
             dir = %dir.display(),
             log_start_offset = log.log_start_offset(),

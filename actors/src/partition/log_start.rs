@@ -5,10 +5,12 @@
 //! (moved by retention) and the checkpointed start (moved by
 //! [`Log::moved_start`]): it only moves forward. Nothing below it is
 //! served: reads below it are out of range, the timestamp search starts at
-//! it, and damaged ranges below it are not reported. A segment that straddles
-//! it stays whole on disk; whole segments below it are deleted (by
-//! [`Log::moved_start`], and by the retention pass for those found so at
-//! open).
+//! it, and damaged ranges below it are reported neither by the log nor by
+//! the offline scrub (`scrub.rs`). A segment that straddles it stays whole on
+//! disk (a fetch at the start returns its batch whole, records below the
+//! start included, which clients skip as for any fetch); whole segments
+//! below it are deleted by [`Log::moved_start`], at open (after a crash
+//! between the checkpoint and their removal), and by the retention pass.
 //!
 //! The checkpoint (`log-start-offset` in the partition's directory) is one
 //! line, `log_start_offset <offset> crc <crc32c of the offset's digits, hex>`,
@@ -128,11 +130,12 @@ impl StartCheckpoint {
 }
 
 impl Log {
-    /// Applies the checkpointed start at open (see the module doc): returns
-    /// the start, after moving the log end up to it if the log ends below it.
-    pub(super) fn open_start(&mut self) -> Result<i64, LogError> {
+    /// Applies the checkpointed start at open (see the module doc): moves
+    /// the log end up to it if the log ends below it, and deletes the whole
+    /// segments below it (left by a crash after the checkpoint was stored).
+    pub(super) fn open_start(&mut self) -> Result<(), LogError> {
         let fs = Arc::clone(self.files.fs());
-        let Some(start) = load_checkpoint(&*fs, &self.dir)? else { return Ok(0) };
+        let Some(start) = load_checkpoint(&*fs, &self.dir)? else { return Ok(()) };
         let log_end_offset = self.log_end_offset();
         if start > log_end_offset {
             warn!(
@@ -144,17 +147,14 @@ impl Log {
             );
             let segment = Segment::create(&self.dir, start, &self.files)?;
             sync_dir(&*fs, &self.dir)?;
-            let old = std::mem::replace(&mut self.segments, vec![segment]);
-            let mut removed = Vec::new();
-            for segment in &old {
-                removed.extend(segment.rename_to_deleted()?);
-            }
-            drop(old);
-            for path in removed {
-                fs.remove_file(&path).map_err(LogError::io(&path))?;
-            }
+            // The new active segment; every older one is below the start.
+            self.segments.push(segment);
         }
-        Ok(start)
+        self.start_offset = start;
+        for path in self.remove_below_start()? {
+            fs.remove_file(&path).map_err(LogError::io(&path))?;
+        }
+        Ok(())
     }
 
     /// Where this log's checkpoint is written, for a blocking thread to
@@ -191,6 +191,7 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{batch_of, config, fill, offsets};
     use super::*;
 
     #[test]
@@ -204,5 +205,69 @@ mod tests {
         }
         assert_eq!(parse_checkpoint(&text.replace("1234567", "1234568")), None);
         assert_eq!(parse_checkpoint("log_start_offset -1 crc 00000000\n"), None);
+    }
+
+    /// Flips one byte of a file.
+    fn flip(path: &Path, position: u64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[position as usize] ^= 0xff;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn damaged_ranges_and_timestamps_below_the_start_are_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch_len = batch_of(3, 0, 100).len() as u64;
+        // Two batches (six offsets) a segment.
+        let cfg = config(2 * batch_len);
+        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+        fill(&mut log, 8);
+        log.flush_all().unwrap();
+        drop(log);
+        flip(&dir.path().join("00000000000000000000.log"), batch_len + 60);
+        let mut log = Log::open(dir.path(), cfg, true).unwrap();
+        while !log.scrub(u64::MAX).unwrap() {}
+        let found = |log: &Log| log.damaged().iter().map(|d| (d.first_offset, d.next_offset)).collect::<Vec<_>>();
+        assert_eq!(found(&log), [(3, 6)]);
+
+        log.start_checkpoint().store(4).unwrap();
+        assert!(log.moved_start(4).unwrap().is_empty(), "the segment holding the start stays");
+        assert_eq!(log.log_start_offset(), 4);
+        assert_eq!(found(&log), [(4, 6)], "cut at the start");
+        match log.read(4, 1 << 20, i64::MAX) {
+            Err(LogError::Damaged(range)) => assert_eq!((range.first_offset, range.next_offset), (4, 6)),
+            other => panic!("expected the damaged range, got {other:?}"),
+        }
+        assert!(matches!(log.read(3, 1 << 20, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
+        // Timestamps of offsets 0..2 are 1000..1002 (`fill`): not served any more.
+        assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some(6));
+
+        log.start_checkpoint().store(7).unwrap();
+        let removed = log.moved_start(7).unwrap();
+        assert_eq!(removed.len(), 3, "the first segment's three files: {removed:?}");
+        assert!(found(&log).is_empty());
+        assert_eq!(offsets(&log.read(7, 1 << 20, i64::MAX).unwrap().bytes)[0], 6, "the batch holding 7, whole");
+        assert_eq!(log.log_start_offset(), 7);
+        // The retention pass never moves it back, nor keeps segments below it.
+        assert!(log.apply_retention(0).unwrap().is_empty());
+        assert_eq!(log.log_start_offset(), 7);
+    }
+
+    #[test]
+    fn whole_segments_below_a_checkpointed_start_are_deleted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(2 * batch_of(3, 0, 100).len() as u64);
+        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+        fill(&mut log, 8);
+        log.flush_all().unwrap();
+        // As a crash after the checkpoint was stored and before the segments went.
+        log.start_checkpoint().store(13).unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), cfg, false).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (13, 24, 2));
+        let logs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_str().is_some_and(|n| n.ends_with(".log")));
+        assert_eq!(logs.count(), 2);
     }
 }
