@@ -1,9 +1,10 @@
 //! `alter_topic_config` against the real broker: a change applies to live
 //! partitions at once and survives a restart; an invalid change, or one only
 //! validated, changes nothing (neither what the broker serves nor what it
-//! stores).
+//! stores). Both new operations' fields have exactly their types (raw frames).
 
 mod common;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +12,8 @@ use std::path::Path;
 use common::{config, value, TestBroker};
 use herald::client::{Client, ClientError};
 use herald::protocol::ConfigValue::{self, Int, Str};
+use raw::{map, request, Raw};
+use rmpv::Value;
 
 const TOPIC: &str = "settings";
 
@@ -145,4 +148,45 @@ async fn validate_only_answers_the_new_config_and_changes_nothing() {
     let broker = TestBroker::start_in(dir.path());
     assert_eq!(described(&broker.client().await).await, config_before);
     broker.stop().await;
+}
+
+#[tokio::test]
+async fn the_fields_of_both_operations_have_exactly_their_types() {
+    let broker = TestBroker::start();
+    let mut raw = Raw::ready(broker.addr()).await;
+    raw.send(&request(2, "create_topic", &[("topic", TOPIC.into()), ("partitions", 1.into())])).await;
+    raw.response().await.assert_ok(2);
+
+    let topic = ("topic", Value::from(TOPIC));
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        ("set not a map", request(10, "alter_topic_config", &[topic.clone(), ("set", Value::from(5))])),
+        ("delete not an array", request(11, "alter_topic_config", &[topic.clone(), ("delete", "segment_ms".into())])),
+        ("validate_only an int", request(12, "alter_topic_config", &[topic.clone(), ("validate_only", 1.into())])),
+        (
+            "a bool value",
+            request(13, "alter_topic_config", &[topic.clone(), ("set", map(&[("segment_ms", true.into())]))]),
+        ),
+        ("no offset", request(14, "delete_records", &[topic.clone(), ("partition", 0.into())])),
+        (
+            "offset a str",
+            request(15, "delete_records", &[topic.clone(), ("partition", 0.into()), ("offset", "end".into())]),
+        ),
+    ];
+    for (what, frame) in refused {
+        raw.send(&frame).await;
+        let response = raw.response().await;
+        assert_eq!(response.header.error_code, 42, "{what}: {response:?}");
+    }
+
+    // Optional fields may be absent or nil.
+    let nils = [("set", Value::Nil), ("delete", Value::Nil), ("validate_only", Value::Nil)];
+    raw.send(&request(20, "alter_topic_config", &[&[topic.clone()][..], &nils].concat())).await;
+    let response = raw.response().await;
+    response.assert_ok(20);
+    assert_eq!(response.field("validate_only"), &Value::from(false));
+    assert!(response.field("config").as_map().is_some_and(|m| m.len() == 6), "{response:?}");
+    raw.send(&request(21, "delete_records", &[topic, ("partition", 0.into()), ("offset", (-1).into())])).await;
+    let response = raw.response().await;
+    response.assert_ok(21);
+    assert_eq!(response.field("log_start_offset"), &Value::from(0));
 }
