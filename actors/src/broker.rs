@@ -12,7 +12,7 @@
 //!   <data_dir>/clean_shutdown                 present only between a clean stop and the next start
 //!   <data_dir>/.lock                          held by the running broker (taken by the server, not here)
 //!   ```
-//! - Takes [`CreateTopic`], [`DeleteTopic`], [`ListTopics`], [`LookupTopic`],
+//! - Takes [`CreateTopic`], [`DeleteTopic`], [`AlterTopicConfig`], [`ListTopics`], [`LookupTopic`],
 //!   [`TopicIds`], [`WatchDeletes`] and [`ShutdownBroker`]. A create makes the topic's directory with its
 //!   metadata aside and renames it into place, fsynced, before it is
 //!   acknowledged: it happens whole or not at all (see `broker_disk.rs`). A
@@ -45,8 +45,12 @@ use crate::topic_config::{ConfigValue, TopicConfig};
 use crate::writer::SyncWriter;
 use disk::Damage;
 
+#[path = "broker_alter.rs"]
+mod alter;
 #[path = "broker_disk.rs"]
 mod disk;
+
+pub use alter::AlterTopicConfig;
 
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -254,16 +258,7 @@ impl Handler<CreateTopic> for Broker {
                 ));
             }
             let config = self.defaults.with_overrides(&msg.config)?;
-            if config.max_message_bytes > self.max_message_ceiling {
-                return Err(BrokerError::new(
-                    ErrorCode::INVALID_CONFIG,
-                    format!(
-                        "topic setting max_message_bytes ({}) must be at most {} (the broker's \
-                         server.max_frame_bytes less 1 KiB): a larger batch could not reach the broker",
-                        config.max_message_bytes, self.max_message_ceiling
-                    ),
-                ));
-            }
+            config.check_ceiling(self.max_message_ceiling)?;
             Ok(TopicMeta { name: msg.name.clone(), topic_id: None, partitions: msg.partitions as u32, config })
         })();
         let meta = match checked {

@@ -11,7 +11,7 @@
 //!   when it closes.
 //! - Takes [`Produce`] and [`ProduceBatch`] (as a connection sends them
 //!   through the route), [`ForPartition`] (forwarding a partition message),
-//!   [`DescribeTopic`], [`AddPartitions`], [`PartitionCount`], [`GetRoute`],
+//!   [`DescribeTopic`], [`AddPartitions`], [`AlterConfig`], [`PartitionCount`], [`GetRoute`],
 //!   [`CloseTopic`] and [`ShutdownTopic`].
 //! - Its metadata (`topic.json`: name, id, partition count, settings) is written
 //!   atomically and fsynced before a change is acknowledged; nothing is lost if
@@ -460,6 +460,10 @@ impl Handler<ShutdownTopic> for Topic {
         })
     }
 }
+
+#[path = "topic_alter.rs"]
+mod alter;
+pub use alter::AlterConfig;
 
 #[cfg(test)]
 #[path = "topic_tests.rs"]

@@ -1,8 +1,10 @@
 //! Per-topic settings: the broker's `[log]` defaults, overridden per topic.
 //!
-//! A topic's settings are fixed at creation, stored in its metadata file, and
-//! reported by describe. Every key is validated here, so an invalid value is
-//! refused with `INVALID_CONFIG` before anything touches the disk.
+//! A topic's settings are chosen at creation and may be changed later
+//! ([`TopicConfig::altered`], `alter_topic_config`); they are stored whole in
+//! its metadata file, and reported by describe. Every key is validated here,
+//! the same way at creation and at a change, so an invalid value is refused
+//! with `INVALID_CONFIG` before anything touches the disk.
 
 use std::collections::BTreeMap;
 
@@ -71,7 +73,7 @@ impl Default for TopicConfig {
     }
 }
 
-/// The keys a topic may override at creation.
+/// The keys a topic may override at creation and change later.
 pub const TOPIC_KEYS: &[&str] = &[
     "segment_max_bytes",
     "segment_ms",
@@ -104,6 +106,17 @@ fn limit(key: &str, value: &ConfigValue) -> Result<i64, BrokerError> {
         return Err(invalid(format!("topic setting `{key}` must be -1 (no limit) or positive")));
     }
     Ok(n)
+}
+
+fn unknown(key: &str) -> BrokerError {
+    if key == "partitions" {
+        return invalid(
+            "`partitions` is not a topic setting: a topic's partition count is grown with add_partitions \
+             (`herald topic add-partitions`) and never shrinks"
+                .into(),
+        );
+    }
+    invalid(format!("unknown topic setting `{key}`; known: {}", TOPIC_KEYS.join(", ")))
 }
 
 impl TopicConfig {
@@ -139,9 +152,7 @@ impl TopicConfig {
                         }
                     }
                 }
-                other => {
-                    return Err(invalid(format!("unknown topic setting `{other}`; known: {}", TOPIC_KEYS.join(", "))))
-                }
+                other => return Err(unknown(other)),
             }
         }
         // As the broker's own [log] settings: a segment holds the largest batch.
@@ -153,6 +164,55 @@ impl TopicConfig {
             )));
         }
         Ok(config)
+    }
+
+    /// These settings changed by an `alter_topic_config`: each key of
+    /// `delete` back to its value in `defaults` (the broker's `[log]`
+    /// settings now), then each of `set` to its value, every key checked as
+    /// [`TopicConfig::with_overrides`] checks it, and the result against the
+    /// broker's limit (see [`TopicConfig::check_ceiling`]).
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_CONFIG` naming the key: as [`TopicConfig::with_overrides`],
+    /// for an unknown key in `delete`, and for a key both set and deleted.
+    pub fn altered(
+        &self,
+        defaults: &TopicConfig,
+        set: &BTreeMap<String, ConfigValue>,
+        delete: &[String],
+        max_message_ceiling: u64,
+    ) -> Result<TopicConfig, BrokerError> {
+        let default_values = defaults.to_map();
+        let mut changes = BTreeMap::new();
+        for key in delete {
+            if set.contains_key(key) {
+                return Err(invalid(format!("topic setting `{key}` is both set and deleted in one change")));
+            }
+            let value = default_values.get(key).ok_or_else(|| unknown(key))?;
+            changes.insert(key.clone(), value.clone());
+        }
+        changes.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let config = self.with_overrides(&changes)?;
+        config.check_ceiling(max_message_ceiling)?;
+        Ok(config)
+    }
+
+    /// Checks `max_message_bytes` against the broker's ceiling: a batch must
+    /// fit in one request frame with the request's own fields.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_CONFIG` naming `max_message_bytes` and the ceiling.
+    pub fn check_ceiling(&self, max_message_ceiling: u64) -> Result<(), BrokerError> {
+        if self.max_message_bytes > max_message_ceiling {
+            return Err(invalid(format!(
+                "topic setting max_message_bytes ({}) must be at most {max_message_ceiling} (the broker's \
+                 server.max_frame_bytes less 1 KiB): a larger batch could not reach the broker",
+                self.max_message_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// The settings as describe reports them.
@@ -211,10 +271,38 @@ mod tests {
             ("segment_max_bytes", ConfigValue::Str("1048576".into())),
             ("message_timestamp_type", ConfigValue::Int(0)),
             ("colour", ConfigValue::Int(1)),
+            ("partitions", ConfigValue::Int(3)),
         ] {
             let err = base.with_overrides(&BTreeMap::from([(k.to_string(), v)])).unwrap_err();
             assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
             assert!(err.message.contains(k), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn a_change_sets_and_deletes_keys_and_is_checked_whole() {
+        let defaults = TopicConfig::default();
+        let current =
+            defaults.with_overrides(&BTreeMap::from([("retention_ms".to_string(), ConfigValue::Int(60_000))])).unwrap();
+        let set = BTreeMap::from([("retention_bytes".to_string(), ConfigValue::Int(4096))]);
+        let changed = current.altered(&defaults, &set, &["retention_ms".to_string()], u64::MAX).unwrap();
+        assert_eq!(changed.retention_ms, defaults.retention_ms);
+        assert_eq!(changed.retention_bytes, 4096);
+
+        let refused = |set: &[(&str, ConfigValue)], delete: &[&str], ceiling: u64| {
+            let set = set.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let delete: Vec<String> = delete.iter().map(|k| k.to_string()).collect();
+            current.altered(&defaults, &set, &delete, ceiling).unwrap_err()
+        };
+        let err = refused(&[("retention_ms", ConfigValue::Int(5))], &["retention_ms"], u64::MAX);
+        assert!(err.message.contains("both set and deleted"), "{}", err.message);
+        let err = refused(&[], &["colour"], u64::MAX);
+        assert!(err.message.contains("colour"), "{}", err.message);
+        let err = refused(&[("max_message_bytes", ConfigValue::Int(2 << 20))], &[], 1 << 20);
+        assert!(err.message.contains("max_message_bytes") && err.message.contains("1048576"), "{}", err.message);
+        // Against each other: a smaller segment than the largest batch.
+        let err = refused(&[("segment_max_bytes", ConfigValue::Int(4096))], &[], u64::MAX);
+        assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
+        assert!(err.message.contains("segment_max_bytes"), "{}", err.message);
     }
 }

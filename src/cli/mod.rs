@@ -12,6 +12,7 @@ mod serve;
 mod status;
 mod stop;
 mod topic;
+mod topic_ops;
 
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
@@ -59,7 +60,8 @@ pub struct Cli {
 enum Command {
     /// Run a broker (port 9092, data in ./data unless configured otherwise).
     Serve(serve::ServeArgs),
-    /// Create, list, describe, delete topics and add partitions.
+    /// Create, list, describe, delete topics, add partitions, change settings
+    /// and delete records.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
     /// Produce records read from standard input, one per line.

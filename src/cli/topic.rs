@@ -1,4 +1,5 @@
-//! `herald topic create|list|describe|delete|add-partitions`.
+//! `herald topic create|list|describe|delete|add-partitions`; `alter-config`
+//! and `trim` are in `topic_ops`.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use herald::client::ErrorCode;
 use herald::protocol::{ConfigValue, TopicState};
 
 use super::output::{print_json, Table};
+use super::topic_ops::{self, AlterConfigArgs, TrimArgs};
 use super::{BrokerArgs, CliResult, UsageError};
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +63,11 @@ pub enum TopicCommand {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// Change a topic's settings (--set KEY=VALUE, --delete KEY back to the
+    /// broker's default) and print them all.
+    AlterConfig(AlterConfigArgs),
+    /// Delete a partition's records before an offset (`--before end`: all).
+    Trim(TrimArgs),
 }
 
 /// `1 partition`, `3 partitions`.
@@ -72,12 +79,14 @@ pub fn plural(n: i64, noun: &str) -> String {
     }
 }
 
-fn parse_config(pairs: &[String]) -> CliResult<BTreeMap<String, ConfigValue>> {
+/// `KEY=VALUE` pairs as settings: an integer value as an integer, any other
+/// as a string. `flag` names the option in an error.
+pub fn parse_config(pairs: &[String], flag: &str) -> CliResult<BTreeMap<String, ConfigValue>> {
     pairs
         .iter()
         .map(|pair| {
             let (key, value) =
-                pair.split_once('=').ok_or_else(|| UsageError(format!("--config `{pair}` is not KEY=VALUE")))?;
+                pair.split_once('=').ok_or_else(|| UsageError(format!("{flag} `{pair}` is not KEY=VALUE")))?;
             let value = value.parse::<i64>().map(ConfigValue::Int).unwrap_or_else(|_| ConfigValue::Str(value.into()));
             Ok((key.to_string(), value))
         })
@@ -87,7 +96,7 @@ fn parse_config(pairs: &[String]) -> CliResult<BTreeMap<String, ConfigValue>> {
 pub async fn run(command: TopicCommand) -> CliResult {
     match command {
         TopicCommand::Create { name, partitions, config, if_not_exists, broker } => {
-            let config = parse_config(&config)?;
+            let config = parse_config(&config, "--config")?;
             match broker.connect().await?.create_topic(&name, partitions, config).await {
                 Ok(()) => println!("created topic {name} with {}", plural(partitions, "partition")),
                 Err(err) if if_not_exists && err.code() == Some(ErrorCode::TOPIC_ALREADY_EXISTS.code()) => {
@@ -194,6 +203,8 @@ pub async fn run(command: TopicCommand) -> CliResult {
             let count = broker.connect().await?.add_partitions(&name, partitions).await?;
             println!("topic {name} now has {}", plural(i64::from(count), "partition"));
         }
+        TopicCommand::AlterConfig(args) => topic_ops::alter_config(args).await?,
+        TopicCommand::Trim(args) => topic_ops::trim(args).await?,
     }
     Ok(())
 }

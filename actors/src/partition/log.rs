@@ -5,7 +5,9 @@
 //!
 //! - there is always at least one segment; their base offsets increase, and each
 //!   segment ends exactly where the next begins, so offsets run on without a gap
-//!   from `log_start_offset` (the first segment's base) to `log_end_offset`.
+//!   from the first segment's base to `log_end_offset`. `log_start_offset` is
+//!   that base or, once `delete_records` moved it further, the checkpointed
+//!   start (`log_start.rs`), never above `log_end_offset`.
 //!   Some of those offsets may stand in damaged ranges (`damage.rs`): bytes
 //!   that hold no valid batch, or are missing, which reads refuse with
 //!   [`LogError::Damaged`] naming the range;
@@ -61,6 +63,10 @@ use super::file_cache::FileCache;
 use super::segment::{self, Recovery, Segment, DELETED_SUFFIX, LOG_SUFFIX};
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::fs::{FileRef, FileSystem};
+
+#[path = "log_start.rs"]
+mod log_start;
+pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 
 /// Leftover temporary files with this suffix are removed on open.
 const TEMP_SUFFIX: &str = ".tmp";
@@ -161,6 +167,8 @@ pub struct Log {
     /// Where [`Log::scrub`] goes on: a segment's base offset, a position in it,
     /// and the base offset of the batch there.
     scrub_cursor: (i64, u64, i64),
+    /// The start moved by `delete_records` (`log_start.rs`); 0 when never moved.
+    start_offset: i64,
 }
 
 impl Log {
@@ -211,7 +219,7 @@ impl Log {
             sync_dir(fs, dir)?;
         }
         let scrub_cursor = (segments[0].base_offset(), 0, segments[0].base_offset());
-        let log = Log {
+        let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             files: files.clone(),
@@ -219,7 +227,9 @@ impl Log {
             unsynced: Vec::new(),
             unsynced_dir: None,
             scrub_cursor,
+            start_offset: 0,
         };
+        log.open_start()?;
         debug!(
             dir = %dir.display(),
             log_start_offset = log.log_start_offset(),
@@ -353,6 +363,10 @@ impl Log {
                 // starts in it and gets the error.
                 Err(LogError::Damaged(_)) if !out.is_empty() => break,
                 Err(LogError::Damaged(span)) if span.first_offset >= max_offset => break,
+                Err(LogError::Damaged(mut span)) => {
+                    span.first_offset = span.first_offset.max(log_start_offset);
+                    return Err(LogError::Damaged(span));
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -360,15 +374,16 @@ impl Log {
     }
 
     /// Kafka's ListOffsets by timestamp: the offset of the first record whose
-    /// timestamp is at least `ts`, or `None` if there is none. Records in
-    /// damaged ranges are not looked at.
+    /// timestamp is at least `ts` among those from the log start offset on,
+    /// or `None` if there is none. Records in damaged ranges are not looked at.
     ///
     /// # Errors
     ///
     /// [`LogError::Io`] on a failed read.
     pub fn offset_for_timestamp(&mut self, ts: i64) -> Result<Option<i64>, LogError> {
-        for segment in &mut self.segments {
-            if let Some(offset) = segment.offset_for_timestamp(ts)? {
+        let start = self.log_start_offset();
+        for segment in self.segments.iter_mut().filter(|s| s.next_offset() > start) {
+            if let Some(offset) = segment.offset_for_timestamp(ts, start)? {
                 return Ok(Some(offset));
             }
         }
@@ -376,9 +391,16 @@ impl Log {
     }
 
     /// Every damaged range known so far (found on open, by reads, or by the
-    /// scrub), in offset order.
+    /// scrub), in offset order: from the log start offset on, the first
+    /// one cut at it.
     pub fn damaged(&self) -> Vec<Damage> {
-        self.segments.iter().flat_map(|s| s.damage().iter().cloned()).collect()
+        let start = self.log_start_offset();
+        self.segments
+            .iter()
+            .flat_map(|s| s.damage().iter())
+            .filter(|d| d.next_offset > start)
+            .map(|d| Damage { first_offset: d.first_offset.max(start), ..d.clone() })
+            .collect()
     }
 
     /// Checks about `max_bytes` more of the sealed segments (every segment but
@@ -414,9 +436,10 @@ impl Log {
         Ok(false)
     }
 
-    /// The first offset still in the log: the first segment's base offset.
+    /// The first offset still in the log: the first segment's base offset,
+    /// or the start `delete_records` moved it to if that is further.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments[0].base_offset()
+        self.segments[0].base_offset().max(self.start_offset)
     }
 
     /// The offset the next appended record gets.
@@ -471,7 +494,8 @@ impl Log {
     /// Removes whole non-active segments from the oldest on while one is expired
     /// by age (its newest timestamp, or its file time when no batch is
     /// readable, is before `now_ms - retention_ms`) or by size (the log would
-    /// still hold at least `retention_bytes` without it). Renames
+    /// still hold at least `retention_bytes` without it) or is entirely
+    /// below the log start offset (moved there by `delete_records`). Renames
     /// their files to `<name>.deleted` and returns those paths for the caller to
     /// delete off the event loop. The log start offset moves to the next
     /// segment's base offset.
@@ -487,7 +511,8 @@ impl Log {
                 && oldest.retention_timestamp() < now_ms.saturating_sub(self.config.retention_ms);
             let by_size = u64::try_from(self.config.retention_bytes)
                 .is_ok_and(|limit| self.size_bytes() - oldest.size() >= limit);
-            if !by_age && !by_size {
+            let below_start = self.segments[1].base_offset() <= self.start_offset;
+            if !by_age && !by_size && !below_start {
                 break;
             }
             removed.extend(oldest.rename_to_deleted()?);
@@ -498,6 +523,7 @@ impl Log {
                 bytes = oldest.size(),
                 by_age,
                 by_size,
+                below_start,
                 log_start_offset = self.log_start_offset(),
                 "retention removed a segment"
             );

@@ -14,7 +14,7 @@
 //!   refused bytes first, so recovery cannot serve them), at once and again
 //!   at each append until that succeeds, reading from the old one meanwhile.
 //! - Takes [`Append`], [`Fetch`], [`ListOffsets`], [`Describe`],
-//!   [`Close`] and [`Shutdown`]. Offsets are assigned
+//!   [`SetConfig`], [`DeleteRecords`], [`Close`] and [`Shutdown`]. Offsets are assigned
 //!   synchronously inside `Append`'s handler, so batches are ordered as they
 //!   arrive in the mailbox; only the durability acknowledgement is asynchronous.
 //! - `flush = always`: an append is acknowledged, and becomes visible to fetches
@@ -37,6 +37,7 @@
 //!   ranges found so far. Every second, while the broker-wide [`ScrubBudget`]
 //!   allows, the actor checks a little more of its sealed segments.
 
+mod admin;
 mod damage;
 mod failures;
 pub mod file_cache;
@@ -61,6 +62,7 @@ use crate::error::{BrokerError, ErrorCode};
 use crate::now_ms;
 use crate::topic_config::{TimestampType, TopicConfig};
 use crate::writer::SyncWriter;
+pub use admin::{DeleteRecords, SetConfig, TO_HIGH_WATERMARK};
 use log::Log;
 pub use reads::{Describe, Fetch, FetchResult, ListOffsets, PartitionState};
 use scrub::ScrubBudget;
@@ -501,6 +503,8 @@ impl Handler<Shutdown> for Partition {
     }
 }
 
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod fault_sweep_tests;
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::damage::Damage;
-use super::log::LogError;
+use super::log::{load_checkpoint, LogError};
 use super::scan::{self, Expect};
 use super::segment::{file_name, parse_file_name, LOG_SUFFIX};
 
@@ -82,7 +82,9 @@ pub struct LogCheck {
     pub segments: usize,
     /// Bytes of `.log` files read.
     pub bytes: u64,
-    /// Damaged ranges, in offset order. A range at the end of the last
+    /// Damaged ranges, in offset order, from the log start offset on (a
+    /// start moved by `delete_records` cuts the first one; records below it
+    /// are never served). A range at the end of the last
     /// segment is one that the next start truncates if the broker did not
     /// shut down cleanly (a torn write), and keeps otherwise.
     pub damage: Vec<Damage>,
@@ -134,6 +136,12 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
                 next_offset,
                 reason,
             });
+        }
+    }
+    if let Some(start) = load_checkpoint(&crate::fs::StdFs, dir)? {
+        check.damage.retain(|d| d.next_offset > start);
+        for range in &mut check.damage {
+            range.first_offset = range.first_offset.max(start);
         }
     }
     Ok(check)
@@ -215,5 +223,13 @@ mod tests {
         assert_eq!(found.damage.iter().map(|d| (d.first_offset, d.next_offset)).collect::<Vec<_>>(), [(0, 3)]);
         assert!(found.damage[0].reason.contains("checksum"), "{}", found.damage[0].reason);
         assert_eq!(fs::read(&segment).unwrap(), before);
+
+        // Below a start moved by delete_records: never served, not reported.
+        let log = Log::open(&logs[0], config(2048), true).unwrap();
+        let ranges = |check: LogCheck| check.damage.iter().map(|d| (d.first_offset, d.next_offset)).collect::<Vec<_>>();
+        log.start_checkpoint().store(2).unwrap();
+        assert_eq!(ranges(check_log(&logs[0]).unwrap()), [(2, 3)]);
+        log.start_checkpoint().store(3).unwrap();
+        assert_eq!(ranges(check_log(&logs[0]).unwrap()), []);
     }
 }

@@ -237,13 +237,13 @@ impl Segment {
         Ok(Some(position + taken as u64 == self.size && expected == self.next_offset))
     }
 
-    /// The offset of the first record whose timestamp is at least `ts`, if any.
-    /// Batches in damaged spans are not looked at.
+    /// The offset of the first record from `min_offset` on whose timestamp is
+    /// at least `ts`, if any. Batches in damaged spans are not looked at.
     ///
     /// # Errors
     ///
     /// [`LogError::Io`] on a failed read.
-    pub fn offset_for_timestamp(&mut self, ts: i64) -> Result<Option<i64>, LogError> {
+    pub fn offset_for_timestamp(&mut self, ts: i64, min_offset: i64) -> Result<Option<i64>, LogError> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
@@ -266,15 +266,15 @@ impl Segment {
         }
         let (position, expected) = self.walk_start(from)?;
         self.walk(position, expected, true, |_, header, bytes| {
-            if header.max_timestamp < ts {
+            if header.max_timestamp < ts || header.last_offset() < min_offset {
                 return None;
             }
             // A batch whose record timestamps cannot be computed (a delta past
             // the i64 range, from an older writer) answers with its first
             // offset: its max timestamp says a record at or after `ts` is in it.
             match batch::decode_all(bytes) {
-                Ok(records) => records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset),
-                Err(_) => Some(header.base_offset),
+                Ok(records) => records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset).map(|r| r.offset),
+                Err(_) => Some(header.base_offset.max(min_offset)),
             }
         })
     }

@@ -67,6 +67,41 @@ impl Client {
         Ok(response.partitions)
     }
 
+    /// Changes a topic's settings: `set`'s keys to their values, `delete`'s
+    /// back to the broker's defaults; with `validate_only`, only checks the
+    /// change. Returns every setting of the topic after the change (as it
+    /// would be, with `validate_only`).
+    ///
+    /// # Errors
+    ///
+    /// `UNKNOWN_TOPIC_OR_PARTITION`; `INVALID_CONFIG` naming the key, and
+    /// then nothing changed.
+    pub async fn alter_topic_config(
+        &self,
+        topic: &str,
+        set: BTreeMap<String, ConfigValue>,
+        delete: Vec<String>,
+        validate_only: bool,
+    ) -> Result<BTreeMap<String, ConfigValue>, ClientError> {
+        let request = AlterTopicConfigRequest { topic: topic.into(), set, delete, validate_only };
+        let response: AlterTopicConfigResponse = self.request(op::ALTER_TOPIC_CONFIG, &request).await?;
+        Ok(response.config)
+    }
+
+    /// Deletes a partition's records before `offset`
+    /// ([`DELETE_TO_HIGH_WATERMARK`], -1: before its high watermark, all of
+    /// them); returns the partition's new log start offset.
+    ///
+    /// # Errors
+    ///
+    /// `UNKNOWN_TOPIC_OR_PARTITION`; `OFFSET_OUT_OF_RANGE` for an offset
+    /// below 0 (but -1) or above the high watermark.
+    pub async fn delete_records(&self, topic: &str, partition: u32, offset: i64) -> Result<i64, ClientError> {
+        let request = DeleteRecordsRequest { topic: topic.into(), partition: i64::from(partition), offset };
+        let response: DeleteRecordsResponse = self.request(op::DELETE_RECORDS, &request).await?;
+        Ok(response.log_start_offset)
+    }
+
     /// Produces records with acks = 1 (or -1); see [`Client::produce_with_acks`].
     ///
     /// # Errors

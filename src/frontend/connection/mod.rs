@@ -28,6 +28,7 @@ mod groups;
 mod in_flight;
 mod produce;
 mod reader;
+mod topic_ops;
 mod writer;
 
 pub use budget::{Admission, ConnectionBytes};
@@ -333,6 +334,8 @@ impl Connection {
                     ctx,
                 );
             }),
+            Request::AlterTopicConfig(r) => self.alter_topic_config(correlation_id, r, permit, ctx),
+            Request::DeleteRecords(r) => self.delete_records(correlation_id, r, permit, ctx),
             Request::Produce(r) => self.produce(correlation_id, r, permit, ctx),
             Request::JoinGroup(_)
             | Request::Heartbeat(_)

@@ -32,7 +32,7 @@ is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
 """
 
 from .batch import crc32c, decode_batches, encode_batch
-from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
+from .client import DELETE_TO_HIGH_WATERMARK, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
 from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
 from .errors import (
@@ -62,6 +62,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AUTO_OFFSET_RESETS",
     "CORRUPT_MESSAGE",
+    "DELETE_TO_HIGH_WATERMARK",
     "EARLIEST_TIMESTAMP",
     "ERROR_CODES",
     "FENCED_INSTANCE_ID",

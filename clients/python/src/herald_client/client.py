@@ -27,6 +27,9 @@ EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 """``list_offsets`` timestamp asking for the high watermark."""
 
+DELETE_TO_HIGH_WATERMARK = -1
+"""``delete_records`` offset meaning the high watermark: delete every record."""
+
 
 class Client(Connection):
     """A connection to a Herald broker with a method per operation.
@@ -90,6 +93,37 @@ class Client(Connection):
         """
         count: int = self._call("add_partitions", {"topic": topic, "partitions": total})["partitions"]
         return count
+
+    def alter_topic_config(self, topic: str,
+                           set: Optional[Mapping[str, Union[str, int]]] = None,
+                           delete: Iterable[str] = (),
+                           validate_only: bool = False) -> Dict[str, Union[str, int]]:
+        """Changes the settings of ``topic``: each of ``set`` to its value, each
+        key of ``delete`` back to the broker's default. With
+        ``validate_only`` the change is only checked. Returns every setting of
+        the topic after the change (as it would be, with ``validate_only``).
+
+        Raises:
+            HeraldError: UNKNOWN_TOPIC_OR_PARTITION; INVALID_CONFIG naming the
+                key (nothing changed then).
+        """
+        fields: Dict[str, Any] = {"topic": topic, "set": dict(set or {}), "delete": list(delete),
+                                  "validate_only": validate_only}
+        config: Dict[str, Union[str, int]] = self._call("alter_topic_config", fields)["config"]
+        return config
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """Deletes the records of a partition before ``offset``
+        (``DELETE_TO_HIGH_WATERMARK``, -1: all of them, up to the high
+        watermark); returns the partition's new log start offset.
+
+        Raises:
+            HeraldError: OFFSET_OUT_OF_RANGE for an offset above the high
+                watermark or negative (but -1); UNKNOWN_TOPIC_OR_PARTITION.
+        """
+        start: int = self._call("delete_records", {"topic": topic, "partition": partition,
+                                                   "offset": offset})["log_start_offset"]
+        return start
 
     # -- data ----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::config_value::ConfigValue;
+pub use super::topic_admin::*;
 
 // An optional field may be absent or nil. `Option` fields take nil as `None`;
 // these take it as the field's default, as when it is absent.

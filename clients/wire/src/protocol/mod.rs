@@ -2,7 +2,8 @@
 //! its implementation.
 //!
 //! - [`codec`]: framing (a length, then a MessagePack payload).
-//! - [`messages`]: the request and response types of the operations.
+//! - [`messages`]: the request and response types of the operations (those
+//!   that change a live topic from `topic_admin`).
 //! - [`request`] (re-exported): the one list of operations, and decoding a
 //!   frame into a typed [`Request`]; malformed input becomes a
 //!   [`DecodeError`] that carries the correlation id whenever it was readable.
@@ -23,6 +24,7 @@ mod produce_in;
 pub mod request;
 mod scan;
 mod strict;
+mod topic_admin;
 
 use crate::error::{DamagedRange, ErrorCode};
 use bytes::Bytes;

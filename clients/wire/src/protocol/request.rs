@@ -97,6 +97,8 @@ operations! {
     ListTopics = LIST_TOPICS "list_topics", versions 1..=1;
     DescribeTopic(TopicRequest) = DESCRIBE_TOPIC "describe_topic", versions 1..=1;
     AddPartitions(AddPartitionsRequest) = ADD_PARTITIONS "add_partitions", versions 1..=1;
+    AlterTopicConfig(AlterTopicConfigRequest) = ALTER_TOPIC_CONFIG "alter_topic_config", versions 1..=1;
+    DeleteRecords(DeleteRecordsRequest) = DELETE_RECORDS "delete_records", versions 1..=1;
     Produce(ProduceRequest) = PRODUCE "produce", versions 1..=1, decoded by produce_in::decode;
     Fetch(FetchRequest) = FETCH "fetch", versions 1..=1;
     ListOffsets(ListOffsetsRequest) = LIST_OFFSETS "list_offsets", versions 1..=1;

@@ -1,0 +1,54 @@
+//! The requests of a [`Connection`] that change a live topic:
+//! `alter_topic_config` (to the broker, which hands the topic its defaults and
+//! limits) and `delete_records` (to the partition, through its topic).
+
+use actix::prelude::*;
+use herald_actors::broker;
+use herald_actors::partition;
+use herald_actors::topic::ForPartition;
+
+use super::budget::Admission;
+use super::{flatten, partition_id, settings_in, settings_out, Connection};
+use crate::protocol::*;
+
+impl Connection {
+    pub(super) fn alter_topic_config(
+        &mut self,
+        correlation_id: u32,
+        r: AlterTopicConfigRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        let validate_only = r.validate_only;
+        let topic = r.topic.clone();
+        let sent = self.broker.send(broker::AlterTopicConfig {
+            name: r.topic,
+            set: settings_in(r.set),
+            delete: r.delete,
+            validate_only,
+        });
+        let work = async move {
+            let config = settings_out(flatten(sent.await)?);
+            Ok(Some(AlterTopicConfigResponse { topic, config, validate_only }))
+        };
+        self.respond(correlation_id, permit, work, ctx);
+    }
+
+    pub(super) fn delete_records(
+        &mut self,
+        correlation_id: u32,
+        r: DeleteRecordsRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        let partition = partition_id(r.partition, &r.topic);
+        let message = partition::DeleteRecords { offset: r.offset };
+        self.with_topic(r.topic, ctx, move |act, topic, ctx| {
+            let sent = topic.and_then(|t| Ok(t.send(ForPartition { partition: partition?, message })));
+            let work = async move {
+                flatten(sent?.await).map(|log_start_offset| Some(DeleteRecordsResponse { log_start_offset }))
+            };
+            act.respond(correlation_id, permit, work, ctx);
+        });
+    }
+}
