@@ -83,6 +83,7 @@ pub async fn run_with(
     FileCache::global().set_capacity(settings.storage.max_open_segment_files as usize);
     let broker = Broker::open(settings.broker_settings())?;
     let placement = broker.placement();
+    let placement_arbiters = placement.arbiters.clone();
     let broker = broker.start();
     let groups =
         Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start();
@@ -109,8 +110,10 @@ pub async fn run_with(
             assignors: herald_actors::group::assignor::ASSIGNORS,
         },
     };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
+    // Connections run on the partitions' event loops: a request to a
+    // partition on its connection's loop is handled without a thread switch,
+    // and no second set of loops competes with the first for the cores.
+    let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters);
     state.accepting(local);

@@ -1,6 +1,6 @@
 //! The `Listener` actor: accepts TCP connections and starts a [`Connection`]
-//! actor and a reader task for each, on the connection arbiters in turn, so
-//! that decoding and encoding use every core.
+//! actor and a reader task for each, on the event loops (the arbiters the
+//! partitions run on) in turn, so that decoding and encoding use every core.
 //!
 //! Accepting never spins and never floods the log: after a failed `accept()`
 //! (out of file descriptors, `EMFILE`/`ENFILE`, or any other error) the next
