@@ -1,0 +1,121 @@
+//! The web console in a real headless browser (Debian's chromium, installed
+//! by scripts/install-test-deps.sh) against a real broker: the pages show
+//! what the broker holds, record bytes are rendered by kind and never parsed
+//! as HTML. Screenshots of each page land in `target/console-screenshots/`.
+
+#[path = "console/chromium.rs"]
+mod chromium;
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::http::get;
+use common::{keyed, TestBroker};
+use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, OffsetCommit, WireRecord};
+
+/// The MessagePack encoding of {"name": "ada", "n": 3, "tags": ["x", true]}.
+fn msgpack_map() -> Vec<u8> {
+    use rmpv::Value;
+    let map = Value::Map(vec![
+        (Value::from("name"), Value::from("ada")),
+        (Value::from("n"), Value::from(3)),
+        (Value::from("tags"), Value::Array(vec![Value::from("x"), Value::from(true)])),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &map).expect("encode");
+    bytes
+}
+
+/// Chromium blocks: it runs off the test's runtime.
+async fn page(url: String, name: &'static str) -> String {
+    tokio::task::spawn_blocking(move || chromium::page(&url, name)).await.expect("the chromium run panicked")
+}
+
+#[tokio::test]
+async fn the_console_shows_topics_records_and_group_lag() {
+    chromium::binary();
+    let broker = TestBroker::start();
+    let client = broker.client().await;
+    client.create_topic("console-orders", 2, BTreeMap::new()).await.unwrap();
+    let text = WireRecord {
+        headers: vec![("source".into(), Bytes::from_static(b"web"))],
+        ..keyed("order-1", "grüße aus Köln")
+    };
+    let msgpack = keyed("order-2", msgpack_map());
+    let binary = keyed("order-3", [0xff, 0x00, 0x10, 0x80]);
+    let markup = keyed("order-4", "<b id=\"injected\">not bold</b>");
+    let tombstone = WireRecord { key: Some(Bytes::from_static(b"order-1")), ..WireRecord::default() };
+    let more = keyed("order-5", "six");
+    client.produce("console-orders", Some(0), vec![text, msgpack, binary, markup, tombstone, more]).await.unwrap();
+    let commit = CommitOffsetsRequest {
+        group_id: "console-billing".into(),
+        member_id: None,
+        generation_id: -1,
+        offsets: vec![OffsetCommit { topic: "console-orders".into(), partition: 0, offset: 2, metadata: None }],
+    };
+    let committed: CommitOffsetsResponse = client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert!(committed.partitions.iter().all(|p| p.error_code == 0), "{committed:?}");
+    let base = format!("http://{}/console/", broker.http_addr());
+
+    let overview = page(format!("{base}#/overview"), "overview").await;
+    assert!(overview.contains("data-page=\"overview\""), "{overview}");
+    assert!(overview.contains(&broker.data_dir().display().to_string()), "{overview}");
+    assert!(overview.contains(&format!("{} (protocol", env!("CARGO_PKG_VERSION"))), "{overview}");
+
+    let topics = page(format!("{base}#/topics"), "topics").await;
+    assert!(topics.contains("<tr data-topic=\"console-orders\">"), "{topics}");
+    assert!(topics.contains("<td class=\"num\" data-field=\"records\">6</td>"), "{topics}");
+
+    let topic = page(format!("{base}#/topics/console-orders"), "topic").await;
+    assert!(topic.contains("<td class=\"num\" data-field=\"end\">6</td>"), "{topic}");
+    assert!(topic.contains("href=\"#/topics/console-orders/browse?partition=1&amp;offset=0\""), "{topic}");
+
+    let records = page(format!("{base}#/topics/console-orders/browse?partition=0&offset=0"), "browser").await;
+    for (offset, kind, text) in [
+        (0, "text", "grüße aus Köln"),
+        (1, "msgpack", r#"{"name": "ada", "n": 3, "tags": ["x", true]}"#),
+        (2, "hex", "ff 00 10 80"),
+        (3, "text", "&lt;b id=\"injected\"&gt;not bold&lt;/b&gt;"),
+    ] {
+        let row = records
+            .split("</tr>")
+            .find(|row| row.contains(&format!("<tr data-offset=\"{offset}\">")))
+            .unwrap_or_else(|| panic!("no record {offset}:\n{records}"));
+        let cell = format!(
+            "<td data-field=\"value\"><div class=\"kind\" data-kind=\"{kind}\">{kind}</div><pre data-kind=\"{kind}\">{text}</pre></td>"
+        );
+        assert!(row.contains(&cell), "record {offset} should show {cell}:\n{row}");
+    }
+    assert!(!records.contains("id=\"injected\">"), "record bytes were parsed as HTML:\n{records}");
+    let tombstone_row = records.split("</tr>").find(|row| row.contains("<tr data-offset=\"4\">")).expect("record 4");
+    assert!(tombstone_row.contains("data-kind=\"tombstone\">tombstone</div>"), "{tombstone_row}");
+    assert!(records.contains("<code>source =</code>"), "the header: {records}");
+
+    let groups = page(format!("{base}#/groups"), "groups").await;
+    assert!(groups.contains("<tr data-group=\"console-billing\">"), "{groups}");
+    assert!(groups.contains("<td class=\"num\" data-field=\"lag\">4</td>"), "{groups}");
+
+    let group = page(format!("{base}#/groups/console-billing"), "group").await;
+    let row = group
+        .split("</tr>")
+        .find(|row| row.contains("<tr data-partition=\"console-orders/0\">"))
+        .unwrap_or_else(|| panic!("no partition 0 in:\n{group}"));
+    assert!(row.contains("<td class=\"num\" data-field=\"committed\">2</td>"), "{row}");
+    assert!(row.contains("<td class=\"num\" data-field=\"lag\">4</td>"), "{row}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn the_root_leads_to_the_console_and_unknown_files_are_404() {
+    let broker = TestBroker::start();
+    let http = broker.http_addr();
+    let (status, _) = get(http, "/").await;
+    assert_eq!(status, 302);
+    let (status, index) = get(http, "/console/").await;
+    assert_eq!(status, 200);
+    assert!(index.contains("<script type=\"module\" src=\"/console/app.js\"></script>"), "{index}");
+    let (status, _) = get(http, "/console/nope.js").await;
+    assert_eq!(status, 404);
+    broker.stop().await;
+}
