@@ -66,6 +66,9 @@ async fn the_console_shows_topics_records_and_group_lag() {
     let topics = page(format!("{base}#/topics"), "topics").await;
     assert!(topics.contains("<tr data-topic=\"console-orders\">"), "{topics}");
     assert!(topics.contains("<td class=\"num\" data-field=\"records\">6</td>"), "{topics}");
+    // Loaded again every 2 s: from the second load on, rates are figures.
+    assert!(!topics.contains("data-loads=\"1\""), "loaded once only: {topics}");
+    assert!(topics.contains("<td class=\"num\" data-field=\"produce-rate\">0.0 rec/s, 0 B/s</td>"), "{topics}");
 
     let topic = page(format!("{base}#/topics/console-orders"), "topic").await;
     assert!(topic.contains("<td class=\"num\" data-field=\"end\">6</td>"), "{topic}");

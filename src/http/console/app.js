@@ -3,7 +3,8 @@
 // fetches from the admin API and returns the page's content, which replaces
 // the old one in one step. Pages that show live figures are loaded again
 // every REFRESH_MS. <body data-page> names the page shown; <body data-loaded>
-// is "true" once its data is shown, "error" when it could not be loaded.
+// is "true" once its data is shown, "error" when it could not be loaded;
+// <body data-loads> counts the loads shown on this visit.
 
 import * as overview from "./overview.js";
 import * as topics from "./topics.js";
@@ -65,6 +66,7 @@ async function navigate() {
     document.body.dataset.loaded = "error";
     return;
   }
+  let loads = 0;
   const state = {}; // kept between the loads of one visit (rates need the last sample)
   const once = async () => {
     try {
@@ -72,6 +74,8 @@ async function navigate() {
       if (mine !== shown) return;
       main.replaceChildren(content);
       status.hidden = true;
+      loads += 1;
+      document.body.dataset.loads = String(loads);
       document.body.dataset.loaded = "true";
     } catch (err) {
       if (mine !== shown) return;

@@ -11,7 +11,8 @@ export async function loadList(_params, state) {
   const [list, traffic] = await Promise.all([api("/topics"), api("/traffic")]);
   const now = performance.now();
   const counters = Object.fromEntries(traffic.topics.map((t) => [t.topic, t]));
-  const rates = (topic) => rate(state.last, { at: now, counters }, topic);
+  const before = state.last;
+  const rates = (topic) => rate(before, { at: now, counters }, topic);
   const described = await Promise.all(list.topics.map((t) =>
     t.state === "damaged" ? Promise.resolve(null) : api("/topics/" + encodeURIComponent(t.topic)).catch((err) => err)));
   state.last = { at: now, counters };
