@@ -12,18 +12,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use common::http::get;
 use common::{keyed, TestBroker};
+use herald::client::{GroupConsumer, GroupConsumerConfig};
 use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, OffsetCommit, WireRecord};
 
-/// The MessagePack encoding of {"name": "ada", "n": 3, "tags": ["x", true]}.
-fn msgpack_map() -> Vec<u8> {
-    use rmpv::Value;
-    let map = Value::Map(vec![
-        (Value::from("name"), Value::from("ada")),
-        (Value::from("n"), Value::from(3)),
-        (Value::from("tags"), Value::Array(vec![Value::from("x"), Value::from(true)])),
-    ]);
+fn msgpack(value: &rmpv::Value) -> Vec<u8> {
     let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &map).expect("encode");
+    rmpv::encode::write_value(&mut bytes, value).expect("encode");
     bytes
 }
 
@@ -42,20 +36,42 @@ async fn the_console_shows_topics_records_and_group_lag() {
         headers: vec![("source".into(), Bytes::from_static(b"web"))],
         ..keyed("order-1", "grüße aus Köln")
     };
-    let msgpack = keyed("order-2", msgpack_map());
+    use rmpv::Value;
+    let map = Value::Map(vec![
+        (Value::from("name"), Value::from("ada")),
+        (Value::from("n"), Value::from(3)),
+        (Value::from("tags"), Value::Array(vec![Value::from("x"), Value::from(true)])),
+    ]);
+    let map = keyed("order-2", msgpack(&map));
     let binary = keyed("order-3", [0xff, 0x00, 0x10, 0x80]);
     let markup = keyed("order-4", "<b id=\"injected\">not bold</b>");
     let tombstone = WireRecord { key: Some(Bytes::from_static(b"order-1")), ..WireRecord::default() };
-    let more = keyed("order-5", "six");
-    client.produce("console-orders", Some(0), vec![text, msgpack, binary, markup, tombstone, more]).await.unwrap();
+    let every_kind = Value::Array(vec![
+        Value::Nil,
+        Value::from(-5),
+        Value::F64(1.5),
+        Value::Binary(vec![1, 2]),
+        Value::Map(vec![(Value::from(1), Value::from("x"))]),
+        Value::Ext(5, vec![0xaa]),
+        Value::from(u64::MAX),
+    ]);
+    let every_kind = keyed("order-5", msgpack(&every_kind));
+    // A MessagePack string alone is not shown as MessagePack (most short byte
+    // strings decode as one); these bytes are not UTF-8 either.
+    let plain_string = keyed("order-6", msgpack(&Value::from("abc")));
+    let records = vec![text, map, binary, markup, tombstone, every_kind, plain_string];
+    client.produce("console-orders", Some(0), records).await.unwrap();
     let commit = CommitOffsetsRequest {
         group_id: "console-billing".into(),
         member_id: None,
         generation_id: -1,
-        offsets: vec![OffsetCommit { topic: "console-orders".into(), partition: 0, offset: 2, metadata: None }],
+        offsets: vec![OffsetCommit { topic: "console-orders".into(), partition: 0, offset: 3, metadata: None }],
     };
     let committed: CommitOffsetsResponse = client.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
     assert!(committed.partitions.iter().all(|p| p.error_code == 0), "{committed:?}");
+    // A member that reads nothing: the lag stays 7 - 3.
+    let joined = GroupConsumerConfig::new("console-billing", &["console-orders"]);
+    let member = GroupConsumer::join(broker.client().await, joined).await.unwrap();
     let base = format!("http://{}/console/", broker.http_addr());
 
     let overview = page(format!("{base}#/overview"), "overview").await;
@@ -65,13 +81,13 @@ async fn the_console_shows_topics_records_and_group_lag() {
 
     let topics = page(format!("{base}#/topics"), "topics").await;
     assert!(topics.contains("<tr data-topic=\"console-orders\">"), "{topics}");
-    assert!(topics.contains("<td class=\"num\" data-field=\"records\">6</td>"), "{topics}");
+    assert!(topics.contains("<td class=\"num\" data-field=\"records\">7</td>"), "{topics}");
     // Loaded again every 2 s: from the second load on, rates are figures.
     assert!(!topics.contains("data-loads=\"1\""), "loaded once only: {topics}");
     assert!(topics.contains("<td class=\"num\" data-field=\"produce-rate\">0.0 rec/s, 0 B/s</td>"), "{topics}");
 
     let topic = page(format!("{base}#/topics/console-orders"), "topic").await;
-    assert!(topic.contains("<td class=\"num\" data-field=\"end\">6</td>"), "{topic}");
+    assert!(topic.contains("<td class=\"num\" data-field=\"end\">7</td>"), "{topic}");
     assert!(topic.contains("href=\"#/topics/console-orders/browse?partition=1&amp;offset=0\""), "{topic}");
 
     let records = page(format!("{base}#/topics/console-orders/browse?partition=0&offset=0"), "browser").await;
@@ -80,6 +96,8 @@ async fn the_console_shows_topics_records_and_group_lag() {
         (1, "msgpack", r#"{"name": "ada", "n": 3, "tags": ["x", true]}"#),
         (2, "hex", "ff 00 10 80"),
         (3, "text", "&lt;b id=\"injected\"&gt;not bold&lt;/b&gt;"),
+        (5, "msgpack", "[null, -5, 1.5, bin(0102), {1: \"x\"}, ext(5, aa), 18446744073709551615]"),
+        (6, "hex", "a3 61 62 63"),
     ] {
         let row = records
             .split("</tr>")
@@ -98,14 +116,23 @@ async fn the_console_shows_topics_records_and_group_lag() {
     let groups = page(format!("{base}#/groups"), "groups").await;
     assert!(groups.contains("<tr data-group=\"console-billing\">"), "{groups}");
     assert!(groups.contains("<td class=\"num\" data-field=\"lag\">4</td>"), "{groups}");
+    assert!(groups.contains("<td class=\"num\" data-field=\"members\">1</td>"), "{groups}");
 
     let group = page(format!("{base}#/groups/console-billing"), "group").await;
     let row = group
         .split("</tr>")
         .find(|row| row.contains("<tr data-partition=\"console-orders/0\">"))
         .unwrap_or_else(|| panic!("no partition 0 in:\n{group}"));
-    assert!(row.contains("<td class=\"num\" data-field=\"committed\">2</td>"), "{row}");
+    assert!(row.contains("<td class=\"num\" data-field=\"committed\">3</td>"), "{row}");
     assert!(row.contains("<td class=\"num\" data-field=\"lag\">4</td>"), "{row}");
+    let member_id = member.member_id().to_string();
+    assert!(row.contains(&format!("<code>{member_id}</code>")), "partition 0 is the member's: {row}");
+    let member_row = group
+        .split("</tr>")
+        .find(|row| row.contains(&format!("<tr data-member=\"{member_id}\">")))
+        .unwrap_or_else(|| panic!("no member {member_id} in:\n{group}"));
+    assert!(member_row.contains("console-orders</a>: 0, 1</div>"), "its assignment: {member_row}");
+    member.close().await.unwrap();
     broker.stop().await;
 }
 
