@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use common::http::get;
+use common::http::{get, wait_ready};
 use common::{keyed, TestBroker};
 use herald::client::{GroupConsumer, GroupConsumerConfig};
 use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, OffsetCommit, WireRecord};
@@ -133,6 +133,67 @@ async fn the_console_shows_topics_records_and_group_lag() {
         .unwrap_or_else(|| panic!("no member {member_id} in:\n{group}"));
     assert!(member_row.contains("console-orders</a>: 0, 1</div>"), "its assignment: {member_row}");
     member.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// Flips a bit of the byte at `position` of `path`.
+fn flip(path: &std::path::Path, position: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, position).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], position).unwrap();
+}
+
+#[tokio::test]
+async fn damaged_topics_and_ranges_are_shown() {
+    chromium::binary();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path());
+    let client = broker.client().await;
+    for name in ["scratched", "unreadable"] {
+        client.create_topic(name, 1, BTreeMap::new()).await.unwrap();
+        for n in 0..3 {
+            client.produce(name, Some(0), vec![keyed("k", format!("{name} {n}"))]).await.unwrap();
+        }
+    }
+    broker.stop().await;
+    // A byte of the first batch's records, checked by its CRC; and a topic
+    // whose metadata cannot be read (quarantined at start).
+    flip(&dir.path().join("topics/scratched/0/00000000000000000000.log"), 60);
+    std::fs::write(dir.path().join("topics/unreadable/topic.json"), b"{\"name\": \"unread").unwrap();
+
+    let broker = TestBroker::start_in(dir.path());
+    wait_ready(broker.http_addr()).await;
+    // A read finds the damaged batch (a clean start trusts the index).
+    let (status, body) = get(broker.http_addr(), "/api/v1/topics/scratched/partitions/0/records").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("CORRUPT_MESSAGE"), "{body}");
+    let base = format!("http://{}/console/", broker.http_addr());
+
+    let topics = page(format!("{base}#/topics"), "topics-damaged").await;
+    let row = |name: &str| {
+        topics
+            .split("</tr>")
+            .find(|row| row.contains(&format!("<tr data-topic=\"{name}\">")))
+            .unwrap_or_else(|| panic!("no topic {name} in:\n{topics}"))
+            .to_string()
+    };
+    assert!(row("scratched").contains("<span class=\"badge bad\">1 damaged range</span>"), "{}", row("scratched"));
+    let unreadable = row("unreadable");
+    assert!(unreadable.contains("<span class=\"badge bad\">damaged</span>"), "{unreadable}");
+    assert!(unreadable.contains("topic.json"), "the reason: {unreadable}");
+
+    let topic = page(format!("{base}#/topics/scratched"), "topic-damaged").await;
+    assert!(topic.contains("<li class=\"error\">offsets 0 to 0 (segment 0; next readable 1): "), "{topic}");
+
+    // The browser keeps its form on an error, and reads past the range.
+    let records = page(format!("{base}#/topics/scratched/browse?partition=0&offset=0"), "browser-damaged").await;
+    assert!(records.contains("<p class=\"error\" data-field=\"records-error\">"), "{records}");
+    assert!(records.contains("CORRUPT_MESSAGE"), "{records}");
+    assert!(records.contains("<form class=\"browse\">"), "{records}");
+    let past = page(format!("{base}#/topics/scratched/browse?partition=0&offset=1"), "browser-past-damage").await;
+    assert!(past.contains("<pre data-kind=\"text\">scratched 1</pre>"), "{past}");
     broker.stop().await;
 }
 

@@ -15,7 +15,15 @@ export async function load(params) {
   const limit = number(params.limit, DEFAULT_LIMIT);
   const query = new URLSearchParams({ limit: String(limit) });
   if (params.offset !== undefined && params.offset !== "") query.set("offset", params.offset);
-  const page = await api(`/topics/${encodeURIComponent(topic)}/partitions/${partition}/records?${query}`);
+  let page;
+  try {
+    page = await api(`/topics/${encodeURIComponent(topic)}/partitions/${partition}/records?${query}`);
+  } catch (err) {
+    // A damaged range or an offset out of range: keep the form to go elsewhere.
+    return h("div", null, heading(topic),
+      form(topic, d.partitions.length, partition, params.offset || "", limit),
+      h("p", { class: "error", "data-field": "records-error" }, err.message));
+  }
 
   const at = (offset) => route("topics", topic, "browse") + `?partition=${partition}&offset=${offset}&limit=${limit}`;
   const rows = page.records.map((r) => h("tr", { "data-offset": r.offset },
@@ -27,10 +35,7 @@ export async function load(params) {
         h("div", null, bytesCell(header.value, "null"))))),
     h("td", { "data-field": "value" }, bytesCell(r.value, "tombstone"))));
   const first = page.records.length ? page.records[0].offset : page.next_offset;
-  return h("div", null,
-    h("div", { class: "crumbs" }, h("a", { href: "#/topics" }, "Topics"), " / ",
-      h("a", { href: route("topics", topic) }, topic), " / "),
-    h("h1", null, `Records of ${topic}`),
+  return h("div", null, heading(topic),
     form(topic, d.partitions.length, partition, page.records.length ? first : page.next_offset, limit),
     h("p", { class: "muted" },
       `Partition ${partition}: offsets ${count(page.log_start_offset)} to ${count(page.high_watermark)} (high watermark). `,
@@ -44,6 +49,14 @@ export async function load(params) {
       page.next_offset < page.high_watermark
         ? h("a", { class: "button", href: at(page.next_offset), "data-next": page.next_offset }, "next page →")
         : h("span", { class: "muted" }, "end of the partition")));
+}
+
+function heading(topic) {
+  return [
+    h("div", { class: "crumbs" }, h("a", { href: "#/topics" }, "Topics"), " / ",
+      h("a", { href: route("topics", topic) }, topic), " / "),
+    h("h1", null, `Records of ${topic}`),
+  ];
 }
 
 function number(text, fallback) {

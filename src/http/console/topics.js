@@ -17,7 +17,7 @@ export async function loadList(_params, state) {
     t.state === "damaged" ? Promise.resolve(null) : api("/topics/" + encodeURIComponent(t.topic)).catch((err) => err)));
   state.last = { at: now, counters };
 
-  const rows = list.topics.map((t, i) => topicRow(t, described[i], rates(t.topic)));
+  const rows = list.topics.map((t, i) => topicRow(t, described[i], t.state === "damaged" ? null : rates(t.topic)));
   return h("div", null,
     h("h1", null, "Topics"),
     list.topics.length === 0
