@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust workspace (unit and integration tests) and the Python
-# client's tests against a real broker. Installs what the Python tests need
-# (msgpack, pytest, mypy) and the client itself into .venv; nothing is
-# installed system-wide.
+# Runs every test: the Rust workspace (unit and integration tests, the web
+# console's in headless chromium) and the Python client's tests against a real
+# broker. Installs chromium when missing, the one system package
+# (scripts/install-test-deps.sh); what the Python tests need (msgpack, pytest,
+# mypy) and the client itself go into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages the tests drive (chromium for tests/console.rs).
+scripts/install-test-deps.sh
 cargo build --bins
 cargo test --workspace --all-targets
 # Documentation examples of the library crates (not part of --all-targets).

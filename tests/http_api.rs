@@ -158,3 +158,32 @@ async fn status_prints_the_readiness_of_readyz() {
     assert_eq!(parsed["readiness"]["missing"], json!([]));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn traffic_counts_what_was_produced_and_fetched_per_topic() {
+    let broker = TestBroker::start();
+    let http = broker.http_addr();
+    let client = broker.client().await;
+    client.create_topic("traffic-counted", 1, BTreeMap::new()).await.unwrap();
+    let counters = |traffic: &serde_json::Value| {
+        traffic["topics"].as_array().unwrap().iter().find(|t| t["topic"] == "traffic-counted").cloned()
+    };
+    let created = counters(&get_json(http, "/api/v1/traffic", 200).await);
+    let zero = json!({ "topic": "traffic-counted", "produced_bytes": 0, "produced_records": 0, "fetched_bytes": 0, "fetched_records": 0 });
+    assert!(created.is_none() || created == Some(zero), "nothing produced yet: {created:?}");
+    client.produce("traffic-counted", Some(0), vec![value("a"), value("b"), value("c")]).await.unwrap();
+    let after_produce = counters(&get_json(http, "/api/v1/traffic", 200).await).expect("the topic's counters");
+    assert_eq!(after_produce["produced_records"], 3);
+    assert!(after_produce["produced_bytes"].as_u64().unwrap() > 0, "{after_produce}");
+    assert_eq!(after_produce["fetched_records"], 0);
+    // The records API reads with the wire's fetch: it counts as fetched.
+    get_json(http, "/api/v1/topics/traffic-counted/partitions/0/records", 200).await;
+    let after_fetch = counters(&get_json(http, "/api/v1/traffic", 200).await).expect("the topic's counters");
+    assert_eq!((after_fetch["produced_records"].as_u64(), after_fetch["fetched_records"].as_u64()), (Some(3), Some(3)));
+    assert!(after_fetch["fetched_bytes"].as_u64().unwrap() > 0, "{after_fetch}");
+
+    let info = get_json(http, "/api/v1/broker", 200).await;
+    assert!(info["connections_open"].as_u64().unwrap() >= 1, "this test's client is open: {info}");
+    assert!(info["connections_accepted"].as_u64().unwrap() >= 1, "{info}");
+    broker.stop().await;
+}

@@ -11,20 +11,24 @@
 //!   and `describe_group`.
 //! - `GET /api/v1/topics/{topic}/partitions/{p}/records?offset=N&limit=M`:
 //!   see [`super::records`].
+//! - `GET /api/v1/traffic`: bytes and records produced and fetched per topic
+//!   since the broker started, the counters of `/metrics` (the console's live
+//!   rates are their differences between polls).
 //!
 //! Errors are `{"error_code": N, "error": "NAME", "message": "..."}` with the
 //! wire's codes: 404 for an unknown topic, partition or group, 400 for bad
 //! parameters, 503 while the logs are being recovered or the broker is
 //! shutting down, 500 otherwise.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::MailboxError;
 use actix_web::{web, HttpResponse};
-use herald_actors::broker;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::{self, coordinator, LookupGroup};
 use herald_actors::topic::{self, Topic};
+use herald_actors::{broker, stats};
 use serde::Serialize;
 
 use super::health::Readiness;
@@ -44,6 +48,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/topics/{topic}/partitions/{partition}/records", web::get().to(super::records::records))
             .route("/groups", web::get().to(groups))
             .route("/groups/{group}", web::get().to(group))
+            .route("/traffic", web::get().to(traffic))
             .default_service(web::to(not_found)),
     );
 }
@@ -157,12 +162,15 @@ async fn broker_info(state: web::Data<HttpState>) -> HttpResponse {
         .iter()
         .map(|(key, (value, origin))| (key.clone(), serde_json::json!({ "value": value, "source": origin })))
         .collect();
+    let frontend = super::metrics::frontend();
     HttpResponse::Ok().json(serde_json::json!({
         "broker_version": env!("CARGO_PKG_VERSION"),
         "protocol_version": PROTOCOL_VERSION,
         "uptime_seconds": state.started.elapsed().as_secs(),
         "readiness": Readiness::of(&state),
         "address": state.client_address(),
+        "connections_open": frontend.connections_open.load(Ordering::Relaxed),
+        "connections_accepted": frontend.connections_accepted.load(Ordering::Relaxed),
         "data_dir": settings.storage.data_dir,
         "disk_used_bytes": disk_used,
         "disk_free_bytes": disk_free,
@@ -197,4 +205,22 @@ async fn group(state: web::Data<HttpState>, name: web::Path<String>) -> HttpResp
         Ok(actors) => describe_group(actors, &name).await,
         Err(err) => Err(err),
     })
+}
+
+/// Per topic (past `http.metrics_max_label_sets` topics, the rest added up
+/// under `_other`, as in `/metrics`), counters since the broker started.
+async fn traffic() -> HttpResponse {
+    let topics: Vec<serde_json::Value> = stats::topic_snapshot()
+        .into_iter()
+        .map(|(topic, [produced_bytes, produced_records, fetched_bytes, fetched_records])| {
+            serde_json::json!({
+                "topic": topic,
+                "produced_bytes": produced_bytes,
+                "produced_records": produced_records,
+                "fetched_bytes": fetched_bytes,
+                "fetched_records": fetched_records,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "topics": topics }))
 }

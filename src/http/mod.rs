@@ -1,5 +1,6 @@
-//! The HTTP listener: `/livez`, `/readyz`, Prometheus `/metrics` and the
-//! read-only JSON admin API under `/api/v1/` (docs/operations.md).
+//! The HTTP listener: `/livez`, `/readyz`, Prometheus `/metrics`, the
+//! read-only JSON admin API under `/api/v1/` and the web console under
+//! `/console/` (docs/operations.md).
 //!
 //! Served by actix-web on one worker thread of its own (and actix-server's
 //! accept thread), not on the arbiters that run connections and partitions:
@@ -12,6 +13,7 @@
 //! handle stops it at shutdown.
 
 pub mod api;
+pub mod console;
 pub mod exposition;
 pub mod get;
 pub mod health;
@@ -156,7 +158,8 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(exposition::metrics))
-        .configure(api::routes);
+        .configure(api::routes)
+        .configure(console::routes);
 }
 
 #[cfg(test)]
