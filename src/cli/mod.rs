@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod progress;
 mod record_format;
 mod scrub;
 mod serve;

@@ -12,6 +12,9 @@ use herald::client::{Partitioner, Producer, ProducerConfig};
 use herald::protocol::WireRecord;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::progress::Progress;
+use std::io::IsTerminal;
+
 use super::stop::Stop;
 use super::{BrokerArgs, CliResult, UsageError};
 
@@ -48,6 +51,10 @@ pub struct ProduceArgs {
     /// How long a record may wait for its batch to fill, in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Never show progress (shown only when standard input is a file or a
+    /// pipe and standard error a terminal).
+    #[arg(long)]
+    no_progress: bool,
     #[command(flatten)]
     broker: BrokerArgs,
 }
@@ -107,6 +114,13 @@ pub async fn run(args: ProduceArgs) -> CliResult {
     let producer =
         Producer::new(client, ProducerConfig { linger_ms: args.linger_ms, acks, partitioner, ..Default::default() });
 
+    // A file on standard input shows a bar by its bytes; a pipe, a count.
+    let file_bytes = stdin_file_bytes();
+    let shown = Progress::wanted(args.no_progress) && !std::io::stdin().is_terminal();
+    let progress = match file_bytes {
+        Some(total) => Progress::bytes(shown, "produce", total),
+        None => Progress::records(shown, "produce", None),
+    };
     let mut input = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     let mut pending = FuturesUnordered::new();
@@ -123,9 +137,12 @@ pub async fn run(args: ProduceArgs) -> CliResult {
             break;
         }
         number += 1;
+        if file_bytes.is_some() {
+            progress.inc(read as u64);
+        }
         let content = trim_end_of_line(&line);
         if !args.binary && std::str::from_utf8(content).is_err() {
-            eprintln!("line {number} is not UTF-8 text: skipped (--binary sends lines as raw bytes)");
+            progress.note(&format!("line {number} is not UTF-8 text: skipped (--binary sends lines as raw bytes)"));
             not_text.push(number);
             continue;
         }
@@ -133,6 +150,10 @@ pub async fn run(args: ProduceArgs) -> CliResult {
         let record = WireRecord { key, value: Some(value), headers: headers.clone(), timestamp: None };
         pending.push(producer.send(&args.topic, args.partition, record).await?);
         sent += 1;
+        match file_bytes {
+            Some(_) => progress.set_records(sent),
+            None => progress.inc(1),
+        }
         // Surface errors as they come instead of after the last line.
         while let Some(Some(done)) = futures::FutureExt::now_or_never(pending.next()) {
             done??;
@@ -142,6 +163,7 @@ pub async fn run(args: ProduceArgs) -> CliResult {
     while let Some(done) = pending.next().await {
         done??;
     }
+    progress.finish();
     eprintln!("produced {sent} record{} to {}", if sent == 1 { "" } else { "s" }, args.topic);
     match not_text.as_slice() {
         [] => Ok(()),
@@ -151,6 +173,14 @@ pub async fn run(args: ProduceArgs) -> CliResult {
                 .into())
         }
     }
+}
+
+/// The size of standard input when it is a regular file (`< FILE`).
+fn stdin_file_bytes() -> Option<u64> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let metadata = std::fs::File::from(fd).metadata().ok()?;
+    (metadata.is_file() && metadata.len() > 0).then_some(metadata.len())
 }
 
 #[cfg(test)]

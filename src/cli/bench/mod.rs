@@ -14,7 +14,6 @@ mod produce;
 mod rtt;
 mod stats;
 
-use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -208,7 +207,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
         acks: args.acks,
         send_with: args.send_with,
     };
-    let progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
+    let progress = !args.json && super::progress::Progress::wanted(args.no_progress);
 
     let measured = measure(&args, &plan, &client, progress, &mut report).await;
     if args.topic.is_none() && !args.keep_topic {
@@ -294,15 +293,13 @@ fn show_progress(enabled: bool, label: &'static str, total: u64, done: Arc<Atomi
         if !enabled {
             return;
         }
-        let started = std::time::Instant::now();
+        let progress = super::progress::Progress::records(true, label, Some(total));
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             let done = done.load(Ordering::Relaxed);
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let percent = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
-            eprint!("\r{label}: {done}/{total} records ({percent:.0} %), {rate:.0} records/s   ");
+            progress.set_position(done);
             if done >= total {
-                eprintln!();
+                progress.finish();
                 return;
             }
         }
