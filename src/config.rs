@@ -654,14 +654,19 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_key_with_its_default() {
-        let readme = include_str!("../README.md");
+    fn the_readme_and_the_operations_guide_document_every_key_with_its_default() {
+        let documents = [
+            ("README.md", include_str!("../README.md")),
+            ("docs/operations.md", include_str!("../docs/operations.md")),
+        ];
         let defaults = flatten_values(&collect(defaults(), "the defaults").unwrap());
         assert!(defaults.len() > 30, "{defaults:?}");
         for (key, value) in defaults {
             let row = format!("| `{key}` | `{}` |", value.trim_matches('"'));
-            let shown = readme.lines().any(|line| line.starts_with(&row));
-            assert!(shown, "README.md's configuration table lacks `{row}`");
+            for (name, text) in documents {
+                let shown = text.lines().any(|line| line.starts_with(&row));
+                assert!(shown, "{name}'s configuration table lacks `{row}`");
+            }
         }
     }
 
