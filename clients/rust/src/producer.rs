@@ -301,7 +301,10 @@ impl Batcher {
         batch.records.push(record);
         batch.replies.push(reply);
         batch.bytes += size;
-        if batch.records.len() >= self.config.batch_max_records || batch.bytes >= max_bytes {
+        // No linger: sent at once (a timer of zero would still wait for the
+        // runtime's next millisecond tick). Records still batch up while
+        // the in-flight window is full.
+        if linger.is_zero() || batch.records.len() >= self.config.batch_max_records || batch.bytes >= max_bytes {
             self.send_batch(key).await;
         }
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use futures::stream::{FuturesUnordered, StreamExt};
 use herald::client::{Client, Consumer, ConsumerConfig, Producer, StartOffset};
 use herald::protocol::WireRecord;
 
@@ -25,6 +24,7 @@ pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> 
     let mut consumer = Consumer::new(client, ConsumerConfig { max_bytes: 4 << 20, max_wait_ms: 500, min_bytes: 1 });
     consumer.assign_all(&plan.topic, StartOffset::Latest).await?;
     let records = plan.records;
+    let plan_topic = plan.topic.clone();
     let consuming = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(records as usize);
         let mut last_progress = Instant::now();
@@ -46,31 +46,34 @@ pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> 
     });
 
     let client = Client::connect(plan.broker.as_str(), "herald-bench").await?;
-    let producer = Producer::new(client, plan.producer_config());
+    let producer = Arc::new(Producer::new(client, plan.producer_config()));
     let padding = pattern(plan.record_size.saturating_sub(8));
-    let mut pending = FuturesUnordered::new();
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < records {
-        // Everything due by now goes out; then wait for the next one's time.
-        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(records);
-        while sent < due {
+    // Records are sent evenly spaced, from a thread of their own that sleeps
+    // between them: the runtime's timers tick by the millisecond, which
+    // would send them in bursts whose last records wait behind the first.
+    let runtime = tokio::runtime::Handle::current();
+    let sender = Arc::clone(&producer);
+    let sending = tokio::task::spawn_blocking(move || -> Result<Vec<_>, String> {
+        let mut answers = Vec::with_capacity(records as usize);
+        let started = Instant::now();
+        for n in 0..records {
+            let due = started + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let mut value = BytesMut::with_capacity(8 + padding.len());
             value.put_u64(epoch.elapsed().as_nanos() as u64);
             value.put_slice(&padding);
             let record = WireRecord { key: None, value: Some(value.freeze()), headers: Vec::new(), timestamp: None };
-            pending.push(producer.send(&plan.topic, None, record).await?);
-            sent += 1;
+            let answer = runtime.block_on(sender.send(&plan_topic, None, record)).map_err(|err| err.to_string())?;
+            answers.push(answer);
         }
-        while let Some(Some(answer)) = futures::FutureExt::now_or_never(pending.next()) {
-            answer??;
-        }
-        let next = Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
-        tokio::time::sleep_until((started + next).into()).await;
-    }
+        Ok(answers)
+    });
+    let answers = sending.await.map_err(|err| err.to_string())??;
     producer.flush().await?;
-    while let Some(answer) = pending.next().await {
-        answer??;
+    for answer in answers {
+        answer.await??;
     }
     Ok(consuming.await.map_err(|err| err.to_string())??)
 }
