@@ -135,7 +135,7 @@ impl Topic {
     pub fn new(meta: TopicMeta, dir: PathBuf, placement: Placement) -> Self {
         let name: Arc<str> = meta.name.into();
         let mut topic = Topic {
-            route: Arc::new(Route::new(name.clone())),
+            route: Arc::new(Route::new(name.clone(), meta.config.max_message_bytes)),
             name,
             topic_id: meta.topic_id,
             dir,

@@ -61,6 +61,7 @@ impl Handler<AlterConfig> for Topic {
                     .collect();
                 tracing::info!(topic = %act.name, changes = %changes.join(", "), "altered topic config");
                 act.config = config;
+                act.route.set_max_message_bytes(act.config.max_message_bytes);
                 for addr in &act.partitions {
                     addr.do_send(partition::SetConfig(act.config.clone()));
                 }

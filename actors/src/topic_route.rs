@@ -12,7 +12,7 @@
 //! it, in the connection's order; offsets are assigned in mailbox order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
@@ -44,6 +44,10 @@ pub struct Route {
     state: RwLock<State>,
     /// The partition the next keyless request goes to.
     next_keyless: AtomicU32,
+    /// The topic's `max_message_bytes`: records whose bytes alone pass it
+    /// are refused without encoding their batch (the partition would refuse
+    /// the batch, which is larger still).
+    max_message_bytes: AtomicU64,
 }
 
 /// One partition's share of a produce request: its address, its record
@@ -56,12 +60,17 @@ pub struct Routed {
 }
 
 impl Route {
-    pub(crate) fn new(name: Arc<str>) -> Route {
+    pub(crate) fn new(name: Arc<str>, max_message_bytes: u64) -> Route {
         Route {
             name,
             state: RwLock::new(State { partitions: Arc::from(Vec::new()), closed: None }),
             next_keyless: AtomicU32::new(0),
+            max_message_bytes: AtomicU64::new(max_message_bytes),
         }
+    }
+
+    pub(crate) fn set_max_message_bytes(&self, max: u64) {
+        self.max_message_bytes.store(max, Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {
@@ -177,15 +186,30 @@ impl Route {
             };
             groups.entry(p).or_default().push(record);
         }
+        let max = self.max_message_bytes.load(Ordering::Relaxed);
         Ok(groups
             .into_iter()
-            .map(|(p, records)| Routed {
-                partition: p,
-                addr: partitions[p as usize].clone(),
-                record_count: records.len() as u32,
-                batch: batch::encode(&records)
-                    .map_err(|err| BrokerError::new(ErrorCode::INVALID_REQUEST, err.to_string())),
+            .map(|(p, records)| {
+                let payload: u64 = records.iter().map(payload_bytes).sum();
+                let batch = if payload > max {
+                    Err(BrokerError::new(
+                        ErrorCode::MESSAGE_TOO_LARGE,
+                        format!(
+                            "records of {payload} bytes (before their batch's framing) exceed max_message_bytes {max}"
+                        ),
+                    ))
+                } else {
+                    batch::encode(&records).map_err(|err| BrokerError::new(ErrorCode::INVALID_REQUEST, err.to_string()))
+                };
+                Routed { partition: p, addr: partitions[p as usize].clone(), record_count: records.len() as u32, batch }
             })
             .collect())
     }
+}
+
+/// The bytes of a record's key, value and headers: a lower bound on what
+/// it takes in a batch.
+fn payload_bytes(record: &Record) -> u64 {
+    let headers: usize = record.headers.iter().map(|(key, value)| key.len() + value.len()).sum();
+    (record.key.as_ref().map_or(0, |k| k.len()) + record.value.as_ref().map_or(0, |v| v.len()) + headers) as u64
 }

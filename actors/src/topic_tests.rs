@@ -10,6 +10,10 @@ use super::*;
 use crate::partition::{FlushPolicy, PartitionSettings};
 
 fn start(dir: &Path) -> Addr<Topic> {
+    start_with(dir, TopicConfig::default())
+}
+
+fn start_with(dir: &Path, config: TopicConfig) -> Addr<Topic> {
     let placement = Placement {
         arbiters: vec![Arbiter::current()],
         settings: PartitionSettings {
@@ -21,8 +25,7 @@ fn start(dir: &Path) -> Addr<Topic> {
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,
     };
-    let meta =
-        TopicMeta { name: "t".into(), topic_id: Some("id".into()), partitions: 2, config: TopicConfig::default() };
+    let meta = TopicMeta { name: "t".into(), topic_id: Some("id".into()), partitions: 2, config };
     meta.store(dir).unwrap();
     let dir = dir.to_path_buf();
     Topic::create(move |_| Topic::new(meta, dir, placement))
@@ -92,4 +95,21 @@ async fn the_route_spreads_keyless_requests_follows_added_partitions_and_closes_
     assert!(route.is_closed(), "a connection holding the route sees the delete");
     assert_eq!(route.partition(0).unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     assert_eq!(route.route(None, keyless()).map(drop).unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+#[actix::test]
+async fn records_whose_bytes_alone_pass_max_message_bytes_are_refused_before_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = start_with(dir.path(), TopicConfig { max_message_bytes: 1000, ..TopicConfig::default() });
+    let route = topic.send(GetRoute).await.unwrap();
+    let record = |n: usize| Record { value: Some(Bytes::from(vec![b'v'; n])), timestamp: 1, ..Record::default() };
+    let routed = route.route(Some(0), vec![record(600), record(600)]).unwrap();
+    let refused = routed[0].batch.as_ref().map(drop).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MESSAGE_TOO_LARGE);
+    assert!(refused.message.contains("1200 bytes") && refused.message.contains("1000"), "{}", refused.message);
+    // Under the bound by its bytes, the batch is encoded; the partition
+    // judges its framed size.
+    assert!(route.route(Some(0), vec![record(900)]).unwrap()[0].batch.is_ok());
+    let appended = send_routed(route.route(Some(0), vec![record(990)]).unwrap()).await;
+    assert_eq!(appended[0].result.as_ref().map(drop).unwrap_err().code, ErrorCode::MESSAGE_TOO_LARGE);
 }
