@@ -7,9 +7,12 @@
 //! producer at `--rate` records/s and a long-polling consumer), `rtt` (no
 //! broker). CPU is read from `/proc` for this process and for the broker when
 //! it runs on this machine (found by its listening port, or `--broker-pid`).
+//! The produce phase reports the broker's fsyncs (per second, per request),
+//! scraped from its HTTP listener's `/metrics` (`--http`) before and after.
 
 mod consume;
 mod e2e;
+mod fsyncs;
 mod produce;
 mod rtt;
 mod stats;
@@ -93,6 +96,10 @@ pub struct BenchArgs {
     /// Records per second for `--mode e2e`.
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// The broker's HTTP listener, to count its fsyncs from `/metrics`;
+    /// default: the broker's host, port 9644.
+    #[arg(long)]
+    http: Option<String>,
     /// The broker's pid, to report its CPU; found by its port when omitted.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -119,6 +126,9 @@ struct Measured {
     #[serde(skip_serializing_if = "Option::is_none")]
     latency: Option<Latency>,
     cpu: CpuUsage,
+    /// Produce: the broker's fsyncs during the phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fsyncs: Option<fsyncs::Fsyncs>,
 }
 
 #[derive(Debug, Serialize)]
@@ -231,15 +241,22 @@ async fn measure(
     if matches!(args.mode, Mode::All | Mode::Produce) {
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "produce", args.records, done.clone());
+        let http = http_address(args);
+        let fsyncs_before = fsyncs::count(&http).await;
         let clock = CpuClock::start(report.broker_pid);
         let latencies = produce::run(plan, done).await.map_err(|e| e.to_string());
         let (elapsed, cpu) = (clock.elapsed(), clock.stop(args.records));
         shown.abort();
         let latencies = latencies?;
+        let fsyncs_after = fsyncs::count(&http).await;
+        let phase = Phase::new(args.records, args.records * args.record_size as u64, elapsed);
+        let fsyncs =
+            fsyncs::Fsyncs::between(fsyncs_before, fsyncs_after, phase.seconds, args.records, plan.requests());
         report.produce = Some(Measured {
-            phase: Phase::new(args.records, args.records * args.record_size as u64, elapsed),
+            phase,
             latency: (args.acks != 0).then(|| Latency::of(latencies)),
             cpu,
+            fsyncs: Some(fsyncs),
         });
     }
     if matches!(args.mode, Mode::All | Mode::Consume) {
@@ -262,6 +279,7 @@ async fn measure(
             phase: Phase::new(consumed.records, consumed.bytes, elapsed),
             latency: None,
             cpu: clock.stop(consumed.records),
+            fsyncs: None,
         });
     }
     measure_e2e(args, plan, progress, report).await
@@ -279,9 +297,19 @@ async fn measure_e2e(args: &BenchArgs, plan: &ProducePlan, progress: bool, repor
             phase: Phase::new(args.records, args.records * args.record_size as u64, elapsed),
             latency: Some(Latency::of(latencies?)),
             cpu,
+            fsyncs: None,
         });
     }
     Ok(())
+}
+
+/// `--http`, or the broker's host with the HTTP listener's default port.
+fn http_address(args: &BenchArgs) -> String {
+    args.http.clone().unwrap_or_else(|| {
+        let broker = args.broker.broker.as_str();
+        let host = broker.rsplit_once(':').map_or(broker, |(host, _)| host);
+        format!("{host}:9644")
+    })
 }
 
 fn resolve(broker: &str) -> Option<SocketAddr> {
@@ -339,6 +367,9 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
             println!("  {latency_name}: {}", latency.line());
         }
         println!("  {}", m.cpu.line());
+        if let Some(fsyncs) = &m.fsyncs {
+            println!("  {}", fsyncs.line());
+        }
     };
     let per = if report.send_with == SendWith::Producer { "ack latency per record" } else { "ack latency per request" };
     if let Some(m) = &report.produce {
