@@ -44,8 +44,7 @@ async fn fsyncs_of_concurrent_produces(group_commit: bool) -> f64 {
         let client = broker.client().await;
         producers.push(tokio::spawn(async move {
             for request in 0..REQUESTS_EACH {
-                let records =
-                    (0..RECORDS_PER_REQUEST).map(|n| record(format!("{producer}-{request}-{n}"))).collect();
+                let records = (0..RECORDS_PER_REQUEST).map(|n| record(format!("{producer}-{request}-{n}"))).collect();
                 client.produce("grouped", Some(0), records).await.unwrap();
             }
         }));

@@ -82,9 +82,7 @@ impl SyncWriter {
         }
         let failure = Arc::new(OnceLock::new());
         let failed = Arc::clone(&failure);
-        thread::Builder::new()
-            .name(format!("fsync-{name}"))
-            .spawn(move || run(queue, &jobs, group_commit, &failed))?;
+        thread::Builder::new().name(format!("fsync-{name}")).spawn(move || run(queue, &jobs, group_commit, &failed))?;
         Ok(SyncWriter { requests, failure })
     }
 
@@ -113,7 +111,12 @@ impl SyncWriter {
     }
 }
 
-fn run(queue: mpsc::Receiver<SyncRequest>, jobs: &mpsc::Sender<SyncJob>, group_commit: bool, failure: &OnceLock<String>) {
+fn run(
+    queue: mpsc::Receiver<SyncRequest>,
+    jobs: &mpsc::Sender<SyncJob>,
+    group_commit: bool,
+    failure: &OnceLock<String>,
+) {
     while let Ok(first) = queue.recv() {
         let mut round = vec![first];
         if group_commit {

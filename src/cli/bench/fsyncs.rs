@@ -69,8 +69,9 @@ impl Fsyncs {
 /// The broker's fsync count now, read from `http://{address}/metrics`.
 pub(super) async fn count(address: &str) -> Result<u64, String> {
     let unreachable = |err: String| format!("no metrics from http://{address}/metrics (see --http): {err}");
-    let (status, body) =
-        herald::http::get::get(address, "/metrics", SCRAPE_TIMEOUT).await.map_err(|err| unreachable(err.to_string()))?;
+    let (status, body) = herald::http::get::get(address, "/metrics", SCRAPE_TIMEOUT)
+        .await
+        .map_err(|err| unreachable(err.to_string()))?;
     if status != 200 {
         return Err(unreachable(format!("HTTP status {status}")));
     }

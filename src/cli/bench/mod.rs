@@ -5,7 +5,8 @@
 //! Modes: `all` (produce, then consume what was produced: the default),
 //! `produce`, `consume` (an existing topic, from its start), `e2e` (a
 //! producer at `--rate` records/s and a long-polling consumer), `rtt` (no
-//! broker). CPU is read from `/proc` for this process and for the broker when
+//! broker), `scale` (`--topics` × `--partitions` partitions and
+//! `--connections` connections, every one checked: see [`scale`]). CPU is read from `/proc` for this process and for the broker when
 //! it runs on this machine (found by its listening port, or `--broker-pid`).
 //! The produce phase reports the broker's fsyncs (per second, per request),
 //! scraped from its HTTP listener's `/metrics` (`--http`) before and after.
@@ -15,6 +16,7 @@ mod e2e;
 mod fsyncs;
 mod produce;
 mod rtt;
+mod scale;
 mod stats;
 
 use std::io::IsTerminal;
@@ -48,6 +50,9 @@ pub enum Mode {
     E2e,
     /// The loopback TCP round trip of this machine; `--records` round trips.
     Rtt,
+    /// Many topics, partitions and connections, every one produced to and
+    /// read back (`--topics`, `--partitions` each, `--connections`).
+    Scale,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +98,13 @@ pub struct BenchArgs {
     /// answer under its durability setting; 0 does not (`producer` only).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     acks: i64,
+    /// Topics for `--mode scale` (named `--topic` or `scale`, then `-N`).
+    #[arg(long, default_value_t = 1_000)]
+    topics: u32,
+    /// Connections held at once by `--mode scale`, each producing and
+    /// fetching a record.
+    #[arg(long, default_value_t = 1_000)]
+    connections: usize,
     /// Records per second for `--mode e2e`.
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
@@ -153,6 +165,8 @@ struct Report {
     e2e: Option<Measured>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<scale::ScaleReport>,
 }
 
 pub async fn run(args: BenchArgs) -> CliResult {
@@ -172,6 +186,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
         consume: None,
         e2e: None,
         rtt: None,
+        scale: None,
     };
     if args.mode == Mode::Rtt {
         let rounds = args.records;
@@ -181,6 +196,20 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
     if args.send_with == SendWith::Raw && args.acks == 0 {
         return Err(UsageError("--send-with raw needs acknowledgements: use --acks 1 or -1".into()).into());
+    }
+
+    if args.mode == Mode::Scale {
+        let plan = scale::ScalePlan {
+            broker: args.broker.broker.clone(),
+            prefix: args.topic.clone().unwrap_or_else(|| "scale".into()),
+            topics: args.topics,
+            partitions: args.partitions,
+            connections: args.connections,
+            in_flight: args.in_flight,
+        };
+        report.topic = Some(plan.prefix.clone());
+        report.scale = Some(scale::run(&plan).await.map_err(|e| e.to_string())?);
+        return print(&args, &report);
     }
 
     let client = args.broker.connect().await?;
@@ -250,8 +279,7 @@ async fn measure(
         let latencies = latencies?;
         let fsyncs_after = fsyncs::count(&http).await;
         let phase = Phase::new(args.records, args.records * args.record_size as u64, elapsed);
-        let fsyncs =
-            fsyncs::Fsyncs::between(fsyncs_before, fsyncs_after, phase.seconds, args.records, plan.requests());
+        let fsyncs = fsyncs::Fsyncs::between(fsyncs_before, fsyncs_after, phase.seconds, args.records, plan.requests());
         report.produce = Some(Measured {
             phase,
             latency: (args.acks != 0).then(|| Latency::of(latencies)),
@@ -344,6 +372,10 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
     }
     if let Some(rtt) = &report.rtt {
         println!("loopback TCP round trip, 64 bytes: {}", rtt.line());
+        return Ok(());
+    }
+    if let Some(scale) = &report.scale {
+        scale.lines().iter().for_each(|line| println!("{line}"));
         return Ok(());
     }
     println!(
