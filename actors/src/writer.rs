@@ -155,7 +155,7 @@ fn sync_round(round: &[SyncRequest], jobs: &mpsc::Sender<SyncJob>) -> io::Result
         }
     }
     sync_all_at_once(&files, jobs)?;
-    dirs.into_iter().try_for_each(|dir| timed_sync(dir))
+    dirs.into_iter().try_for_each(timed_sync)
 }
 
 /// Fsyncs `files` concurrently: all but the first on the helper threads, the
