@@ -243,6 +243,56 @@ mod tests {
     }
 
     #[test]
+    fn every_file_of_a_round_is_durable_once_it_is_answered() {
+        use crate::fs::fault::FaultFs;
+        use crate::fs::{FileSystem, OpenMode};
+        use std::path::{Path, PathBuf};
+
+        let fs = FaultFs::new();
+        let dir = Path::new("/data");
+        fs.create_dir_all(dir).unwrap();
+        // More files than fsync threads: some of them wait for a free one.
+        let paths: Vec<PathBuf> = (0..PARALLEL_SYNCS * 3).map(|n| dir.join(format!("{n}.log"))).collect();
+        let mut files: Vec<FileRef> = paths.iter().map(|p| fs.open(p, OpenMode::CreateNew).unwrap()).collect();
+        for (n, file) in files.iter().enumerate() {
+            file.append(format!("data of file {n}").as_bytes()).unwrap();
+        }
+        files.push(fs.open_dir(dir).unwrap());
+        let writer = SyncWriter::start("test").unwrap();
+        futures::executor::block_on(writer.sync(files)).unwrap();
+        fs.lose_power(None);
+        for (n, path) in paths.iter().enumerate() {
+            let file = fs.open(path, OpenMode::Read).unwrap();
+            let expected = format!("data of file {n}");
+            let mut kept = vec![0; expected.len()];
+            file.read_exact_at(&mut kept, 0).unwrap();
+            assert_eq!(kept, expected.as_bytes(), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_failed_fsync_on_any_thread_fails_the_round_and_every_later_one() {
+        use crate::fs::fault::FaultFs;
+        use crate::fs::{FileSystem, OpenMode};
+        use std::path::Path;
+
+        let fs = FaultFs::new();
+        fs.create_dir_all(Path::new("/data")).unwrap();
+        let files: Vec<FileRef> = (0..PARALLEL_SYNCS * 2)
+            .map(|n| fs.open(&Path::new("/data").join(format!("{n}.log")), OpenMode::CreateNew).unwrap())
+            .collect();
+        files.iter().for_each(|file| file.append(b"unsynced").unwrap());
+        let writer = SyncWriter::start_with("test", false).unwrap();
+        // Whichever thread does the fifth fsync fails it.
+        fs.fail_sync(5);
+        let failed = futures::executor::block_on(writer.sync(files.clone())).unwrap_err();
+        assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR);
+        assert!(writer.failure().is_some());
+        let later = futures::executor::block_on(writer.sync(files[..1].to_vec())).unwrap_err();
+        assert_eq!(later.code, ErrorCode::KAFKA_STORAGE_ERROR, "nothing is acknowledged after a failed fsync");
+    }
+
+    #[test]
     fn directories_are_synced_after_every_file_of_the_round() {
         use crate::fs::fault::FaultFs;
         use crate::fs::{FileSystem, OpenMode};
