@@ -27,9 +27,10 @@ run() { nice -n "$NICE" "$@" 2>/dev/null || "$@"; }
 one() {
 	local binary=$1 group_commit=$2 label=$3
 	rm -rf "$ROOT/data" "$ROOT/port" "$ROOT/http-port"
-	local setting=()
+	local setting=(env)
 	[ "$group_commit" = - ] || setting=(env "HERALD_STORAGE__GROUP_COMMIT=$group_commit")
-	run "${setting[@]}" "$binary" serve --host 127.0.0.1 --port 0 --port-file "$ROOT/port" --http-port 0 \
+	# Not through `run`: $! must be the broker's own pid, for its CPU.
+	nice -n "$NICE" "${setting[@]}" "$binary" serve --host 127.0.0.1 --port 0 --port-file "$ROOT/port" --http-port 0 \
 		--http-port-file "$ROOT/http-port" --data-dir "$ROOT/data" >"$ROOT/broker.log" 2>&1 &
 	BROKER_PID=$!
 	until [ -s "$ROOT/port" ] && [ -s "$ROOT/http-port" ]; do
