@@ -138,10 +138,10 @@ fn run(
     }
 }
 
-/// Fsyncs each distinct file of the round once, in order, and the
-/// directories last: a directory's fsync makes durable every entry it holds by
-/// then, so every file's data goes first, and a round cut short never leaves a
-/// segment's entry durable before an earlier segment's data.
+/// Fsyncs each distinct file of the round once, all at once, and then the
+/// directories, all at once: a directory's fsync makes durable every entry it
+/// holds by then, so every file's data goes first, and a round cut short never
+/// leaves a segment's entry durable before an earlier segment's data.
 fn sync_round(round: &[SyncRequest], jobs: &mpsc::Sender<SyncJob>) -> io::Result<()> {
     let mut seen = HashSet::new();
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
@@ -155,7 +155,7 @@ fn sync_round(round: &[SyncRequest], jobs: &mpsc::Sender<SyncJob>) -> io::Result
         }
     }
     sync_all_at_once(&files, jobs)?;
-    dirs.into_iter().try_for_each(timed_sync)
+    sync_all_at_once(&dirs, jobs)
 }
 
 /// Fsyncs `files` concurrently: all but the first on the helper threads, the
