@@ -175,8 +175,14 @@ fn sync_all_at_once(files: &[&FileRef], jobs: &mpsc::Sender<SyncJob>) -> io::Res
     }
     drop(done);
     result = timed_sync(first).and(result);
+    let mut answered = 0;
     for answer in results.iter().take(handed) {
+        answered += 1;
         result = result.and(answer);
+    }
+    if answered < handed {
+        // A helper ended without answering: its file may not be synced.
+        result = result.and(Err(io::Error::other("an fsync thread ended before its fsync was done")));
     }
     result
 }
