@@ -85,6 +85,7 @@ pub struct StorageSettings {
     pub data_dir: PathBuf,
     pub flush: FlushPolicy,
     pub flush_interval_ms: u64,
+    pub group_commit: bool,
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
     pub max_open_segment_files: u32,
@@ -432,6 +433,7 @@ impl Settings {
                 retention_check_interval_ms: self.storage.retention_check_interval_ms,
                 scrub: ScrubBudget::new(self.storage.scrub_bytes_per_second),
             },
+            group_commit: self.storage.group_commit,
             arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },
         }
     }

@@ -100,3 +100,44 @@ fn consume_without_a_topic_is_refused_with_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--topic"));
 }
+
+#[test]
+fn produce_reports_the_brokers_fsyncs_or_why_they_are_unknown() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let http = broker.http_addr().to_string();
+    let args = ["--mode", "produce", "--partitions", "1", "--records", "200", "--batch-records", "10"];
+    let report =
+        bench(&broker, &[&args[..], &["--send-with", "requests", "--in-flight", "1", "--http", &http]].concat());
+    let fsyncs = &report["produce"]["fsyncs"];
+    // One request at a time, each acknowledged after its fsync (flush =
+    // always): 20 requests, at least one fsync each.
+    assert!(fsyncs["fsyncs"].as_u64().unwrap() >= 20, "{report}");
+    assert!(fsyncs["fsyncs_per_request"].as_f64().unwrap() >= 1.0, "{report}");
+    assert!(fsyncs["mean_fsync_ms"].as_f64().is_some(), "{report}");
+
+    // Nothing listens there: the figures are unknown, and the run still succeeds.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let report = bench(&broker, &[&args[..], &["--http", &closed]].concat());
+    let note = report["produce"]["fsyncs"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains(&closed), "{report}");
+}
+
+#[test]
+fn scale_mode_produces_to_and_reads_back_every_partition_and_connection() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let args = ["--mode", "scale", "--topics", "4", "--partitions", "3", "--connections", "20"];
+    let first = bench(&broker, &args);
+    let scale = &first["scale"];
+    assert_eq!(scale["partitions"], 12, "{first}");
+    assert_eq!(scale["created_topics"], 4);
+    assert_eq!(scale["checked_records"], 12, "one record per partition, each read back");
+    assert_eq!(scale["connection_latency"]["samples"], 20);
+
+    // Again on the same topics: they are kept, and every earlier record
+    // (12 and one per connection) is read back with the new ones.
+    let again = bench(&broker, &args);
+    assert_eq!(again["scale"]["created_topics"], 0, "{again}");
+    assert_eq!(again["scale"]["checked_records"], 12 + 20 + 12);
+}

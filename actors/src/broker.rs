@@ -68,6 +68,9 @@ pub struct BrokerSettings {
     /// less 1 KiB, as the broker's own `[log]` setting is checked).
     pub max_message_ceiling: u64,
     pub partition: PartitionSettings,
+    /// Whether the fsync writer groups the requests queued during an fsync
+    /// into one round (`storage.group_commit`); off, one fsync per request.
+    pub group_commit: bool,
     /// Arbiters (event-loop threads) for partitions: usually one per core.
     pub arbiters: usize,
 }
@@ -120,7 +123,7 @@ impl Broker {
         let disk::Found { topics: recovered, damaged } =
             disk::scan(&data_dir).map_err(doing("cannot read the topics of the data directory"))?;
         let arbiters = (0..settings.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
-        let writer = SyncWriter::start(&data_dir.display().to_string())?;
+        let writer = SyncWriter::start_with(&data_dir.display().to_string(), settings.group_commit)?;
         // How this start follows the last one: a new directory must not read
         // like a crash.
         let start = match (clean_shutdown, fresh || (recovered.is_empty() && damaged.is_empty())) {

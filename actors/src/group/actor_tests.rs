@@ -36,6 +36,7 @@ async fn fixture(partitions: i64) -> Fixture {
             retention_check_interval_ms: 300_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
         },
+        group_commit: true,
         arbiters: 1,
     };
     let broker = Broker::open(settings).unwrap();

@@ -5,13 +5,18 @@
 //! Modes: `all` (produce, then consume what was produced: the default),
 //! `produce`, `consume` (an existing topic, from its start), `e2e` (a
 //! producer at `--rate` records/s and a long-polling consumer), `rtt` (no
-//! broker). CPU is read from `/proc` for this process and for the broker when
+//! broker), `scale` (`--topics` × `--partitions` partitions and
+//! `--connections` connections, every one checked: see [`scale`]). CPU is read from `/proc` for this process and for the broker when
 //! it runs on this machine (found by its listening port, or `--broker-pid`).
+//! The produce phase reports the broker's fsyncs (per second, per request),
+//! scraped from its HTTP listener's `/metrics` (`--http`) before and after.
 
 mod consume;
 mod e2e;
+mod fsyncs;
 mod produce;
 mod rtt;
+mod scale;
 mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -44,6 +49,9 @@ pub enum Mode {
     E2e,
     /// The loopback TCP round trip of this machine; `--records` round trips.
     Rtt,
+    /// Many topics, partitions and connections, every one produced to and
+    /// read back (`--topics`, `--partitions` each, `--connections`).
+    Scale,
 }
 
 #[derive(Args, Debug)]
@@ -89,9 +97,20 @@ pub struct BenchArgs {
     /// answer under its durability setting; 0 does not (`producer` only).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     acks: i64,
+    /// Topics for `--mode scale` (named `--topic` or `scale`, then `-N`).
+    #[arg(long, default_value_t = 1_000)]
+    topics: u32,
+    /// Connections held at once by `--mode scale`, each producing and
+    /// fetching a record.
+    #[arg(long, default_value_t = 1_000)]
+    connections: usize,
     /// Records per second for `--mode e2e`.
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// The broker's HTTP listener, to count its fsyncs from `/metrics`;
+    /// default: the broker's host, port 9644.
+    #[arg(long)]
+    http: Option<String>,
     /// The broker's pid, to report its CPU; found by its port when omitted.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -118,6 +137,9 @@ struct Measured {
     #[serde(skip_serializing_if = "Option::is_none")]
     latency: Option<Latency>,
     cpu: CpuUsage,
+    /// Produce: the broker's fsyncs during the phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fsyncs: Option<fsyncs::Fsyncs>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +164,8 @@ struct Report {
     e2e: Option<Measured>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<scale::ScaleReport>,
 }
 
 pub async fn run(args: BenchArgs) -> CliResult {
@@ -161,6 +185,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
         consume: None,
         e2e: None,
         rtt: None,
+        scale: None,
     };
     if args.mode == Mode::Rtt {
         let rounds = args.records;
@@ -170,6 +195,20 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
     if args.send_with == SendWith::Raw && args.acks == 0 {
         return Err(UsageError("--send-with raw needs acknowledgements: use --acks 1 or -1".into()).into());
+    }
+
+    if args.mode == Mode::Scale {
+        let plan = scale::ScalePlan {
+            broker: args.broker.broker.clone(),
+            prefix: args.topic.clone().unwrap_or_else(|| "scale".into()),
+            topics: args.topics,
+            partitions: args.partitions,
+            connections: args.connections,
+            in_flight: args.in_flight,
+        };
+        report.topic = Some(plan.prefix.clone());
+        report.scale = Some(scale::run(&plan).await.map_err(|e| e.to_string())?);
+        return print(&args, &report);
     }
 
     let client = args.broker.connect().await?;
@@ -230,15 +269,21 @@ async fn measure(
     if matches!(args.mode, Mode::All | Mode::Produce) {
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "produce", args.records, done.clone());
+        let http = http_address(args);
+        let fsyncs_before = fsyncs::count(&http).await;
         let clock = CpuClock::start(report.broker_pid);
         let latencies = produce::run(plan, done).await.map_err(|e| e.to_string());
         let (elapsed, cpu) = (clock.elapsed(), clock.stop(args.records));
         shown.abort();
         let latencies = latencies?;
+        let fsyncs_after = fsyncs::count(&http).await;
+        let phase = Phase::new(args.records, args.records * args.record_size as u64, elapsed);
+        let fsyncs = fsyncs::Fsyncs::between(fsyncs_before, fsyncs_after, phase.seconds, args.records, plan.requests());
         report.produce = Some(Measured {
-            phase: Phase::new(args.records, args.records * args.record_size as u64, elapsed),
+            phase,
             latency: (args.acks != 0).then(|| Latency::of(latencies)),
             cpu,
+            fsyncs: Some(fsyncs),
         });
     }
     if matches!(args.mode, Mode::All | Mode::Consume) {
@@ -261,6 +306,7 @@ async fn measure(
             phase: Phase::new(consumed.records, consumed.bytes, elapsed),
             latency: None,
             cpu: clock.stop(consumed.records),
+            fsyncs: None,
         });
     }
     measure_e2e(args, plan, progress, report).await
@@ -278,9 +324,19 @@ async fn measure_e2e(args: &BenchArgs, plan: &ProducePlan, progress: bool, repor
             phase: Phase::new(args.records, args.records * args.record_size as u64, elapsed),
             latency: Some(Latency::of(latencies?)),
             cpu,
+            fsyncs: None,
         });
     }
     Ok(())
+}
+
+/// `--http`, or the broker's host with the HTTP listener's default port.
+fn http_address(args: &BenchArgs) -> String {
+    args.http.clone().unwrap_or_else(|| {
+        let broker = args.broker.broker.as_str();
+        let host = broker.rsplit_once(':').map_or(broker, |(host, _)| host);
+        format!("{host}:9644")
+    })
 }
 
 fn resolve(broker: &str) -> Option<SocketAddr> {
@@ -315,6 +371,10 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
         println!("loopback TCP round trip, 64 bytes: {}", rtt.line());
         return Ok(());
     }
+    if let Some(scale) = &report.scale {
+        scale.lines().iter().for_each(|line| println!("{line}"));
+        return Ok(());
+    }
     println!(
         "topic {} ({}), records of {} bytes, sent with {}: batches of {}, {} in flight, {}, acks {}",
         report.topic.as_deref().unwrap_or("-"),
@@ -336,6 +396,9 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
             println!("  {latency_name}: {}", latency.line());
         }
         println!("  {}", m.cpu.line());
+        if let Some(fsyncs) = &m.fsyncs {
+            println!("  {}", fsyncs.line());
+        }
     };
     let per = if report.send_with == SendWith::Producer { "ack latency per record" } else { "ack latency per request" };
     if let Some(m) = &report.produce {

@@ -53,6 +53,18 @@ pub(super) struct ProducePlan {
 }
 
 impl ProducePlan {
+    /// Produce requests the run sends, when it decides them (`requests` and
+    /// `raw`; the batching producer forms its own).
+    pub(super) fn requests(&self) -> Option<u64> {
+        if self.send_with == SendWith::Producer {
+            return None;
+        }
+        let producers = self.producers.max(1) as u64;
+        let size = self.batch_records.max(1) as u64;
+        let share = |index: u64| self.records / producers + u64::from(index < self.records % producers);
+        Some((0..producers).map(|index| share(index).div_ceil(size)).sum())
+    }
+
     /// The batching producer's settings for this plan.
     pub(super) fn producer_config(&self) -> ProducerConfig {
         ProducerConfig {
