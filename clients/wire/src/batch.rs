@@ -43,8 +43,11 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+#[path = "batch_encode.rs"]
+mod encoding;
 #[path = "batch_produced.rs"]
 mod produced;
+pub use encoding::{encode, BatchPlan, RecordParts};
 pub use produced::{check_produced, ProducedError};
 use thiserror::Error;
 
@@ -93,110 +96,17 @@ pub enum BatchError {
     Empty,
 }
 
-/// Encodes `records` as one batch with base offset 0 and offset deltas 0..n.
-///
-/// Each record's `timestamp` is kept; its `offset` is ignored.
-///
-/// # Errors
-///
-/// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a header
-/// key longer than 65535 bytes, a record larger than `i32::MAX` bytes, or
-/// timestamps so far apart that a delta does not fit an i64.
-///
-/// ```
-/// use bytes::Bytes;
-/// use herald_wire::batch::{decode_all, encode, validate, Record};
-///
-/// let record = Record {
-///     key: Some(Bytes::from_static(b"k")),
-///     value: Some(Bytes::from_static(b"v")),
-///     headers: vec![("trace".into(), Bytes::from_static(b"1"))],
-///     timestamp: 1_700_000_000_000,
-///     offset: 0,
-/// };
-/// let batch = encode(&[record.clone(), record.clone()]).unwrap();
-/// let header = validate(&batch).unwrap();
-/// assert_eq!(header.next_offset(), 2);
-/// let decoded = decode_all(&batch).unwrap();
-/// assert_eq!((decoded[1].offset, &decoded[1].value), (1, &record.value));
-/// ```
-pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
-    if records.is_empty() {
-        return Err(BatchError::Empty);
-    }
-    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let body: usize = records.iter().map(record_bytes).sum();
-    let mut buf = BytesMut::with_capacity(HEADER_BYTES + body);
-    buf.put_i64(0);
-    buf.put_i32(0); // batch_length, patched below
-    buf.put_u32(0); // crc, patched below
-    buf.put_u8(MAGIC);
-    buf.put_u8(0);
-    buf.put_u16(0);
-    buf.put_i32(to_i32(records.len() - 1)?);
-    buf.put_i64(base_timestamp);
-    buf.put_i64(max_timestamp);
-    buf.put_i32(to_i32(records.len())?);
-    for (delta, record) in records.iter().enumerate() {
-        let len = record_bytes(record) - 4;
-        buf.put_i32(to_i32(len)?);
-        buf.put_i32(to_i32(delta)?);
-        let timestamp_delta = record
-            .timestamp
-            .checked_sub(base_timestamp)
-            .ok_or(BatchError::Malformed("timestamps too far apart for a delta"))?;
-        buf.put_i64(timestamp_delta);
-        put_optional(&mut buf, record.key.as_deref())?;
-        put_optional(&mut buf, record.value.as_deref())?;
-        buf.put_i32(to_i32(record.headers.len())?);
-        for (key, value) in &record.headers {
-            let key_len = u16::try_from(key.len()).map_err(|_| BatchError::Malformed("header key too long"))?;
-            buf.put_u16(key_len);
-            buf.put_slice(key.as_bytes());
-            buf.put_i32(to_i32(value.len())?);
-            buf.put_slice(value);
-        }
-    }
-    let batch_length = to_i32(buf.len() - LOG_OVERHEAD)?;
-    buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    reseal(&mut buf);
-    Ok(buf)
-}
-
-fn record_bytes(record: &Record) -> usize {
-    let headers: usize = record.headers.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
-    4 + 4
-        + 8
-        + 4
-        + record.key.as_ref().map_or(0, |k| k.len())
-        + 4
-        + record.value.as_ref().map_or(0, |v| v.len())
-        + 4
-        + headers
-}
-
-fn to_i32(n: usize) -> Result<i32, BatchError> {
-    i32::try_from(n).map_err(|_| BatchError::Malformed("length exceeds i32"))
-}
-
-fn put_optional(buf: &mut BytesMut, bytes: Option<&[u8]>) -> Result<(), BatchError> {
-    match bytes {
-        None => buf.put_i32(-1),
-        Some(b) => {
-            buf.put_i32(to_i32(b.len())?);
-            buf.put_slice(b);
-        }
-    }
-    Ok(())
-}
-
 /// Recomputes the checksum of a batch whose covered bytes changed. A buffer
 /// shorter than a header is left alone.
 pub fn reseal(batch: &mut [u8]) {
     if batch.len() < HEADER_BYTES {
         return;
     }
+    reseal_at(batch);
+}
+
+/// [`reseal`] of a buffer known to hold at least a header.
+fn reseal_at(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
