@@ -41,7 +41,7 @@
 //! outside the i64 range, as malformed. Such a batch can only come from an
 //! older writer or from damage; validation alone does not look at timestamps.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 #[path = "batch_encode.rs"]
 mod encoding;
