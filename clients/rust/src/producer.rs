@@ -247,7 +247,10 @@ impl Batcher {
             return Ok(partition_for_key(key, count));
         }
         let count = count.max(1);
-        let (current, taken) = self.sticky.entry(topic.into()).or_insert_with(|| (first_partition(count), 0));
+        let (current, taken) = match self.sticky.get_mut(topic) {
+            Some(entry) => entry,
+            None => self.sticky.entry(topic.into()).or_insert_with(|| (first_partition(count), 0)),
+        };
         let chosen = *current % count;
         match self.config.partitioner {
             Partitioner::RoundRobin => *current = (chosen + 1) % count,
@@ -292,12 +295,16 @@ impl Batcher {
         if self.batches.get(&key).is_some_and(|b| b.bytes + size > max_bytes) {
             self.send_batch(key.clone()).await;
         }
-        let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
-            records: Vec::new(),
-            replies: Vec::new(),
-            bytes: 0,
-            deadline: Instant::now() + linger,
-        });
+        // Looked up by the key it owns: no copy of the topic per record.
+        let batch = match self.batches.get_mut(&key) {
+            Some(batch) => batch,
+            None => self.batches.entry(key.clone()).or_insert_with(|| Batch {
+                records: Vec::with_capacity(self.config.batch_max_records.min(1024)),
+                replies: Vec::with_capacity(self.config.batch_max_records.min(1024)),
+                bytes: 0,
+                deadline: Instant::now() + linger,
+            }),
+        };
         batch.records.push(record);
         batch.replies.push(reply);
         batch.bytes += size;
