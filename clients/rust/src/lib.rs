@@ -412,6 +412,12 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
 }
 
 pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
+    check_response(frame)?;
+    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
+}
+
+/// The broker's error, when the response `frame` carries one.
+pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
     let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if header.error_code != 0 {
         let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
@@ -424,7 +430,7 @@ pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Re
             other => other,
         });
     }
-    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use herald_wire::batch::{self, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
-use crate::{decode_response, too_large, Client, ClientError};
+use crate::{check_response, decode_response, too_large, Client, ClientError};
 
 impl Client {
     /// Creates a topic with per-topic settings (`config`, possibly empty).
@@ -191,7 +191,10 @@ impl Client {
     /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`; `CORRUPT_MESSAGE`
     /// with [`ClientError::damaged`] for an offset in a damaged range.
     pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
-        self.request_held(op::FETCH, request, std::time::Duration::from_millis(request.max_wait_ms)).await
+        let held = std::time::Duration::from_millis(request.max_wait_ms);
+        let (id, answer) = self.send_frame(op::FETCH, request)?;
+        let frame = self.answer(op::FETCH, id, answer, held).await?;
+        decode_fetch(&frame)
     }
 
     /// Fetches and decodes records at or after `request.offset`.
@@ -202,7 +205,7 @@ impl Client {
     /// checksum here or (with [`ClientError::damaged`]) on the broker's disk.
     pub async fn fetch(&self, request: &FetchRequest) -> Result<Fetched, ClientError> {
         let response = self.fetch_raw(request).await?;
-        let records = batch::decode_all(&response.records)
+        let records = batch::decode_all_shared(&response.records)
             .map_err(|e| ClientError::broker(ErrorCode::CORRUPT_MESSAGE.code(), Some(e.to_string())))?
             .into_iter()
             .filter(|r| r.offset >= request.offset)
@@ -281,6 +284,27 @@ impl Client {
             Err(ProduceFrameError::Batch(_)) => Ok(None),
         }
     }
+}
+
+/// A fetch response whose records share the frame's memory rather than
+/// being copied out of it.
+fn decode_fetch(frame: &Bytes) -> Result<FetchResponse, ClientError> {
+    /// [`FetchResponse`], its records borrowed from the frame.
+    #[derive(serde::Deserialize)]
+    struct FetchResponseIn<'a> {
+        high_watermark: i64,
+        log_start_offset: i64,
+        #[serde(borrow)]
+        records: &'a [u8],
+    }
+    check_response(frame)?;
+    let response: FetchResponseIn<'_> =
+        rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))?;
+    Ok(FetchResponse {
+        high_watermark: response.high_watermark,
+        log_start_offset: response.log_start_offset,
+        records: frame.slice_ref(response.records),
+    })
 }
 
 /// A produce request carrying its records as MessagePack maps (see

@@ -180,36 +180,45 @@ impl Batcher {
         }
     }
 
+    /// Takes the commands queued, as many as there are at once (one wake and
+    /// one timer for many records), until the producer is dropped.
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let chunk = self.config.batch_max_records.clamp(1, 4096);
+        let mut commands = Vec::with_capacity(chunk);
         loop {
             let next_deadline = self.batches.values().map(|b| b.deadline).min();
-            let command = match next_deadline {
+            let received = match next_deadline {
                 Some(deadline) => tokio::select! {
-                    command = queue.recv() => command,
+                    received = queue.recv_many(&mut commands, chunk) => received,
                     _ = tokio::time::sleep_until(deadline) => {
                         self.send_due(Instant::now()).await;
                         continue;
                     }
                 },
-                None => queue.recv().await,
+                None => queue.recv_many(&mut commands, chunk).await,
             };
-            match command {
-                Some(Command::Send { topic, partition, record, reply }) => {
-                    self.add(topic, partition, record, reply).await
+            if received == 0 {
+                // Every sender is gone: send what is buffered and end.
+                self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                return;
+            }
+            for command in commands.drain(..) {
+                self.handle(command).await;
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send { topic, partition, record, reply } => self.add(topic, partition, record, reply).await,
+            Command::Flush(done) => {
+                self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                // Every permit back means every request was answered.
+                let all = self.config.max_in_flight.max(1) as u32;
+                if let Ok(permits) = self.in_flight.acquire_many(all).await {
+                    drop(permits);
                 }
-                Some(Command::Flush(done)) => {
-                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
-                    // Every permit back means every request was answered.
-                    let all = self.config.max_in_flight.max(1) as u32;
-                    if let Ok(permits) = self.in_flight.acquire_many(all).await {
-                        drop(permits);
-                    }
-                    let _ = done.send(());
-                }
-                None => {
-                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
-                    return;
-                }
+                let _ = done.send(());
             }
         }
     }

@@ -235,7 +235,21 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// # Errors
 ///
 /// Any [`BatchError`] of a complete batch.
-pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
+pub fn decode_all(buf: &[u8]) -> Result<Vec<Record>, BatchError> {
+    decode_batches(buf, None)
+}
+
+/// As [`decode_all`], each record's key, value and header values sharing
+/// `buf`'s memory ([`Bytes::slice_ref`]) instead of being copied.
+///
+/// # Errors
+///
+/// As [`decode_all`].
+pub fn decode_all_shared(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
+    decode_batches(buf, Some(buf))
+}
+
+fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>, BatchError> {
     let mut out = Vec::new();
     while buf.len() >= HEADER_BYTES {
         let header = BatchHeader::parse(buf)?;
@@ -247,7 +261,10 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
         if computed != header.crc {
             return Err(BatchError::Checksum { stored: header.crc, computed });
         }
-        out.extend(decode_records(&header, &buf[HEADER_BYTES..total])?);
+        out.reserve(header.record_count.clamp(0, 4096) as usize);
+        let mut sink = Decode { header: &header, shared, records: out };
+        walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
+        out = sink.records;
         buf = &buf[total..];
     }
     Ok(out)
@@ -321,10 +338,21 @@ impl<'a> RecordSink<'a> for Check {
     fn header(&mut self, _: &'a str, _: &'a [u8]) {}
 }
 
-/// Decoding copies each record out of the batch.
+/// Decoding copies each record out of the batch, or shares the memory of
+/// the batches it is in.
 struct Decode<'h> {
     header: &'h BatchHeader,
+    shared: Option<&'h Bytes>,
     records: Vec<Record>,
+}
+
+impl Decode<'_> {
+    fn bytes(&self, slice: &[u8]) -> Bytes {
+        match self.shared {
+            Some(shared) => shared.slice_ref(slice),
+            None => Bytes::copy_from_slice(slice),
+        }
+    }
 }
 
 impl<'a> RecordSink<'a> for Decode<'_> {
@@ -349,8 +377,8 @@ impl<'a> RecordSink<'a> for Decode<'_> {
             .checked_add(i64::from(offset_delta))
             .ok_or(BatchError::Malformed("a record's offset is outside the i64 range"))?;
         self.records.push(Record {
-            key: key.map(Bytes::copy_from_slice),
-            value: value.map(Bytes::copy_from_slice),
+            key: key.map(|k| self.bytes(k)),
+            value: value.map(|v| self.bytes(v)),
             headers: Vec::new(),
             timestamp,
             offset,
@@ -359,16 +387,11 @@ impl<'a> RecordSink<'a> for Decode<'_> {
     }
 
     fn header(&mut self, key: &'a str, value: &'a [u8]) {
+        let value = self.bytes(value);
         if let Some(record) = self.records.last_mut() {
-            record.headers.push((key.to_owned(), Bytes::copy_from_slice(value)));
+            record.headers.push((key.to_owned(), value));
         }
     }
-}
-
-fn decode_records(header: &BatchHeader, body: &[u8]) -> Result<Vec<Record>, BatchError> {
-    let mut sink = Decode { header, records: Vec::with_capacity(header.record_count.clamp(0, 4096) as usize) };
-    walk_records(body, &mut sink)?;
-    Ok(sink.records)
 }
 
 fn take_i32(b: &mut &[u8]) -> Result<i32, BatchError> {
@@ -476,6 +499,18 @@ mod tests {
         garbage[HEADER_BYTES..].fill(0xff);
         reseal(&mut garbage);
         assert!(validate(&garbage).is_err());
+    }
+
+    #[test]
+    fn shared_decoding_gives_the_same_records_without_copying_them() {
+        let mut both = encode(&sample()).unwrap();
+        both.extend_from_slice(&encode(&sample()).unwrap());
+        let both = both.freeze();
+        let shared = decode_all_shared(&both).unwrap();
+        assert_eq!(shared, decode_all(&both).unwrap());
+        let inside = |b: &Bytes| both.as_ptr_range().contains(&b.as_ptr());
+        assert!(shared.iter().flat_map(|r| r.value.iter().chain(r.key.iter())).all(|b| b.is_empty() || inside(b)));
+        assert!(shared.iter().flat_map(|r| r.headers.iter()).all(|(_, v)| inside(v)));
     }
 
     #[test]
