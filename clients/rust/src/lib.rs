@@ -85,9 +85,9 @@ use futures::StreamExt;
 pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio_util::codec::FramedRead;
 
 use herald_wire::protocol::codec::{FrameCodec, Inbound, LENGTH_BYTES};

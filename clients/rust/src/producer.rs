@@ -156,28 +156,39 @@ struct Batch {
     deadline: Instant,
 }
 
+/// What the producer keeps of one topic: found with one lookup per record.
+struct TopicState {
+    partitions: u32,
+    /// The partition keyless records go to now, and the bytes it has taken
+    /// of them (sticky) or the next one in turn (round robin).
+    keyless: (u32, usize),
+    /// The batches being filled, by partition.
+    batches: HashMap<u32, Batch>,
+}
+
+impl TopicState {
+    /// Takes the batch of `partition` to send; with the sticky partitioner,
+    /// keyless records move on from it.
+    fn take(&mut self, partition: u32, partitioner: Partitioner) -> Option<Batch> {
+        let batch = self.batches.remove(&partition)?;
+        if partitioner == Partitioner::Sticky && self.keyless.0 == partition {
+            self.keyless = ((partition + 1) % self.partitions.max(1), 0);
+        }
+        Some(batch)
+    }
+}
+
 struct Batcher {
     client: Client,
     config: ProducerConfig,
-    batches: HashMap<(String, u32), Batch>,
-    partition_counts: HashMap<String, u32>,
-    /// The partition keyless records of each topic go to now, and the bytes
-    /// it has taken of them (sticky) or the next one in turn (round robin).
-    sticky: HashMap<String, (u32, usize)>,
+    topics: HashMap<String, TopicState>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Batcher {
     fn new(client: Client, config: ProducerConfig) -> Batcher {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Batcher {
-            client,
-            config,
-            batches: HashMap::new(),
-            partition_counts: HashMap::new(),
-            sticky: HashMap::new(),
-            in_flight,
-        }
+        Batcher { client, config, topics: HashMap::new(), in_flight }
     }
 
     /// Takes the commands queued, as many as there are at once (one wake and
@@ -186,7 +197,7 @@ impl Batcher {
         let chunk = self.config.batch_max_records.clamp(1, 4096);
         let mut commands = Vec::with_capacity(chunk);
         loop {
-            let next_deadline = self.batches.values().map(|b| b.deadline).min();
+            let next_deadline = self.topics.values().flat_map(|t| t.batches.values()).map(|b| b.deadline).min();
             let received = match next_deadline {
                 Some(deadline) => tokio::select! {
                     received = queue.recv_many(&mut commands, chunk) => received,
@@ -223,55 +234,12 @@ impl Batcher {
         }
     }
 
-    async fn partition_count(&mut self, topic: &str) -> Result<u32, ClientError> {
-        if let Some(count) = self.partition_counts.get(topic) {
-            return Ok(*count);
-        }
-        let count = self.client.describe_topic(topic).await?.partitions.len() as u32;
-        self.partition_counts.insert(topic.into(), count);
-        Ok(count)
-    }
-
-    /// The partition `record` goes to, `size` its counted bytes.
-    async fn partition_for(
-        &mut self,
-        topic: &str,
-        partition: Option<u32>,
-        record: &WireRecord,
-        size: usize,
-    ) -> Result<u32, ClientError> {
-        let count = self.partition_count(topic).await?;
-        if let Some(partition) = partition {
-            if partition >= count {
-                return Err(ClientError::broker(
-                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
-                    Some(format!(
-                        "not sent: topic `{topic}` has {count} partitions, there is no partition {partition}"
-                    )),
-                ));
-            }
-            return Ok(partition);
-        }
-        if let Some(key) = &record.key {
-            return Ok(partition_for_key(key, count));
-        }
-        let count = count.max(1);
-        let (current, taken) = match self.sticky.get_mut(topic) {
-            Some(entry) => entry,
-            None => self.sticky.entry(topic.into()).or_insert_with(|| (first_partition(count), 0)),
-        };
-        let chosen = *current % count;
-        match self.config.partitioner {
-            Partitioner::RoundRobin => *current = (chosen + 1) % count,
-            Partitioner::Sticky => {
-                *taken += size;
-                if *taken >= self.config.sticky_switch_bytes {
-                    *current = (chosen + 1) % count;
-                    *taken = 0;
-                }
-            }
-        }
-        Ok(chosen)
+    /// The state of a topic not seen before: its partition count asked of
+    /// the broker (asked again for each record until it answers).
+    async fn new_topic(&mut self, topic: &str) -> Result<&mut TopicState, ClientError> {
+        let partitions = self.client.describe_topic(topic).await?.partitions.len() as u32;
+        let state = TopicState { partitions, keyless: (first_partition(partitions), 0), batches: HashMap::new() };
+        Ok(self.topics.entry(topic.into()).or_insert(state))
     }
 
     /// The most bytes of records one batch of `topic` may hold.
@@ -290,60 +258,67 @@ impl Batcher {
 
     async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
         let size = encoded_bytes(&record);
-        let partition = match self.partition_for(&topic, partition, &record, size).await {
+        let max_bytes = self.max_batch_bytes(&topic);
+        let (partitioner, switch_bytes) = (self.config.partitioner, self.config.sticky_switch_bytes);
+        let (max_records, linger) = (self.config.batch_max_records, Duration::from_millis(self.config.linger_ms));
+        let state = match self.topics.get_mut(&topic) {
+            Some(state) => state,
+            None => match self.new_topic(&topic).await {
+                Ok(state) => state,
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            },
+        };
+        let partition = match partition_for(state, &topic, partition, &record, size, partitioner, switch_bytes) {
             Ok(p) => p,
             Err(err) => {
                 let _ = reply.send(Err(err));
                 return;
             }
         };
-        let max_bytes = self.max_batch_bytes(&topic);
-        let linger = Duration::from_millis(self.config.linger_ms);
-        let key = (topic, partition);
         // Full before this record: it starts the next batch.
-        if self.batches.get(&key).is_some_and(|b| b.bytes + size > max_bytes) {
-            self.send_batch(key.clone()).await;
-        }
-        // Looked up by the key it owns: no copy of the topic per record.
-        let batch = match self.batches.get_mut(&key) {
-            Some(batch) => batch,
-            None => self.batches.entry(key.clone()).or_insert_with(|| Batch {
-                records: Vec::with_capacity(self.config.batch_max_records.min(1024)),
-                replies: Vec::with_capacity(self.config.batch_max_records.min(1024)),
-                bytes: 0,
-                deadline: Instant::now() + linger,
-            }),
-        };
+        let full = state.batches.get(&partition).is_some_and(|b| b.bytes + size > max_bytes);
+        let earlier = if full { state.take(partition, partitioner) } else { None };
+        let batch = state.batches.entry(partition).or_insert_with(|| Batch {
+            records: Vec::with_capacity(max_records.min(1024)),
+            replies: Vec::with_capacity(max_records.min(1024)),
+            bytes: 0,
+            deadline: Instant::now() + linger,
+        });
         batch.records.push(record);
         batch.replies.push(reply);
         batch.bytes += size;
-        if batch.records.len() >= self.config.batch_max_records || batch.bytes >= max_bytes {
-            self.send_batch(key).await;
+        let now_full = batch.records.len() >= max_records || batch.bytes >= max_bytes;
+        let this = if now_full { state.take(partition, partitioner) } else { None };
+        for batch in earlier.into_iter().chain(this) {
+            self.send_batch(&topic, partition, batch).await;
         }
     }
 
     async fn send_due(&mut self, now: Instant) {
-        let due: Vec<(String, u32)> =
-            self.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(k, _)| k.clone()).collect();
-        for key in due {
-            self.send_batch(key).await;
+        let partitioner = self.config.partitioner;
+        let mut due = Vec::new();
+        for (topic, state) in &mut self.topics {
+            let partitions: Vec<u32> =
+                state.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(p, _)| *p).collect();
+            for partition in partitions {
+                if let Some(batch) = state.take(partition, partitioner) {
+                    due.push((topic.clone(), partition, batch));
+                }
+            }
+        }
+        for (topic, partition, batch) in due {
+            self.send_batch(&topic, partition, batch).await;
         }
     }
 
-    async fn send_batch(&mut self, key: (String, u32)) {
-        let Some(batch) = self.batches.remove(&key) else { return };
-        let (topic, partition) = key;
-        if self.config.partitioner == Partitioner::Sticky {
-            if let Some((current, taken)) = self.sticky.get_mut(&topic).filter(|(current, _)| *current == partition) {
-                let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
-                *current = (partition + 1) % count;
-                *taken = 0;
-            }
-        }
+    async fn send_batch(&mut self, topic: &str, partition: u32, batch: Batch) {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         // The request is queued on the connection now, so batches of one
         // partition reach the broker in the order they were sent.
-        let sent = self.client.start_produce(&topic, Some(partition), batch.records, self.config.acks);
+        let sent = self.client.start_produce(topic, Some(partition), batch.records, self.config.acks);
         let replies = batch.replies;
         let pending = async move {
             let result = match sent {
@@ -368,6 +343,45 @@ impl Batcher {
         };
         tokio::spawn(pending);
     }
+}
+
+/// The partition `record` goes to in `state`'s topic, `size` its counted bytes.
+fn partition_for(
+    state: &mut TopicState,
+    topic: &str,
+    partition: Option<u32>,
+    record: &WireRecord,
+    size: usize,
+    partitioner: Partitioner,
+    switch_bytes: usize,
+) -> Result<u32, ClientError> {
+    let count = state.partitions;
+    if let Some(partition) = partition {
+        if partition >= count {
+            return Err(ClientError::broker(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                Some(format!("not sent: topic `{topic}` has {count} partitions, there is no partition {partition}")),
+            ));
+        }
+        return Ok(partition);
+    }
+    if let Some(key) = &record.key {
+        return Ok(partition_for_key(key, count));
+    }
+    let count = count.max(1);
+    let (current, taken) = &mut state.keyless;
+    let chosen = *current % count;
+    match partitioner {
+        Partitioner::RoundRobin => *current = (chosen + 1) % count,
+        Partitioner::Sticky => {
+            *taken += size;
+            if *taken >= switch_bytes {
+                *current = (chosen + 1) % count;
+                *taken = 0;
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 /// Where a producer's keyless records start: spread by the clock, so that
