@@ -116,8 +116,11 @@ async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Ou
         let sent_at = Instant::now();
         pending.push_back((producer.send(&plan.topic, None, record).await?, sent_at));
         while let Some((answer, sent_at)) = pending.front_mut() {
-            let Some(answer) = futures::FutureExt::now_or_never(answer) else { break };
-            answer??;
+            match answer.try_recv() {
+                Ok(answer) => answer?,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
+                Err(closed) => return Err(closed.into()),
+            };
             latencies.push(sent_at.elapsed());
             done.fetch_add(1, Ordering::Relaxed);
             pending.pop_front();
