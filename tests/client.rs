@@ -135,3 +135,43 @@ async fn requests_fail_instead_of_hanging_when_the_broker_goes_away() {
     let err = client.produce("gone", Some(0), vec![value("v")]).await.expect_err("the broker is stopped");
     assert!(err.retriable(), "{err}");
 }
+
+/// One producer, two topics interleaved record by record, batches cut by
+/// bytes: each topic's records land in order, each where its answer says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_producer_keeps_two_topics_apart() {
+    let broker = TestBroker::start();
+    let client = broker.client().await;
+    for (topic, partitions) in [("left", 1), ("right", 2)] {
+        client.create_topic(topic, partitions, BTreeMap::new()).await.unwrap();
+    }
+    // About six 300-byte records per batch.
+    let config = ProducerConfig { linger_ms: 5, batch_max_bytes: 2_000, ..ProducerConfig::default() };
+    let producer = Producer::new(client.clone(), config);
+    let mut answers = Vec::new();
+    for i in 0..200u32 {
+        let (topic, partition) = if i % 2 == 0 { ("left", None) } else { ("right", Some(i / 2 % 2)) };
+        let record = value(format!("{topic}-{i:0>295}"));
+        answers.push((topic, i, producer.send(topic, partition, record).await.unwrap()));
+    }
+    producer.flush().await.unwrap();
+
+    for (topic, i, answer) in answers {
+        let landed = answer.await.expect("answered").expect("acknowledged");
+        let fetched = client
+            .fetch(&herald::client::FetchRequest {
+                topic: topic.into(),
+                partition: landed.partition.into(),
+                offset: landed.offset,
+                max_bytes: 1,
+                max_wait_ms: 0,
+                min_bytes: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(common::text(&fetched.records[0]), format!("{topic}-{i:0>295}"), "{landed:?}");
+    }
+    let right = client.describe_topic("right").await.unwrap();
+    assert_eq!(right.partitions.iter().map(|p| p.log_end_offset).collect::<Vec<_>>(), [50, 50]);
+    broker.stop().await;
+}

@@ -81,19 +81,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
-use herald_wire::protocol::codec::{FrameCodec, Inbound};
+use herald_wire::protocol::codec::{FrameCodec, Inbound, LENGTH_BYTES};
 use herald_wire::protocol::*;
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// The connection's write buffer: frames up to this size are gathered in it.
+const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// Requests waiting for their response, by correlation id. `None` once the
 /// reader task has ended (the connection is gone): a request sent after that
@@ -169,15 +173,18 @@ impl Client {
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
 
-        let mut sink = FramedWrite::new(write, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
+        // Frames come ready, length prefix included: small ones are gathered
+        // in the buffer and written together, one larger than the buffer is
+        // written from its own memory, without being copied.
+        let mut sink = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write);
         tokio::spawn(async move {
             while let Some(frame) = queue.recv().await {
-                if sink.feed(frame).await.is_err() {
+                if sink.write_all(&frame).await.is_err() {
                     return;
                 }
                 // Send what is queued together, then flush once.
                 while let Ok(frame) = queue.try_recv() {
-                    if sink.feed(frame).await.is_err() {
+                    if sink.write_all(&frame).await.is_err() {
                         return;
                     }
                 }
@@ -265,30 +272,45 @@ impl Client {
     }
 
     fn send_frame<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(u32, oneshot::Receiver<Bytes>), ClientError> {
-        if !self.handshake.offers(op) {
-            return Err(ClientError::broker(
-                ErrorCode::UNKNOWN_OPERATION.code(),
-                Some(format!(
-                    "not sent: the broker does not list operation `{op}` for protocol version {} in its handshake",
-                    self.handshake.protocol_version
-                )),
-            ));
-        }
+        self.check_offered(op)?;
         let correlation_id = next_correlation_id(&self.next_id);
-        let frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
+        let mut frame = vec![0u8; LENGTH_BYTES];
+        rmp_serde::encode::write_named(&mut frame, &RequestEnvelope { correlation_id, op, body })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        // Checked here because the broker would close the connection. Zero
-        // before the handshake: no limit known yet.
-        let max = self.handshake.max_frame_bytes;
-        if max > 0 && frame.len() as u64 > max {
-            return Err(ClientError::broker(
-                ErrorCode::FRAME_TOO_LARGE.code(),
-                Some(format!(
-                    "not sent: a {op} request of {} bytes exceeds the broker's max_frame_bytes {max}",
-                    frame.len()
-                )),
-            ));
+        let payload = frame.len() - LENGTH_BYTES;
+        if payload > self.max_frame_bytes() {
+            return Err(too_large(op, payload, self.max_frame_bytes()));
         }
+        frame[..LENGTH_BYTES].copy_from_slice(&(payload as u32).to_be_bytes());
+        Ok((correlation_id, self.enqueue(correlation_id, Bytes::from(frame))?))
+    }
+
+    /// Refuses, without sending it, an operation the broker does not list.
+    pub(crate) fn check_offered(&self, op: &str) -> Result<(), ClientError> {
+        if self.handshake.offers(op) {
+            return Ok(());
+        }
+        Err(ClientError::broker(
+            ErrorCode::UNKNOWN_OPERATION.code(),
+            Some(format!(
+                "not sent: the broker does not list operation `{op}` for protocol version {} in its handshake",
+                self.handshake.protocol_version
+            )),
+        ))
+    }
+
+    /// The largest request payload the broker takes (checked here because
+    /// the broker would close the connection); no limit before the handshake.
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        match self.handshake.max_frame_bytes {
+            0 => u32::MAX as usize,
+            max => usize::try_from(max).unwrap_or(usize::MAX).min(u32::MAX as usize),
+        }
+    }
+
+    /// Queues `frame` (length prefix included) for the writer, waiting for
+    /// the answer to `correlation_id`.
+    pub(crate) fn enqueue(&self, correlation_id: u32, frame: Bytes) -> Result<oneshot::Receiver<Bytes>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -296,8 +318,20 @@ impl Client {
             .as_mut()
             .ok_or(ClientError::Closed)?
             .insert(correlation_id, tx);
-        self.outgoing.send(Bytes::from(frame)).map_err(|_| ClientError::Closed)?;
-        Ok((correlation_id, rx))
+        self.outgoing.send(frame).map_err(|_| ClientError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Stops waiting for the answer to `correlation_id` (one never sent).
+    pub(crate) fn forget(&self, correlation_id: u32) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.as_mut().map(|p| p.remove(&correlation_id));
+        }
+    }
+
+    /// The next correlation id of this connection.
+    pub(crate) fn next_correlation_id(&self) -> u32 {
+        next_correlation_id(&self.next_id)
     }
 
     /// Sends one request and waits for its response.
@@ -338,9 +372,7 @@ impl Client {
         match tokio::time::timeout(limit, rx).await {
             Ok(frame) => frame.map_err(|_| ClientError::Closed),
             Err(_) => {
-                if let Ok(mut pending) = self.pending.lock() {
-                    pending.as_mut().map(|p| p.remove(&id));
-                }
+                self.forget(id);
                 Err(ClientError::TimedOut { peer: self.peer.to_string(), what: op.to_string(), after: limit })
             }
         }
@@ -353,11 +385,18 @@ impl Client {
     /// The connection is closed.
     pub fn send_without_response<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(), ClientError> {
         let (id, _) = self.send_frame(op, body)?;
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.as_mut().map(|p| p.remove(&id));
-        }
+        self.forget(id);
         Ok(())
     }
+}
+
+/// The error of a request not sent because its `bytes` exceed the broker's
+/// `max_frame_bytes`.
+pub(crate) fn too_large(op: &str, bytes: usize, max: usize) -> ClientError {
+    ClientError::broker(
+        ErrorCode::FRAME_TOO_LARGE.code(),
+        Some(format!("not sent: a {op} request of {bytes} bytes exceeds the broker's max_frame_bytes {max}")),
+    )
 }
 
 /// The next correlation id of a connection: 1, 2, ... up to `u32::MAX`, then
@@ -373,6 +412,12 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
 }
 
 pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
+    check_response(frame)?;
+    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
+}
+
+/// The broker's error, when the response `frame` carries one.
+pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
     let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if header.error_code != 0 {
         let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
@@ -385,7 +430,7 @@ pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Re
             other => other,
         });
     }
-    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
+    Ok(())
 }
 
 #[cfg(test)]

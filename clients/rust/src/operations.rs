@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use herald_wire::batch::{self, Record};
+use herald_wire::batch::{self, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
-use crate::{decode_response, Client, ClientError};
+use crate::{check_response, decode_response, too_large, Client, ClientError};
 
 impl Client {
     /// Creates a topic with per-topic settings (`config`, possibly empty).
@@ -154,12 +154,22 @@ impl Client {
         acks: i64,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let request = produce_request(&self.handshake, topic, partition, records, acks);
-        let answer = if acks == 0 {
-            self.send_without_response(op::PRODUCE, &request)?;
-            None
-        } else {
-            Some(self.send_frame(op::PRODUCE, &request)?)
+        let answer = match self.produce_batch_frame(topic, partition, &records, acks)? {
+            Some((id, frame)) if acks == 0 => {
+                self.enqueue(id, frame)?;
+                self.forget(id);
+                None
+            }
+            Some((id, frame)) => Some((id, self.enqueue(id, frame)?)),
+            None => {
+                let request = produce_request(topic, partition, records, acks);
+                if acks == 0 {
+                    self.send_without_response(op::PRODUCE, &request)?;
+                    None
+                } else {
+                    Some(self.send_frame(op::PRODUCE, &request)?)
+                }
+            }
         };
         let client = self.clone();
         Ok(async move {
@@ -181,7 +191,10 @@ impl Client {
     /// `OFFSET_OUT_OF_RANGE`, `UNKNOWN_TOPIC_OR_PARTITION`; `CORRUPT_MESSAGE`
     /// with [`ClientError::damaged`] for an offset in a damaged range.
     pub async fn fetch_raw(&self, request: &FetchRequest) -> Result<FetchResponse, ClientError> {
-        self.request_held(op::FETCH, request, std::time::Duration::from_millis(request.max_wait_ms)).await
+        let held = std::time::Duration::from_millis(request.max_wait_ms);
+        let (id, answer) = self.send_frame(op::FETCH, request)?;
+        let frame = self.answer(op::FETCH, id, answer, held).await?;
+        decode_fetch(&frame)
     }
 
     /// Fetches and decodes records at or after `request.offset`.
@@ -192,7 +205,7 @@ impl Client {
     /// checksum here or (with [`ClientError::damaged`]) on the broker's disk.
     pub async fn fetch(&self, request: &FetchRequest) -> Result<Fetched, ClientError> {
         let response = self.fetch_raw(request).await?;
-        let records = batch::decode_all(&response.records)
+        let records = batch::decode_all_shared(&response.records)
             .map_err(|e| ClientError::broker(ErrorCode::CORRUPT_MESSAGE.code(), Some(e.to_string())))?
             .into_iter()
             .filter(|r| r.offset >= request.offset)
@@ -237,42 +250,65 @@ pub fn record(key: Option<&[u8]>, value: &[u8]) -> WireRecord {
     }
 }
 
-/// A produce request in the form the broker takes best: see
-/// [`Client::start_produce`].
-fn produce_request(
-    broker: &HandshakeResponse,
-    topic: &str,
-    partition: Option<u32>,
-    records: Vec<WireRecord>,
-    acks: i64,
-) -> ProduceRequest {
-    let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
-    let mut request =
-        ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records, batch: None };
-    if !broker.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key || request.records.is_empty() {
-        return request;
-    }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let records: Vec<Record> = std::mem::take(&mut request.records)
-        .into_iter()
-        .map(|r| Record {
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
+impl Client {
+    /// The frame of a produce request carrying `records` as one batch, built
+    /// in one buffer (see [`encode_produce_batch`]), with its correlation id;
+    /// `None` when they go as MessagePack maps instead: the broker does not
+    /// list [`FEATURE_PRODUCE_BATCH`], it is to route them by key, or they
+    /// cannot form a batch (the broker then answers why).
+    fn produce_batch_frame(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: &[WireRecord],
+        acks: i64,
+    ) -> Result<Option<(u32, Bytes)>, ClientError> {
+        let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
+        if !self.handshake.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key {
+            return Ok(None);
+        }
+        self.check_offered(op::PRODUCE)?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let parts = records.iter().map(|r| RecordParts {
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: &r.headers,
             timestamp: r.timestamp.unwrap_or(now),
-            offset: 0,
-        })
-        .collect();
-    match batch::encode(&records) {
-        Ok(batch) => request.batch = Some(batch.freeze()),
-        // Not encodable (a header key over 65535 bytes, ...): sent as maps,
-        // for the broker to answer why.
-        Err(_) => {
-            request.records = records
-                .into_iter()
-                .map(|r| WireRecord { key: r.key, value: r.value, headers: r.headers, timestamp: Some(r.timestamp) })
-                .collect();
+        });
+        let correlation_id = self.next_correlation_id();
+        let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks };
+        match encode_produce_batch(&head, parts, self.max_frame_bytes()) {
+            Ok(frame) => Ok(Some((correlation_id, frame))),
+            Err(ProduceFrameError::TooLarge { bytes, max }) => Err(too_large(op::PRODUCE, bytes, max)),
+            Err(ProduceFrameError::Batch(_)) => Ok(None),
         }
     }
-    request
+}
+
+/// A fetch response whose records share the frame's memory rather than
+/// being copied out of it.
+fn decode_fetch(frame: &Bytes) -> Result<FetchResponse, ClientError> {
+    /// [`FetchResponse`], its records borrowed from the frame.
+    #[derive(serde::Deserialize)]
+    struct FetchResponseIn<'a> {
+        high_watermark: i64,
+        log_start_offset: i64,
+        #[serde(borrow)]
+        records: &'a [u8],
+    }
+    check_response(frame)?;
+    let response: FetchResponseIn<'_> =
+        rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))?;
+    Ok(FetchResponse {
+        high_watermark: response.high_watermark,
+        log_start_offset: response.log_start_offset,
+        records: frame.slice_ref(response.records),
+    })
+}
+
+/// A produce request carrying its records as MessagePack maps (see
+/// [`Client::start_produce`]).
+fn produce_request(topic: &str, partition: Option<u32>, records: Vec<WireRecord>, acks: i64) -> ProduceRequest {
+    ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records, batch: None }
 }

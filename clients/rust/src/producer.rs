@@ -19,6 +19,7 @@
 //! default `max_message_bytes`. A record too large alone fails alone.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,110 +157,119 @@ struct Batch {
     deadline: Instant,
 }
 
+/// What the producer keeps of one topic: found with one lookup per record.
+struct TopicState {
+    partitions: u32,
+    /// The partition keyless records go to now, and the bytes it has taken
+    /// of them (sticky) or the next one in turn (round robin).
+    keyless: (u32, usize),
+    /// The batches being filled, by partition.
+    batches: HashMap<u32, Batch, BuildHasherDefault<PartitionHasher>>,
+}
+
+/// Hashes a partition number as itself, spread by one multiplication: the
+/// keys are the producer's own, and SipHash cost more than the rest of a
+/// record's lookup.
+#[derive(Default)]
+struct PartitionHasher(u64);
+
+impl Hasher for PartitionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl TopicState {
+    /// Takes the batch of `partition` to send; with the sticky partitioner,
+    /// keyless records move on from it.
+    fn take(&mut self, partition: u32, partitioner: Partitioner) -> Option<Batch> {
+        let batch = self.batches.remove(&partition)?;
+        if partitioner == Partitioner::Sticky && self.keyless.0 == partition {
+            self.keyless = ((partition + 1) % self.partitions.max(1), 0);
+        }
+        Some(batch)
+    }
+}
+
 struct Batcher {
     client: Client,
     config: ProducerConfig,
-    batches: HashMap<(String, u32), Batch>,
-    partition_counts: HashMap<String, u32>,
-    /// The partition keyless records of each topic go to now, and the bytes
-    /// it has taken of them (sticky) or the next one in turn (round robin).
-    sticky: HashMap<String, (u32, usize)>,
+    topics: HashMap<String, TopicState>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Batcher {
     fn new(client: Client, config: ProducerConfig) -> Batcher {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Batcher {
-            client,
-            config,
-            batches: HashMap::new(),
-            partition_counts: HashMap::new(),
-            sticky: HashMap::new(),
-            in_flight,
-        }
+        Batcher { client, config, topics: HashMap::new(), in_flight }
     }
 
+    /// Takes the commands queued, as many as there are at once (one wake and
+    /// one timer for many records), until the producer is dropped.
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let chunk = self.config.batch_max_records.clamp(1, 4096);
+        let mut commands = Vec::with_capacity(chunk);
         loop {
-            let next_deadline = self.batches.values().map(|b| b.deadline).min();
-            let command = match next_deadline {
+            let next_deadline = self.topics.values().flat_map(|t| t.batches.values()).map(|b| b.deadline).min();
+            let received = match next_deadline {
                 Some(deadline) => tokio::select! {
-                    command = queue.recv() => command,
+                    received = queue.recv_many(&mut commands, chunk) => received,
                     _ = tokio::time::sleep_until(deadline) => {
                         self.send_due(Instant::now()).await;
                         continue;
                     }
                 },
-                None => queue.recv().await,
+                None => queue.recv_many(&mut commands, chunk).await,
             };
-            match command {
-                Some(Command::Send { topic, partition, record, reply }) => {
-                    self.add(topic, partition, record, reply).await
-                }
-                Some(Command::Flush(done)) => {
-                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
-                    // Every permit back means every request was answered.
-                    let all = self.config.max_in_flight.max(1) as u32;
-                    if let Ok(permits) = self.in_flight.acquire_many(all).await {
-                        drop(permits);
-                    }
-                    let _ = done.send(());
-                }
-                None => {
-                    self.send_due(Instant::now() + Duration::from_secs(3600)).await;
-                    return;
-                }
+            if received == 0 {
+                // Every sender is gone: send what is buffered and end.
+                self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                return;
+            }
+            for command in commands.drain(..) {
+                self.handle(command).await;
+            }
+            // No linger: what was queued at once goes out now, batched
+            // (a timer of zero would still wait for the runtime's next
+            // millisecond tick). Records still batch up while the in-flight
+            // window is full: they wait in the queue and come in one chunk.
+            if self.config.linger_ms == 0 {
+                self.send_due(Instant::now() + Duration::from_secs(3600)).await;
             }
         }
     }
 
-    async fn partition_count(&mut self, topic: &str) -> Result<u32, ClientError> {
-        if let Some(count) = self.partition_counts.get(topic) {
-            return Ok(*count);
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send { topic, partition, record, reply } => self.add(topic, partition, record, reply).await,
+            Command::Flush(done) => {
+                self.send_due(Instant::now() + Duration::from_secs(3600)).await;
+                // Every permit back means every request was answered.
+                let all = self.config.max_in_flight.max(1) as u32;
+                if let Ok(permits) = self.in_flight.acquire_many(all).await {
+                    drop(permits);
+                }
+                let _ = done.send(());
+            }
         }
-        let count = self.client.describe_topic(topic).await?.partitions.len() as u32;
-        self.partition_counts.insert(topic.into(), count);
-        Ok(count)
     }
 
-    /// The partition `record` goes to, `size` its counted bytes.
-    async fn partition_for(
-        &mut self,
-        topic: &str,
-        partition: Option<u32>,
-        record: &WireRecord,
-        size: usize,
-    ) -> Result<u32, ClientError> {
-        let count = self.partition_count(topic).await?;
-        if let Some(partition) = partition {
-            if partition >= count {
-                return Err(ClientError::broker(
-                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
-                    Some(format!(
-                        "not sent: topic `{topic}` has {count} partitions, there is no partition {partition}"
-                    )),
-                ));
-            }
-            return Ok(partition);
-        }
-        if let Some(key) = &record.key {
-            return Ok(partition_for_key(key, count));
-        }
-        let count = count.max(1);
-        let (current, taken) = self.sticky.entry(topic.into()).or_insert_with(|| (first_partition(count), 0));
-        let chosen = *current % count;
-        match self.config.partitioner {
-            Partitioner::RoundRobin => *current = (chosen + 1) % count,
-            Partitioner::Sticky => {
-                *taken += size;
-                if *taken >= self.config.sticky_switch_bytes {
-                    *current = (chosen + 1) % count;
-                    *taken = 0;
-                }
-            }
-        }
-        Ok(chosen)
+    /// The state of a topic not seen before: its partition count asked of
+    /// the broker (asked again for each record until it answers).
+    async fn new_topic(&mut self, topic: &str) -> Result<&mut TopicState, ClientError> {
+        let partitions = self.client.describe_topic(topic).await?.partitions.len() as u32;
+        let state = TopicState { partitions, keyless: (first_partition(partitions), 0), batches: HashMap::default() };
+        Ok(self.topics.entry(topic.into()).or_insert(state))
     }
 
     /// The most bytes of records one batch of `topic` may hold.
@@ -278,59 +288,67 @@ impl Batcher {
 
     async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
         let size = encoded_bytes(&record);
-        let partition = match self.partition_for(&topic, partition, &record, size).await {
+        let max_bytes = self.max_batch_bytes(&topic);
+        let (partitioner, switch_bytes) = (self.config.partitioner, self.config.sticky_switch_bytes);
+        let (max_records, linger) = (self.config.batch_max_records, Duration::from_millis(self.config.linger_ms));
+        let state = match self.topics.get_mut(&topic) {
+            Some(state) => state,
+            None => match self.new_topic(&topic).await {
+                Ok(state) => state,
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            },
+        };
+        let partition = match partition_for(state, &topic, partition, &record, size, partitioner, switch_bytes) {
             Ok(p) => p,
             Err(err) => {
                 let _ = reply.send(Err(err));
                 return;
             }
         };
-        let max_bytes = self.max_batch_bytes(&topic);
-        let linger = Duration::from_millis(self.config.linger_ms);
-        let key = (topic, partition);
         // Full before this record: it starts the next batch.
-        if self.batches.get(&key).is_some_and(|b| b.bytes + size > max_bytes) {
-            self.send_batch(key.clone()).await;
-        }
-        let batch = self.batches.entry(key.clone()).or_insert_with(|| Batch {
-            records: Vec::new(),
-            replies: Vec::new(),
+        let full = state.batches.get(&partition).is_some_and(|b| b.bytes + size > max_bytes);
+        let earlier = if full { state.take(partition, partitioner) } else { None };
+        let batch = state.batches.entry(partition).or_insert_with(|| Batch {
+            records: Vec::with_capacity(max_records.min(1024)),
+            replies: Vec::with_capacity(max_records.min(1024)),
             bytes: 0,
             deadline: Instant::now() + linger,
         });
         batch.records.push(record);
         batch.replies.push(reply);
         batch.bytes += size;
-        // No linger: sent at once (a timer of zero would still wait for the
-        // runtime's next millisecond tick). Records still batch up while
-        // the in-flight window is full.
-        if linger.is_zero() || batch.records.len() >= self.config.batch_max_records || batch.bytes >= max_bytes {
-            self.send_batch(key).await;
+        let now_full = batch.records.len() >= max_records || batch.bytes >= max_bytes;
+        let this = if now_full { state.take(partition, partitioner) } else { None };
+        for batch in earlier.into_iter().chain(this) {
+            self.send_batch(&topic, partition, batch).await;
         }
     }
 
     async fn send_due(&mut self, now: Instant) {
-        let due: Vec<(String, u32)> =
-            self.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(k, _)| k.clone()).collect();
-        for key in due {
-            self.send_batch(key).await;
+        let partitioner = self.config.partitioner;
+        let mut due = Vec::new();
+        for (topic, state) in &mut self.topics {
+            let partitions: Vec<u32> =
+                state.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(p, _)| *p).collect();
+            for partition in partitions {
+                if let Some(batch) = state.take(partition, partitioner) {
+                    due.push((topic.clone(), partition, batch));
+                }
+            }
+        }
+        for (topic, partition, batch) in due {
+            self.send_batch(&topic, partition, batch).await;
         }
     }
 
-    async fn send_batch(&mut self, key: (String, u32)) {
-        let Some(batch) = self.batches.remove(&key) else { return };
-        let (topic, partition) = key;
-        if self.config.partitioner == Partitioner::Sticky {
-            if let Some((current, taken)) = self.sticky.get_mut(&topic).filter(|(current, _)| *current == partition) {
-                let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
-                *current = (partition + 1) % count;
-                *taken = 0;
-            }
-        }
+    async fn send_batch(&mut self, topic: &str, partition: u32, batch: Batch) {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         // The request is queued on the connection now, so batches of one
         // partition reach the broker in the order they were sent.
-        let sent = self.client.start_produce(&topic, Some(partition), batch.records, self.config.acks);
+        let sent = self.client.start_produce(topic, Some(partition), batch.records, self.config.acks);
         let replies = batch.replies;
         let pending = async move {
             let result = match sent {
@@ -355,6 +373,45 @@ impl Batcher {
         };
         tokio::spawn(pending);
     }
+}
+
+/// The partition `record` goes to in `state`'s topic, `size` its counted bytes.
+fn partition_for(
+    state: &mut TopicState,
+    topic: &str,
+    partition: Option<u32>,
+    record: &WireRecord,
+    size: usize,
+    partitioner: Partitioner,
+    switch_bytes: usize,
+) -> Result<u32, ClientError> {
+    let count = state.partitions;
+    if let Some(partition) = partition {
+        if partition >= count {
+            return Err(ClientError::broker(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                Some(format!("not sent: topic `{topic}` has {count} partitions, there is no partition {partition}")),
+            ));
+        }
+        return Ok(partition);
+    }
+    if let Some(key) = &record.key {
+        return Ok(partition_for_key(key, count));
+    }
+    let count = count.max(1);
+    let (current, taken) = &mut state.keyless;
+    let chosen = *current % count;
+    match partitioner {
+        Partitioner::RoundRobin => *current = (chosen + 1) % count,
+        Partitioner::Sticky => {
+            *taken += size;
+            if *taken >= switch_bytes {
+                *current = (chosen + 1) % count;
+                *taken = 0;
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 /// Where a producer's keyless records start: spread by the clock, so that

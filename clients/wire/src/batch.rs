@@ -41,10 +41,13 @@
 //! outside the i64 range, as malformed. Such a batch can only come from an
 //! older writer or from damage; validation alone does not look at timestamps.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
+#[path = "batch_encode.rs"]
+mod encoding;
 #[path = "batch_produced.rs"]
 mod produced;
+pub use encoding::{encode, BatchPlan, RecordParts};
 pub use produced::{check_produced, ProducedError};
 use thiserror::Error;
 
@@ -93,110 +96,17 @@ pub enum BatchError {
     Empty,
 }
 
-/// Encodes `records` as one batch with base offset 0 and offset deltas 0..n.
-///
-/// Each record's `timestamp` is kept; its `offset` is ignored.
-///
-/// # Errors
-///
-/// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a header
-/// key longer than 65535 bytes, a record larger than `i32::MAX` bytes, or
-/// timestamps so far apart that a delta does not fit an i64.
-///
-/// ```
-/// use bytes::Bytes;
-/// use herald_wire::batch::{decode_all, encode, validate, Record};
-///
-/// let record = Record {
-///     key: Some(Bytes::from_static(b"k")),
-///     value: Some(Bytes::from_static(b"v")),
-///     headers: vec![("trace".into(), Bytes::from_static(b"1"))],
-///     timestamp: 1_700_000_000_000,
-///     offset: 0,
-/// };
-/// let batch = encode(&[record.clone(), record.clone()]).unwrap();
-/// let header = validate(&batch).unwrap();
-/// assert_eq!(header.next_offset(), 2);
-/// let decoded = decode_all(&batch).unwrap();
-/// assert_eq!((decoded[1].offset, &decoded[1].value), (1, &record.value));
-/// ```
-pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
-    if records.is_empty() {
-        return Err(BatchError::Empty);
-    }
-    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let body: usize = records.iter().map(record_bytes).sum();
-    let mut buf = BytesMut::with_capacity(HEADER_BYTES + body);
-    buf.put_i64(0);
-    buf.put_i32(0); // batch_length, patched below
-    buf.put_u32(0); // crc, patched below
-    buf.put_u8(MAGIC);
-    buf.put_u8(0);
-    buf.put_u16(0);
-    buf.put_i32(to_i32(records.len() - 1)?);
-    buf.put_i64(base_timestamp);
-    buf.put_i64(max_timestamp);
-    buf.put_i32(to_i32(records.len())?);
-    for (delta, record) in records.iter().enumerate() {
-        let len = record_bytes(record) - 4;
-        buf.put_i32(to_i32(len)?);
-        buf.put_i32(to_i32(delta)?);
-        let timestamp_delta = record
-            .timestamp
-            .checked_sub(base_timestamp)
-            .ok_or(BatchError::Malformed("timestamps too far apart for a delta"))?;
-        buf.put_i64(timestamp_delta);
-        put_optional(&mut buf, record.key.as_deref())?;
-        put_optional(&mut buf, record.value.as_deref())?;
-        buf.put_i32(to_i32(record.headers.len())?);
-        for (key, value) in &record.headers {
-            let key_len = u16::try_from(key.len()).map_err(|_| BatchError::Malformed("header key too long"))?;
-            buf.put_u16(key_len);
-            buf.put_slice(key.as_bytes());
-            buf.put_i32(to_i32(value.len())?);
-            buf.put_slice(value);
-        }
-    }
-    let batch_length = to_i32(buf.len() - LOG_OVERHEAD)?;
-    buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    reseal(&mut buf);
-    Ok(buf)
-}
-
-fn record_bytes(record: &Record) -> usize {
-    let headers: usize = record.headers.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
-    4 + 4
-        + 8
-        + 4
-        + record.key.as_ref().map_or(0, |k| k.len())
-        + 4
-        + record.value.as_ref().map_or(0, |v| v.len())
-        + 4
-        + headers
-}
-
-fn to_i32(n: usize) -> Result<i32, BatchError> {
-    i32::try_from(n).map_err(|_| BatchError::Malformed("length exceeds i32"))
-}
-
-fn put_optional(buf: &mut BytesMut, bytes: Option<&[u8]>) -> Result<(), BatchError> {
-    match bytes {
-        None => buf.put_i32(-1),
-        Some(b) => {
-            buf.put_i32(to_i32(b.len())?);
-            buf.put_slice(b);
-        }
-    }
-    Ok(())
-}
-
 /// Recomputes the checksum of a batch whose covered bytes changed. A buffer
 /// shorter than a header is left alone.
 pub fn reseal(batch: &mut [u8]) {
     if batch.len() < HEADER_BYTES {
         return;
     }
+    reseal_at(batch);
+}
+
+/// [`reseal`] of a buffer known to hold at least a header.
+fn reseal_at(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
@@ -325,7 +235,21 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// # Errors
 ///
 /// Any [`BatchError`] of a complete batch.
-pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
+pub fn decode_all(buf: &[u8]) -> Result<Vec<Record>, BatchError> {
+    decode_batches(buf, None)
+}
+
+/// As [`decode_all`], each record's key, value and header values sharing
+/// `buf`'s memory ([`Bytes::slice_ref`]) instead of being copied.
+///
+/// # Errors
+///
+/// As [`decode_all`].
+pub fn decode_all_shared(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
+    decode_batches(buf, Some(buf))
+}
+
+fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>, BatchError> {
     let mut out = Vec::new();
     while buf.len() >= HEADER_BYTES {
         let header = BatchHeader::parse(buf)?;
@@ -337,7 +261,10 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Record>, BatchError> {
         if computed != header.crc {
             return Err(BatchError::Checksum { stored: header.crc, computed });
         }
-        out.extend(decode_records(&header, &buf[HEADER_BYTES..total])?);
+        out.reserve(header.record_count.clamp(0, 4096) as usize);
+        let mut sink = Decode { header: &header, shared, records: out };
+        walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
+        out = sink.records;
         buf = &buf[total..];
     }
     Ok(out)
@@ -411,10 +338,21 @@ impl<'a> RecordSink<'a> for Check {
     fn header(&mut self, _: &'a str, _: &'a [u8]) {}
 }
 
-/// Decoding copies each record out of the batch.
+/// Decoding copies each record out of the batch, or shares the memory of
+/// the batches it is in.
 struct Decode<'h> {
     header: &'h BatchHeader,
+    shared: Option<&'h Bytes>,
     records: Vec<Record>,
+}
+
+impl Decode<'_> {
+    fn bytes(&self, slice: &[u8]) -> Bytes {
+        match self.shared {
+            Some(shared) => shared.slice_ref(slice),
+            None => Bytes::copy_from_slice(slice),
+        }
+    }
 }
 
 impl<'a> RecordSink<'a> for Decode<'_> {
@@ -439,8 +377,8 @@ impl<'a> RecordSink<'a> for Decode<'_> {
             .checked_add(i64::from(offset_delta))
             .ok_or(BatchError::Malformed("a record's offset is outside the i64 range"))?;
         self.records.push(Record {
-            key: key.map(Bytes::copy_from_slice),
-            value: value.map(Bytes::copy_from_slice),
+            key: key.map(|k| self.bytes(k)),
+            value: value.map(|v| self.bytes(v)),
             headers: Vec::new(),
             timestamp,
             offset,
@@ -449,16 +387,11 @@ impl<'a> RecordSink<'a> for Decode<'_> {
     }
 
     fn header(&mut self, key: &'a str, value: &'a [u8]) {
+        let value = self.bytes(value);
         if let Some(record) = self.records.last_mut() {
-            record.headers.push((key.to_owned(), Bytes::copy_from_slice(value)));
+            record.headers.push((key.to_owned(), value));
         }
     }
-}
-
-fn decode_records(header: &BatchHeader, body: &[u8]) -> Result<Vec<Record>, BatchError> {
-    let mut sink = Decode { header, records: Vec::with_capacity(header.record_count.clamp(0, 4096) as usize) };
-    walk_records(body, &mut sink)?;
-    Ok(sink.records)
 }
 
 fn take_i32(b: &mut &[u8]) -> Result<i32, BatchError> {
@@ -566,6 +499,18 @@ mod tests {
         garbage[HEADER_BYTES..].fill(0xff);
         reseal(&mut garbage);
         assert!(validate(&garbage).is_err());
+    }
+
+    #[test]
+    fn shared_decoding_gives_the_same_records_without_copying_them() {
+        let mut both = encode(&sample()).unwrap();
+        both.extend_from_slice(&encode(&sample()).unwrap());
+        let both = both.freeze();
+        let shared = decode_all_shared(&both).unwrap();
+        assert_eq!(shared, decode_all(&both).unwrap());
+        let inside = |b: &Bytes| both.as_ptr_range().contains(&b.as_ptr());
+        assert!(shared.iter().flat_map(|r| r.value.iter().chain(r.key.iter())).all(|b| b.is_empty() || inside(b)));
+        assert!(shared.iter().flat_map(|r| r.headers.iter()).all(|(_, v)| inside(v)));
     }
 
     #[test]

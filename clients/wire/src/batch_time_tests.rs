@@ -1,6 +1,7 @@
 //! Time arithmetic of batches at the edges of the timestamp range and beyond.
 
 use super::*;
+use bytes::BytesMut;
 
 /// The largest timestamp a produce accepts: 9999-12-31T23:59:59.999Z.
 const MAX_ACCEPTED: i64 = 253_402_300_799_999;

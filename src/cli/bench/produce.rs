@@ -119,22 +119,29 @@ async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Ou
     let producer = Producer::new(client, plan.producer_config());
     let value = pattern(plan.record_size);
     let mut latencies = Vec::with_capacity(records as usize);
-    let mut pending = FuturesUnordered::new();
+    // Answers come in the order the records were sent (per partition, and
+    // batches of several partitions are answered close together): they are
+    // looked at in that order, without a task per record.
+    let mut pending = std::collections::VecDeque::new();
     for _ in 0..records {
         let record = WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None };
         let sent_at = Instant::now();
-        let answer = producer.send(&plan.topic, None, record).await?;
-        pending.push(async move { (answer.await, sent_at.elapsed()) });
-        while let Some(Some((answer, latency))) = futures::FutureExt::now_or_never(pending.next()) {
-            answer??;
-            latencies.push(latency);
+        pending.push_back((producer.send(&plan.topic, None, record).await?, sent_at));
+        while let Some((answer, sent_at)) = pending.front_mut() {
+            match answer.try_recv() {
+                Ok(answer) => answer?,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
+                Err(closed) => return Err(closed.into()),
+            };
+            latencies.push(sent_at.elapsed());
             done.fetch_add(1, Ordering::Relaxed);
+            pending.pop_front();
         }
     }
     producer.flush().await?;
-    while let Some((answer, latency)) = pending.next().await {
-        answer??;
-        latencies.push(latency);
+    for (answer, sent_at) in pending {
+        answer.await??;
+        latencies.push(sent_at.elapsed());
         done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(latencies)

@@ -8,8 +8,9 @@
 //! (a property test compares them): the same field order, and the smallest
 //! MessagePack encoding of each integer, as rmp_serde writes them.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
+use super::mp_out::{put_bin_len, put_int, put_map_len, put_nil, put_str, put_uint};
 use super::FetchResponse;
 
 /// The fields of a successful fetch response, in the order serde writes them:
@@ -22,13 +23,13 @@ const FIELDS: u8 = 6;
 /// over `max_frame_bytes`, a `u32`); their length is written as `u32::MAX`.
 pub fn encode_fetch_head(correlation_id: u32, response: &FetchResponse) -> Bytes {
     let mut out = BytesMut::with_capacity(128);
-    out.put_u8(0x80 | FIELDS);
+    put_map_len(&mut out, FIELDS);
     put_str(&mut out, "correlation_id");
     put_uint(&mut out, u64::from(correlation_id));
     put_str(&mut out, "error_code");
     put_uint(&mut out, 0);
     put_str(&mut out, "error_message");
-    out.put_u8(0xc0);
+    put_nil(&mut out);
     put_str(&mut out, "high_watermark");
     put_int(&mut out, response.high_watermark);
     put_str(&mut out, "log_start_offset");
@@ -36,77 +37,6 @@ pub fn encode_fetch_head(correlation_id: u32, response: &FetchResponse) -> Bytes
     put_str(&mut out, "records");
     put_bin_len(&mut out, response.records.len());
     out.freeze()
-}
-
-/// A field name: every one here is a fixstr (under 32 bytes).
-fn put_str(out: &mut BytesMut, s: &str) {
-    debug_assert!(s.len() < 32);
-    out.put_u8(0xa0 | s.len() as u8);
-    out.put_slice(s.as_bytes());
-}
-
-fn put_uint(out: &mut BytesMut, n: u64) {
-    match n {
-        0..=0x7f => out.put_u8(n as u8),
-        0x80..=0xff => {
-            out.put_u8(0xcc);
-            out.put_u8(n as u8);
-        }
-        0x100..=0xffff => {
-            out.put_u8(0xcd);
-            out.put_u16(n as u16);
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.put_u8(0xce);
-            out.put_u32(n as u32);
-        }
-        _ => {
-            out.put_u8(0xcf);
-            out.put_u64(n);
-        }
-    }
-}
-
-/// A signed integer: non-negative ones as unsigned, negative ones in the
-/// smallest signed form.
-fn put_int(out: &mut BytesMut, n: i64) {
-    match n {
-        0.. => put_uint(out, n as u64),
-        -32..=-1 => out.put_i8(n as i8),
-        -128..=-33 => {
-            out.put_u8(0xd0);
-            out.put_i8(n as i8);
-        }
-        -32_768..=-129 => {
-            out.put_u8(0xd1);
-            out.put_i16(n as i16);
-        }
-        -2_147_483_648..=-32_769 => {
-            out.put_u8(0xd2);
-            out.put_i32(n as i32);
-        }
-        _ => {
-            out.put_u8(0xd3);
-            out.put_i64(n);
-        }
-    }
-}
-
-fn put_bin_len(out: &mut BytesMut, len: usize) {
-    match len {
-        0..=0xff => {
-            out.put_u8(0xc4);
-            out.put_u8(len as u8);
-        }
-        0x100..=0xffff => {
-            out.put_u8(0xc5);
-            out.put_u16(len as u16);
-        }
-        _ => {
-            out.put_u8(0xc6);
-            out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //!   `produce_in`: decoding a produce request's records without copying them.
 //! - `fetch_out` ([`encode_fetch_head`]): a fetch response's head, so its
 //!   records can follow it to the socket without being copied.
+//! - `produce_out` ([`encode_produce_batch`]): a produce request built in one
+//!   buffer around its batch; `mp_out`: the MessagePack writers of both.
 //! - Below: encoding responses.
 
 pub mod codec;
@@ -20,7 +22,9 @@ mod config_value;
 mod fetch_out;
 pub mod handshake;
 pub mod messages;
+mod mp_out;
 mod produce_in;
+mod produce_out;
 pub mod request;
 mod scan;
 mod strict;
@@ -33,6 +37,7 @@ use serde::Serialize;
 pub use fetch_out::encode_fetch_head;
 pub use handshake::*;
 pub use messages::*;
+pub use produce_out::{encode_produce_batch, ProduceFrameError, ProduceHead};
 pub use request::*;
 
 /// Encodes a successful response.

@@ -1,0 +1,163 @@
+//! Encoding a record batch, in two passes over the records: [`BatchPlan::of`]
+//! measures them and checks every limit, [`BatchPlan::encode_into`] then
+//! writes the batch at the end of a caller's buffer (the record data copied
+//! once, the checksum computed over the bytes in place). A produce request is
+//! built this way around its batch, in one buffer (see
+//! [`crate::protocol::encode_produce_batch`]).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{reseal_at, BatchError, Record, HEADER_BYTES, LOG_OVERHEAD, MAGIC};
+
+/// One record to encode, borrowed from whatever holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Bytes)],
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+impl<'a> From<&'a Record> for RecordParts<'a> {
+    fn from(record: &'a Record) -> Self {
+        RecordParts {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+            timestamp: record.timestamp,
+        }
+    }
+}
+
+impl RecordParts<'_> {
+    /// Bytes the record takes in a batch, its length field included.
+    fn encoded_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
+        4 + 4 + 8 + 4 + self.key.map_or(0, <[u8]>::len) + 4 + self.value.map_or(0, <[u8]>::len) + 4 + headers
+    }
+}
+
+/// What a batch of given records will be: its size and timestamps, every
+/// limit of the format checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlan {
+    bytes: usize,
+    count: usize,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchPlan {
+    /// Measures `records`.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::Empty`] for no records, [`BatchError::Malformed`] for a
+    /// header key longer than 65535 bytes, a batch larger than `i32::MAX`
+    /// bytes, or timestamps so far apart that a delta does not fit an i64.
+    pub fn of<'a>(records: impl Iterator<Item = RecordParts<'a>>) -> Result<BatchPlan, BatchError> {
+        let (mut bytes, mut count) = (HEADER_BYTES, 0usize);
+        let (mut base_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
+        for record in records {
+            if record.headers.iter().any(|(key, _)| key.len() > usize::from(u16::MAX)) {
+                return Err(BatchError::Malformed("header key too long"));
+            }
+            bytes = bytes.saturating_add(record.encoded_bytes());
+            count += 1;
+            base_timestamp = base_timestamp.min(record.timestamp);
+            max_timestamp = max_timestamp.max(record.timestamp);
+        }
+        if count == 0 {
+            return Err(BatchError::Empty);
+        }
+        // The batch length bounds every record's length and the count.
+        if i32::try_from(bytes - LOG_OVERHEAD).is_err() {
+            return Err(BatchError::Malformed("length exceeds i32"));
+        }
+        if max_timestamp.checked_sub(base_timestamp).is_none() {
+            return Err(BatchError::Malformed("timestamps too far apart for a delta"));
+        }
+        Ok(BatchPlan { bytes, count, base_timestamp, max_timestamp })
+    }
+
+    /// Bytes of the whole batch, header included.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends the batch of `records` (the same ones this plan measured) to
+    /// `buf`, with base offset 0 and offset deltas 0..n.
+    pub fn encode_into<'a>(&self, buf: &mut BytesMut, records: impl Iterator<Item = RecordParts<'a>>) {
+        buf.reserve(self.bytes);
+        let start = buf.len();
+        buf.put_i64(0);
+        buf.put_i32((self.bytes - LOG_OVERHEAD) as i32);
+        buf.put_u32(0); // crc, sealed below
+        buf.put_u8(MAGIC);
+        buf.put_u8(0);
+        buf.put_u16(0);
+        buf.put_i32(self.count as i32 - 1);
+        buf.put_i64(self.base_timestamp);
+        buf.put_i64(self.max_timestamp);
+        buf.put_i32(self.count as i32);
+        for (delta, record) in records.enumerate() {
+            buf.put_i32((record.encoded_bytes() - 4) as i32);
+            buf.put_i32(delta as i32);
+            buf.put_i64(record.timestamp - self.base_timestamp);
+            put_optional(buf, record.key);
+            put_optional(buf, record.value);
+            buf.put_i32(record.headers.len() as i32);
+            for (key, value) in record.headers {
+                buf.put_u16(key.len() as u16);
+                buf.put_slice(key.as_bytes());
+                buf.put_i32(value.len() as i32);
+                buf.put_slice(value);
+            }
+        }
+        debug_assert_eq!(buf.len() - start, self.bytes, "the records differ from the ones measured");
+        reseal_at(&mut buf[start..]);
+    }
+}
+
+fn put_optional(buf: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => buf.put_i32(-1),
+        Some(b) => {
+            buf.put_i32(b.len() as i32);
+            buf.put_slice(b);
+        }
+    }
+}
+
+/// Encodes `records` as one batch with base offset 0 and offset deltas 0..n.
+///
+/// Each record's `timestamp` is kept; its `offset` is ignored.
+///
+/// # Errors
+///
+/// As [`BatchPlan::of`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use herald_wire::batch::{decode_all, encode, validate, Record};
+///
+/// let record = Record {
+///     key: Some(Bytes::from_static(b"k")),
+///     value: Some(Bytes::from_static(b"v")),
+///     headers: vec![("trace".into(), Bytes::from_static(b"1"))],
+///     timestamp: 1_700_000_000_000,
+///     offset: 0,
+/// };
+/// let batch = encode(&[record.clone(), record.clone()]).unwrap();
+/// let header = validate(&batch).unwrap();
+/// assert_eq!(header.next_offset(), 2);
+/// let decoded = decode_all(&batch).unwrap();
+/// assert_eq!((decoded[1].offset, &decoded[1].value), (1, &record.value));
+/// ```
+pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
+    let plan = BatchPlan::of(records.iter().map(RecordParts::from))?;
+    let mut buf = BytesMut::with_capacity(plan.bytes());
+    plan.encode_into(&mut buf, records.iter().map(RecordParts::from));
+    Ok(buf)
+}
