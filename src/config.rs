@@ -49,6 +49,15 @@ pub struct Settings {
     pub groups: GroupSettings,
     pub http: HttpSettings,
     pub logging: LoggingSettings,
+    pub extensions: ExtensionSettings,
+}
+
+/// The `[extensions]` section: which extensions compiled into this binary
+/// run (see `crate::server::Builder::extension`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSettings {
+    pub enabled: Vec<String>,
 }
 
 /// The `[http]` section: metrics, health and the admin API.

@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 mod consumer;
+mod custom;
 mod error;
 mod group;
 mod operations;
@@ -265,6 +266,19 @@ impl Client {
     }
 
     fn send_frame<Req: Serialize>(&self, op: &str, body: &Req) -> Result<(u32, oneshot::Receiver<Bytes>), ClientError> {
+        self.send_built(op, |correlation_id| {
+            rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
+                .map_err(|e| ClientError::Protocol(e.to_string()))
+        })
+    }
+
+    /// Sends the frame `build` makes for a correlation id, once the broker is
+    /// known to serve `op` and the frame fits its `max_frame_bytes`.
+    pub(crate) fn send_built(
+        &self,
+        op: &str,
+        build: impl FnOnce(u32) -> Result<Vec<u8>, ClientError>,
+    ) -> Result<(u32, oneshot::Receiver<Bytes>), ClientError> {
         if !self.handshake.offers(op) {
             return Err(ClientError::broker(
                 ErrorCode::UNKNOWN_OPERATION.code(),
@@ -275,8 +289,7 @@ impl Client {
             ));
         }
         let correlation_id = next_correlation_id(&self.next_id);
-        let frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body })
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let frame = build(correlation_id)?;
         // Checked here because the broker would close the connection. Zero
         // before the handshake: no limit known yet.
         let max = self.handshake.max_frame_bytes;
