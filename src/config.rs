@@ -517,6 +517,11 @@ fn flatten_values(map: &Map<String, Value>) -> BTreeMap<String, String> {
             ValueKind::Table(inner) => {
                 out.extend(flatten_values(inner).into_iter().map(|(k, v)| (format!("{key}.{k}"), v)));
             }
+            // As TOML writes it: `["kv", "router"]`, `[]`.
+            ValueKind::Array(items) => {
+                let items: Vec<String> = items.iter().map(|item| format!("{:?}", item.to_string())).collect();
+                out.insert(key.clone(), format!("[{}]", items.join(", ")));
+            }
             _ => {
                 out.insert(key.clone(), value.to_string());
             }

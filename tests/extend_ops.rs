@@ -175,8 +175,13 @@ struct KvValue {
 #[tokio::test]
 async fn the_kv_example_serves_put_and_get_when_enabled_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path());
-    settings.extensions.enabled = vec!["kv".into()];
+    // Enabled from a config file, as an operator would.
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[extensions]\nenabled = [\"kv\"]\n").unwrap();
+    let mut settings = herald::config::Settings::load(Some(&file), &[]).unwrap();
+    assert_eq!(settings.extensions.enabled, ["kv"]);
+    let defaults = test_settings(&dir.path().join("data"));
+    (settings.storage, settings.http) = (defaults.storage, defaults.http);
     let broker = TestBroker::start_built(settings, |builder| builder.extension("kv", kv::install));
     let client = broker.client().await;
 

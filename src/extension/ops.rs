@@ -79,10 +79,12 @@ impl Ops {
         &self,
         request: CustomRequest,
     ) -> Option<impl std::future::Future<Output = Result<Bytes, CustomError>> + 'static> {
-        let handler = self.handlers.get(&request.op)?.clone();
         let op = request.op.clone();
+        // Sent now, not when the future is first polled: requests reach the
+        // handler's mailbox in the order the connection read them.
+        let sent = self.handlers.get(&request.op)?.send(request);
         Some(async move {
-            match handler.send(request).await {
+            match sent.await {
                 Ok(answer) => answer,
                 Err(err) => Err(unavailable(&op, &err.to_string())),
             }

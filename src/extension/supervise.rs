@@ -146,8 +146,10 @@ where
             return Box::pin(async move { Err(error) });
         };
         let name = self.name.clone();
+        // Forwarded now, so the actor gets requests in the keeper's order.
+        let sent = actor.send(request);
         Box::pin(async move {
-            match actor.send(request).await {
+            match sent.await {
                 Ok(answer) => answer,
                 Err(_) => Err(unavailable(&op, &format!("custom actor `{name}` ended while handling it"))),
             }

@@ -178,12 +178,12 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Each custom actor's name and its keeper's shutdown handle.
+type Keepers = Vec<(String, Recipient<StopKeeper>)>;
+
 /// Starts the custom actors under their keepers, and resolves each custom
 /// operation to its handler.
-fn start_extensions(
-    extras: Extras,
-    broker: &Addr<Broker>,
-) -> io::Result<(Arc<Ops>, Vec<(String, Recipient<StopKeeper>)>)> {
+fn start_extensions(extras: Extras, broker: &Addr<Broker>) -> io::Result<(Arc<Ops>, Keepers)> {
     let mut served = BTreeMap::new();
     let mut keepers = Vec::new();
     for (name, start) in extras.actors {
@@ -206,7 +206,7 @@ fn start_extensions(
 }
 
 /// Sends each custom actor `Stop` and waits for it, at most `timeout` each.
-async fn stop_extensions(keepers: Vec<(String, Recipient<StopKeeper>)>, timeout: Duration) {
+async fn stop_extensions(keepers: Keepers, timeout: Duration) {
     for (name, keeper) in keepers {
         if keeper.send(StopKeeper { timeout }).await.is_err() {
             tracing::warn!(actor = %name, "custom actor's keeper gone at shutdown");
