@@ -59,6 +59,19 @@ impl Handler<Stop> for Probe {
     }
 }
 
+/// Stops the probe.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Quit;
+
+impl Handler<Quit> for Probe {
+    type Result = ();
+
+    fn handle(&mut self, _: Quit, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 fn with_probe(marks: Marks) -> impl FnOnce(Builder) -> Builder + Send + 'static {
     move |builder| {
         let factory = move |_| {
@@ -88,13 +101,19 @@ fn broker_code(err: ClientError) -> i16 {
 async fn custom_operations_round_trip_and_errors_pass_through() {
     let dir = tempfile::tempdir().unwrap();
     let marks = Marks::default();
-    let broker = TestBroker::start_built(test_settings(dir.path()), with_probe(marks.clone()));
+    let configure = with_probe(marks.clone());
+    let broker = TestBroker::start_built(test_settings(dir.path()), move |builder| {
+        let gone = Probe { stopped: Arc::default() }.start();
+        let recipient = gone.clone().recipient::<CustomRequest>();
+        gone.do_send(Quit);
+        configure(builder).op("x.test.gone", recipient)
+    });
     let client = broker.client().await;
 
     // Feature discovery lists them, with their versions.
     let listed: Vec<_> = client.features().operations.iter().filter(|o| o.op.starts_with("x.")).collect();
     let names: Vec<&str> = listed.iter().map(|o| o.op.as_str()).collect();
-    assert_eq!(names, ["x.test.echo", "x.test.fail", "x.test.panic"]);
+    assert_eq!(names, ["x.test.echo", "x.test.fail", "x.test.gone", "x.test.panic"]);
     assert!(listed.iter().all(|o| o.min_version == 1 && o.max_version == 1));
 
     let thing = Thing { name: "a".into(), n: -7, data: vec![0, 255] };
@@ -105,6 +124,9 @@ async fn custom_operations_round_trip_and_errors_pass_through() {
     assert_eq!(client.call_raw("x.test.echo", &raw).await.unwrap(), Bytes::from(raw));
 
     assert_eq!(broker_code(client.call::<_, ()>("x.test.fail", &()).await.unwrap_err()), 2042);
+    // A plain recipient whose actor has stopped: a retriable error, no hang.
+    let gone = client.call::<_, ()>("x.test.gone", &()).await.unwrap_err();
+    assert_eq!(broker_code(gone), ErrorCode::EXTENSION_UNAVAILABLE.code());
 
     // An `x.` operation nobody serves: the broker's answer is that of any
     // unknown operation (the client would refuse it locally, so raw frames).
@@ -223,6 +245,11 @@ fn unknown_extension_names_and_bad_op_names_are_refused_at_start() {
         Server::builder(settings).listener(listener).http_listener(None).extension("kv", kv::install)
     });
     assert!(err.contains("`nope`") && err.contains("it has: kv"), "{err}");
+    // The stock builder, as `herald serve` runs it, has none.
+    let mut settings = test_settings(dir.path());
+    settings.extensions.enabled = vec!["kv".into()];
+    let err = run_to_error(move || Server::builder(settings).http_listener(None));
+    assert!(err.contains("`kv`") && err.contains("it has: none"), "{err}");
 
     let settings = test_settings(dir.path());
     let err = run_to_error(move || {

@@ -17,7 +17,10 @@ mod context;
 mod ops;
 mod supervise;
 
-pub use context::ExtensionContext;
+pub use context::{ExtensionContext, Produced};
+/// The types [`ExtensionContext`]'s methods take and answer.
+pub use herald_actors::{broker::ListedTopic, error::BrokerError, topic::TopicDescription};
+pub use herald_wire::batch::Record;
 pub use ops::Ops;
 pub use ops::{validate_op_name, OpHandler};
 pub(crate) use supervise::{start_keeper, StopKeeper};
