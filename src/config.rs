@@ -49,6 +49,15 @@ pub struct Settings {
     pub groups: GroupSettings,
     pub http: HttpSettings,
     pub logging: LoggingSettings,
+    pub extensions: ExtensionSettings,
+}
+
+/// The `[extensions]` section: which extensions compiled into this binary
+/// run (see `crate::server::Builder::extension`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSettings {
+    pub enabled: Vec<String>,
 }
 
 /// The `[http]` section: metrics, health and the admin API.
@@ -509,6 +518,11 @@ fn flatten_values(map: &Map<String, Value>) -> BTreeMap<String, String> {
         match &value.kind {
             ValueKind::Table(inner) => {
                 out.extend(flatten_values(inner).into_iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            // As TOML writes it: `["kv", "router"]`, `[]`.
+            ValueKind::Array(items) => {
+                let items: Vec<String> = items.iter().map(|item| format!("{:?}", item.to_string())).collect();
+                out.insert(key.clone(), format!("[{}]", items.join(", ")));
             }
             _ => {
                 out.insert(key.clone(), value.to_string());

@@ -8,7 +8,9 @@
 //! - [`config`]: settings from defaults, a file, the environment and flags.
 //! - [`frontend`]: the TCP listener and one connection actor per client.
 //! - [`http`]: the HTTP listener: metrics, health, the JSON admin API.
-//! - [`server`]: starting and cleanly stopping a broker.
+//! - [`server`]: starting and cleanly stopping a broker; [`server::Server::builder`]
+//!   embeds it in a program of one's own.
+//! - [`extension`]: custom operations and custom actors added to the broker.
 //! - [`dir_lock`]: one broker per data directory.
 //! - [`fd_limit`]: raising the open-file limit at start.
 //! - [`protocol`]: `herald_wire::protocol` (framing, request and response types).
@@ -16,6 +18,7 @@
 
 pub mod config;
 pub mod dir_lock;
+pub mod extension;
 pub mod fd_limit;
 pub mod frontend;
 pub mod http;

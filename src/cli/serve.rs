@@ -102,7 +102,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         write_port(path, http.local_addr()?.port())?;
     }
     let system = actix::System::new();
-    system.block_on(herald::server::run_with(listener, http, sources, settings, shutdown_signal()))?;
+    let server = herald::server::Server::builder(settings).listener(listener).http_listener(http).sources(sources);
+    system.block_on(server.run())?;
     Ok(())
 }
 
@@ -111,19 +112,6 @@ fn write_port(path: &std::path::Path, port: u16) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, format!("{port}\n"))?;
     std::fs::rename(&tmp, path)
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop the broker with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }
 
 /// Log lines on standard error, at `logging.level` unless `RUST_LOG` says

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use herald::client::{Client, Fetched};
 use herald::config::Settings;
 use herald::protocol::{FetchRequest, WireRecord};
+use herald::server::{Builder, Server};
 use herald_actors::batch::Record;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -93,7 +94,24 @@ impl TestBroker {
         TestBroker::start_listening(listener, settings)
     }
 
+    /// Starts a broker with explicit settings and what `configure` adds to
+    /// its builder (custom operations and actors); the builder is made on
+    /// the broker's thread, where its actors run.
+    pub fn start_built(settings: Settings, configure: impl FnOnce(Builder) -> Builder + Send + 'static) -> TestBroker {
+        init_logging();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        TestBroker::start_configured(listener, settings, configure)
+    }
+
     fn start_listening(listener: TcpListener, settings: Settings) -> TestBroker {
+        TestBroker::start_configured(listener, settings, |builder| builder)
+    }
+
+    fn start_configured(
+        listener: TcpListener,
+        settings: Settings,
+        configure: impl FnOnce(Builder) -> Builder + Send + 'static,
+    ) -> TestBroker {
         let addr = listener.local_addr().expect("local address");
         let http = herald::http::bind(&settings.http).expect("bind the HTTP listener");
         let http_addr = http.as_ref().map(|l| l.local_addr().expect("HTTP local address"));
@@ -108,8 +126,8 @@ impl TestBroker {
                     let shutdown = async move {
                         let _ = shutdown_rx.await;
                     };
-                    let sources = Default::default();
-                    let served = herald::server::run_with(listener, http, sources, settings, shutdown).await;
+                    let builder = Server::builder(settings).listener(listener).http_listener(http).shutdown(shutdown);
+                    let served = configure(builder).run().await;
                     // `run` has flushed every partition; stopping the system
                     // stops every arbiter it registered (the partitions' too).
                     actix::System::current().stop();

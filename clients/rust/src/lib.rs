@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 mod consumer;
+mod custom;
 mod error;
 mod group;
 mod operations;

@@ -93,6 +93,7 @@ error_codes! {
     FRAME_TOO_LARGE = 1002, false, "The frame is larger than the broker's max_frame_bytes; the connection is closed.";
     BROKER_SHUTTING_DOWN = 1003, true, "The broker is shutting down and refuses new work.";
     PARTITION_NOT_OWNED = 1004, false, "The member does not hold this partition: it was never assigned to it, or the member reported it released.";
+    EXTENSION_UNAVAILABLE = 1005, true, "The extension serving this custom operation failed while handling it or is restarting; try again.";
 }
 
 impl fmt::Display for ErrorCode {

@@ -23,6 +23,7 @@
 
 mod budget;
 mod bulk;
+mod custom;
 mod fetch;
 mod groups;
 mod in_flight;
@@ -54,6 +55,7 @@ use herald_actors::topic_config::ConfigValue as Setting;
 use herald_actors::topic_route::Route;
 use tokio::sync::oneshot;
 
+use crate::extension::Ops;
 use crate::http::metrics;
 use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
@@ -104,6 +106,8 @@ pub struct Connection {
     held_room: Arc<ConnectionBytes>,
     /// Set at shutdown: new requests are refused.
     draining: bool,
+    /// The custom operations the broker serves.
+    extensions: Arc<Ops>,
     /// Dropped with the actor, which tells the reader task to stop.
     _stop_reader: oneshot::Sender<()>,
 }
@@ -116,6 +120,7 @@ impl Connection {
         limits: Limits,
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
+        extensions: Arc<Ops>,
     ) -> Self {
         Connection {
             peer,
@@ -130,6 +135,7 @@ impl Connection {
             in_flight: in_flight::InFlight::default(),
             held_room: ConnectionBytes::new(limits.max_connection_bytes / 2),
             draining: false,
+            extensions,
             _stop_reader: stop_reader,
         }
     }
@@ -222,12 +228,13 @@ impl Connection {
         tracing::debug!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
         let limits = &self.limits;
-        let response = HandshakeResponse::new(
+        let mut response = HandshakeResponse::new(
             version,
             limits.max_frame_bytes as u64,
             limits.max_in_flight as u32,
             &limits.features,
         );
+        response.operations.extend(self.extensions.operations());
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 
@@ -347,6 +354,7 @@ impl Connection {
             | Request::ResetOffsets(_)
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => self.fetch(correlation_id, r, permit, ctx),
+            Request::Custom(call) => self.custom(correlation_id, call, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -40,6 +40,21 @@ class Client(Connection):
     must not be shared between threads; open one per thread.
     """
 
+    # -- custom operations -------------------------------------------------
+
+    def call(self, op: str, body: Any = None) -> Any:
+        """Calls an extension's custom operation ``op`` (``x.<extension>.<name>``)
+        with ``body`` (any value msgpack encodes; ``bytes`` go as bin) and
+        returns the response's ``body``.
+
+        Raises:
+            HeraldError: UNKNOWN_OPERATION when the broker does not serve
+                ``op``, EXTENSION_UNAVAILABLE (retriable) when its handler
+                failed or is restarting, or the extension's own code
+                (2000-2999).
+        """
+        return self._call(op, {"body": body}).get("body")
+
     # -- administration ----------------------------------------------------
 
     def create_topic(self, topic: str, partitions: int,

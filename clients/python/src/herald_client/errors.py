@@ -80,6 +80,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "The broker is shutting down and refuses new work."),
     1004: ("PARTITION_NOT_OWNED", False,
         "The member does not hold this partition: it was never assigned to it, or the member reported it released."),
+    1005: ("EXTENSION_UNAVAILABLE", True,
+        "The extension serving this custom operation failed while handling it or is restarting; try again."),
 }
 """Every error code of protocol.md: ``code -> (name, retriable, meaning)``."""
 
@@ -96,6 +98,7 @@ PARTITION_NOT_OWNED = 1004
 HANDSHAKE_REQUIRED = 1000
 UNKNOWN_OPERATION = 1001
 FRAME_TOO_LARGE = 1002
+EXTENSION_UNAVAILABLE = 1005
 
 
 class HeraldError(Exception):

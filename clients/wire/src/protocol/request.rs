@@ -38,6 +38,9 @@ macro_rules! operations {
         #[derive(Debug, Clone)]
         pub enum Request {
             $( $(#[$doc])* $variant $(($body))?, )*
+            /// An extension's operation (`x.<extension>.<name>`): not in the
+            /// list; the broker's extension registry says whether it is served.
+            Custom(CustomCall),
         }
 
         /// Operation names, as in a request's `op` field.
@@ -52,9 +55,10 @@ macro_rules! operations {
 
         impl Request {
             /// The operation's name, as on the wire.
-            pub fn op(&self) -> &'static str {
+            pub fn op(&self) -> &str {
                 match self {
                     $( Request::$variant { .. } => op::$constant, )*
+                    Request::Custom(call) => &call.op,
                 }
             }
 
@@ -62,6 +66,9 @@ macro_rules! operations {
             fn decode_op(name: &str, frame: &Bytes, correlation_id: u32) -> Result<Request, DecodeError> {
                 Ok(match name {
                     $( op::$constant => decode_variant!($variant $(($body))?, frame, correlation_id, name $(, $decoder)?), )*
+                    other if other.starts_with(CUSTOM_OP_PREFIX) && valid_custom_op(other) => {
+                        Request::Custom(decode_custom(other, frame, correlation_id)?)
+                    }
                     other => {
                         return Err(DecodeError::new(
                             Some(correlation_id),
@@ -111,6 +118,59 @@ operations! {
     DescribeGroup(GroupRequest) = DESCRIBE_GROUP "describe_group", versions 1..=1;
     ResetOffsets(ResetOffsetsRequest) = RESET_OFFSETS "reset_offsets", versions 1..=1;
     DeleteGroup(GroupRequest) = DELETE_GROUP "delete_group", versions 1..=1;
+}
+
+/// The prefix of every extension's operation name.
+pub const CUSTOM_OP_PREFIX: &str = "x.";
+
+/// A request for an extension's operation: its name and its `body`, the raw
+/// MessagePack bytes of any one value (nil when the request has none),
+/// sharing the frame's memory.
+#[derive(Debug, Clone)]
+pub struct CustomCall {
+    pub op: String,
+    pub body: Bytes,
+}
+
+/// Whether `name` is a valid extension operation name: `x.` then at least two
+/// dot-separated parts (the extension, the operation), each one or more of
+/// lowercase ASCII letters, digits, `_` and `-`; at most 128 bytes.
+pub fn valid_custom_op(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(CUSTOM_OP_PREFIX) else { return false };
+    let part_ok = |part: &str| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    name.len() <= 128 && rest.split('.').count() >= 2 && rest.split('.').all(part_ok)
+}
+
+/// The raw MessagePack bytes of a custom operation's response `body` (as
+/// the broker's handler wrote them), if the response frame has one.
+pub fn custom_response_body(frame: &Bytes) -> Option<Bytes> {
+    scan::field_span(frame, "body").map(|range| frame.slice(range))
+}
+
+/// A custom operation's request frame with `body` (the MessagePack bytes of
+/// one value) copied in as it is.
+pub fn encode_custom_request(correlation_id: u32, op: &str, body: &[u8]) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut frame = rmp_serde::to_vec_named(&RequestEnvelope { correlation_id, op, body: Empty {} })?;
+    // Two entries, `correlation_id` and `op`: a fixmap, now of three.
+    frame[0] = 0x83;
+    frame.extend_from_slice(&[0xa4, b'b', b'o', b'd', b'y']);
+    frame.extend_from_slice(body);
+    Ok(frame)
+}
+
+/// The MessagePack encoding of nil: the body of a custom request without one.
+const NIL: &[u8] = &[0xc0];
+
+fn decode_custom(name: &str, frame: &Bytes, correlation_id: u32) -> Result<CustomCall, DecodeError> {
+    let range = scan::custom_body(frame)
+        .map_err(|err| invalid(Some(correlation_id), format!("invalid {name} request: {err}")))?;
+    let body = match range {
+        Some(range) => frame.slice(range),
+        None => Bytes::from_static(NIL),
+    };
+    Ok(CustomCall { op: name.to_owned(), body })
 }
 
 /// The names of the consumer-group operations, for callers that import them
@@ -304,6 +364,35 @@ mod tests {
                 Err(err) => assert_eq!(err.error.code, ErrorCode::INVALID_REQUEST, "{}", operation.name),
             }
         }
+    }
+
+    #[test]
+    fn custom_operations_keep_their_body_bytes_and_refuse_other_fields() {
+        let encode = |fields: Vec<(&str, rmpv::Value)>| {
+            let value = rmpv::Value::Map(fields.into_iter().map(|(k, v)| (k.into(), v)).collect());
+            let mut frame = Vec::new();
+            rmpv::encode::write_value(&mut frame, &value).unwrap();
+            frame
+        };
+        let body = rmpv::Value::Map(vec![("k".into(), rmpv::Value::Binary(vec![1, 2]))]);
+        let mut body_bytes = Vec::new();
+        rmpv::encode::write_value(&mut body_bytes, &body).unwrap();
+        let frame = encode(vec![("correlation_id", 5.into()), ("op", "x.kv.get".into()), ("body", body)]);
+        match Request::decode(&frame).unwrap() {
+            (5, Request::Custom(call)) => assert_eq!((call.op.as_str(), &call.body[..]), ("x.kv.get", &body_bytes[..])),
+            other => panic!("{other:?}"),
+        }
+        let without = encode(vec![("correlation_id", 5.into()), ("op", "x.kv.get".into())]);
+        assert!(matches!(Request::decode(&without).unwrap().1, Request::Custom(c) if c.body[..] == [0xc0]));
+        let extra = encode(vec![("correlation_id", 5.into()), ("op", "x.kv.get".into()), ("key", "a".into())]);
+        assert_eq!(Request::decode(&extra).unwrap_err().error.code, ErrorCode::INVALID_REQUEST);
+        for bad in ["x.kv", "x.KV.get", "x..get", "x.kv.", "y.kv.get"] {
+            let frame = encode(vec![("correlation_id", 5.into()), ("op", bad.into())]);
+            assert_eq!(Request::decode(&frame).unwrap_err().error.code, ErrorCode::UNKNOWN_OPERATION, "{bad}");
+        }
+        let built = encode_custom_request(5, "x.kv.get", &body_bytes).unwrap();
+        assert!(matches!(Request::decode(&built).unwrap().1, Request::Custom(c) if c.body[..] == body_bytes[..]));
+        assert!(valid_custom_op("x.kv.get") && valid_custom_op("x.my-ext.v2_scan.all"));
     }
 
     #[test]

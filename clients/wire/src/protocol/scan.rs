@@ -231,6 +231,56 @@ pub fn array_len(frame: &[u8], name: &str) -> Option<u64> {
     None
 }
 
+/// The byte range of the value of the top-level key `name`, if the frame
+/// is a map that has it before anything unreadable.
+pub fn field_span(frame: &[u8], name: &str) -> Option<std::ops::Range<usize>> {
+    let mut cursor = Cursor { buf: frame, at: 0 };
+    for _ in 0..entries(&mut cursor)? {
+        let found = cursor.str()? == name;
+        let start = cursor.at;
+        cursor.skip()?;
+        if found {
+            return Some(start..cursor.at);
+        }
+    }
+    None
+}
+
+/// The byte range of a custom operation's `body` in its frame (`None` when
+/// absent), after checking that the top-level map holds only
+/// `correlation_id`, `op` and `body`, each once, and is the whole frame.
+///
+/// # Errors
+///
+/// Why the map is not a well-formed custom request.
+pub fn custom_body(frame: &[u8]) -> Result<Option<std::ops::Range<usize>>, String> {
+    let mut cursor = Cursor { buf: frame, at: 0 };
+    let count = entries(&mut cursor).ok_or("a request must be a MessagePack map")?;
+    let mut body = None;
+    let mut seen = [false; 3];
+    for _ in 0..count {
+        let key = cursor.str().ok_or("a request's keys must be MessagePack str")?;
+        let slot = match key {
+            "correlation_id" => 0,
+            "op" => 1,
+            "body" => 2,
+            other => return Err(format!("unknown field `{other}`: a custom operation's fields go in `body`")),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return Err(format!("duplicate field `{key}`"));
+        }
+        let start = cursor.at;
+        cursor.skip().ok_or("invalid MessagePack")?;
+        if slot == 2 {
+            body = Some(start..cursor.at);
+        }
+    }
+    if cursor.at != frame.len() {
+        return Err("trailing bytes after the request map".into());
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

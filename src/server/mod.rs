@@ -1,13 +1,22 @@
 //! Running a broker: open the data directory, start the actors, accept
 //! connections until told to stop, then shut down cleanly.
 //!
-//! [`run`] takes an already bound listener and a shutdown future, so tests can
-//! bind port 0 and stop the broker whenever they like. It must be called inside
-//! an actix `System`.
+//! [`Server::builder`] is the one start path: `herald serve` is the builder
+//! with nothing added; a program embedding the broker adds custom operations
+//! and actors (see [`crate::extension`]). [`run`] and [`run_with`] are the
+//! builder with an already bound listener and a shutdown future, so tests can
+//! bind port 0 and stop the broker whenever they like. All of them must run
+//! inside an actix `System`.
 
+mod builder;
+
+pub use builder::{Builder, Install, Server};
+
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -17,6 +26,7 @@ use herald_actors::partition::file_cache::FileCache;
 
 use crate::config::{Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
+use crate::extension::{ExtensionContext, OpHandler, Ops, StopKeeper};
 use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
 use crate::http::{Actors, HttpState};
@@ -38,7 +48,7 @@ use crate::protocol::Features;
 pub async fn run(
     listener: std::net::TcpListener,
     settings: Settings,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + 'static,
 ) -> io::Result<()> {
     let http = crate::http::bind(&settings.http)?;
     run_with(listener, http, Sources::new(), settings, shutdown).await
@@ -55,6 +65,27 @@ pub async fn run_with(
     http: Option<std::net::TcpListener>,
     sources: Sources,
     settings: Settings,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> io::Result<()> {
+    Server::builder(settings).listener(listener).http_listener(http).sources(sources).shutdown(shutdown).run().await
+}
+
+/// What [`Builder::run`] starts besides the broker's own actors.
+pub(crate) struct Extras {
+    pub ops: Vec<(String, OpHandler)>,
+    pub actors: Vec<(String, builder::StartActor)>,
+}
+
+/// Runs the broker: see [`run`]. The custom actors start once the broker
+/// and groups have recovered, before the first connection is accepted; at
+/// shutdown they get `Stop` after the connections have drained and before
+/// the partitions' flush.
+pub(crate) async fn serve(
+    listener: std::net::TcpListener,
+    http: Option<std::net::TcpListener>,
+    sources: Sources,
+    settings: Settings,
+    extras: Extras,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     // Held until everything below has shut down: no other broker may open the
@@ -115,7 +146,8 @@ pub async fn run_with(
     // and no second set of loops competes with the first for the cores.
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
-    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters);
+    let (ops, keepers) = start_extensions(extras, &broker)?;
+    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
@@ -131,6 +163,7 @@ pub async fn run_with(
     if frontend.send(StopAccepting { timeout }).await.is_err() {
         tracing::warn!("listener gone at shutdown");
     }
+    stop_extensions(keepers, timeout).await;
     if groups.send(ShutdownGroups).await.is_err() {
         tracing::warn!("group directory gone at shutdown");
     }
@@ -143,6 +176,42 @@ pub async fn run_with(
         http.stop(false).await;
     }
     Ok(())
+}
+
+/// Each custom actor's name and its keeper's shutdown handle.
+type Keepers = Vec<(String, Recipient<StopKeeper>)>;
+
+/// Starts the custom actors under their keepers, and resolves each custom
+/// operation to its handler.
+fn start_extensions(extras: Extras, broker: &Addr<Broker>) -> io::Result<(Arc<Ops>, Keepers)> {
+    let mut served = BTreeMap::new();
+    let mut keepers = Vec::new();
+    for (name, start) in extras.actors {
+        let (requests, stop) = start(ExtensionContext::new(broker.clone(), &name));
+        served.insert(name.clone(), requests);
+        keepers.push((name, stop));
+    }
+    let mut handlers = BTreeMap::new();
+    for (op, handler) in extras.ops {
+        let recipient = match handler {
+            OpHandler::Recipient(recipient) => recipient,
+            // Checked by the builder before anything started.
+            OpHandler::Actor(actor) => served.get(&actor).cloned().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("operation `{op}` names no custom actor `{actor}`"))
+            })?,
+        };
+        handlers.insert(op, recipient);
+    }
+    Ok((Arc::new(Ops::new(handlers)), keepers))
+}
+
+/// Sends each custom actor `Stop` and waits for it, at most `timeout` each.
+async fn stop_extensions(keepers: Keepers, timeout: Duration) {
+    for (name, keeper) in keepers {
+        if keeper.send(StopKeeper { timeout }).await.is_err() {
+            tracing::warn!(actor = %name, "custom actor's keeper gone at shutdown");
+        }
+    }
 }
 
 /// Buffers of a megabyte or more (request frames, the batches built from

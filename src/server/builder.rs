@@ -1,0 +1,188 @@
+//! [`Server::builder`]: the broker with extensions added.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+
+use actix::prelude::*;
+
+use super::{serve, Extras};
+use crate::config::{Settings, Sources};
+use crate::extension::{start_keeper, validate_op_name, CustomRequest, ExtensionContext, OpHandler, Stop, StopKeeper};
+
+/// Starts a custom actor's keeper; answers its handles.
+pub(crate) type StartActor = Box<dyn FnOnce(ExtensionContext) -> (Recipient<CustomRequest>, Recipient<StopKeeper>)>;
+
+/// Installs a registered extension: adds its operations and actors.
+pub type Install = fn(Builder) -> Builder;
+
+/// The broker as a library. See [`Server::builder`].
+pub struct Server;
+
+impl Server {
+    /// A broker with the given settings (as [`Settings::load`] gives them)
+    /// and nothing added: [`Builder::run`] then starts what `herald serve`
+    /// starts.
+    pub fn builder(settings: Settings) -> Builder {
+        Builder {
+            settings,
+            sources: Sources::new(),
+            listener: None,
+            http: None,
+            shutdown: None,
+            ops: Vec::new(),
+            actors: Vec::new(),
+            registry: BTreeMap::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Builds a broker: custom operations, custom actors, registered extensions.
+/// Mistakes (a bad or duplicate name) are collected and refused by
+/// [`Builder::run`] before anything starts.
+pub struct Builder {
+    settings: Settings,
+    sources: Sources,
+    listener: Option<std::net::TcpListener>,
+    http: Option<Option<std::net::TcpListener>>,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    ops: Vec<(String, OpHandler)>,
+    actors: Vec<(String, StartActor)>,
+    registry: BTreeMap<String, Install>,
+    errors: Vec<String>,
+}
+
+impl Builder {
+    /// Serves the custom operation `name` (`x.<extension>.<name>`, see
+    /// [`validate_op_name`]) with `handler`: a `Recipient<CustomRequest>`,
+    /// or [`OpHandler::actor`] naming a custom actor of this builder.
+    pub fn op(mut self, name: &str, handler: impl Into<OpHandler>) -> Builder {
+        if let Err(err) = validate_op_name(name) {
+            self.errors.push(err);
+        } else if self.ops.iter().any(|(op, _)| op == name) {
+            self.errors.push(format!("custom operation `{name}` is registered twice"));
+        }
+        self.ops.push((name.to_owned(), handler.into()));
+        self
+    }
+
+    /// Runs a custom actor named `name`, made by `factory`, under a
+    /// supervisor: restarted with back-off when it panics or stops, sent
+    /// [`Stop`] at shutdown. It handles [`CustomRequest`] so that operations
+    /// can name it ([`OpHandler::actor`]); one that serves none may answer
+    /// every request with an error.
+    pub fn actor<A, F>(mut self, name: &str, factory: F) -> Builder
+    where
+        A: Actor<Context = Context<A>> + Handler<CustomRequest> + Handler<Stop>,
+        F: Fn(ExtensionContext) -> A + 'static,
+    {
+        if name.is_empty() || self.actors.iter().any(|(actor, _)| actor == name) {
+            self.errors.push(format!("custom actor name `{name}` is empty or registered twice"));
+        }
+        let owned = name.to_owned();
+        let start: StartActor = Box::new(move |context| start_keeper(owned, Box::new(factory), context));
+        self.actors.push((name.to_owned(), start));
+        self
+    }
+
+    /// Registers an extension compiled in, installed only when its `name` is
+    /// in the settings' `extensions.enabled`.
+    pub fn extension(mut self, name: &str, install: Install) -> Builder {
+        if self.registry.insert(name.to_owned(), install).is_some() {
+            self.errors.push(format!("extension `{name}` is registered twice"));
+        }
+        self
+    }
+
+    /// Listens on `listener` instead of binding `server.host`:`server.port`.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Builder {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Serves HTTP on `http` (or not at all with `None`) instead of binding
+    /// from the `[http]` settings.
+    pub fn http_listener(mut self, http: Option<std::net::TcpListener>) -> Builder {
+        self.http = Some(http);
+        self
+    }
+
+    /// Where each setting not from the defaults came from, for
+    /// `/api/v1/broker`.
+    pub fn sources(mut self, sources: Sources) -> Builder {
+        self.sources = sources;
+        self
+    }
+
+    /// Shuts down when `shutdown` completes, instead of on SIGINT or SIGTERM.
+    pub fn shutdown(mut self, shutdown: impl Future<Output = ()> + 'static) -> Builder {
+        self.shutdown = Some(Box::pin(shutdown));
+        self
+    }
+
+    /// Runs the broker until it is told to stop, then shuts it down cleanly
+    /// (see [`super::run`]). Must be called inside an actix `System`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid or duplicate name, an enabled extension this builder does
+    /// not know (`InvalidInput`, naming the ones it knows), an operation
+    /// naming no custom actor; then as [`super::run`].
+    pub async fn run(mut self) -> io::Result<()> {
+        let enabled = self.settings.extensions.enabled.clone();
+        let registry = std::mem::take(&mut self.registry);
+        for name in &enabled {
+            match registry.get(name) {
+                Some(install) => self = install(self),
+                None => {
+                    let known: Vec<&str> = registry.keys().map(String::as_str).collect();
+                    let known = if known.is_empty() { "none".into() } else { known.join(", ") };
+                    self.errors.push(format!(
+                        "extensions.enabled names `{name}`, which this binary does not have (it has: {known})"
+                    ));
+                }
+            }
+        }
+        let actors: BTreeSet<&str> = self.actors.iter().map(|(name, _)| name.as_str()).collect();
+        for (op, handler) in &self.ops {
+            if let OpHandler::Actor(actor) = handler {
+                if !actors.contains(actor.as_str()) {
+                    self.errors.push(format!("operation `{op}` names custom actor `{actor}`, which is not registered"));
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, self.errors.join("; ")));
+        }
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => {
+                let address = format!("{}:{}", self.settings.server.host, self.settings.server.port);
+                std::net::TcpListener::bind(&address)
+                    .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {address}: {err}")))?
+            }
+        };
+        let http = match self.http {
+            Some(http) => http,
+            None => crate::http::bind(&self.settings.http)?,
+        };
+        let shutdown = self.shutdown.unwrap_or_else(|| Box::pin(shutdown_signal()));
+        let extras = Extras { ops: self.ops, actors: self.actors };
+        serve(listener, http, self.sources, self.settings, extras, shutdown).await
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the broker with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
