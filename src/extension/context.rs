@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use herald_actors::broker::{self, Broker, ListedTopic};
 use herald_actors::error::BrokerError;
+use herald_actors::group::Groups;
 use herald_actors::topic::{self, TopicDescription};
 use herald_wire::batch::Record;
 
@@ -14,6 +15,7 @@ use herald_wire::batch::Record;
 #[derive(Clone)]
 pub struct ExtensionContext {
     broker: Addr<Broker>,
+    pub(super) groups: Addr<Groups>,
     name: String,
 }
 
@@ -26,8 +28,8 @@ pub struct Produced {
 }
 
 impl ExtensionContext {
-    pub(crate) fn new(broker: Addr<Broker>, name: &str) -> ExtensionContext {
-        ExtensionContext { broker, name: name.to_owned() }
+    pub(crate) fn new(broker: Addr<Broker>, groups: Addr<Groups>, name: &str) -> ExtensionContext {
+        ExtensionContext { broker, groups, name: name.to_owned() }
     }
 
     /// The name the custom actor was registered under.
@@ -98,7 +100,7 @@ impl ExtensionContext {
             .collect()
     }
 
-    async fn topic(&self, name: &str) -> Result<Addr<topic::Topic>, BrokerError> {
+    pub(super) async fn topic(&self, name: &str) -> Result<Addr<topic::Topic>, BrokerError> {
         self.broker.send(broker::LookupTopic { name: name.into() }).await.unwrap_or_else(|e| Err(e.into()))
     }
 }

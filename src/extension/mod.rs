@@ -15,9 +15,13 @@
 
 mod context;
 mod ops;
+mod partition_feed;
+mod progress;
+mod subscribe;
 mod supervise;
 
 pub use context::{ExtensionContext, Produced};
+pub use subscribe::{Delivery, Event, Partitions, StartAt, Subscription, SubscriptionHandle};
 /// The types [`ExtensionContext`]'s methods take and answer.
 pub use herald_actors::{broker::ListedTopic, error::BrokerError, topic::TopicDescription};
 pub use herald_wire::batch::Record;

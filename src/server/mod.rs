@@ -146,7 +146,7 @@ pub(crate) async fn serve(
     // and no second set of loops competes with the first for the cores.
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
-    let (ops, keepers) = start_extensions(extras, &broker)?;
+    let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
@@ -183,11 +183,11 @@ type Keepers = Vec<(String, Recipient<StopKeeper>)>;
 
 /// Starts the custom actors under their keepers, and resolves each custom
 /// operation to its handler.
-fn start_extensions(extras: Extras, broker: &Addr<Broker>) -> io::Result<(Arc<Ops>, Keepers)> {
+fn start_extensions(extras: Extras, broker: &Addr<Broker>, groups: &Addr<Groups>) -> io::Result<(Arc<Ops>, Keepers)> {
     let mut served = BTreeMap::new();
     let mut keepers = Vec::new();
     for (name, start) in extras.actors {
-        let (requests, stop) = start(ExtensionContext::new(broker.clone(), &name));
+        let (requests, stop) = start(ExtensionContext::new(broker.clone(), groups.clone(), &name));
         served.insert(name.clone(), requests);
         keepers.push((name, stop));
     }
