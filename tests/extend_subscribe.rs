@@ -3,7 +3,8 @@
 //! every record delivered in order per partition with its offset, key and
 //! headers, fetch by bounded fetch; partitions added later picked up; a
 //! restart resuming from the group's commits; a deleted topic ending the
-//! subscription with an event.
+//! subscription with an event; a damaged range delivered as an event
+//! between the records around it.
 
 mod common;
 
@@ -30,6 +31,7 @@ const GROUP: &str = "sub-progress";
 /// to the test.
 struct Sub {
     context: ExtensionContext,
+    topic: &'static str,
     start: StartAt,
     out: UnboundedSender<Delivery>,
     handle: Option<SubscriptionHandle>,
@@ -40,9 +42,10 @@ impl Actor for Sub {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (context, start, me) = (self.context.clone(), self.start.clone(), ctx.address().recipient());
+        let topic = self.topic;
         let subscribed = async move {
-            let _ = context.create_topic(TOPIC, 2).await;
-            context.subscribe(Subscription::new(TOPIC, start).max_bytes(512), me).await
+            let _ = context.create_topic(topic, 2).await;
+            context.subscribe(Subscription::new(topic, start).max_bytes(512), me).await
         };
         ctx.wait(subscribed.into_actor(self).map(|handle, act, _| {
             act.handle = Some(handle.expect("subscribe"));
@@ -79,10 +82,15 @@ impl Handler<Stop> for Sub {
     fn handle(&mut self, _: Stop, _: &mut Context<Self>) {}
 }
 
-fn with_sub(start: StartAt, out: UnboundedSender<Delivery>) -> impl FnOnce(Builder) -> Builder + Send + 'static {
+fn with_sub(
+    topic: &'static str,
+    start: StartAt,
+    out: UnboundedSender<Delivery>,
+) -> impl FnOnce(Builder) -> Builder + Send + 'static {
     move |builder| {
         builder.actor("sub", move |context| Sub {
             context,
+            topic,
             start: start.clone(),
             out: out.clone(),
             handle: None,
@@ -146,7 +154,7 @@ fn check(records: &[Record], partition: u32, range: std::ops::Range<usize>) {
 async fn a_subscription_delivers_in_order_resumes_from_its_commits_and_ends_with_its_topic() {
     let dir = tempfile::tempdir().unwrap();
     let (tx, mut rx) = unbounded_channel();
-    let broker = TestBroker::start_built(test_settings(dir.path()), with_sub(StartAt::Earliest, tx));
+    let broker = TestBroker::start_built(test_settings(dir.path()), with_sub(TOPIC, StartAt::Earliest, tx));
     let client = broker.client().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while client.describe_topic(TOPIC).await.is_err() {
@@ -176,7 +184,7 @@ async fn a_subscription_delivers_in_order_resumes_from_its_commits_and_ends_with
     // Restarted, from the group's commits: nothing delivered twice.
     let (tx, mut rx) = unbounded_channel();
     let group = StartAt::Committed { group: GROUP.into() };
-    let broker = TestBroker::start_built(test_settings(dir.path()), with_sub(group, tx));
+    let broker = TestBroker::start_built(test_settings(dir.path()), with_sub(TOPIC, group, tx));
     let client = broker.client().await;
     for (partition, n) in [(0, 200), (1, 200), (2, 5)] {
         produce(&client, partition, n..n + 1).await;
@@ -201,5 +209,76 @@ async fn a_subscription_delivers_in_order_resumes_from_its_commits_and_ends_with
     }
     ended.sort_unstable();
     assert_eq!(ended, [0, 1, 2]);
+    broker.stop().await;
+}
+
+/// The position of the `n`th batch of a segment file.
+fn batch_position(segment: &std::path::Path, n: usize) -> u64 {
+    use herald_actors::batch::{BatchHeader, HEADER_BYTES};
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(segment).unwrap();
+    let mut position = 0;
+    for _ in 0..n {
+        let mut header = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut header, position).unwrap();
+        position += BatchHeader::parse(&header).unwrap().total_bytes() as u64;
+    }
+    position
+}
+
+#[tokio::test]
+async fn a_damaged_range_is_delivered_as_an_event_between_the_records_around_it() {
+    use std::os::unix::fs::FileExt;
+    const LEDGER: &str = "ledger";
+    let dir = tempfile::tempdir().unwrap();
+    // Every batch after a segment's first is indexed: a clean start checks
+    // only each segment's last batch, so the damage is found by a read.
+    let mut settings = test_settings(dir.path());
+    settings.log.index_interval_bytes = 100;
+    let broker = TestBroker::start_built(settings.clone(), |builder| builder);
+    let client = broker.client().await;
+    let config = common::config(&[
+        ("segment_max_bytes", herald::protocol::ConfigValue::Int(1024)),
+        ("max_message_bytes", herald::protocol::ConfigValue::Int(1024)),
+    ]);
+    client.create_topic(LEDGER, 1, config).await.unwrap();
+    for n in 0..30 {
+        let record = WireRecord { value: Some(Bytes::from(format!("r{n}-{}", "x".repeat(200)))), ..WireRecord::default() };
+        client.produce(LEDGER, Some(0), vec![record]).await.unwrap();
+    }
+    broker.stop().await;
+    // A byte of a record of the second batch of the second segment.
+    let log_dir = dir.path().join("topics").join(LEDGER).join("0");
+    let mut segments: Vec<(i64, std::path::PathBuf)> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .map(|p| (p.file_stem().unwrap().to_str().unwrap().parse().unwrap(), p))
+        .collect();
+    segments.sort();
+    let (base, segment) = segments[1].clone();
+    let position = batch_position(&segment, 1) + 60;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, position).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], position).unwrap();
+    let damaged = base + 1;
+
+    let (tx, mut rx) = unbounded_channel();
+    let broker = TestBroker::start_built(settings, with_sub(LEDGER, StartAt::Earliest, tx));
+    let (mut offsets, mut events) = (Vec::new(), Vec::new());
+    while offsets.len() < 29 {
+        let delivery = next(&mut rx).await;
+        match delivery.event {
+            Event::Records { records, .. } => offsets.extend(records.iter().map(|r| r.offset)),
+            Event::Damaged { first_offset, next_offset } => {
+                events.push((offsets.len(), first_offset, next_offset));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(events, [(damaged as usize, damaged, damaged + 1)], "one event, where the range is");
+    let expected: Vec<i64> = (0..30).filter(|o| *o != damaged).collect();
+    assert_eq!(offsets, expected, "every other record once, in order");
     broker.stop().await;
 }
