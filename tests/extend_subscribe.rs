@@ -243,7 +243,8 @@ async fn a_damaged_range_is_delivered_as_an_event_between_the_records_around_it(
     ]);
     client.create_topic(LEDGER, 1, config).await.unwrap();
     for n in 0..30 {
-        let record = WireRecord { value: Some(Bytes::from(format!("r{n}-{}", "x".repeat(200)))), ..WireRecord::default() };
+        let record =
+            WireRecord { value: Some(Bytes::from(format!("r{n}-{}", "x".repeat(200)))), ..WireRecord::default() };
         client.produce(LEDGER, Some(0), vec![record]).await.unwrap();
     }
     broker.stop().await;

@@ -21,12 +21,12 @@ mod subscribe;
 mod supervise;
 
 pub use context::{ExtensionContext, Produced};
-pub use subscribe::{Delivery, Event, Partitions, StartAt, Subscription, SubscriptionHandle};
 /// The types [`ExtensionContext`]'s methods take and answer.
 pub use herald_actors::{broker::ListedTopic, error::BrokerError, topic::TopicDescription};
 pub use herald_wire::batch::Record;
 pub use ops::Ops;
 pub use ops::{validate_op_name, OpHandler};
+pub use subscribe::{Delivery, Event, Partitions, StartAt, Subscription, SubscriptionHandle};
 pub(crate) use supervise::{start_keeper, StopKeeper};
 
 use std::ops::RangeInclusive;

@@ -95,8 +95,7 @@ impl Feed {
                     }
                 },
                 Err(BrokerError { code: ErrorCode::CORRUPT_MESSAGE, damaged: Some(damaged), .. }) => {
-                    let event =
-                        Event::Damaged { first_offset: damaged.first_offset, next_offset: damaged.next_offset };
+                    let event = Event::Damaged { first_offset: damaged.first_offset, next_offset: damaged.next_offset };
                     (event, damaged.next_offset)
                 }
                 Err(err) if err.code == ErrorCode::OFFSET_OUT_OF_RANGE => match in_range(&addr, offset).await {
