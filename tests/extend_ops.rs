@@ -195,7 +195,7 @@ struct KvValue {
 }
 
 #[tokio::test]
-async fn the_kv_example_serves_put_and_get_when_enabled_by_name() {
+async fn the_kv_example_serves_put_get_and_scan_and_rebuilds_its_view_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     // Enabled from a config file, as an operator would.
     let file = dir.path().join("herald.toml");
@@ -204,7 +204,7 @@ async fn the_kv_example_serves_put_and_get_when_enabled_by_name() {
     assert_eq!(settings.extensions.enabled, ["kv"]);
     let defaults = test_settings(&dir.path().join("data"));
     (settings.storage, settings.http) = (defaults.storage, defaults.http);
-    let broker = TestBroker::start_built(settings, |builder| builder.extension("kv", kv::install));
+    let broker = TestBroker::start_built(settings.clone(), |builder| builder.extension("kv", kv::install));
     let client = broker.client().await;
 
     let put: Offset = client
@@ -221,7 +221,62 @@ async fn the_kv_example_serves_put_and_get_when_enabled_by_name() {
     // The put is in the log, for any consumer.
     let fetched = client.fetch(&fetch_at(kv::TOPIC, 0, 0)).await.unwrap();
     assert_eq!(fetched.records[0].value.as_deref(), Some(&b"1"[..]));
+
+    for (key, value) in [("user/b", "2"), ("user/a", "1"), ("user/c", "3"), ("user/a", "4"), ("other", "5")] {
+        let put = std::collections::BTreeMap::from([("key", key), ("value", value)]);
+        client.call::<_, Offset>("x.kv.put", &put).await.unwrap();
+    }
+    let scan = |prefix: &'static str, limit: u32| {
+        let client = client.clone();
+        async move {
+            let body = rmpv::Value::Map(vec![("prefix".into(), prefix.into()), ("limit".into(), limit.into())]);
+            client.call::<_, ScanAnswer>("x.kv.scan", &body).await.unwrap()
+        }
+    };
+    let pairs =
+        |answer: &ScanAnswer| answer.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect::<Vec<_>>();
+    let all = scan("user/", 10).await;
+    assert_eq!(
+        pairs(&all),
+        [("user/a".into(), "4".into()), ("user/b".into(), "2".into()), ("user/c".into(), "3".into())]
+    );
+    assert!(!all.more);
+    let first = scan("user/", 2).await;
+    assert_eq!(pairs(&first), [("user/a".into(), "4".into()), ("user/b".into(), "2".into())]);
+    assert!(first.more, "a third key matches");
+    assert_eq!(scan("", 100).await.entries.len(), 5, "a, other and the three user keys");
+    assert!(scan("zzz", 100).await.entries.is_empty());
     broker.stop().await;
+
+    // Restarted: the view is rebuilt from the topic before a get or scan
+    // is answered.
+    let broker = TestBroker::start_built(settings, |builder| builder.extension("kv", kv::install));
+    let client = broker.client().await;
+    let got: KvValue = client.call("x.kv.get", &std::collections::BTreeMap::from([("key", "user/a")])).await.unwrap();
+    assert_eq!(got.value.as_deref(), Some("4"), "the latest value, from the log");
+    let all = scan_with(&client, "user/").await;
+    assert_eq!(
+        pairs(&all),
+        [("user/a".into(), "4".into()), ("user/b".into(), "2".into()), ("user/c".into(), "3".into())]
+    );
+    broker.stop().await;
+}
+
+#[derive(Deserialize, Debug)]
+struct ScanEntry {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct ScanAnswer {
+    entries: Vec<ScanEntry>,
+    more: bool,
+}
+
+async fn scan_with(client: &herald::client::Client, prefix: &str) -> ScanAnswer {
+    let body = rmpv::Value::Map(vec![("prefix".into(), prefix.into())]);
+    client.call::<_, ScanAnswer>("x.kv.scan", &body).await.unwrap()
 }
 
 /// Runs a builder to completion in a System of its own; its error.

@@ -4,7 +4,8 @@
 //! cargo run --example kv -- --port 0 --data-dir /tmp/herald-kv [--config FILE] [--port-file FILE]
 //! ```
 //!
-//! Then, from any client: `x.kv.put` `{key, value}` and `x.kv.get` `{key}`
+//! Then, from any client: `x.kv.put` `{key, value}`, `x.kv.get` `{key}` and
+//! `x.kv.scan` `{prefix, limit}`
 //! (see docs/extending.md). SIGINT or SIGTERM stops it cleanly.
 
 mod kv;
@@ -33,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(settings.logging.level.as_str()).with_writer(std::io::stderr).init();
     let listener = std::net::TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
     let port = listener.local_addr()?.port();
-    println!("herald with x.kv.put and x.kv.get on port {port}");
+    println!("herald with x.kv.put, x.kv.get and x.kv.scan on port {port}");
     if let Some(path) = port_file {
         std::fs::write(path, format!("{port}\n"))?;
     }

@@ -2,6 +2,7 @@
 broker (examples/kv, built by ``cargo build --example kv``; ``$HERALD_KV_BIN``
 overrides where it is)."""
 
+import contextlib
 import os
 import subprocess
 import time
@@ -17,12 +18,14 @@ from herald_client.errors import UNKNOWN_OPERATION
 KV_BIN = Path(os.environ.get("HERALD_KV_BIN", REPO_DIR / "target" / "debug" / "examples" / "kv"))
 
 
-@pytest.fixture
-def kv_client(tmp_path: Path) -> Iterator[Client]:
+@contextlib.contextmanager
+def kv_broker(tmp_path: Path) -> Iterator[Client]:
+    """Runs the kv example on ``tmp_path/data``; stops it with SIGTERM."""
     if not KV_BIN.is_file():
         pytest.fail(f"no kv example at {KV_BIN}: build it (cargo build --example kv) or set HERALD_KV_BIN")
     port_file = tmp_path / "port"
-    log = open(tmp_path / "kv.log", "wb")
+    port_file.unlink(missing_ok=True)
+    log = open(tmp_path / "kv.log", "ab")
     process = subprocess.Popen(
         [str(KV_BIN), "--port", "0", "--http-port", "0", "--data-dir", str(tmp_path / "data"),
          "--port-file", str(port_file)],
@@ -41,9 +44,15 @@ def kv_client(tmp_path: Path) -> Iterator[Client]:
         log.close()
 
 
+@pytest.fixture
+def kv_client(tmp_path: Path) -> Iterator[Client]:
+    with kv_broker(tmp_path) as c:
+        yield c
+
+
 def test_call_puts_and_gets_through_the_kv_extension(kv_client):
     ops = {o["op"] for o in kv_client.features["operations"]}
-    assert {"x.kv.put", "x.kv.get"} <= ops
+    assert {"x.kv.put", "x.kv.get", "x.kv.scan"} <= ops
     assert kv_client.call("x.kv.put", {"key": "a", "value": "1"}) == {"offset": 0}
     assert kv_client.call("x.kv.get", {"key": "a"}) == {"value": "1"}
     assert kv_client.call("x.kv.get", {"key": "zz"}) == {"value": None}
@@ -51,5 +60,20 @@ def test_call_puts_and_gets_through_the_kv_extension(kv_client):
         kv_client.call("x.kv.put", {"key": "", "value": "x"})
     assert empty.value.code == 2001
     with pytest.raises(HeraldError) as unknown:
-        kv_client.call("x.kv.scan", {})
+        kv_client.call("x.kv.nope", {})
     assert unknown.value.code == UNKNOWN_OPERATION
+
+
+def test_scan_answers_from_the_view_and_the_view_survives_a_restart(tmp_path):
+    with kv_broker(tmp_path) as c:
+        for key, value in [("user/b", "2"), ("user/a", "1"), ("user/a", "3"), ("other", "4")]:
+            c.call("x.kv.put", {"key": key, "value": value})
+        assert c.call("x.kv.scan", {"prefix": "user/", "limit": 1}) == {
+            "entries": [{"key": "user/a", "value": "3"}], "more": True}
+        assert c.call("x.kv.scan", {"prefix": "user/"}) == {
+            "entries": [{"key": "user/a", "value": "3"}, {"key": "user/b", "value": "2"}], "more": False}
+    with kv_broker(tmp_path) as c:
+        assert c.call("x.kv.get", {"key": "user/a"}) == {"value": "3"}
+        assert c.call("x.kv.scan", {"prefix": ""}) == {
+            "entries": [{"key": "other", "value": "4"}, {"key": "user/a", "value": "3"},
+                        {"key": "user/b", "value": "2"}], "more": False}
