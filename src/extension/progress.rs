@@ -24,11 +24,28 @@ impl ExtensionContext {
     /// `INVALID_GROUP_ID`, `INVALID_REQUEST` (a negative offset),
     /// `COORDINATOR_NOT_AVAILABLE` (restarting: retry), `KAFKA_STORAGE_ERROR`.
     pub async fn commit(&self, group: &str, topic: &str, partition: u32, offset: i64) -> Result<(), BrokerError> {
+        self.commit_with(group, topic, partition, offset, None).await
+    }
+
+    /// [`ExtensionContext::commit`] with `metadata` (at most 4096 bytes)
+    /// stored beside the offset, e.g. what else the actor needs to resume.
+    ///
+    /// # Errors
+    ///
+    /// As [`ExtensionContext::commit`]; `OFFSET_METADATA_TOO_LARGE`.
+    pub async fn commit_with(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        metadata: Option<String>,
+    ) -> Result<(), BrokerError> {
         let coordinator = self.coordinator(group, true).await?;
         let commit = CommitOffsets {
             member_id: None,
             generation_id: -1,
-            offsets: vec![(TopicPartition::new(topic, partition), offset, None)],
+            offsets: vec![(TopicPartition::new(topic, partition), offset, metadata)],
         };
         let results = coordinator.send(commit).await.unwrap_or_else(|e| Err(e.into()))?;
         results.into_iter().try_for_each(|(_, result)| result)
@@ -41,6 +58,21 @@ impl ExtensionContext {
     ///
     /// `INVALID_GROUP_ID`, `COORDINATOR_NOT_AVAILABLE` (restarting: retry).
     pub async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<i64>, BrokerError> {
+        Ok(self.committed_with(group, topic, partition).await?.map(|(offset, _)| offset))
+    }
+
+    /// [`ExtensionContext::committed`] with the metadata committed beside
+    /// the offset.
+    ///
+    /// # Errors
+    ///
+    /// As [`ExtensionContext::committed`].
+    pub async fn committed_with(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(i64, Option<String>)>, BrokerError> {
         let coordinator = match self.coordinator(group, false).await {
             Ok(coordinator) => coordinator,
             Err(err) if err.code == ErrorCode::GROUP_ID_NOT_FOUND => return Ok(None),
@@ -49,7 +81,8 @@ impl ExtensionContext {
         let wanted = TopicPartition::new(topic, partition);
         let fetch = FetchOffsets { partitions: Some(vec![wanted.clone()]), member: None };
         let found = coordinator.send(fetch).await.unwrap_or_else(|e| Err(e.into()))?;
-        Ok(found.into_iter().find(|(tp, _)| *tp == wanted).and_then(|(_, committed)| committed).map(|c| c.offset))
+        let committed = found.into_iter().find(|(tp, _)| *tp == wanted).and_then(|(_, committed)| committed);
+        Ok(committed.map(|c| (c.offset, c.metadata)))
     }
 
     async fn coordinator(&self, group: &str, create: bool) -> Result<Addr<GroupCoordinator>, BrokerError> {
