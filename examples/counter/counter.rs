@@ -59,11 +59,6 @@ impl Default for Options {
     }
 }
 
-/// Adds the counter to `builder` with the default options.
-pub fn install(builder: Builder) -> Builder {
-    install_with(builder, Options::default())
-}
-
 /// Adds the counter to `builder`.
 pub fn install_with(builder: Builder, options: Options) -> Builder {
     builder.actor("counter", move |context| Counter::new(context, options.clone()))

@@ -21,6 +21,8 @@ mod subscribe;
 mod supervise;
 
 pub use context::{ExtensionContext, Produced};
+/// What an assignor registered with [`crate::server::Builder::assignor`] implements and uses.
+pub use herald_actors::group::assignor::{Assignment, Assignor, Member, TopicPartition};
 /// The types [`ExtensionContext`]'s methods take and answer.
 pub use herald_actors::{broker::ListedTopic, error::BrokerError, topic::TopicDescription};
 pub use herald_wire::batch::Record;

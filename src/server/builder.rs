@@ -6,6 +6,7 @@ use std::io;
 use std::pin::Pin;
 
 use actix::prelude::*;
+use herald_actors::group::assignor::{self, Assignor};
 
 use super::{serve, Extras};
 use crate::config::{Settings, Sources};
@@ -34,6 +35,7 @@ impl Server {
             ops: Vec::new(),
             actors: Vec::new(),
             registry: BTreeMap::new(),
+            assignors: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -51,6 +53,7 @@ pub struct Builder {
     ops: Vec<(String, OpHandler)>,
     actors: Vec<(String, StartActor)>,
     registry: BTreeMap<String, Install>,
+    assignors: Vec<&'static dyn Assignor>,
     errors: Vec<String>,
 }
 
@@ -84,6 +87,25 @@ impl Builder {
         let owned = name.to_owned();
         let start: StartActor = Box::new(move |context| start_keeper(owned, Box::new(factory), context));
         self.actors.push((name.to_owned(), start));
+        self
+    }
+
+    /// Offers the partition assignor `assignor` to consumer groups under
+    /// `name` (which must be its [`Assignor::name`], and not a built-in
+    /// one's): a group uses it when its members ask for it by name in
+    /// `join_group`, and the handshake lists it among the assignors. The
+    /// registry is the process's: a process runs one broker.
+    pub fn assignor<A: Assignor + 'static>(mut self, name: &str, assignor: A) -> Builder {
+        if name != assignor.name() {
+            self.errors.push(format!("assignor registered as `{name}` calls itself `{}`", assignor.name()));
+        } else if name.is_empty() || assignor::ASSIGNORS.contains(&name) {
+            self.errors.push(format!("assignor name `{name}` is empty or built in"));
+        } else if self.assignors.iter().any(|a| a.name() == name) {
+            self.errors.push(format!("assignor `{name}` is registered twice"));
+        }
+        // One per registration for the life of the process: the coordinators
+        // hold assignors as `&'static`.
+        self.assignors.push(Box::leak(Box::new(assignor)));
         self
     }
 
@@ -155,6 +177,9 @@ impl Builder {
         }
         if !self.errors.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, self.errors.join("; ")));
+        }
+        for assignor in self.assignors.drain(..) {
+            assignor::register(assignor).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         }
         let listener = match self.listener {
             Some(listener) => listener,

@@ -138,7 +138,8 @@ pub(crate) async fn serve(
             default_session_timeout_ms: settings.groups.default_session_timeout_ms,
             max_message_bytes: settings.log.max_message_bytes,
             max_held_requests: settings.server.max_held_requests,
-            assignors: herald_actors::group::assignor::ASSIGNORS,
+            // Built once per broker start: the handshake's list is `'static`.
+            assignors: Box::leak(herald_actors::group::assignor::names().into_boxed_slice()),
         },
     };
     // Connections run on the partitions' event loops: a request to a

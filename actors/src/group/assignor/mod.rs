@@ -99,14 +99,52 @@ pub trait Assignor: Send + Sync {
     fn assign(&self, partitions: &BTreeMap<String, u32>, members: &[Member]) -> Assignment;
 }
 
-/// The assignor called `name` (one of [`ASSIGNORS`]), or `None` for an unknown name.
+/// The assignor called `name` (one of [`ASSIGNORS`], or one [`register`]ed),
+/// or `None` for an unknown name.
 pub fn by_name(name: &str) -> Option<&'static dyn Assignor> {
     match name {
         "range" => Some(&RangeAssignor),
         "roundrobin" => Some(&RoundRobinAssignor),
         "sticky" => Some(&StickyAssignor),
-        _ => None,
+        _ => registered().iter().copied().find(|a| a.name() == name),
     }
+}
+
+/// Assignors added by the program embedding the broker (see
+/// [`register`]). Process-wide: a process runs one broker.
+static REGISTERED: std::sync::RwLock<Vec<&'static dyn Assignor>> = std::sync::RwLock::new(Vec::new());
+
+fn registered() -> std::sync::RwLockReadGuard<'static, Vec<&'static dyn Assignor>> {
+    // Nothing that holds the lock can panic.
+    REGISTERED.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Makes `assignor` known to [`by_name`] under its name, for every group of
+/// the process, from now on. Registering a name again replaces the earlier
+/// assignor of that name.
+///
+/// # Errors
+///
+/// The name is empty or one of [`ASSIGNORS`].
+pub fn register(assignor: &'static dyn Assignor) -> Result<(), String> {
+    let name = assignor.name();
+    if name.is_empty() || ASSIGNORS.contains(&name) {
+        return Err(format!("assignor name `{name}` is empty or built in ({})", ASSIGNORS.join(", ")));
+    }
+    let mut registered = REGISTERED.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    registered.retain(|a| a.name() != name);
+    registered.push(assignor);
+    Ok(())
+}
+
+/// Every assignor [`by_name`] knows: [`ASSIGNORS`] and the registered ones,
+/// sorted.
+pub fn names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = ASSIGNORS.to_vec();
+    names.extend(registered().iter().map(|a| a.name()));
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Compares two strings as Java's `String.compareTo` does: by UTF-16 code units.

@@ -72,7 +72,7 @@ impl GroupCoordinator {
             Some((name, None)) => {
                 return ready(Err(BrokerError::new(
                     ErrorCode::UNSUPPORTED_ASSIGNOR,
-                    format!("assignor `{name}` is not one of {}", assignor::ASSIGNORS.join(", ")),
+                    format!("assignor `{name}` is not one of {}", assignor::names().join(", ")),
                 )))
             }
         };
