@@ -14,6 +14,7 @@
 //!   compiled in, enabled by name from `[extensions] enabled`.
 
 mod context;
+mod group_events;
 mod ops;
 mod partition_feed;
 mod progress;
@@ -21,6 +22,7 @@ mod subscribe;
 mod supervise;
 
 pub use context::{ExtensionContext, Produced};
+pub use group_events::{GroupChanged, GroupMember};
 /// What an assignor registered with [`crate::server::Builder::assignor`] implements and uses.
 pub use herald_actors::group::assignor::{Assignment, Assignor, Member, TopicPartition};
 /// The types [`ExtensionContext`]'s methods take and answer.

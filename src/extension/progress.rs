@@ -85,7 +85,7 @@ impl ExtensionContext {
         Ok(committed.map(|c| (c.offset, c.metadata)))
     }
 
-    async fn coordinator(&self, group: &str, create: bool) -> Result<Addr<GroupCoordinator>, BrokerError> {
+    pub(super) async fn coordinator(&self, group: &str, create: bool) -> Result<Addr<GroupCoordinator>, BrokerError> {
         let lookup = LookupGroup { group_id: group.to_owned(), create };
         self.groups.send(lookup).await.unwrap_or_else(|e| Err(e.into()))
     }
