@@ -1,14 +1,15 @@
 //! The router example through the real broker built with the builder: every
 //! record of `orders` reaches `orders.<region>` (or `orders.unrouted`) in
-//! order per partition; a broker shut down mid-stream and started again
-//! loses nothing and routes on from its committed progress.
+//! order per partition; a broker shut down mid-stream, or killed (SIGKILL)
+//! mid-stream, and started again loses nothing and routes on from its
+//! committed progress, repeating at most one delivery per partition.
 
 mod common;
 #[path = "../examples/router/router.rs"]
 #[allow(dead_code)]
 mod router;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,22 +43,28 @@ fn topic_of(n: usize) -> &'static str {
     }
 }
 
-/// Produces orders `range`, 20 to a request, to partition `n % 2`.
+/// Produces orders `range`, 20 to a request, to partition `n % 2`, each
+/// request acknowledged once durable.
 async fn produce(client: &Client, range: std::ops::Range<usize>) {
+    try_produce(client, range).await.expect("produce");
+}
+
+async fn try_produce(client: &Client, range: std::ops::Range<usize>) -> Result<(), herald::client::ClientError> {
     let mut by_partition: BTreeMap<u32, Vec<WireRecord>> = BTreeMap::new();
     for n in range {
         let (partition, record) = order(n);
         let pending = by_partition.entry(partition).or_default();
         pending.push(record);
         if pending.len() == 20 {
-            client.produce(router::SOURCE, Some(partition), std::mem::take(pending)).await.expect("produce");
+            client.produce_with_acks(router::SOURCE, Some(partition), std::mem::take(pending), -1).await?;
         }
     }
     for (partition, rest) in by_partition {
         if !rest.is_empty() {
-            client.produce(router::SOURCE, Some(partition), rest).await.expect("produce");
+            client.produce_with_acks(router::SOURCE, Some(partition), rest, -1).await?;
         }
     }
+    Ok(())
 }
 
 fn start(dir: &std::path::Path) -> TestBroker {
@@ -73,9 +80,9 @@ async fn wait_for_topic(client: &Client, topic: &str) {
     }
 }
 
-/// Each destination's partitions' values, once everything up to `upto` has
+/// Each destination's partitions' values, once every order of `wanted` has
 /// arrived (waiting for it), duplicates included.
-async fn routed(client: &Client, upto: usize) -> BTreeMap<(String, u32), Vec<usize>> {
+async fn routed(client: &Client, wanted: &BTreeSet<usize>) -> BTreeMap<(String, u32), Vec<usize>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut found = BTreeMap::new();
@@ -89,19 +96,31 @@ async fn routed(client: &Client, upto: usize) -> BTreeMap<(String, u32), Vec<usi
                 found.insert((topic.to_string(), partition), numbers);
             }
         }
-        let seen: std::collections::BTreeSet<usize> = found.values().flatten().copied().collect();
-        if (0..upto).all(|n| seen.contains(&n)) {
+        let seen: BTreeSet<usize> = found.values().flatten().copied().collect();
+        if wanted.is_subset(&seen) {
             return found;
         }
-        assert!(Instant::now() < deadline, "routed {} of {upto} orders", seen.len());
+        assert!(Instant::now() < deadline, "routed {} of {} orders", seen.len(), wanted.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Checks every order up to `upto` is in its topic, in the partition of its
-/// source partition, in order (a repeat only re-sends a run already sent);
-/// answers the number of repeats.
-fn check(found: &BTreeMap<(String, u32), Vec<usize>>, upto: usize) -> usize {
+/// The orders in `orders`.
+async fn sources(client: &Client) -> BTreeSet<usize> {
+    let mut orders = BTreeSet::new();
+    for partition in 0..2 {
+        for record in read_partition(client, router::SOURCE, partition, 0).await {
+            orders.insert(text(&record)[1..].parse::<usize>().expect("an order"));
+        }
+    }
+    orders
+}
+
+/// Checks every order of `wanted` (every order in `orders`) is in its topic,
+/// in the partition of its source partition, in order (a repeat only
+/// re-sends a run already sent), and nothing else is; answers the number of
+/// repeats.
+fn check(found: &BTreeMap<(String, u32), Vec<usize>>, wanted: &BTreeSet<usize>) -> usize {
     let mut repeats = 0;
     for ((topic, partition), numbers) in found {
         let mut firsts = Vec::new();
@@ -115,7 +134,7 @@ fn check(found: &BTreeMap<(String, u32), Vec<usize>>, upto: usize) -> usize {
             }
         }
         let expected: Vec<usize> =
-            (0..upto).filter(|n| topic_of(*n) == topic && (n % 2) as u32 == *partition).collect();
+            wanted.iter().copied().filter(|n| topic_of(*n) == topic && (n % 2) as u32 == *partition).collect();
         assert_eq!(firsts, expected, "{topic}/{partition}: every order once, in order, before any repeat");
     }
     repeats
@@ -135,10 +154,92 @@ async fn the_router_routes_every_order_in_order_and_resumes_after_a_restart() {
     let broker = start(dir.path());
     let client = broker.client().await;
     produce(&client, RECORDS / 2..RECORDS).await;
-    let found = routed(&client, RECORDS).await;
-    let repeats = check(&found, RECORDS);
+    let wanted: BTreeSet<usize> = (0..RECORDS).collect();
+    assert_eq!(sources(&client).await, wanted);
+    let found = routed(&client, &wanted).await;
+    let repeats = check(&found, &wanted);
     // A clean shutdown waits for the delivery under way: nothing repeated.
     assert_eq!(repeats, 0, "{found:?}");
     assert_eq!(found.values().map(Vec::len).sum::<usize>(), RECORDS);
+    broker.stop().await;
+}
+
+/// The variable naming the data directory of the broker process the crash
+/// test starts (this test binary again, running only
+/// `router_broker_process`).
+const CHILD: &str = "HERALD_ROUTER_CHILD_DIR";
+
+/// Not a test on its own: the broker process that
+/// `a_killed_router_loses_nothing_and_repeats_at_most_a_delivery` kills. It
+/// runs only when [`CHILD`] names its data directory: it serves with the
+/// router there and writes its port to `port` beside it, until killed.
+#[test]
+fn router_broker_process() {
+    let Ok(dir) = std::env::var(CHILD) else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let broker = start(&dir.join("data"));
+    std::fs::write(dir.join("port.tmp"), broker.addr().port().to_string()).unwrap();
+    std::fs::rename(dir.join("port.tmp"), dir.join("port")).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[tokio::test]
+async fn a_killed_router_loses_nothing_and_repeats_at_most_a_delivery() {
+    const ORDERS: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "router_broker_process", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the broker process");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(dir.path().join("port")) {
+            break port.parse::<u16>().unwrap();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the broker process exited");
+        assert!(Instant::now() < deadline, "the broker process wrote no port");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = Client::connect(("127.0.0.1", port), "router-test").await.expect("connect");
+    wait_for_topic(&client, router::SOURCE).await;
+    // Killed while orders are being produced and routed, once some are.
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move { try_produce(&client, 0..ORDERS).await })
+    };
+    loop {
+        let mut routed = 0;
+        for topic in ["orders.eu", "orders.us", "orders.ap", "orders.unrouted"] {
+            for partition in 0..2 {
+                routed += client.list_offsets(topic, partition, -1).await.unwrap_or(0);
+            }
+        }
+        if routed >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(30), "the router routes nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    // Its last requests fail with the connection.
+    let _ = producer.await;
+    drop(client);
+
+    let broker = start(&dir.path().join("data"));
+    let client = broker.client().await;
+    let wanted = sources(&client).await;
+    assert!(wanted.len() >= 300, "{} orders", wanted.len());
+    let found = routed(&client, &wanted).await;
+    let repeats = check(&found, &wanted);
+    eprintln!("killed at {} of {ORDERS} orders produced: {repeats} written twice", wanted.len());
+    // One delivery is one fetch: whole batches of 20 orders up to MAX_BYTES
+    // (and one batch past it), each order over 20 bytes in its batch.
+    let bound = 2 * (MAX_BYTES / 20 + 20);
+    assert!(repeats <= bound, "{repeats} orders written twice; one delivery per partition is at most {bound}");
     broker.stop().await;
 }
