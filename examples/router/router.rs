@@ -8,9 +8,10 @@
 //! every record of it was produced and acknowledged (durable). A destination
 //! topic is created on first use with as many partitions as `orders`; records
 //! of source partition `p` go to its partition `p` modulo its count, in
-//! order. A delivery is handled whole before the actor handles anything else
-//! (`Stop` included), so a clean shutdown repeats nothing; after a crash, at
-//! most the records of the delivery under way are written again.
+//! order. Partitions are routed concurrently (each one's deliveries one at a
+//! time). `Stop` waits for the deliveries under way, so a clean shutdown
+//! repeats nothing; after a crash, at most the records of the delivery under
+//! way in each partition are written again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use herald::extension::{
     Subscription, SubscriptionHandle,
 };
 use herald::server::Builder;
+use tokio::sync::watch;
 
 /// The topic read.
 pub const SOURCE: &str = "orders";
@@ -58,6 +60,7 @@ pub fn install_with(builder: Builder, options: Options) -> Builder {
         subscription: None,
         destinations: HashMap::new(),
         stopped: false,
+        in_flight: watch::channel(0).0,
     })
 }
 
@@ -71,6 +74,8 @@ pub struct Router {
     /// After `Stop`: a delivery already in the mailbox is left alone (not
     /// committed, so delivered again after the restart).
     stopped: bool,
+    /// Deliveries being routed: `Stop` waits for none.
+    in_flight: watch::Sender<usize>,
 }
 
 impl Actor for Router {
@@ -142,13 +147,15 @@ async fn ensure(context: &ExtensionContext, topic: &str, partitions: u32) -> Res
 }
 
 impl Handler<Delivery> for Router {
-    /// Handled whole before the next message: see the module documentation.
-    type Result = AtomicResponse<Self, ()>;
+    /// Answered once routed and committed: the partition's next delivery
+    /// waits for it; other partitions' go on meanwhile.
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, delivery: Delivery, _: &mut Context<Self>) -> Self::Result {
         if self.stopped {
-            return AtomicResponse::new(Box::pin(fut::ready(())));
+            return Box::pin(fut::ready(()));
         }
+        self.in_flight.send_modify(|n| *n += 1);
         let context = self.context.clone();
         let known = self.destinations.clone();
         let partition = delivery.partition;
@@ -173,20 +180,27 @@ impl Handler<Delivery> for Router {
                 let copy = Record { offset: 0, ..record };
                 by_topic.entry(destination(&copy)).or_default().push(copy);
             }
-            let mut learned = HashMap::new();
-            for (topic, records) in by_topic {
+            // One produce per destination, all at once (their fsyncs
+            // overlap); each destination partition still gets this source
+            // partition's records in order, one delivery after the other.
+            let (context, known) = (&context, &known);
+            let produced = by_topic.into_iter().map(|(topic, records)| async move {
                 let count = match known.get(&topic) {
                     Some(count) => *count,
-                    None => retried("create destination", || ensure(&context, &topic, SOURCE_PARTITIONS)).await,
+                    None => retried("create destination", || ensure(context, &topic, SOURCE_PARTITIONS)).await,
                 };
-                learned.insert(topic.clone(), count);
                 let target = Some(partition % count);
                 retried("produce", || context.produce(&topic, target, records.clone())).await;
-            }
+                (topic, count)
+            });
+            let learned: HashMap<String, u32> = futures::future::join_all(produced).await.into_iter().collect();
             retried("commit", || context.commit(GROUP, SOURCE, partition, next_offset)).await;
             learned
         };
-        AtomicResponse::new(Box::pin(routed.into_actor(self).map(|learned, act, _| act.destinations.extend(learned))))
+        Box::pin(routed.into_actor(self).map(|learned, act, _| {
+            act.destinations.extend(learned);
+            act.in_flight.send_modify(|n| *n -= 1);
+        }))
     }
 }
 
@@ -199,13 +213,16 @@ impl Handler<CustomRequest> for Router {
 }
 
 impl Handler<Stop> for Router {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Stop, _: &mut Context<Self>) {
-        // Reached only between deliveries: everything delivered so far is
-        // produced and committed.
+    fn handle(&mut self, _: Stop, _: &mut Context<Self>) -> Self::Result {
         self.subscription = None;
         self.stopped = true;
         tracing::info!("router stopping");
+        // Answered once every delivery under way is produced and committed.
+        let mut in_flight = self.in_flight.subscribe();
+        Box::pin(async move {
+            let _ = in_flight.wait_for(|n| *n == 0).await;
+        })
     }
 }

@@ -1,13 +1,15 @@
 //! What a custom actor gets at start: handles on the broker, used through
 //! the same actor messages the frontend sends, with the same errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actix::prelude::*;
 use herald_actors::broker::{self, Broker, ListedTopic};
 use herald_actors::error::BrokerError;
 use herald_actors::group::Groups;
 use herald_actors::topic::{self, TopicDescription};
+use herald_actors::topic_route::Route;
 use herald_wire::batch::Record;
 
 /// Handles on the running broker for a custom actor. Cheap to clone. The
@@ -17,6 +19,9 @@ pub struct ExtensionContext {
     broker: Addr<Broker>,
     pub(super) groups: Addr<Groups>,
     name: String,
+    /// Topics' routes, as a connection keeps them: produce and fetch go
+    /// straight to the partitions' actors.
+    routes: Arc<Mutex<HashMap<String, Arc<Route>>>>,
 }
 
 /// Where a produced record batch landed.
@@ -29,7 +34,7 @@ pub struct Produced {
 
 impl ExtensionContext {
     pub(crate) fn new(broker: Addr<Broker>, groups: Addr<Groups>, name: &str) -> ExtensionContext {
-        ExtensionContext { broker, groups, name: name.to_owned() }
+        ExtensionContext { broker, groups, name: name.to_owned(), routes: Arc::default() }
     }
 
     /// The name the custom actor was registered under.
@@ -85,8 +90,8 @@ impl ExtensionContext {
         partition: Option<u32>,
         records: Vec<Record>,
     ) -> Result<Vec<Produced>, BrokerError> {
-        let addr = self.topic(topic).await?;
-        let appends = addr.send(topic::Produce { partition, records }).await.unwrap_or_else(|e| Err(e.into()))?;
+        let route = self.route(topic).await?;
+        let appends = topic::send_routed(route.route(partition, records)?).await;
         appends
             .into_iter()
             .map(|append| {
@@ -100,7 +105,25 @@ impl ExtensionContext {
             .collect()
     }
 
+    /// The topic's route: cached while it is open (a closed one may have
+    /// been deleted and created anew), else looked up.
+    pub(crate) async fn route(&self, topic: &str) -> Result<Arc<Route>, BrokerError> {
+        let cached = lock(&self.routes).get(topic).filter(|route| !route.is_closed()).cloned();
+        if let Some(route) = cached {
+            return Ok(route);
+        }
+        let addr = self.topic(topic).await?;
+        let route = addr.send(topic::GetRoute).await.map_err(BrokerError::from)?;
+        lock(&self.routes).insert(topic.to_owned(), route.clone());
+        Ok(route)
+    }
+
     pub(super) async fn topic(&self, name: &str) -> Result<Addr<topic::Topic>, BrokerError> {
         self.broker.send(broker::LookupTopic { name: name.into() }).await.unwrap_or_else(|e| Err(e.into()))
     }
+}
+
+/// Nothing that holds these locks can panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

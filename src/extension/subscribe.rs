@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use herald_actors::error::{BrokerError, ErrorCode};
-use herald_actors::topic_route::Route;
 use herald_wire::batch::Record;
 use tokio::sync::watch;
 
@@ -169,11 +168,6 @@ impl ExtensionContext {
             }
         }
         Ok(handle)
-    }
-
-    pub(crate) async fn route(&self, topic: &str) -> Result<Arc<Route>, BrokerError> {
-        let addr = self.topic(topic).await?;
-        addr.send(herald_actors::topic::GetRoute).await.map_err(BrokerError::from)
     }
 }
 
