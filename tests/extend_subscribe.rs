@@ -21,6 +21,7 @@ use herald::extension::{
 use herald::protocol::WireRecord;
 use herald::server::Builder;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 
 const TOPIC: &str = "events";
 const GROUP: &str = "sub-progress";
@@ -28,13 +29,15 @@ const GROUP: &str = "sub-progress";
 /// Subscribes to `events` (which it creates with 2 partitions) from `start`,
 /// with fetches of 512 bytes; answers each delivery after a short pause (a
 /// slow subscriber) and after committing its `next_offset`, then passes it
-/// to the test.
+/// to the test. With a `gate`, it passes each delivery on at once and
+/// answers it only once the gate is open, committing nothing.
 struct Sub {
     context: ExtensionContext,
     topic: &'static str,
     start: StartAt,
     out: UnboundedSender<Delivery>,
     handle: Option<SubscriptionHandle>,
+    gate: Option<watch::Receiver<bool>>,
 }
 
 impl Actor for Sub {
@@ -58,6 +61,12 @@ impl Handler<Delivery> for Sub {
 
     fn handle(&mut self, delivery: Delivery, _: &mut Context<Self>) -> Self::Result {
         let (context, out) = (self.context.clone(), self.out.clone());
+        if let Some(mut gate) = self.gate.clone() {
+            let _ = out.send(delivery);
+            return Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+            });
+        }
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(2)).await;
             if let Event::Records { next_offset, .. } = &delivery.event {
@@ -94,6 +103,7 @@ fn with_sub(
             start: start.clone(),
             out: out.clone(),
             handle: None,
+            gate: None,
         })
     }
 }
@@ -281,5 +291,52 @@ async fn a_damaged_range_is_delivered_as_an_event_between_the_records_around_it(
     assert_eq!(events, [(damaged as usize, damaged, damaged + 1)], "one event, where the range is");
     let expected: Vec<i64> = (0..30).filter(|o| *o != damaged).collect();
     assert_eq!(offsets, expected, "every other record once, in order");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_holds_up_only_its_own_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fast_tx, mut fast) = unbounded_channel();
+    let (slow_tx, mut slow) = unbounded_channel();
+    let (open, gate) = watch::channel(false);
+    let broker = TestBroker::start_built(test_settings(dir.path()), move |builder| {
+        let sub = move |out: UnboundedSender<Delivery>, gate: Option<watch::Receiver<bool>>| {
+            move |context| Sub {
+                context,
+                topic: TOPIC,
+                start: StartAt::Earliest,
+                out: out.clone(),
+                handle: None,
+                gate: gate.clone(),
+            }
+        };
+        builder.actor("fast", sub(fast_tx, None)).actor("slow", sub(slow_tx, Some(gate)))
+    });
+    let client = broker.client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.describe_topic(TOPIC).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the subscribers create their topic");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The slow subscriber answers nothing: appends and the other
+    // subscriber go on.
+    for chunk in 0..20 {
+        let appended = tokio::time::timeout(Duration::from_secs(10), produce(&client, 0, chunk * 10..chunk * 10 + 10));
+        appended.await.expect("an append is never held up by a subscriber");
+    }
+    let (got, _) = records(&mut fast, 200).await;
+    check(&got[0], 0, 0..200);
+    let first = next(&mut slow).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(slow.try_recv().is_err(), "no second delivery before the first is answered");
+
+    // Answered: it catches up from the log, in order.
+    open.send_replace(true);
+    let Event::Records { records: mut caught_up, .. } = first.event else { panic!("records first") };
+    let (rest, _) = records(&mut slow, 200 - caught_up.len()).await;
+    caught_up.extend(rest[0].iter().cloned());
+    check(&caught_up, 0, 0..200);
     broker.stop().await;
 }
