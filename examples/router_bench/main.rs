@@ -2,7 +2,7 @@
 //! done by a client over TCP:
 //!
 //! ```text
-//! cargo run --release --example router_bench -- [--records 200000] [--record-size 100] [--data-dir /tmp/rb]
+//! cargo run --release --example router_bench -- [--records 200000] [--record-size 100] [--data-dir /tmp/rb] [--only in-broker|client]
 //! ```
 //!
 //! Each run creates `orders` and its four destinations (2 partitions each),
@@ -199,6 +199,7 @@ async fn measure(root: &Path, records: usize, size: usize, in_broker: bool) -> R
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (mut records, mut size, mut root) = (200_000usize, 100usize, PathBuf::from("/tmp/herald-router-bench"));
+    let mut only: Option<bool> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
@@ -206,10 +207,11 @@ async fn main() -> Result<(), Error> {
             "--records" => records = value.parse()?,
             "--record-size" => size = value.parse()?,
             "--data-dir" => root = PathBuf::from(value),
+            "--only" => only = Some(value == "in-broker"),
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    for in_broker in [true, false] {
+    for in_broker in [true, false].into_iter().filter(|mode| only.is_none_or(|only| only == *mode)) {
         let elapsed = measure(&root, records, size, in_broker).await?;
         let rate = records as f64 / elapsed.as_secs_f64();
         let name = if in_broker { "in-broker router" } else { "client over TCP" };
