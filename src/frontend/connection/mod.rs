@@ -23,6 +23,7 @@
 
 mod budget;
 mod bulk;
+mod bulk_read;
 mod custom;
 mod fetch;
 mod groups;
