@@ -93,7 +93,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     }
 
     let address = format!("{}:{}", settings.server.host, settings.server.port);
-    let listener = std::net::TcpListener::bind(&address).map_err(|err| format!("cannot listen on {address}: {err}"))?;
+    let listener = herald::server::bind_client_listener(&address, settings.server.max_connections)?;
     let http = herald::http::bind(&settings.http)?;
     if let Some(path) = &args.port_file {
         write_port(path, listener.local_addr()?.port())?;

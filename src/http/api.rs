@@ -33,7 +33,9 @@ use serde::Serialize;
 
 use super::health::Readiness;
 use super::{Actors, HttpState};
-use crate::frontend::connection::{describe_group_response, describe_response as describe_topic_response};
+use crate::frontend::connection::{
+    describe_group_response, describe_response as describe_topic_response, list_groups_response, list_topics_response,
+};
 use crate::protocol::*;
 
 /// How long a request waits for an actor's answer.
@@ -105,17 +107,7 @@ fn mailbox(err: MailboxError) -> BrokerError {
 /// As the wire's `list_topics`.
 pub async fn list_topics(actors: &Actors) -> Result<ListTopicsResponse, BrokerError> {
     let topics = actors.broker.send(broker::ListTopics).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
-    let topics = topics
-        .into_iter()
-        .map(|t| TopicSummary {
-            topic: t.name,
-            topic_id: t.topic_id,
-            partitions: t.partitions,
-            state: if t.damaged.is_some() { TopicState::Damaged } else { TopicState::Ok },
-            error: t.damaged,
-        })
-        .collect();
-    Ok(ListTopicsResponse { topics })
+    Ok(list_topics_response(topics))
 }
 
 /// The topic's actor, as the wire's lookups find it.
@@ -134,16 +126,7 @@ pub async fn describe_topic(actors: &Actors, name: &str) -> Result<DescribeTopic
 /// As the wire's `list_groups`.
 pub async fn list_groups(actors: &Actors) -> Result<ListGroupsResponse, BrokerError> {
     let groups = actors.groups.send(group::ListGroups).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
-    let groups = groups
-        .into_iter()
-        .map(|g| GroupListing {
-            group_id: g.group_id,
-            state: g.state.into(),
-            members: g.members as u32,
-            assignor: g.assignor.into(),
-        })
-        .collect();
-    Ok(ListGroupsResponse { groups })
+    Ok(list_groups_response(groups))
 }
 
 /// As the wire's `describe_group`.

@@ -185,8 +185,7 @@ impl Builder {
             Some(listener) => listener,
             None => {
                 let address = format!("{}:{}", self.settings.server.host, self.settings.server.port);
-                std::net::TcpListener::bind(&address)
-                    .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {address}: {err}")))?
+                bind_client_listener(&address, self.settings.server.max_connections)?
             }
         };
         let http = match self.http {
@@ -199,6 +198,28 @@ impl Builder {
     }
 }
 
+/// Listens on `address` for clients, with a backlog of `max_connections`
+/// (the standard library's is 128: a burst of connections past it would wait
+/// for the client's SYN to be sent again, a second or more, instead of being
+/// accepted at once). The system caps it at `net.core.somaxconn`.
+///
+/// # Errors
+///
+/// The address cannot be bound, naming it.
+pub fn bind_client_listener(address: &str, max_connections: u32) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {address}: {err}")))?;
+    let backlog = libc::c_int::try_from(max_connections).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen on our own bound socket only changes its backlog (Linux
+    // takes a second listen on a listening socket as exactly that).
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        let err = io::Error::last_os_error();
+        tracing::warn!(%err, backlog, "cannot widen the listen backlog; keeping the default");
+    }
+    Ok(listener)
+}
+
 /// Resolves on the first SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -209,5 +230,31 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Connections the listener has not accepted yet, completed by the
+    /// system, up to `tries`: each connect waits at most 300 ms (a connect
+    /// past a full backlog waits a second or more for its SYN to be resent).
+    fn completed_connects(listener: &std::net::TcpListener, tries: usize) -> usize {
+        let address = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..tries {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+                Ok(stream) => held.push(stream),
+                Err(_) => break,
+            }
+        }
+        held.len()
+    }
+
+    #[test]
+    fn the_client_listener_queues_as_many_connections_as_max_connections() {
+        let listener = super::bind_client_listener("127.0.0.1:0", 600).unwrap();
+        assert_eq!(completed_connects(&listener, 500), 500, "500 connections wait in the backlog");
     }
 }

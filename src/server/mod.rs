@@ -10,7 +10,7 @@
 
 mod builder;
 
-pub use builder::{Builder, Install, Server};
+pub use builder::{bind_client_listener, Builder, Install, Server};
 
 use std::collections::BTreeMap;
 use std::future::Future;

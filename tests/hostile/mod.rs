@@ -46,17 +46,19 @@ impl Figures {
     }
 }
 
-/// The least a p99 bound allows over the baseline, in ms. A debug-build
-/// round trip is 1–5 ms alone on a shared 2-core machine, and one
-/// scheduling delay of the broker's or the test's threads is a p99 on its
-/// own. Under `concurrent-produce` both processes also copy about 250 MB/s
-/// through loopback (the hostile frames, written and read) on the same two
-/// cores: measured, the healthy p99 goes from about 2 ms to 7–10 ms, past
-/// 2× but no more than the copies' share of the CPU. The floor keeps that
-/// from failing the test, while the broker holding the healthy client up
-/// for real (a budget or an arbiter held by the hostile client: 100 ms to
-/// seconds, measured before the fixes) still does.
-pub const P99_FLOOR_MS: f64 = 10.0;
+/// The least a p99 bound allows over the baseline, in ms.
+///
+/// In a debug build, 10 ms: a round trip is 1–5 ms alone on a shared 2-core
+/// machine, one scheduling delay of the broker's or the test's threads is a
+/// p99 on its own, and under `concurrent-produce` the hostile client's own
+/// copies (about 250 MB/s written through loopback by this process) take a
+/// share of the same two cores. In a release build, 1 ms: a sub-millisecond
+/// baseline (0.14–0.5 ms here) doubles with one scheduler slice lost to the
+/// hostile client's writing threads, which run in this process beside the
+/// healthy client. Either floor still fails the broker holding the healthy
+/// client up for real (a budget or an arbiter held by the hostile client:
+/// 100 ms to seconds, measured before the fixes).
+pub const P99_FLOOR_MS: f64 = if cfg!(debug_assertions) { 10.0 } else { 1.0 };
 
 impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

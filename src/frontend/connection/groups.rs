@@ -185,16 +185,7 @@ impl Connection {
                     permit,
                     async move {
                         let groups = sent.await.map_err(BrokerError::from)?;
-                        let groups = groups
-                            .into_iter()
-                            .map(|g| GroupListing {
-                                group_id: g.group_id,
-                                state: g.state.into(),
-                                members: g.members as u32,
-                                assignor: g.assignor.into(),
-                            })
-                            .collect();
-                        Ok(Some(ListGroupsResponse { groups }))
+                        Ok(Some(list_groups_response(groups)))
                     },
                     ctx,
                 );
@@ -364,4 +355,18 @@ pub(crate) fn describe(d: coordinator::GroupDescription) -> DescribeGroupRespons
             .map(|r| DamagedGroupRecords { first_offset: r.first_offset, next_offset: r.next_offset, reason: r.reason })
             .collect(),
     }
+}
+
+/// The wire's `list_groups` answer for the groups' list.
+pub(crate) fn list_groups_response(groups: Vec<group::GroupSummary>) -> ListGroupsResponse {
+    let groups = groups
+        .into_iter()
+        .map(|g| GroupListing {
+            group_id: g.group_id,
+            state: g.state.into(),
+            members: g.members as u32,
+            assignor: g.assignor.into(),
+        })
+        .collect();
+    ListGroupsResponse { groups }
 }

@@ -23,6 +23,7 @@
 
 mod budget;
 mod bulk;
+mod bulk_read;
 mod custom;
 mod fetch;
 mod groups;
@@ -33,7 +34,7 @@ mod topic_ops;
 mod writer;
 
 pub use budget::{Admission, ConnectionBytes};
-pub(crate) use groups::describe as describe_group_response;
+pub(crate) use groups::{describe as describe_group_response, list_groups_response};
 pub use in_flight::Drain;
 pub use reader::{read_frames, ReaderLimits};
 pub use writer::{Writer, WriterDone};
@@ -308,17 +309,7 @@ impl Connection {
                     permit,
                     async move {
                         let topics = sent.await.map_err(BrokerError::from)?;
-                        let topics = topics
-                            .into_iter()
-                            .map(|t| TopicSummary {
-                                topic: t.name,
-                                topic_id: t.topic_id,
-                                partitions: t.partitions,
-                                state: if t.damaged.is_some() { TopicState::Damaged } else { TopicState::Ok },
-                                error: t.damaged,
-                            })
-                            .collect();
-                        Ok(Some(ListTopicsResponse { topics }))
+                        Ok(Some(list_topics_response(topics)))
                     },
                     ctx,
                 );
@@ -403,6 +394,21 @@ fn flatten<T>(sent: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, B
 }
 
 /// A topic's description, for the wire (and the HTTP admin API).
+/// The wire's `list_topics` answer for the broker's list.
+pub(crate) fn list_topics_response(topics: Vec<broker::ListedTopic>) -> ListTopicsResponse {
+    let topics = topics
+        .into_iter()
+        .map(|t| TopicSummary {
+            topic: t.name,
+            topic_id: t.topic_id,
+            partitions: t.partitions,
+            state: if t.damaged.is_some() { TopicState::Damaged } else { TopicState::Ok },
+            error: t.damaged,
+        })
+        .collect();
+    ListTopicsResponse { topics }
+}
+
 pub(crate) fn describe_response(d: topic::TopicDescription) -> DescribeTopicResponse {
     DescribeTopicResponse {
         topic: d.name,

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::budget::{Admission, Charge, ConnectionBytes};
+use super::bulk_read::Drained;
 use super::{Connection, Decoded, ReaderEvent};
 use crate::protocol;
 use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
@@ -139,13 +140,13 @@ pub async fn read_frames(
                 Some(length) => LENGTH_BYTES + length as usize - buf.len(),
                 None => LENGTH_BYTES - buf.len(),
             };
+            let budgeted = matches!(&admitted, Some((Some(_), _)));
             if buf.capacity() - buf.len() < wanted {
                 // A large frame holds its bytes of the broker-wide budget by
                 // now: its buffer is made whole at once, sparing the copies
                 // of growing it (mapped from the OS, see `server`, its pages
                 // are only touched as the bytes arrive). Others grow with
                 // what arrives.
-                let budgeted = matches!(&admitted, Some((Some(_), _)));
                 buf.reserve(if budgeted { wanted } else { wanted.min(READ_CHUNK.max(buf.len())) });
             }
             let expired = async {
@@ -154,6 +155,24 @@ pub async fn read_frames(
                     None => std::future::pending().await,
                 }
             };
+            if budgeted && length.is_some() {
+                // A large frame's body: copied on the bulk pool (see the
+                // `bulk_read` module), up to the frame's end.
+                tokio::select! {
+                    ready = read.readable() => if let Err(err) = ready {
+                        break ReaderEvent::Broken(FrameError::Io(err));
+                    },
+                    () = expired => break ReaderEvent::TimedOut(timed_out(first, &limits, buf.len())),
+                    _ = &mut stop => return,
+                }
+                let (back, got) = super::bulk_read::read_some(&read, std::mem::take(&mut buf), wanted).await;
+                buf = back;
+                match got {
+                    Ok(Drained::Bytes) => continue,
+                    Ok(Drained::Closed) => break ReaderEvent::Closed,
+                    Err(err) => break ReaderEvent::Broken(FrameError::Io(err)),
+                }
+            }
             // Past the frame, at most READ_CHUNK is read ahead: bytes no
             // budget counts yet. One read copies at most READ_SLICE, and the
             // task yields between the slices of a large frame, so that its
@@ -172,15 +191,7 @@ pub async fn read_frames(
                     }
                     Err(err) => break ReaderEvent::Broken(FrameError::Io(err)),
                 },
-                () = expired => break ReaderEvent::TimedOut(if first {
-                    format!("no complete handshake within handshake_timeout_ms {}", limits.handshake_timeout.as_millis())
-                } else {
-                    format!(
-                        "frame not complete within frame_timeout_ms {} ({} bytes of it arrived)",
-                        limits.frame_timeout.as_millis(),
-                        buf.len()
-                    )
-                }),
+                () = expired => break ReaderEvent::TimedOut(timed_out(first, &limits, buf.len())),
                 _ = &mut stop => return,
             }
         };
@@ -189,6 +200,18 @@ pub async fn read_frames(
         if connection.send(event).await.is_err() || last {
             return;
         }
+    }
+}
+
+/// Why a connection is closed for a frame or handshake that took too long.
+fn timed_out(first: bool, limits: &ReaderLimits, arrived: usize) -> String {
+    if first {
+        format!("no complete handshake within handshake_timeout_ms {}", limits.handshake_timeout.as_millis())
+    } else {
+        format!(
+            "frame not complete within frame_timeout_ms {} ({arrived} bytes of it arrived)",
+            limits.frame_timeout.as_millis()
+        )
     }
 }
 
