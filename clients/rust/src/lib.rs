@@ -3,8 +3,10 @@
 //! [`GroupConsumer`] that shares a topic's partitions with its group.
 //!
 //! A `Client` owns one TCP connection. Requests are pipelined: each gets a
-//! correlation id (never 0, which the broker reserves), a writer task sends
-//! frames in order, and a reader task hands each response to the caller
+//! correlation id (never 0, which the broker reserves), the caller writes
+//! its frame to the socket itself when no other write is in progress (a
+//! writer task takes over what the socket cannot take at once, keeping the
+//! frames in order), and a reader task hands each response to the caller
 //! waiting on its id. Clones share the connection.
 //!
 //! The handshake offers every protocol version this client speaks and keeps
@@ -62,6 +64,7 @@ mod error;
 mod group;
 mod operations;
 mod producer;
+mod writer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
 pub use error::ClientError;
@@ -86,9 +89,8 @@ use futures::StreamExt;
 pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 
 use herald_wire::protocol::codec::{FrameCodec, Inbound, LENGTH_BYTES};
@@ -96,9 +98,6 @@ use herald_wire::protocol::*;
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
-
-/// The connection's write buffer: frames up to this size are gathered in it.
-const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// Requests waiting for their response, by correlation id. `None` once the
 /// reader task has ended (the connection is gone): a request sent after that
@@ -124,7 +123,7 @@ impl Default for Timeouts {
 /// A connection to a broker. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
-    outgoing: mpsc::UnboundedSender<Bytes>,
+    writer: Arc<writer::WriterHandle>,
     pending: Pending,
     next_id: Arc<AtomicU32>,
     handshake: Arc<HandshakeResponse>,
@@ -171,56 +170,34 @@ impl Client {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (read, write) = stream.into_split();
-        let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-
-        // Frames come ready, length prefix included: small ones are gathered
-        // in the buffer and written together, one larger than the buffer is
-        // written from its own memory, without being copied.
-        let mut sink = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write);
-        tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
-                if sink.write_all(&frame).await.is_err() {
-                    return;
-                }
-                // Send what is queued together, then flush once.
-                while let Ok(frame) = queue.try_recv() {
-                    if sink.write_all(&frame).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        });
+        // Frames come ready, length prefix included; a caller writes its own
+        // when the socket is free (see `writer`).
+        let broken = pending.clone();
+        let writer = Arc::new(writer::start(write, move || close_pending(&broken)));
 
         let waiting = pending.clone();
         let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
         tokio::spawn(async move {
             while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
                 let frame = frame.freeze();
-                let Ok(header) = rmp_serde::from_slice::<ResponseHeader>(&frame) else { break };
-                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&header.correlation_id)));
+                let Some(correlation_id) = correlation_id_of(&frame) else { break };
+                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
                 match waiter {
                     Ok(Some(waiter)) => {
                         let _ = waiter.send(frame);
                     }
                     // An error about the connection itself (id 0, e.g. an
                     // oversize frame) ends every request: the broker closes.
-                    Ok(None) if header.correlation_id == 0 => break,
+                    Ok(None) if correlation_id == 0 => break,
                     _ => {}
                 }
             }
-            // Dropping the senders wakes every waiter with `Closed`; `None`
-            // refuses later requests (see `Pending`).
-            if let Ok(mut p) = waiting.lock() {
-                *p = None;
-            }
+            close_pending(&waiting);
         });
 
         let mut client = Client {
-            outgoing,
+            writer,
             pending,
             next_id: Arc::new(AtomicU32::new(1)),
             handshake: Arc::new(HandshakeResponse::default()),
@@ -257,7 +234,7 @@ impl Client {
 
     /// Whether the connection has closed: every request now fails at once.
     pub fn is_closed(&self) -> bool {
-        self.outgoing.is_closed() || self.pending.lock().map_or(true, |p| p.is_none())
+        self.writer.is_broken() || self.pending.lock().map_or(true, |p| p.is_none())
     }
 
     /// What the broker said in the handshake: its version, the protocol
@@ -309,8 +286,9 @@ impl Client {
         }
     }
 
-    /// Queues `frame` (length prefix included) for the writer, waiting for
-    /// the answer to `correlation_id`.
+    /// Sends `frame` (length prefix included), written now when the socket is
+    /// free, queued behind the frames handed over before it otherwise; the
+    /// receiver waits for the answer to `correlation_id`.
     pub(crate) fn enqueue(&self, correlation_id: u32, frame: Bytes) -> Result<oneshot::Receiver<Bytes>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -319,7 +297,10 @@ impl Client {
             .as_mut()
             .ok_or(ClientError::Closed)?
             .insert(correlation_id, tx);
-        self.outgoing.send(frame).map_err(|_| ClientError::Closed)?;
+        if self.writer.send(frame).is_err() {
+            self.forget(correlation_id);
+            return Err(ClientError::Closed);
+        }
         Ok(rx)
     }
 
@@ -391,6 +372,42 @@ impl Client {
     }
 }
 
+/// The correlation id of a response `frame`: read straight from its start
+/// when it is the map's first key (as the broker writes it), decoded
+/// otherwise; `None` for a frame that is not a response.
+fn correlation_id_of(frame: &[u8]) -> Option<u32> {
+    const KEY: &[u8] = b"\xaecorrelation_id";
+    let key_at = match frame.first()? {
+        0x80..=0x8f => 1,
+        0xde => 3,
+        0xdf => 5,
+        _ => return None,
+    };
+    if let Some(value) = frame.get(key_at..).and_then(|rest| rest.strip_prefix(KEY)) {
+        match *value {
+            [n @ 0x00..=0x7f, ..] => return Some(u32::from(n)),
+            [0xcc, n, ..] => return Some(u32::from(n)),
+            [0xcd, a, b, ..] => return Some(u32::from(u16::from_be_bytes([a, b]))),
+            [0xce, a, b, c, d, ..] => return Some(u32::from_be_bytes([a, b, c, d])),
+            _ => {}
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Id {
+        correlation_id: u32,
+    }
+    rmp_serde::from_slice::<Id>(frame).ok().map(|id| id.correlation_id)
+}
+
+/// Ends every request waiting for an answer, and refuses later ones: the
+/// connection is gone. Dropping the senders wakes every waiter with `Closed`;
+/// `None` refuses later requests (see `Pending`).
+fn close_pending(pending: &Pending) {
+    if let Ok(mut p) = pending.lock() {
+        *p = None;
+    }
+}
+
 /// The error of a request not sent because its `bytes` exceed the broker's
 /// `max_frame_bytes`.
 pub(crate) fn too_large(op: &str, bytes: usize, max: usize) -> ClientError {
@@ -437,6 +454,32 @@ pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_correlation_id_is_read_from_any_response() {
+        for id in [0, 1, 127, 128, 255, 256, 65_535, 65_536, u32::MAX] {
+            let header = ResponseHeader {
+                correlation_id: id,
+                error_code: 3,
+                error_message: Some("m".into()),
+                first_damaged_offset: None,
+                next_valid_offset: None,
+            };
+            let frame = rmp_serde::to_vec_named(&header).unwrap();
+            assert_eq!(correlation_id_of(&frame), Some(id), "first key");
+            // Elsewhere in the map, or in a map of more than 15 keys.
+            let mut moved = std::collections::BTreeMap::new();
+            moved.insert("a_first".to_string(), 1);
+            for n in 0..16 {
+                moved.insert(format!("k{n}"), n);
+            }
+            moved.insert("correlation_id".to_string(), id);
+            let frame = rmp_serde::to_vec_named(&moved).unwrap();
+            assert_eq!(correlation_id_of(&frame), Some(id), "a later key");
+        }
+        assert_eq!(correlation_id_of(&[0x92, 1, 2]), None);
+        assert_eq!(correlation_id_of(&[]), None);
+    }
 
     #[test]
     fn correlation_ids_skip_0_when_they_wrap_around() {
