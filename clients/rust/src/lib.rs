@@ -3,11 +3,12 @@
 //! [`GroupConsumer`] that shares a topic's partitions with its group.
 //!
 //! A `Client` owns one TCP connection. Requests are pipelined: each gets a
-//! correlation id (never 0, which the broker reserves), the caller writes
-//! its frame to the socket itself when no other write is in progress (a
-//! writer task takes over what the socket cannot take at once, keeping the
-//! frames in order), and a reader task hands each response to the caller
-//! waiting on its id. Clones share the connection.
+//! correlation id (never 0, which the broker reserves), the caller of a
+//! request that is the only one waiting writes its frame to the socket
+//! itself when no other write is in progress (a writer task takes pipelined
+//! frames and what the socket cannot take at once, keeping the frames in
+//! order), and a reader task hands each response to the caller waiting on
+//! its id. Clones share the connection.
 //!
 //! The handshake offers every protocol version this client speaks and keeps
 //! the broker's answer ([`Client::features`]): a request for an operation the
@@ -286,18 +287,19 @@ impl Client {
         }
     }
 
-    /// Sends `frame` (length prefix included), written now when the socket is
-    /// free, queued behind the frames handed over before it otherwise; the
-    /// receiver waits for the answer to `correlation_id`.
+    /// Sends `frame` (length prefix included): written now when it is the
+    /// only request waiting for an answer and the socket is free, handed to
+    /// the writer task otherwise (see `writer`); the receiver waits for the
+    /// answer to `correlation_id`.
     pub(crate) fn enqueue(&self, correlation_id: u32, frame: Bytes) -> Result<oneshot::Receiver<Bytes>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| ClientError::Closed)?
-            .as_mut()
-            .ok_or(ClientError::Closed)?
-            .insert(correlation_id, tx);
-        if self.writer.send(frame).is_err() {
+        let alone = {
+            let mut pending = self.pending.lock().map_err(|_| ClientError::Closed)?;
+            let pending = pending.as_mut().ok_or(ClientError::Closed)?;
+            pending.insert(correlation_id, tx);
+            pending.len() == 1
+        };
+        if self.writer.send(frame, alone).is_err() {
             self.forget(correlation_id);
             return Err(ClientError::Closed);
         }
@@ -376,27 +378,39 @@ impl Client {
 /// when it is the map's first key (as the broker writes it), decoded
 /// otherwise; `None` for a frame that is not a response.
 fn correlation_id_of(frame: &[u8]) -> Option<u32> {
-    const KEY: &[u8] = b"\xaecorrelation_id";
+    #[derive(serde::Deserialize)]
+    struct Id {
+        correlation_id: u32,
+    }
+    match leading_correlation_id(frame) {
+        Some((id, _)) => Some(id),
+        None => rmp_serde::from_slice::<Id>(frame).ok().map(|id| id.correlation_id),
+    }
+}
+
+/// The correlation id of a response whose map starts with it, and the bytes
+/// after it.
+fn leading_correlation_id(frame: &[u8]) -> Option<(u32, &[u8])> {
     let key_at = match frame.first()? {
         0x80..=0x8f => 1,
         0xde => 3,
         0xdf => 5,
         _ => return None,
     };
-    if let Some(value) = frame.get(key_at..).and_then(|rest| rest.strip_prefix(KEY)) {
-        match *value {
-            [n @ 0x00..=0x7f, ..] => return Some(u32::from(n)),
-            [0xcc, n, ..] => return Some(u32::from(n)),
-            [0xcd, a, b, ..] => return Some(u32::from(u16::from_be_bytes([a, b]))),
-            [0xce, a, b, c, d, ..] => return Some(u32::from_be_bytes([a, b, c, d])),
-            _ => {}
-        }
+    match *frame.get(key_at..)?.strip_prefix(b"\xaecorrelation_id")? {
+        [n @ 0x00..=0x7f, ref rest @ ..] => Some((u32::from(n), rest)),
+        [0xcc, n, ref rest @ ..] => Some((u32::from(n), rest)),
+        [0xcd, a, b, ref rest @ ..] => Some((u32::from(u16::from_be_bytes([a, b])), rest)),
+        [0xce, a, b, c, d, ref rest @ ..] => Some((u32::from_be_bytes([a, b, c, d]), rest)),
+        _ => None,
     }
-    #[derive(serde::Deserialize)]
-    struct Id {
-        correlation_id: u32,
-    }
-    rmp_serde::from_slice::<Id>(frame).ok().map(|id| id.correlation_id)
+}
+
+/// Whether a response says at a glance that it carries no error: its map
+/// starts with its correlation id, then `error_code` 0 (as the broker writes
+/// a success). `false` means "look closer", not "an error".
+fn plainly_ok(frame: &[u8]) -> bool {
+    leading_correlation_id(frame).is_some_and(|(_, rest)| rest.starts_with(b"\xaaerror_code\x00"))
 }
 
 /// Ends every request waiting for an answer, and refuses later ones: the
@@ -436,6 +450,9 @@ pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Re
 
 /// The broker's error, when the response `frame` carries one.
 pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
+    if plainly_ok(frame) {
+        return Ok(());
+    }
     let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if header.error_code != 0 {
         let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
@@ -478,6 +495,9 @@ mod tests {
             assert_eq!(correlation_id_of(&frame), Some(id), "a later key");
         }
         assert_eq!(correlation_id_of(&[0x92, 1, 2]), None);
+        assert!(plainly_ok(&encode_ok(7, &Empty {})));
+        assert!(!plainly_ok(&encode_error(7, ErrorCode::CORRUPT_MESSAGE, "", None)));
+        assert!(check_response(&encode_error(7, ErrorCode::CORRUPT_MESSAGE, "bad", None)).is_err());
         assert_eq!(correlation_id_of(&[]), None);
     }
 

@@ -1,14 +1,19 @@
 //! The write half of a client's connection, shared by every caller.
 //!
-//! A caller writes its frame to the socket itself when nobody else is
-//! writing and nothing waits in the queue: the frame leaves without a hand-off
-//! to another task (one scheduler wake-up less per request). What the socket
-//! does not take at once (its send buffer is full, or the frame is larger than
-//! what it has room for) is queued, and the connection's writer task writes
-//! the queue as the socket drains, many frames per system call. Frames handed
-//! over meanwhile queue behind it, so frames leave in the order they were
-//! handed over: one right to write exists, held by a caller for the length of
-//! one non-blocking write, or by the writer task while the queue is not empty.
+//! A caller whose request is the only one waiting for an answer writes its
+//! frame to the socket itself when nobody else is writing and nothing waits
+//! in the queue: the frame leaves without a hand-off to another task (one
+//! scheduler wake-up less per request). What the socket does not take at once
+//! (its send buffer is full, or the frame is larger than what it has room
+//! for) is queued, and the connection's writer task writes the queue as the
+//! socket drains. Pipelined requests (others already wait for answers) go to
+//! the writer task too: it gathers the frames handed over meanwhile into one
+//! system call, and the broker reads them in one (written one by one, each
+//! would cost both sides a system call and a wake-up). Frames handed over
+//! while one is written queue behind it, so frames leave in the order they
+//! were handed over: one right to write exists, held by a caller for the
+//! length of one non-blocking write, or by the writer task while the queue
+//! is not empty.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -101,14 +106,16 @@ impl Writer {
         self.lock().failed
     }
 
-    /// Writes `frame` now if the socket takes it and nobody else is writing,
-    /// otherwise queues (the rest of) it behind the frames handed over
-    /// before it. Returns before the frame is written in full.
+    /// Writes `frame` now if `now` is asked, the socket takes it and nobody
+    /// else is writing; otherwise queues (the rest of) it behind the frames
+    /// handed over before it, for the writer task, which gathers what is
+    /// queued meanwhile into one write. Returns before the frame is written
+    /// in full.
     ///
     /// # Errors
     ///
     /// The connection is broken: a write failed, now or before.
-    pub(crate) fn send(&self, frame: Bytes) -> io::Result<()> {
+    pub(crate) fn send(&self, frame: Bytes, now: bool) -> io::Result<()> {
         if frame.is_empty() {
             return Ok(());
         }
@@ -117,11 +124,20 @@ impl Writer {
             if state.failed {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
-            if state.holder != Holder::Nobody {
-                state.queue.push_back(frame);
-                return Ok(());
+            match state.holder {
+                Holder::Nobody if now => state.holder = Holder::Caller,
+                Holder::Nobody => {
+                    state.holder = Holder::Task;
+                    state.queue.push_back(frame);
+                    drop(state);
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+                Holder::Caller | Holder::Task => {
+                    state.queue.push_back(frame);
+                    return Ok(());
+                }
             }
-            state.holder = Holder::Caller;
         }
         let mut written = 0;
         let outcome = loop {
