@@ -229,7 +229,8 @@ impl Shared {
             let mut routes = self.routes.lock();
             let Some(route) = routes.get_mut(topic) else { return Some((record, reply)) };
             let (partitioner, switch_bytes) = (self.config.partitioner, self.config.sticky_switch_bytes);
-            let chosen = route.partition_for(topic, partition, &record, encoded_bytes(&record), partitioner, switch_bytes);
+            let chosen =
+                route.partition_for(topic, partition, &record, encoded_bytes(&record), partitioner, switch_bytes);
             if let Ok(partition) = chosen {
                 route.sent(partition, partitioner);
             }
