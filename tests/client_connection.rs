@@ -72,13 +72,15 @@ async fn many_tasks_on_one_client_each_get_their_own_answers() {
     broker.stop().await;
 }
 
-/// Requests started one after another without waiting (a pipeline), a large
-/// one first: they reach the broker in the order they were started, and so
-/// land at increasing offsets.
+/// Requests started one after another without waiting (a pipeline), large
+/// ones among them, through a link that takes the client's bytes slowly (so
+/// the socket's buffer fills and frames are written in parts, the rest by
+/// the writer task): they reach the broker whole and in the order they were
+/// started, and so land at increasing offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_keep_their_order_behind_a_large_one() {
     let broker = TestBroker::start();
-    let client = broker.client().await;
+    let client = Client::connect(slow_link(broker.addr()).await, "slow").await.unwrap();
     client.create_topic("ordered", 1, BTreeMap::new()).await.unwrap();
 
     let mut answers = Vec::new();
@@ -92,6 +94,28 @@ async fn pipelined_requests_keep_their_order_behind_a_large_one() {
         assert_eq!(landed[0].base_offset, n as i64);
     }
     broker.stop().await;
+}
+
+/// A link to `broker` that passes the client's bytes on 64 KiB at a time,
+/// a millisecond apart, and the broker's at once.
+async fn slow_link(broker: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let upstream = TcpStream::connect(broker).await.unwrap();
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_broker, mut to_broker) = upstream.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut from_broker, &mut to_client).await });
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = from_client.read(&mut chunk).await {
+            if to_broker.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    addr
 }
 
 /// A broker in front of which a connection stops being read, then closes:
