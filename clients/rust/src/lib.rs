@@ -65,6 +65,7 @@ mod error;
 mod group;
 mod operations;
 mod producer;
+mod response;
 mod writer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
@@ -96,6 +97,8 @@ use tokio_util::codec::FramedRead;
 
 use herald_wire::protocol::codec::{FrameCodec, Inbound, LENGTH_BYTES};
 use herald_wire::protocol::*;
+use response::correlation_id_of;
+pub(crate) use response::{check_response, decode_response};
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
@@ -374,45 +377,6 @@ impl Client {
     }
 }
 
-/// The correlation id of a response `frame`: read straight from its start
-/// when it is the map's first key (as the broker writes it), decoded
-/// otherwise; `None` for a frame that is not a response.
-fn correlation_id_of(frame: &[u8]) -> Option<u32> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        correlation_id: u32,
-    }
-    match leading_correlation_id(frame) {
-        Some((id, _)) => Some(id),
-        None => rmp_serde::from_slice::<Id>(frame).ok().map(|id| id.correlation_id),
-    }
-}
-
-/// The correlation id of a response whose map starts with it, and the bytes
-/// after it.
-fn leading_correlation_id(frame: &[u8]) -> Option<(u32, &[u8])> {
-    let key_at = match frame.first()? {
-        0x80..=0x8f => 1,
-        0xde => 3,
-        0xdf => 5,
-        _ => return None,
-    };
-    match *frame.get(key_at..)?.strip_prefix(b"\xaecorrelation_id")? {
-        [n @ 0x00..=0x7f, ref rest @ ..] => Some((u32::from(n), rest)),
-        [0xcc, n, ref rest @ ..] => Some((u32::from(n), rest)),
-        [0xcd, a, b, ref rest @ ..] => Some((u32::from(u16::from_be_bytes([a, b])), rest)),
-        [0xce, a, b, c, d, ref rest @ ..] => Some((u32::from_be_bytes([a, b, c, d]), rest)),
-        _ => None,
-    }
-}
-
-/// Whether a response says at a glance that it carries no error: its map
-/// starts with its correlation id, then `error_code` 0 (as the broker writes
-/// a success). `false` means "look closer", not "an error".
-fn plainly_ok(frame: &[u8]) -> bool {
-    leading_correlation_id(frame).is_some_and(|(_, rest)| rest.starts_with(b"\xaaerror_code\x00"))
-}
-
 /// Ends every request waiting for an answer, and refuses later ones: the
 /// connection is gone. Dropping the senders wakes every waiter with `Closed`;
 /// `None` refuses later requests (see `Pending`).
@@ -443,63 +407,9 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
     }
 }
 
-pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
-    check_response(frame)?;
-    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
-}
-
-/// The broker's error, when the response `frame` carries one.
-pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
-    if plainly_ok(frame) {
-        return Ok(());
-    }
-    let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    if header.error_code != 0 {
-        let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
-            (Some(first_offset), Some(next_offset)) => Some(DamagedRange { first_offset, next_offset }),
-            _ => None,
-        };
-        let error = ClientError::broker(header.error_code, header.error_message);
-        return Err(match error {
-            ClientError::Broker { code, name, message, .. } => ClientError::Broker { code, name, message, damaged },
-            other => other,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_correlation_id_is_read_from_any_response() {
-        for id in [0, 1, 127, 128, 255, 256, 65_535, 65_536, u32::MAX] {
-            let header = ResponseHeader {
-                correlation_id: id,
-                error_code: 3,
-                error_message: Some("m".into()),
-                first_damaged_offset: None,
-                next_valid_offset: None,
-            };
-            let frame = rmp_serde::to_vec_named(&header).unwrap();
-            assert_eq!(correlation_id_of(&frame), Some(id), "first key");
-            // Elsewhere in the map, or in a map of more than 15 keys.
-            let mut moved = std::collections::BTreeMap::new();
-            moved.insert("a_first".to_string(), 1);
-            for n in 0..16 {
-                moved.insert(format!("k{n}"), n);
-            }
-            moved.insert("correlation_id".to_string(), id);
-            let frame = rmp_serde::to_vec_named(&moved).unwrap();
-            assert_eq!(correlation_id_of(&frame), Some(id), "a later key");
-        }
-        assert_eq!(correlation_id_of(&[0x92, 1, 2]), None);
-        assert!(plainly_ok(&encode_ok(7, &Empty {})));
-        assert!(!plainly_ok(&encode_error(7, ErrorCode::CORRUPT_MESSAGE, "", None)));
-        assert!(check_response(&encode_error(7, ErrorCode::CORRUPT_MESSAGE, "bad", None)).is_err());
-        assert_eq!(correlation_id_of(&[]), None);
-    }
 
     #[test]
     fn correlation_ids_skip_0_when_they_wrap_around() {
