@@ -3,9 +3,12 @@
 //! [`GroupConsumer`] that shares a topic's partitions with its group.
 //!
 //! A `Client` owns one TCP connection. Requests are pipelined: each gets a
-//! correlation id (never 0, which the broker reserves), a writer task sends
-//! frames in order, and a reader task hands each response to the caller
-//! waiting on its id. Clones share the connection.
+//! correlation id (never 0, which the broker reserves), the caller of a
+//! request that is the only one waiting writes its frame to the socket
+//! itself when no other write is in progress (a writer task takes pipelined
+//! frames and what the socket cannot take at once, keeping the frames in
+//! order), and a reader task hands each response to the caller waiting on
+//! its id. Clones share the connection.
 //!
 //! The handshake offers every protocol version this client speaks and keeps
 //! the broker's answer ([`Client::features`]): a request for an operation the
@@ -62,6 +65,8 @@ mod error;
 mod group;
 mod operations;
 mod producer;
+mod response;
+mod writer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
 pub use error::ClientError;
@@ -86,19 +91,17 @@ use futures::StreamExt;
 pub use herald_wire::error::DamagedRange;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 
 use herald_wire::protocol::codec::{FrameCodec, Inbound, LENGTH_BYTES};
 use herald_wire::protocol::*;
+use response::correlation_id_of;
+pub(crate) use response::{check_response, decode_response};
 
 /// The largest frame the client accepts from a broker.
 const CLIENT_MAX_FRAME_BYTES: usize = 256 << 20;
-
-/// The connection's write buffer: frames up to this size are gathered in it.
-const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// Requests waiting for their response, by correlation id. `None` once the
 /// reader task has ended (the connection is gone): a request sent after that
@@ -124,7 +127,7 @@ impl Default for Timeouts {
 /// A connection to a broker. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
-    outgoing: mpsc::UnboundedSender<Bytes>,
+    writer: Arc<writer::WriterHandle>,
     pending: Pending,
     next_id: Arc<AtomicU32>,
     handshake: Arc<HandshakeResponse>,
@@ -171,56 +174,34 @@ impl Client {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (read, write) = stream.into_split();
-        let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-
-        // Frames come ready, length prefix included: small ones are gathered
-        // in the buffer and written together, one larger than the buffer is
-        // written from its own memory, without being copied.
-        let mut sink = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write);
-        tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
-                if sink.write_all(&frame).await.is_err() {
-                    return;
-                }
-                // Send what is queued together, then flush once.
-                while let Ok(frame) = queue.try_recv() {
-                    if sink.write_all(&frame).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        });
+        // Frames come ready, length prefix included; a caller writes its own
+        // when the socket is free (see `writer`).
+        let broken = pending.clone();
+        let writer = Arc::new(writer::start(write, move || close_pending(&broken)));
 
         let waiting = pending.clone();
         let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
         tokio::spawn(async move {
             while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
                 let frame = frame.freeze();
-                let Ok(header) = rmp_serde::from_slice::<ResponseHeader>(&frame) else { break };
-                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&header.correlation_id)));
+                let Some(correlation_id) = correlation_id_of(&frame) else { break };
+                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
                 match waiter {
                     Ok(Some(waiter)) => {
                         let _ = waiter.send(frame);
                     }
                     // An error about the connection itself (id 0, e.g. an
                     // oversize frame) ends every request: the broker closes.
-                    Ok(None) if header.correlation_id == 0 => break,
+                    Ok(None) if correlation_id == 0 => break,
                     _ => {}
                 }
             }
-            // Dropping the senders wakes every waiter with `Closed`; `None`
-            // refuses later requests (see `Pending`).
-            if let Ok(mut p) = waiting.lock() {
-                *p = None;
-            }
+            close_pending(&waiting);
         });
 
         let mut client = Client {
-            outgoing,
+            writer,
             pending,
             next_id: Arc::new(AtomicU32::new(1)),
             handshake: Arc::new(HandshakeResponse::default()),
@@ -257,7 +238,7 @@ impl Client {
 
     /// Whether the connection has closed: every request now fails at once.
     pub fn is_closed(&self) -> bool {
-        self.outgoing.is_closed() || self.pending.lock().map_or(true, |p| p.is_none())
+        self.writer.is_broken() || self.pending.lock().map_or(true, |p| p.is_none())
     }
 
     /// What the broker said in the handshake: its version, the protocol
@@ -309,17 +290,22 @@ impl Client {
         }
     }
 
-    /// Queues `frame` (length prefix included) for the writer, waiting for
-    /// the answer to `correlation_id`.
+    /// Sends `frame` (length prefix included): written now when it is the
+    /// only request waiting for an answer and the socket is free, handed to
+    /// the writer task otherwise (see `writer`); the receiver waits for the
+    /// answer to `correlation_id`.
     pub(crate) fn enqueue(&self, correlation_id: u32, frame: Bytes) -> Result<oneshot::Receiver<Bytes>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| ClientError::Closed)?
-            .as_mut()
-            .ok_or(ClientError::Closed)?
-            .insert(correlation_id, tx);
-        self.outgoing.send(frame).map_err(|_| ClientError::Closed)?;
+        let alone = {
+            let mut pending = self.pending.lock().map_err(|_| ClientError::Closed)?;
+            let pending = pending.as_mut().ok_or(ClientError::Closed)?;
+            pending.insert(correlation_id, tx);
+            pending.len() == 1
+        };
+        if self.writer.send(frame, alone).is_err() {
+            self.forget(correlation_id);
+            return Err(ClientError::Closed);
+        }
         Ok(rx)
     }
 
@@ -391,6 +377,15 @@ impl Client {
     }
 }
 
+/// Ends every request waiting for an answer, and refuses later ones: the
+/// connection is gone. Dropping the senders wakes every waiter with `Closed`;
+/// `None` refuses later requests (see `Pending`).
+fn close_pending(pending: &Pending) {
+    if let Ok(mut p) = pending.lock() {
+        *p = None;
+    }
+}
+
 /// The error of a request not sent because its `bytes` exceed the broker's
 /// `max_frame_bytes`.
 pub(crate) fn too_large(op: &str, bytes: usize, max: usize) -> ClientError {
@@ -410,28 +405,6 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
             return id;
         }
     }
-}
-
-pub(crate) fn decode_response<Resp: DeserializeOwned>(frame: &[u8]) -> Result<Resp, ClientError> {
-    check_response(frame)?;
-    rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(format!("malformed response: {e}")))
-}
-
-/// The broker's error, when the response `frame` carries one.
-pub(crate) fn check_response(frame: &[u8]) -> Result<(), ClientError> {
-    let header: ResponseHeader = rmp_serde::from_slice(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    if header.error_code != 0 {
-        let damaged = match (header.first_damaged_offset, header.next_valid_offset) {
-            (Some(first_offset), Some(next_offset)) => Some(DamagedRange { first_offset, next_offset }),
-            _ => None,
-        };
-        let error = ClientError::broker(header.error_code, header.error_message);
-        return Err(match error {
-            ClientError::Broker { code, name, message, .. } => ClientError::Broker { code, name, message, damaged },
-            other => other,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -175,11 +175,14 @@ impl Client {
         Ok(async move {
             let Some((id, answer)) = answer else { return Ok(Vec::new()) };
             let frame = client.answer(op::PRODUCE, id, answer, std::time::Duration::ZERO).await?;
-            let response: ProduceResponse = decode_response(&frame)?;
-            if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
+            let partitions = match crate::response::produce_partitions(&frame) {
+                Some(partitions) => partitions,
+                None => decode_response::<ProduceResponse>(&frame)?.partitions,
+            };
+            if let Some(failed) = partitions.iter().find(|p| p.error_code != 0) {
                 return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
             }
-            Ok(response.partitions)
+            Ok(partitions)
         })
     }
 

@@ -17,19 +17,28 @@
 //! what the broker announced in the handshake: a produce request must fit its
 //! `max_frame_bytes` (a larger one would be refused), and its batch its
 //! default `max_message_bytes`. A record too large alone fails alone.
+//!
+//! With `linger_ms = 0`, a record sent while nothing waits in the producer
+//! (no record queued or being batched, a request of the in-flight window
+//! free, its topic known) is sent at once by the caller, in a batch of its
+//! own: no hand-off to the producer's task. Otherwise it is queued, and
+//! records queued together go out together; a record never overtakes one
+//! sent before it.
+
+mod route;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_wire::partitioner::partition_for_key;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use self::route::{PartitionHasher, Route, Routes};
 use crate::{Client, ClientError};
-use herald_wire::error::ErrorCode;
-use herald_wire::protocol::WireRecord;
+use herald_wire::protocol::{ProducePartitionResponse, WireRecord};
 
 /// An upper bound of a produce request's bytes besides its records and topic.
 const REQUEST_OVERHEAD_BYTES: usize = 128;
@@ -105,21 +114,44 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
+/// What a producer's callers and its task share.
+#[derive(Clone)]
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    routes: Routes,
+    in_flight: Arc<Semaphore>,
+    /// Records handed to the producer's task and not yet sent (or failed):
+    /// while there are any, a caller does not send its record itself, which
+    /// would overtake them.
+    queued: Arc<AtomicUsize>,
+}
+
 /// A batching producer. Dropping it sends what is buffered.
 pub struct Producer {
     commands: mpsc::Sender<Command>,
+    shared: Shared,
 }
 
 impl Producer {
     /// A producer over `client`'s connection.
     pub fn new(client: Client, config: ProducerConfig) -> Producer {
         let (commands, queue) = mpsc::channel(config.batch_max_records.max(1024));
-        tokio::spawn(Batcher::new(client, config).run(queue));
-        Producer { commands }
+        let shared = Shared {
+            client,
+            routes: Routes::default(),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            queued: Arc::new(AtomicUsize::new(0)),
+            config,
+        };
+        tokio::spawn(Batcher { shared: shared.clone(), batches: HashMap::new() }.run(queue));
+        Producer { commands, shared }
     }
 
-    /// Queues a record; the returned future resolves once it is acknowledged.
-    /// Waits when the producer's queue is full.
+    /// Queues a record (or, with `linger_ms = 0` and nothing waiting, sends
+    /// it at once: see the module documentation); the returned future
+    /// resolves once it is acknowledged. Waits when the producer's queue is
+    /// full.
     ///
     /// # Errors
     ///
@@ -131,10 +163,15 @@ impl Producer {
         record: WireRecord,
     ) -> Result<oneshot::Receiver<Result<RecordMetadata, ClientError>>, ClientError> {
         let (reply, answer) = oneshot::channel();
+        let Some((record, reply)) = self.shared.send_now(topic, partition, record, reply) else { return Ok(answer) };
+        // Counted before it is queued; uncounted if this future is dropped
+        // before the record is in the queue.
+        let counted = Queued::count(&self.shared.queued);
         self.commands
             .send(Command::Send { topic: topic.into(), partition, record, reply })
             .await
             .map_err(|_| ClientError::Closed)?;
+        counted.keep();
         Ok(answer)
     }
 
@@ -150,6 +187,107 @@ impl Producer {
     }
 }
 
+/// One record counted in [`Shared::queued`], uncounted again when dropped
+/// unless kept (the producer's task uncounts it when it sends it).
+struct Queued<'a>(Option<&'a AtomicUsize>);
+
+impl<'a> Queued<'a> {
+    fn count(queued: &'a AtomicUsize) -> Queued<'a> {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Queued(Some(queued))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(queued) = self.0 {
+            queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Shared {
+    /// Sends `record` at once in a batch of its own, from the caller, when
+    /// nothing would make it wait or be overtaken (see the module
+    /// documentation); hands it back otherwise, for the producer's task.
+    fn send_now(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        record: WireRecord,
+        reply: Reply,
+    ) -> Option<(WireRecord, Reply)> {
+        if self.config.linger_ms != 0 || self.queued.load(Ordering::SeqCst) != 0 {
+            return Some((record, reply));
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else { return Some((record, reply)) };
+        let chosen = {
+            let mut routes = self.routes.lock();
+            let Some(route) = routes.get_mut(topic) else { return Some((record, reply)) };
+            let (partitioner, switch_bytes) = (self.config.partitioner, self.config.sticky_switch_bytes);
+            let chosen =
+                route.partition_for(topic, partition, &record, encoded_bytes(&record), partitioner, switch_bytes);
+            if let Ok(partition) = chosen {
+                route.sent(partition, partitioner);
+            }
+            chosen
+        };
+        match chosen {
+            Ok(partition) => self.dispatch(topic, partition, vec![record], vec![reply], permit),
+            Err(err) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+        None
+    }
+
+    /// Queues the request of `records` on the connection now (so batches of
+    /// one partition reach the broker in the order they were sent) and
+    /// answers `replies` when the broker does; `permit` is its place in the
+    /// in-flight window.
+    fn dispatch(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<WireRecord>,
+        replies: Vec<Reply>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let sent = self.client.start_produce(topic, Some(partition), records, self.config.acks);
+        let pending = async move {
+            let result = match sent {
+                Ok(pending) => pending.await,
+                Err(err) => Err(err),
+            };
+            drop(permit);
+            answer(partition, result, replies);
+        };
+        tokio::spawn(pending);
+    }
+}
+
+/// Answers the record of each of `replies` with where it landed, or the error.
+fn answer(partition: u32, result: Result<Vec<ProducePartitionResponse>, ClientError>, replies: Vec<Reply>) {
+    match result {
+        Ok(partitions) => {
+            let base = partitions.first().map_or(-1, |p| p.base_offset);
+            for (i, reply) in replies.into_iter().enumerate() {
+                let offset = if base < 0 { -1 } else { base + i as i64 };
+                let _ = reply.send(Ok(RecordMetadata { partition, offset }));
+            }
+        }
+        Err(err) => {
+            for reply in replies {
+                let _ = reply.send(Err(err.duplicate()));
+            }
+        }
+    }
+}
+
 struct Batch {
     records: Vec<WireRecord>,
     replies: Vec<Reply>,
@@ -157,70 +295,23 @@ struct Batch {
     deadline: Instant,
 }
 
-/// What the producer keeps of one topic: found with one lookup per record.
-struct TopicState {
-    partitions: u32,
-    /// The partition keyless records go to now, and the bytes it has taken
-    /// of them (sticky) or the next one in turn (round robin).
-    keyless: (u32, usize),
-    /// The batches being filled, by partition.
-    batches: HashMap<u32, Batch, BuildHasherDefault<PartitionHasher>>,
-}
+/// The batches being filled of one topic, by partition.
+type TopicBatches = HashMap<u32, Batch, BuildHasherDefault<PartitionHasher>>;
 
-/// Hashes a partition number as itself, spread by one multiplication: the
-/// keys are the producer's own, and SipHash cost more than the rest of a
-/// record's lookup.
-#[derive(Default)]
-struct PartitionHasher(u64);
-
-impl Hasher for PartitionHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-impl TopicState {
-    /// Takes the batch of `partition` to send; with the sticky partitioner,
-    /// keyless records move on from it.
-    fn take(&mut self, partition: u32, partitioner: Partitioner) -> Option<Batch> {
-        let batch = self.batches.remove(&partition)?;
-        if partitioner == Partitioner::Sticky && self.keyless.0 == partition {
-            self.keyless = ((partition + 1) % self.partitions.max(1), 0);
-        }
-        Some(batch)
-    }
-}
-
+/// The producer's task: batches the queued records.
 struct Batcher {
-    client: Client,
-    config: ProducerConfig,
-    topics: HashMap<String, TopicState>,
-    in_flight: Arc<Semaphore>,
+    shared: Shared,
+    batches: HashMap<String, TopicBatches>,
 }
 
 impl Batcher {
-    fn new(client: Client, config: ProducerConfig) -> Batcher {
-        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Batcher { client, config, topics: HashMap::new(), in_flight }
-    }
-
     /// Takes the commands queued, as many as there are at once (one wake and
     /// one timer for many records), until the producer is dropped.
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
-        let chunk = self.config.batch_max_records.clamp(1, 4096);
+        let chunk = self.shared.config.batch_max_records.clamp(1, 4096);
         let mut commands = Vec::with_capacity(chunk);
         loop {
-            let next_deadline = self.topics.values().flat_map(|t| t.batches.values()).map(|b| b.deadline).min();
+            let next_deadline = self.batches.values().flat_map(|t| t.values()).map(|b| b.deadline).min();
             let received = match next_deadline {
                 Some(deadline) => tokio::select! {
                     received = queue.recv_many(&mut commands, chunk) => received,
@@ -243,7 +334,7 @@ impl Batcher {
             // (a timer of zero would still wait for the runtime's next
             // millisecond tick). Records still batch up while the in-flight
             // window is full: they wait in the queue and come in one chunk.
-            if self.config.linger_ms == 0 {
+            if self.shared.config.linger_ms == 0 {
                 self.send_due(Instant::now() + Duration::from_secs(3600)).await;
             }
         }
@@ -255,8 +346,8 @@ impl Batcher {
             Command::Flush(done) => {
                 self.send_due(Instant::now() + Duration::from_secs(3600)).await;
                 // Every permit back means every request was answered.
-                let all = self.config.max_in_flight.max(1) as u32;
-                if let Ok(permits) = self.in_flight.acquire_many(all).await {
+                let all = self.shared.config.max_in_flight.max(1) as u32;
+                if let Ok(permits) = self.shared.in_flight.acquire_many(all).await {
                     drop(permits);
                 }
                 let _ = done.send(());
@@ -264,18 +355,21 @@ impl Batcher {
         }
     }
 
-    /// The state of a topic not seen before: its partition count asked of
-    /// the broker (asked again for each record until it answers).
-    async fn new_topic(&mut self, topic: &str) -> Result<&mut TopicState, ClientError> {
-        let partitions = self.client.describe_topic(topic).await?.partitions.len() as u32;
-        let state = TopicState { partitions, keyless: (first_partition(partitions), 0), batches: HashMap::default() };
-        Ok(self.topics.entry(topic.into()).or_insert(state))
+    /// The partition count of `topic`, asked of the broker the first time
+    /// (and again for each record until it answers).
+    async fn learn(&self, topic: &str) -> Result<(), ClientError> {
+        if self.shared.routes.lock().contains_key(topic) {
+            return Ok(());
+        }
+        let partitions = self.shared.client.describe_topic(topic).await?.partitions.len() as u32;
+        self.shared.routes.lock().entry(topic.into()).or_insert_with(|| Route::new(partitions));
+        Ok(())
     }
 
     /// The most bytes of records one batch of `topic` may hold.
     fn max_batch_bytes(&self, topic: &str) -> usize {
-        let broker = self.client.features();
-        let mut max = self.config.batch_max_bytes;
+        let broker = self.shared.client.features();
+        let mut max = self.shared.config.batch_max_bytes;
         if broker.max_frame_bytes > 0 {
             let frame = usize::try_from(broker.max_frame_bytes).unwrap_or(usize::MAX);
             max = max.min(frame.saturating_sub(REQUEST_OVERHEAD_BYTES + topic.len()));
@@ -286,32 +380,37 @@ impl Batcher {
         max.max(1)
     }
 
+    /// A record that fails alone, before it is batched.
+    fn refuse(&self, reply: Reply, err: ClientError) {
+        self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        let _ = reply.send(Err(err));
+    }
+
     async fn add(&mut self, topic: String, partition: Option<u32>, record: WireRecord, reply: Reply) {
         let size = encoded_bytes(&record);
         let max_bytes = self.max_batch_bytes(&topic);
-        let (partitioner, switch_bytes) = (self.config.partitioner, self.config.sticky_switch_bytes);
-        let (max_records, linger) = (self.config.batch_max_records, Duration::from_millis(self.config.linger_ms));
-        let state = match self.topics.get_mut(&topic) {
-            Some(state) => state,
-            None => match self.new_topic(&topic).await {
-                Ok(state) => state,
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-            },
+        let config = &self.shared.config;
+        let (partitioner, switch_bytes) = (config.partitioner, config.sticky_switch_bytes);
+        let (max_records, linger) = (config.batch_max_records, Duration::from_millis(config.linger_ms));
+        if let Err(err) = self.learn(&topic).await {
+            return self.refuse(reply, err);
+        }
+        let chosen = match self.shared.routes.lock().get_mut(&topic) {
+            Some(route) => route.partition_for(&topic, partition, &record, size, partitioner, switch_bytes),
+            None => Err(ClientError::Closed),
         };
-        let partition = match partition_for(state, &topic, partition, &record, size, partitioner, switch_bytes) {
+        let partition = match chosen {
             Ok(p) => p,
-            Err(err) => {
-                let _ = reply.send(Err(err));
-                return;
-            }
+            Err(err) => return self.refuse(reply, err),
+        };
+        let batches = match self.batches.get_mut(&topic) {
+            Some(batches) => batches,
+            None => self.batches.entry(topic.clone()).or_default(),
         };
         // Full before this record: it starts the next batch.
-        let full = state.batches.get(&partition).is_some_and(|b| b.bytes + size > max_bytes);
-        let earlier = if full { state.take(partition, partitioner) } else { None };
-        let batch = state.batches.entry(partition).or_insert_with(|| Batch {
+        let full = batches.get(&partition).is_some_and(|b| b.bytes + size > max_bytes);
+        let earlier = if full { batches.remove(&partition) } else { None };
+        let batch = batches.entry(partition).or_insert_with(|| Batch {
             records: Vec::with_capacity(max_records.min(1024)),
             replies: Vec::with_capacity(max_records.min(1024)),
             bytes: 0,
@@ -321,20 +420,18 @@ impl Batcher {
         batch.replies.push(reply);
         batch.bytes += size;
         let now_full = batch.records.len() >= max_records || batch.bytes >= max_bytes;
-        let this = if now_full { state.take(partition, partitioner) } else { None };
+        let this = if now_full { batches.remove(&partition) } else { None };
         for batch in earlier.into_iter().chain(this) {
             self.send_batch(&topic, partition, batch).await;
         }
     }
 
     async fn send_due(&mut self, now: Instant) {
-        let partitioner = self.config.partitioner;
         let mut due = Vec::new();
-        for (topic, state) in &mut self.topics {
-            let partitions: Vec<u32> =
-                state.batches.iter().filter(|(_, b)| b.deadline <= now).map(|(p, _)| *p).collect();
+        for (topic, batches) in &mut self.batches {
+            let partitions: Vec<u32> = batches.iter().filter(|(_, b)| b.deadline <= now).map(|(p, _)| *p).collect();
             for partition in partitions {
-                if let Some(batch) = state.take(partition, partitioner) {
+                if let Some(batch) = batches.remove(&partition) {
                     due.push((topic.clone(), partition, batch));
                 }
             }
@@ -344,81 +441,20 @@ impl Batcher {
         }
     }
 
+    /// Sends `batch` once a request of the in-flight window is free.
     async fn send_batch(&mut self, topic: &str, partition: u32, batch: Batch) {
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
-        // The request is queued on the connection now, so batches of one
-        // partition reach the broker in the order they were sent.
-        let sent = self.client.start_produce(topic, Some(partition), batch.records, self.config.acks);
-        let replies = batch.replies;
-        let pending = async move {
-            let result = match sent {
-                Ok(pending) => pending.await,
-                Err(err) => Err(err),
-            };
-            drop(permit);
-            match result {
-                Ok(partitions) => {
-                    let base = partitions.first().map_or(-1, |p| p.base_offset);
-                    for (i, reply) in replies.into_iter().enumerate() {
-                        let offset = if base < 0 { -1 } else { base + i as i64 };
-                        let _ = reply.send(Ok(RecordMetadata { partition, offset }));
-                    }
-                }
-                Err(err) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(err.duplicate()));
-                    }
-                }
-            }
+        if let Some(route) = self.shared.routes.lock().get_mut(topic) {
+            route.sent(partition, self.shared.config.partitioner);
+        }
+        let records = batch.records.len();
+        let Ok(permit) = self.shared.in_flight.clone().acquire_owned().await else {
+            // The window is never closed; were it, the records fail.
+            self.shared.queued.fetch_sub(records, Ordering::SeqCst);
+            return answer(partition, Err(ClientError::Closed), batch.replies);
         };
-        tokio::spawn(pending);
+        self.shared.dispatch(topic, partition, batch.records, batch.replies, permit);
+        self.shared.queued.fetch_sub(records, Ordering::SeqCst);
     }
-}
-
-/// The partition `record` goes to in `state`'s topic, `size` its counted bytes.
-fn partition_for(
-    state: &mut TopicState,
-    topic: &str,
-    partition: Option<u32>,
-    record: &WireRecord,
-    size: usize,
-    partitioner: Partitioner,
-    switch_bytes: usize,
-) -> Result<u32, ClientError> {
-    let count = state.partitions;
-    if let Some(partition) = partition {
-        if partition >= count {
-            return Err(ClientError::broker(
-                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
-                Some(format!("not sent: topic `{topic}` has {count} partitions, there is no partition {partition}")),
-            ));
-        }
-        return Ok(partition);
-    }
-    if let Some(key) = &record.key {
-        return Ok(partition_for_key(key, count));
-    }
-    let count = count.max(1);
-    let (current, taken) = &mut state.keyless;
-    let chosen = *current % count;
-    match partitioner {
-        Partitioner::RoundRobin => *current = (chosen + 1) % count,
-        Partitioner::Sticky => {
-            *taken += size;
-            if *taken >= switch_bytes {
-                *current = (chosen + 1) % count;
-                *taken = 0;
-            }
-        }
-    }
-    Ok(chosen)
-}
-
-/// Where a producer's keyless records start: spread by the clock, so that
-/// producers started together do not all begin on partition 0.
-fn first_partition(count: u32) -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    nanos % count.max(1)
 }
 
 #[cfg(test)]
