@@ -69,7 +69,10 @@ class Broker:
     def __init__(self, herald, flush):
         self.data = tempfile.mkdtemp(prefix="herald-bench-")
         port_file = os.path.join(self.data, "port")
-        self.proc = subprocess.Popen([herald, "serve", "--port", "0", "--http-port", "0", "--data-dir", os.path.join(self.data, "d"),
+        # An older build (BASELINE_BIN) may predate the HTTP listener.
+        serve_help = subprocess.run([herald, "serve", "--help"], capture_output=True, text=True).stdout
+        http = ["--http-port", "0"] if "--http-port" in serve_help else []
+        self.proc = subprocess.Popen([herald, "serve", "--port", "0", *http, "--data-dir", os.path.join(self.data, "d"),
                                       "--flush", flush, "--port-file", port_file],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
