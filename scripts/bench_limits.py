@@ -100,7 +100,7 @@ def main():
     args = parser.parse_args()
     herald = args.herald
     q = args.quick
-    kb_records = "20000" if q else "300000"
+    kb_records = "20000" if q else "1000000"
     small_records = "200000" if q else "3000000"
     single_records = "20000" if q else "200000"
     e2e_records = "5000" if q else "50000"
