@@ -1,100 +1,86 @@
-//! Group events for custom actors: a watcher task describes the group (the
-//! coordinator's `DescribeGroup`, as `describe_group` on the wire) every
-//! interval and delivers a [`GroupChanged`] whenever its generation, state,
-//! members or assignments differ from the last one delivered. It describes
-//! again only after the recipient answered, so changes within one interval
-//! (or while the recipient is busy) arrive coalesced: the recipient always
-//! gets the latest state, not necessarily every generation in between.
+//! Group events for custom actors: the group's coordinator pushes a
+//! [`GroupChanged`] each time the group's generation, state, members or
+//! assignments change (every distinct membership, in order, never two equal
+//! ones in a row), and the membership as it is when the watch starts.
+//!
+//! A relay actor of the watch's own stands between the coordinator and the
+//! recipient, so that dropping the handle ends the deliveries at once. The
+//! watch waits for a group that does not exist yet, and registers again
+//! with a new coordinator when the group is deleted and made again, or its
+//! coordinator restarted; a membership the watch could not see during that
+//! moment is not replayed, but the next one (the coordinator's current
+//! membership, sent on registration) is.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix::prelude::*;
 use herald_actors::error::ErrorCode;
-use herald_actors::group::assignor::TopicPartition;
-use herald_actors::group::coordinator::{DescribeGroup, GroupDescription};
+use herald_actors::group::coordinator::WatchGroup;
+pub use herald_actors::group::coordinator::{GroupChanged, GroupMember};
 
 use super::{ExtensionContext, SubscriptionHandle};
 
-/// A group's membership as it is now: delivered when it changed.
-#[derive(Debug, Clone, PartialEq, Eq, Message)]
+/// How often the watch looks for a group that does not exist yet, and
+/// whether its coordinator is still the same.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
+
+/// Passes the coordinator's events on to the watcher until stopped.
+struct Relay {
+    to: Recipient<GroupChanged>,
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<GroupChanged> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, changed: GroupChanged, ctx: &mut Context<Self>) {
+        if self.to.connected() {
+            self.to.do_send(changed);
+        } else {
+            ctx.stop();
+        }
+    }
+}
+
+#[derive(Message)]
 #[rtype(result = "()")]
-pub struct GroupChanged {
-    pub group: String,
-    /// The group's epoch: rises with every rebalance.
-    pub generation_id: i64,
-    /// `Empty`, `Reconciling` (assignments still moving) or `Stable`.
-    pub state: &'static str,
-    pub assignor: &'static str,
-    /// By member id.
-    pub members: Vec<GroupMember>,
-}
+struct StopRelay;
 
-/// One member of a [`GroupChanged`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupMember {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    /// The member's own generation (the group epoch it last caught up to).
-    pub generation_id: i64,
-    pub topics: BTreeSet<String>,
-    pub assignment: BTreeSet<TopicPartition>,
-}
+impl Handler<StopRelay> for Relay {
+    type Result = ();
 
-fn changed(group: &str, d: GroupDescription) -> GroupChanged {
-    let mut members: Vec<GroupMember> = d
-        .members
-        .into_iter()
-        .map(|m| GroupMember {
-            member_id: m.info.member_id,
-            group_instance_id: m.info.group_instance_id,
-            client_id: m.info.client_id,
-            generation_id: m.epoch,
-            topics: m.info.topics,
-            assignment: m.assigned,
-        })
-        .collect();
-    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-    GroupChanged {
-        group: group.to_owned(),
-        generation_id: d.generation_id,
-        state: d.state,
-        assignor: d.assignor,
-        members,
+    fn handle(&mut self, _: StopRelay, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
 impl ExtensionContext {
     /// Delivers `group`'s membership to `recipient` now (once the group
-    /// exists) and each time it changed, looked at every `every` (see the
-    /// module documentation). Ends when the handle is dropped or the
-    /// recipient's actor stopped. A group that does not exist (yet, or any
-    /// more) delivers nothing until it does.
-    pub fn watch_group(&self, group: &str, every: Duration, recipient: Recipient<GroupChanged>) -> SubscriptionHandle {
+    /// exists) and each time it changes (see the module documentation).
+    /// Ends when the handle is dropped or the recipient's actor stopped.
+    pub fn watch_group(&self, group: &str, recipient: Recipient<GroupChanged>) -> SubscriptionHandle {
         let (handle, mut stopped) = SubscriptionHandle::new();
         let (context, group) = (self.clone(), group.to_owned());
+        let relay = Relay { to: recipient.clone() }.start();
+        let relayed = relay.clone().recipient();
         let watch = async move {
-            let mut last: Option<GroupChanged> = None;
             while recipient.connected() {
-                let described = match context.coordinator(&group, false).await {
-                    Ok(coordinator) => coordinator.send(DescribeGroup).await.unwrap_or_else(|e| Err(e.into())),
-                    Err(err) => Err(err),
-                };
-                match described {
-                    Ok(description) => {
-                        let now = changed(&group, description);
-                        if last.as_ref() != Some(&now) {
-                            if recipient.send(now.clone()).await.is_err() {
-                                return;
+                match context.coordinator(&group, false).await {
+                    Ok(coordinator) => {
+                        if coordinator.send(WatchGroup(relayed.clone())).await.is_ok() {
+                            while coordinator.connected() && recipient.connected() {
+                                tokio::time::sleep(LOOK_AGAIN).await;
                             }
-                            last = Some(now);
+                            continue;
                         }
                     }
                     Err(err) if err.code == ErrorCode::GROUP_ID_NOT_FOUND => {}
-                    Err(err) => tracing::debug!(%group, %err, "group watch: describe failed; trying again"),
+                    Err(err) => tracing::debug!(%group, %err, "group watch: no coordinator yet; trying again"),
                 }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(LOOK_AGAIN).await;
             }
         };
         actix_rt::spawn(async move {
@@ -102,6 +88,7 @@ impl ExtensionContext {
                 _ = stopped.changed() => {}
                 () = watch => {}
             }
+            relay.do_send(StopRelay);
         });
         handle
     }

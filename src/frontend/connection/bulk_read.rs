@@ -155,10 +155,14 @@ mod tests {
         let (mut client, mut read) = pair().await;
         let frame: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let sent = frame.clone();
+        // Each piece goes once the reader has had the one before it.
+        let (progress, mut arrived) = tokio::sync::watch::channel(0usize);
         let writer = tokio::spawn(async move {
+            let mut total = 0;
             for piece in sent.chunks(700_001) {
                 client.write_all(piece).await.unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                total += piece.len();
+                arrived.wait_for(|&n| n >= total).await.unwrap();
             }
             client.write_all(b"next").await.unwrap();
             client
@@ -171,9 +175,10 @@ mod tests {
             buf = back;
             assert!(matches!(got, Ok(Drained::Bytes)), "bytes were sent");
             passes += 1;
+            progress.send_replace(buf.len());
         }
         assert_eq!(&buf[..], &frame[..]);
-        assert!(passes >= 2, "the frame came in pieces, read as they came");
+        assert!(passes >= 5, "the frame came in 5 pieces, each read as it came: {passes} passes");
         let mut client = writer.await.unwrap();
         // The bytes after the frame are still the socket's.
         let mut next = [0u8; 4];

@@ -37,12 +37,14 @@ use futures::future::join_all;
 
 mod members;
 mod offsets;
+mod watch;
 
 pub use members::{Beat, Heartbeat, HeartbeatAnswered, Join, Leave, MemberDisconnected};
 pub use offsets::{
     CommitOffsets, DescribeGroup, FetchOffsets, GroupDescription, PartitionLag, ResetOffsets, ResetTo,
     MAX_METADATA_BYTES,
 };
+pub use watch::{GroupChanged, GroupMember, WatchGroup};
 
 use super::assignor::{self, TopicPartition};
 use super::membership::{MemberError, Membership};
@@ -77,6 +79,10 @@ pub struct GroupCoordinator {
     /// when this coordinator started: a group is never expired sooner than a
     /// full retention after a broker start.
     last_active_ms: i64,
+    /// Extensions watching the membership (see the `watch` module).
+    watchers: Vec<Recipient<GroupChanged>>,
+    /// The membership last sent to them.
+    published: Option<GroupChanged>,
 }
 
 /// How the coordinator reaches a member and watches it.
@@ -163,6 +169,8 @@ impl GroupCoordinator {
             next_member: 0,
             closed: false,
             last_active_ms: now_ms(),
+            watchers: Vec::new(),
+            published: None,
         }
     }
 
@@ -216,6 +224,7 @@ impl GroupCoordinator {
             }
             self.watch_revocation(&member_id, ctx);
         }
+        self.publish_membership();
     }
 
     /// Writes the group's generation to its log when it rose. Nothing waits
