@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests drive (chromium for tests/console.rs).
 scripts/install-test-deps.sh
-cargo build --bins
+cargo build --bins --examples
 cargo test --workspace --all-targets
 # Documentation examples of the library crates (not part of --all-targets).
 cargo test --doc -p herald-wire -p herald-client

@@ -2,7 +2,8 @@
 //! done by a client over TCP:
 //!
 //! ```text
-//! cargo run --release --example router_bench -- [--records 200000] [--record-size 100] [--data-dir /tmp/rb] [--only in-broker|client]
+//! cargo run --release --example router_bench -- [--records 200000] [--record-size 100] [--data-dir /tmp/rb] \
+//!     [--only in-broker|client] [--flush always|never]
 //! ```
 //!
 //! Each run creates `orders` and its four destinations (2 partitions each),
@@ -19,8 +20,11 @@
 //!   destinations' requests pipelined), then committing the next offset
 //!   (`commit_offsets`) before the next fetch.
 //!
-//! Both wait for every produce and commit to be durable (`storage.flush`'s
-//! default) before going on, so they do the same work per fetch.
+//! Both wait for every produce and commit to be acknowledged (durable with
+//! `storage.flush`'s default, `always`) before going on, so they do the same
+//! work per fetch. With `--flush never` the fsyncs no longer bound both, and
+//! what the transport costs shows. Besides the rate, the CPU time of the
+//! process (broker and router alike run in it) per record routed.
 
 #[path = "../router/router.rs"]
 mod router;
@@ -35,6 +39,7 @@ use herald::client::Client;
 use herald::config::Settings;
 use herald::protocol::{group_op, CommitOffsetsRequest, CommitOffsetsResponse, FetchRequest, OffsetCommit, WireRecord};
 use herald::server::{Builder, Server};
+use herald_actors::partition::FlushPolicy;
 
 const DESTINATIONS: [&str; 4] = ["orders.eu", "orders.us", "orders.ap", "orders.unrouted"];
 
@@ -43,10 +48,12 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Runs a broker on `data_dir` in a thread of its own until `stop` is sent.
 fn broker(
     data_dir: &Path,
+    flush: FlushPolicy,
     configure: fn(Builder) -> Builder,
 ) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>), Error> {
     let mut settings = Settings::load(None, &[])?;
     settings.storage.data_dir = data_dir.to_path_buf();
+    settings.storage.flush = flush;
     settings.http.enabled = false;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -163,17 +170,36 @@ async fn route_partition(client: Client, partition: u32, end: i64) -> Result<(),
     Ok(())
 }
 
-async fn measure(root: &Path, records: usize, size: usize, in_broker: bool) -> Result<Duration, Error> {
+/// CPU seconds (user and system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF covers every thread of the process.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The time to route every record, and the process's CPU seconds meanwhile.
+async fn measure(
+    root: &Path,
+    records: usize,
+    size: usize,
+    in_broker: bool,
+    flush: FlushPolicy,
+) -> Result<(Duration, f64), Error> {
     let data_dir = root.join(if in_broker { "in-broker" } else { "client" });
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (addr, stop, thread) = broker(&data_dir, |b| b)?;
+    let (addr, stop, thread) = broker(&data_dir, flush, |b| b)?;
     fill(addr, records, size).await?;
     let _ = stop.send(());
     tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| "broker thread panicked")?;
 
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let configure: fn(Builder) -> Builder = if in_broker { router::install } else { |b| b };
-    let (addr, stop, thread) = broker(&data_dir, configure)?;
+    let (addr, stop, thread) = broker(&data_dir, flush, configure)?;
     let client = connect(addr).await?;
     if in_broker {
         while routed(&client).await < records as i64 {
@@ -190,16 +216,17 @@ async fn measure(root: &Path, records: usize, size: usize, in_broker: bool) -> R
         }
         assert_eq!(routed(&client).await, records as i64, "the client routed every record");
     }
-    let elapsed = start.elapsed();
+    let (elapsed, cpu) = (start.elapsed(), cpu_seconds() - cpu_start);
     let _ = stop.send(());
     tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| "broker thread panicked")?;
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (mut records, mut size, mut root) = (200_000usize, 100usize, PathBuf::from("/tmp/herald-router-bench"));
     let mut only: Option<bool> = None;
+    let mut flush = FlushPolicy::Always;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
@@ -208,14 +235,25 @@ async fn main() -> Result<(), Error> {
             "--record-size" => size = value.parse()?,
             "--data-dir" => root = PathBuf::from(value),
             "--only" => only = Some(value == "in-broker"),
+            "--flush" => {
+                flush = match value.as_str() {
+                    "always" => FlushPolicy::Always,
+                    "never" => FlushPolicy::Never,
+                    other => return Err(format!("--flush takes always or never, not `{other}`").into()),
+                }
+            }
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
     for in_broker in [true, false].into_iter().filter(|mode| only.is_none_or(|only| only == *mode)) {
-        let elapsed = measure(&root, records, size, in_broker).await?;
+        let (elapsed, cpu) = measure(&root, records, size, in_broker, flush).await?;
         let rate = records as f64 / elapsed.as_secs_f64();
+        let per_record = cpu / records as f64 * 1e6;
         let name = if in_broker { "in-broker router" } else { "client over TCP" };
-        println!("{name}: {records} records of {size} bytes in {:.2} s: {rate:.0} records/s", elapsed.as_secs_f64());
+        println!(
+            "{name}: {records} records of {size} bytes in {:.2} s: {rate:.0} records/s, CPU {cpu:.2} s ({per_record:.2} µs per record)",
+            elapsed.as_secs_f64()
+        );
     }
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
