@@ -9,36 +9,9 @@
 //! (see docs/extending.md). SIGINT or SIGTERM stops it cleanly.
 
 mod kv;
+#[path = "../shared/serve.rs"]
+mod serve;
 
-use std::path::PathBuf;
-
-use herald::config::Settings;
-use herald::server::Server;
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut flags: Vec<(&str, String)> = Vec::new();
-    let (mut config, mut port_file) = (None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--port" => flags.push(("server.port", value()?)),
-            "--data-dir" => flags.push(("storage.data_dir", value()?)),
-            "--http-port" => flags.push(("http.port", value()?)),
-            "--config" => config = Some(PathBuf::from(value()?)),
-            "--port-file" => port_file = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown argument `{other}`").into()),
-        }
-    }
-    let settings = Settings::load(config.as_deref(), &flags)?;
-    tracing_subscriber::fmt().with_env_filter(settings.logging.level.as_str()).with_writer(std::io::stderr).init();
-    let listener = std::net::TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
-    let port = listener.local_addr()?.port();
-    println!("herald with x.kv.put, x.kv.get and x.kv.scan on port {port}");
-    if let Some(path) = port_file {
-        std::fs::write(path, format!("{port}\n"))?;
-    }
-    let system = actix::System::new();
-    system.block_on(kv::install(Server::builder(settings).listener(listener)).run())?;
-    Ok(())
+fn main() -> Result<(), serve::Error> {
+    serve::serve(serve::Args::parse(&[])?, "x.kv.put, x.kv.get and x.kv.scan", kv::install)
 }
