@@ -32,8 +32,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use herald::client::Record;
 use herald::extension::{
-    BrokerError, CustomError, CustomRequest, CustomResult, Delivery, Event, ExtensionContext, StartAt, Stop,
-    Subscription, SubscriptionHandle,
+    retry_until_ok, BrokerError, CustomError, CustomRequest, CustomResult, Delivery, Event, ExtensionContext, StartAt,
+    Stop, Subscription, SubscriptionHandle,
 };
 use herald::server::Builder;
 
@@ -150,13 +150,13 @@ impl Counter {
         let (context, options) = (self.context.clone(), self.options.clone());
         let publish = async move {
             for chunk in records.chunks(1000) {
-                retried("publish", || context.produce(&options.output, Some(0), chunk.to_vec())).await;
+                retry_until_ok("publish", || context.produce(&options.output, Some(0), chunk.to_vec())).await;
             }
             let metadata = published_until.to_string();
             for (partition, offset) in commits {
                 let commit =
                     || context.commit_with(&options.group, &options.input, partition, offset, Some(metadata.clone()));
-                retried("commit", commit).await;
+                retry_until_ok("commit", commit).await;
             }
         };
         ctx.wait(publish.into_actor(self).map(|(), act, _| act.publishing = false));
@@ -173,25 +173,6 @@ fn output(key: Option<Bytes>, count: u64, start: i64, width: i64) -> Record {
         ],
         timestamp: start + width,
         offset: 0,
-    }
-}
-
-/// Until it succeeds, with a back-off up to 5 s: a window is never dropped.
-async fn retried<T, F, Fut>(what: &str, mut step: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, BrokerError>>,
-{
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match step().await {
-            Ok(done) => return done,
-            Err(err) => {
-                tracing::warn!(%err, what, retry_in_ms = wait.as_millis() as u64, "counter step failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }
 

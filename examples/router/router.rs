@@ -14,13 +14,12 @@
 //! way in each partition are written again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use actix::prelude::*;
 use herald::client::Record;
 use herald::extension::{
-    BrokerError, CustomError, CustomRequest, CustomResult, Delivery, Event, ExtensionContext, StartAt, Stop,
-    Subscription, SubscriptionHandle,
+    retry_until_ok, BrokerError, CustomError, CustomRequest, CustomResult, Delivery, Event, ExtensionContext, StartAt,
+    Stop, Subscription, SubscriptionHandle,
 };
 use herald::server::Builder;
 use tokio::sync::watch;
@@ -117,26 +116,6 @@ pub fn destination(record: &Record) -> String {
     }
 }
 
-/// Until it succeeds: a delivery is never given up (its records would be
-/// lost), only retried, with a back-off up to 5 s.
-async fn retried<T, F, Fut>(what: &str, mut step: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, BrokerError>>,
-{
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match step().await {
-            Ok(done) => return done,
-            Err(err) => {
-                tracing::warn!(%err, what, retry_in_ms = wait.as_millis() as u64, "router step failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
 /// A destination topic's partition count, creating it if it is missing.
 async fn ensure(context: &ExtensionContext, topic: &str, partitions: u32) -> Result<u32, BrokerError> {
     if let Err(err) = context.create_topic(topic, partitions).await {
@@ -187,14 +166,14 @@ impl Handler<Delivery> for Router {
             let produced = by_topic.into_iter().map(|(topic, records)| async move {
                 let count = match known.get(&topic) {
                     Some(count) => *count,
-                    None => retried("create destination", || ensure(context, &topic, SOURCE_PARTITIONS)).await,
+                    None => retry_until_ok("create destination", || ensure(context, &topic, SOURCE_PARTITIONS)).await,
                 };
                 let target = Some(partition % count);
-                retried("produce", || context.produce(&topic, target, records.clone())).await;
+                retry_until_ok("produce", || context.produce(&topic, target, records.clone())).await;
                 (topic, count)
             });
             let learned: HashMap<String, u32> = futures::future::join_all(produced).await.into_iter().collect();
-            retried("commit", || context.commit(GROUP, SOURCE, partition, next_offset)).await;
+            retry_until_ok("commit", || context.commit(GROUP, SOURCE, partition, next_offset)).await;
             learned
         };
         Box::pin(routed.into_actor(self).map(|learned, act, _| {

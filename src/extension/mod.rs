@@ -18,6 +18,7 @@ mod group_events;
 mod ops;
 mod partition_feed;
 mod progress;
+mod retry;
 mod subscribe;
 mod supervise;
 
@@ -30,6 +31,7 @@ pub use herald_actors::{broker::ListedTopic, error::BrokerError, topic::TopicDes
 pub use herald_wire::batch::Record;
 pub use ops::Ops;
 pub use ops::{validate_op_name, OpHandler};
+pub use retry::{retry_until_ok, MAX_RETRY_WAIT};
 pub use subscribe::{Delivery, Event, Partitions, StartAt, Subscription, SubscriptionHandle};
 pub(crate) use supervise::{start_keeper, StopKeeper};
 
