@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::{fetch_at, herald_bin, read_partition, test_settings, text, value, TestBroker, PATIENCE};
+use common::{batch_position, fetch_at, herald_bin, read_partition, test_settings, text, value, TestBroker, PATIENCE};
 use herald::client::{Client, Consumer, ConsumerConfig, DamagedRange, GroupConsumer, GroupConsumerConfig, StartOffset};
 use herald::protocol::*;
-use herald_actors::batch::{BatchHeader, HEADER_BYTES};
 
 const TOPIC: &str = "ledger";
 const RECORDS: i64 = 30;
@@ -58,18 +57,6 @@ fn segments(dir: &Path) -> Vec<(i64, PathBuf)> {
 
 fn partition_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("topics").join(TOPIC).join("0")
-}
-
-/// The position of the `n`th batch of a segment file.
-fn batch_position(segment: &Path, n: usize) -> u64 {
-    let file = std::fs::File::open(segment).unwrap();
-    let mut position = 0;
-    for _ in 0..n {
-        let mut header = [0u8; HEADER_BYTES];
-        file.read_exact_at(&mut header, position).unwrap();
-        position += BatchHeader::parse(&header).unwrap().total_bytes() as u64;
-    }
-    position
 }
 
 fn flip(path: &Path, position: u64) {

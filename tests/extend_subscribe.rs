@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use common::{test_settings, TestBroker};
+use common::{batch_position, test_settings, TestBroker};
 use herald::client::{ErrorCode, Record};
 use herald::extension::{
     CustomError, CustomRequest, CustomResult, Delivery, Event, ExtensionContext, StartAt, Stop, Subscription,
@@ -220,20 +220,6 @@ async fn a_subscription_delivers_in_order_resumes_from_its_commits_and_ends_with
     ended.sort_unstable();
     assert_eq!(ended, [0, 1, 2]);
     broker.stop().await;
-}
-
-/// The position of the `n`th batch of a segment file.
-fn batch_position(segment: &std::path::Path, n: usize) -> u64 {
-    use herald_actors::batch::{BatchHeader, HEADER_BYTES};
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(segment).unwrap();
-    let mut position = 0;
-    for _ in 0..n {
-        let mut header = [0u8; HEADER_BYTES];
-        file.read_exact_at(&mut header, position).unwrap();
-        position += BatchHeader::parse(&header).unwrap().total_bytes() as u64;
-    }
-    position
 }
 
 #[tokio::test]
