@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use common::{text, TestBroker, PATIENCE};
-use herald::client::{GroupConsumer, GroupConsumerConfig};
+use herald::client::{GroupConsumer, GroupConsumerConfig, Producer, ProducerConfig};
+use herald::protocol::WireRecord;
 use herald_actors::batch::{self, BatchHeader, Compression, Record, HEADER_BYTES};
 use raw::{get, request, Raw};
 use rmpv::Value;
@@ -203,4 +204,65 @@ async fn a_consumer_group_reads_compressed_batches_unchanged() {
     expected.sort();
     assert_eq!(read, expected);
     consumer.commit().await.unwrap();
+}
+
+/// The codec of every batch stored in partition 0 of `topic`, and their records.
+async fn stored_codecs(broker: &TestBroker, topic: &str) -> (Vec<Compression>, Vec<Record>) {
+    let bytes = stored(broker, topic, 0).await;
+    let (mut codecs, mut rest) = (Vec::new(), &bytes[..]);
+    while !rest.is_empty() {
+        let header = batch::validate(rest).unwrap();
+        codecs.push(header.compression().unwrap());
+        rest = &rest[header.total_bytes()..];
+    }
+    (codecs, batch::decode_all(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_producer_compresses_with_its_codec() {
+    let broker = TestBroker::start();
+    let client = broker.client().await;
+    for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let topic = format!("p-{}", codec.name());
+        client.create_topic(&topic, 1, Default::default()).await.unwrap();
+        let config = ProducerConfig { compression: codec, linger_ms: 50, ..ProducerConfig::default() };
+        let producer = Producer::new(client.clone(), config);
+        let mut pending = Vec::new();
+        for record in lines(0, 300) {
+            let record = WireRecord {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp: Some(record.timestamp),
+            };
+            pending.push(producer.send(&topic, Some(0), record).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        for reply in pending {
+            reply.await.unwrap().unwrap();
+        }
+        let (codecs, records) = stored_codecs(&broker, &topic).await;
+        assert!(!codecs.is_empty() && codecs.iter().all(|c| *c == codec), "{codec:?}: {codecs:?}");
+        assert_eq!(records, with_offsets(lines(0, 300), 0), "{codec:?}");
+    }
+}
+
+#[tokio::test]
+async fn herald_produce_takes_a_compression_flag() {
+    let broker = TestBroker::start();
+    broker.client().await.create_topic("cli", 1, Default::default()).await.unwrap();
+    let input: String = (0..100).map(|i| format!(r#"{{"n":{i},"msg":"a log line"}}"#) + "\n").collect();
+    let mut child = std::process::Command::new(common::herald_bin())
+        .args(["produce", "cli", "--compression", "lz4", "--no-progress", "--broker", &broker.addr().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (codecs, records) = stored_codecs(&broker, "cli").await;
+    assert!(!codecs.is_empty() && codecs.iter().all(|c| *c == Compression::Lz4), "{codecs:?}");
+    let values: Vec<String> = records.iter().map(text).collect();
+    assert_eq!(values, input.lines().collect::<Vec<_>>());
 }

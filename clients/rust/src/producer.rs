@@ -23,6 +23,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_wire::batch::Compression;
 use herald_wire::partitioner::partition_for_key;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
@@ -61,6 +62,9 @@ pub struct ProducerConfig {
     /// With [`Partitioner::Sticky`], the bytes (as counted for a batch) a
     /// partition takes of keyless records before the next one gets them.
     pub sticky_switch_bytes: usize,
+    /// The codec of each batch's records (docs/protocol.md, "Compression");
+    /// batches go uncompressed to a broker that does not list it.
+    pub compression: Compression,
 }
 
 /// Where records without a key (and without a partition) go.
@@ -85,6 +89,7 @@ impl Default for ProducerConfig {
             max_in_flight: 8,
             partitioner: Partitioner::Sticky,
             sticky_switch_bytes: 16 << 10,
+            compression: Compression::None,
         }
     }
 }
@@ -348,7 +353,8 @@ impl Batcher {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         // The request is queued on the connection now, so batches of one
         // partition reach the broker in the order they were sent.
-        let sent = self.client.start_produce(topic, Some(partition), batch.records, self.config.acks);
+        let (acks, compression) = (self.config.acks, self.config.compression);
+        let sent = self.client.start_produce_compressed(topic, Some(partition), batch.records, acks, compression);
         let replies = batch.replies;
         let pending = async move {
             let result = match sent {
