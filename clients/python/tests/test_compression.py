@@ -3,6 +3,7 @@ with lz4 or zstd, the broker stores the batches as sent, and decoding
 decompresses them, refusing a damaged frame and a decompression bomb."""
 
 import json
+import time
 import struct
 
 import lz4.frame
@@ -124,3 +125,21 @@ def test_the_broker_refuses_a_compressed_batch_with_a_flipped_byte(client):
         client._call("produce", {"topic": "t", "partition": 0, "acks": 1, "batch": bytes(batch)})
     assert info.value.name == "INVALID_REQUEST"
     assert client.fetch("t", 0, 0).records == []
+
+
+def test_a_group_consumer_reads_compressed_batches(broker, client):
+    from herald_client import GroupConsumer
+
+    client.create_topic("g", 2, config=CREATE_TIME)
+    client.produce("g", log_lines(0, 30), partition=0, compression="lz4")
+    client.produce("g", log_lines(30, 30), partition=1, compression="zstd")
+    member = GroupConsumer(broker.host, broker.port, "readers", ["g"], session_timeout_ms=6000)
+    try:
+        read = []
+        deadline = time.monotonic() + 15
+        while len(read) < 60 and time.monotonic() < deadline:
+            read.extend(fields(record) for _topic, _partition, record in member.poll(timeout_ms=500))
+        assert sorted(read, key=lambda r: r["timestamp"]) == log_lines(0, 60)
+        member.commit()
+    finally:
+        member.close()
