@@ -154,9 +154,9 @@ async fn a_broken_batch_is_refused_whole() {
     miscounted[20..24].copy_from_slice(&2i32.to_be_bytes());
     miscounted[40..44].copy_from_slice(&3i32.to_be_bytes());
     batch::reseal(&mut miscounted);
-    let mut compressed = good.clone();
-    compressed[17] = 0x02;
-    batch::reseal(&mut compressed);
+    let mut unknown_codec = good.clone();
+    unknown_codec[17] = 0x06;
+    batch::reseal(&mut unknown_codec);
     let too_many = batch_of(&["a", "b", "c", "d"]);
     let late = batch::encode(&[record("a", 1), record("b", MAX_TIMESTAMP_MS + 1)]).unwrap().to_vec();
     let early = batch::encode(&[record("a", -1)]).unwrap().to_vec();
@@ -165,7 +165,7 @@ async fn a_broken_batch_is_refused_whole() {
         ("a truncated batch", &truncated, 2),
         ("a wrong record count", &miscounted, 2),
         ("garbage", b"not a batch", 2),
-        ("compression bits", &compressed, 42),
+        ("codec 3", &unknown_codec, 42),
         ("more records than a request may carry", &too_many, 42),
         ("a timestamp after 9999", &late, 32),
         ("a timestamp before 1970", &early, 32),

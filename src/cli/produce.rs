@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures::stream::{FuturesUnordered, StreamExt};
-use herald::client::{Partitioner, Producer, ProducerConfig};
+use herald::client::{Compression, Partitioner, Producer, ProducerConfig};
 use herald::protocol::WireRecord;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -25,6 +25,17 @@ enum PartitionerArg {
     Sticky,
     /// One record to each partition in turn.
     Roundrobin,
+}
+
+/// The codec of each batch's records.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum CompressionArg {
+    /// As they are.
+    None,
+    /// An LZ4 frame: fast, about 3x smaller on text.
+    Lz4,
+    /// A zstd frame: smaller still, a little more CPU.
+    Zstd,
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +62,10 @@ pub struct ProduceArgs {
     /// How long a record may wait for its batch to fill, in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Compress each batch sent (the broker stores and serves it compressed;
+    /// consumers decompress it). Sent uncompressed to a broker without it.
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    compression: CompressionArg,
     /// Never show progress (shown only when standard input is a file or a
     /// pipe and standard error a terminal).
     #[arg(long)]
@@ -111,8 +126,13 @@ pub async fn run(args: ProduceArgs) -> CliResult {
         PartitionerArg::Sticky => Partitioner::Sticky,
         PartitionerArg::Roundrobin => Partitioner::RoundRobin,
     };
-    let producer =
-        Producer::new(client, ProducerConfig { linger_ms: args.linger_ms, acks, partitioner, ..Default::default() });
+    let compression = match args.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Lz4 => Compression::Lz4,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let config = ProducerConfig { linger_ms: args.linger_ms, acks, partitioner, compression, ..Default::default() };
+    let producer = Producer::new(client, config);
 
     // A file on standard input shows a bar by its bytes; a pipe, a count.
     let file_bytes = stdin_file_bytes();

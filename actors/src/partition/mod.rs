@@ -506,6 +506,8 @@ impl Handler<Shutdown> for Partition {
 #[cfg(test)]
 mod admin_tests;
 #[cfg(test)]
+mod compressed_tests;
+#[cfg(test)]
 mod fault_sweep_tests;
 #[cfg(test)]
 mod power_loss_tests;

@@ -272,6 +272,10 @@ impl Segment {
             // A batch whose record timestamps cannot be computed (a delta past
             // the i64 range, from an older writer) answers with its first
             // offset: its max timestamp says a record at or after `ts` is in it.
+            // So does a compressed batch, which the broker does not decompress.
+            if header.compression() != Ok(batch::Compression::None) {
+                return Some(header.base_offset.max(min_offset));
+            }
             match batch::decode_all(bytes) {
                 Ok(records) => records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset).map(|r| r.offset),
                 Err(_) => Some(header.base_offset.max(min_offset)),

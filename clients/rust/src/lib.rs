@@ -73,6 +73,7 @@ pub use error::ClientError;
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
 /// The wire format this client speaks, for types beyond those re-exported below.
 pub use herald_wire;
+pub use herald_wire::batch::Compression;
 pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use herald_wire::batch::{self, Record, RecordParts};
+use herald_wire::batch::{self, Compression, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
@@ -154,7 +154,26 @@ impl Client {
         acks: i64,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let answer = match self.produce_batch_frame(topic, partition, &records, acks)? {
+        self.start_produce_compressed(topic, partition, records, acks, Compression::None)
+    }
+
+    /// As [`Client::start_produce`], the batch compressed with `compression`
+    /// when the broker lists that codec in its handshake (uncompressed
+    /// otherwise, and always in the `records` form).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::start_produce`].
+    pub fn start_produce_compressed(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+        acks: i64,
+        compression: Compression,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
+    {
+        let answer = match self.produce_batch_frame(topic, partition, &records, acks, compression)? {
             Some((id, frame)) if acks == 0 => {
                 self.enqueue(id, frame)?;
                 self.forget(id);
@@ -265,6 +284,7 @@ impl Client {
         partition: Option<u32>,
         records: &[WireRecord],
         acks: i64,
+        compression: Compression,
     ) -> Result<Option<(u32, Bytes)>, ClientError> {
         let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
         if !self.handshake.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key {
@@ -281,7 +301,11 @@ impl Client {
         });
         let correlation_id = self.next_correlation_id();
         let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks };
-        match encode_produce_batch(&head, parts, self.max_frame_bytes()) {
+        let codec = match self.handshake.has_compression(compression.name()) {
+            true => compression,
+            false => Compression::None,
+        };
+        match encode_produce_batch_with(&head, parts, self.max_frame_bytes(), codec) {
             Ok(frame) => Ok(Some((correlation_id, frame))),
             Err(ProduceFrameError::TooLarge { bytes, max }) => Err(too_large(op::PRODUCE, bytes, max)),
             Err(ProduceFrameError::Batch(_)) => Ok(None),

@@ -12,13 +12,14 @@
 //!  8      4   batch_length       i32, bytes after this field
 //! 12      4   crc                u32, CRC-32C (Castagnoli) of bytes 16..end
 //! 16      1   magic              u8, = 1
-//! 17      1   attributes         u8, bit 0: timestamp type (0 create, 1 log append)
+//! 17      1   attributes         u8, bit 0: timestamp type (0 create, 1 log append),
+//!                                bits 1-2: codec (0 none, 1 lz4, 2 zstd; see batch_codec.rs)
 //! 18      2   reserved           u16, = 0
 //! 20      4   last_offset_delta  i32, record_count - 1
 //! 24      8   base_timestamp     i64, ms since the epoch
 //! 32      8   max_timestamp      i64, ms since the epoch
 //! 40      4   record_count       i32
-//! 44      ..  records
+//! 44      ..  records (with a codec: one frame of it holding them)
 //! ```
 //!
 //! Each record:
@@ -43,11 +44,14 @@
 
 use bytes::{Buf, Bytes};
 
+#[path = "batch_codec.rs"]
+mod codec;
 #[path = "batch_encode.rs"]
 mod encoding;
 #[path = "batch_produced.rs"]
 mod produced;
-pub use encoding::{encode, BatchPlan, RecordParts};
+pub use codec::{decompress, Compression, ATTR_CODEC_MASK, ATTR_KNOWN, MAX_DECOMPRESSED_BYTES};
+pub use encoding::{encode, encode_with, BatchPlan, RecordParts};
 pub use produced::{check_produced, ProducedError};
 use thiserror::Error;
 
@@ -62,7 +66,7 @@ pub const ATTR_LOG_APPEND_TIME: u8 = 0x01;
 
 const CRC_OFFSET: usize = 12;
 pub(crate) const CRC_START: usize = 16;
-const ATTRIBUTES_OFFSET: usize = 17;
+pub(crate) const ATTRIBUTES_OFFSET: usize = 17;
 const BASE_TIMESTAMP_OFFSET: usize = 24;
 const MAX_TIMESTAMP_OFFSET: usize = 32;
 
@@ -94,6 +98,10 @@ pub enum BatchError {
     Malformed(&'static str),
     #[error("batch has no records")]
     Empty,
+    #[error("batch has unknown codec {0} (attribute bits 1-2): 0 none, 1 lz4, 2 zstd")]
+    UnknownCodec(u8),
+    #[error("batch's records decompress to more than {limit} bytes, the most a batch may hold")]
+    TooLarge { limit: usize },
 }
 
 /// Recomputes the checksum of a batch whose covered bytes changed. A buffer
@@ -204,10 +212,22 @@ impl BatchHeader {
     pub fn log_append_time(&self) -> bool {
         self.attributes & ATTR_LOG_APPEND_TIME != 0
     }
+
+    /// The codec of the records section.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::UnknownCodec`] for codec 3.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.attributes)
+    }
 }
 
 /// Checks a complete batch at the start of `buf`: header, length, checksum, and
 /// that its records parse and fill it exactly. Returns the header.
+///
+/// A compressed batch is checked by its header, codec and checksum only: it is
+/// not decompressed (decoding it checks its records).
 ///
 /// # Errors
 ///
@@ -221,6 +241,9 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let computed = crc32c::crc32c(&buf[CRC_START..total]);
     if computed != header.crc {
         return Err(BatchError::Checksum { stored: header.crc, computed });
+    }
+    if header.compression()? != Compression::None {
+        return Ok(header);
     }
     let count = walk_records(&buf[HEADER_BYTES..total], &mut Check)?;
     if count != header.record_count as usize {
@@ -262,9 +285,23 @@ fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>,
             return Err(BatchError::Checksum { stored: header.crc, computed });
         }
         out.reserve(header.record_count.clamp(0, 4096) as usize);
-        let mut sink = Decode { header: &header, shared, records: out };
-        walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
-        out = sink.records;
+        let before = out.len();
+        out = match header.compression()? {
+            Compression::None => {
+                let mut sink = Decode { header: &header, shared, records: out };
+                walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
+                sink.records
+            }
+            codec => {
+                let plain = Bytes::from(decompress(codec, &buf[HEADER_BYTES..total])?);
+                let mut sink = Decode { header: &header, shared: shared.map(|_| &plain), records: out };
+                walk_records(&plain, &mut sink)?;
+                sink.records
+            }
+        };
+        if out.len() - before != header.record_count as usize {
+            return Err(BatchError::Malformed("record_count disagrees with the records"));
+        }
         buf = &buf[total..];
     }
     Ok(out)
@@ -427,102 +464,5 @@ fn take_slice<'a>(b: &mut &'a [u8]) -> Result<Option<&'a [u8]>, BatchError> {
 mod time_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Vec<Record> {
-        vec![
-            Record {
-                key: Some(Bytes::from_static(b"k1")),
-                value: Some(Bytes::from_static(b"v1")),
-                headers: vec![("h".into(), Bytes::from_static(b"x"))],
-                timestamp: 1000,
-                offset: 0,
-            },
-            Record { key: None, value: None, headers: vec![], timestamp: 990, offset: 0 },
-            Record { key: None, value: Some(Bytes::from(vec![7u8; 300])), headers: vec![], timestamp: 1010, offset: 0 },
-        ]
-    }
-
-    #[test]
-    fn round_trip_keeps_every_field() {
-        let mut batch = encode(&sample()).unwrap();
-        set_base_offset(&mut batch, 42);
-        let header = validate(&batch).unwrap();
-        assert_eq!(header.base_offset, 42);
-        assert_eq!(header.record_count, 3);
-        assert_eq!(header.base_timestamp, 990);
-        assert_eq!(header.max_timestamp, 1010);
-        assert_eq!(header.total_bytes(), batch.len());
-        let records = decode_all(&batch).unwrap();
-        let expected: Vec<Record> = sample()
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut r)| {
-                r.offset = 42 + i as i64;
-                r
-            })
-            .collect();
-        assert_eq!(records, expected);
-    }
-
-    #[test]
-    fn a_flipped_bit_fails_the_checksum() {
-        let mut batch = encode(&sample()).unwrap();
-        let last = batch.len() - 1;
-        batch[last] ^= 1;
-        assert!(matches!(validate(&batch), Err(BatchError::Checksum { .. })));
-    }
-
-    #[test]
-    fn base_offset_is_outside_the_checksum() {
-        let mut batch = encode(&sample()).unwrap();
-        set_base_offset(&mut batch, 1 << 40);
-        assert!(validate(&batch).is_ok());
-    }
-
-    #[test]
-    fn log_append_time_restamps_every_record() {
-        let mut batch = encode(&sample()).unwrap();
-        set_log_append_time(&mut batch, 5555);
-        validate(&batch).unwrap();
-        assert!(decode_all(&batch).unwrap().iter().all(|r| r.timestamp == 5555));
-    }
-
-    #[test]
-    fn truncated_and_garbage_input_is_an_error_not_a_panic() {
-        let batch = encode(&sample()).unwrap();
-        for cut in 0..batch.len() {
-            assert!(validate(&batch[..cut]).is_err());
-        }
-        let mut garbage = batch.clone();
-        garbage[HEADER_BYTES..].fill(0xff);
-        reseal(&mut garbage);
-        assert!(validate(&garbage).is_err());
-    }
-
-    #[test]
-    fn shared_decoding_gives_the_same_records_without_copying_them() {
-        let mut both = encode(&sample()).unwrap();
-        both.extend_from_slice(&encode(&sample()).unwrap());
-        let both = both.freeze();
-        let shared = decode_all_shared(&both).unwrap();
-        assert_eq!(shared, decode_all(&both).unwrap());
-        let inside = |b: &Bytes| both.as_ptr_range().contains(&b.as_ptr());
-        assert!(shared.iter().flat_map(|r| r.value.iter().chain(r.key.iter())).all(|b| b.is_empty() || inside(b)));
-        assert!(shared.iter().flat_map(|r| r.headers.iter()).all(|(_, v)| inside(v)));
-    }
-
-    #[test]
-    fn decode_all_skips_a_trailing_partial_batch() {
-        let mut a = encode(&sample()).unwrap();
-        let b = encode(&sample()).unwrap();
-        a.extend_from_slice(&b[..b.len() - 5]);
-        assert_eq!(decode_all(&a).unwrap().len(), 3);
-    }
-
-    #[test]
-    fn an_empty_batch_is_refused() {
-        assert_eq!(encode(&[]).unwrap_err(), BatchError::Empty);
-    }
-}
+#[path = "batch_tests.rs"]
+mod tests;

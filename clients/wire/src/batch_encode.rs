@@ -3,11 +3,14 @@
 //! writes the batch at the end of a caller's buffer (the record data copied
 //! once, the checksum computed over the bytes in place). A produce request is
 //! built this way around its batch, in one buffer (see
-//! [`crate::protocol::encode_produce_batch`]).
+//! [`crate::protocol::encode_produce_batch`]). A compressed batch
+//! ([`BatchPlan::encode_compressed_into`]) has its records written to a
+//! scratch buffer first and compressed from there after the header.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{reseal_at, BatchError, Record, HEADER_BYTES, LOG_OVERHEAD, MAGIC};
+use super::codec::{compress_into, Compression, MAX_DECOMPRESSED_BYTES};
+use super::{reseal_at, BatchError, Record, ATTRIBUTES_OFFSET, HEADER_BYTES, LOG_OVERHEAD, MAGIC};
 
 /// One record to encode, borrowed from whatever holds it.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +94,54 @@ impl BatchPlan {
     pub fn encode_into<'a>(&self, buf: &mut BytesMut, records: impl Iterator<Item = RecordParts<'a>>) {
         buf.reserve(self.bytes);
         let start = buf.len();
+        self.put_header(buf);
+        self.put_records(buf, records);
+        debug_assert_eq!(buf.len() - start, self.bytes, "the records differ from the ones measured");
+        reseal_at(&mut buf[start..]);
+    }
+
+    /// As [`BatchPlan::encode_into`], the records section compressed with
+    /// `codec` (as is for [`Compression::None`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::TooLarge`] when the records take more than
+    /// [`MAX_DECOMPRESSED_BYTES`], or [`BatchError::Malformed`] when the
+    /// compressed batch's length exceeds `i32::MAX`; `buf` is then as it was.
+    pub fn encode_compressed_into<'a>(
+        &self,
+        buf: &mut BytesMut,
+        records: impl Iterator<Item = RecordParts<'a>>,
+        codec: Compression,
+    ) -> Result<(), BatchError> {
+        if codec == Compression::None {
+            self.encode_into(buf, records);
+            return Ok(());
+        }
+        if self.bytes - HEADER_BYTES > MAX_DECOMPRESSED_BYTES {
+            return Err(BatchError::TooLarge { limit: MAX_DECOMPRESSED_BYTES });
+        }
+        let mut plain = BytesMut::with_capacity(self.bytes - HEADER_BYTES);
+        self.put_records(&mut plain, records);
+        let start = buf.len();
+        self.put_header(buf);
+        if let Err(err) = compress_into(codec, &plain, buf) {
+            buf.truncate(start);
+            return Err(err);
+        }
+        let Ok(length) = i32::try_from(buf.len() - start - LOG_OVERHEAD) else {
+            buf.truncate(start);
+            return Err(BatchError::Malformed("length exceeds i32"));
+        };
+        let batch = &mut buf[start..];
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        batch[ATTRIBUTES_OFFSET] |= codec.attribute_bits();
+        reseal_at(batch);
+        Ok(())
+    }
+
+    /// The header of an uncompressed batch, checksum 0.
+    fn put_header(&self, buf: &mut BytesMut) {
         buf.put_i64(0);
         buf.put_i32((self.bytes - LOG_OVERHEAD) as i32);
         buf.put_u32(0); // crc, sealed below
@@ -101,6 +152,10 @@ impl BatchPlan {
         buf.put_i64(self.base_timestamp);
         buf.put_i64(self.max_timestamp);
         buf.put_i32(self.count as i32);
+    }
+
+    /// The records section.
+    fn put_records<'a>(&self, buf: &mut BytesMut, records: impl Iterator<Item = RecordParts<'a>>) {
         for (delta, record) in records.enumerate() {
             buf.put_i32((record.encoded_bytes() - 4) as i32);
             buf.put_i32(delta as i32);
@@ -115,8 +170,6 @@ impl BatchPlan {
                 buf.put_slice(value);
             }
         }
-        debug_assert_eq!(buf.len() - start, self.bytes, "the records differ from the ones measured");
-        reseal_at(&mut buf[start..]);
     }
 }
 
@@ -159,5 +212,17 @@ pub fn encode(records: &[Record]) -> Result<BytesMut, BatchError> {
     let plan = BatchPlan::of(records.iter().map(RecordParts::from))?;
     let mut buf = BytesMut::with_capacity(plan.bytes());
     plan.encode_into(&mut buf, records.iter().map(RecordParts::from));
+    Ok(buf)
+}
+
+/// As [`encode`], the records section compressed with `codec`.
+///
+/// # Errors
+///
+/// As [`BatchPlan::of`] and [`BatchPlan::encode_compressed_into`].
+pub fn encode_with(records: &[Record], codec: Compression) -> Result<BytesMut, BatchError> {
+    let plan = BatchPlan::of(records.iter().map(RecordParts::from))?;
+    let mut buf = BytesMut::with_capacity(plan.bytes());
+    plan.encode_compressed_into(&mut buf, records.iter().map(RecordParts::from), codec)?;
     Ok(buf)
 }

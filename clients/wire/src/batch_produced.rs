@@ -5,7 +5,10 @@
 
 use thiserror::Error;
 
-use super::{walk_records, BatchError, BatchHeader, RecordSink, ATTR_LOG_APPEND_TIME, CRC_START, HEADER_BYTES};
+use super::{
+    walk_records, BatchError, BatchHeader, Compression, RecordSink, ATTR_KNOWN, ATTR_LOG_APPEND_TIME, CRC_START,
+    HEADER_BYTES,
+};
 use crate::protocol::MAX_TIMESTAMP_MS;
 
 /// Why a producer's batch was refused.
@@ -32,14 +35,19 @@ impl From<BatchError> for ProducedError {
 }
 
 /// Checks that `buf` is exactly one batch a producer may send: magic 1, no
-/// attribute bit set (the broker sets bit 0 itself on a LogAppendTime
-/// topic, and there is no compression yet), lengths that add up to `buf`,
+/// attribute bit set but a known codec in bits 1–2 (the broker sets bit 0
+/// itself on a LogAppendTime topic), lengths that add up to `buf`,
 /// `record_count` records that parse in place with offset deltas 0, 1, ...,
 /// the checksum, every record's timestamp within 0 ..= [`MAX_TIMESTAMP_MS`],
 /// and `base_timestamp` and `max_timestamp` the smallest and largest of them.
 /// The base offset is not looked at: the broker overwrites it.
 ///
 /// `max_records` is checked from the header, before the records are walked.
+///
+/// A compressed batch is not decompressed: its header is checked (the counts,
+/// both timestamps within 0 ..= [`MAX_TIMESTAMP_MS`] and `base_timestamp` ≤
+/// `max_timestamp`) with its checksum, and its records are the consumer's to
+/// check when it decodes them.
 ///
 /// # Errors
 ///
@@ -52,11 +60,14 @@ pub fn check_produced(buf: &[u8], max_records: u64) -> Result<BatchHeader, Produ
             header.record_count
         )));
     }
-    if header.attributes != 0 {
+    let codec = header.compression();
+    if header.attributes & !ATTR_KNOWN != 0 || header.attributes & ATTR_LOG_APPEND_TIME != 0 || codec.is_err() {
         let what = if header.attributes & ATTR_LOG_APPEND_TIME != 0 {
             "bit 0 (LogAppendTime) is set by the broker, not by producers"
+        } else if codec.is_err() {
+            "codec 3 is not one (bits 1-2: 0 none, 1 lz4, 2 zstd)"
         } else {
-            "compression and other attribute bits are not supported"
+            "bits 3-7 are not used and must be 0"
         };
         return Err(ProducedError::Invalid(format!("batch attributes {:#04x}: {what}", header.attributes)));
     }
@@ -70,6 +81,9 @@ pub fn check_produced(buf: &[u8], max_records: u64) -> Result<BatchHeader, Produ
     let computed = crc32c::crc32c(&buf[CRC_START..]);
     if computed != header.crc {
         return Err(BatchError::Checksum { stored: header.crc, computed }.into());
+    }
+    if codec != Ok(Compression::None) {
+        return check_compressed(header);
     }
     let mut times = Times { base: header.base_timestamp, count: 0, min: i64::MAX, max: i64::MIN, bad: None };
     let count = walk_records(&buf[HEADER_BYTES..], &mut times)?;
@@ -86,6 +100,22 @@ pub fn check_produced(buf: &[u8], max_records: u64) -> Result<BatchHeader, Produ
         return Err(ProducedError::Corrupt(format!(
             "batch says base_timestamp {} and max_timestamp {}; its records' smallest and largest are {} and {}",
             header.base_timestamp, header.max_timestamp, times.min, times.max
+        )));
+    }
+    Ok(header)
+}
+
+/// The timestamps of a compressed batch's header, the rest checked already.
+fn check_compressed(header: BatchHeader) -> Result<BatchHeader, ProducedError> {
+    for (record, timestamp) in [(0, header.base_timestamp), (header.last_offset_delta as usize, header.max_timestamp)] {
+        if !(0..=MAX_TIMESTAMP_MS).contains(&timestamp) {
+            return Err(ProducedError::Timestamp { record, timestamp });
+        }
+    }
+    if header.base_timestamp > header.max_timestamp {
+        return Err(ProducedError::Corrupt(format!(
+            "batch says base_timestamp {} after max_timestamp {}",
+            header.base_timestamp, header.max_timestamp
         )));
     }
     Ok(header)
@@ -146,9 +176,12 @@ mod tests {
         flipped[last] ^= 1;
         assert!(matches!(check_produced(&flipped, 10), Err(ProducedError::Corrupt(m)) if m.contains("checksum")));
         let mut compressed = batch(&[1]);
-        compressed[17] = 0x04;
+        compressed[17] = 0x08;
         crate::batch::reseal(&mut compressed);
-        assert!(matches!(check_produced(&compressed, 10), Err(ProducedError::Invalid(m)) if m.contains("compression")));
+        assert!(matches!(check_produced(&compressed, 10), Err(ProducedError::Invalid(m)) if m.contains("bits 3-7")));
+        compressed[17] = 0x06;
+        crate::batch::reseal(&mut compressed);
+        assert!(matches!(check_produced(&compressed, 10), Err(ProducedError::Invalid(m)) if m.contains("codec 3")));
         let mut longer = batch(&[1]).to_vec();
         longer.push(0);
         assert!(matches!(check_produced(&longer, 10), Err(ProducedError::Corrupt(m)) if m.contains("batch_length")));

@@ -4,11 +4,20 @@ A fetch response carries whole batches as stored in the broker's log; each
 is checked against its CRC-32C and its structure before its records are
 returned. Decoding never trusts a length field: every read is bounds-checked
 and an overrun is CORRUPT_MESSAGE.
+
+A batch may be compressed (protocol.md, "Compression"): attribute bits 1-2
+name the codec, ``lz4`` (an LZ4 frame) or ``zstd`` (a zstd frame), of its
+records section. Decoding decompresses it, reading the output as it comes and
+never past ``MAX_DECOMPRESSED_BYTES``: a frame that expands further is
+CORRUPT_MESSAGE, whatever its header claims.
 """
 
 import struct
 from collections.abc import Mapping
 from typing import Any, List, Optional, Sequence, Tuple
+
+import lz4.frame
+import zstandard
 
 from .errors import CORRUPT_MESSAGE, HeraldError
 from .records import Record
@@ -50,6 +59,11 @@ _I32 = struct.Struct(">i")
 _U16 = struct.Struct(">H")
 _BATCH_MAGIC = 1
 _LOG_APPEND_TIME = 0x01  # attributes bit 0
+_CODEC_SHIFT = 1  # attributes bits 1-2: the codec
+CODECS = {"none": 0, "lz4": 1, "zstd": 2}
+# The most bytes the records section of one batch may decompress to (64 MiB).
+MAX_DECOMPRESSED_BYTES = 64 << 20
+_ZSTD_LEVEL = 3
 
 
 class _Cursor:
@@ -82,12 +96,19 @@ class _Cursor:
         return None if length == -1 else self.take(length)
 
 
-def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int) -> bytes:
+def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int, compression: str = "none") -> bytes:
     """Encodes request record maps (as ``produce`` builds them) as one record
     batch for the batch form of ``produce`` (protocol.md, "The batch form"):
     base offset 0 (the broker sets it), offset deltas 0, 1, 2, ..., every
     record stamped (``now_ms`` for one without a timestamp), the CRC last.
+    ``compression`` ("none", "lz4" or "zstd") compresses the records section.
+
+    Raises:
+        ValueError: an unknown ``compression``, or records of more than
+            ``MAX_DECOMPRESSED_BYTES`` to compress.
     """
+    if compression not in CODECS:
+        raise ValueError(f"unknown compression {compression!r}: none, lz4 or zstd")
     stamps = [int(r.get("timestamp", now_ms)) for r in records]
     base_timestamp, max_timestamp = min(stamps), max(stamps)
     body = bytearray()
@@ -105,11 +126,60 @@ def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int) -> bytes:
             fields += _U16.pack(len(encoded_name)) + encoded_name + _I32.pack(len(value)) + value
         # record_length counts offset_delta and timestamp_delta (12 bytes) too.
         body += _RECORD_PREFIX.pack(len(fields) + 12, delta, stamp - base_timestamp) + fields
-    header = _BATCH_HEADER.pack(0, _BATCH_HEADER.size - 12 + len(body), 0, _BATCH_MAGIC, 0, 0,
-                                len(records) - 1, base_timestamp, max_timestamp, len(records))
+    codec = CODECS[compression]
+    if codec:
+        if len(body) > MAX_DECOMPRESSED_BYTES:
+            raise ValueError(f"{len(body)} bytes of records; a compressed batch holds at most "
+                             f"{MAX_DECOMPRESSED_BYTES}")
+        body = bytearray(_compress(codec, bytes(body)))
+    header = _BATCH_HEADER.pack(0, _BATCH_HEADER.size - 12 + len(body), 0, _BATCH_MAGIC,
+                                codec << _CODEC_SHIFT, 0, len(records) - 1, base_timestamp, max_timestamp,
+                                len(records))
     batch = bytearray(header) + body
     struct.pack_into(">I", batch, 12, crc32c(bytes(batch[16:])))
     return bytes(batch)
+
+
+def _compress(codec: int, records: bytes) -> bytes:
+    if codec == CODECS["lz4"]:
+        # Independent blocks, as the Rust client writes: they decode faster.
+        compressed: bytes = lz4.frame.compress(records, block_linked=False)
+        return compressed
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(records)
+
+
+def decompress(codec: int, data: bytes) -> bytes:
+    """The records section that ``data``, one frame of ``codec`` (1 lz4, 2
+    zstd), holds; read in steps, never past ``MAX_DECOMPRESSED_BYTES``.
+
+    Raises:
+        HeraldError: CORRUPT_MESSAGE for a damaged frame or one that expands
+            past the cap.
+    """
+    limit = MAX_DECOMPRESSED_BYTES + 1
+    try:
+        if codec == CODECS["lz4"]:
+            decompressor = lz4.frame.LZ4FrameDecompressor()
+            out: bytes = decompressor.decompress(data, max_length=limit)
+            if len(out) < limit and not decompressor.eof:
+                raise HeraldError(CORRUPT_MESSAGE, "the lz4 frame of a batch is truncated")
+        else:
+            reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
+            chunks: List[bytes] = []
+            size = 0
+            while size < limit:
+                chunk = reader.read(min(1 << 20, limit - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            out = b"".join(chunks)
+    except (RuntimeError, zstandard.ZstdError) as exc:
+        raise HeraldError(CORRUPT_MESSAGE, f"the compressed records of a batch are damaged: {exc}") from exc
+    if len(out) > MAX_DECOMPRESSED_BYTES:
+        raise HeraldError(CORRUPT_MESSAGE, f"a batch's records decompress to more than {MAX_DECOMPRESSED_BYTES} "
+                                           "bytes, the most a batch may hold")
+    return out
 
 
 def decode_batches(data: bytes, min_offset: int = 0) -> List[Record]:
@@ -157,8 +227,14 @@ def _decode_batch(batch: bytes) -> List[Record]:
     if magic != _BATCH_MAGIC:
         raise HeraldError(CORRUPT_MESSAGE, f"batch at offset {base_offset} has magic {magic}")
     log_append_time = bool(attributes & _LOG_APPEND_TIME)
-    records = []
-    cursor = _Cursor(batch, _BATCH_HEADER.size)
+    codec = (attributes >> _CODEC_SHIFT) & 0x03
+    if codec == 3:
+        raise HeraldError(CORRUPT_MESSAGE, f"batch at offset {base_offset} has unknown codec 3")
+    records: List[Record] = []
+    if codec:
+        cursor = _Cursor(decompress(codec, batch[_BATCH_HEADER.size:]))
+    else:
+        cursor = _Cursor(batch, _BATCH_HEADER.size)
     for _ in range(record_count):
         record_length, offset_delta, timestamp_delta = cursor.unpack(_RECORD_PREFIX)
         # record_length counts offset_delta and timestamp_delta (12 bytes) too.
@@ -177,6 +253,8 @@ def _decode_batch(batch: bytes) -> List[Record]:
         if not record.at_end():
             raise HeraldError(CORRUPT_MESSAGE, "record_length disagrees with the record's fields")
         timestamp = max_timestamp if log_append_time else base_timestamp + timestamp_delta
+        if offset_delta != len(records):
+            raise HeraldError(CORRUPT_MESSAGE, "offset deltas are not 0, 1, 2, ...")
         records.append(Record(base_offset + offset_delta, timestamp, key, value, headers))
     if not cursor.at_end():
         raise HeraldError(CORRUPT_MESSAGE, "batch_length disagrees with its records")

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import msgpack
 
-from .batch import _BATCH_HEADER, decode_batches, encode_batch
+from .batch import _BATCH_HEADER, CODECS, decode_batches, encode_batch
 from .connection import _ENVELOPE_FIELDS, Connection
 from .errors import FRAME_TOO_LARGE, HeraldError
 from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _group_assignment, _partition_list, _topic_list
@@ -143,7 +143,8 @@ class Client(Connection):
     # -- data ----------------------------------------------------------------
 
     def produce(self, topic: str, records: Iterable[RecordLike],
-                partition: Optional[int] = None, acks: int = 1) -> Optional[List[Dict[str, Any]]]:
+                partition: Optional[int] = None, acks: int = 1,
+                compression: str = "none") -> Optional[List[Dict[str, Any]]]:
         """Appends ``records`` to ``topic``.
 
         Each record may be a ``Record``, a mapping with any of the keys
@@ -156,6 +157,9 @@ class Client(Connection):
         The records go in as few requests as the broker's limits allow, in
         order: each request fits its ``max_frame_bytes``, and its records'
         batch its default ``max_message_bytes`` (both from the handshake).
+        ``compression`` ("none", "lz4" or "zstd") compresses each batch, when
+        the broker lists the codec in its handshake's ``compression`` (the
+        records then go uncompressed otherwise, as they do in ``records``).
 
         Returns the broker's per-partition results (``partition``,
         ``base_offset``, ``record_count``, ...), those of every request in
@@ -180,9 +184,13 @@ class Client(Connection):
         # `records`, so that the broker places each by its key.
         as_batch = (FEATURE_PRODUCE_BATCH in (self.features or {}).get("features", [])
                     and (partition is not None or not any("key" in r for r in encoded)))
+        if compression not in CODECS:
+            raise ValueError(f"unknown compression {compression!r}: none, lz4 or zstd")
+        if compression not in (self.features or {}).get("compression", []):
+            compression = "none"
         results: List[Dict[str, Any]] = []
         for chunk in requests:
-            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, int(time.time() * 1000)))
+            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, int(time.time() * 1000), compression))
                                     if as_batch and chunk else dict(fields, records=chunk))
             if acks == 0:
                 self._call("produce", body, expect_response=False)

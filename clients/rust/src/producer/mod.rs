@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_wire::batch::Compression;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -70,6 +71,9 @@ pub struct ProducerConfig {
     /// With [`Partitioner::Sticky`], the bytes (as counted for a batch) a
     /// partition takes of keyless records before the next one gets them.
     pub sticky_switch_bytes: usize,
+    /// The codec of each batch's records (docs/protocol.md, "Compression");
+    /// batches go uncompressed to a broker that does not list it.
+    pub compression: Compression,
 }
 
 /// Where records without a key (and without a partition) go.
@@ -94,6 +98,7 @@ impl Default for ProducerConfig {
             max_in_flight: 8,
             partitioner: Partitioner::Sticky,
             sticky_switch_bytes: 16 << 10,
+            compression: Compression::None,
         }
     }
 }
@@ -257,7 +262,8 @@ impl Shared {
         replies: Vec<Reply>,
         permit: OwnedSemaphorePermit,
     ) {
-        let sent = self.client.start_produce(topic, Some(partition), records, self.config.acks);
+        let (acks, compression) = (self.config.acks, self.config.compression);
+        let sent = self.client.start_produce_compressed(topic, Some(partition), records, acks, compression);
         let pending = async move {
             let result = match sent {
                 Ok(pending) => pending.await,

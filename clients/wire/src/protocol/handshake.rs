@@ -22,6 +22,10 @@ pub const FEATURE_PRODUCE_BATCH: &str = "produce_batch";
 /// forms of protocol version 1 that an older broker does not take.
 pub const FEATURES: &[&str] = &[FEATURE_PRODUCE_BATCH];
 
+/// The codecs a `produce_batch` batch may be compressed with, as the
+/// handshake names them (attribute bits 1–2 of a batch, docs/protocol.md).
+pub const COMPRESSION: &[&str] = &["lz4", "zstd"];
+
 /// The lowest protocol version this broker and client speak.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The highest protocol version this broker and client speak.
@@ -159,6 +163,10 @@ pub struct HandshakeResponse {
     /// Optional request forms the broker takes ([`FEATURES`]).
     #[serde(default)]
     pub features: Vec<String>,
+    /// The codecs a batch may be compressed with ([`COMPRESSION`]); none
+    /// from a broker older than compression.
+    #[serde(default)]
+    pub compression: Vec<String>,
 }
 
 impl HandshakeResponse {
@@ -186,7 +194,14 @@ impl HandshakeResponse {
             max_message_bytes: features.max_message_bytes,
             max_held_requests: features.max_held_requests,
             features: FEATURES.iter().map(|&f| f.into()).collect(),
+            compression: COMPRESSION.iter().map(|&c| c.into()).collect(),
         }
+    }
+
+    /// Whether the broker takes batches compressed with `codec` ("lz4",
+    /// "zstd"); a broker older than compression takes none.
+    pub fn has_compression(&self, codec: &str) -> bool {
+        self.compression.iter().any(|c| c == codec)
     }
 
     /// Whether the broker lists `feature` (one of [`FEATURES`]); a broker

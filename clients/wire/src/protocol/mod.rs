@@ -37,7 +37,7 @@ use serde::Serialize;
 pub use fetch_out::encode_fetch_head;
 pub use handshake::*;
 pub use messages::*;
-pub use produce_out::{encode_produce_batch, ProduceFrameError, ProduceHead};
+pub use produce_out::{encode_produce_batch, encode_produce_batch_with, ProduceFrameError, ProduceHead};
 pub use request::*;
 
 /// Encodes a successful response.

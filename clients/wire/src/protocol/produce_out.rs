@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::codec::LENGTH_BYTES;
 use super::mp_out::{bin_len_bytes, put_bin_len, put_int, put_map_len, put_nil, put_str, put_uint};
 use super::op;
-use crate::batch::{BatchError, BatchPlan, RecordParts};
+use crate::batch::{BatchError, BatchPlan, Compression, RecordParts};
 
 /// A produce request's fields besides its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,22 +62,7 @@ where
 {
     let plan = BatchPlan::of(records.clone())?;
     let mut out = BytesMut::with_capacity(LENGTH_BYTES + 96 + head.topic.len() + plan.bytes());
-    out.put_u32(0); // the length, patched below
-    put_map_len(&mut out, FIELDS);
-    put_str(&mut out, "correlation_id");
-    put_uint(&mut out, u64::from(head.correlation_id));
-    put_str(&mut out, "op");
-    put_str(&mut out, op::PRODUCE);
-    put_str(&mut out, "topic");
-    put_str(&mut out, head.topic);
-    put_str(&mut out, "partition");
-    match head.partition {
-        Some(partition) => put_int(&mut out, partition),
-        None => put_nil(&mut out),
-    }
-    put_str(&mut out, "acks");
-    put_int(&mut out, head.acks);
-    put_str(&mut out, "batch");
+    put_head(&mut out, head);
     let bytes = out.len() - LENGTH_BYTES + bin_len_bytes(plan.bytes()) + plan.bytes();
     let max = max_frame_bytes.min(u32::MAX as usize);
     if bytes > max {
@@ -87,6 +72,64 @@ where
     plan.encode_into(&mut out, records);
     out[..LENGTH_BYTES].copy_from_slice(&(bytes as u32).to_be_bytes());
     Ok(out.freeze())
+}
+
+/// As [`encode_produce_batch`], the batch's records compressed with `codec`
+/// (docs/protocol.md, "Compression"). A compressed batch is built apart (its
+/// size is known only once compressed) and copied into the frame.
+///
+/// # Errors
+///
+/// As [`encode_produce_batch`], the size being that of the compressed frame;
+/// [`ProduceFrameError::Batch`] also for records over
+/// [`crate::batch::MAX_DECOMPRESSED_BYTES`].
+pub fn encode_produce_batch_with<'a, I>(
+    head: &ProduceHead<'_>,
+    records: I,
+    max_frame_bytes: usize,
+    codec: Compression,
+) -> Result<Bytes, ProduceFrameError>
+where
+    I: Iterator<Item = RecordParts<'a>> + Clone,
+{
+    if codec == Compression::None {
+        return encode_produce_batch(head, records, max_frame_bytes);
+    }
+    let plan = BatchPlan::of(records.clone())?;
+    let mut batch = BytesMut::new();
+    plan.encode_compressed_into(&mut batch, records, codec)?;
+    let mut out = BytesMut::with_capacity(LENGTH_BYTES + 96 + head.topic.len() + batch.len());
+    put_head(&mut out, head);
+    let bytes = out.len() - LENGTH_BYTES + bin_len_bytes(batch.len()) + batch.len();
+    let max = max_frame_bytes.min(u32::MAX as usize);
+    if bytes > max {
+        return Err(ProduceFrameError::TooLarge { bytes, max });
+    }
+    put_bin_len(&mut out, batch.len());
+    out.put_slice(&batch);
+    out[..LENGTH_BYTES].copy_from_slice(&(bytes as u32).to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// The length prefix (0, patched last) and every field of the map but the
+/// batch's bytes, up to its key.
+fn put_head(out: &mut BytesMut, head: &ProduceHead<'_>) {
+    out.put_u32(0); // the length, patched below
+    put_map_len(out, FIELDS);
+    put_str(out, "correlation_id");
+    put_uint(out, u64::from(head.correlation_id));
+    put_str(out, "op");
+    put_str(out, op::PRODUCE);
+    put_str(out, "topic");
+    put_str(out, head.topic);
+    put_str(out, "partition");
+    match head.partition {
+        Some(partition) => put_int(out, partition),
+        None => put_nil(out),
+    }
+    put_str(out, "acks");
+    put_int(out, head.acks);
+    put_str(out, "batch");
 }
 
 #[cfg(test)]
