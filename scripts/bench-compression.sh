@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: benchmarks-compression.sh HERALD LINES  -- one broker per codec, produce then consume.
+# Usage: bench-compression.sh HERALD LINES  -- one broker per codec, produce then consume.
 set -u
 HERALD=$1; LINES=$2; N=$(wc -l < "$LINES")
 TICK=$(getconf CLK_TCK)
