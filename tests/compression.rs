@@ -40,28 +40,10 @@ fn produce(correlation_id: u32, topic: &str, partition: i64, batch: &[u8]) -> Ve
     request(correlation_id, "produce", &fields)
 }
 
-async fn ready_with_topic(broker: &TestBroker, topic: &str, partitions: i64, config: Vec<(&str, Value)>) -> Raw {
-    let mut raw = Raw::ready(broker.addr()).await;
-    let config = Value::Map(config.into_iter().map(|(k, v)| (k.into(), v)).collect());
-    raw.send(&request(
-        2,
-        "create_topic",
-        &[("topic", topic.into()), ("partitions", partitions.into()), ("config", config)],
-    ))
-    .await;
-    raw.response().await.assert_ok(2);
-    raw
-}
-
 /// The one partition entry's error code of a produce response.
 fn entry_error(response: &raw::Response) -> i64 {
     let partitions = response.field("partitions").as_array().expect("partitions");
     get(&partitions[0], "error_code").as_i64().expect("error_code")
-}
-
-async fn stored(broker: &TestBroker, topic: &str, partition: u32) -> Bytes {
-    let client = broker.client().await;
-    client.fetch_raw(&common::fetch_at(topic, partition, 0)).await.expect("fetch").records
 }
 
 fn with_offsets(records: Vec<Record>, from: i64) -> Vec<Record> {
@@ -82,7 +64,7 @@ async fn the_handshake_lists_the_codecs() {
 #[tokio::test]
 async fn each_codec_is_stored_as_sent_and_read_back_decompressed() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     let mut sent = Vec::new();
     for (n, codec) in [Compression::Lz4, Compression::None, Compression::Zstd].into_iter().enumerate() {
         let batch = batch::encode_with(&lines(n * 50, 50), codec).unwrap();
@@ -92,7 +74,7 @@ async fn each_codec_is_stored_as_sent_and_read_back_decompressed() {
         assert_eq!(entry_error(&answer), 0);
         sent.push(batch);
     }
-    let bytes = stored(&broker, "t", 0).await;
+    let bytes = common::stored(&broker, "t", 0).await;
     let mut at = 0;
     for (n, batch) in sent.iter().enumerate() {
         let header = BatchHeader::parse(&bytes[at..]).unwrap();
@@ -112,14 +94,14 @@ async fn each_codec_is_stored_as_sent_and_read_back_decompressed() {
 async fn a_log_append_time_topic_stamps_a_compressed_batch_and_keeps_its_codec() {
     let broker = TestBroker::start();
     let config = vec![("message_timestamp_type", "LogAppendTime".into())];
-    let mut raw = ready_with_topic(&broker, "t", 1, config).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, config).await;
     let before = herald_actors::now_ms();
     for (n, codec) in CODECS.into_iter().enumerate() {
         let batch = batch::encode_with(&lines(0, 20), codec).unwrap();
         raw.send(&produce(3 + n as u32, "t", 0, &batch)).await;
         raw.response().await.assert_ok(3 + n as u32);
     }
-    let bytes = stored(&broker, "t", 0).await;
+    let bytes = common::stored(&broker, "t", 0).await;
     let first = batch::validate(&bytes).expect("resealed");
     let second = batch::validate(&bytes[first.total_bytes()..]).expect("resealed");
     for (header, codec) in [(first, Compression::Lz4), (second, Compression::Zstd)] {
@@ -136,7 +118,7 @@ async fn a_log_append_time_topic_stamps_a_compressed_batch_and_keeps_its_codec()
 #[tokio::test]
 async fn codec_three_and_a_flipped_byte_are_refused_and_nothing_is_appended() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     let good = batch::encode_with(&lines(0, 10), Compression::Zstd).unwrap().to_vec();
     let mut codec_three = good.clone();
     codec_three[17] = 0x06;
@@ -156,7 +138,7 @@ async fn codec_three_and_a_flipped_byte_are_refused_and_nothing_is_appended() {
         let answer = raw.response().await;
         assert_eq!((answer.header.correlation_id, answer.header.error_code), (id, code), "{case}: {answer:?}");
     }
-    assert!(stored(&broker, "t", 0).await.is_empty());
+    assert!(common::stored(&broker, "t", 0).await.is_empty());
     raw.send(&produce(20, "t", 0, &good)).await;
     raw.response().await.assert_ok(20);
 }
@@ -164,7 +146,7 @@ async fn codec_three_and_a_flipped_byte_are_refused_and_nothing_is_appended() {
 #[tokio::test]
 async fn list_offsets_by_time_answers_a_compressed_batch_with_its_first_offset() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     raw.send(&produce(3, "t", 0, &batch::encode_with(&lines(0, 10), Compression::Lz4).unwrap())).await;
     raw.response().await.assert_ok(3);
     raw.send(&request(
@@ -181,7 +163,7 @@ async fn list_offsets_by_time_answers_a_compressed_batch_with_its_first_offset()
 #[tokio::test]
 async fn a_consumer_group_reads_compressed_batches_unchanged() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "g", 2, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "g", 2, vec![]).await;
     for (n, codec) in CODECS.into_iter().enumerate() {
         for partition in 0..2 {
             let id = 3 + 2 * n as u32 + partition as u32;
@@ -208,7 +190,7 @@ async fn a_consumer_group_reads_compressed_batches_unchanged() {
 
 /// The codec of every batch stored in partition 0 of `topic`, and their records.
 async fn stored_codecs(broker: &TestBroker, topic: &str) -> (Vec<Compression>, Vec<Record>) {
-    let bytes = stored(broker, topic, 0).await;
+    let bytes = common::stored(broker, topic, 0).await;
     let (mut codecs, mut rest) = (Vec::new(), &bytes[..]);
     while !rest.is_empty() {
         let header = batch::validate(rest).unwrap();

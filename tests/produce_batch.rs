@@ -43,25 +43,7 @@ fn produce(correlation_id: u32, topic: &str, partition: Option<i64>, acks: i64, 
     request(correlation_id, "produce", &fields)
 }
 
-async fn ready_with_topic(broker: &TestBroker, topic: &str, partitions: i64, config: Vec<(&str, Value)>) -> Raw {
-    let mut raw = Raw::ready(broker.addr()).await;
-    let config = Value::Map(config.into_iter().map(|(k, v)| (k.into(), v)).collect());
-    raw.send(&request(
-        2,
-        "create_topic",
-        &[("topic", topic.into()), ("partitions", partitions.into()), ("config", config)],
-    ))
-    .await;
-    raw.response().await.assert_ok(2);
-    raw
-}
-
 /// The stored bytes of partition `partition` from offset 0.
-async fn stored(broker: &TestBroker, topic: &str, partition: u32) -> Bytes {
-    let client = broker.client().await;
-    client.fetch_raw(&common::fetch_at(topic, partition, 0)).await.expect("fetch").records
-}
-
 /// The one partition entry of a produce response: (partition, base_offset, error_code).
 fn entry(response: &raw::Response) -> (i64, i64, i64) {
     let partitions = response.field("partitions").as_array().expect("partitions");
@@ -85,7 +67,7 @@ async fn the_handshake_lists_the_batch_form() {
 #[tokio::test]
 async fn a_batch_is_stored_as_sent_with_its_base_offset_set() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     let (first, second) = (batch_of(&["a", "b"]), batch_of(&["c", "d", "e"]));
     raw.send(&produce(3, "t", Some(0), 1, &first)).await;
     let answer = raw.response().await;
@@ -96,7 +78,7 @@ async fn a_batch_is_stored_as_sent_with_its_base_offset_set() {
     let answer = raw.response().await;
     assert_eq!(entry(&answer), (0, 2, 0));
 
-    let bytes = stored(&broker, "t", 0).await;
+    let bytes = common::stored(&broker, "t", 0).await;
     assert_eq!(bytes.len(), first.len() + second.len());
     assert_eq!(&bytes[..first.len()], &first[..], "the first batch as sent (base offset 0)");
     let (at, tail) = (first.len(), &bytes[first.len()..]);
@@ -120,7 +102,7 @@ async fn a_batch_is_stored_as_sent_with_its_base_offset_set() {
 #[tokio::test]
 async fn a_request_carries_records_or_a_batch_not_both_nor_neither() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     let batch = Value::Binary(batch_of(&["a"]));
     let records = Value::Array(vec![Value::Map(vec![("value".into(), Value::Binary(b"v".to_vec()))])]);
     raw.send(&request(3, "produce", &[("topic", "t".into()), ("records", records), ("batch", batch)])).await;
@@ -133,7 +115,7 @@ async fn a_request_carries_records_or_a_batch_not_both_nor_neither() {
     assert!(neither.header.error_message.as_deref().unwrap().contains("`records` or `batch`"), "{neither:?}");
     raw.send(&request(5, "produce", &[("topic", "t".into()), ("batch", "text".into())])).await;
     raw.response().await.assert_error(5, 42);
-    assert!(stored(&broker, "t", 0).await.is_empty(), "nothing appended");
+    assert!(common::stored(&broker, "t", 0).await.is_empty(), "nothing appended");
 }
 
 #[tokio::test]
@@ -142,7 +124,7 @@ async fn a_broken_batch_is_refused_whole() {
     let mut settings = common::test_settings(dir.path());
     settings.server.max_records_per_request = 3;
     let broker = TestBroker::start_with(settings);
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![("max_message_bytes", 2048.into())]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![("max_message_bytes", 2048.into())]).await;
     let good = batch_of(&["a", "b"]);
 
     let mut bad_crc = good.clone();
@@ -185,7 +167,7 @@ async fn a_broken_batch_is_refused_whole() {
     answer.assert_ok(30);
     assert_eq!(entry(&answer), (0, -1, 10));
 
-    assert!(stored(&broker, "t", 0).await.is_empty(), "nothing of a refused batch is appended");
+    assert!(common::stored(&broker, "t", 0).await.is_empty(), "nothing of a refused batch is appended");
     raw.send(&produce(31, "t", Some(0), 1, &good)).await;
     assert_eq!(entry(&raw.response().await), (0, 0, 0), "the next batch takes offset 0");
 }
@@ -194,11 +176,11 @@ async fn a_broken_batch_is_refused_whole() {
 async fn a_log_append_time_topic_stamps_the_batch() {
     let broker = TestBroker::start();
     let config = vec![("message_timestamp_type", "LogAppendTime".into())];
-    let mut raw = ready_with_topic(&broker, "t", 1, config).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, config).await;
     let before = herald_actors::now_ms();
     raw.send(&produce(3, "t", Some(0), 1, &batch_of(&["a", "b"]))).await;
     raw.response().await.assert_ok(3);
-    let bytes = stored(&broker, "t", 0).await;
+    let bytes = common::stored(&broker, "t", 0).await;
     let header = batch::validate(&bytes).expect("resealed");
     assert!(header.log_append_time());
     assert!(header.max_timestamp >= before && header.max_timestamp <= herald_actors::now_ms());
@@ -215,7 +197,7 @@ async fn a_log_append_time_topic_stamps_the_batch() {
 #[tokio::test]
 async fn a_batch_without_a_partition_goes_round_robin() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 2, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 2, vec![]).await;
     let mut partitions = Vec::new();
     for id in 3..7 {
         raw.send(&produce(id, "t", None, 1, &batch_of(&["a"]))).await;
@@ -231,7 +213,7 @@ async fn a_batch_without_a_partition_goes_round_robin() {
 #[tokio::test]
 async fn a_batch_with_acks_0_is_appended_unanswered_and_a_bad_one_only_logged() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "t", 1, vec![]).await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "t", 1, vec![]).await;
     let mut bad = batch_of(&["x"]);
     bad[50] ^= 1;
     raw.send(&produce(3, "t", Some(0), 0, &bad)).await;
@@ -239,7 +221,7 @@ async fn a_batch_with_acks_0_is_appended_unanswered_and_a_bad_one_only_logged() 
     assert!(raw.response_within(SILENCE).await.is_none(), "acks 0 is never answered");
     raw.send(&request(5, "list_topics", &[])).await;
     raw.response().await.assert_ok(5);
-    let records = batch::decode_all(&stored(&broker, "t", 0).await).unwrap();
+    let records = batch::decode_all(&common::stored(&broker, "t", 0).await).unwrap();
     let values: Vec<_> = records.iter().map(common::text).collect();
     assert_eq!(values, ["a", "b"]);
 }
@@ -262,6 +244,6 @@ async fn the_rust_client_sends_batches_that_read_back_the_same() {
     let read = common::read_partition(&client, "t", 1, 0).await;
     let values: Vec<_> = read.iter().filter(|r| r.key.is_none()).map(common::text).collect();
     assert_eq!(values, sent);
-    let bytes = stored(&broker, "t", 1).await;
+    let bytes = common::stored(&broker, "t", 1).await;
     assert_eq!(BatchHeader::parse(&bytes).unwrap().record_count, 4, "one batch per request");
 }

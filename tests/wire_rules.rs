@@ -29,13 +29,6 @@ fn produce(correlation_id: u32, topic: &str, acks: Value, records: Vec<Value>) -
 }
 
 /// A connection after its handshake, with `topic` created (one partition).
-async fn ready_with_topic(broker: &TestBroker, topic: &str) -> Raw {
-    let mut raw = Raw::ready(broker.addr()).await;
-    raw.send(&request(2, "create_topic", &[("topic", topic.into()), ("partitions", 1.into())])).await;
-    raw.response().await.assert_ok(2);
-    raw
-}
-
 /// The partition's high watermark, through `list_offsets`.
 async fn high_watermark(raw: &mut Raw, correlation_id: u32, topic: &str) -> i64 {
     raw.send(&request(
@@ -59,7 +52,7 @@ async fn assert_next_is(raw: &mut Raw, correlation_id: u32) {
 #[tokio::test]
 async fn a_produce_with_acks_0_is_never_answered_not_even_when_malformed() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "quiet").await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "quiet", 1, vec![]).await;
     let good = map(&[("value", bin(b"v"))]);
 
     let silent: Vec<(&str, Vec<u8>)> = vec![
@@ -165,7 +158,7 @@ async fn an_error_carries_the_correlation_id_whenever_it_can_be_read() {
 #[tokio::test]
 async fn each_field_has_exactly_one_messagepack_type_family() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "typed").await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "typed", 1, vec![]).await;
     let record = |fields: &[(&str, Value)]| produce(0, "typed", 1.into(), vec![map(fields)]);
     let refused: Vec<(&str, Vec<u8>)> = vec![
         ("a str value", record(&[("value", "text".into())])),
@@ -359,7 +352,7 @@ fn reidentify(payload: &[u8], correlation_id: u32) -> Vec<u8> {
 #[tokio::test]
 async fn record_timestamps_outside_0_to_year_9999_refuse_the_whole_request() {
     let broker = TestBroker::start();
-    let mut raw = ready_with_topic(&broker, "times").await;
+    let mut raw = Raw::ready_with_topic(broker.addr(), "times", 1, vec![]).await;
     let at = |ts: Value| map(&[("value", bin(b"v")), ("timestamp", ts)]);
     const MAX: i64 = 253_402_300_799_999;
     for (n, bad) in [Value::from(-1), Value::from(i64::MIN), Value::from(MAX + 1), Value::from(u64::MAX >> 1)]

@@ -606,3 +606,9 @@ pub fn batch_position(segment: &Path, n: usize) -> u64 {
     }
     position
 }
+
+/// A partition's stored bytes from offset 0, as a fetch returns them.
+pub async fn stored(broker: &TestBroker, topic: &str, partition: u32) -> Bytes {
+    let client = broker.client().await;
+    client.fetch_raw(&fetch_at(topic, partition, 0)).await.expect("fetch").records
+}

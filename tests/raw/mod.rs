@@ -93,6 +93,16 @@ impl Raw {
         raw
     }
 
+    /// A handshaken connection, once it has created `topic` with `config`.
+    pub async fn ready_with_topic(addr: SocketAddr, topic: &str, partitions: i64, config: Vec<(&str, Value)>) -> Raw {
+        let mut raw = Raw::ready(addr).await;
+        let config = Value::Map(config.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        let fields = [("topic", topic.into()), ("partitions", partitions.into()), ("config", config)];
+        raw.send(&request(2, "create_topic", &fields)).await;
+        raw.response().await.assert_ok(2);
+        raw
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write to the broker");
     }
