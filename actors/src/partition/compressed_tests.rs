@@ -1,14 +1,14 @@
 //! A log of compressed batches: appended, recovered and scrubbed by header and
 //! CRC (the broker never decompresses them), read back as stored.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
 use super::log::tests::config;
 use super::log::{Log, LogError};
+use super::recovery_tests::flip;
 use super::segment::tests::bases;
 use super::segment::{file_name, LOG_SUFFIX};
 use crate::batch::{self, BatchHeader, Compression, Record};
@@ -47,13 +47,6 @@ fn read_all(log: &mut Log) -> Vec<i64> {
         offset = records.last().unwrap().offset + 1;
     }
     out
-}
-
-fn flip(path: &Path, position: u64) {
-    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, position).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x10], position).unwrap();
 }
 
 #[test]

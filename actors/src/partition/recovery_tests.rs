@@ -22,7 +22,8 @@ fn filled(dir: &Path) -> LogConfig {
     config(2048)
 }
 
-fn flip(path: &Path, position: u64) {
+/// Flips a bit of the byte at `position` of the file.
+pub(super) fn flip(path: &Path, position: u64) {
     let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, position).unwrap();
