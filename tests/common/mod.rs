@@ -219,14 +219,7 @@ pub fn keyed(k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> WireRecord {
 
 /// A fetch request that returns at once.
 pub fn fetch_at(topic: &str, partition: u32, offset: i64) -> FetchRequest {
-    FetchRequest {
-        topic: topic.into(),
-        partition: i64::from(partition),
-        offset,
-        max_bytes: 1 << 20,
-        min_bytes: 0,
-        max_wait_ms: 0,
-    }
+    FetchRequest::at_once(topic, partition, offset)
 }
 
 /// Reads a partition from `from` up to its high watermark, fetch after fetch.

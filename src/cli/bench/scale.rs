@@ -99,17 +99,6 @@ fn record(value: String) -> WireRecord {
     WireRecord { key: None, value: Some(value.into_bytes().into()), headers: Vec::new(), timestamp: None }
 }
 
-fn fetch_request(topic: &str, partition: u32, offset: i64) -> FetchRequest {
-    FetchRequest {
-        topic: topic.into(),
-        partition: i64::from(partition),
-        offset,
-        max_bytes: 1 << 20,
-        min_bytes: 0,
-        max_wait_ms: 0,
-    }
-}
-
 async fn connect(broker: &str, name: &str) -> Outcome<Client> {
     Client::connect(broker, name).await.map_err(|err| format!("cannot reach the broker at {broker}: {err}").into())
 }
@@ -212,7 +201,7 @@ async fn check_partition(client: &Client, topic: &str, partition: u32, offset: i
     loop {
         let from = next.unwrap_or(0);
         let fetched =
-            client.fetch(&fetch_request(topic, partition, from)).await.map_err(|err| wrong(err.to_string()))?;
+            client.fetch(&FetchRequest::at_once(topic, partition, from)).await.map_err(|err| wrong(err.to_string()))?;
         let mut expected = next.unwrap_or(fetched.log_start_offset);
         for r in &fetched.records {
             let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
@@ -261,7 +250,7 @@ async fn many_connections(plan: &ScalePlan, topics: &[String], run: &str) -> Out
             let answer = client.produce(topic, Some(partition), vec![record(value.clone())]).await;
             let answer = answer.map_err(|err| format!("connection {n}: produce to {topic}/{partition}: {err}"))?;
             let offset = answer.first().map(|p| p.base_offset).ok_or("an empty produce answer")?;
-            let fetched = client.fetch(&fetch_request(topic, partition, offset)).await;
+            let fetched = client.fetch(&FetchRequest::at_once(topic, partition, offset)).await;
             let fetched = fetched.map_err(|err| format!("connection {n}: fetch {topic}/{partition}: {err}"))?;
             let got = fetched.records.first().filter(|r| r.offset == offset).and_then(|r| r.value.clone());
             if got.as_deref() != Some(value.as_bytes()) {

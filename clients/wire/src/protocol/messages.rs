@@ -227,6 +227,21 @@ pub struct FetchRequest {
     pub max_wait_ms: u64,
 }
 
+impl FetchRequest {
+    /// A fetch of `partition` from `offset` that is answered at once (no
+    /// long poll), with the default `max_bytes`.
+    pub fn at_once(topic: &str, partition: u32, offset: i64) -> FetchRequest {
+        FetchRequest {
+            topic: topic.into(),
+            partition: i64::from(partition),
+            offset,
+            max_bytes: default_fetch_max_bytes(),
+            min_bytes: 0,
+            max_wait_ms: 0,
+        }
+    }
+}
+
 fn default_fetch_max_bytes() -> u64 {
     1024 * 1024
 }
