@@ -50,6 +50,47 @@ pub struct Settings {
     pub http: HttpSettings,
     pub logging: LoggingSettings,
     pub extensions: ExtensionSettings,
+    pub security: SecuritySettings,
+}
+
+/// The `[security]` section: TLS, authentication and authorization of the
+/// client listener (docs/security.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub tls_client_ca_file: String,
+    pub tls_client_auth: ClientAuth,
+    pub authentication: Authentication,
+    pub sasl_mechanisms: Vec<String>,
+    pub auth_failure_delay_ms: u64,
+    pub authorization: bool,
+    pub super_users: Vec<String>,
+}
+
+impl SecuritySettings {
+    /// Whether the client listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert_file.is_empty()
+    }
+}
+
+/// `security.tls_client_auth`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+/// `security.authentication`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Authentication {
+    None,
+    Required,
 }
 
 /// The `[extensions]` section: which extensions compiled into this binary
@@ -416,6 +457,46 @@ impl Settings {
         if self.storage.retention_check_interval_ms == 0 {
             return fail("storage.retention_check_interval_ms must be at least 1".into());
         }
+        self.check_security()
+    }
+
+    fn check_security(&self) -> Result<(), SettingsError> {
+        let fail = |m: String| Err(SettingsError::Contradiction(m));
+        let s = &self.security;
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            return fail("security.tls_cert_file and security.tls_key_file go together: set both or neither".into());
+        }
+        if s.tls_client_auth != ClientAuth::None && s.tls_client_ca_file.is_empty() {
+            return fail(format!(
+                "security.tls_client_auth = \"{}\" needs security.tls_client_ca_file to verify client certificates with",
+                if s.tls_client_auth == ClientAuth::Required { "required" } else { "requested" }
+            ));
+        }
+        if !s.tls_client_ca_file.is_empty() && !s.tls() {
+            return fail("security.tls_client_ca_file needs TLS: set security.tls_cert_file and tls_key_file".into());
+        }
+        for mechanism in &s.sasl_mechanisms {
+            if mechanism != "SCRAM-SHA-256" {
+                return fail(format!(
+                    "security.sasl_mechanisms: unknown mechanism `{mechanism}` (this broker offers SCRAM-SHA-256)"
+                ));
+            }
+        }
+        if s.authentication == Authentication::Required
+            && s.sasl_mechanisms.is_empty()
+            && s.tls_client_auth != ClientAuth::Required
+        {
+            return fail(
+                "security.authentication = \"required\" needs a way to authenticate: a SASL mechanism in \
+                 security.sasl_mechanisms, or security.tls_client_auth = \"required\""
+                    .into(),
+            );
+        }
+        for user in &s.super_users {
+            if let Err(err) = crate::security::Principal::parse(user) {
+                return fail(format!("security.super_users: {err}"));
+            }
+        }
         Ok(())
     }
 
@@ -628,6 +709,34 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_that_cannot_work_together_are_refused() {
+        let refused = |pairs: &[(&str, &str)], expected: &str| {
+            let err = Settings::load_from(None, env(pairs), &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+        };
+        refused(&[("HERALD_SECURITY__TLS_CERT_FILE", "c.pem")], "go together");
+        refused(
+            &[
+                ("HERALD_SECURITY__TLS_CERT_FILE", "c.pem"),
+                ("HERALD_SECURITY__TLS_KEY_FILE", "k.pem"),
+                ("HERALD_SECURITY__TLS_CLIENT_AUTH", "required"),
+            ],
+            "tls_client_ca_file",
+        );
+        refused(&[("HERALD_SECURITY__TLS_CLIENT_CA_FILE", "ca.pem")], "needs TLS");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "[security]\nsasl_mechanisms = [\"PLAIN\"]\n").unwrap();
+        let err = Settings::load_from(Some(file.path()), env(&[]), &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown mechanism `PLAIN`"), "{err}");
+        std::fs::write(file.path(), "[security]\nsuper_users = [\"admin\"]\n").unwrap();
+        let err = Settings::load_from(Some(file.path()), env(&[]), &[]).unwrap_err().to_string();
+        assert!(err.contains("`admin` is not a principal"), "{err}");
+        std::fs::write(file.path(), "[security]\nsuper_users = [\"User:admin\"]\nauthorization = true\n").unwrap();
+        let settings = Settings::load_from(Some(file.path()), env(&[]), &[]).unwrap();
+        assert_eq!(settings.security.super_users, ["User:admin"]);
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error() {
         let err = Settings::load_from(Some(Path::new("/nonexistent/herald.toml")), env(&[]), &[]).unwrap_err();
         assert_eq!(err.to_string(), "cannot read config file /nonexistent/herald.toml: no such file");
@@ -678,7 +787,11 @@ mod tests {
         let defaults = flatten_values(&collect(defaults(), "the defaults").unwrap());
         assert!(defaults.len() > 30, "{defaults:?}");
         for (key, value) in defaults {
-            let row = format!("| `{key}` | `{}` |", value.trim_matches('"'));
+            let value = match value.trim_matches('"') {
+                "" => "\"\"",
+                value => value,
+            };
+            let row = format!("| `{key}` | `{value}` |");
             for (name, text) in documents {
                 let shown = text.lines().any(|line| line.starts_with(&row));
                 assert!(shown, "{name}'s configuration table lacks `{row}`");

@@ -18,7 +18,7 @@ mod topic_ops;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use herald::client::{Client, ClientError, Timeouts};
+use herald::client::{Client, ClientError, ConnectOptions, Timeouts};
 
 /// Boxed errors are for the command line only; the libraries keep typed errors.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -106,10 +106,15 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    async fn connect(&self) -> CliResult<Client> {
+    /// How the CLI's clients connect: these timeouts, TLS and credentials.
+    fn connect_options(&self) -> CliResult<ConnectOptions> {
         let wait = Duration::from_millis(self.timeout_ms);
-        let timeouts = Timeouts { connect: wait, request: wait };
-        match Client::connect_with(self.broker.as_str(), &self.client_id, timeouts).await {
+        Ok(ConnectOptions::default().timeouts(Timeouts { connect: wait, request: wait }))
+    }
+
+    async fn connect(&self) -> CliResult<Client> {
+        let options = self.connect_options()?;
+        match Client::connect_with_options(self.broker.as_str(), &self.client_id, options).await {
             Ok(client) => Ok(client),
             Err(err @ ClientError::TimedOut { .. }) => Err(UnreachableError(err.to_string()).into()),
             Err(err @ ClientError::Broker { .. }) => Err(err.into()),

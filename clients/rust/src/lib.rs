@@ -125,6 +125,23 @@ impl Default for Timeouts {
     }
 }
 
+/// How a [`Client`] connects: its timeouts and, as the broker's listener
+/// asks, TLS and credentials.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// How long to wait to connect and for each answer.
+    pub timeouts: Timeouts,
+}
+
+impl ConnectOptions {
+    /// These options with other timeouts.
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+}
+
 /// A connection to a broker. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
@@ -136,6 +153,8 @@ pub struct Client {
     peer: std::net::SocketAddr,
     client_id: Arc<str>,
     timeouts: Timeouts,
+    /// How this client connected, to connect again the same way.
+    options: Arc<ConnectOptions>,
 }
 
 impl Client {
@@ -161,16 +180,36 @@ impl Client {
         client_id: &str,
         timeouts: Timeouts,
     ) -> Result<Client, ClientError> {
+        Client::connect_with_options(addr, client_id, ConnectOptions::default().timeouts(timeouts)).await
+    }
+
+    /// Connects as `options` say (timeouts, TLS, credentials) and performs
+    /// the handshake within `options.timeouts.connect`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect_with`].
+    pub async fn connect_with_options(
+        addr: impl ToSocketAddrs,
+        client_id: &str,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let timeouts = options.timeouts;
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
         let shown = addrs.first().map_or_else(|| "?".to_string(), ToString::to_string);
         let timed_out =
             || ClientError::TimedOut { peer: shown.clone(), what: "the connection".into(), after: timeouts.connect };
-        tokio::time::timeout(timeouts.connect, Client::open(&addrs[..], client_id, timeouts))
+        tokio::time::timeout(timeouts.connect, Client::open(&addrs[..], client_id, options))
             .await
             .map_err(|_| timed_out())?
     }
 
-    async fn open(addrs: &[std::net::SocketAddr], client_id: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
+    async fn open(
+        addrs: &[std::net::SocketAddr],
+        client_id: &str,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let timeouts = options.timeouts;
         let stream = TcpStream::connect(addrs).await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
@@ -210,6 +249,7 @@ impl Client {
             client_id: client_id.into(),
             // The handshake waits under the connect timeout, not this one.
             timeouts: Timeouts { request: Duration::MAX, ..timeouts },
+            options: Arc::new(options),
         };
         let offered = MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION;
         let handshake: HandshakeResponse =
@@ -234,7 +274,7 @@ impl Client {
     ///
     /// The broker cannot be reached, or refuses the handshake.
     pub async fn reconnect(&self) -> Result<Client, ClientError> {
-        Client::connect_with(self.peer, &self.client_id, self.timeouts).await
+        Client::connect_with_options(self.peer, &self.client_id, (*self.options).clone()).await
     }
 
     /// Whether the connection has closed: every request now fails at once.

@@ -61,6 +61,7 @@ use crate::http::metrics;
 use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
 use crate::protocol::{self, *};
+use crate::security::Principal;
 use actix::WeakAddr;
 
 /// Limits a connection enforces; the handshake announces the first two.
@@ -89,6 +90,8 @@ pub struct Connection {
     peer: SocketAddr,
     /// Set by the handshake; `None` until then.
     client_id: Option<String>,
+    /// Who the client is: `User:ANONYMOUS` until it authenticates.
+    principal: Principal,
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
@@ -126,6 +129,7 @@ impl Connection {
         Connection {
             peer,
             client_id: None,
+            principal: Principal::anonymous(),
             broker,
             groups,
             writer,
@@ -226,7 +230,7 @@ impl Connection {
             Ok(version) => version,
             Err(error) => return self.fail_and_close(correlation_id, &error.into()),
         };
-        tracing::debug!(client_id = %request.client_id, peer = %self.peer, protocol_version = version, "client connected");
+        tracing::debug!(client_id = %request.client_id, peer = %self.peer, principal = %self.principal, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
         let limits = &self.limits;
         let mut response = HandshakeResponse::new(

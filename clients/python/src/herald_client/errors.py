@@ -46,8 +46,18 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "The session timeout is outside the broker's allowed range."),
     27: ("REBALANCE_IN_PROGRESS", True,
         "Reserved with Kafka's meaning; this broker does not return it (a commit for a partition the member does not hold gets PARTITION_NOT_OWNED)."),
+    29: ("TOPIC_AUTHORIZATION_FAILED", False,
+        "The principal may not do this to the topic (an ACL denies it, or none allows it)."),
+    30: ("GROUP_AUTHORIZATION_FAILED", False,
+        "The principal may not do this to the group (an ACL denies it, or none allows it)."),
+    31: ("CLUSTER_AUTHORIZATION_FAILED", False,
+        "The principal may not do this cluster-wide operation (users, ACLs, quotas; an ACL denies it, or none allows it)."),
     32: ("INVALID_TIMESTAMP", False,
         "A timestamp is not valid."),
+    33: ("UNSUPPORTED_SASL_MECHANISM", False,
+        "The broker does not offer this SASL mechanism; the handshake lists those it offers."),
+    34: ("ILLEGAL_SASL_STATE", False,
+        "An authentication message out of order (a second first message, a final message before the first, or authenticating twice); the connection is closed."),
     35: ("UNSUPPORTED_VERSION", False,
         "The protocol version is not supported by this broker."),
     36: ("TOPIC_ALREADY_EXISTS", False,
@@ -60,6 +70,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "The request is malformed: bad MessagePack, a missing field or a wrong type."),
     56: ("KAFKA_STORAGE_ERROR", True,
         "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart."),
+    58: ("SASL_AUTHENTICATION_FAILED", False,
+        "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed."),
     68: ("NON_EMPTY_GROUP", False,
         "The group has active members; the operation needs an empty group."),
     69: ("GROUP_ID_NOT_FOUND", False,
@@ -91,7 +103,13 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 ILLEGAL_GENERATION = 22
 UNKNOWN_MEMBER_ID = 25
 REBALANCE_IN_PROGRESS = 27
+TOPIC_AUTHORIZATION_FAILED = 29
+GROUP_AUTHORIZATION_FAILED = 30
+CLUSTER_AUTHORIZATION_FAILED = 31
+UNSUPPORTED_SASL_MECHANISM = 33
+ILLEGAL_SASL_STATE = 34
 UNSUPPORTED_VERSION = 35
+SASL_AUTHENTICATION_FAILED = 58
 MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82
 PARTITION_NOT_OWNED = 1004
