@@ -1,5 +1,6 @@
 //! Command-line definitions (clap) and dispatch to one module per command.
 
+mod acl;
 mod bench;
 mod bench_group;
 mod consume;
@@ -70,6 +71,10 @@ enum Command {
     /// List, describe, reset the offsets of, and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Manage ACLs: who may do what to which topics, groups and the cluster
+    /// (enforced with `security.authorization = true`).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Consume records and print them, one per line.
     Consume(consume::ConsumeArgs),
     /// Measure produce and consume throughput and latency against a broker.
@@ -135,6 +140,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Produce(args) => on_client_runtime(produce::run(args)),
         Command::Consume(args) => on_client_runtime(consume::run(args)),
         Command::Group(command) => on_client_runtime(group::run(command)),
+        Command::Acl(command) => on_client_runtime(acl::run(command)),
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Status(args) => on_client_runtime(status::run(args)),

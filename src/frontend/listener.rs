@@ -51,8 +51,17 @@ pub struct Listener {
     refusals: Throttle,
     /// Bytes of requests read and not answered, across all connections.
     request_bytes: Arc<Semaphore>,
-    /// The custom operations the broker serves, handed to each connection.
-    extensions: Arc<crate::extension::Ops>,
+    /// What every connection shares: custom operations, the ACLs.
+    shared: Shared,
+}
+
+/// What the listener hands to each connection it starts.
+#[derive(Clone)]
+pub struct Shared {
+    /// The custom operations the broker serves.
+    pub extensions: Arc<crate::extension::Ops>,
+    /// The ACLs every request is checked against.
+    pub authorizer: Arc<crate::security::authorizer::Authorizer>,
 }
 
 /// The first pause after a failed accept; it doubles with each further failure.
@@ -99,7 +108,7 @@ impl Listener {
         limits: Limits,
         max_connections: usize,
         arbiters: Vec<ArbiterHandle>,
-        extensions: Arc<crate::extension::Ops>,
+        shared: Shared,
     ) -> Addr<Listener> {
         Listener::create(move |ctx| {
             // The pause is taken here, in the stream, so that the actor keeps
@@ -127,7 +136,7 @@ impl Listener {
                 accept_failures: Throttle::default(),
                 refusals: Throttle::default(),
                 request_bytes,
-                extensions,
+                shared,
             }
         })
     }
@@ -155,7 +164,7 @@ impl Listener {
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
-        let extensions = self.extensions.clone();
+        let Shared { extensions, authorizer } = self.shared.clone();
         let listener = ctx.address().downgrade();
         self.open += 1;
         crate::http::metrics::connection_opened();
@@ -175,7 +184,7 @@ impl Listener {
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions)
+                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions, authorizer)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

@@ -3,6 +3,8 @@
 //! certificate), authorization (ACLs) and quotas. docs/security.md has the
 //! threat model; docs/protocol.md the exchange on the wire.
 
+pub mod acl;
+pub mod authorizer;
 pub mod store;
 
 use std::fmt;

@@ -28,9 +28,10 @@ use crate::config::{Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
 use crate::extension::{ExtensionContext, OpHandler, Ops, StopKeeper};
 use crate::frontend::connection::Limits;
-use crate::frontend::listener::{Listener, StopAccepting};
+use crate::frontend::listener::{Listener, Shared, StopAccepting};
 use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
+use crate::security::authorizer::Authorizer;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
 /// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
@@ -94,6 +95,10 @@ pub(crate) async fn serve(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    let security = &settings.security;
+    let authorizer = Authorizer::open(&settings.storage.data_dir, security.authorization, &security.super_users)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot load the ACLs: {err}")))?;
+    let authorizer = Arc::new(authorizer);
     // Before any partition takes its topic's counters.
     herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
     // Started first, so that /readyz answers (not ready) during recovery.
@@ -148,7 +153,8 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops);
+    let shared = Shared { extensions: ops, authorizer };
+    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 

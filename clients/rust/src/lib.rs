@@ -59,6 +59,7 @@
 
 #![warn(missing_docs)]
 
+mod acls;
 mod consumer;
 mod custom;
 mod error;
@@ -77,7 +78,8 @@ pub use herald_wire::batch::Compression;
 pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
-    ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse, TopicSummary, WireRecord,
+    AclEntry, AclFilter, ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse,
+    TopicSummary, WireRecord,
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};

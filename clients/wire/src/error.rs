@@ -87,6 +87,7 @@ error_codes! {
     INVALID_PARTITIONS = 37, false, "The partition count is not valid (at least 1, and only ever more).";
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
+    SECURITY_DISABLED = 54, false, "The request needs security the broker does not have turned on (ACLs while security.authorization is false).";
     KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart.";
     SASL_AUTHENTICATION_FAILED = 58, false, "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";

@@ -23,6 +23,7 @@ use herald_actors::group::{self, LookupGroup};
 use super::{flatten, Connection};
 use crate::protocol::Request;
 use crate::protocol::*;
+use crate::security::acl::{Operation, Resource};
 
 /// A set of partitions as the wire lists them: by topic, partitions ascending.
 fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
@@ -148,6 +149,7 @@ impl Connection {
             Request::FetchOffsets(r) => {
                 let partitions = r.partitions.map(|p| from_wire(p).into_iter().collect());
                 let member = r.member_id.zip(r.generation_id);
+                let access = self.access();
                 self.with_group(r.group_id, false, ctx, move |act, coordinator, ctx| {
                     let sent = coordinator
                         .map(|c| c.send(coordinator::FetchOffsets { partitions: partitions.clone(), member }));
@@ -163,8 +165,11 @@ impl Connection {
                                 }
                                 Err(err) => return Err(err),
                             };
+                            // Every committed offset of the group: only those of
+                            // topics the principal may describe.
                             let offsets = found
                                 .into_iter()
+                                .filter(|(tp, _)| access.may(Operation::Describe, &Resource::topic(tp.topic.as_str())))
                                 .map(|(tp, committed)| CommittedOffset {
                                     topic: tp.topic,
                                     partition: tp.partition,
@@ -180,11 +185,13 @@ impl Connection {
             }
             Request::ListGroups => {
                 let sent = self.groups.send(group::ListGroups);
+                let access = self.access();
                 self.respond(
                     correlation_id,
                     permit,
                     async move {
-                        let groups = sent.await.map_err(BrokerError::from)?;
+                        let mut groups = sent.await.map_err(BrokerError::from)?;
+                        groups.retain(|g| access.may(Operation::Describe, &Resource::group(g.group_id.as_str())));
                         Ok(Some(list_groups_response(groups)))
                     },
                     ctx,

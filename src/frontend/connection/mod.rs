@@ -21,6 +21,8 @@
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
 
+mod acls;
+mod authorize;
 mod budget;
 mod bulk;
 mod bulk_read;
@@ -61,6 +63,8 @@ use crate::http::metrics;
 use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
 use crate::protocol::{self, *};
+use crate::security::acl::{Operation, Resource};
+use crate::security::authorizer::Authorizer;
 use crate::security::Principal;
 use actix::WeakAddr;
 
@@ -112,6 +116,8 @@ pub struct Connection {
     draining: bool,
     /// The custom operations the broker serves.
     extensions: Arc<Ops>,
+    /// The ACLs every request is checked against.
+    authorizer: Arc<Authorizer>,
     /// Dropped with the actor, which tells the reader task to stop.
     _stop_reader: oneshot::Sender<()>,
 }
@@ -125,6 +131,7 @@ impl Connection {
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
         extensions: Arc<Ops>,
+        authorizer: Arc<Authorizer>,
     ) -> Self {
         Connection {
             peer,
@@ -141,6 +148,7 @@ impl Connection {
             held_room: ConnectionBytes::new(limits.max_connection_bytes / 2),
             draining: false,
             extensions,
+            authorizer,
             _stop_reader: stop_reader,
         }
     }
@@ -210,6 +218,13 @@ impl Connection {
         if self.draining {
             if request.answered() {
                 let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
+                self.send_error(correlation_id, &error);
+            }
+            return;
+        }
+        if let Err(error) = self.authorize(&request) {
+            metrics::request_refused(request.op(), error.code);
+            if request.answered() {
                 self.send_error(correlation_id, &error);
             }
             return;
@@ -308,11 +323,13 @@ impl Connection {
             }
             Request::ListTopics => {
                 let sent = broker.send(broker::ListTopics);
+                let access = self.access();
                 self.respond(
                     correlation_id,
                     permit,
                     async move {
-                        let topics = sent.await.map_err(BrokerError::from)?;
+                        let mut topics = sent.await.map_err(BrokerError::from)?;
+                        topics.retain(|t| access.may(Operation::Describe, &Resource::topic(t.name.as_str())));
                         Ok(Some(list_topics_response(topics)))
                     },
                     ctx,
@@ -350,6 +367,9 @@ impl Connection {
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => self.fetch(correlation_id, r, permit, ctx),
             Request::Custom(call) => self.custom(correlation_id, call, permit, ctx),
+            Request::CreateAcls(_) | Request::DeleteAcls(_) | Request::ListAcls(_) => {
+                self.dispatch_acls(correlation_id, request, permit, ctx)
+            }
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

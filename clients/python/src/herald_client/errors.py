@@ -68,6 +68,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "A topic configuration key or value is not valid."),
     42: ("INVALID_REQUEST", False,
         "The request is malformed: bad MessagePack, a missing field or a wrong type."),
+    54: ("SECURITY_DISABLED", False,
+        "The request needs security the broker does not have turned on (ACLs while security.authorization is false)."),
     56: ("KAFKA_STORAGE_ERROR", True,
         "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart."),
     58: ("SASL_AUTHENTICATION_FAILED", False,
@@ -109,6 +111,7 @@ CLUSTER_AUTHORIZATION_FAILED = 31
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
 UNSUPPORTED_VERSION = 35
+SECURITY_DISABLED = 54
 SASL_AUTHENTICATION_FAILED = 58
 MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82

@@ -17,6 +17,7 @@
 //!   buffer around its batch; `mp_out`: the MessagePack writers of both.
 //! - Below: encoding responses.
 
+mod acl;
 pub mod codec;
 mod config_value;
 mod fetch_out;
