@@ -27,6 +27,7 @@ use herald_actors::group::Groups;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 
+pub use super::connection::Shared;
 use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Writer};
 
 /// Accepts connections. See the module documentation for its contract.
@@ -53,15 +54,6 @@ pub struct Listener {
     request_bytes: Arc<Semaphore>,
     /// What every connection shares: custom operations, the ACLs.
     shared: Shared,
-}
-
-/// What the listener hands to each connection it starts.
-#[derive(Clone)]
-pub struct Shared {
-    /// The custom operations the broker serves.
-    pub extensions: Arc<crate::extension::Ops>,
-    /// The ACLs every request is checked against.
-    pub authorizer: Arc<crate::security::authorizer::Authorizer>,
 }
 
 /// The first pause after a failed accept; it doubles with each further failure.
@@ -164,7 +156,7 @@ impl Listener {
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
-        let Shared { extensions, authorizer } = self.shared.clone();
+        let shared = self.shared.clone();
         let listener = ctx.address().downgrade();
         self.open += 1;
         crate::http::metrics::connection_opened();
@@ -184,7 +176,7 @@ impl Listener {
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions, authorizer)
+                Connection::new(peer, broker, groups, limits, writer, stop_reader, shared)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

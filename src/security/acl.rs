@@ -205,8 +205,8 @@ impl Acl {
         operation: Operation,
         resource: &Resource,
     ) -> bool {
-        self.principal.as_ref().map_or(true, |p| p == principal)
-            && self.host.map_or(true, |h| Some(h) == host)
+        self.principal.as_ref().is_none_or(|p| p == principal)
+            && self.host.is_none_or(|h| Some(h) == host)
             && self.resource_type == resource.kind
             && self.names(&resource.name)
             && self.covers(operation)

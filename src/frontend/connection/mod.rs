@@ -89,6 +89,15 @@ pub struct Limits {
     pub features: Features,
 }
 
+/// What every connection shares, handed to each by the listener.
+#[derive(Clone)]
+pub struct Shared {
+    /// The custom operations the broker serves.
+    pub extensions: Arc<Ops>,
+    /// The ACLs every request is checked against.
+    pub authorizer: Arc<Authorizer>,
+}
+
 /// One client connection. See the module documentation for its contract.
 pub struct Connection {
     peer: SocketAddr,
@@ -130,9 +139,9 @@ impl Connection {
         limits: Limits,
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
-        extensions: Arc<Ops>,
-        authorizer: Arc<Authorizer>,
+        shared: Shared,
     ) -> Self {
+        let Shared { extensions, authorizer } = shared;
         Connection {
             peer,
             client_id: None,

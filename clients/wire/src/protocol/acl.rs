@@ -62,7 +62,7 @@ pub struct AclFilter {
 impl AclFilter {
     /// Whether `entry` is one this filter selects.
     pub fn matches(&self, entry: &AclEntry) -> bool {
-        let field = |filter: &Option<String>, value: &str| filter.as_deref().map_or(true, |f| f == value);
+        let field = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
         field(&self.principal, &entry.principal)
             && field(&self.host, &entry.host)
             && field(&self.operation, &entry.operation)
