@@ -31,6 +31,7 @@ Depends only on the ``msgpack`` package and the standard library. The package
 is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
 """
 
+from .acls import CLUSTER_RESOURCE
 from .batch import crc32c, decode_batches, encode_batch
 from .client import DELETE_TO_HIGH_WATERMARK, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
 from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
@@ -61,6 +62,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AUTO_OFFSET_RESETS",
+    "CLUSTER_RESOURCE",
     "CORRUPT_MESSAGE",
     "DELETE_TO_HIGH_WATERMARK",
     "EARLIEST_TIMESTAMP",

@@ -12,8 +12,9 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import msgpack
 
+from .acls import AclAdmin
 from .batch import _BATCH_HEADER, CODECS, decode_batches, encode_batch
-from .connection import _ENVELOPE_FIELDS, Connection
+from .connection import _ENVELOPE_FIELDS
 from .errors import FRAME_TOO_LARGE, HeraldError
 from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _group_assignment, _partition_list, _topic_list
 from .records import FetchResult, RecordLike, _encode_record, _stored_bytes
@@ -31,7 +32,7 @@ DELETE_TO_HIGH_WATERMARK = -1
 """``delete_records`` offset meaning the high watermark: delete every record."""
 
 
-class Client(Connection):
+class Client(AclAdmin):
     """A connection to a Herald broker with a method per operation.
 
     ``Client(host, port, client_id, timeout)`` connects and handshakes (see
