@@ -370,3 +370,32 @@ async fn custom_operations_need_call_on_their_name() {
     refused(client.call::<_, i64>("x.acl.other", &7).await, ErrorCode::CLUSTER_AUTHORIZATION_FAILED);
     broker.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_admin_api_answers_as_the_anonymous_principal_under_the_same_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = secured(dir.path(), &[]);
+    let client = broker.client().await;
+    grant(&client, vec![allow("create", "cluster", CLUSTER_RESOURCE), allow("write", "topic", "seen")]).await;
+    client.create_topic("seen", 1, BTreeMap::new()).await.unwrap();
+    client.create_topic("unseen", 1, BTreeMap::new()).await.unwrap();
+    client.produce("seen", Some(0), vec![value("a")]).await.unwrap();
+    let http = broker.http_addr();
+
+    let (status, body) = common::http::get(http, "/api/v1/topics").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"seen\"") && !body.contains("unseen"), "{body}");
+    let (status, body) = common::http::get(http, "/api/v1/topics/unseen").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("TOPIC_AUTHORIZATION_FAILED"), "{body}");
+    // `write` implies `describe`, not `read`: the records stay hidden.
+    assert_eq!(common::http::get(http, "/api/v1/topics/seen").await.0, 200);
+    assert_eq!(common::http::get(http, "/api/v1/topics/seen/partitions/0/records").await.0, 403);
+    assert_eq!(common::http::get(http, "/api/v1/broker").await.0, 200, "describe on the cluster");
+    grant(&client, vec![allow("read", "topic", "seen")]).await;
+    let (status, body) = common::http::get(http, "/api/v1/topics/seen/partitions/0/records").await;
+    assert_eq!(status, 200, "{body}");
+    client.delete_acls(vec![AclFilter { resource_type: Some("cluster".into()), ..Default::default() }]).await.unwrap();
+    assert_eq!(common::http::get(http, "/api/v1/broker").await.0, 403);
+    broker.stop().await;
+}

@@ -37,6 +37,7 @@ use crate::frontend::connection::{
     describe_group_response, describe_response as describe_topic_response, list_groups_response, list_topics_response,
 };
 use crate::protocol::*;
+use crate::security::acl::{Operation, Resource};
 
 /// How long a request waits for an actor's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +61,9 @@ pub fn error(err: &BrokerError) -> HttpResponse {
     let response = match err.code {
         ErrorCode::UNKNOWN_TOPIC_OR_PARTITION | ErrorCode::GROUP_ID_NOT_FOUND => HttpResponse::NotFound(),
         ErrorCode::INVALID_REQUEST | ErrorCode::OFFSET_OUT_OF_RANGE => HttpResponse::BadRequest(),
+        ErrorCode::TOPIC_AUTHORIZATION_FAILED
+        | ErrorCode::GROUP_AUTHORIZATION_FAILED
+        | ErrorCode::CLUSTER_AUTHORIZATION_FAILED => HttpResponse::Forbidden(),
         ErrorCode::LEADER_NOT_AVAILABLE
         | ErrorCode::COORDINATOR_NOT_AVAILABLE
         | ErrorCode::BROKER_SHUTTING_DOWN
@@ -106,7 +110,9 @@ fn mailbox(err: MailboxError) -> BrokerError {
 
 /// As the wire's `list_topics`.
 pub async fn list_topics(actors: &Actors) -> Result<ListTopicsResponse, BrokerError> {
-    let topics = actors.broker.send(broker::ListTopics).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
+    let mut topics = actors.broker.send(broker::ListTopics).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
+    let access = actors.access();
+    topics.retain(|t| access.may(Operation::Describe, &Resource::topic(t.name.as_str())));
     Ok(list_topics_response(topics))
 }
 
@@ -118,6 +124,7 @@ pub async fn lookup_topic(actors: &Actors, name: &str) -> Result<actix::Addr<Top
 
 /// As the wire's `describe_topic`.
 pub async fn describe_topic(actors: &Actors, name: &str) -> Result<DescribeTopicResponse, BrokerError> {
+    actors.access().check(Operation::Describe, &Resource::topic(name))?;
     let topic = lookup_topic(actors, name).await?;
     let described = topic.send(topic::DescribeTopic).timeout(ASK_TIMEOUT).await.map_err(mailbox)??;
     Ok(describe_topic_response(described))
@@ -125,12 +132,15 @@ pub async fn describe_topic(actors: &Actors, name: &str) -> Result<DescribeTopic
 
 /// As the wire's `list_groups`.
 pub async fn list_groups(actors: &Actors) -> Result<ListGroupsResponse, BrokerError> {
-    let groups = actors.groups.send(group::ListGroups).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
+    let mut groups = actors.groups.send(group::ListGroups).timeout(ASK_TIMEOUT).await.map_err(mailbox)?;
+    let access = actors.access();
+    groups.retain(|g| access.may(Operation::Describe, &Resource::group(g.group_id.as_str())));
     Ok(list_groups_response(groups))
 }
 
 /// As the wire's `describe_group`.
 pub async fn describe_group(actors: &Actors, group_id: &str) -> Result<DescribeGroupResponse, BrokerError> {
+    actors.access().check(Operation::Describe, &Resource::group(group_id))?;
     let lookup = LookupGroup { group_id: group_id.to_string(), create: false };
     let coordinator = actors.groups.send(lookup).timeout(ASK_TIMEOUT).await.map_err(mailbox)??;
     let described = coordinator.send(coordinator::DescribeGroup).timeout(ASK_TIMEOUT).await.map_err(mailbox)??;
@@ -138,6 +148,10 @@ pub async fn describe_group(actors: &Actors, group_id: &str) -> Result<DescribeG
 }
 
 async fn broker_info(state: web::Data<HttpState>) -> HttpResponse {
+    // The settings and the data directory are the cluster's to describe.
+    if let Some(Err(err)) = state.actors().map(|a| a.access().check(Operation::Describe, &Resource::cluster())) {
+        return error(&err);
+    }
     let settings = &state.settings;
     let (disk_used, disk_free) = super::exposition::disk(settings.storage.data_dir.clone()).await;
     let sources: serde_json::Map<String, serde_json::Value> = state

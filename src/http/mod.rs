@@ -39,6 +39,20 @@ use crate::config::{HttpSettings, Settings, Sources};
 pub struct Actors {
     pub broker: Addr<Broker>,
     pub groups: Addr<Groups>,
+    /// The ACLs the admin API answers under, as `User:ANONYMOUS`.
+    pub authorizer: std::sync::Arc<crate::security::authorizer::Authorizer>,
+}
+
+impl Actors {
+    /// An HTTP request's standing: the anonymous principal, from no
+    /// particular host (only entries for host `*` apply).
+    pub fn access(&self) -> crate::security::authorizer::Access {
+        crate::security::authorizer::Access {
+            authorizer: self.authorizer.clone(),
+            principal: crate::security::Principal::anonymous(),
+            host: None,
+        }
+    }
 }
 
 /// What the handlers share with the broker.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{actors, error, lookup_topic};
 use super::HttpState;
+use crate::security::acl::{Operation, Resource};
 
 /// Stored bytes one page reads at most.
 pub const MAX_BYTES: usize = 1 << 20;
@@ -112,6 +113,9 @@ pub async fn records(
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return bad(format!("limit must be 1 to {MAX_LIMIT}, got {limit}"));
+    }
+    if let Err(err) = actors.access().check(Operation::Read, &Resource::topic(topic.as_str())) {
+        return error(&err);
     }
     match read(actors, &topic, partition, page.offset, limit).await {
         Ok(records) => HttpResponse::Ok().json(records),

@@ -123,7 +123,7 @@ pub(crate) async fn serve(
     let broker = broker.start();
     let groups =
         Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start();
-    state.recovered(Actors { broker: broker.clone(), groups: groups.clone() });
+    state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
