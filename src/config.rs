@@ -51,6 +51,28 @@ pub struct Settings {
     pub logging: LoggingSettings,
     pub extensions: ExtensionSettings,
     pub security: SecuritySettings,
+    pub quotas: QuotaSettings,
+}
+
+/// The `[quotas]` section: the default rates of every principal or client id.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    pub producer_byte_rate: u64,
+    pub consumer_byte_rate: u64,
+    pub request_rate: u64,
+}
+
+impl QuotaSettings {
+    /// The defaults as rates (0: no limit).
+    pub fn rates(&self) -> crate::security::quota::Rates {
+        let limit = |n: u64| (n > 0).then_some(n);
+        crate::security::quota::Rates {
+            producer_byte_rate: limit(self.producer_byte_rate),
+            consumer_byte_rate: limit(self.consumer_byte_rate),
+            request_rate: limit(self.request_rate),
+        }
+    }
 }
 
 /// The `[security]` section: TLS, authentication and authorization of the

@@ -8,6 +8,7 @@ mod group;
 mod output;
 mod produce;
 mod progress;
+mod quota;
 mod record_format;
 mod scrub;
 mod serve;
@@ -75,6 +76,10 @@ enum Command {
     /// (enforced with `security.authorization = true`).
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Manage quotas: produce and fetch bytes and requests per second of a
+    /// principal or client id.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
     /// Consume records and print them, one per line.
     Consume(consume::ConsumeArgs),
     /// Measure produce and consume throughput and latency against a broker.
@@ -141,6 +146,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Consume(args) => on_client_runtime(consume::run(args)),
         Command::Group(command) => on_client_runtime(group::run(command)),
         Command::Acl(command) => on_client_runtime(acl::run(command)),
+        Command::Quota(command) => on_client_runtime(quota::run(command)),
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Status(args) => on_client_runtime(status::run(args)),

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod authorizer;
+pub mod quota;
 pub mod store;
 
 use std::fmt;

@@ -32,6 +32,7 @@ use crate::frontend::listener::{Listener, Shared, StopAccepting};
 use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
 use crate::security::authorizer::Authorizer;
+use crate::security::quota::Quotas;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
 /// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
@@ -99,6 +100,9 @@ pub(crate) async fn serve(
     let authorizer = Authorizer::open(&settings.storage.data_dir, security.authorization, &security.super_users)
         .map_err(|err| io::Error::new(err.kind(), format!("cannot load the ACLs: {err}")))?;
     let authorizer = Arc::new(authorizer);
+    let quotas = Quotas::open(&settings.storage.data_dir, settings.quotas.rates())
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot load the quotas: {err}")))?;
+    let quotas = Arc::new(quotas);
     // Before any partition takes its topic's counters.
     herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
     // Started first, so that /readyz answers (not ready) during recovery.
@@ -153,7 +157,7 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let shared = Shared { extensions: ops, authorizer };
+    let shared = Shared { extensions: ops, authorizer, quotas };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");

@@ -66,6 +66,7 @@ mod error;
 mod group;
 mod operations;
 mod producer;
+mod quotas;
 mod response;
 mod writer;
 
@@ -78,8 +79,8 @@ pub use herald_wire::batch::Compression;
 pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
-    AclEntry, AclFilter, ConfigValue, DescribeTopicResponse, FetchRequest, FetchResponse, HandshakeResponse,
-    TopicSummary, WireRecord,
+    AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
+    HandshakeResponse, TopicSummary, WireRecord,
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};

@@ -242,6 +242,7 @@ mod tests {
                 error_message: Some("m".into()),
                 first_damaged_offset: None,
                 next_valid_offset: None,
+                throttle_time_ms: None,
             };
             let frame = rmp_serde::to_vec_named(&header).unwrap();
             assert_eq!(correlation_id_of(&frame), Some(id), "first key");

@@ -62,8 +62,8 @@ impl Connection {
                 topic(Op::Read, &r.topic)
             }
             Request::DeleteGroup(r) => group(Op::Delete, &r.group_id),
-            Request::CreateAcls(_) | Request::DeleteAcls(_) => cluster(Op::Alter),
-            Request::ListAcls(_) => cluster(Op::Describe),
+            Request::CreateAcls(_) | Request::DeleteAcls(_) | Request::AlterQuotas(_) => cluster(Op::Alter),
+            Request::ListAcls(_) | Request::DescribeQuotas => cluster(Op::Describe),
             Request::Custom(call) => access.check(Op::Call, &Resource::custom_operation(call.op.clone())),
         }
     }

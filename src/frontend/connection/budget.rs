@@ -77,6 +77,13 @@ pub struct Charge {
     bytes: usize,
 }
 
+impl Charge {
+    /// The bytes counted.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         if self.bytes > 0 {

@@ -23,9 +23,9 @@ enum CustomAnswer {
 }
 
 impl ResponseBody for CustomAnswer {
-    fn frame(self, correlation_id: u32) -> Frame {
+    fn frame(self, correlation_id: u32, throttle_time_ms: Option<u32>) -> Frame {
         match self {
-            CustomAnswer::Body(body) => Frame { head: body_head(correlation_id), body },
+            CustomAnswer::Body(body) => Frame { head: body_head(correlation_id, throttle_time_ms), body },
             CustomAnswer::Error(error) => {
                 let header = ResponseHeader {
                     correlation_id,
@@ -33,6 +33,7 @@ impl ResponseBody for CustomAnswer {
                     error_message: Some(error.message.clone()),
                     first_damaged_offset: None,
                     next_valid_offset: None,
+                    throttle_time_ms,
                 };
                 match rmp_serde::to_vec_named(&header) {
                     Ok(bytes) => Bytes::from(bytes).into(),
@@ -47,12 +48,13 @@ impl ResponseBody for CustomAnswer {
 }
 
 /// A success response's map up to its `body` value: `correlation_id`,
-/// `error_code` 0, `error_message` nil, then the key `body`.
-fn body_head(correlation_id: u32) -> Bytes {
-    let mut head = protocol::encode_ok(correlation_id, &protocol::Empty {}).to_vec();
-    // `encode_ok` of no fields is a fixmap of the header's three entries.
-    debug_assert_eq!(head.first(), Some(&0x83));
-    head[0] = 0x84;
+/// `error_code` 0, `error_message` nil, `throttle_time_ms` when held for a
+/// quota, then the key `body`.
+fn body_head(correlation_id: u32, throttle_time_ms: Option<u32>) -> Bytes {
+    let mut head = protocol::encode_ok_throttled(correlation_id, throttle_time_ms, &protocol::Empty {}).to_vec();
+    // The header alone is a fixmap of three or four entries: one more for `body`.
+    debug_assert!(matches!(head.first(), Some(0x83 | 0x84)));
+    head[0] += 1;
     head.extend_from_slice(&[0xa4, b'b', b'o', b'd', b'y']);
     Bytes::from(head)
 }
@@ -114,7 +116,7 @@ mod tests {
     #[test]
     fn a_body_is_spliced_after_the_header_as_one_map() {
         let body = Bytes::from(rmp_serde::to_vec(&("a", 1)).unwrap());
-        let frame = CustomAnswer::Body(body).frame(9);
+        let frame = CustomAnswer::Body(body).frame(9, None);
         let whole = [frame.head.as_ref(), frame.body.as_ref()].concat();
         let value: rmpv::Value = rmp_serde::from_slice(&whole).unwrap();
         let map = value.as_map().unwrap();

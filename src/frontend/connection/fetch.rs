@@ -14,12 +14,19 @@ use crate::protocol::{self, FetchRequest, FetchResponse};
 
 /// What a response body turns into on the wire.
 pub(super) trait ResponseBody {
-    fn frame(self, correlation_id: u32) -> Frame;
+    /// The response frame; `throttle_time_ms` when the request was held for
+    /// a quota.
+    fn frame(self, correlation_id: u32, throttle_time_ms: Option<u32>) -> Frame;
+
+    /// Bytes the response carries that count against a fetch quota.
+    fn fetched_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl<T: serde::Serialize> ResponseBody for T {
-    fn frame(self, correlation_id: u32) -> Frame {
-        protocol::encode_ok(correlation_id, &self).into()
+    fn frame(self, correlation_id: u32, throttle_time_ms: Option<u32>) -> Frame {
+        protocol::encode_ok_throttled(correlation_id, throttle_time_ms, &self).into()
     }
 }
 
@@ -28,9 +35,13 @@ impl<T: serde::Serialize> ResponseBody for T {
 pub(super) struct FetchAnswer(pub FetchResponse);
 
 impl ResponseBody for FetchAnswer {
-    fn frame(self, correlation_id: u32) -> Frame {
-        let head = protocol::encode_fetch_head(correlation_id, &self.0);
+    fn frame(self, correlation_id: u32, throttle_time_ms: Option<u32>) -> Frame {
+        let head = protocol::encode_fetch_head_throttled(correlation_id, throttle_time_ms, &self.0);
         Frame { head, body: self.0.records }
+    }
+
+    fn fetched_bytes(&self) -> usize {
+        self.0.records.len()
     }
 }
 
@@ -82,7 +93,7 @@ mod tests {
         let stored = records.as_ptr();
         let response = FetchResponse { high_watermark: 1_000, log_start_offset: 0, records };
         let serde = protocol::encode_ok(42, &response);
-        let frame = FetchAnswer(response).frame(42);
+        let frame = FetchAnswer(response).frame(42, None);
         assert_eq!(frame.body.as_ptr(), stored, "the records were copied");
         assert_eq!([&frame.head[..], &frame.body[..]].concat(), serde.to_vec());
     }

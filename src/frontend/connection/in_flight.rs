@@ -45,6 +45,7 @@ use super::fetch::ResponseBody;
 use super::Connection;
 use crate::http::metrics;
 use crate::protocol::{self, FetchRequest, Request};
+use crate::security::quota::Usage;
 
 /// Whether the broker may hold `request` waiting for data or for a change of
 /// assignment, rather than answer it as soon as its work is done.
@@ -216,7 +217,14 @@ impl Connection {
     /// one a draining connection waited for.
     fn write_answer<T: ResponseBody>(&mut self, correlation_id: u32, answer: Result<Option<T>, BrokerError>) {
         match answer {
-            Ok(Some(body)) => self.writer.write(body.frame(correlation_id)),
+            Ok(Some(body)) => {
+                let fetched = body.fetched_bytes();
+                if fetched > 0 {
+                    self.count_usage(Usage { fetch_bytes: fetched as u64, ..Usage::default() });
+                }
+                let throttle = self.throttle_of(correlation_id);
+                self.writer.write(body.frame(correlation_id, throttle))
+            }
             Ok(None) => {}
             Err(error) => self.send_error(correlation_id, &error),
         }

@@ -32,6 +32,7 @@ mod groups;
 mod in_flight;
 mod produce;
 mod reader;
+mod throttle;
 mod topic_ops;
 mod writer;
 
@@ -65,6 +66,7 @@ use crate::protocol::Request;
 use crate::protocol::{self, *};
 use crate::security::acl::{Operation, Resource};
 use crate::security::authorizer::Authorizer;
+use crate::security::quota::Quotas;
 use crate::security::Principal;
 use actix::WeakAddr;
 
@@ -96,6 +98,8 @@ pub struct Shared {
     pub extensions: Arc<Ops>,
     /// The ACLs every request is checked against.
     pub authorizer: Arc<Authorizer>,
+    /// The quotas every request counts against.
+    pub quotas: Arc<Quotas>,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -127,6 +131,11 @@ pub struct Connection {
     extensions: Arc<Ops>,
     /// The ACLs every request is checked against.
     authorizer: Arc<Authorizer>,
+    /// The quotas every request counts against.
+    quotas: Arc<Quotas>,
+    /// Requests held for a quota and not answered yet: how long, in ms, by
+    /// correlation id (for their responses' `throttle_time_ms`).
+    throttled: HashMap<u32, u32>,
     /// Dropped with the actor, which tells the reader task to stop.
     _stop_reader: oneshot::Sender<()>,
 }
@@ -141,7 +150,7 @@ impl Connection {
         stop_reader: oneshot::Sender<()>,
         shared: Shared,
     ) -> Self {
-        let Shared { extensions, authorizer } = shared;
+        let Shared { extensions, authorizer, quotas } = shared;
         Connection {
             peer,
             client_id: None,
@@ -158,6 +167,8 @@ impl Connection {
             draining: false,
             extensions,
             authorizer,
+            quotas,
+            throttled: HashMap::new(),
             _stop_reader: stop_reader,
         }
     }
@@ -168,8 +179,10 @@ impl Connection {
 
     fn send_error(&mut self, correlation_id: u32, error: &BrokerError) {
         tracing::debug!(client_id = self.client_id(), peer = %self.peer, %error, correlation_id, "request failed");
-        self.writer.write(protocol::encode_error(
+        let throttle = self.throttle_of(correlation_id);
+        self.writer.write(protocol::encode_error_throttled(
             correlation_id,
+            throttle,
             error.code,
             &error.message,
             error.damaged.as_deref().copied(),
@@ -379,6 +392,8 @@ impl Connection {
             Request::CreateAcls(_) | Request::DeleteAcls(_) | Request::ListAcls(_) => {
                 self.dispatch_acls(correlation_id, request, permit, ctx)
             }
+            Request::AlterQuotas(r) => self.alter_quotas(correlation_id, r, permit, ctx),
+            Request::DescribeQuotas => self.describe_quotas(correlation_id, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };
@@ -523,7 +538,7 @@ impl Handler<ReaderEvent> for Connection {
 
     fn handle(&mut self, event: ReaderEvent, ctx: &mut Context<Self>) {
         match event {
-            ReaderEvent::Request(decoded, permit) => self.handle_request(decoded, permit, ctx),
+            ReaderEvent::Request(decoded, permit) => self.admit(decoded, permit, ctx),
             ReaderEvent::KafkaRequest => {
                 metrics::rejected(metrics::Rejected::Kafka);
                 tracing::warn!(peer = %self.peer, "a Kafka client connected: this port speaks Herald's protocol (MessagePack frames, docs/protocol.md), not Kafka's; closing");

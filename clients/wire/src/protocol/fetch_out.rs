@@ -22,14 +22,28 @@ const FIELDS: u8 = 6;
 /// Records of 4 GiB or more cannot be framed (the writer refuses any frame
 /// over `max_frame_bytes`, a `u32`); their length is written as `u32::MAX`.
 pub fn encode_fetch_head(correlation_id: u32, response: &FetchResponse) -> Bytes {
+    encode_fetch_head_throttled(correlation_id, None, response)
+}
+
+/// [`encode_fetch_head`] for a fetch held `throttle_time_ms` for a quota:
+/// the header's `throttle_time_ms` follows `error_message`, as serde writes it.
+pub fn encode_fetch_head_throttled(
+    correlation_id: u32,
+    throttle_time_ms: Option<u32>,
+    response: &FetchResponse,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(128);
-    put_map_len(&mut out, FIELDS);
+    put_map_len(&mut out, FIELDS + u8::from(throttle_time_ms.is_some()));
     put_str(&mut out, "correlation_id");
     put_uint(&mut out, u64::from(correlation_id));
     put_str(&mut out, "error_code");
     put_uint(&mut out, 0);
     put_str(&mut out, "error_message");
     put_nil(&mut out);
+    if let Some(throttle) = throttle_time_ms {
+        put_str(&mut out, "throttle_time_ms");
+        put_uint(&mut out, u64::from(throttle));
+    }
     put_str(&mut out, "high_watermark");
     put_int(&mut out, response.high_watermark);
     put_str(&mut out, "log_start_offset");
@@ -47,7 +61,11 @@ mod tests {
     use super::*;
 
     fn frame(correlation_id: u32, response: &FetchResponse) -> Vec<u8> {
-        let mut bytes = encode_fetch_head(correlation_id, response).to_vec();
+        throttled_frame(correlation_id, None, response)
+    }
+
+    fn throttled_frame(correlation_id: u32, throttle: Option<u32>, response: &FetchResponse) -> Vec<u8> {
+        let mut bytes = encode_fetch_head_throttled(correlation_id, throttle, response).to_vec();
         bytes.extend_from_slice(&response.records);
         bytes
     }
@@ -78,9 +96,13 @@ mod tests {
             log_start_offset in edgy_int(),
             len in records_len(),
             fill in any::<u8>(),
+            throttle in prop_oneof![Just(None), any::<u32>().prop_map(Some)],
         ) {
             let response = FetchResponse { high_watermark, log_start_offset, records: Bytes::from(vec![fill; len]) };
-            prop_assert_eq!(frame(correlation_id, &response), encode_ok(correlation_id, &response).to_vec());
+            prop_assert_eq!(
+                throttled_frame(correlation_id, throttle, &response),
+                super::super::encode_ok_throttled(correlation_id, throttle, &response).to_vec()
+            );
         }
     }
 

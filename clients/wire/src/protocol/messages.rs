@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::acl::*;
 pub use super::config_value::ConfigValue;
+pub use super::quota::*;
 pub use super::topic_admin::*;
 
 // An optional field may be absent or nil. `Option` fields take nil as `None`;
@@ -47,6 +48,10 @@ pub struct ResponseHeader {
     /// after it, where a fetch goes past the damage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_valid_offset: Option<i64>,
+    /// How long the broker held the request because its principal or client
+    /// id was over a quota, in ms; absent when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_time_ms: Option<u32>,
 }
 
 /// A response frame: the common header and the operation's fields in one map.

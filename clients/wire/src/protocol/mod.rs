@@ -26,6 +26,7 @@ pub mod messages;
 mod mp_out;
 mod produce_in;
 mod produce_out;
+mod quota;
 pub mod request;
 mod scan;
 mod strict;
@@ -35,7 +36,7 @@ use crate::error::{DamagedRange, ErrorCode};
 use bytes::Bytes;
 use serde::Serialize;
 
-pub use fetch_out::encode_fetch_head;
+pub use fetch_out::{encode_fetch_head, encode_fetch_head_throttled};
 pub use handshake::*;
 pub use messages::*;
 pub use produce_out::{encode_produce_batch, encode_produce_batch_with, ProduceFrameError, ProduceHead};
@@ -43,12 +44,18 @@ pub use request::*;
 
 /// Encodes a successful response.
 pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
+    encode_ok_throttled(correlation_id, None, body)
+}
+
+/// Encodes a successful response of a request held `throttle_time_ms` for a quota.
+pub fn encode_ok_throttled<T: Serialize>(correlation_id: u32, throttle_time_ms: Option<u32>, body: &T) -> Bytes {
     let header = ResponseHeader {
         correlation_id,
         error_code: 0,
         error_message: None,
         first_damaged_offset: None,
         next_valid_offset: None,
+        throttle_time_ms,
     };
     encode(&Envelope { header, body })
 }
@@ -56,12 +63,24 @@ pub fn encode_ok<T: Serialize>(correlation_id: u32, body: &T) -> Bytes {
 /// Encodes an error response: `code` with a human-readable `message`, and
 /// for a fetch in a damaged range of a log, the range.
 pub fn encode_error(correlation_id: u32, code: ErrorCode, message: &str, damaged: Option<DamagedRange>) -> Bytes {
+    encode_error_throttled(correlation_id, None, code, message, damaged)
+}
+
+/// [`encode_error`] for a request held `throttle_time_ms` for a quota.
+pub fn encode_error_throttled(
+    correlation_id: u32,
+    throttle_time_ms: Option<u32>,
+    code: ErrorCode,
+    message: &str,
+    damaged: Option<DamagedRange>,
+) -> Bytes {
     let header = ResponseHeader {
         correlation_id,
         error_code: code.code(),
         error_message: Some(message.to_owned()),
         first_damaged_offset: damaged.map(|d| d.first_offset),
         next_valid_offset: damaged.map(|d| d.next_offset),
+        throttle_time_ms,
     };
     encode(&Envelope { header, body: Empty {} })
 }
@@ -80,6 +99,7 @@ fn encode<T: Serialize>(value: &T) -> Bytes {
                     error_message: Some("response encoding failed".into()),
                     first_damaged_offset: None,
                     next_valid_offset: None,
+                    throttle_time_ms: None,
                 })
                 .unwrap_or_default(),
             )

@@ -121,6 +121,8 @@ operations! {
     CreateAcls(CreateAclsRequest) = CREATE_ACLS "create_acls", versions 1..=1;
     DeleteAcls(DeleteAclsRequest) = DELETE_ACLS "delete_acls", versions 1..=1;
     ListAcls(ListAclsRequest) = LIST_ACLS "list_acls", versions 1..=1;
+    AlterQuotas(AlterQuotasRequest) = ALTER_QUOTAS "alter_quotas", versions 1..=1;
+    DescribeQuotas = DESCRIBE_QUOTAS "describe_quotas", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
