@@ -13,13 +13,13 @@ match.
 from collections.abc import Iterable, Mapping
 from typing import Any, Dict, List, Optional
 
-from .connection import Connection
+from .quotas import QuotaAdmin
 
 CLUSTER_RESOURCE = "herald-cluster"
 """The name of the one ``cluster`` resource."""
 
 
-class AclAdmin(Connection):
+class AclAdmin(QuotaAdmin):
     """The ACL operations; ``Client`` has them."""
 
     def create_acls(self, acls: Iterable[Mapping[str, str]]) -> int:

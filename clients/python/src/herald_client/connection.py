@@ -23,7 +23,7 @@ PROTOCOL_VERSION = 1
 """The highest protocol version this client speaks."""
 
 _FRAME_LENGTH = struct.Struct(">I")
-_ENVELOPE_FIELDS = ("correlation_id", "error_code", "error_message")
+_ENVELOPE_FIELDS = ("correlation_id", "error_code", "error_message", "throttle_time_ms")
 _CONNECTION_CLOSING_CODES = frozenset((UNSUPPORTED_VERSION, HANDSHAKE_REQUIRED, FRAME_TOO_LARGE))
 
 _Self = TypeVar("_Self", bound="Connection")
