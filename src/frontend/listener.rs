@@ -53,6 +53,8 @@ pub struct Listener {
     request_bytes: Arc<Semaphore>,
     /// The custom operations the broker serves, handed to each connection.
     extensions: Arc<crate::extension::Ops>,
+    /// How clients authenticate, handed to each connection.
+    auth: Arc<crate::security::scram::Authenticator>,
 }
 
 /// The first pause after a failed accept; it doubles with each further failure.
@@ -100,6 +102,7 @@ impl Listener {
         max_connections: usize,
         arbiters: Vec<ArbiterHandle>,
         extensions: Arc<crate::extension::Ops>,
+        auth: Arc<crate::security::scram::Authenticator>,
     ) -> Addr<Listener> {
         Listener::create(move |ctx| {
             // The pause is taken here, in the stream, so that the actor keeps
@@ -128,6 +131,7 @@ impl Listener {
                 refusals: Throttle::default(),
                 request_bytes,
                 extensions,
+                auth,
             }
         })
     }
@@ -156,6 +160,7 @@ impl Listener {
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
         let extensions = self.extensions.clone();
+        let auth = self.auth.clone();
         let listener = ctx.address().downgrade();
         self.open += 1;
         crate::http::metrics::connection_opened();
@@ -175,7 +180,7 @@ impl Listener {
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions)
+                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions, auth)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

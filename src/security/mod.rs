@@ -3,7 +3,10 @@
 //! certificate), authorization (ACLs) and quotas. docs/security.md has the
 //! threat model; docs/protocol.md the exchange on the wire.
 
+pub mod scram;
 pub mod store;
+pub mod users;
+pub mod users_store;
 
 use std::fmt;
 

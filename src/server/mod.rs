@@ -24,13 +24,15 @@ use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
 use herald_actors::partition::file_cache::FileCache;
 
-use crate::config::{Settings, Sources};
+use crate::config::{Authentication, Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
 use crate::extension::{ExtensionContext, OpHandler, Ops, StopKeeper};
 use crate::frontend::connection::Limits;
 use crate::frontend::listener::{Listener, StopAccepting};
 use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
+use crate::security::scram::Authenticator;
+use crate::security::users_store::Users;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
 /// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
@@ -148,7 +150,9 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops);
+    let auth = Arc::new(authenticator(&settings)?);
+    let frontend =
+        Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops, auth);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 
@@ -177,6 +181,18 @@ pub(crate) async fn serve(
         http.stop(false).await;
     }
     Ok(())
+}
+
+/// How the client listener authenticates: the `[security]` settings and the
+/// data directory's users.
+fn authenticator(settings: &Settings) -> io::Result<Authenticator> {
+    let users = Users::open(settings.storage.data_dir.clone()).map_err(io::Error::other)?;
+    Ok(Authenticator {
+        required: settings.security.authentication == Authentication::Required,
+        mechanisms: settings.security.sasl_mechanisms.clone(),
+        failure_delay: Duration::from_millis(settings.security.auth_failure_delay_ms),
+        users,
+    })
 }
 
 /// Each custom actor's name and its keeper's shutdown handle.

@@ -21,6 +21,7 @@
 //!   append that reached a partition completes whether or not its response can
 //!   still be written.
 
+mod auth;
 mod budget;
 mod bulk;
 mod bulk_read;
@@ -61,6 +62,7 @@ use crate::http::metrics;
 use crate::protocol::codec::FrameError;
 use crate::protocol::Request;
 use crate::protocol::{self, *};
+use crate::security::scram::Authenticator;
 use crate::security::Principal;
 use actix::WeakAddr;
 
@@ -92,6 +94,9 @@ pub struct Connection {
     client_id: Option<String>,
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: Principal,
+    /// How clients authenticate, and where this one is in it.
+    auth: Arc<Authenticator>,
+    auth_state: auth::AuthState,
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
@@ -125,11 +130,14 @@ impl Connection {
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
         extensions: Arc<Ops>,
+        auth: Arc<Authenticator>,
     ) -> Self {
         Connection {
             peer,
             client_id: None,
             principal: Principal::anonymous(),
+            auth,
+            auth_state: auth::AuthState::default(),
             broker,
             groups,
             writer,
@@ -214,6 +222,12 @@ impl Connection {
             }
             return;
         }
+        if !self.admitted(correlation_id, &request) {
+            return;
+        }
+        if let Request::Authenticate(r) = request {
+            return self.authenticate(correlation_id, r, ctx);
+        }
         if let Request::Fetch(fetch) = &mut request {
             self.park_only_within_room(fetch);
         }
@@ -240,6 +254,8 @@ impl Connection {
             &limits.features,
         );
         response.operations.extend(self.extensions.operations());
+        response.authentication =
+            AuthenticationInfo { required: self.auth.required, mechanisms: self.auth.mechanisms.clone() };
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 
@@ -350,6 +366,12 @@ impl Connection {
             | Request::DeleteGroup(_) => self.dispatch_group(correlation_id, request, permit, ctx),
             Request::Fetch(r) => self.fetch(correlation_id, r, permit, ctx),
             Request::Custom(call) => self.custom(correlation_id, call, permit, ctx),
+            Request::Authenticate(r) => self.authenticate(correlation_id, r, ctx),
+            // The authorization hook for these (CLUSTER ALTER, DESCRIBE) goes
+            // here, before `users_op`.
+            Request::CreateUser(_) | Request::DeleteUser(_) | Request::ListUsers => {
+                self.users_op(correlation_id, request, permit, ctx)
+            }
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

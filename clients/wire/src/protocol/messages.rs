@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use super::auth::*;
 pub use super::config_value::ConfigValue;
 pub use super::topic_admin::*;
 

@@ -118,6 +118,10 @@ operations! {
     DescribeGroup(GroupRequest) = DESCRIBE_GROUP "describe_group", versions 1..=1;
     ResetOffsets(ResetOffsetsRequest) = RESET_OFFSETS "reset_offsets", versions 1..=1;
     DeleteGroup(GroupRequest) = DELETE_GROUP "delete_group", versions 1..=1;
+    Authenticate(AuthenticateRequest) = AUTHENTICATE "authenticate", versions 1..=1;
+    CreateUser(CreateUserRequest) = CREATE_USER "create_user", versions 1..=1;
+    DeleteUser(DeleteUserRequest) = DELETE_USER "delete_user", versions 1..=1;
+    ListUsers = LIST_USERS "list_users", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
