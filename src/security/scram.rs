@@ -101,7 +101,8 @@ pub fn start(users: &UserTable, client_first: &[u8]) -> Result<(Exchange, String
     let server_nonce = scram::nonce().map_err(Failure::BadMessage)?;
     let nonce = format!("{}{server_nonce}", first.nonce);
     let server_first =
-        ServerFirst { nonce: nonce.clone(), salt: credential.salt.clone(), iterations: credential.iterations }.message();
+        ServerFirst { nonce: nonce.clone(), salt: credential.salt.clone(), iterations: credential.iterations }
+            .message();
     let exchange =
         Exchange { user: first.user.clone(), known, credential, client_first_bare: first.bare(), server_first, nonce };
     let answer = exchange.server_first.clone();
@@ -165,8 +166,7 @@ mod tests {
         let first = "n,,n=alice,r=abc";
         let (exchange, server_first) = start(&users, first.as_bytes()).unwrap();
         assert!(server_first.starts_with("r=abc") && server_first.ends_with(",i=4096"));
-        let (principal, server_final) =
-            exchange.finish(client_final(first, &server_first, "pw").as_bytes()).unwrap();
+        let (principal, server_final) = exchange.finish(client_final(first, &server_first, "pw").as_bytes()).unwrap();
         assert_eq!(principal.to_string(), "User:alice");
         assert!(server_final.starts_with("v="));
 

@@ -248,7 +248,11 @@ impl UserTable {
     pub fn summaries(&self) -> Vec<UserSummary> {
         self.users
             .iter()
-            .map(|(user, c)| UserSummary { user: user.clone(), mechanism: SCRAM_SHA_256.into(), iterations: c.iterations })
+            .map(|(user, c)| UserSummary {
+                user: user.clone(),
+                mechanism: SCRAM_SHA_256.into(),
+                iterations: c.iterations,
+            })
             .collect()
     }
 }

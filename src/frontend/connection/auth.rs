@@ -49,8 +49,7 @@ impl Connection {
             return false;
         }
         let authenticated = !self.principal.is_anonymous();
-        if !self.auth.required || authenticated || matches!(request, Request::Handshake(_) | Request::Authenticate(_))
-        {
+        if !self.auth.required || authenticated || matches!(request, Request::Handshake(_) | Request::Authenticate(_)) {
             return true;
         }
         tracing::info!(client_id = self.client_id(), peer = %self.peer, op = request.op(), "refused: authentication required");
@@ -132,7 +131,13 @@ impl Connection {
     ///
     /// Authorization (CLUSTER ALTER for the changes, CLUSTER DESCRIBE for
     /// the list) belongs at dispatch, before this is called.
-    pub(super) fn users_op(&mut self, correlation_id: u32, request: Request, permit: Admission, ctx: &mut Context<Self>) {
+    pub(super) fn users_op(
+        &mut self,
+        correlation_id: u32,
+        request: Request,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
         let users = self.auth.users.clone();
         let change = match request {
             Request::ListUsers => {
@@ -148,7 +153,10 @@ impl Connection {
             },
             Request::DeleteUser(r) => UserChange::Delete { user: r.user },
             other => {
-                let error = BrokerError::new(ErrorCode::UNKNOWN_OPERATION, format!("`{}` is not a users operation", other.op()));
+                let error = BrokerError::new(
+                    ErrorCode::UNKNOWN_OPERATION,
+                    format!("`{}` is not a users operation", other.op()),
+                );
                 return self.send_error(correlation_id, &error);
             }
         };
