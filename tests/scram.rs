@@ -272,3 +272,65 @@ async fn users_change_online_without_a_restart_and_keep_no_password() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs `herald user ARGS` with `stdin` on its standard input.
+fn herald_user(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::herald_bin())
+        .arg("user")
+        .args(args)
+        .env_remove("HERALD_BROKER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald user");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_first_user_is_created_offline_and_the_cli_connects_as_it() {
+    common::init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let created = herald_user(&["create", "admin", "--data-dir", data_arg, "--password-stdin"], "s3cret-admin\n");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    let broker = TestBroker::start_with(settings(&data, Authentication::Required));
+    let refused = herald_user(&["create", "eve", "--data-dir", data_arg, "--password-stdin"], "pw\n");
+    assert!(!refused.status.success(), "refused while a broker holds the directory");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("in use by another broker"), "{stderr}");
+
+    let admin = connect_as(&broker, "admin", "s3cret-admin").await.expect("the password read from stdin");
+    assert_eq!(admin.authenticated_as(), Some("User:admin"));
+
+    let password_file = dir.path().join("admin.pw");
+    std::fs::write(&password_file, "s3cret-admin\n").unwrap();
+    let new_password = dir.path().join("bob.pw");
+    std::fs::write(&new_password, "bob-pw\n").unwrap();
+    let addr = broker.addr().to_string();
+    let login = ["-b", &addr, "--user", "admin", "--password-file", password_file.to_str().unwrap()];
+    let mut create = vec!["create", "bob", "--new-password-file", new_password.to_str().unwrap()];
+    create.extend(login);
+    let online = herald_user(&create, "");
+    assert!(online.status.success(), "{}", String::from_utf8_lossy(&online.stderr));
+    let mut list = vec!["list", "--json"];
+    list.extend(login);
+    let listed = herald_user(&list, "");
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let users: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(users[1]["user"], "bob");
+    connect_as(&broker, "bob", "bob-pw").await.expect("bob, created online through the CLI");
+
+    let anonymous = herald_user(&["list", "-b", &addr], "");
+    assert!(!anonymous.status.success(), "the CLI without --user is refused");
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("SASL_AUTHENTICATION_FAILED"));
+    broker.stop().await;
+    let deleted = herald_user(&["delete", "bob", "--data-dir", data_arg], "");
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert!(!std::fs::read_to_string(data.join("security/users.json")).unwrap().contains("\"bob\""));
+}
