@@ -27,7 +27,7 @@ use herald_actors::group::Groups;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Writer};
+use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Services, Writer};
 
 /// Accepts connections. See the module documentation for its contract.
 pub struct Listener {
@@ -51,10 +51,8 @@ pub struct Listener {
     refusals: Throttle,
     /// Bytes of requests read and not answered, across all connections.
     request_bytes: Arc<Semaphore>,
-    /// The custom operations the broker serves, handed to each connection.
-    extensions: Arc<crate::extension::Ops>,
-    /// How clients authenticate, handed to each connection.
-    auth: Arc<crate::security::scram::Authenticator>,
+    /// The custom operations and the authenticator, handed to each connection.
+    services: Services,
 }
 
 /// The first pause after a failed accept; it doubles with each further failure.
@@ -101,8 +99,7 @@ impl Listener {
         limits: Limits,
         max_connections: usize,
         arbiters: Vec<ArbiterHandle>,
-        extensions: Arc<crate::extension::Ops>,
-        auth: Arc<crate::security::scram::Authenticator>,
+        services: Services,
     ) -> Addr<Listener> {
         Listener::create(move |ctx| {
             // The pause is taken here, in the stream, so that the actor keeps
@@ -130,8 +127,7 @@ impl Listener {
                 accept_failures: Throttle::default(),
                 refusals: Throttle::default(),
                 request_bytes,
-                extensions,
-                auth,
+                services,
             }
         })
     }
@@ -159,8 +155,7 @@ impl Listener {
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let (broker, groups, limits) = (self.broker.clone(), self.groups.clone(), self.limits);
-        let extensions = self.extensions.clone();
-        let auth = self.auth.clone();
+        let services = self.services.clone();
         let listener = ctx.address().downgrade();
         self.open += 1;
         crate::http::metrics::connection_opened();
@@ -180,7 +175,7 @@ impl Listener {
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions, auth)
+                Connection::new(peer, broker, groups, limits, writer, stop_reader, services)
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

@@ -27,7 +27,7 @@ use herald_actors::partition::file_cache::FileCache;
 use crate::config::{Authentication, Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
 use crate::extension::{ExtensionContext, OpHandler, Ops, StopKeeper};
-use crate::frontend::connection::Limits;
+use crate::frontend::connection::{Limits, Services};
 use crate::frontend::listener::{Listener, StopAccepting};
 use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
@@ -150,9 +150,9 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let auth = Arc::new(authenticator(&settings)?);
+    let services = Services { extensions: ops, auth: Arc::new(authenticator(&settings)?) };
     let frontend =
-        Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, ops, auth);
+        Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, services);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
 

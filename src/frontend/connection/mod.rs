@@ -87,6 +87,14 @@ pub struct Limits {
     pub features: Features,
 }
 
+/// What every connection shares, from the listener: the custom operations
+/// the broker serves and how clients authenticate.
+#[derive(Clone)]
+pub struct Services {
+    pub extensions: Arc<Ops>,
+    pub auth: Arc<Authenticator>,
+}
+
 /// One client connection. See the module documentation for its contract.
 pub struct Connection {
     peer: SocketAddr,
@@ -129,9 +137,9 @@ impl Connection {
         limits: Limits,
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
-        extensions: Arc<Ops>,
-        auth: Arc<Authenticator>,
+        services: Services,
     ) -> Self {
+        let Services { extensions, auth } = services;
         Connection {
             peer,
             client_id: None,
