@@ -13,6 +13,7 @@ from herald_client import (
     RESOURCE_NOT_FOUND,
     SASL_AUTHENTICATION_FAILED,
     Client,
+    GroupConsumer,
     HeraldError,
 )
 
@@ -84,3 +85,19 @@ def test_without_required_authentication_anonymous_clients_are_served(client: Cl
     assert client.features is not None and client.features["authentication"]["required"] is False
     client.create_topic("open", 1)
     assert [t["topic"] for t in client.list_topics()] == ["open"]
+
+
+def test_a_group_consumer_authenticates_both_its_connections(secured: Broker) -> None:
+    with connect(secured, "admin", "admin-pw") as admin:
+        admin.create_topic("orders", 1)
+        admin.produce("orders", [b"one"], partition=0)
+    consumer = GroupConsumer(secured.host, secured.port, "billing", ["orders"], timeout=10.0,
+                             username="admin", password="admin-pw")
+    try:
+        deadline = time.monotonic() + 20
+        seen: list = []
+        while not seen and time.monotonic() < deadline:
+            seen = consumer.poll()
+        assert [record.value for _, _, record in seen] == [b"one"]
+    finally:
+        consumer.close()
