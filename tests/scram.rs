@@ -214,6 +214,9 @@ async fn required_authentication_refuses_other_requests_and_closes() {
     let anonymous = broker.client().await;
     let err = anonymous.list_topics().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::SASL_AUTHENTICATION_FAILED.code()), "{err}");
+    let (_, metrics) = common::http::get(broker.http_addr(), "/metrics").await;
+    let refused = common::http::value(&metrics, r#"herald_rejected_frames_total{reason="authentication"}"#);
+    assert!(refused >= 2.0, "refusals are counted: {refused}");
 }
 
 #[tokio::test]

@@ -13,18 +13,41 @@
 //!   after `auth_failure_delay_ms`, then it closes. The delay is a timer on
 //!   the connection, not a sleep: the event loop serves other connections
 //!   meanwhile; requests this connection sends in the meantime are dropped.
+//!   Failures are counted (`herald_rejected_frames_total{reason="authentication"}`)
+//!   and logged at most once a second across the broker.
 //! - With `authentication = "required"`, any request but `handshake` and
 //!   `authenticate` before success: `SASL_AUTHENTICATION_FAILED` and it
 //!   closes, at once. A connection whose principal is not anonymous (a
 //!   verified TLS client certificate) counts as authenticated.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use actix::{AsyncContext, Context};
 use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::{Admission, Connection};
+use crate::http::metrics;
 use crate::protocol::{self, *};
 use crate::security::scram::{self, Exchange, Failure};
 use crate::security::users_store::UserChange;
+
+/// The second (since the epoch) of the last failure logged, and the failures
+/// not logged since: at most one line per second across the broker, so a
+/// guessing client cannot flood the log (the metric counts every failure).
+static FAILURE_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+static FAILURES_SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// `Some(failures suppressed since the last line)` if this one may be logged.
+fn failure_log_allowed() -> Option<u64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = FAILURE_LOGGED_AT.load(Ordering::Relaxed);
+    if last == now || FAILURE_LOGGED_AT.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        FAILURES_SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(FAILURES_SUPPRESSED.swap(0, Ordering::Relaxed))
+}
 
 /// Where a connection is in its authentication.
 #[derive(Debug, Default)]
@@ -52,6 +75,7 @@ impl Connection {
         if !self.auth.required || authenticated || matches!(request, Request::Handshake(_) | Request::Authenticate(_)) {
             return true;
         }
+        metrics::rejected(metrics::Rejected::Authentication);
         tracing::info!(client_id = self.client_id(), peer = %self.peer, op = request.op(), "refused: authentication required");
         let error = BrokerError::new(
             ErrorCode::SASL_AUTHENTICATION_FAILED,
@@ -68,13 +92,13 @@ impl Connection {
                 ErrorCode::UNSUPPORTED_SASL_MECHANISM,
                 format!("mechanism `{}` is not offered (offered: {offered})", request.mechanism),
             );
-            return self.fail_and_close(correlation_id, &error);
+            return self.refuse_exchange(correlation_id, &error);
         }
         let message = &request.auth_bytes[..];
         let out_of_order = |what: &str| BrokerError::new(ErrorCode::ILLEGAL_SASL_STATE, what.to_owned());
         match std::mem::take(&mut self.auth_state) {
             AuthState::None if !scram::is_client_first(message) => {
-                self.fail_and_close(correlation_id, &out_of_order("a client-final message before the client-first"));
+                self.refuse_exchange(correlation_id, &out_of_order("a client-final message before the client-first"));
             }
             AuthState::None => match scram::start(&self.auth.users.snapshot(), message) {
                 Ok((exchange, server_first)) => {
@@ -84,7 +108,7 @@ impl Connection {
                 Err(failure) => self.fail_authentication(correlation_id, None, &failure, ctx),
             },
             AuthState::Exchanging(_) if scram::is_client_first(message) => {
-                self.fail_and_close(correlation_id, &out_of_order("a second client-first message"));
+                self.refuse_exchange(correlation_id, &out_of_order("a second client-first message"));
             }
             AuthState::Exchanging(exchange) => {
                 let user = exchange.user().to_owned();
@@ -101,10 +125,16 @@ impl Connection {
             }
             AuthState::Done => {
                 self.auth_state = AuthState::Done;
-                self.fail_and_close(correlation_id, &out_of_order("this connection has already authenticated"));
+                self.refuse_exchange(correlation_id, &out_of_order("this connection has already authenticated"));
             }
             AuthState::Failed => self.auth_state = AuthState::Failed,
         }
+    }
+
+    /// Answers an `authenticate` that cannot go on (33, 34), and closes.
+    fn refuse_exchange(&mut self, correlation_id: u32, error: &BrokerError) {
+        metrics::rejected(metrics::Rejected::Authentication);
+        self.fail_and_close(correlation_id, error);
     }
 
     fn answer_authenticate(&mut self, correlation_id: u32, message: String, principal: Option<String>) {
@@ -121,7 +151,10 @@ impl Connection {
         failure: &Failure,
         ctx: &mut Context<Self>,
     ) {
-        tracing::info!(client_id = self.client_id(), peer = %self.peer, user, reason = ?failure, "authentication failed");
+        metrics::rejected(metrics::Rejected::Authentication);
+        if let Some(suppressed) = failure_log_allowed() {
+            tracing::warn!(client_id = self.client_id(), peer = %self.peer, user, reason = ?failure, suppressed, "authentication failed");
+        }
         self.auth_state = AuthState::Failed;
         let error = BrokerError::new(ErrorCode::SASL_AUTHENTICATION_FAILED, failure.message());
         ctx.run_later(self.auth.failure_delay, move |act, _| act.fail_and_close(correlation_id, &error));
