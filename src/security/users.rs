@@ -278,6 +278,17 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_users_file_is_an_error_naming_it() {
+        let data = tempfile::tempdir().unwrap();
+        store::replace(&path(data.path()), b"{\"version\": 1, \"users\": [").unwrap();
+        let err = UserTable::load(data.path()).unwrap_err().to_string();
+        assert!(err.contains("users.json"), "{err}");
+        store::replace(&path(data.path()), b"{\"version\": 9, \"unknown_user_secret\": \"\", \"users\": []}").unwrap();
+        let err = UserTable::load(data.path()).unwrap_err().to_string();
+        assert!(err.contains("version 9"), "{err}");
+    }
+
+    #[test]
     fn out_of_bounds_credentials_are_refused_naming_the_field() {
         let mut table = UserTable::empty().unwrap();
         let refused = |t: &mut UserTable, user: &str, mech: &str, i: i64, salt: usize, sp: usize, expected: &str| {

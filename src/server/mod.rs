@@ -96,6 +96,8 @@ pub(crate) async fn serve(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    // Before recovery: a damaged users file stops the start at once.
+    let auth = Arc::new(authenticator(&settings)?);
     // Before any partition takes its topic's counters.
     herald_actors::stats::set_max_topics(settings.http.metrics_max_label_sets as usize);
     // Started first, so that /readyz answers (not ready) during recovery.
@@ -150,7 +152,7 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let services = Services { extensions: ops, auth: Arc::new(authenticator(&settings)?) };
+    let services = Services { extensions: ops, auth };
     let frontend =
         Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, services);
     state.accepting(local);
