@@ -179,7 +179,7 @@ impl UserTable {
     /// # Errors
     ///
     /// [`UserError::Invalid`] naming the field out of bounds: the name (see
-    /// [`scram::check_name`]), the mechanism, iterations outside
+    /// [`scram::check_name`]; not `ANONYMOUS`), the mechanism, iterations outside
     /// 4096..=16384, a salt outside 16..=128 bytes, a salted password not of
     /// 32 bytes.
     pub fn upsert(
@@ -193,6 +193,9 @@ impl UserTable {
         let invalid = |m: String| Err(UserError::Invalid(m));
         if let Err(err) = scram::check_name(user) {
             return invalid(err.0);
+        }
+        if user == super::Principal::anonymous().name() {
+            return invalid(format!("`{user}` is the name of the unauthenticated principal"));
         }
         if mechanism != SCRAM_SHA_256 {
             return invalid(format!("unknown mechanism `{mechanism}`: this broker stores {SCRAM_SHA_256}"));
@@ -301,6 +304,7 @@ mod tests {
         refused(&mut table, "a", SCRAM_SHA_256, 4096, 16, 31, "salted password of 31 bytes");
         refused(&mut table, "a", "SCRAM-SHA-512", 4096, 16, 32, "unknown mechanism");
         refused(&mut table, "", SCRAM_SHA_256, 4096, 16, 32, "1 to 255");
+        refused(&mut table, "ANONYMOUS", SCRAM_SHA_256, 4096, 16, 32, "unauthenticated principal");
         assert!(matches!(table.remove("nobody"), Err(UserError::NotFound(_))));
     }
 

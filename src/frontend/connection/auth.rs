@@ -76,7 +76,9 @@ impl Connection {
             return true;
         }
         metrics::rejected(metrics::Rejected::Authentication);
-        tracing::info!(client_id = self.client_id(), peer = %self.peer, op = request.op(), "refused: authentication required");
+        if let Some(suppressed) = failure_log_allowed() {
+            tracing::warn!(client_id = self.client_id(), peer = %self.peer, op = request.op(), suppressed, "refused: authentication required");
+        }
         let error = BrokerError::new(
             ErrorCode::SASL_AUTHENTICATION_FAILED,
             format!("`{}` before authentication: this listener requires clients to authenticate", request.op()),
