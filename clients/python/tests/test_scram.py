@@ -58,6 +58,9 @@ def test_a_user_authenticates_and_manages_users_online(secured: Broker) -> None:
     stored = (secured.data_dir / "security" / "users.json").read_text()
     assert "bob-pw-42" not in stored and "admin-pw" not in stored
     assert [u["user"] for u in json.loads(stored)["users"]] == ["admin"]
+    secured.restart()
+    with connect(secured, "admin", "admin-pw") as again:
+        assert again.principal == "User:admin", "users survive a restart"
 
 
 def test_a_wrong_password_and_an_unknown_user_fail_alike(secured: Broker) -> None:
