@@ -188,8 +188,15 @@ const CHOICES: &[(&str, &str)] =
 
 /// Variables named `HERALD_*` that are not settings but are read by the
 /// command line (and the test scripts).
-const OTHER_VARIABLES: &[&str] =
-    &["HERALD_BROKER", "HERALD_TIMEOUT_MS", "HERALD_CLIENT_ID", "HERALD_BIN", "HERALD_HTTP"];
+const OTHER_VARIABLES: &[&str] = &[
+    "HERALD_BROKER",
+    "HERALD_TIMEOUT_MS",
+    "HERALD_CLIENT_ID",
+    "HERALD_USER",
+    "HERALD_PASSWORD_FILE",
+    "HERALD_BIN",
+    "HERALD_HTTP",
+];
 
 /// Warnings for `HERALD_*` variables that nothing reads: a mistyped setting
 /// (`HERALD_SERVER_PORT` for `HERALD_SERVER__PORT`) would otherwise be ignored
@@ -827,6 +834,8 @@ mod tests {
             ("HERALD_SERVER_PORT", "1"),
             ("HERALD_SERVER__PORT", "2"),
             ("HERALD_BROKER", "x"),
+            ("HERALD_USER", "alice"),
+            ("HERALD_PASSWORD_FILE", "/run/secrets/pw"),
             ("HERALD_FAULT_SEED", "3"),
             ("PATH", "/bin"),
         ]);

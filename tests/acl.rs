@@ -399,3 +399,64 @@ async fn the_admin_api_answers_as_the_anonymous_principal_under_the_same_acls() 
     assert_eq!(common::http::get(http, "/api/v1/broker").await.0, 403);
     broker.stop().await;
 }
+
+/// A connection authenticated as `user`.
+async fn as_user(broker: &TestBroker, user: &str) -> Client {
+    let options = herald::client::ConnectOptions::default()
+        .credentials(herald::client::Credentials::scram_sha_256(user, format!("{user}-password")));
+    Client::connect_with_options(broker.addr(), user, options).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn principals_authenticated_with_scram_get_their_own_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first user, made with the broker stopped.
+    let mut create = Command::new(herald_bin())
+        .args(["user", "create", "admin", "--data-dir", dir.path().to_str().unwrap(), "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    create.stdin.take().unwrap().write_all(b"admin-password\n").unwrap();
+    let out = create.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut settings = test_settings(dir.path());
+    settings.security.authentication = herald::config::Authentication::Required;
+    settings.security.authorization = true;
+    settings.security.super_users = vec!["User:admin".into()];
+    let broker = TestBroker::start_with(settings);
+    let admin = as_user(&broker, "admin").await;
+    for user in ["alice", "bob"] {
+        admin.create_user(user, &format!("{user}-password")).await.unwrap();
+    }
+    admin.create_topic("orders", 1, BTreeMap::new()).await.unwrap();
+    let for_user = |user: &str, operation: &str, permission: &str| AclEntry {
+        principal: format!("User:{user}"),
+        ..entry(operation, permission, "topic", "orders", "literal")
+    };
+    admin
+        .create_acls(vec![
+            for_user("alice", "write", "allow"),
+            for_user("alice", "read", "allow"),
+            for_user("*", "read", "allow"),
+            for_user("bob", "read", "deny"),
+        ])
+        .await
+        .unwrap();
+
+    let alice = as_user(&broker, "alice").await;
+    let bob = as_user(&broker, "bob").await;
+    alice.produce("orders", Some(0), vec![value("a")]).await.unwrap();
+    refused(bob.produce("orders", Some(0), vec![value("b")]).await, ErrorCode::TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(alice.fetch(&fetch_at("orders", 0, 0)).await.unwrap().records.len(), 1);
+    // `User:*` allows bob to read, and his own deny wins over it.
+    refused(bob.fetch(&fetch_at("orders", 0, 0)).await, ErrorCode::TOPIC_AUTHORIZATION_FAILED);
+    // Only the super user may manage users and ACLs.
+    refused(alice.create_user("mallory", "x").await, ErrorCode::CLUSTER_AUTHORIZATION_FAILED);
+    refused(alice.list_acls(&AclFilter::default()).await, ErrorCode::CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(admin.list_acls(&AclFilter::default()).await.unwrap().len(), 4);
+    broker.stop().await;
+}

@@ -16,11 +16,12 @@ mod status;
 mod stop;
 mod topic;
 mod topic_ops;
+mod user;
 
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use herald::client::{Client, ClientError, ConnectOptions, Timeouts};
+use herald::client::{Client, ClientError, ConnectOptions, Credentials, Timeouts};
 
 /// Boxed errors are for the command line only; the libraries keep typed errors.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -86,6 +87,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure consumer-group rebalance latency and group consume throughput.
     BenchGroup(bench_group::BenchGroupArgs),
+    /// Create, delete and list SCRAM-SHA-256 users (online, or in a data
+    /// directory with no broker running).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Whether the broker is serving, and its topics and groups in brief
     /// (exit status 3 when it cannot be reached).
     Status(status::StatusArgs),
@@ -113,13 +118,27 @@ pub struct BrokerArgs {
     /// The client id the broker sees (in `group describe`, in its logs).
     #[arg(long, default_value = "herald-cli", env = "HERALD_CLIENT_ID")]
     client_id: String,
+    /// Authenticate as this user (SCRAM-SHA-256), with --password-file.
+    #[arg(long, env = "HERALD_USER", requires = "password_file")]
+    user: Option<String>,
+    /// The file holding --user's password (its last line ending dropped).
+    #[arg(long, value_name = "FILE", env = "HERALD_PASSWORD_FILE", requires = "user")]
+    password_file: Option<std::path::PathBuf>,
 }
 
 impl BrokerArgs {
     /// How the CLI's clients connect: these timeouts, TLS and credentials.
     fn connect_options(&self) -> CliResult<ConnectOptions> {
         let wait = Duration::from_millis(self.timeout_ms);
-        Ok(ConnectOptions::default().timeouts(Timeouts { connect: wait, request: wait }))
+        let options = ConnectOptions::default().timeouts(Timeouts { connect: wait, request: wait });
+        match (&self.user, &self.password_file) {
+            (Some(user), Some(file)) => {
+                let password = std::fs::read_to_string(file)
+                    .map_err(|e| UsageError(format!("--password-file {}: {e}", file.display())))?;
+                Ok(options.credentials(Credentials::scram_sha_256(user, user::strip_line_end(password))))
+            }
+            _ => Ok(options),
+        }
     }
 
     async fn connect(&self) -> CliResult<Client> {
@@ -150,6 +169,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Status(args) => on_client_runtime(status::run(args)),
+        Command::User(command) => on_client_runtime(user::run(command)),
         Command::Scrub(args) => scrub::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

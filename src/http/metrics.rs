@@ -31,16 +31,19 @@ pub enum Rejected {
     Kafka,
     /// A connection over `server.max_connections`, closed unread.
     MaxConnections,
+    /// A failed authentication, or a request refused for want of one.
+    Authentication,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 6] = [
+    pub const ALL: [Rejected; 7] = [
         Rejected::TooLarge,
         Rejected::Deadline,
         Rejected::Malformed,
         Rejected::Handshake,
         Rejected::Kafka,
         Rejected::MaxConnections,
+        Rejected::Authentication,
     ];
 
     /// The `reason` label.
@@ -52,6 +55,7 @@ impl Rejected {
             Rejected::Handshake => "handshake",
             Rejected::Kafka => "kafka",
             Rejected::MaxConnections => "max_connections",
+            Rejected::Authentication => "authentication",
         }
     }
 }

@@ -6,7 +6,10 @@
 pub mod acl;
 pub mod authorizer;
 pub mod quota;
+pub mod scram;
 pub mod store;
+pub mod users;
+pub mod users_store;
 
 use std::fmt;
 

@@ -24,7 +24,7 @@ use herald_actors::broker::{Broker, ShutdownBroker};
 use herald_actors::group::{Groups, ShutdownGroups};
 use herald_actors::partition::file_cache::FileCache;
 
-use crate::config::{Settings, Sources};
+use crate::config::{Authentication, Settings, Sources};
 use crate::dir_lock::{DirLock, LockError};
 use crate::extension::{ExtensionContext, OpHandler, Ops, StopKeeper};
 use crate::frontend::connection::Limits;
@@ -33,6 +33,8 @@ use crate::http::{Actors, HttpState};
 use crate::protocol::Features;
 use crate::security::authorizer::Authorizer;
 use crate::security::quota::Quotas;
+use crate::security::scram::Authenticator;
+use crate::security::users_store::Users;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
 /// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
@@ -96,6 +98,8 @@ pub(crate) async fn serve(
         LockError::Held { .. } => io::Error::new(io::ErrorKind::ResourceBusy, err),
         LockError::Io { .. } => io::Error::other(err),
     })?;
+    // Before recovery: a damaged users file stops the start at once.
+    let auth = Arc::new(authenticator(&settings)?);
     let security = &settings.security;
     let authorizer = Authorizer::open(&settings.storage.data_dir, security.authorization, &security.super_users)
         .map_err(|err| io::Error::new(err.kind(), format!("cannot load the ACLs: {err}")))?;
@@ -157,7 +161,7 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let shared = Shared { extensions: ops, authorizer, quotas };
+    let shared = Shared { extensions: ops, authorizer, quotas, auth };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
@@ -187,6 +191,18 @@ pub(crate) async fn serve(
         http.stop(false).await;
     }
     Ok(())
+}
+
+/// How the client listener authenticates: the `[security]` settings and the
+/// data directory's users.
+fn authenticator(settings: &Settings) -> io::Result<Authenticator> {
+    let users = Users::open(settings.storage.data_dir.clone()).map_err(io::Error::other)?;
+    Ok(Authenticator {
+        required: settings.security.authentication == Authentication::Required,
+        mechanisms: settings.security.sasl_mechanisms.clone(),
+        failure_delay: Duration::from_millis(settings.security.auth_failure_delay_ms),
+        users,
+    })
 }
 
 /// Each custom actor's name and its keeper's shutdown handle.

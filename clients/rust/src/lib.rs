@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 mod acls;
+mod auth;
 mod consumer;
 mod custom;
 mod error;
@@ -68,8 +69,10 @@ mod operations;
 mod producer;
 mod quotas;
 mod response;
+mod users;
 mod writer;
 
+pub use auth::Credentials;
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
 pub use error::ClientError;
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
@@ -80,10 +83,11 @@ pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
     AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
-    HandshakeResponse, TopicSummary, WireRecord,
+    HandshakeResponse, TopicSummary, UserSummary, WireRecord,
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
+pub use users::DEFAULT_ITERATIONS;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -134,6 +138,9 @@ impl Default for Timeouts {
 pub struct ConnectOptions {
     /// How long to wait to connect and for each answer.
     pub timeouts: Timeouts,
+    /// Whom to authenticate as, right after the handshake; `None` stays
+    /// anonymous.
+    pub credentials: Option<Credentials>,
 }
 
 impl ConnectOptions {
@@ -141,6 +148,13 @@ impl ConnectOptions {
     #[must_use]
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// These options, authenticating with `credentials`.
+    #[must_use]
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 }
@@ -158,6 +172,8 @@ pub struct Client {
     timeouts: Timeouts,
     /// How this client connected, to connect again the same way.
     options: Arc<ConnectOptions>,
+    /// The principal the broker reported when this client authenticated.
+    principal: Option<Arc<str>>,
 }
 
 impl Client {
@@ -187,11 +203,14 @@ impl Client {
     }
 
     /// Connects as `options` say (timeouts, TLS, credentials) and performs
-    /// the handshake within `options.timeouts.connect`.
+    /// the handshake within `options.timeouts.connect`; with credentials,
+    /// authenticates right after the handshake, within the same time.
     ///
     /// # Errors
     ///
-    /// As [`Client::connect_with`].
+    /// As [`Client::connect_with`]; with credentials, `SASL_AUTHENTICATION_FAILED`
+    /// (wrong password or unknown user), `UNSUPPORTED_SASL_MECHANISM`, or
+    /// [`ClientError::Protocol`] when the broker's SCRAM signature is wrong.
     pub async fn connect_with_options(
         addr: impl ToSocketAddrs,
         client_id: &str,
@@ -253,6 +272,7 @@ impl Client {
             // The handshake waits under the connect timeout, not this one.
             timeouts: Timeouts { request: Duration::MAX, ..timeouts },
             options: Arc::new(options),
+            principal: None,
         };
         let offered = MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION;
         let handshake: HandshakeResponse =
@@ -266,6 +286,9 @@ impl Client {
             )));
         }
         client.handshake = Arc::new(handshake);
+        if let Some(credentials) = client.options.credentials.clone() {
+            client.principal = Some(client.authenticate(&credentials).await?.into());
+        }
         client.timeouts = timeouts;
         Ok(client)
     }
@@ -290,6 +313,12 @@ impl Client {
     /// and its limits.
     pub fn features(&self) -> &HandshakeResponse {
         &self.handshake
+    }
+
+    /// The principal the broker reported when this client authenticated
+    /// (`User:<name>`); `None` when it connected without credentials.
+    pub fn authenticated_as(&self) -> Option<&str> {
+        self.principal.as_deref()
     }
 
     /// What the broker said in the handshake (the same as [`Client::features`]).

@@ -16,3 +16,4 @@ pub mod batch;
 pub mod error;
 pub mod partitioner;
 pub mod protocol;
+pub mod scram;

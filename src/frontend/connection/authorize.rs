@@ -27,7 +27,7 @@ impl Connection {
         let group = |op, name: &str| access.check(op, &Resource::group(name));
         let cluster = |op| access.check(op, &Resource::cluster());
         match request {
-            Request::Handshake(_) | Request::ListTopics | Request::ListGroups => Ok(()),
+            Request::Handshake(_) | Request::Authenticate(_) | Request::ListTopics | Request::ListGroups => Ok(()),
             // Creating topics may be allowed cluster-wide or per topic name.
             Request::CreateTopic(r) if !access.may(Op::Create, &Resource::cluster()) => topic(Op::Create, &r.topic),
             Request::CreateTopic(_) => Ok(()),
@@ -62,8 +62,12 @@ impl Connection {
                 topic(Op::Read, &r.topic)
             }
             Request::DeleteGroup(r) => group(Op::Delete, &r.group_id),
-            Request::CreateAcls(_) | Request::DeleteAcls(_) | Request::AlterQuotas(_) => cluster(Op::Alter),
-            Request::ListAcls(_) | Request::DescribeQuotas => cluster(Op::Describe),
+            Request::CreateAcls(_)
+            | Request::DeleteAcls(_)
+            | Request::AlterQuotas(_)
+            | Request::CreateUser(_)
+            | Request::DeleteUser(_) => cluster(Op::Alter),
+            Request::ListAcls(_) | Request::DescribeQuotas | Request::ListUsers => cluster(Op::Describe),
             Request::Custom(call) => access.check(Op::Call, &Resource::custom_operation(call.op.clone())),
         }
     }

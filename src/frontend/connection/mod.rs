@@ -22,6 +22,7 @@
 //!   still be written.
 
 mod acls;
+mod auth;
 mod authorize;
 mod budget;
 mod bulk;
@@ -67,6 +68,7 @@ use crate::protocol::{self, *};
 use crate::security::acl::{Operation, Resource};
 use crate::security::authorizer::Authorizer;
 use crate::security::quota::Quotas;
+use crate::security::scram::Authenticator;
 use crate::security::Principal;
 use actix::WeakAddr;
 
@@ -100,6 +102,8 @@ pub struct Shared {
     pub authorizer: Arc<Authorizer>,
     /// The quotas every request counts against.
     pub quotas: Arc<Quotas>,
+    /// How clients authenticate.
+    pub auth: Arc<Authenticator>,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -109,6 +113,9 @@ pub struct Connection {
     client_id: Option<String>,
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: Principal,
+    /// How clients authenticate, and where this one is in it.
+    auth: Arc<Authenticator>,
+    auth_state: auth::AuthState,
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
@@ -150,11 +157,13 @@ impl Connection {
         stop_reader: oneshot::Sender<()>,
         shared: Shared,
     ) -> Self {
-        let Shared { extensions, authorizer, quotas } = shared;
+        let Shared { extensions, authorizer, quotas, auth } = shared;
         Connection {
             peer,
             client_id: None,
             principal: Principal::anonymous(),
+            auth,
+            auth_state: auth::AuthState::default(),
             broker,
             groups,
             writer,
@@ -244,6 +253,12 @@ impl Connection {
             }
             return;
         }
+        if !self.admitted(correlation_id, &request) {
+            return;
+        }
+        if let Request::Authenticate(r) = request {
+            return self.authenticate(correlation_id, r, ctx);
+        }
         if let Err(error) = self.authorize(&request) {
             metrics::request_refused(request.op(), error.code);
             if request.answered() {
@@ -277,6 +292,8 @@ impl Connection {
             &limits.features,
         );
         response.operations.extend(self.extensions.operations());
+        response.authentication =
+            AuthenticationInfo { required: self.auth.required, mechanisms: self.auth.mechanisms.clone() };
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 
@@ -394,6 +411,10 @@ impl Connection {
             }
             Request::AlterQuotas(r) => self.alter_quotas(correlation_id, r, permit, ctx),
             Request::DescribeQuotas => self.describe_quotas(correlation_id, permit, ctx),
+            Request::Authenticate(r) => self.authenticate(correlation_id, r, ctx),
+            Request::CreateUser(_) | Request::DeleteUser(_) | Request::ListUsers => {
+                self.users_op(correlation_id, request, permit, ctx)
+            }
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -21,6 +21,8 @@ role, and may be rearranged between versions:
   and the wire form of partition lists.
 - ``connection``: the framing and the handshake under ``Client``: one
   synchronous TCP connection, one request in flight.
+- ``auth``: SCRAM-SHA-256, the client's side of ``authenticate``;
+  ``users``: ``Client``'s SCRAM users operations.
 - ``client``: ``Client``, a connection with a method per operation,
   consumer-group administration and membership included.
 - ``consumer``: ``GroupConsumer``, a consumer-group member that follows
@@ -42,14 +44,18 @@ from .errors import (
     FENCED_INSTANCE_ID,
     FRAME_TOO_LARGE,
     HANDSHAKE_REQUIRED,
+    ILLEGAL_SASL_STATE,
     ILLEGAL_GENERATION,
     MEMBER_ID_REQUIRED,
     OFFSET_OUT_OF_RANGE,
     PARTITION_NOT_OWNED,
     REBALANCE_IN_PROGRESS,
+    RESOURCE_NOT_FOUND,
+    SASL_AUTHENTICATION_FAILED,
     UNKNOWN_MEMBER_ID,
     UNKNOWN_OPERATION,
     UNKNOWN_TOPIC_OR_PARTITION,
+    UNSUPPORTED_SASL_MECHANISM,
     UNSUPPORTED_VERSION,
     HeraldError,
 )
@@ -70,6 +76,7 @@ __all__ = [
     "FENCED_INSTANCE_ID",
     "FRAME_TOO_LARGE",
     "HANDSHAKE_REQUIRED",
+    "ILLEGAL_SASL_STATE",
     "ILLEGAL_GENERATION",
     "LATEST_TIMESTAMP",
     "MEMBER_ID_REQUIRED",
@@ -78,9 +85,12 @@ __all__ = [
     "PARTITION_NOT_OWNED",
     "PROTOCOL_VERSION",
     "REBALANCE_IN_PROGRESS",
+    "RESOURCE_NOT_FOUND",
+    "SASL_AUTHENTICATION_FAILED",
     "UNKNOWN_MEMBER_ID",
     "UNKNOWN_OPERATION",
     "UNKNOWN_TOPIC_OR_PARTITION",
+    "UNSUPPORTED_SASL_MECHANISM",
     "UNSUPPORTED_VERSION",
     "Client",
     "FetchResult",

@@ -18,6 +18,7 @@ from .connection import _ENVELOPE_FIELDS
 from .errors import FRAME_TOO_LARGE, HeraldError
 from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _group_assignment, _partition_list, _topic_list
 from .records import FetchResult, RecordLike, _encode_record, _stored_bytes
+from .users import UserAdmin
 
 # The handshake's name of the batch form of produce (protocol.md, "Handshake").
 FEATURE_PRODUCE_BATCH = "produce_batch"
@@ -32,11 +33,12 @@ DELETE_TO_HIGH_WATERMARK = -1
 """``delete_records`` offset meaning the high watermark: delete every record."""
 
 
-class Client(AclAdmin):
+class Client(AclAdmin, UserAdmin):
     """A connection to a Herald broker with a method per operation.
 
-    ``Client(host, port, client_id, timeout)`` connects and handshakes (see
-    ``Connection`` for its errors and the attributes the handshake sets).
+    ``Client(host, port, client_id, timeout, username=, password=)`` connects,
+    handshakes and, given a username, authenticates (see ``Connection`` for
+    its errors and the attributes the handshake sets).
     Each method sends one request and waits for its response, so a Client
     must not be shared between threads; open one per thread.
     """

@@ -14,7 +14,9 @@ from typing import Any, Dict, Optional, TypeVar
 
 import msgpack
 
-from .errors import FRAME_TOO_LARGE, HANDSHAKE_REQUIRED, UNKNOWN_OPERATION, UNSUPPORTED_VERSION, HeraldError
+from .auth import authenticate
+from .errors import (FRAME_TOO_LARGE, HANDSHAKE_REQUIRED, ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED,
+                     UNKNOWN_OPERATION, UNSUPPORTED_SASL_MECHANISM, UNSUPPORTED_VERSION, HeraldError)
 
 MIN_PROTOCOL_VERSION = 1
 """The lowest protocol version this client speaks."""
@@ -24,7 +26,8 @@ PROTOCOL_VERSION = 1
 
 _FRAME_LENGTH = struct.Struct(">I")
 _ENVELOPE_FIELDS = ("correlation_id", "error_code", "error_message", "throttle_time_ms")
-_CONNECTION_CLOSING_CODES = frozenset((UNSUPPORTED_VERSION, HANDSHAKE_REQUIRED, FRAME_TOO_LARGE))
+_CONNECTION_CLOSING_CODES = frozenset((UNSUPPORTED_VERSION, HANDSHAKE_REQUIRED, FRAME_TOO_LARGE,
+                                       SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE))
 
 _Self = TypeVar("_Self", bound="Connection")
 
@@ -59,11 +62,16 @@ class Connection:
         max_in_flight: how many requests the broker reads ahead per
             connection (relevant only to pipelining clients; this one sends
             one request at a time).
+        principal: the principal the broker reported when this connection
+            authenticated (``User:<name>``); None without ``username``.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9092,
-                 client_id: str = "herald-python", timeout: float = 30.0):
-        """Connects to ``host:port`` and performs the handshake.
+                 client_id: str = "herald-python", timeout: float = 30.0,
+                 username: Optional[str] = None, password: Optional[str] = None):
+        """Connects to ``host:port`` and performs the handshake; with
+        ``username`` and ``password``, then authenticates (SCRAM-SHA-256,
+        the broker's signature checked).
 
         ``timeout`` (seconds) bounds connecting and each request; a fetch
         waits up to its ``max_wait_ms`` longer.
@@ -71,8 +79,14 @@ class Connection:
         Raises:
             HeraldError: UNSUPPORTED_VERSION if the broker speaks none of the
                 versions MIN_PROTOCOL_VERSION to PROTOCOL_VERSION.
+            HeraldError: SASL_AUTHENTICATION_FAILED for a wrong password or an
+                unknown user (after the broker's delay).
+            ValueError: ``username`` without ``password``, or a broker whose
+                SCRAM signature is wrong.
             OSError: if the broker cannot be reached.
         """
+        if (username is None) != (password is None):
+            raise ValueError("username and password go together")
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -100,6 +114,13 @@ class Connection:
         self.broker_version: str = response["broker_version"]
         self.max_frame_bytes = response["max_frame_bytes"]
         self.max_in_flight: int = response["max_in_flight"]
+        self.principal: Optional[str] = None
+        if username is not None and password is not None:
+            try:
+                self.principal = authenticate(self._call, username, password)
+            except BaseException:
+                self.close()
+                raise
 
     def __enter__(self: _Self) -> _Self:
         return self

@@ -86,7 +86,8 @@ class GroupConsumer(_HeartbeatThread):
                  on_revoked: Optional[PartitionCallback] = None,
                  on_lost: Optional[PartitionCallback] = None,
                  max_bytes: int = 1048576, fetch_max_wait_ms: int = 100,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, username: Optional[str] = None,
+                 password: Optional[str] = None):
         """Connects twice, joins the group and starts the heartbeat thread.
 
         ``assignor`` (``"range"``, ``"roundrobin"`` or ``"sticky"``) counts only
@@ -96,7 +97,8 @@ class GroupConsumer(_HeartbeatThread):
         ``"earliest"``, ``"latest"``, or ``"none"`` to raise instead.
         ``max_bytes`` limits each fetch; ``fetch_max_wait_ms`` is the longest
         one fetch long-polls an idle partition inside ``poll``. ``timeout``
-        (seconds) bounds connecting and each request.
+        (seconds) bounds connecting and each request. ``username`` and
+        ``password`` authenticate both connections (see ``Client``).
 
         Raises:
             HeraldError: from ``join_group`` (INVALID_GROUP_ID,
@@ -125,6 +127,8 @@ class GroupConsumer(_HeartbeatThread):
         self.max_bytes = max_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.timeout = timeout
+        self._username = username
+        self._password = password
 
         # Guards the state shared with the heartbeat thread (below); the
         # thread waits on it for poll to apply an answer, poll for answers.
@@ -147,10 +151,12 @@ class GroupConsumer(_HeartbeatThread):
         self._next_partition = 0
         self._closed = False
 
-        self._client = Client(host, port, client_id=client_id, timeout=timeout)
+        self._client = Client(host, port, client_id=client_id, timeout=timeout,
+                              username=username, password=password)
         self._heartbeat_client: Optional[Client] = None
         try:
-            self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout)
+            self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout,
+                                            username=username, password=password)
             self._accept(self._join(), lost=False)
         except BaseException:
             self._client.close()
@@ -317,7 +323,8 @@ class GroupConsumer(_HeartbeatThread):
         deadline = time.monotonic() + self.session_timeout_ms / 1000
         while True:
             try:
-                self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout)
+                self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout,
+                                      username=self._username, password=self._password)
                 return
             except OSError:
                 if time.monotonic() >= deadline:

@@ -46,6 +46,8 @@ class _HeartbeatThread:
     port: int
     client_id: str
     timeout: float
+    _username: Optional[str]
+    _password: Optional[str]
     group_id: str
     topics: List[str]
     group_instance_id: Optional[str]
@@ -158,7 +160,8 @@ class _HeartbeatThread:
                     if self._heartbeat_client is not None:
                         self._heartbeat_client.close()
                     self._heartbeat_client = Client(self.host, self.port, client_id=self.client_id,
-                                                    timeout=self.timeout)
+                                                    timeout=self.timeout, username=self._username,
+                                                    password=self._password)
                     reconnect = False
                 self._accept(self._join(), lost=True)
                 return

@@ -57,7 +57,6 @@ pub fn encode_fetch_head_throttled(
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::encode_ok;
     use super::*;
 
     fn frame(correlation_id: u32, response: &FetchResponse) -> Vec<u8> {

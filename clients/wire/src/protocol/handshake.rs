@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 use crate::error::{ErrorCode, WireError};
 use serde::{Deserialize, Serialize};
 
+use super::auth::AuthenticationInfo;
 use super::request::OPERATIONS;
 
 /// The feature a broker lists when its `produce` takes `batch`: the records
@@ -167,6 +168,10 @@ pub struct HandshakeResponse {
     /// from a broker older than compression.
     #[serde(default)]
     pub compression: Vec<String>,
+    /// Whether the broker requires authentication, and with what; nothing
+    /// required and no mechanism from a broker older than authentication.
+    #[serde(default)]
+    pub authentication: AuthenticationInfo,
 }
 
 impl HandshakeResponse {
@@ -195,6 +200,7 @@ impl HandshakeResponse {
             max_held_requests: features.max_held_requests,
             features: FEATURES.iter().map(|&f| f.into()).collect(),
             compression: COMPRESSION.iter().map(|&c| c.into()).collect(),
+            authentication: AuthenticationInfo::default(),
         }
     }
 

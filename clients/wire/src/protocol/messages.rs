@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::acl::*;
+pub use super::auth::*;
 pub use super::config_value::ConfigValue;
 pub use super::quota::*;
 pub use super::topic_admin::*;

@@ -3,7 +3,8 @@
 //!
 //! - [`codec`]: framing (a length, then a MessagePack payload).
 //! - [`messages`]: the request and response types of the operations (those
-//!   that change a live topic from `topic_admin`).
+//!   that change a live topic from `topic_admin`, authentication and users
+//!   from `auth`).
 //! - [`request`] (re-exported): the one list of operations, and decoding a
 //!   frame into a typed [`Request`]; malformed input becomes a
 //!   [`DecodeError`] that carries the correlation id whenever it was readable.
@@ -18,6 +19,7 @@
 //! - Below: encoding responses.
 
 mod acl;
+mod auth;
 pub mod codec;
 mod config_value;
 mod fetch_out;

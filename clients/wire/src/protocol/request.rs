@@ -123,6 +123,10 @@ operations! {
     ListAcls(ListAclsRequest) = LIST_ACLS "list_acls", versions 1..=1;
     AlterQuotas(AlterQuotasRequest) = ALTER_QUOTAS "alter_quotas", versions 1..=1;
     DescribeQuotas = DESCRIBE_QUOTAS "describe_quotas", versions 1..=1;
+    Authenticate(AuthenticateRequest) = AUTHENTICATE "authenticate", versions 1..=1;
+    CreateUser(CreateUserRequest) = CREATE_USER "create_user", versions 1..=1;
+    DeleteUser(DeleteUserRequest) = DELETE_USER "delete_user", versions 1..=1;
+    ListUsers = LIST_USERS "list_users", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
