@@ -31,16 +31,21 @@ pub enum Rejected {
     Kafka,
     /// A connection over `server.max_connections`, closed unread.
     MaxConnections,
+    /// A TLS handshake that failed: a plaintext client or garbage on a TLS
+    /// listener, no client certificate where one is required, a certificate
+    /// not signed by the client CA.
+    Tls,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 6] = [
+    pub const ALL: [Rejected; 7] = [
         Rejected::TooLarge,
         Rejected::Deadline,
         Rejected::Malformed,
         Rejected::Handshake,
         Rejected::Kafka,
         Rejected::MaxConnections,
+        Rejected::Tls,
     ];
 
     /// The `reason` label.
@@ -52,6 +57,7 @@ impl Rejected {
             Rejected::Handshake => "handshake",
             Rejected::Kafka => "kafka",
             Rejected::MaxConnections => "max_connections",
+            Rejected::Tls => "tls",
         }
     }
 }

@@ -4,6 +4,8 @@
 //! threat model; docs/protocol.md the exchange on the wire.
 
 pub mod store;
+pub mod tls;
+pub mod tls_subject;
 
 use std::fmt;
 

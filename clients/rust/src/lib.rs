@@ -66,6 +66,7 @@ mod group;
 mod operations;
 mod producer;
 mod response;
+mod tls;
 mod writer;
 
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
@@ -81,6 +82,9 @@ pub use herald_wire::protocol::{
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
+pub use tls::TlsOptions;
+/// rustls, whose types [`TlsOptions`] takes.
+pub use rustls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -131,6 +135,8 @@ impl Default for Timeouts {
 pub struct ConnectOptions {
     /// How long to wait to connect and for each answer.
     pub timeouts: Timeouts,
+    /// Speak TLS, as these options say; plain TCP when `None`.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ConnectOptions {
@@ -138,6 +144,13 @@ impl ConnectOptions {
     #[must_use]
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// These options speaking TLS.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -213,32 +226,25 @@ impl Client {
         let stream = TcpStream::connect(addrs).await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
-        let (read, write) = stream.into_split();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         // Frames come ready, length prefix included; a caller writes its own
         // when the socket is free (see `writer`).
         let broken = pending.clone();
-        let writer = Arc::new(writer::start(write, move || close_pending(&broken)));
-
-        let waiting = pending.clone();
-        let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
-        tokio::spawn(async move {
-            while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
-                let frame = frame.freeze();
-                let Some(correlation_id) = correlation_id_of(&frame) else { break };
-                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
-                match waiter {
-                    Ok(Some(waiter)) => {
-                        let _ = waiter.send(frame);
-                    }
-                    // An error about the connection itself (id 0, e.g. an
-                    // oversize frame) ends every request: the broker closes.
-                    Ok(None) if correlation_id == 0 => break,
-                    _ => {}
-                }
+        let on_broken = move || close_pending(&broken);
+        let writer = match &options.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                spawn_reader(read, pending.clone());
+                writer::start(writer::Socket::Plain(write), on_broken)
             }
-            close_pending(&waiting);
-        });
+            Some(tls) => {
+                let (connector, name) = tls.connector(peer.ip())?;
+                let (read, write) = tokio::io::split(connector.connect(name, stream).await?);
+                spawn_reader(read, pending.clone());
+                writer::start(writer::Socket::Tls(tokio::sync::Mutex::new(write)), on_broken)
+            }
+        };
+        let writer = Arc::new(writer);
 
         let mut client = Client {
             writer,
@@ -458,4 +464,27 @@ mod tests {
         let ids: Vec<u32> = (0..4).map(|_| next_correlation_id(&counter)).collect();
         assert_eq!(ids, [u32::MAX - 1, u32::MAX, 1, 2]);
     }
+}
+
+/// Starts the task that reads the connection's responses and hands each to
+/// the request waiting on its correlation id.
+fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(read: R, waiting: Pending) {
+    let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
+    tokio::spawn(async move {
+        while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
+            let frame = frame.freeze();
+            let Some(correlation_id) = correlation_id_of(&frame) else { break };
+            let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
+            match waiter {
+                Ok(Some(waiter)) => {
+                    let _ = waiter.send(frame);
+                }
+                // An error about the connection itself (id 0, e.g. an
+                // oversize frame) ends every request: the broker closes.
+                Ok(None) if correlation_id == 0 => break,
+                _ => {}
+            }
+        }
+        close_pending(&waiting);
+    });
 }

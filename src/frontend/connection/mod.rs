@@ -30,6 +30,7 @@ mod groups;
 mod in_flight;
 mod produce;
 mod reader;
+pub mod socket;
 mod topic_ops;
 mod writer;
 
@@ -90,8 +91,12 @@ pub struct Connection {
     peer: SocketAddr,
     /// Set by the handshake; `None` until then.
     client_id: Option<String>,
-    /// Who the client is: `User:ANONYMOUS` until it authenticates.
+    /// Who the client is: `User:ANONYMOUS` until it authenticates, the
+    /// subject of its verified TLS client certificate if it presented one.
     principal: Principal,
+    /// The client presented a TLS client certificate the client CA signed:
+    /// that counts as authentication.
+    tls_authenticated: bool,
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
@@ -125,11 +130,13 @@ impl Connection {
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
         extensions: Arc<Ops>,
+        principal: Option<Principal>,
     ) -> Self {
         Connection {
             peer,
             client_id: None,
-            principal: Principal::anonymous(),
+            tls_authenticated: principal.is_some(),
+            principal: principal.unwrap_or_else(Principal::anonymous),
             broker,
             groups,
             writer,
@@ -230,7 +237,7 @@ impl Connection {
             Ok(version) => version,
             Err(error) => return self.fail_and_close(correlation_id, &error.into()),
         };
-        tracing::debug!(client_id = %request.client_id, peer = %self.peer, principal = %self.principal, protocol_version = version, "client connected");
+        tracing::debug!(client_id = %request.client_id, peer = %self.peer, principal = %self.principal, tls_authenticated = self.tls_authenticated, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
         let limits = &self.limits;
         let mut response = HandshakeResponse::new(
@@ -240,6 +247,7 @@ impl Connection {
             &limits.features,
         );
         response.operations.extend(self.extensions.operations());
+        response.principal = Some(self.principal.to_string());
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 

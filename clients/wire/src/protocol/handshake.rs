@@ -167,6 +167,12 @@ pub struct HandshakeResponse {
     /// from a broker older than compression.
     #[serde(default)]
     pub compression: Vec<String>,
+    /// Who the broker takes this connection to be, as Kafka writes a
+    /// principal: `User:CN=alice,O=Example` for a verified TLS client
+    /// certificate, `User:ANONYMOUS` otherwise. Absent from a broker older
+    /// than TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl HandshakeResponse {
@@ -195,6 +201,7 @@ impl HandshakeResponse {
             max_held_requests: features.max_held_requests,
             features: FEATURES.iter().map(|&f| f.into()).collect(),
             compression: COMPRESSION.iter().map(|&c| c.into()).collect(),
+            principal: None,
         }
     }
 
