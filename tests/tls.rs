@@ -57,14 +57,12 @@ impl Ca {
         for (kind, value) in subject {
             params.distinguished_name.push(kind.clone(), *value);
         }
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
+        params.extended_key_usages =
+            vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (cert_file, key_file) = (self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}-key.pem")));
+        let (cert_file, key_file) =
+            (self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}-key.pem")));
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
         (cert_file, key_file)
@@ -200,7 +198,9 @@ async fn plaintext_and_garbage_on_a_tls_listener_are_refused_and_others_served()
     let plain = Client::connect_with(broker.addr(), "plain", timeouts).await;
     assert!(plain.is_err(), "a plaintext client got through a TLS listener");
 
-    for garbage in [&b"\x00\x00\x00\x10garbage-frame!!!"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..], &[0xff; 600][..]] {
+    for garbage in
+        [&b"\x00\x00\x00\x10garbage-frame!!!"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..], &[0xff; 600][..]]
+    {
         let mut raw = TcpStream::connect(broker.addr()).await.unwrap();
         raw.write_all(garbage).await.unwrap();
         let mut answer = Vec::new();
@@ -264,4 +264,34 @@ async fn sighup_reloads_the_certificate_keeping_open_connections_and_a_bad_reloa
     open.produce("reload", Some(0), vec![value("still open")]).await.unwrap();
     drop((open, renewed, still));
     assert!(broker.terminate().success());
+}
+
+#[tokio::test]
+async fn the_cli_speaks_tls_with_its_flags() {
+    let ca = Ca::new("Herald test CA");
+    let (broker, _dir) = tls_broker(&ca, ClientAuth::Required);
+    let (cert, key) = ca.issue("cli", &[(DnType::CommonName, "cli")], false);
+    let address = broker.addr().to_string();
+    let status = |args: &[&std::ffi::OsStr]| -> std::process::Output {
+        std::process::Command::new(common::herald_bin())
+            .args(["status", "--timeout-ms", "5000", "-b", &address])
+            .args(args)
+            .output()
+            .expect("run herald status")
+    };
+    // The broker runs on its own thread: the CLI may block this one.
+    let ca_file = ca.ca_file();
+    let flags = [
+        "--tls-ca".as_ref(),
+        ca_file.as_os_str(),
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ];
+    let over_tls = status(&flags);
+    assert!(over_tls.status.success(), "{}", String::from_utf8_lossy(&over_tls.stderr));
+    assert_eq!(status(&flags[..2]).status.code(), Some(3), "let in without a client certificate");
+    assert_eq!(status(&[]).status.code(), Some(3), "a plaintext CLI got through");
+    broker.stop().await;
 }

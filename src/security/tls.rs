@@ -78,7 +78,9 @@ impl TlsFiles {
         } else {
             let mut roots = RootCertStore::empty();
             for cert in read_certs(&self.client_ca)? {
-                roots.add(cert).map_err(|err| TlsError::ClientCa { path: self.client_ca.clone(), what: err.to_string() })?;
+                roots
+                    .add(cert)
+                    .map_err(|err| TlsError::ClientCa { path: self.client_ca.clone(), what: err.to_string() })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = match self.client_auth {

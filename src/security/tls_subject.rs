@@ -14,11 +14,8 @@ use x509_parser::x509::AttributeTypeAndValue;
 /// when it does not parse (rustls verified it, so it does).
 pub fn subject_of(der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let rdns: Vec<String> = cert
-        .subject()
-        .iter_rdn()
-        .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
-        .collect();
+    let rdns: Vec<String> =
+        cert.subject().iter_rdn().map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+")).collect();
     Some(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
 }
 

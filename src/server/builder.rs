@@ -246,7 +246,9 @@ pub(crate) async fn reload_on_sighup(tls: Option<std::sync::Arc<crate::security:
             None => tracing::info!("SIGHUP received; no TLS files to reload"),
             Some(tls) => match tls.reload() {
                 Ok(()) => tracing::info!("SIGHUP received; TLS files reloaded: new connections use them"),
-                Err(err) => tracing::error!(%err, "SIGHUP received; TLS reload failed, the files loaded before stay in use"),
+                Err(err) => {
+                    tracing::error!(%err, "SIGHUP received; TLS reload failed, the files loaded before stay in use")
+                }
             },
         }
     }

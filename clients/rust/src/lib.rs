@@ -82,9 +82,9 @@ pub use herald_wire::protocol::{
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
-pub use tls::TlsOptions;
 /// rustls, whose types [`TlsOptions`] takes.
 pub use rustls;
+pub use tls::TlsOptions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

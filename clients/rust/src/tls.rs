@@ -121,7 +121,8 @@ impl TlsOptions {
 
 fn read_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path).map_err(|err| named(path, err))?;
-    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|err| invalid(path, &err))?;
+    let certs =
+        CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|err| invalid(path, &err))?;
     if certs.is_empty() {
         return Err(invalid(path, &"no certificate"));
     }
