@@ -197,7 +197,11 @@ impl Listener {
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions, principal)
+                let connection = Connection::new(peer, broker, groups, limits, writer, stop_reader, extensions);
+                match principal {
+                    Some(principal) => connection.tls_authenticated(principal),
+                    None => connection,
+                }
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));

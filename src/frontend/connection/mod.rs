@@ -130,13 +130,12 @@ impl Connection {
         writer: Writer,
         stop_reader: oneshot::Sender<()>,
         extensions: Arc<Ops>,
-        principal: Option<Principal>,
     ) -> Self {
         Connection {
             peer,
             client_id: None,
-            tls_authenticated: principal.is_some(),
-            principal: principal.unwrap_or_else(Principal::anonymous),
+            tls_authenticated: false,
+            principal: Principal::anonymous(),
             broker,
             groups,
             writer,
@@ -150,6 +149,14 @@ impl Connection {
             extensions,
             _stop_reader: stop_reader,
         }
+    }
+
+    /// This connection, authenticated by a verified TLS client certificate
+    /// whose subject is `principal`.
+    pub fn tls_authenticated(mut self, principal: Principal) -> Self {
+        self.principal = principal;
+        self.tls_authenticated = true;
+        self
     }
 
     fn client_id(&self) -> &str {

@@ -134,7 +134,9 @@ async fn write_frames(
         write_all(&mut write, &out, &[], stall).await?;
         // TLS keeps what the socket did not take yet; plain TCP has nothing
         // to flush.
-        stalling(stall, write.flush()).await?;
+        if let ClientWrite::Tls(_) = &write {
+            stalling(stall, write.flush()).await?;
+        }
         out.clear();
         // Written: these responses no longer count against the connection.
         charges.clear();
