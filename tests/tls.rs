@@ -295,3 +295,19 @@ async fn the_cli_speaks_tls_with_its_flags() {
     assert_eq!(status(&[]).status.code(), Some(3), "a plaintext CLI got through");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_silent_in_the_tls_handshake_is_closed_at_the_handshake_deadline() {
+    let ca = Ca::new("Herald test CA");
+    let (broker, _dir) = tls_broker(&ca, ClientAuth::None);
+    let before = rejected_tls(&broker).await;
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, silent.read_to_end(&mut answer)).await.expect("the broker closes");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1_900), "closed after {waited:?}, before handshake_timeout_ms");
+    assert!(answer.is_empty());
+    assert!(rejected_tls(&broker).await >= before + 1.0);
+    broker.stop().await;
+}
