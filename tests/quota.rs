@@ -144,11 +144,11 @@ async fn overrides_are_kept_across_a_restart_and_managed_with_the_cli() {
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
     };
     let (status, out) =
-        herald(&["quota", "set", "-b", &addr, "--client", "batch-job", "--producer-byte-rate", "1048576"]);
+        herald(&["quota", "set", "-b", &addr, "client-id", "batch-job", "--producer-byte-rate", "1048576"]);
     assert_eq!(status, Some(0), "{out}");
-    let (status, out) = herald(&["quota", "set", "-b", &addr, "--user", "alice", "--request-rate", "100"]);
+    let (status, out) = herald(&["quota", "set", "-b", &addr, "user", "alice", "--request-rate", "100"]);
     assert_eq!(status, Some(0), "{out}");
-    let (status, out) = herald(&["quota", "set", "-b", &addr, "--user", "alice"]);
+    let (status, out) = herald(&["quota", "set", "-b", &addr, "user", "alice"]);
     assert_eq!(status, Some(2), "a set without a rate is a usage error: {out}");
     broker.stop().await;
 
@@ -170,7 +170,7 @@ async fn overrides_are_kept_across_a_restart_and_managed_with_the_cli() {
         ]
     );
     let addr = broker.addr().to_string();
-    let (status, out) = herald(&["quota", "remove", "-b", &addr, "--client", "batch-job"]);
+    let (status, out) = herald(&["quota", "remove", "-b", &addr, "client-id", "batch-job"]);
     assert_eq!(status, Some(0), "{out}");
     let (status, out) = herald(&["quota", "list", "-b", &addr]);
     assert_eq!(status, Some(0), "{out}");

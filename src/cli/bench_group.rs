@@ -191,6 +191,8 @@ struct Slot {
 
 struct Group {
     addr: String,
+    /// How members connect: the CLI's timeouts and TLS.
+    connect: herald::client::ConnectOptions,
     admin: Client,
     topic: String,
     group_id: String,
@@ -255,7 +257,8 @@ async fn member_loop(
 impl Group {
     /// Joins a new member into `slot` (appending when `slot` is the length).
     async fn join(&mut self, slot: usize) -> CliResult {
-        let client = Client::connect(self.addr.as_str(), "herald-bench-group").await?;
+        let client =
+            Client::connect_with_options(self.addr.as_str(), "herald-bench-group", self.connect.clone()).await?;
         let request = JoinGroupRequest {
             group_id: self.group_id.clone(),
             member_id: None,
@@ -489,6 +492,7 @@ async fn rebalance(scenario: Scenario, args: BenchGroupArgs) -> CliResult {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut group = Group {
         addr: args.broker.broker.clone(),
+        connect: args.broker.connect_options()?,
         admin: admin.clone(),
         topic: topic.clone(),
         group_id: group_id.clone(),
@@ -708,7 +712,14 @@ async fn throughput(args: BenchGroupArgs) -> CliResult {
     });
     let mut connections = Vec::with_capacity(consumers);
     for _ in 0..consumers {
-        connections.push(Client::connect(args.broker.broker.as_str(), "herald-bench-group").await?);
+        connections.push(
+            Client::connect_with_options(
+                args.broker.broker.as_str(),
+                "herald-bench-group",
+                args.broker.connect_options()?,
+            )
+            .await?,
+        );
     }
     let started = Instant::now();
     let tasks: Vec<_> = connections

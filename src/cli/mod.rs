@@ -19,9 +19,10 @@ mod topic_ops;
 mod user;
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use herald::client::{Client, ClientError, ConnectOptions, Credentials, Timeouts};
+use herald::client::{Client, ClientError, ConnectOptions, Credentials, Timeouts, TlsOptions};
 
 /// Boxed errors are for the command line only; the libraries keep typed errors.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -124,6 +125,22 @@ pub struct BrokerArgs {
     /// The file holding --user's password (its last line ending dropped).
     #[arg(long, value_name = "FILE", env = "HERALD_PASSWORD_FILE", requires = "user")]
     password_file: Option<std::path::PathBuf>,
+    /// Speak TLS to the broker, trusting the CA in `--tls-ca` (implied by
+    /// any `--tls-*` option).
+    #[arg(long, env = "HERALD_TLS")]
+    tls: bool,
+    /// The CA certificate(s), PEM, that signed the broker's certificate.
+    #[arg(long, value_name = "FILE", env = "HERALD_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate chain, PEM, to show the broker (mutual TLS; needs `--tls-key`).
+    #[arg(long, value_name = "FILE", env = "HERALD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "FILE", env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the broker's certificate must carry; default: the host of `--broker`.
+    #[arg(long, value_name = "NAME", env = "HERALD_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
 }
 
 impl BrokerArgs {
@@ -131,14 +148,31 @@ impl BrokerArgs {
     fn connect_options(&self) -> CliResult<ConnectOptions> {
         let wait = Duration::from_millis(self.timeout_ms);
         let options = ConnectOptions::default().timeouts(Timeouts { connect: wait, request: wait });
-        match (&self.user, &self.password_file) {
+        let options = match (&self.user, &self.password_file) {
             (Some(user), Some(file)) => {
                 let password = std::fs::read_to_string(file)
                     .map_err(|e| UsageError(format!("--password-file {}: {e}", file.display())))?;
-                Ok(options.credentials(Credentials::scram_sha_256(user, user::strip_line_end(password))))
+                options.credentials(Credentials::scram_sha_256(user, user::strip_line_end(password)))
             }
-            _ => Ok(options),
+            _ => options,
+        };
+        let tls = self.tls || self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_server_name.is_some();
+        if !tls {
+            return Ok(options);
         }
+        let Some(ca) = &self.tls_ca else {
+            return Err(
+                UsageError("--tls needs --tls-ca FILE (the CA that signed the broker's certificate)".into()).into()
+            );
+        };
+        let mut tls = TlsOptions::from_ca_file(ca)?;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.client_cert_files(cert, key)?;
+        }
+        let host = self.broker.rsplit_once(':').map_or(self.broker.as_str(), |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = self.tls_server_name.as_deref().unwrap_or(host);
+        Ok(options.tls(tls.server_name(name)))
     }
 
     async fn connect(&self) -> CliResult<Client> {
@@ -222,5 +256,18 @@ impl std::io::Write for QuietStderr {
     fn flush(&mut self) -> std::io::Result<()> {
         let _ = std::io::stderr().flush();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+
+    /// Every command's options are consistent (no name used twice, as one
+    /// command's own option beside the broker options would be): clap checks
+    /// it only when the command is parsed.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

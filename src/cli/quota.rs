@@ -48,25 +48,29 @@ pub enum QuotaCommand {
     },
 }
 
-/// Whom: exactly one of these.
+/// Whom: `user alice` (the principal `User:alice`) or `client-id batch-job`.
 #[derive(Args, Debug, Clone)]
-#[group(required = true, multiple = false)]
 pub struct EntityArgs {
-    /// A principal's name (`alice` for `User:alice`).
-    #[arg(long)]
-    user: Option<String>,
-    /// A client id (as clients send it in the handshake).
-    #[arg(long)]
-    client: Option<String>,
+    /// `user` (a principal, by its name) or `client-id`.
+    #[arg(value_enum)]
+    entity_type: EntityType,
+    /// The principal's name (`alice` for `User:alice`) or the client id.
+    entity_name: String,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum EntityType {
+    User,
+    ClientId,
 }
 
 impl EntityArgs {
     fn entity(&self) -> (&'static str, String) {
-        match (&self.user, &self.client) {
-            (Some(user), _) => ("user", user.clone()),
-            (None, Some(client)) => ("client_id", client.clone()),
-            (None, None) => ("user", String::new()),
-        }
+        let kind = match self.entity_type {
+            EntityType::User => "user",
+            EntityType::ClientId => "client_id",
+        };
+        (kind, self.entity_name.clone())
     }
 }
 

@@ -27,8 +27,10 @@ use herald_actors::group::Groups;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::connection::socket::{self, ClientRead, ClientWrite};
 pub use super::connection::Shared;
 use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Writer};
+use crate::security::Principal;
 
 /// Accepts connections. See the module documentation for its contract.
 pub struct Listener {
@@ -92,7 +94,9 @@ fn next_pause(pause: Duration, failed: bool) -> Duration {
 }
 
 impl Listener {
-    /// Starts accepting on `listener`, at most `max_connections` open at once.
+    /// Starts accepting on `listener`, at most `max_connections` open at
+    /// once, speaking TLS only when `tls` is set.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         listener: TcpListener,
         broker: Addr<Broker>,
@@ -162,6 +166,10 @@ impl Listener {
         crate::http::metrics::connection_opened();
         let slot = Slot(listener.clone());
         let request_bytes = self.request_bytes.clone();
+        // The configuration current now: a reload after this accept does
+        // not change what this connection sees.
+        let tls = self.shared.tls.as_ref().map(|tls| tls.config());
+        let accepted = tokio::time::Instant::now();
         arbiter.spawn(async move {
             // Gives the connection's place back when the reader stops.
             let _slot = slot;
@@ -169,14 +177,27 @@ impl Listener {
                 Ok(stream) => stream,
                 Err(err) => return tracing::warn!(%err, %peer, "cannot register the connection"),
             };
-            let (read, write) = stream.into_split();
+            let (read, write, principal) = match tls {
+                None => {
+                    let (read, write) = socket::plain(stream);
+                    (read, write, None)
+                }
+                Some(config) => match handshake(stream, config, peer, accepted + limits.handshake_timeout).await {
+                    Some(halves) => halves,
+                    None => return,
+                },
+            };
             let (stop_reader, stopped) = oneshot::channel();
             let connection_bytes = ConnectionBytes::new(limits.max_connection_bytes);
             let bytes = connection_bytes.clone();
             let addr = Connection::create(move |ctx| {
                 let done = ctx.address().recipient();
                 let writer = Writer::start(write, bytes, limits.max_frame_bytes, limits.write_stall_timeout, done);
-                Connection::new(peer, broker, groups, limits, writer, stop_reader, shared)
+                let connection = Connection::new(peer, broker, groups, limits, writer, stop_reader, shared);
+                match principal {
+                    Some(principal) => connection.tls_authenticated(principal),
+                    None => connection,
+                }
             });
             if let Some(listener) = listener.upgrade() {
                 listener.do_send(Connected(addr.downgrade()));
@@ -189,10 +210,50 @@ impl Listener {
                 read_ahead: Arc::new(Semaphore::new(limits.max_in_flight)),
                 request_bytes,
                 connection_bytes,
+                accepted,
             };
             super::connection::read_frames(read, reader, addr, stopped).await;
         });
     }
+}
+
+/// The TLS handshake of a connection just accepted, on its event loop, done
+/// by `deadline` (the handshake deadline of the connection: its first frame
+/// must come within the rest). A failure (a plaintext client, garbage, a
+/// missing or unverified client certificate, the deadline) closes the
+/// connection: logged at debug, counted as a `tls` rejection. A verified
+/// client certificate's subject is the principal.
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Option<(ClientRead, ClientWrite, Option<Principal>)> {
+    let accepting = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let failed = |err: &dyn std::fmt::Display| {
+        crate::http::metrics::rejected(crate::http::metrics::Rejected::Tls);
+        tracing::debug!(%peer, %err, "TLS handshake failed; closing");
+    };
+    let stream = match tokio::time::timeout_at(deadline, accepting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            failed(&err);
+            return None;
+        }
+        Err(_) => {
+            failed(&"no TLS handshake within handshake_timeout_ms");
+            return None;
+        }
+    };
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::security::tls_subject::subject_of(cert))
+        .map(Principal::user);
+    let (read, write) = socket::tls(stream);
+    Some((read, write, principal))
 }
 
 /// A connection's place under `max_connections`, held by its reader task.

@@ -33,10 +33,14 @@ pub enum Rejected {
     MaxConnections,
     /// A failed authentication, or a request refused for want of one.
     Authentication,
+    /// A TLS handshake that failed: a plaintext client or garbage on a TLS
+    /// listener, no client certificate where one is required, a certificate
+    /// not signed by the client CA.
+    Tls,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 7] = [
+    pub const ALL: [Rejected; 8] = [
         Rejected::TooLarge,
         Rejected::Deadline,
         Rejected::Malformed,
@@ -44,6 +48,7 @@ impl Rejected {
         Rejected::Kafka,
         Rejected::MaxConnections,
         Rejected::Authentication,
+        Rejected::Tls,
     ];
 
     /// The `reason` label.
@@ -56,6 +61,7 @@ impl Rejected {
             Rejected::Kafka => "kafka",
             Rejected::MaxConnections => "max_connections",
             Rejected::Authentication => "authentication",
+            Rejected::Tls => "tls",
         }
     }
 }

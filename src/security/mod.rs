@@ -8,6 +8,8 @@ pub mod authorizer;
 pub mod quota;
 pub mod scram;
 pub mod store;
+pub mod tls;
+pub mod tls_subject;
 pub mod users;
 pub mod users_store;
 

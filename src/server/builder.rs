@@ -233,6 +233,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// Reads the TLS files again on each SIGHUP (see `security::tls`): new
+/// connections use them, open ones keep theirs; a reload that fails is
+/// logged and changes nothing. Without TLS a SIGHUP is logged and ignored.
+pub(crate) async fn reload_on_sighup(tls: Option<std::sync::Arc<crate::security::tls::ServerTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return tracing::error!("cannot install the SIGHUP handler; TLS files are not reloaded");
+    };
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP received; no TLS files to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP received; TLS files reloaded: new connections use them"),
+                Err(err) => {
+                    tracing::error!(%err, "SIGHUP received; TLS reload failed, the files loaded before stay in use")
+                }
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -161,10 +161,15 @@ pub(crate) async fn serve(
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
     let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
-    let shared = Shared { extensions: ops, authorizer, quotas, auth };
+    let tls = match crate::security::tls::TlsFiles::from_settings(&settings.security) {
+        Some(files) => Some(Arc::new(crate::security::tls::ServerTls::new(files).map_err(io::Error::other)?)),
+        None => None,
+    };
+    actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
+    let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone() };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
-    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "herald is serving");
+    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), tls = tls.is_some(), "herald is serving");
 
     shutdown.await;
     state.stopping();

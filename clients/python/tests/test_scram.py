@@ -84,7 +84,7 @@ def test_required_authentication_refuses_anonymous_requests_and_closes(secured: 
 
 
 def test_without_required_authentication_anonymous_clients_are_served(client: Client) -> None:
-    assert client.principal is None
+    assert client.principal == "User:ANONYMOUS"
     assert client.features is not None and client.features["authentication"]["required"] is False
     client.create_topic("open", 1)
     assert [t["topic"] for t in client.list_topics()] == ["open"]

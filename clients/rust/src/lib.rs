@@ -69,6 +69,7 @@ mod operations;
 mod producer;
 mod quotas;
 mod response;
+mod tls;
 mod users;
 mod writer;
 
@@ -87,6 +88,9 @@ pub use herald_wire::protocol::{
 };
 pub use operations::{record, Fetched};
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
+/// rustls, whose types [`TlsOptions`] takes.
+pub use rustls;
+pub use tls::TlsOptions;
 pub use users::DEFAULT_ITERATIONS;
 
 use std::collections::HashMap;
@@ -141,6 +145,8 @@ pub struct ConnectOptions {
     /// Whom to authenticate as, right after the handshake; `None` stays
     /// anonymous.
     pub credentials: Option<Credentials>,
+    /// Speak TLS, as these options say; plain TCP when `None`.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ConnectOptions {
@@ -155,6 +161,13 @@ impl ConnectOptions {
     #[must_use]
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// These options speaking TLS.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -235,32 +248,25 @@ impl Client {
         let stream = TcpStream::connect(addrs).await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
-        let (read, write) = stream.into_split();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         // Frames come ready, length prefix included; a caller writes its own
         // when the socket is free (see `writer`).
         let broken = pending.clone();
-        let writer = Arc::new(writer::start(write, move || close_pending(&broken)));
-
-        let waiting = pending.clone();
-        let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
-        tokio::spawn(async move {
-            while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
-                let frame = frame.freeze();
-                let Some(correlation_id) = correlation_id_of(&frame) else { break };
-                let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
-                match waiter {
-                    Ok(Some(waiter)) => {
-                        let _ = waiter.send(frame);
-                    }
-                    // An error about the connection itself (id 0, e.g. an
-                    // oversize frame) ends every request: the broker closes.
-                    Ok(None) if correlation_id == 0 => break,
-                    _ => {}
-                }
+        let on_broken = move || close_pending(&broken);
+        let writer = match &options.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                spawn_reader(read, pending.clone());
+                writer::start(writer::Socket::Plain(write), on_broken)
             }
-            close_pending(&waiting);
-        });
+            Some(tls) => {
+                let (connector, name) = tls.connector(peer.ip())?;
+                let (read, write) = tokio::io::split(connector.connect(name, stream).await?);
+                spawn_reader(read, pending.clone());
+                writer::start(writer::Socket::Tls(tokio::sync::Mutex::new(write)), on_broken)
+            }
+        };
+        let writer = Arc::new(writer);
 
         let mut client = Client {
             writer,
@@ -478,6 +484,29 @@ fn next_correlation_id(counter: &AtomicU32) -> u32 {
             return id;
         }
     }
+}
+
+/// Starts the task that reads the connection's responses and hands each to
+/// the request waiting on its correlation id.
+fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(read: R, waiting: Pending) {
+    let mut frames = FramedRead::new(read, FrameCodec::new(CLIENT_MAX_FRAME_BYTES));
+    tokio::spawn(async move {
+        while let Some(Ok(Inbound::Frame(frame))) = frames.next().await {
+            let frame = frame.freeze();
+            let Some(correlation_id) = correlation_id_of(&frame) else { break };
+            let waiter = waiting.lock().map(|mut p| p.as_mut().and_then(|p| p.remove(&correlation_id)));
+            match waiter {
+                Ok(Some(waiter)) => {
+                    let _ = waiter.send(frame);
+                }
+                // An error about the connection itself (id 0, e.g. an
+                // oversize frame) ends every request: the broker closes.
+                Ok(None) if correlation_id == 0 => break,
+                _ => {}
+            }
+        }
+        close_pending(&waiting);
+    });
 }
 
 #[cfg(test)]

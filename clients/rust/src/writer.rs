@@ -14,14 +14,21 @@
 //! were handed over: one right to write exists, held by a caller for the
 //! length of one non-blocking write, or by the writer task while the queue
 //! is not empty.
+//!
+//! Under TLS a frame is encrypted into records before it reaches the socket,
+//! and what the socket does not take stays in the TLS stream: every frame
+//! goes through the writer task, which writes and flushes the stream.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_rustls::client::TlsStream;
 
 /// Frames written by the writer task with one system call, at most.
 const FRAMES_PER_WRITE: usize = 64;
@@ -48,9 +55,16 @@ struct State {
     ended: bool,
 }
 
+/// The socket's write half.
+pub(crate) enum Socket {
+    Plain(OwnedWriteHalf),
+    /// Written by the writer task only; the lock is never contended.
+    Tls(tokio::sync::Mutex<WriteHalf<TlsStream<TcpStream>>>),
+}
+
 /// The shared write half; see the module documentation.
 pub(crate) struct Writer {
-    socket: OwnedWriteHalf,
+    socket: Socket,
     state: Mutex<State>,
     /// Wakes the writer task: the right to write was handed to it, or the
     /// last handle is gone.
@@ -83,7 +97,7 @@ impl std::ops::Deref for WriterHandle {
 
 /// Starts the writer task of `socket`; returns the callers' handle.
 /// `on_broken` is called once if a write fails.
-pub(crate) fn start(socket: OwnedWriteHalf, on_broken: impl Fn() + Send + Sync + 'static) -> WriterHandle {
+pub(crate) fn start(socket: Socket, on_broken: impl Fn() + Send + Sync + 'static) -> WriterHandle {
     let writer = Arc::new(Writer {
         socket,
         on_broken: Box::new(on_broken),
@@ -119,6 +133,10 @@ impl Writer {
         if frame.is_empty() {
             return Ok(());
         }
+        let plain = match &self.socket {
+            Socket::Plain(plain) => plain,
+            Socket::Tls(_) => return self.hand_over(frame),
+        };
         {
             let mut state = self.lock();
             if state.failed {
@@ -141,7 +159,7 @@ impl Writer {
         }
         let mut written = 0;
         let outcome = loop {
-            match self.socket.try_write(&frame[written..]) {
+            match plain.try_write(&frame[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     written += n;
@@ -176,11 +194,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Queues `frame` for the writer task.
+    fn hand_over(&self, frame: Bytes) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        state.queue.push_back(frame);
+        if state.holder == Holder::Nobody {
+            state.holder = Holder::Task;
+            drop(state);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// The writer task: writes the queue whenever the right to write is
     /// handed to it, until every handle is gone or a write fails.
     async fn run(self: Arc<Self>) {
         let mut frames = VecDeque::new();
-        loop {
+        'running: loop {
             self.wake.notified().await;
             loop {
                 {
@@ -193,18 +226,27 @@ impl Writer {
                             state.holder = Holder::Nobody;
                         }
                         if state.ended && state.holder == Holder::Nobody {
-                            return;
+                            break 'running;
                         }
                         break;
                     }
                     std::mem::swap(&mut frames, &mut state.queue);
                 }
-                if write_all(&self.socket, &mut frames).await.is_err() {
+                let written = match &self.socket {
+                    Socket::Plain(plain) => write_all(plain, &mut frames).await,
+                    Socket::Tls(tls) => write_tls(&mut *tls.lock().await, &mut frames).await,
+                };
+                if written.is_err() {
                     self.lock().fail();
                     (self.on_broken)();
                     return;
                 }
             }
+        }
+        // Dropping a plain half closes it; a TLS half says so (its read half
+        // still holds the stream).
+        if let Socket::Tls(tls) = &self.socket {
+            let _ = tls.lock().await.shutdown().await;
         }
     }
 }
@@ -246,4 +288,29 @@ async fn write_all(socket: &OwnedWriteHalf, frames: &mut VecDeque<Bytes>) -> io:
         }
     }
     Ok(())
+}
+
+/// Writes every frame of `frames` through TLS, many in one vectored write,
+/// then flushes what the socket did not take yet.
+async fn write_tls(socket: &mut WriteHalf<TlsStream<TcpStream>>, frames: &mut VecDeque<Bytes>) -> io::Result<()> {
+    while !frames.is_empty() {
+        let slices: Vec<IoSlice<'_>> = frames.iter().take(FRAMES_PER_WRITE).map(|f| IoSlice::new(f)).collect();
+        let written = socket.write_vectored(&slices).await;
+        drop(slices);
+        let mut n = written?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(front) = frames.front_mut() else { break };
+            if front.len() <= n {
+                n -= front.len();
+                frames.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+    socket.flush().await
 }

@@ -13,6 +13,8 @@ use super::Outcome;
 #[derive(Debug, Clone)]
 pub(super) struct ConsumePlan {
     pub broker: String,
+    /// How to connect: the CLI's timeouts and TLS.
+    pub connect: herald::client::ConnectOptions,
     pub topic: String,
     pub partitions: u32,
     pub consumers: usize,
@@ -58,7 +60,7 @@ pub(super) async fn run(plan: &ConsumePlan, done: Arc<AtomicU64>) -> Outcome<Con
 }
 
 async fn read(plan: &ConsumePlan, partitions: Vec<u32>, done: &AtomicU64) -> Outcome<Consumed> {
-    let client = Client::connect(plan.broker.as_str(), "herald-bench").await?;
+    let client = Client::connect_with_options(plan.broker.as_str(), "herald-bench", plan.connect.clone()).await?;
     let mut wanted = 0u64;
     let mut consumer = Consumer::new(
         client.clone(),

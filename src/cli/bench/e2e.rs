@@ -20,7 +20,7 @@ const STRAGGLER_WAIT: Duration = Duration::from_secs(30);
 /// latency from the producer's `send` to the consumer's `poll`.
 pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> Outcome<Vec<Duration>> {
     let epoch = Instant::now();
-    let client = Client::connect(plan.broker.as_str(), "herald-bench").await?;
+    let client = Client::connect_with_options(plan.broker.as_str(), "herald-bench", plan.connect.clone()).await?;
     let mut consumer = Consumer::new(client, ConsumerConfig { max_bytes: 4 << 20, max_wait_ms: 500, min_bytes: 1 });
     consumer.assign_all(&plan.topic, StartOffset::Latest).await?;
     let records = plan.records;
@@ -45,7 +45,7 @@ pub(super) async fn run(plan: &ProducePlan, rate: u64, done: Arc<AtomicU64>) -> 
         Ok(latencies)
     });
 
-    let client = Client::connect(plan.broker.as_str(), "herald-bench").await?;
+    let client = Client::connect_with_options(plan.broker.as_str(), "herald-bench", plan.connect.clone()).await?;
     let producer = Arc::new(Producer::new(client, plan.producer_config()));
     let padding = pattern(plan.record_size.saturating_sub(8));
     // Records are sent evenly spaced, from a thread of their own that sleeps

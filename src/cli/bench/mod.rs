@@ -200,6 +200,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     if args.mode == Mode::Scale {
         let plan = scale::ScalePlan {
             broker: args.broker.broker.clone(),
+            connect: args.broker.connect_options()?,
             prefix: args.topic.clone().unwrap_or_else(|| "scale".into()),
             topics: args.topics,
             partitions: args.partitions,
@@ -235,6 +236,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     report.topic = Some(topic.clone());
     let plan = ProducePlan {
         broker: args.broker.broker.clone(),
+        connect: args.broker.connect_options()?,
         topic: topic.clone(),
         partitions,
         records: args.records,
@@ -289,6 +291,7 @@ async fn measure(
     if matches!(args.mode, Mode::All | Mode::Consume) {
         let consume_plan = ConsumePlan {
             broker: args.broker.broker.clone(),
+            connect: args.broker.connect_options()?,
             topic: topic.clone(),
             partitions,
             consumers: args.consumers,

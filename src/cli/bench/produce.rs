@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use herald::client::{Client, Producer, ProducerConfig};
+use herald::client::{Client, ConnectOptions, Producer, ProducerConfig};
 use herald::protocol::{
     HandshakeRequest, HandshakeResponse, ProduceRequest, RequestEnvelope, WireRecord, FEATURE_PRODUCE_BATCH,
 };
@@ -40,6 +40,8 @@ pub enum SendWith {
 #[derive(Debug, Clone)]
 pub(super) struct ProducePlan {
     pub broker: String,
+    /// How to connect: the CLI's timeouts and TLS.
+    pub connect: ConnectOptions,
     pub topic: String,
     pub partitions: u32,
     pub records: u64,
@@ -108,14 +110,15 @@ pub(super) async fn run(plan: &ProducePlan, done: Arc<AtomicU64>) -> Outcome<Vec
     Ok(latencies)
 }
 
-async fn connect(broker: &str) -> Outcome<Client> {
-    Client::connect(broker, "herald-bench")
+async fn connect(plan: &ProducePlan) -> Outcome<Client> {
+    let broker = plan.broker.as_str();
+    Client::connect_with_options(broker, "herald-bench", plan.connect.clone())
         .await
         .map_err(|err| format!("cannot reach the broker at {broker}: {err}").into())
 }
 
 async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
-    let client = connect(&plan.broker).await?;
+    let client = connect(plan).await?;
     let producer = Producer::new(client, plan.producer_config());
     let value = pattern(plan.record_size);
     let mut latencies = Vec::with_capacity(records as usize);
@@ -154,7 +157,7 @@ fn batches(records: u64, batch_records: usize) -> impl Iterator<Item = usize> {
 }
 
 async fn with_requests(plan: &ProducePlan, index: u32, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
-    let client = connect(&plan.broker).await?;
+    let client = connect(plan).await?;
     let value = pattern(plan.record_size);
     let mut latencies = Vec::new();
     let mut pending = FuturesUnordered::new();
@@ -235,6 +238,9 @@ fn produce_error(frame: &[u8]) -> Outcome<Option<String>> {
 async fn with_raw_frames(plan: &ProducePlan, index: u32, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
     if plan.acks == 0 {
         return Err("--send-with raw needs acknowledgements (acks 1 or -1)".into());
+    }
+    if plan.connect.tls.is_some() {
+        return Err("--send-with raw writes plain TCP; it cannot be used with --tls".into());
     }
     let mut stream = TcpStream::connect(&plan.broker).await?;
     stream.set_nodelay(true)?;

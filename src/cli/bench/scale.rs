@@ -27,6 +27,8 @@ const WORKERS: usize = 4;
 /// What one scale run does.
 pub(super) struct ScalePlan {
     pub broker: String,
+    /// How to connect: the CLI's timeouts and TLS.
+    pub connect: herald::client::ConnectOptions,
     pub prefix: String,
     pub topics: u32,
     pub partitions: u32,
@@ -99,8 +101,11 @@ fn record(value: String) -> WireRecord {
     WireRecord { key: None, value: Some(value.into_bytes().into()), headers: Vec::new(), timestamp: None }
 }
 
-async fn connect(broker: &str, name: &str) -> Outcome<Client> {
-    Client::connect(broker, name).await.map_err(|err| format!("cannot reach the broker at {broker}: {err}").into())
+async fn connect(plan: &ScalePlan, name: &str) -> Outcome<Client> {
+    let broker = plan.broker.as_str();
+    Client::connect_with_options(broker, name, plan.connect.clone())
+        .await
+        .map_err(|err| format!("cannot reach the broker at {broker}: {err}").into())
 }
 
 /// Runs `each` on every item, over [`WORKERS`] connections with `in_flight`
@@ -118,7 +123,7 @@ where
     }
     let mut tasks = Vec::new();
     for (w, share) in shares.into_iter().enumerate() {
-        let client = connect(&plan.broker, &format!("herald-bench-scale-{w}")).await?;
+        let client = connect(plan, &format!("herald-bench-scale-{w}")).await?;
         let (each, in_flight) = (each.clone(), plan.in_flight.max(1));
         tasks.push(tokio::spawn(async move {
             stream::iter(share.into_iter().map(|item| each(client.clone(), item)))
@@ -235,7 +240,7 @@ async fn check_partition(client: &Client, topic: &str, partition: u32, offset: i
 async fn many_connections(plan: &ScalePlan, topics: &[String], run: &str) -> Outcome<(f64, f64, Vec<Duration>)> {
     let started = Instant::now();
     let clients = futures::future::try_join_all(
-        (0..plan.connections).map(|n| async move { connect(&plan.broker, &format!("herald-bench-conn-{n}")).await }),
+        (0..plan.connections).map(|n| async move { connect(plan, &format!("herald-bench-conn-{n}")).await }),
     )
     .await?;
     let connect_seconds = started.elapsed().as_secs_f64();

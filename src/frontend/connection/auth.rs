@@ -71,7 +71,7 @@ impl Connection {
         if matches!(self.auth_state, AuthState::Failed) {
             return false;
         }
-        let authenticated = !self.principal.is_anonymous();
+        let authenticated = self.tls_authenticated || !self.principal.is_anonymous();
         if !self.auth.required || authenticated || matches!(request, Request::Handshake(_) | Request::Authenticate(_)) {
             return true;
         }

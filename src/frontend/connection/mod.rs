@@ -33,6 +33,7 @@ mod groups;
 mod in_flight;
 mod produce;
 mod reader;
+pub mod socket;
 mod throttle;
 mod topic_ops;
 mod writer;
@@ -104,6 +105,9 @@ pub struct Shared {
     pub quotas: Arc<Quotas>,
     /// How clients authenticate.
     pub auth: Arc<Authenticator>,
+    /// The client listener's TLS, when it speaks TLS (the listener's: it
+    /// runs each connection's TLS handshake).
+    pub tls: Option<Arc<crate::security::tls::ServerTls>>,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -111,11 +115,15 @@ pub struct Connection {
     peer: SocketAddr,
     /// Set by the handshake; `None` until then.
     client_id: Option<String>,
-    /// Who the client is: `User:ANONYMOUS` until it authenticates.
+    /// Who the client is: `User:ANONYMOUS` until it authenticates, the
+    /// subject of its verified TLS client certificate if it presented one.
     principal: Principal,
     /// How clients authenticate, and where this one is in it.
     auth: Arc<Authenticator>,
     auth_state: auth::AuthState,
+    /// The client presented a TLS client certificate the client CA signed:
+    /// that counts as authentication.
+    tls_authenticated: bool,
     broker: Addr<Broker>,
     groups: Addr<Groups>,
     limits: Limits,
@@ -157,10 +165,11 @@ impl Connection {
         stop_reader: oneshot::Sender<()>,
         shared: Shared,
     ) -> Self {
-        let Shared { extensions, authorizer, quotas, auth } = shared;
+        let Shared { extensions, authorizer, quotas, auth, tls: _ } = shared;
         Connection {
             peer,
             client_id: None,
+            tls_authenticated: false,
             principal: Principal::anonymous(),
             auth,
             auth_state: auth::AuthState::default(),
@@ -180,6 +189,14 @@ impl Connection {
             throttled: HashMap::new(),
             _stop_reader: stop_reader,
         }
+    }
+
+    /// This connection, authenticated by a verified TLS client certificate
+    /// whose subject is `principal`.
+    pub fn tls_authenticated(mut self, principal: Principal) -> Self {
+        self.principal = principal;
+        self.tls_authenticated = true;
+        self
     }
 
     fn client_id(&self) -> &str {
@@ -282,7 +299,7 @@ impl Connection {
             Ok(version) => version,
             Err(error) => return self.fail_and_close(correlation_id, &error.into()),
         };
-        tracing::debug!(client_id = %request.client_id, peer = %self.peer, principal = %self.principal, protocol_version = version, "client connected");
+        tracing::debug!(client_id = %request.client_id, peer = %self.peer, principal = %self.principal, tls_authenticated = self.tls_authenticated, protocol_version = version, "client connected");
         self.client_id = Some(request.client_id);
         let limits = &self.limits;
         let mut response = HandshakeResponse::new(
@@ -294,6 +311,7 @@ impl Connection {
         response.operations.extend(self.extensions.operations());
         response.authentication =
             AuthenticationInfo { required: self.auth.required, mechanisms: self.auth.mechanisms.clone() };
+        response.principal = Some(self.principal.to_string());
         self.writer.write(protocol::encode_ok(correlation_id, &response));
     }
 

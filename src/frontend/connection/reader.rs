@@ -24,13 +24,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::budget::{Admission, Charge, ConnectionBytes};
 use super::bulk_read::Drained;
+use super::socket::ClientRead;
 use super::{Connection, Decoded, ReaderEvent};
 use crate::protocol;
 use crate::protocol::codec::{FrameCodec, FrameError, Inbound, LENGTH_BYTES};
@@ -63,17 +63,20 @@ pub struct ReaderLimits {
     /// The broker-wide budget of request bytes (`max_inflight_request_bytes`).
     pub request_bytes: Arc<Semaphore>,
     pub connection_bytes: Arc<ConnectionBytes>,
+    /// When the connection was accepted: the handshake deadline counts from
+    /// here (a TLS handshake's time included).
+    pub accepted: Instant,
 }
 
 /// Reads frames until the client closes, the framing breaks, a deadline
 /// passes, or `stop` fires (the connection is gone).
 pub async fn read_frames(
-    mut read: OwnedReadHalf,
+    mut read: ClientRead,
     limits: ReaderLimits,
     connection: Addr<Connection>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    let handshake_deadline = limits.accepted + limits.handshake_timeout;
     let mut codec = FrameCodec::new(limits.max_frame_bytes);
     let mut buf = BytesMut::new();
     let mut first = true;
@@ -155,17 +158,18 @@ pub async fn read_frames(
                     None => std::future::pending().await,
                 }
             };
-            if budgeted && length.is_some() {
+            if let (ClientRead::Plain(plain), true, Some(_)) = (&read, budgeted, length) {
                 // A large frame's body: copied on the bulk pool (see the
-                // `bulk_read` module), up to the frame's end.
+                // `bulk_read` module), up to the frame's end. Under TLS the
+                // socket's bytes are encrypted: read below, through TLS.
                 tokio::select! {
-                    ready = read.readable() => if let Err(err) = ready {
+                    ready = plain.readable() => if let Err(err) = ready {
                         break ReaderEvent::Broken(FrameError::Io(err));
                     },
                     () = expired => break ReaderEvent::TimedOut(timed_out(first, &limits, buf.len())),
                     _ = &mut stop => return,
                 }
-                let (back, got) = super::bulk_read::read_some(&read, std::mem::take(&mut buf), wanted).await;
+                let (back, got) = super::bulk_read::read_some(plain, std::mem::take(&mut buf), wanted).await;
                 buf = back;
                 match got {
                     Ok(Drained::Bytes) => continue,

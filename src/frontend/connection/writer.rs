@@ -20,10 +20,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::budget::{Charge, ConnectionBytes};
+use super::socket::ClientWrite;
 use crate::protocol::codec::LENGTH_BYTES;
 use std::sync::Arc;
 
@@ -68,7 +68,7 @@ pub struct WriterDone(pub io::Result<()>);
 impl Writer {
     /// Starts the writer task on the current arbiter; `done` hears when it ends.
     pub fn start(
-        write: OwnedWriteHalf,
+        write: ClientWrite,
         bytes: Arc<ConnectionBytes>,
         max_frame_bytes: usize,
         stall: Duration,
@@ -111,7 +111,7 @@ impl Writer {
 }
 
 async fn write_frames(
-    mut write: OwnedWriteHalf,
+    mut write: ClientWrite,
     mut queue: mpsc::UnboundedReceiver<(Frame, Charge)>,
     stall: Duration,
 ) -> io::Result<()> {
@@ -132,6 +132,11 @@ async fn write_frames(
             }
         }
         write_all(&mut write, &out, &[], stall).await?;
+        // TLS keeps what the socket did not take yet; plain TCP has nothing
+        // to flush.
+        if let ClientWrite::Tls(_) = &write {
+            stalling(stall, write.flush()).await?;
+        }
         out.clear();
         // Written: these responses no longer count against the connection.
         charges.clear();
@@ -156,18 +161,10 @@ fn stage(out: &mut BytesMut, frame: Frame) -> Option<Bytes> {
 
 /// Writes all of `first` then all of `second`, in vectored writes, failing
 /// if the socket takes nothing for `stall`.
-async fn write_all(write: &mut OwnedWriteHalf, mut first: &[u8], mut second: &[u8], stall: Duration) -> io::Result<()> {
+async fn write_all(write: &mut ClientWrite, mut first: &[u8], mut second: &[u8], stall: Duration) -> io::Result<()> {
     while !first.is_empty() || !second.is_empty() {
         let slices = [IoSlice::new(first), IoSlice::new(second)];
-        let written = match tokio::time::timeout(stall, write.write_vectored(&slices)).await {
-            Ok(written) => written?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client took no response byte for {} ms", stall.as_millis()),
-                ))
-            }
-        };
+        let written = stalling(stall, write.write_vectored(&slices)).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -176,6 +173,17 @@ async fn write_all(write: &mut OwnedWriteHalf, mut first: &[u8], mut second: &[u
         second = &second[written - from_first..];
     }
     Ok(())
+}
+
+/// `io`, failing if it takes longer than `stall`.
+async fn stalling<T>(stall: Duration, io: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout(stall, io).await {
+        Ok(done) => done,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client took no response byte for {} ms", stall.as_millis()),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +213,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (_, write) = server.into_split();
+        let (_, write) = crate::frontend::connection::socket::plain(server);
         let bytes = ConnectionBytes::new(usize::MAX);
         let (frames, queue) = mpsc::unbounded_channel();
         let sizes = [0usize, 10, COALESCE_BYTES, COALESCE_BYTES + 1, 3 << 20, 7, 1 << 20];

@@ -9,8 +9,9 @@ adds a method per operation on top.
 """
 
 import socket
+import ssl
 import struct
-from typing import Any, Dict, Optional, TypeVar
+from typing import Any, Dict, Optional, TypeVar, Union
 
 import msgpack
 
@@ -30,6 +31,19 @@ _CONNECTION_CLOSING_CODES = frozenset((UNSUPPORTED_VERSION, HANDSHAKE_REQUIRED, 
                                        SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE))
 
 _Self = TypeVar("_Self", bound="Connection")
+
+
+def _tls_context(tls: Union[bool, ssl.SSLContext], cafile: Optional[str], certfile: Optional[str],
+                 keyfile: Optional[str], on: bool) -> Optional[ssl.SSLContext]:
+    """The TLS context a connection wraps its socket in; ``None`` for plain TCP."""
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if not (tls or on or cafile is not None or certfile is not None):
+        return None
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 class Connection:
@@ -54,27 +68,43 @@ class Connection:
             ``op``, ``min_version`` and ``max_version``), ``assignors``, the
             limits (``max_frame_bytes``, ``max_in_flight``,
             ``min_session_timeout_ms``, ``max_session_timeout_ms``,
-            ``default_session_timeout_ms``, ``max_message_bytes``) and
-            ``broker_version``.
+            ``default_session_timeout_ms``, ``max_message_bytes``),
+            ``broker_version`` and ``principal`` (who the broker takes the
+            connection to be: ``User:ANONYMOUS``, or ``User:`` and the subject
+            of a verified TLS client certificate).
         broker_version: the broker's version string, e.g. ``"0.1.0"``.
         max_frame_bytes: the largest request payload the broker accepts;
             larger requests are refused locally with FRAME_TOO_LARGE.
         max_in_flight: how many requests the broker reads ahead per
             connection (relevant only to pipelining clients; this one sends
             one request at a time).
-        principal: the principal the broker reported when this connection
-            authenticated (``User:<name>``); None without ``username``.
+        principal: who the broker takes this connection to be:
+            ``User:<name>`` once it authenticated with ``username``,
+            ``User:`` and the subject of a TLS client certificate, else
+            ``User:ANONYMOUS``; None from a broker that reports none.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9092,
                  client_id: str = "herald-python", timeout: float = 30.0,
-                 username: Optional[str] = None, password: Optional[str] = None):
+                 username: Optional[str] = None, password: Optional[str] = None, *,
+                 tls: Union[bool, ssl.SSLContext] = False, cafile: Optional[str] = None,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None,
+                 server_hostname: Optional[str] = None):
         """Connects to ``host:port`` and performs the handshake; with
         ``username`` and ``password``, then authenticates (SCRAM-SHA-256,
         the broker's signature checked).
 
         ``timeout`` (seconds) bounds connecting and each request; a fetch
         waits up to its ``max_wait_ms`` longer.
+
+        TLS, for a broker whose listener speaks it: ``tls=True`` verifies the
+        broker's certificate against ``cafile`` (PEM; the system's CAs when
+        ``None``) and, with ``certfile`` (and ``keyfile`` unless the key is in
+        ``certfile``), shows the broker a client certificate (mutual TLS:
+        ``features["principal"]`` is then ``User:`` and its subject). An
+        ``ssl.SSLContext`` is used as given. The certificate must name
+        ``server_hostname`` (default ``host``). Any of ``cafile``,
+        ``certfile`` or ``server_hostname`` turns TLS on.
 
         Raises:
             HeraldError: UNSUPPORTED_VERSION if the broker speaks none of the
@@ -94,8 +124,17 @@ class Connection:
         self.features: Optional[Dict[str, Any]] = None  # the broker's answer, once handshaken
         self.max_frame_bytes: Optional[int] = None  # no limit known before the handshake
         self._next_correlation_id = 1
-        self._sock: Optional[socket.socket] = socket.create_connection((host, port), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context = _tls_context(tls, cafile, certfile, keyfile,
+                               on=server_hostname is not None)
+        if context is not None:
+            try:
+                sock = context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except BaseException:
+                sock.close()
+                raise
+        self._sock: Optional[socket.socket] = sock
         try:
             # protocol_version too, for a broker that reads no range.
             response = self._call("handshake", {"client_id": client_id,
@@ -114,7 +153,7 @@ class Connection:
         self.broker_version: str = response["broker_version"]
         self.max_frame_bytes = response["max_frame_bytes"]
         self.max_in_flight: int = response["max_in_flight"]
-        self.principal: Optional[str] = None
+        self.principal: Optional[str] = self.features.get("principal")
         if username is not None and password is not None:
             try:
                 self.principal = authenticate(self._call, username, password)

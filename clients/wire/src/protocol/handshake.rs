@@ -172,6 +172,12 @@ pub struct HandshakeResponse {
     /// required and no mechanism from a broker older than authentication.
     #[serde(default)]
     pub authentication: AuthenticationInfo,
+    /// Who the broker takes this connection to be, as Kafka writes a
+    /// principal: `User:CN=alice,O=Example` for a verified TLS client
+    /// certificate, `User:ANONYMOUS` otherwise. Absent from a broker older
+    /// than TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl HandshakeResponse {
@@ -201,6 +207,7 @@ impl HandshakeResponse {
             features: FEATURES.iter().map(|&f| f.into()).collect(),
             compression: COMPRESSION.iter().map(|&c| c.into()).collect(),
             authentication: AuthenticationInfo::default(),
+            principal: None,
         }
     }
 
