@@ -280,16 +280,21 @@ fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>,
         if buf.len() < total {
             break;
         }
-        let stored = &buf[..total];
+        let computed = crc32c::crc32c(&buf[CRC_START..total]);
+        if computed != header.crc {
+            return Err(BatchError::Checksum { stored: header.crc, computed });
+        }
         out.reserve(header.record_count.clamp(0, 4096) as usize);
         let before = out.len();
-        out = match header.compression() {
-            Ok(Compression::None) => decode_checked(&header, stored, shared, out)?,
+        out = match header.compression()? {
+            Compression::None => {
+                let mut sink = Decode { header: &header, shared, records: out };
+                walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
+                sink.records
+            }
             codec => {
-                // Checked before it is decompressed: no codec sees damaged bytes.
-                check_crc(&header, stored)?;
-                let plain = Bytes::from(decompress(codec?, &stored[HEADER_BYTES..])?);
-                let mut sink = Decode { header: &header, shared: shared.map(|_| &plain), records: out, crc: None };
+                let plain = Bytes::from(decompress(codec, &buf[HEADER_BYTES..total])?);
+                let mut sink = Decode { header: &header, shared: shared.map(|_| &plain), records: out };
                 walk_records(&plain, &mut sink)?;
                 sink.records
             }
@@ -302,75 +307,9 @@ fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>,
     Ok(out)
 }
 
-/// Bytes of an uncompressed batch's records that decoding checksums at once,
-/// just ahead of the record it decodes next.
-const DECODE_CRC_CHUNK: usize = 8 * 1024;
-
-/// The checksum of `stored` (one whole batch) against its header's.
-fn check_crc(header: &BatchHeader, stored: &[u8]) -> Result<(), BatchError> {
-    let computed = crc32c::crc32c(&stored[CRC_START..]);
-    if computed != header.crc {
-        return Err(BatchError::Checksum { stored: header.crc, computed });
-    }
-    Ok(())
-}
-
-/// Decodes the records of the uncompressed batch `stored` into `records`,
-/// checking its checksum in the same pass: the checksum runs a chunk ahead of
-/// the walk, so each record's bytes come from memory once, not once for the
-/// checksum and again for the walk. Errors are those of a check first: a
-/// batch that fails its checksum is a [`BatchError::Checksum`] whatever its
-/// records look like.
-fn decode_checked(
-    header: &BatchHeader,
-    stored: &[u8],
-    shared: Option<&Bytes>,
-    records: Vec<Record>,
-) -> Result<Vec<Record>, BatchError> {
-    let crc =
-        CrcAhead { crc: crc32c::crc32c(&stored[CRC_START..HEADER_BYTES]), body: &stored[HEADER_BYTES..], done: 0 };
-    let mut sink = Decode { header, shared, records, crc: Some(crc) };
-    if let Err(err) = walk_records(&stored[HEADER_BYTES..], &mut sink) {
-        check_crc(header, stored)?;
-        return Err(err);
-    }
-    let computed = sink.crc.map_or(header.crc, CrcAhead::finish);
-    if computed != header.crc {
-        return Err(BatchError::Checksum { stored: header.crc, computed });
-    }
-    Ok(sink.records)
-}
-
-/// A checksum over a batch's records, computed a chunk at a time as a walk
-/// reaches them.
-struct CrcAhead<'a> {
-    crc: u32,
-    body: &'a [u8],
-    /// Bytes of `body` in `crc`.
-    done: usize,
-}
-
-impl CrcAhead<'_> {
-    /// Covers at least the first `walked` bytes of the body.
-    fn reach(&mut self, walked: usize) {
-        while self.done < walked.min(self.body.len()) {
-            let end = (self.done + DECODE_CRC_CHUNK).min(self.body.len());
-            self.crc = crc32c::crc32c_append(self.crc, &self.body[self.done..end]);
-            self.done = end;
-        }
-    }
-
-    fn finish(mut self) -> u32 {
-        self.reach(self.body.len());
-        self.crc
-    }
-}
-
 /// Receives the parts of each record as [`walk_records`] finds them, borrowed
 /// from the batch: validation looks at them, decoding copies them.
 pub(crate) trait RecordSink<'a> {
-    /// The walk is about to read the body's bytes up to `walked`.
-    fn reaching(&mut self, _walked: usize) {}
     fn record(
         &mut self,
         offset_delta: i32,
@@ -384,15 +323,12 @@ pub(crate) trait RecordSink<'a> {
 /// Walks the records of a batch body, checking every length and the offset
 /// deltas, without copying anything. Returns the number of records.
 pub(crate) fn walk_records<'a>(mut body: &'a [u8], sink: &mut impl RecordSink<'a>) -> Result<usize, BatchError> {
-    let size = body.len();
     let mut count = 0usize;
     while !body.is_empty() {
-        sink.reaching(size - body.len() + 4);
         let len = take_i32(&mut body)?;
         if len < 0 || len as usize > body.len() {
             return Err(BatchError::Malformed("record length out of bounds"));
         }
-        sink.reaching(size - body.len() + len as usize);
         let (mut rec, rest) = body.split_at(len as usize);
         body = rest;
         let offset_delta = take_i32(&mut rec)?;
@@ -445,8 +381,6 @@ struct Decode<'h> {
     header: &'h BatchHeader,
     shared: Option<&'h Bytes>,
     records: Vec<Record>,
-    /// The checksum computed along the walk, for an uncompressed batch.
-    crc: Option<CrcAhead<'h>>,
 }
 
 impl Decode<'_> {
@@ -459,12 +393,6 @@ impl Decode<'_> {
 }
 
 impl<'a> RecordSink<'a> for Decode<'_> {
-    fn reaching(&mut self, walked: usize) {
-        if let Some(crc) = &mut self.crc {
-            crc.reach(walked);
-        }
-    }
-
     fn record(
         &mut self,
         offset_delta: i32,
