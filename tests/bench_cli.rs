@@ -141,3 +141,69 @@ fn scale_mode_produces_to_and_reads_back_every_partition_and_connection() {
     assert_eq!(again["scale"]["created_topics"], 0, "{again}");
     assert_eq!(again["scale"]["checked_records"], 12 + 20 + 12);
 }
+
+#[test]
+fn compressed_text_takes_fewer_bytes_on_the_wire_and_on_disk_than_random_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(root.path());
+    let http = broker.http_addr().to_string();
+    let per_record = |report: &Value, phase: &str, place: &str| {
+        report[phase]["traffic"][format!("{place}_bytes_per_record")].as_f64().unwrap_or_else(|| panic!("{report}"))
+    };
+    let mut sizes = Vec::new();
+    for (send_with, compression, payload) in [
+        ("requests", "none", "random"),
+        ("producer", "zstd", "text"),
+        ("requests", "lz4", "text"),
+        ("raw", "zstd", "text"),
+    ] {
+        let topic = format!("{send_with}-{compression}-{payload}");
+        let produce = bench(
+            &broker,
+            &[
+                "--mode",
+                "all",
+                "--topic",
+                &topic,
+                "--partitions",
+                "1",
+                "--records",
+                "2000",
+                "--record-size",
+                "1000",
+                "--batch-records",
+                "500",
+                "--send-with",
+                send_with,
+                "--compression",
+                compression,
+                "--payload",
+                payload,
+                "--http",
+                &http,
+            ],
+        );
+        assert_eq!(produce["compression"], compression);
+        assert_eq!(produce["consume"]["records"], 2000, "{produce}");
+        assert_eq!(produce["consume"]["bytes"], 2000 * 1000, "every value read back whole");
+        let (wire, disk) = (per_record(&produce, "produce", "wire"), per_record(&produce, "produce", "disk"));
+        // A batch header and each record's framing on top of the value; the
+        // disk adds the indexes.
+        assert!(wire >= disk * 0.9 && disk >= wire, "{produce}");
+        assert_eq!(per_record(&produce, "consume", "wire"), wire, "served as stored: {produce}");
+        sizes.push(wire);
+    }
+    let random = sizes[0];
+    assert!(random > 1000.0 && random < 1100.0, "random bytes do not compress: {sizes:?}");
+    assert!(sizes[1..].iter().all(|&compressed| compressed < random / 2.5), "{sizes:?}");
+}
+
+#[test]
+fn an_unknown_codec_is_refused_with_the_known_ones() {
+    let output = Command::new(herald_bin())
+        .args(["bench", "--mode", "rtt", "--compression", "gzip", "--broker", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("none, lz4 or zstd"));
+}

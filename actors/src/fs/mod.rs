@@ -11,13 +11,18 @@
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use bytes::BytesMut;
+
 #[cfg(test)]
 pub(crate) mod fault;
+#[cfg(test)]
+mod tests;
 
 /// An open file (or directory, for [`FsFile::sync_all`] only), shared between
 /// the log and the fsync writer.
@@ -28,6 +33,29 @@ pub trait FsFile: Debug + Send + Sync {
     ///
     /// A read error, or `UnexpectedEof` if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;
+
+    /// Appends to `out` exactly `len` bytes read at `position`. On an error
+    /// (`UnexpectedEof` if the file ends first) `out` is longer only by bytes
+    /// that were read before it, never by filler.
+    ///
+    /// This default zeroes the bytes, then reads them with
+    /// [`FsFile::read_exact_at`], and on an error keeps `out` as it was. The
+    /// real file reads straight into `out`'s spare capacity instead: the
+    /// zeroing was a measurable share of a fetch (docs/benchmarks.md, "Fetch
+    /// reads without zeroing; one-pass client check").
+    ///
+    /// # Errors
+    ///
+    /// As [`FsFile::read_exact_at`].
+    fn read_exact_append_at(&self, out: &mut BytesMut, len: usize, position: u64) -> io::Result<()> {
+        let start = out.len();
+        out.resize(start + len, 0);
+        let read = self.read_exact_at(&mut out[start..], position);
+        if read.is_err() {
+            out.truncate(start);
+        }
+        read
+    }
 
     /// Writes all of `buf` at the end of the file (files are opened for appending).
     ///
@@ -219,6 +247,35 @@ impl FileSystem for StdFs {
 impl FsFile for File {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, position)
+    }
+
+    fn read_exact_append_at(&self, out: &mut BytesMut, len: usize, mut position: u64) -> io::Result<()> {
+        out.reserve(len);
+        let end = out.len() + len;
+        while out.len() < end {
+            let want = end - out.len();
+            let spare = &mut out.spare_capacity_mut()[..want];
+            let offset = libc::off_t::try_from(position).map_err(io::Error::other)?;
+            // SAFETY: `spare` is `want` bytes of `out`'s allocation, valid for
+            // writes; pread writes at most `want` bytes there and reads none.
+            let n = unsafe { libc::pread(self.as_raw_fd(), spare.as_mut_ptr().cast(), want, offset) };
+            let n = match usize::try_from(n) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file")),
+                Ok(n) => n.min(want),
+                Err(_) => {
+                    let err = io::Error::last_os_error();
+                    if err.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            // SAFETY: pread initialized the first `n` bytes of the spare
+            // capacity, which follow `out`'s initialized bytes directly.
+            unsafe { out.set_len(out.len() + n) };
+            position += n as u64;
+        }
+        Ok(())
     }
 
     fn append(&self, buf: &[u8]) -> io::Result<()> {

@@ -185,10 +185,9 @@ impl Segment {
             want = want.max(first as u64).min(available);
         }
         let start = out.len();
-        out.resize(start + want as usize, 0);
-        let read = self
-            .file()
-            .and_then(|log| log.read_exact_at(&mut out[start..], position).map_err(LogError::io(&self.log_path)));
+        let read = self.file().and_then(|log| {
+            log.read_exact_append_at(out, want as usize, position).map_err(LogError::io(&self.log_path))
+        });
         if let Err(err) = read {
             out.truncate(start);
             return Err(err);

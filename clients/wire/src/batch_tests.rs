@@ -1,6 +1,7 @@
 //! The batch format's round trip, checksum and malformed input.
 
 use super::*;
+use bytes::BytesMut;
 
 fn sample() -> Vec<Record> {
     vec![
@@ -96,4 +97,41 @@ fn decode_all_skips_a_trailing_partial_batch() {
 #[test]
 fn an_empty_batch_is_refused() {
     assert_eq!(encode(&[]).unwrap_err(), BatchError::Empty);
+}
+
+/// A batch of `n` records of 1,000 bytes.
+fn large(n: usize) -> BytesMut {
+    let record = Record { value: Some(Bytes::from(vec![3u8; 1000])), timestamp: 7, ..Record::default() };
+    encode(&vec![record; n]).unwrap()
+}
+
+#[test]
+fn decoding_checks_the_checksum_of_every_byte_of_a_large_batch() {
+    let batch = large(40);
+    assert_eq!(decode_all(&batch).unwrap().len(), 40);
+    // The header's covered fields, a byte in every 4 KiB of the records,
+    // and the last byte.
+    let mut positions: Vec<usize> = (CRC_START..HEADER_BYTES).collect();
+    positions.extend((HEADER_BYTES..batch.len()).step_by(4093));
+    positions.push(batch.len() - 1);
+    for at in positions.into_iter().filter(|&at| at < batch.len()) {
+        let mut flipped = batch.clone();
+        flipped[at] ^= 0x10;
+        let err = decode_all(&flipped).unwrap_err();
+        // A flipped header field may fail its own check first.
+        if at >= HEADER_BYTES {
+            assert!(matches!(err, BatchError::Checksum { .. }), "byte {at}: {err:?}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_record_is_a_checksum_error_unless_the_checksum_was_made_over_it() {
+    let mut batch = large(20);
+    // The fifth record's length, made to point past the batch.
+    let at = HEADER_BYTES + 4 * (batch.len() - HEADER_BYTES) / 20;
+    batch[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert!(matches!(decode_all(&batch), Err(BatchError::Checksum { .. })));
+    reseal(&mut batch);
+    assert_eq!(decode_all(&batch), Err(BatchError::Malformed("record length out of bounds")));
 }

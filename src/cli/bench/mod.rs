@@ -14,10 +14,12 @@
 mod consume;
 mod e2e;
 mod fsyncs;
+mod payload;
 mod produce;
 mod rtt;
 mod scale;
 mod stats;
+mod traffic;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use herald_actors::batch::Compression;
 use serde::Serialize;
 
 use self::consume::ConsumePlan;
+use self::payload::Payload;
 use self::produce::{ProducePlan, SendWith};
 pub(super) use self::stats::Phase;
 use self::stats::{CpuClock, CpuUsage, Latency};
@@ -97,6 +101,13 @@ pub struct BenchArgs {
     /// answer under its durability setting; 0 does not (`producer` only).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     acks: i64,
+    /// Codec of the produced batches: none, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: Compression,
+    /// What the record values hold: the same byte `pattern` in every record,
+    /// `random` bytes, or JSON log lines (`text`), which compress as logs do.
+    #[arg(long, value_enum, default_value_t = Payload::Pattern)]
+    payload: Payload,
     /// Topics for `--mode scale` (named `--topic` or `scale`, then `-N`).
     #[arg(long, default_value_t = 1_000)]
     topics: u32,
@@ -140,6 +151,9 @@ struct Measured {
     /// Produce: the broker's fsyncs during the phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     fsyncs: Option<fsyncs::Fsyncs>,
+    /// Produce and consume: bytes per record on the wire and on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traffic: Option<traffic::Traffic>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +169,9 @@ struct Report {
     producers: usize,
     consumers: usize,
     acks: i64,
+    #[serde(serialize_with = "codec_name")]
+    compression: Compression,
+    payload: Payload,
     broker_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     produce: Option<Measured>,
@@ -180,6 +197,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         producers: args.producers,
         consumers: args.consumers,
         acks: args.acks,
+        compression: args.compression,
+        payload: args.payload,
         broker_pid: None,
         produce: None,
         consume: None,
@@ -247,6 +266,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         producers: args.producers,
         acks: args.acks,
         send_with: args.send_with,
+        compression: args.compression,
+        payload: args.payload,
     };
     let progress = !args.json && super::progress::Progress::wanted(args.no_progress);
 
@@ -273,12 +294,26 @@ async fn measure(
         let shown = show_progress(progress, "produce", args.records, done.clone());
         let http = http_address(args);
         let fsyncs_before = fsyncs::count(&http).await;
+        let wire_before = traffic::counter(&http, traffic::PRODUCED, &topic).await;
+        let disk_before = traffic::on_disk(client, &topic).await.ok();
         let clock = CpuClock::start(report.broker_pid);
         let latencies = produce::run(plan, done).await.map_err(|e| e.to_string());
         let (elapsed, cpu) = (clock.elapsed(), clock.stop(args.records));
         shown.abort();
         let latencies = latencies?;
         let fsyncs_after = fsyncs::count(&http).await;
+        let traffic = traffic::Traffic {
+            wire_bytes_per_record: traffic::per_record(
+                wire_before,
+                traffic::counter(&http, traffic::PRODUCED, &topic).await,
+                args.records,
+            ),
+            disk_bytes_per_record: traffic::per_record(
+                disk_before,
+                traffic::on_disk(client, &topic).await.ok(),
+                args.records,
+            ),
+        };
         let phase = Phase::new(args.records, args.records * args.record_size as u64, elapsed);
         let fsyncs = fsyncs::Fsyncs::between(fsyncs_before, fsyncs_after, phase.seconds, args.records, plan.requests());
         report.produce = Some(Measured {
@@ -286,6 +321,7 @@ async fn measure(
             latency: (args.acks != 0).then(|| Latency::of(latencies)),
             cpu,
             fsyncs: Some(fsyncs),
+            traffic: Some(traffic),
         });
     }
     if matches!(args.mode, Mode::All | Mode::Consume) {
@@ -300,16 +336,23 @@ async fn measure(
         let total = consume::records_to_read(client, &topic, partitions).await.map_err(|e| e.to_string())?;
         let done = Arc::new(AtomicU64::new(0));
         let shown = show_progress(progress, "consume", total, done.clone());
+        let http = http_address(args);
+        let wire_before = traffic::counter(&http, traffic::FETCHED, &topic).await;
         let clock = CpuClock::start(report.broker_pid);
         let consumed = consume::run(&consume_plan, done).await.map_err(|e| e.to_string());
         let elapsed = clock.elapsed();
         shown.abort();
         let consumed = consumed?;
+        let wire_after = traffic::counter(&http, traffic::FETCHED, &topic).await;
         report.consume = Some(Measured {
             phase: Phase::new(consumed.records, consumed.bytes, elapsed),
             latency: None,
             cpu: clock.stop(consumed.records),
             fsyncs: None,
+            traffic: Some(traffic::Traffic {
+                wire_bytes_per_record: traffic::per_record(wire_before, wire_after, consumed.records),
+                disk_bytes_per_record: None,
+            }),
         });
     }
     measure_e2e(args, plan, progress, report).await
@@ -328,6 +371,7 @@ async fn measure_e2e(args: &BenchArgs, plan: &ProducePlan, progress: bool, repor
             latency: Some(Latency::of(latencies?)),
             cpu,
             fsyncs: None,
+            traffic: None,
         });
     }
     Ok(())
@@ -379,10 +423,12 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
         return Ok(());
     }
     println!(
-        "topic {} ({}), records of {} bytes, sent with {}: batches of {}, {} in flight, {}, acks {}",
+        "topic {} ({}), records of {} bytes ({}, compression {}), sent with {}: batches of {}, {} in flight, {}, acks {}",
         report.topic.as_deref().unwrap_or("-"),
         super::topic::plural(i64::from(report.partitions), "partition"),
         report.record_size,
+        report.payload.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
+        report.compression.name(),
         report.send_with.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
         report.batch_records,
         report.in_flight,
@@ -402,6 +448,9 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
         if let Some(fsyncs) = &m.fsyncs {
             println!("  {}", fsyncs.line());
         }
+        if let Some(traffic) = &m.traffic {
+            println!("  {}", traffic.line());
+        }
     };
     let per = if report.send_with == SendWith::Producer { "ack latency per record" } else { "ack latency per request" };
     if let Some(m) = &report.produce {
@@ -414,4 +463,8 @@ fn print(args: &BenchArgs, report: &Report) -> CliResult {
         phase("end to end", m, "latency from send to receipt");
     }
     Ok(())
+}
+
+fn codec_name<S: serde::Serializer>(codec: &Compression, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(codec.name())
 }

@@ -20,11 +20,12 @@ use herald::client::{Client, ConnectOptions, Producer, ProducerConfig};
 use herald::protocol::{
     HandshakeRequest, HandshakeResponse, ProduceRequest, RequestEnvelope, WireRecord, FEATURE_PRODUCE_BATCH,
 };
-use herald_actors::batch::{self, Record};
+use herald_actors::batch::{self, Compression, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use super::payload::{Payload, Values};
 use super::Outcome;
 
 /// How records are sent (see the module documentation).
@@ -52,6 +53,10 @@ pub(super) struct ProducePlan {
     pub producers: usize,
     pub acks: i64,
     pub send_with: SendWith,
+    /// The codec of the batches sent.
+    pub compression: Compression,
+    /// What the record values hold.
+    pub payload: Payload,
 }
 
 impl ProducePlan {
@@ -75,14 +80,15 @@ impl ProducePlan {
             batch_max_bytes: 4 << 20,
             acks: self.acks,
             max_in_flight: self.in_flight,
+            compression: self.compression,
             ..ProducerConfig::default()
         }
     }
 }
 
-/// The value every produced record carries: `size` bytes of a fixed pattern.
+/// `size` bytes of a fixed pattern, the value of `--payload pattern`.
 pub(super) fn pattern(size: usize) -> Bytes {
-    Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+    Values::new(Payload::Pattern, size).get(0)
 }
 
 /// Sends `plan.records` records split over `plan.producers` connections;
@@ -120,14 +126,14 @@ async fn connect(plan: &ProducePlan) -> Outcome<Client> {
 async fn with_producer(plan: &ProducePlan, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
     let client = connect(plan).await?;
     let producer = Producer::new(client, plan.producer_config());
-    let value = pattern(plan.record_size);
+    let values = Values::new(plan.payload, plan.record_size);
     let mut latencies = Vec::with_capacity(records as usize);
     // Answers come in the order the records were sent (per partition, and
     // batches of several partitions are answered close together): they are
     // looked at in that order, without a task per record.
     let mut pending = std::collections::VecDeque::new();
-    for _ in 0..records {
-        let record = WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None };
+    for n in 0..records {
+        let record = WireRecord { key: None, value: Some(values.get(n)), headers: Vec::new(), timestamp: None };
         let sent_at = Instant::now();
         pending.push_back((producer.send(&plan.topic, None, record).await?, sent_at));
         while let Some((answer, sent_at)) = pending.front_mut() {
@@ -158,9 +164,10 @@ fn batches(records: u64, batch_records: usize) -> impl Iterator<Item = usize> {
 
 async fn with_requests(plan: &ProducePlan, index: u32, records: u64, done: &AtomicU64) -> Outcome<Vec<Duration>> {
     let client = connect(plan).await?;
-    let value = pattern(plan.record_size);
+    let values = Values::new(plan.payload, plan.record_size);
     let mut latencies = Vec::new();
     let mut pending = FuturesUnordered::new();
+    let mut sent = 0u64;
     for (n, size) in batches(records, plan.batch_records).enumerate() {
         if pending.len() >= plan.in_flight.max(1) {
             if let Some(answered) = pending.next().await {
@@ -169,12 +176,14 @@ async fn with_requests(plan: &ProducePlan, index: u32, records: u64, done: &Atom
                 done.fetch_add(records as u64, Ordering::Relaxed);
             }
         }
-        let batch: Vec<WireRecord> = (0..size)
-            .map(|_| WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None })
+        let batch: Vec<WireRecord> = (sent..sent + size as u64)
+            .map(|n| WireRecord { key: None, value: Some(values.get(n)), headers: Vec::new(), timestamp: None })
             .collect();
+        sent += size as u64;
         let partition = (index + n as u32) % plan.partitions.max(1);
         let sent_at = Instant::now();
-        let answer = client.start_produce(&plan.topic, Some(partition), batch, plan.acks)?;
+        let answer =
+            client.start_produce_compressed(&plan.topic, Some(partition), batch, plan.acks, plan.compression)?;
         pending.push(async move { answer.await.map(|_| (size, sent_at.elapsed())) });
     }
     while let Some(answered) = pending.next().await {
@@ -259,8 +268,11 @@ async fn with_raw_frames(plan: &ProducePlan, index: u32, records: u64, done: &At
     }
     let broker: HandshakeResponse = rmp_serde::from_slice(&answer)?;
     let as_batch = broker.has_feature(FEATURE_PRODUCE_BATCH);
+    if plan.compression != Compression::None && !(as_batch && broker.has_compression(plan.compression.name())) {
+        return Err(format!("the broker does not take {} batches", plan.compression.name()).into());
+    }
 
-    let value = pattern(plan.record_size);
+    let values = Values::new(plan.payload, plan.record_size);
     // One frame per batch size (the last batch may be shorter) and partition.
     let partitions = plan.partitions.max(1);
     // As a batch for a broker that takes one (all with the same timestamp,
@@ -275,11 +287,13 @@ async fn with_raw_frames(plan: &ProducePlan, index: u32, records: u64, done: &At
             batch: None,
         };
         if as_batch {
-            let record = Record { value: Some(value.clone()), timestamp: now, ..Record::default() };
-            body.batch = Some(batch::encode(&vec![record; size])?.freeze());
+            let records: Vec<Record> = (0..size as u64)
+                .map(|n| Record { value: Some(values.get(n)), timestamp: now, ..Record::default() })
+                .collect();
+            body.batch = Some(batch::encode_with(&records, plan.compression)?.freeze());
         } else {
-            body.records = (0..size)
-                .map(|_| WireRecord { key: None, value: Some(value.clone()), headers: Vec::new(), timestamp: None })
+            body.records = (0..size as u64)
+                .map(|n| WireRecord { key: None, value: Some(values.get(n)), headers: Vec::new(), timestamp: None })
                 .collect();
         }
         request_frame(FIRST_RAW_ID, "produce", body)
