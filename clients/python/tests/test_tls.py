@@ -7,12 +7,12 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 
 from conftest import Broker
-from herald_client import Client, HeraldError
+from herald_client import Client, GroupConsumer, HeraldError
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -95,3 +95,21 @@ def test_a_plaintext_client_is_refused(tls_broker: Broker, pki: Path) -> None:
         Client(tls_broker.host, tls_broker.port, timeout=5.0, tls=True)  # the system CAs do not know ours
     with Client(tls_broker.host, tls_broker.port, timeout=10.0, cafile=str(pki / "ca.pem")) as client:
         assert client.list_topics() == []
+
+
+def test_a_group_consumer_reads_over_tls(tls_broker: Broker, pki: Path) -> None:
+    assert tls_broker.port is not None
+    ca = str(pki / "ca.pem")
+    with Client(tls_broker.host, tls_broker.port, timeout=10.0, cafile=ca) as client:
+        client.create_topic("grouped", 1)
+        client.produce("grouped", [b"a", b"b"], partition=0)
+    consumer = GroupConsumer(tls_broker.host, tls_broker.port, "g", "grouped", timeout=10.0, cafile=ca)
+    try:
+        seen: List[bytes] = []
+        for _ in range(50):
+            seen += [record.value or b"" for _, _, record in consumer.poll(200)]
+            if len(seen) == 2:
+                break
+        assert seen == [b"a", b"b"]
+    finally:
+        consumer.close()

@@ -8,6 +8,7 @@ variable; everything else belongs to the caller's thread.
 """
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -87,7 +88,10 @@ class GroupConsumer(_HeartbeatThread):
                  on_lost: Optional[PartitionCallback] = None,
                  max_bytes: int = 1048576, fetch_max_wait_ms: int = 100,
                  timeout: float = 30.0, username: Optional[str] = None,
-                 password: Optional[str] = None):
+                 password: Optional[str] = None, *,
+                 tls: Union[bool, ssl.SSLContext] = False, cafile: Optional[str] = None,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None,
+                 server_hostname: Optional[str] = None):
         """Connects twice, joins the group and starts the heartbeat thread.
 
         ``assignor`` (``"range"``, ``"roundrobin"`` or ``"sticky"``) counts only
@@ -98,7 +102,9 @@ class GroupConsumer(_HeartbeatThread):
         ``max_bytes`` limits each fetch; ``fetch_max_wait_ms`` is the longest
         one fetch long-polls an idle partition inside ``poll``. ``timeout``
         (seconds) bounds connecting and each request. ``username`` and
-        ``password`` authenticate both connections (see ``Client``).
+        ``password`` authenticate both connections, and ``tls``, ``cafile``,
+        ``certfile``, ``keyfile`` and ``server_hostname`` make both speak TLS
+        (see ``Client``).
 
         Raises:
             HeraldError: from ``join_group`` (INVALID_GROUP_ID,
@@ -151,12 +157,14 @@ class GroupConsumer(_HeartbeatThread):
         self._next_partition = 0
         self._closed = False
 
+        self._tls: Dict[str, Any] = {"tls": tls, "cafile": cafile, "certfile": certfile,
+                                     "keyfile": keyfile, "server_hostname": server_hostname}
         self._client = Client(host, port, client_id=client_id, timeout=timeout,
-                              username=username, password=password)
+                              username=username, password=password, **self._tls)
         self._heartbeat_client: Optional[Client] = None
         try:
             self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout,
-                                            username=username, password=password)
+                                            username=username, password=password, **self._tls)
             self._accept(self._join(), lost=False)
         except BaseException:
             self._client.close()
@@ -324,7 +332,7 @@ class GroupConsumer(_HeartbeatThread):
         while True:
             try:
                 self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout,
-                                      username=self._username, password=self._password)
+                                      username=self._username, password=self._password, **self._tls)
                 return
             except OSError:
                 if time.monotonic() >= deadline:
