@@ -316,8 +316,16 @@ async fn a_subscription_change_rebalances() {
         topics: Some(vec!["second".into()]),
         max_wait_ms: 0,
     };
+    let before = member.generation_id;
     let answer: AssignmentResponse = member.client.request(group_op::HEARTBEAT, &request).await.unwrap();
     member.apply(&answer);
+    // The coordinator looks the new topic up before it rebalances: until then
+    // the group is still Stable in its old generation.
+    let deadline = Instant::now() + PATIENCE;
+    while member.generation_id == before {
+        member.heartbeat(500).await.unwrap();
+        assert!(Instant::now() < deadline, "the subscription change never started a rebalance");
+    }
     let owned = settle(std::slice::from_mut(&mut member)).await;
     assert_exactly_once(&owned, "second", 2);
 }
