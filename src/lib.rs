@@ -22,6 +22,7 @@ pub mod extension;
 pub mod fd_limit;
 pub mod frontend;
 pub mod http;
+pub mod log_throttle;
 pub mod security;
 pub mod server;
 

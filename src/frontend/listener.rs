@@ -29,6 +29,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::connection::socket::{self, ClientRead, ClientWrite};
 pub use super::connection::Shared;
+use crate::log_throttle::Throttle;
+
 use super::connection::{Connection, ConnectionBytes, Drain, Limits, ReaderLimits, Writer};
 use crate::security::Principal;
 
@@ -62,29 +64,6 @@ pub struct Listener {
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after failed accepts.
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
-/// At most one warning of each kind per this long.
-const WARN_EVERY: Duration = Duration::from_secs(1);
-
-/// Lets one event in `WARN_EVERY` through and counts the others.
-#[derive(Default)]
-struct Throttle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    /// `Some(events suppressed since the last one let through)` if this one may be logged.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < WARN_EVERY) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// The pause before the next accept: none after a success, else doubling.
 fn next_pause(pause: Duration, failed: bool) -> Duration {
     if !failed {
@@ -359,15 +338,5 @@ mod tests {
         }
         assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
         assert_eq!(next_pause(pause, false), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_throttle_lets_one_through_per_second_and_counts_the_rest() {
-        let mut throttle = Throttle::default();
-        assert_eq!(throttle.allow(), Some(0));
-        assert_eq!(throttle.allow(), None);
-        assert_eq!(throttle.allow(), None);
-        throttle.last = Some(Instant::now() - WARN_EVERY);
-        assert_eq!(throttle.allow(), Some(2));
     }
 }

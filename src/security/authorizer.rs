@@ -16,7 +16,6 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_wire::protocol::{AclEntry, AclFilter};
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acl::{self, Acl, Operation, Resource, ResourceType};
 use super::{store, Principal};
+use crate::log_throttle::Throttle;
 
 /// The file of the ACLs under the data directory's security directory.
 pub const ACLS_FILE: &str = "acls.json";
@@ -277,25 +277,6 @@ fn load(file: &Path) -> io::Result<Vec<(AclEntry, Acl)>> {
             Acl::parse(&entry).map(|acl| (entry, acl)).map_err(|why| invalid(format!("acls[{i}]: {why}")))
         })
         .collect()
-}
-
-/// Lets one event a second through and counts the others.
-#[derive(Default)]
-struct Throttle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }
 
 #[cfg(test)]

@@ -40,51 +40,34 @@ pub const QUOTAS_FILE: &str = "quotas.json";
 pub const MAX_THROTTLE: Duration = Duration::from_secs(10);
 
 /// The three rates, per second; 0 (or absent in an override) is no limit
-/// (for an override: the default's).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rates {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub producer_byte_rate: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer_byte_rate: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_rate: Option<u64>,
-}
+/// (for an override: the default's). The wire's type, stored as it is.
+pub use herald_wire::protocol::QuotaRates as Rates;
 
 /// The names of the rates, as on the wire and in the settings.
 pub const RATE_KEYS: [&str; 3] = ["producer_byte_rate", "consumer_byte_rate", "request_rate"];
 
-impl Rates {
-    fn get(&self, key: &str) -> Option<u64> {
-        match key {
-            "producer_byte_rate" => self.producer_byte_rate,
-            "consumer_byte_rate" => self.consumer_byte_rate,
-            "request_rate" => self.request_rate,
-            _ => None,
-        }
+/// The rate named `key`.
+fn slot<'a>(rates: &'a mut Rates, key: &str) -> Option<&'a mut Option<u64>> {
+    match key {
+        "producer_byte_rate" => Some(&mut rates.producer_byte_rate),
+        "consumer_byte_rate" => Some(&mut rates.consumer_byte_rate),
+        "request_rate" => Some(&mut rates.request_rate),
+        _ => None,
     }
+}
 
-    fn slot(&mut self, key: &str) -> Option<&mut Option<u64>> {
-        match key {
-            "producer_byte_rate" => Some(&mut self.producer_byte_rate),
-            "consumer_byte_rate" => Some(&mut self.consumer_byte_rate),
-            "request_rate" => Some(&mut self.request_rate),
-            _ => None,
-        }
+/// `rates`, each missing one from `defaults`.
+fn or_defaults(rates: Rates, defaults: Rates) -> Rates {
+    Rates {
+        producer_byte_rate: rates.producer_byte_rate.or(defaults.producer_byte_rate),
+        consumer_byte_rate: rates.consumer_byte_rate.or(defaults.consumer_byte_rate),
+        request_rate: rates.request_rate.or(defaults.request_rate),
     }
+}
 
-    /// These rates, each missing one from `defaults`.
-    fn or(self, defaults: Rates) -> Rates {
-        Rates {
-            producer_byte_rate: self.producer_byte_rate.or(defaults.producer_byte_rate),
-            consumer_byte_rate: self.consumer_byte_rate.or(defaults.consumer_byte_rate),
-            request_rate: self.request_rate.or(defaults.request_rate),
-        }
-    }
-
-    fn limited(&self) -> bool {
-        RATE_KEYS.iter().any(|k| self.get(k).unwrap_or(0) > 0)
-    }
+/// Whether any of the rates limits anything.
+fn limited(rates: &Rates) -> bool {
+    [rates.producer_byte_rate, rates.consumer_byte_rate, rates.request_rate].iter().any(|r| r.unwrap_or(0) > 0)
 }
 
 /// Whom a quota is for.
@@ -271,7 +254,7 @@ impl Quotas {
 
     /// Whether any quota limits anyone: defaults or overrides.
     pub fn active(&self) -> bool {
-        self.defaults.limited() || self.overrides.read().map(|o| !o.is_empty()).unwrap_or(false)
+        limited(&self.defaults) || self.overrides.read().map(|o| !o.is_empty()).unwrap_or(false)
     }
 
     fn overrides(&self) -> Arc<BTreeMap<Entity, Rates>> {
@@ -285,15 +268,15 @@ impl Quotas {
         let user = Entity::User(principal.name().to_string());
         let client = Entity::ClientId(client_id.to_string());
         let (entity, rates) = if let Some(rates) = overrides.get(&user) {
-            (user, rates.or(self.defaults))
+            (user, or_defaults(*rates, self.defaults))
         } else if let Some(rates) = overrides.get(&client) {
-            (client, rates.or(self.defaults))
+            (client, or_defaults(*rates, self.defaults))
         } else if principal.is_anonymous() {
             (client, self.defaults)
         } else {
             (user, self.defaults)
         };
-        rates.limited().then_some((entity, rates))
+        limited(&rates).then_some((entity, rates))
     }
 
     /// Counts `usage` against `entity` and returns how long its next
@@ -341,12 +324,12 @@ impl Quotas {
         let mut next = (*self.overrides()).clone();
         let mut rates = next.get(&entity).copied().unwrap_or_default();
         for (key, value) in set {
-            if let Some(slot) = rates.slot(key) {
+            if let Some(slot) = slot(&mut rates, key) {
                 *slot = Some(*value);
             }
         }
         for key in remove {
-            if let Some(slot) = rates.slot(key) {
+            if let Some(slot) = slot(&mut rates, key) {
                 *slot = None;
             }
         }

@@ -270,18 +270,7 @@ async fn write_all(socket: &OwnedWriteHalf, frames: &mut VecDeque<Bytes>) -> io:
         drop(slices);
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                while n > 0 {
-                    let Some(front) = frames.front_mut() else { break };
-                    if front.len() <= n {
-                        n -= front.len();
-                        frames.pop_front();
-                    } else {
-                        front.advance(n);
-                        n = 0;
-                    }
-                }
-            }
+            Ok(n) => consume(frames, n),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
@@ -297,20 +286,25 @@ async fn write_tls(socket: &mut WriteHalf<TlsStream<TcpStream>>, frames: &mut Ve
         let slices: Vec<IoSlice<'_>> = frames.iter().take(FRAMES_PER_WRITE).map(|f| IoSlice::new(f)).collect();
         let written = socket.write_vectored(&slices).await;
         drop(slices);
-        let mut n = written?;
+        let n = written?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while n > 0 {
-            let Some(front) = frames.front_mut() else { break };
-            if front.len() <= n {
-                n -= front.len();
-                frames.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+        consume(frames, n);
     }
     socket.flush().await
+}
+
+/// Drops the first `n` bytes written from the front of `frames`.
+fn consume(frames: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = frames.front_mut() else { break };
+        if front.len() <= n {
+            n -= front.len();
+            frames.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
 }

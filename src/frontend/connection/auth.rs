@@ -20,33 +20,26 @@
 //!   closes, at once. A connection whose principal is not anonymous (a
 //!   verified TLS client certificate) counts as authenticated.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
 
 use actix::{AsyncContext, Context};
 use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::{Admission, Connection};
 use crate::http::metrics;
+use crate::log_throttle::Throttle;
 use crate::protocol::{self, *};
 use crate::security::scram::{self, Exchange, Failure};
 use crate::security::users_store::UserChange;
 
-/// The second (since the epoch) of the last failure logged, and the failures
-/// not logged since: at most one line per second across the broker, so a
-/// guessing client cannot flood the log (the metric counts every failure).
-static FAILURE_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
-static FAILURES_SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+/// Authentication failures logged: at most one line per second across the
+/// broker, so a guessing client cannot flood the log (the metric counts
+/// every failure).
+static FAILURES_LOGGED: Mutex<Throttle> = Mutex::new(Throttle::new());
 
 /// `Some(failures suppressed since the last line)` if this one may be logged.
 fn failure_log_allowed() -> Option<u64> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let last = FAILURE_LOGGED_AT.load(Ordering::Relaxed);
-    if last == now || FAILURE_LOGGED_AT.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-        FAILURES_SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return None;
-    }
-    Some(FAILURES_SUPPRESSED.swap(0, Ordering::Relaxed))
+    FAILURES_LOGGED.lock().ok()?.allow()
 }
 
 /// Where a connection is in its authentication.

@@ -14,8 +14,8 @@ use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::budget::Admission;
 use super::{Connection, Decoded};
-use crate::protocol::{AlterQuotasRequest, DescribeQuotasResponse, Empty, QuotaEntry, QuotaRates, Request};
-use crate::security::quota::{Entity, Rates, Usage};
+use crate::protocol::{AlterQuotasRequest, DescribeQuotasResponse, Empty, QuotaEntry, Request};
+use crate::security::quota::{Entity, Usage};
 
 impl Connection {
     /// Counts a request that arrived and handles it, after the wait its
@@ -68,15 +68,6 @@ impl Connection {
     }
 }
 
-/// Rates for the wire.
-fn wire_rates(rates: Rates) -> QuotaRates {
-    QuotaRates {
-        producer_byte_rate: rates.producer_byte_rate,
-        consumer_byte_rate: rates.consumer_byte_rate,
-        request_rate: rates.request_rate,
-    }
-}
-
 impl Connection {
     /// `alter_quotas`: written and synced on a blocking thread before the answer.
     pub(super) fn alter_quotas(
@@ -111,7 +102,7 @@ impl Connection {
     /// `describe_quotas`: the defaults and every override.
     pub(super) fn describe_quotas(&mut self, correlation_id: u32, permit: Admission, ctx: &mut Context<Self>) {
         let response = DescribeQuotasResponse {
-            defaults: wire_rates(self.quotas.defaults()),
+            defaults: self.quotas.defaults(),
             quotas: self
                 .quotas
                 .list()
@@ -119,7 +110,7 @@ impl Connection {
                 .map(|(entity, rates)| QuotaEntry {
                     entity_type: entity.kind().into(),
                     entity_name: entity.name().into(),
-                    rates: wire_rates(rates),
+                    rates,
                 })
                 .collect(),
         };

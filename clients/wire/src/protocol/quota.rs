@@ -24,7 +24,7 @@ pub struct AlterQuotasRequest {
 }
 
 /// The rates of one entity, or the defaults; an absent rate is none set.
-#[derive(Debug, Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuotaRates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_byte_rate: Option<u64>,
