@@ -270,10 +270,7 @@ async fn acl_operations_are_refused_while_authorization_is_off() {
 #[actix_rt::test]
 async fn the_cli_prepares_acls_offline_and_manages_them_online() {
     let dir = tempfile::tempdir().unwrap();
-    let herald = |args: &[&str]| {
-        let out = Command::new(herald_bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-    };
+    let herald = herald_cli;
     let data = dir.path().to_str().unwrap();
     let (status, out) = herald(&[
         "acl",

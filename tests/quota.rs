@@ -8,7 +8,6 @@ mod common;
 mod fault;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -139,10 +138,7 @@ async fn overrides_are_kept_across_a_restart_and_managed_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path());
     let addr = broker.addr().to_string();
-    let herald = |args: &[&str]| {
-        let out = Command::new(herald_bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-    };
+    let herald = herald_cli;
     let (status, out) =
         herald(&["quota", "set", "-b", &addr, "client-id", "batch-job", "--producer-byte-rate", "1048576"]);
     assert_eq!(status, Some(0), "{out}");

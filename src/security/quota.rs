@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,9 @@ pub struct Quotas {
     defaults: Rates,
     file: PathBuf,
     overrides: RwLock<Arc<BTreeMap<Entity, Rates>>>,
+    /// Whether any quota limits anyone (the defaults or an override): read
+    /// on every request, so a flag rather than the lock.
+    active: AtomicBool,
     buckets: Mutex<HashMap<Entity, Buckets>>,
     writing: Mutex<()>,
 }
@@ -246,6 +250,7 @@ impl Quotas {
         Ok(Quotas {
             defaults,
             file,
+            active: AtomicBool::new(limited(&defaults) || !overrides.is_empty()),
             overrides: RwLock::new(Arc::new(overrides)),
             buckets: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
@@ -254,7 +259,7 @@ impl Quotas {
 
     /// Whether any quota limits anyone: defaults or overrides.
     pub fn active(&self) -> bool {
-        limited(&self.defaults) || self.overrides.read().map(|o| !o.is_empty()).unwrap_or(false)
+        self.active.load(Ordering::Relaxed)
     }
 
     fn overrides(&self) -> Arc<BTreeMap<Entity, Rates>> {
@@ -349,6 +354,7 @@ impl Quotas {
         store::replace(&self.file, &bytes)
             .map_err(|e| storage(format!("cannot write {}: {e}", self.file.display())))?;
         if let Ok(mut overrides) = self.overrides.write() {
+            self.active.store(limited(&self.defaults) || !next.is_empty(), Ordering::Relaxed);
             *overrides = Arc::new(next);
         }
         Ok(())

@@ -260,6 +260,13 @@ pub fn herald_bin() -> &'static str {
     env!("CARGO_BIN_EXE_herald")
 }
 
+/// Runs the `herald` command with `args`; its exit status and what it
+/// printed (standard output, then standard error).
+pub fn herald_cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(herald_bin()).args(args).output().expect("run the herald binary");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
 impl BinaryBroker {
     /// Runs `herald serve --host 127.0.0.1 --port 0 --data-dir ROOT/data
     /// --port-file ROOT/port --http-port 0 --http-port-file ROOT/http-port`
