@@ -52,6 +52,25 @@ pub struct Settings {
     pub extensions: ExtensionSettings,
     pub security: SecuritySettings,
     pub quotas: QuotaSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// The `[cluster]` section: ZooKeeper and this broker's place in a cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub zookeeper: String,
+    pub broker_id: i32,
+    pub advertised_host: String,
+    pub rack: String,
+    pub zookeeper_session_timeout_ms: u64,
+}
+
+impl ClusterSettings {
+    /// Whether this broker is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.zookeeper.is_empty()
+    }
 }
 
 /// The `[quotas]` section: the default rates of every principal or client id.
@@ -486,7 +505,21 @@ impl Settings {
         if self.storage.retention_check_interval_ms == 0 {
             return fail("storage.retention_check_interval_ms must be at least 1".into());
         }
-        self.check_security()
+        self.check_security()?;
+        self.check_cluster()
+    }
+
+    fn check_cluster(&self) -> Result<(), SettingsError> {
+        let c = &self.cluster;
+        if c.enabled() && c.broker_id < 0 {
+            return Err(SettingsError::Contradiction(
+                "cluster.zookeeper needs cluster.broker_id: a whole number from 0, unique in the cluster".into(),
+            ));
+        }
+        if c.zookeeper_session_timeout_ms == 0 {
+            return Err(SettingsError::Contradiction("cluster.zookeeper_session_timeout_ms must be at least 1".into()));
+        }
+        Ok(())
     }
 
     fn check_security(&self) -> Result<(), SettingsError> {

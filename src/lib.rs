@@ -16,6 +16,7 @@
 //! - [`protocol`]: `herald_wire::protocol` (framing, request and response types).
 //! - [`client`]: the `herald-client` crate (admin, producer, consumer, group consumer).
 
+pub mod cluster;
 pub mod config;
 pub mod dir_lock;
 pub mod extension;

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// After binding, write the HTTP port to this file (for scripts and tests).
     #[arg(long)]
     http_port_file: Option<PathBuf>,
+    /// Join the cluster coordinated by this ZooKeeper, HOST:PORT[,...][/chroot] (cluster.zookeeper).
+    #[arg(long)]
+    zookeeper: Option<String>,
+    /// This broker's id in the cluster (cluster.broker_id).
+    #[arg(long)]
+    broker_id: Option<i32>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -48,6 +54,12 @@ pub fn run(args: ServeArgs) -> CliResult {
     }
     if let Some(port) = args.port {
         flags.push(("server.port", port.to_string()));
+    }
+    if let Some(zookeeper) = &args.zookeeper {
+        flags.push(("cluster.zookeeper", zookeeper.clone()));
+    }
+    if let Some(id) = args.broker_id {
+        flags.push(("cluster.broker_id", id.to_string()));
     }
     if let Some(dir) = &args.data_dir {
         flags.push(("storage.data_dir", dir.display().to_string()));

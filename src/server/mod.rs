@@ -134,6 +134,8 @@ pub(crate) async fn serve(
     state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
+    // Held until shutdown: the registration lives as long as the session.
+    let _registered = register_in_cluster(&settings, local).await?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
@@ -259,4 +261,25 @@ fn return_large_buffers_to_the_os() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+}
+
+/// Registers this broker in its cluster's ZooKeeper, when it has one; the
+/// start is refused when ZooKeeper cannot be reached or the id is taken.
+async fn register_in_cluster(
+    settings: &Settings,
+    local: SocketAddr,
+) -> io::Result<Option<crate::cluster::registry::Registered>> {
+    let cluster = &settings.cluster;
+    if !cluster.enabled() {
+        return Ok(None);
+    }
+    let host = match cluster.advertised_host.as_str() {
+        "" => local.ip().to_string(),
+        host => host.to_string(),
+    };
+    let registered = crate::cluster::registry::register(cluster, &host, local.port())
+        .await
+        .map_err(|err| io::Error::other(err.to_string()))?;
+    tracing::info!(broker_id = cluster.broker_id, path = %registered.path, %host, port = local.port(), "registered in the cluster");
+    Ok(Some(registered))
 }

@@ -1,0 +1,124 @@
+//! `/brokers/ids/<id>`: an ephemeral znode per live broker, holding where it
+//! is reached (JSON, docs/cluster.md). It lives as long as the broker's
+//! ZooKeeper session: a broker that stops, or is silent for the session
+//! timeout, disappears from it. The id is the znode's name, so a second
+//! broker with an id already registered fails to create it and refuses to
+//! start, naming the holder.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use zookeeper_client as zk;
+
+use crate::config::ClusterSettings;
+
+/// Where the brokers register.
+pub const BROKER_IDS: &str = "/brokers/ids";
+
+/// What `/brokers/ids/<id>` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub host: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// When the broker registered, in ms since the epoch.
+    pub timestamp: u64,
+    /// The layout's version.
+    pub version: u32,
+}
+
+/// Why a broker could not register.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot reach ZooKeeper at {zookeeper}: {source}")]
+    Unreachable { zookeeper: String, source: zk::Error },
+    #[error("broker id {id} is already registered in ZooKeeper (by {holder}): each broker needs an id of its own")]
+    Taken { id: i32, holder: String },
+    #[error("ZooKeeper refused {path}: {source}")]
+    Refused { path: String, source: zk::Error },
+}
+
+/// A registered broker: its session with ZooKeeper. Dropping it closes the
+/// session, and the registration goes with it.
+pub struct Registered {
+    pub client: zk::Client,
+    pub path: String,
+}
+
+/// Registers broker `settings.broker_id`, reached at `host:port`.
+///
+/// # Errors
+///
+/// ZooKeeper cannot be reached, or another live broker has the id.
+pub async fn register(settings: &ClusterSettings, host: &str, port: u16) -> Result<Registered, RegistryError> {
+    let timeout = Duration::from_millis(settings.zookeeper_session_timeout_ms);
+    let client = zk::Client::connector()
+        .with_session_timeout(timeout)
+        .with_connection_timeout(timeout)
+        .connect(&settings.zookeeper)
+        .await
+        .map_err(|source| RegistryError::Unreachable { zookeeper: settings.zookeeper.clone(), source })?;
+    ensure_path(&client, BROKER_IDS).await?;
+    let registration = BrokerRegistration {
+        host: host.to_string(),
+        port,
+        rack: (!settings.rack.is_empty()).then(|| settings.rack.clone()),
+        timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        version: 1,
+    };
+    let data = serde_json::to_vec(&registration).unwrap_or_default();
+    let path = format!("{BROKER_IDS}/{}", settings.broker_id);
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    match client.create(&path, &data, &ephemeral).await {
+        Ok(_) => Ok(Registered { client, path }),
+        Err(zk::Error::NodeExists) => {
+            let holder = match client.get_data(&path).await {
+                Ok((data, _)) => match serde_json::from_slice::<BrokerRegistration>(&data) {
+                    Ok(r) => format!("{}:{}", r.host, r.port),
+                    Err(_) => String::from_utf8_lossy(&data).into_owned(),
+                },
+                Err(_) => "a broker that just left".into(),
+            };
+            Err(RegistryError::Taken { id: settings.broker_id, holder })
+        }
+        Err(source) => Err(RegistryError::Refused { path, source }),
+    }
+}
+
+/// Creates `path` and its parents as persistent nodes where missing.
+async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), RegistryError> {
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        match client.create(&at, &[], &persistent).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(source) => return Err(RegistryError::Refused { path: at, source }),
+        }
+    }
+    Ok(())
+}
+
+/// The live brokers, by id.
+///
+/// # Errors
+///
+/// ZooKeeper refused the read.
+pub async fn live_brokers(client: &zk::Client) -> Result<Vec<(i32, BrokerRegistration)>, RegistryError> {
+    let refused = |source| RegistryError::Refused { path: BROKER_IDS.into(), source };
+    let (children, _) = client.get_children(BROKER_IDS).await.map_err(refused)?;
+    let mut brokers = Vec::new();
+    for child in children {
+        let Ok(id) = child.parse::<i32>() else { continue };
+        // A broker may leave between the list and the read.
+        if let Ok((data, _)) = client.get_data(&format!("{BROKER_IDS}/{child}")).await {
+            if let Ok(registration) = serde_json::from_slice(&data) {
+                brokers.push((id, registration));
+            }
+        }
+    }
+    brokers.sort_by_key(|(id, _)| *id);
+    Ok(brokers)
+}
