@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need, when missing (Debian):
-# chromium, which tests/console.rs drives headless against a running broker.
+# chromium, which tests/console.rs drives headless against a running broker,
+# and zookeeper, which the cluster tests start (scripts/zookeeper.sh).
 # Idempotent: does nothing when everything is there. Uses sudo only when not
 # root.
 set -euo pipefail
 
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
 if ((${#missing[@]})); then
     sudo_cmd=()
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)

@@ -5,47 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::{member, ZooKeeper};
 use common::*;
 use herald::cluster::registry::{live_brokers, BrokerRegistration};
-
-/// A ZooKeeper server for one test, stopped when dropped.
-struct ZooKeeper {
-    dir: PathBuf,
-    address: String,
-}
-
-impl ZooKeeper {
-    fn start(dir: &Path) -> ZooKeeper {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh");
-        let out = Command::new("bash").arg(&script).arg("start").arg(dir).output().expect("run scripts/zookeeper.sh");
-        assert!(out.status.success(), "zookeeper did not start: {}", String::from_utf8_lossy(&out.stderr));
-        let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        ZooKeeper { dir: dir.to_path_buf(), address }
-    }
-}
-
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh");
-        let _ = Command::new("bash").arg(&script).arg("stop").arg(&self.dir).status();
-    }
-}
-
-/// A broker of the cluster, in `root` (made here).
-fn member(root: &Path, zookeeper: &str, id: i32) -> BinaryBroker {
-    std::fs::create_dir_all(root).unwrap();
-    BinaryBroker::start_with(root, in_cluster(zookeeper, id))
-}
-
-fn in_cluster(zookeeper: &str, id: i32) -> impl FnOnce(&mut Command) + '_ {
-    move |command: &mut Command| {
-        command.args(["--zookeeper", zookeeper, "--broker-id", &id.to_string()]);
-    }
-}
 
 async fn brokers(zookeeper: &str) -> Vec<(i32, BrokerRegistration)> {
     let client = zookeeper_client::Client::connect(zookeeper).await.expect("connect to zookeeper");

@@ -3,6 +3,7 @@
 mod acl;
 mod bench;
 mod bench_group;
+mod cluster;
 mod consume;
 mod group;
 mod output;
@@ -82,6 +83,9 @@ enum Command {
     /// principal or client id.
     #[command(subcommand)]
     Quota(quota::QuotaCommand),
+    /// Describe the cluster: its live brokers and its controller.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Consume records and print them, one per line.
     Consume(consume::ConsumeArgs),
     /// Measure produce and consume throughput and latency against a broker.
@@ -200,6 +204,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Group(command) => on_client_runtime(group::run(command)),
         Command::Acl(command) => on_client_runtime(acl::run(command)),
         Command::Quota(command) => on_client_runtime(quota::run(command)),
+        Command::Cluster(command) => on_client_runtime(cluster::run(command)),
         Command::Bench(args) => on_client_runtime(bench::run(args)),
         Command::BenchGroup(args) => on_client_runtime(bench_group::run(args)),
         Command::Status(args) => on_client_runtime(status::run(args)),

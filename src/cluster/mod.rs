@@ -1,5 +1,41 @@
-//! A broker's place in a cluster coordinated by ZooKeeper (docs/cluster.md).
-//! So far: the broker registers itself under `/brokers/ids/<id>` as an
-//! ephemeral node, and a second broker with the same id refuses to start.
+//! A broker's place in a cluster coordinated by ZooKeeper (docs/cluster.md):
+//! the broker registers itself under `/brokers/ids/<id>` as an ephemeral
+//! node (a second broker with the same id refuses to start), runs for
+//! controller (`/controller`, `/controller_epoch`), and rejoins by itself
+//! when its session ends.
 
+pub mod controller;
+pub mod node;
 pub mod registry;
+
+pub use node::{ClusterNode, DescribeCluster};
+
+use actix::Addr;
+use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};
+
+/// Whether this broker is alone or in a cluster, for the requests that ask.
+#[derive(Clone)]
+pub enum Membership {
+    /// One broker with no ZooKeeper: it is the whole cluster and its
+    /// controller (`cluster.broker_id`, 0 when unset).
+    Single(BrokerInfo),
+    /// A broker in a cluster coordinated by ZooKeeper.
+    Cluster(Addr<ClusterNode>),
+}
+
+impl Membership {
+    /// What `describe_cluster` answers; `None` when the cluster node is gone
+    /// (the broker is shutting down).
+    pub async fn describe(&self) -> Option<DescribeClusterResponse> {
+        match self {
+            Membership::Single(me) => Some(DescribeClusterResponse {
+                mode: "single".into(),
+                broker_id: me.id,
+                controller_id: me.id,
+                controller_epoch: 0,
+                brokers: vec![me.clone()],
+            }),
+            Membership::Cluster(node) => node.send(DescribeCluster).await.ok(),
+        }
+    }
+}

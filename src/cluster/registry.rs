@@ -39,39 +39,46 @@ pub enum RegistryError {
     Refused { path: String, source: zk::Error },
 }
 
-/// A registered broker: its session with ZooKeeper. Dropping it closes the
-/// session, and the registration goes with it.
-pub struct Registered {
-    pub client: zk::Client,
-    pub path: String,
-}
-
-/// Registers broker `settings.broker_id`, reached at `host:port`.
+/// Opens a session with the cluster's ZooKeeper.
 ///
 /// # Errors
 ///
-/// ZooKeeper cannot be reached, or another live broker has the id.
-pub async fn register(settings: &ClusterSettings, host: &str, port: u16) -> Result<Registered, RegistryError> {
+/// ZooKeeper cannot be reached within the session timeout.
+pub async fn connect(settings: &ClusterSettings) -> Result<zk::Client, RegistryError> {
     let timeout = Duration::from_millis(settings.zookeeper_session_timeout_ms);
-    let client = zk::Client::connector()
+    zk::Client::connector()
         .with_session_timeout(timeout)
         .with_connection_timeout(timeout)
         .connect(&settings.zookeeper)
         .await
-        .map_err(|source| RegistryError::Unreachable { zookeeper: settings.zookeeper.clone(), source })?;
-    ensure_path(&client, BROKER_IDS).await?;
+        .map_err(|source| RegistryError::Unreachable { zookeeper: settings.zookeeper.clone(), source })
+}
+
+/// Registers broker `settings.broker_id`, reached at `host:port`, in the
+/// session of `client`; the registration lives as long as the session.
+///
+/// # Errors
+///
+/// Another live broker has the id, or ZooKeeper refused the write.
+pub async fn register(
+    client: &zk::Client,
+    settings: &ClusterSettings,
+    host: &str,
+    port: u16,
+) -> Result<(), RegistryError> {
+    ensure_path(client, BROKER_IDS).await?;
     let registration = BrokerRegistration {
         host: host.to_string(),
         port,
         rack: (!settings.rack.is_empty()).then(|| settings.rack.clone()),
-        timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        timestamp: now_ms(),
         version: 1,
     };
     let data = serde_json::to_vec(&registration).unwrap_or_default();
-    let path = format!("{BROKER_IDS}/{}", settings.broker_id);
+    let path = broker_path(settings.broker_id);
     let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     match client.create(&path, &data, &ephemeral).await {
-        Ok(_) => Ok(Registered { client, path }),
+        Ok(_) => Ok(()),
         Err(zk::Error::NodeExists) => {
             let holder = match client.get_data(&path).await {
                 Ok((data, _)) => match serde_json::from_slice::<BrokerRegistration>(&data) {
@@ -86,8 +93,22 @@ pub async fn register(settings: &ClusterSettings, host: &str, port: u16) -> Resu
     }
 }
 
+/// The znode of broker `id`.
+pub fn broker_path(id: i32) -> String {
+    format!("{BROKER_IDS}/{id}")
+}
+
+/// Milliseconds since the epoch, as the znodes record times.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Creates `path` and its parents as persistent nodes where missing.
-async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), RegistryError> {
+///
+/// # Errors
+///
+/// ZooKeeper refused a create for another reason than the node existing.
+pub async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), RegistryError> {
     let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     let mut at = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -101,6 +122,34 @@ async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), RegistryErro
     Ok(())
 }
 
+/// The registrations of the brokers named in `children` (the children of
+/// [`BROKER_IDS`]), by id; a broker that left between the list and the read
+/// is left out.
+///
+/// # Errors
+///
+/// ZooKeeper refused a read for another reason than the node being gone.
+pub async fn read_brokers(
+    client: &zk::Client,
+    children: &[String],
+) -> Result<Vec<(i32, BrokerRegistration)>, zk::Error> {
+    let mut brokers = Vec::new();
+    for child in children {
+        let Ok(id) = child.parse::<i32>() else { continue };
+        match client.get_data(&format!("{BROKER_IDS}/{child}")).await {
+            Ok((data, _)) => {
+                if let Ok(registration) = serde_json::from_slice(&data) {
+                    brokers.push((id, registration));
+                }
+            }
+            Err(zk::Error::NoNode) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    brokers.sort_by_key(|(id, _)| *id);
+    Ok(brokers)
+}
+
 /// The live brokers, by id.
 ///
 /// # Errors
@@ -109,16 +158,5 @@ async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), RegistryErro
 pub async fn live_brokers(client: &zk::Client) -> Result<Vec<(i32, BrokerRegistration)>, RegistryError> {
     let refused = |source| RegistryError::Refused { path: BROKER_IDS.into(), source };
     let (children, _) = client.get_children(BROKER_IDS).await.map_err(refused)?;
-    let mut brokers = Vec::new();
-    for child in children {
-        let Ok(id) = child.parse::<i32>() else { continue };
-        // A broker may leave between the list and the read.
-        if let Ok((data, _)) = client.get_data(&format!("{BROKER_IDS}/{child}")).await {
-            if let Ok(registration) = serde_json::from_slice(&data) {
-                brokers.push((id, registration));
-            }
-        }
-    }
-    brokers.sort_by_key(|(id, _)| *id);
-    Ok(brokers)
+    read_brokers(client, &children).await.map_err(refused)
 }

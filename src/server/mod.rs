@@ -134,8 +134,7 @@ pub(crate) async fn serve(
     state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
-    // Held until shutdown: the registration lives as long as the session.
-    let _registered = register_in_cluster(&settings, local).await?;
+    let membership = join_cluster(&settings, local).await?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
@@ -168,7 +167,7 @@ pub(crate) async fn serve(
         None => None,
     };
     actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
-    let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone() };
+    let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone(), membership };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), tls = tls.is_some(), "herald is serving");
@@ -263,23 +262,23 @@ fn return_large_buffers_to_the_os() {
     }
 }
 
-/// Registers this broker in its cluster's ZooKeeper, when it has one; the
-/// start is refused when ZooKeeper cannot be reached or the id is taken.
-async fn register_in_cluster(
-    settings: &Settings,
-    local: SocketAddr,
-) -> io::Result<Option<crate::cluster::registry::Registered>> {
+/// Joins the cluster of `cluster.zookeeper`, when there is one: the start is
+/// refused when ZooKeeper cannot be reached or the id is taken. Alone, the
+/// broker is its own cluster.
+async fn join_cluster(settings: &Settings, local: SocketAddr) -> io::Result<crate::cluster::Membership> {
+    use crate::cluster::{ClusterNode, Membership};
     let cluster = &settings.cluster;
-    if !cluster.enabled() {
-        return Ok(None);
-    }
     let host = match cluster.advertised_host.as_str() {
         "" => local.ip().to_string(),
         host => host.to_string(),
     };
-    let registered = crate::cluster::registry::register(cluster, &host, local.port())
+    if !cluster.enabled() {
+        let rack = (!cluster.rack.is_empty()).then(|| cluster.rack.clone());
+        let me = herald_wire::protocol::BrokerInfo { id: cluster.broker_id.max(0), host, port: local.port(), rack };
+        return Ok(Membership::Single(me));
+    }
+    let node = ClusterNode::join(cluster.clone(), host, local.port())
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
-    tracing::info!(broker_id = cluster.broker_id, path = %registered.path, %host, port = local.port(), "registered in the cluster");
-    Ok(Some(registered))
+    Ok(Membership::Cluster(node))
 }

@@ -8,6 +8,7 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 
 use std::io::{BufRead, BufReader};

@@ -22,6 +22,13 @@ def test_handshake_response_fields(client):
     assert isinstance(client.max_in_flight, int) and client.max_in_flight > 0
 
 
+def test_a_single_broker_describes_itself_as_the_cluster(client, broker):
+    described = client.describe_cluster()
+    assert described["mode"] == "single"
+    assert (described["broker_id"], described["controller_id"], described["controller_epoch"]) == (0, 0, 0)
+    assert [(b["id"], b["port"]) for b in described["brokers"]] == [(0, broker.port)]
+
+
 def test_create_list_describe_delete_round_trip(client):
     assert client.list_topics() == []
     client.create_topic("beta", 1)

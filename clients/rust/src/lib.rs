@@ -61,6 +61,7 @@
 
 mod acls;
 mod auth;
+mod cluster;
 mod consumer;
 mod custom;
 mod error;

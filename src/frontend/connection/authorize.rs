@@ -27,7 +27,11 @@ impl Connection {
         let group = |op, name: &str| access.check(op, &Resource::group(name));
         let cluster = |op| access.check(op, &Resource::cluster());
         match request {
-            Request::Handshake(_) | Request::Authenticate(_) | Request::ListTopics | Request::ListGroups => Ok(()),
+            Request::Handshake(_)
+            | Request::Authenticate(_)
+            | Request::ListTopics
+            | Request::ListGroups
+            | Request::DescribeCluster => Ok(()),
             // Creating topics may be allowed cluster-wide or per topic name.
             Request::CreateTopic(r) if !access.may(Op::Create, &Resource::cluster()) => topic(Op::Create, &r.topic),
             Request::CreateTopic(_) => Ok(()),

@@ -27,6 +27,7 @@ mod authorize;
 mod budget;
 mod bulk;
 mod bulk_read;
+mod cluster;
 mod custom;
 mod fetch;
 mod groups;
@@ -108,6 +109,8 @@ pub struct Shared {
     /// The client listener's TLS, when it speaks TLS (the listener's: it
     /// runs each connection's TLS handshake).
     pub tls: Option<Arc<crate::security::tls::ServerTls>>,
+    /// Whether the broker is alone or in a cluster.
+    pub membership: crate::cluster::Membership,
 }
 
 /// One client connection. See the module documentation for its contract.
@@ -151,6 +154,8 @@ pub struct Connection {
     /// Requests held for a quota and not answered yet: how long, in ms, by
     /// correlation id (for their responses' `throttle_time_ms`).
     throttled: HashMap<u32, u32>,
+    /// Whether the broker is alone or in a cluster.
+    membership: crate::cluster::Membership,
     /// Dropped with the actor, which tells the reader task to stop.
     _stop_reader: oneshot::Sender<()>,
 }
@@ -165,7 +170,7 @@ impl Connection {
         stop_reader: oneshot::Sender<()>,
         shared: Shared,
     ) -> Self {
-        let Shared { extensions, authorizer, quotas, auth, tls: _ } = shared;
+        let Shared { extensions, authorizer, quotas, auth, tls: _, membership } = shared;
         Connection {
             peer,
             client_id: None,
@@ -187,6 +192,7 @@ impl Connection {
             authorizer,
             quotas,
             throttled: HashMap::new(),
+            membership,
             _stop_reader: stop_reader,
         }
     }
@@ -433,6 +439,7 @@ impl Connection {
             Request::CreateUser(_) | Request::DeleteUser(_) | Request::ListUsers => {
                 self.users_op(correlation_id, request, permit, ctx)
             }
+            Request::DescribeCluster => self.describe_cluster(correlation_id, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -89,6 +89,16 @@ class Client(AclAdmin, UserAdmin):
         topics: List[Dict[str, Any]] = self._call("list_topics", {})["topics"]
         return topics
 
+    def describe_cluster(self) -> Dict[str, Any]:
+        """Returns ``{"mode", "broker_id", "controller_id", "controller_epoch", "brokers"}``.
+
+        ``mode`` is ``"single"`` or ``"zookeeper"``; ``brokers`` lists the live
+        brokers as ``{"id", "host", "port", "rack"}`` by id; ``controller_id``
+        is -1 while no controller is known.
+        """
+        described: Dict[str, Any] = self._call("describe_cluster", {})
+        return described
+
     def describe_topic(self, topic: str) -> Dict[str, Any]:
         """Returns ``{"topic", "topic_id", "config", "partitions"}`` for ``topic``.
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::acl::*;
 pub use super::auth::*;
+pub use super::cluster::*;
 pub use super::config_value::ConfigValue;
 pub use super::quota::*;
 pub use super::topic_admin::*;

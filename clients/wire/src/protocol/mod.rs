@@ -20,6 +20,7 @@
 
 mod acl;
 mod auth;
+mod cluster;
 pub mod codec;
 mod config_value;
 mod fetch_out;
