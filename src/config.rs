@@ -64,6 +64,7 @@ pub struct ClusterSettings {
     pub advertised_host: String,
     pub rack: String,
     pub zookeeper_session_timeout_ms: u64,
+    pub default_replication_factor: u32,
 }
 
 impl ClusterSettings {
@@ -515,6 +516,9 @@ impl Settings {
             return Err(SettingsError::Contradiction(
                 "cluster.zookeeper needs cluster.broker_id: a whole number from 0, unique in the cluster".into(),
             ));
+        }
+        if c.default_replication_factor == 0 {
+            return Err(SettingsError::Contradiction("cluster.default_replication_factor must be at least 1".into()));
         }
         if c.zookeeper_session_timeout_ms == 0 {
             return Err(SettingsError::Contradiction("cluster.zookeeper_session_timeout_ms must be at least 1".into()));

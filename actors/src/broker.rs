@@ -233,6 +233,42 @@ pub struct CreateTopic {
     pub name: String,
     pub partitions: i64,
     pub config: BTreeMap<String, ConfigValue>,
+    /// The topic's id when it is given (a cluster's topic has the id its
+    /// creator chose); a new one otherwise.
+    pub topic_id: Option<String>,
+}
+
+/// Checks a topic as [`CreateTopic`] would (name, partition count,
+/// settings), without creating anything: for a cluster, where the topic is
+/// written to ZooKeeper first.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct ValidateTopic {
+    pub name: String,
+    pub partitions: i64,
+    pub config: BTreeMap<String, ConfigValue>,
+}
+
+impl Handler<ValidateTopic> for Broker {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, msg: ValidateTopic, _: &mut Context<Self>) -> Self::Result {
+        self.refuse_if_shutting_down()?;
+        validate_topic_name(&msg.name)?;
+        check_partition_count(msg.partitions)?;
+        let config = self.defaults.with_overrides(&msg.config)?;
+        config.check_ceiling(self.max_message_ceiling)
+    }
+}
+
+fn check_partition_count(partitions: i64) -> Result<(), BrokerError> {
+    if partitions < 1 || partitions > MAX_PARTITIONS as i64 {
+        return Err(BrokerError::new(
+            ErrorCode::INVALID_PARTITIONS,
+            format!("partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Handler<CreateTopic> for Broker {
@@ -242,12 +278,7 @@ impl Handler<CreateTopic> for Broker {
         let checked = (|| {
             self.refuse_if_shutting_down()?;
             validate_topic_name(&msg.name)?;
-            if msg.partitions < 1 || msg.partitions > MAX_PARTITIONS as i64 {
-                return Err(BrokerError::new(
-                    ErrorCode::INVALID_PARTITIONS,
-                    format!("partitions must be between 1 and {MAX_PARTITIONS}, got {}", msg.partitions),
-                ));
-            }
+            check_partition_count(msg.partitions)?;
             if self.topics.contains_key(&msg.name) || self.busy.contains(&msg.name) {
                 return Err(BrokerError::new(
                     ErrorCode::TOPIC_ALREADY_EXISTS,
@@ -262,7 +293,12 @@ impl Handler<CreateTopic> for Broker {
             }
             let config = self.defaults.with_overrides(&msg.config)?;
             config.check_ceiling(self.max_message_ceiling)?;
-            Ok(TopicMeta { name: msg.name.clone(), topic_id: None, partitions: msg.partitions as u32, config })
+            Ok(TopicMeta {
+                name: msg.name.clone(),
+                topic_id: msg.topic_id.clone(),
+                partitions: msg.partitions as u32,
+                config,
+            })
         })();
         let meta = match checked {
             Ok(meta) => meta,

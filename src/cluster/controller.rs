@@ -30,6 +30,10 @@ pub struct ControllerRecord {
 pub struct ControllerSeen {
     pub id: i32,
     pub epoch: i32,
+    /// The version of `/controller_epoch` the controller's election wrote:
+    /// every write it makes checks it (known only to the controller
+    /// itself; -1 for another broker).
+    pub epoch_version: i32,
 }
 
 /// A change in who controls the cluster, reported by [`campaign`].
@@ -45,9 +49,9 @@ pub trait OnController {
 /// The session ended, or ZooKeeper refused a request.
 pub async fn campaign(client: &zk::Client, me: i32, report: &impl OnController) -> Result<(), zk::Error> {
     loop {
-        if let Some(epoch) = try_to_win(client, me).await? {
+        if let Some((epoch, epoch_version)) = try_to_win(client, me).await? {
             tracing::info!(broker_id = me, epoch, "elected controller");
-            report.seen(ControllerSeen { id: me, epoch });
+            report.seen(ControllerSeen { id: me, epoch, epoch_version });
         }
         // Whoever holds the office, wait for it to change hands.
         let (data, _, watcher) = match client.get_and_watch_data(CONTROLLER).await {
@@ -61,7 +65,7 @@ pub async fn campaign(client: &zk::Client, me: i32, report: &impl OnController) 
                 // the holder's epoch, or a later controller's (and then the
                 // watch fires at once).
                 let epoch = read_epoch(client).await?;
-                report.seen(ControllerSeen { id: holder.brokerid, epoch });
+                report.seen(ControllerSeen { id: holder.brokerid, epoch, epoch_version: -1 });
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "the controller's znode does not parse; waiting for it to change"),
@@ -76,8 +80,9 @@ pub async fn campaign(client: &zk::Client, me: i32, report: &impl OnController) 
 /// One attempt to become controller: creates `/controller` and bumps
 /// `/controller_epoch` in one transaction, conditional on the epoch's
 /// version, so that no two controllers ever hold the same epoch. The new
-/// epoch when this broker won; `None` when another holds the office.
-async fn try_to_win(client: &zk::Client, me: i32) -> Result<Option<i32>, zk::Error> {
+/// epoch and the version of `/controller_epoch` that holds it when this
+/// broker won; `None` when another holds the office.
+async fn try_to_win(client: &zk::Client, me: i32) -> Result<Option<(i32, i32)>, zk::Error> {
     let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     loop {
@@ -96,7 +101,13 @@ async fn try_to_win(client: &zk::Client, me: i32) -> Result<Option<i32>, zk::Err
             None => writes.add_create(CONTROLLER_EPOCH, next.to_string().as_bytes(), &persistent)?,
         }
         match writes.commit().await {
-            Ok(_) => return Ok(Some(next)),
+            Ok(results) => {
+                let version = match results.get(1) {
+                    Some(zk::MultiWriteResult::SetData { stat }) => stat.version,
+                    _ => 0,
+                };
+                return Ok(Some((next, version)));
+            }
             Err(zk::MultiWriteError::OperationFailed { index: 0, source: zk::Error::NodeExists }) => return Ok(None),
             // The epoch moved (or was created) under us: read it again.
             Err(zk::MultiWriteError::OperationFailed {

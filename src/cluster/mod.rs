@@ -4,11 +4,17 @@
 //! controller (`/controller`, `/controller_epoch`), and rejoins by itself
 //! when its session ends.
 
+pub mod control;
 pub mod controller;
+pub mod metadata;
 pub mod node;
+mod node_control;
+mod node_topics;
 pub mod registry;
+pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster};
+pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 
 use actix::Addr;
 use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};

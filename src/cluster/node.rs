@@ -10,29 +10,63 @@
 //! opens a new session, registers again and runs again: the broker rejoins
 //! the cluster by itself.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
+use herald_actors::broker::Broker;
 use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};
+use tokio::sync::oneshot;
 use zookeeper_client as zk;
 
 use super::controller::{campaign, ControllerSeen, OnController};
+use super::metadata::{self, watch_topics, OnTopics, TopicChange, Topics};
+use super::node_control::Office;
+use super::node_topics::Awaited;
 use super::registry::{self, read_brokers, RegistryError, BROKER_IDS};
+use super::topics::DELETE_TOPICS;
 use crate::config::ClusterSettings;
 
 /// The longest wait between two attempts to open a new session.
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 pub struct ClusterNode {
-    settings: ClusterSettings,
+    pub(super) settings: ClusterSettings,
     host: String,
     port: u16,
+    /// This broker's own topics and partitions.
+    pub(super) broker: Addr<Broker>,
     /// The current session's number; reports of older ones are dropped.
     session: u64,
     /// The session's tasks, cancelled when it ends.
     tasks: Vec<SpawnHandle>,
+    /// The current session; `None` between sessions.
+    pub(super) client: Option<zk::Client>,
     controller: Option<ControllerSeen>,
-    brokers: Vec<BrokerInfo>,
+    /// Set while this broker is the controller.
+    pub(super) office: Option<Office>,
+    pub(super) brokers: Vec<BrokerInfo>,
+    /// The cluster's topics, as ZooKeeper holds them.
+    pub(super) topics: Topics,
+    /// Every id each topic name had in the cluster while this broker
+    /// watched: a local topic with one of them was the cluster's.
+    pub(super) seen: BTreeMap<String, BTreeSet<String>>,
+    /// Partitions whose state the controller is writing.
+    pub(super) writing: HashSet<(String, u32)>,
+    /// Topics asked to be deleted (`/admin/delete_topics`).
+    pub(super) deletions: Vec<String>,
+    /// Deletions the controller is carrying out.
+    pub(super) deleting: HashSet<String>,
+    /// The local topics, by name: their ids.
+    pub(super) local: BTreeMap<String, String>,
+    /// Whether `local` has been read from the broker.
+    pub(super) local_loaded: bool,
+    /// Local topics being created or deleted.
+    pub(super) reconciling: HashSet<String>,
+    /// Local topics the cluster never had, warned about once.
+    pub(super) warned_stray: HashSet<String>,
+    /// Creates and deletes waiting to be carried out.
+    pub(super) awaiting: Vec<(Awaited, oneshot::Sender<()>)>,
 }
 
 impl ClusterNode {
@@ -43,14 +77,40 @@ impl ClusterNode {
     /// # Errors
     ///
     /// As [`registry::connect`] and [`registry::register`].
-    pub async fn join(settings: ClusterSettings, host: String, port: u16) -> Result<Addr<ClusterNode>, RegistryError> {
+    pub async fn join(
+        settings: ClusterSettings,
+        host: String,
+        port: u16,
+        broker: Addr<Broker>,
+    ) -> Result<Addr<ClusterNode>, RegistryError> {
         let client = registry::connect(&settings).await?;
         registry::register(&client, &settings, &host, port).await?;
         tracing::info!(broker_id = settings.broker_id, %host, port, "registered in the cluster");
-        let node =
-            ClusterNode { settings, host, port, session: 0, tasks: Vec::new(), controller: None, brokers: Vec::new() };
+        let node = ClusterNode {
+            settings,
+            host,
+            port,
+            broker,
+            session: 0,
+            tasks: Vec::new(),
+            client: None,
+            controller: None,
+            office: None,
+            brokers: Vec::new(),
+            topics: Topics::new(),
+            seen: BTreeMap::new(),
+            writing: HashSet::new(),
+            deletions: Vec::new(),
+            deleting: HashSet::new(),
+            local: BTreeMap::new(),
+            local_loaded: false,
+            reconciling: HashSet::new(),
+            warned_stray: HashSet::new(),
+            awaiting: Vec::new(),
+        };
         Ok(ClusterNode::create(move |ctx| {
             let mut node = node;
+            node.load_local(ctx);
             node.start_session(client, ctx);
             node
         }))
@@ -89,6 +149,30 @@ impl ClusterNode {
                 .into_actor(self),
             ),
         );
+        let topics = client.clone();
+        let reporter = Reporter { node: me.clone(), session };
+        self.tasks.push(
+            ctx.spawn(
+                async move {
+                    if let Err(err) = watch_topics(&topics, &reporter).await {
+                        tracing::debug!(%err, "the topic watch stopped with the session");
+                    }
+                }
+                .into_actor(self),
+            ),
+        );
+        let deletions = client.clone();
+        let node = me.clone();
+        self.tasks.push(
+            ctx.spawn(
+                async move {
+                    if let Err(err) = watch_deletions(&deletions, &node, session).await {
+                        tracing::debug!(%err, "the deletion watch stopped with the session");
+                    }
+                }
+                .into_actor(self),
+            ),
+        );
         let mut states = client.state_watcher();
         self.tasks.push(
             ctx.spawn(
@@ -107,8 +191,7 @@ impl ClusterNode {
                 .into_actor(self),
             ),
         );
-        // The tasks hold the session's client; it closes when they end.
-        drop(client);
+        self.client = Some(client);
     }
 
     /// Opens a new session and registers again, retrying until it works.
@@ -155,6 +238,25 @@ impl OnController for Reporter {
     }
 }
 
+impl OnTopics for Reporter {
+    fn changed(&self, change: TopicChange) {
+        self.node.do_send(TopicsChanged { session: self.session, change });
+    }
+}
+
+/// Watches `/admin/delete_topics` and reports the topics asked to be
+/// deleted at every change.
+async fn watch_deletions(client: &zk::Client, node: &Addr<ClusterNode>, session: u64) -> Result<(), zk::Error> {
+    registry::ensure_path(client, DELETE_TOPICS).await.map_err(|_| zk::Error::ConnectionLoss)?;
+    loop {
+        let (topics, _, watcher) = client.get_and_watch_children(DELETE_TOPICS).await?;
+        node.do_send(DeletionsChanged { session, topics });
+        if watcher.changed().await.event_type == zk::EventType::Session {
+            return Err(zk::Error::SessionExpired);
+        }
+    }
+}
+
 /// Watches `/brokers/ids` and reports the live brokers at every change.
 async fn watch_brokers(client: &zk::Client, node: &Addr<ClusterNode>, session: u64) -> Result<(), zk::Error> {
     loop {
@@ -181,10 +283,16 @@ struct ControllerChanged {
 impl Handler<ControllerChanged> for ClusterNode {
     type Result = ();
 
-    fn handle(&mut self, msg: ControllerChanged, _: &mut Context<Self>) {
-        if msg.session == self.session {
-            self.controller = Some(msg.controller);
+    fn handle(&mut self, msg: ControllerChanged, ctx: &mut Context<Self>) {
+        if msg.session != self.session {
+            return;
         }
+        self.controller = Some(msg.controller);
+        let me = self.settings.broker_id;
+        self.office = (msg.controller.id == me && msg.controller.epoch_version >= 0)
+            .then_some(Office { epoch: msg.controller.epoch, epoch_version: msg.controller.epoch_version });
+        self.control(None, ctx);
+        self.delete_asked(ctx);
     }
 }
 
@@ -198,10 +306,56 @@ struct BrokersChanged {
 impl Handler<BrokersChanged> for ClusterNode {
     type Result = ();
 
-    fn handle(&mut self, msg: BrokersChanged, _: &mut Context<Self>) {
-        if msg.session == self.session {
-            self.brokers = msg.brokers;
+    fn handle(&mut self, msg: BrokersChanged, ctx: &mut Context<Self>) {
+        if msg.session != self.session {
+            return;
         }
+        self.brokers = msg.brokers;
+        self.control(None, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TopicsChanged {
+    session: u64,
+    change: TopicChange,
+}
+
+impl Handler<TopicsChanged> for ClusterNode {
+    type Result = ();
+
+    fn handle(&mut self, msg: TopicsChanged, ctx: &mut Context<Self>) {
+        if msg.session != self.session {
+            return;
+        }
+        let touched = metadata::apply(&mut self.topics, msg.change);
+        for (name, topic) in &self.topics {
+            self.seen.entry(name.clone()).or_default().insert(topic.topic_id.clone());
+        }
+        self.control(Some(&touched), ctx);
+        self.delete_asked(ctx);
+        self.reconcile_local(&touched, ctx);
+        self.answer_waits();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DeletionsChanged {
+    session: u64,
+    topics: Vec<String>,
+}
+
+impl Handler<DeletionsChanged> for ClusterNode {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeletionsChanged, ctx: &mut Context<Self>) {
+        if msg.session != self.session {
+            return;
+        }
+        self.deletions = msg.topics;
+        self.delete_asked(ctx);
     }
 }
 
@@ -221,6 +375,8 @@ impl Handler<SessionEnded> for ClusterNode {
         }
         tracing::warn!(state = ?msg.state, "the ZooKeeper session ended: this broker left the cluster; rejoining");
         self.controller = None;
+        self.office = None;
+        self.client = None;
         self.brokers.clear();
         for task in self.tasks.drain(..) {
             ctx.cancel_future(task);

@@ -53,6 +53,7 @@ impl ExtensionContext {
             name: name.into(),
             partitions: partitions.into(),
             config: BTreeMap::new(),
+            topic_id: None,
         });
         sent.await.unwrap_or_else(|e| Err(e.into()))
     }

@@ -134,7 +134,7 @@ pub(crate) async fn serve(
     state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
-    let membership = join_cluster(&settings, local).await?;
+    let membership = join_cluster(&settings, local, broker.clone()).await?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
@@ -265,7 +265,11 @@ fn return_large_buffers_to_the_os() {
 /// Joins the cluster of `cluster.zookeeper`, when there is one: the start is
 /// refused when ZooKeeper cannot be reached or the id is taken. Alone, the
 /// broker is its own cluster.
-async fn join_cluster(settings: &Settings, local: SocketAddr) -> io::Result<crate::cluster::Membership> {
+async fn join_cluster(
+    settings: &Settings,
+    local: SocketAddr,
+    broker: Addr<Broker>,
+) -> io::Result<crate::cluster::Membership> {
     use crate::cluster::{ClusterNode, Membership};
     let cluster = &settings.cluster;
     let host = match cluster.advertised_host.as_str() {
@@ -277,7 +281,7 @@ async fn join_cluster(settings: &Settings, local: SocketAddr) -> io::Result<crat
         let me = herald_wire::protocol::BrokerInfo { id: cluster.broker_id.max(0), host, port: local.port(), rack };
         return Ok(Membership::Single(me));
     }
-    let node = ClusterNode::join(cluster.clone(), host, local.port())
+    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker)
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
     Ok(Membership::Cluster(node))

@@ -42,7 +42,11 @@ async fn fixture(partitions: i64) -> Fixture {
     let broker = Broker::open(settings).unwrap();
     let placement = broker.placement();
     let broker = broker.start();
-    broker.send(CreateTopic { name: TOPIC.into(), partitions, config: Default::default() }).await.unwrap().unwrap();
+    broker
+        .send(CreateTopic { name: TOPIC.into(), partitions, config: Default::default(), topic_id: None })
+        .await
+        .unwrap()
+        .unwrap();
     let groups = Groups::open(dir.path(), GroupSettings::default(), placement, broker).unwrap().start();
     Fixture { _dir: dir, groups }
 }

@@ -22,8 +22,25 @@ impl Client {
         partitions: i64,
         config: BTreeMap<String, ConfigValue>,
     ) -> Result<(), ClientError> {
-        let _: Empty =
-            self.request(op::CREATE_TOPIC, &CreateTopicRequest { topic: topic.into(), partitions, config }).await?;
+        self.create_replicated_topic(topic, partitions, None, config).await
+    }
+
+    /// [`Client::create_topic`] with `replication_factor` replicas of each
+    /// partition (`None`: the broker's default).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::create_topic`]; `INVALID_REPLICATION_FACTOR` for more
+    /// replicas than live brokers.
+    pub async fn create_replicated_topic(
+        &self,
+        topic: &str,
+        partitions: i64,
+        replication_factor: Option<i32>,
+        config: BTreeMap<String, ConfigValue>,
+    ) -> Result<(), ClientError> {
+        let request = CreateTopicRequest { topic: topic.into(), partitions, config, replication_factor };
+        let _: Empty = self.request(op::CREATE_TOPIC, &request).await?;
         Ok(())
     }
 

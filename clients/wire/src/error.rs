@@ -85,6 +85,7 @@ error_codes! {
     UNSUPPORTED_VERSION = 35, false, "The protocol version is not supported by this broker.";
     TOPIC_ALREADY_EXISTS = 36, false, "A topic with this name already exists.";
     INVALID_PARTITIONS = 37, false, "The partition count is not valid (at least 1, and only ever more).";
+    INVALID_REPLICATION_FACTOR = 38, false, "The replication factor is not valid: at least 1 and at most the live brokers (1 for a broker alone).";
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
     SECURITY_DISABLED = 54, false, "The request needs security the broker does not have turned on (ACLs while security.authorization is false).";

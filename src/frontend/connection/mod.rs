@@ -371,18 +371,10 @@ impl Connection {
         let broker = self.broker.clone();
         match request {
             Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
-            Request::CreateTopic(r) => {
-                let sent = broker.send(broker::CreateTopic {
-                    name: r.topic,
-                    partitions: r.partitions,
-                    config: settings_in(r.config),
-                });
-                self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
-            }
+            Request::CreateTopic(r) => self.create_topic(correlation_id, r, permit, ctx),
             Request::DeleteTopic(r) => {
                 self.topics.remove(&r.topic);
-                let sent = broker.send(broker::DeleteTopic { name: r.topic });
-                self.respond(correlation_id, permit, async move { flatten(sent.await).map(|()| Some(Empty {})) }, ctx);
+                self.delete_topic(correlation_id, r, permit, ctx);
             }
             Request::ListTopics => {
                 let sent = broker.send(broker::ListTopics);
@@ -465,7 +457,7 @@ fn partition_id(partition: i64, topic: &str) -> Result<u32, BrokerError> {
 }
 
 /// Topic settings from the wire, for the broker.
-fn settings_in(config: BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting> {
+pub(super) fn settings_in(config: BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting> {
     let value = |v| match v {
         ConfigValue::Int(n) => Setting::Int(n),
         ConfigValue::Str(s) => Setting::Str(s),

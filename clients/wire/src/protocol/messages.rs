@@ -80,6 +80,10 @@ pub struct CreateTopicRequest {
     pub partitions: i64,
     #[serde(default, deserialize_with = "nil_is_default")]
     pub config: BTreeMap<String, ConfigValue>,
+    /// Replicas per partition; nil for the broker's default (1 alone; in a
+    /// cluster `cluster.default_replication_factor`, at most the live brokers).
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone)]
