@@ -71,6 +71,27 @@ async fn topics_are_placed_led_failed_over_and_deleted_across_the_cluster() {
         assert_eq!(described.partitions.len(), 6);
     }
 
+    // Every broker tells where each partition is led, as ZooKeeper says.
+    for broker in brokers.iter().flatten() {
+        let client = broker.client().await;
+        let deadline = Instant::now() + TAKEOVER;
+        loop {
+            let m = client.metadata(Some(vec!["orders".into(), "nothing".into()])).await.unwrap();
+            assert_eq!(m.brokers.len(), 3);
+            assert_eq!(m.topics[1].error_code, 3, "{m:?}");
+            let agrees = m.topics[0].partitions.iter().zip(&view.partitions).all(|(got, want)| {
+                let (state, _) = want.state.as_ref().unwrap();
+                (got.leader, got.leader_epoch, &got.replicas, &got.isr)
+                    == (state.leader, state.leader_epoch, &want.replicas, &state.isr)
+            });
+            if agrees && m.topics[0].topic_id == view.topic_id {
+                break;
+            }
+            assert!(Instant::now() < deadline, "metadata disagrees with ZooKeeper: {m:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // Refusals: a taken name, more replicas than brokers.
     let err = two.create_topic("orders", 1, BTreeMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Some(36), "{err}");
@@ -97,6 +118,22 @@ async fn topics_are_placed_led_failed_over_and_deleted_across_the_cluster() {
         assert_ne!(state.leader, old.leader);
         assert_eq!(state.leader_epoch, was.leader_epoch + 1, "{state:?}");
     }
+    // Under-replicated partitions are plain to see.
+    let survivor = brokers.iter().flatten().next().unwrap();
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let (status, out) = herald_cli(&["topic", "describe", "orders", "-b", &survivor.addr().to_string()]);
+        assert_eq!(status, Some(0), "{out}");
+        if out.matches("under-replicated").count() == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = survivor.client().await.metadata(None).await.unwrap();
+    let orders = m.topics.iter().find(|t| t.topic == "orders").unwrap();
+    assert!(orders.partitions.iter().all(|p| p.offline_replicas == [old.leader]), "{orders:?}");
+
     // A partition of `narrow` on the dead broker goes offline, no other replica being in sync.
     let narrow_after = topic_until(&zk.address, "narrow", "narrow offline where it lived on the dead broker", |v| {
         v.as_ref().is_some_and(|t| {
@@ -125,5 +162,11 @@ async fn a_broker_alone_keeps_one_replica() {
     let client = herald::client::Client::connect(broker.addr(), "cluster-test").await.unwrap();
     let err = client.create_replicated_topic("t", 1, Some(2), BTreeMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Some(38), "{err}");
-    client.create_replicated_topic("t", 1, Some(1), BTreeMap::new()).await.unwrap();
+    client.create_replicated_topic("t", 2, Some(1), BTreeMap::new()).await.unwrap();
+    let m = client.metadata(None).await.unwrap();
+    assert_eq!((m.controller_id, m.brokers.len()), (0, 1));
+    assert_eq!(m.topics.len(), 1);
+    let leaders: Vec<(i32, Vec<i32>, Vec<i32>)> =
+        m.topics[0].partitions.iter().map(|p| (p.leader, p.replicas.clone(), p.isr.clone())).collect();
+    assert_eq!(leaders, [(0, vec![0], vec![0]), (0, vec![0], vec![0])]);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use herald::client::ErrorCode;
-use herald::protocol::{ConfigValue, TopicState};
+use herald::protocol::{ConfigValue, PartitionMetadata, TopicState};
 
 use super::output::{print_json, Table};
 use super::topic_ops::{self, AlterConfigArgs, TrimArgs};
@@ -25,6 +25,9 @@ pub enum TopicCommand {
         /// Succeed when the topic already exists (whatever its settings).
         #[arg(long)]
         if_not_exists: bool,
+        /// Replicas of each partition (a cluster's default when not given).
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i32>,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -95,9 +98,10 @@ pub fn parse_config(pairs: &[String], flag: &str) -> CliResult<BTreeMap<String, 
 
 pub async fn run(command: TopicCommand) -> CliResult {
     match command {
-        TopicCommand::Create { name, partitions, config, if_not_exists, broker } => {
+        TopicCommand::Create { name, partitions, config, if_not_exists, replication_factor, broker } => {
             let config = parse_config(&config, "--config")?;
-            match broker.connect().await?.create_topic(&name, partitions, config).await {
+            let client = broker.connect().await?;
+            match client.create_replicated_topic(&name, partitions, replication_factor, config).await {
                 Ok(()) => println!("created topic {name} with {}", plural(partitions, "partition")),
                 Err(err) if if_not_exists && err.code() == Some(ErrorCode::TOPIC_ALREADY_EXISTS.code()) => {
                     println!("topic {name} already exists")
@@ -135,7 +139,10 @@ pub async fn run(command: TopicCommand) -> CliResult {
             }
         }
         TopicCommand::Describe { name, json, broker } => {
-            let d = broker.connect().await?.describe_topic(&name).await?;
+            let client = broker.connect().await?;
+            let d = client.describe_topic(&name).await?;
+            let placed = placement(&client, &name).await?;
+            let place = |p: u32| placed.iter().find(|m| m.partition == p);
             if json {
                 print_json(&serde_json::json!({
                     "topic": d.topic,
@@ -147,6 +154,10 @@ pub async fn run(command: TopicCommand) -> CliResult {
                         "high_watermark": p.high_watermark,
                         "size_bytes": p.size_bytes,
                         "segments": p.segments,
+                        "leader": place(p.partition).map(|m| m.leader),
+                        "leader_epoch": place(p.partition).map(|m| m.leader_epoch),
+                        "replicas": place(p.partition).map(|m| m.replicas.clone()),
+                        "isr": place(p.partition).map(|m| m.isr.clone()),
                         "damaged": p.damaged.iter().map(|d| serde_json::json!({
                             "first_offset": d.first_offset,
                             "next_offset": d.next_offset,
@@ -166,8 +177,17 @@ pub async fn run(command: TopicCommand) -> CliResult {
                     "HIGH-WATERMARK",
                     "SIZE-BYTES",
                     "SEGMENTS",
+                    "LEADER",
+                    "REPLICAS",
+                    "ISR",
+                    "STATE",
                 ]);
+                let ids = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
                 for p in &d.partitions {
+                    let (leader, replicas, isr, state) = match place(p.partition) {
+                        Some(m) => (m.leader.to_string(), ids(&m.replicas), ids(&m.isr), replication_state(m)),
+                        None => ("-".into(), "-".into(), "-".into(), "-"),
+                    };
                     table.row(vec![
                         p.partition.to_string(),
                         p.log_start_offset.to_string(),
@@ -175,6 +195,10 @@ pub async fn run(command: TopicCommand) -> CliResult {
                         p.high_watermark.to_string(),
                         p.size_bytes.to_string(),
                         p.segments.to_string(),
+                        leader,
+                        replicas,
+                        isr,
+                        state.into(),
                     ]);
                 }
                 table.print();
@@ -207,4 +231,26 @@ pub async fn run(command: TopicCommand) -> CliResult {
         TopicCommand::Trim(args) => topic_ops::trim(args).await?,
     }
     Ok(())
+}
+
+/// Where each partition of `topic` is led (empty from a broker without the
+/// `metadata` request).
+async fn placement(client: &herald::client::Client, topic: &str) -> CliResult<Vec<PartitionMetadata>> {
+    match client.metadata(Some(vec![topic.to_string()])).await {
+        Ok(mut m) => Ok(m.topics.pop().map(|t| t.partitions).unwrap_or_default()),
+        Err(err) if err.code() == Some(ErrorCode::UNKNOWN_OPERATION.code()) => Ok(Vec::new()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `offline` without a leader, `under-replicated` with replicas out of
+/// sync, `ok` otherwise.
+fn replication_state(m: &PartitionMetadata) -> &'static str {
+    if m.leader < 0 {
+        "offline"
+    } else if m.isr.len() < m.replicas.len() {
+        "under-replicated"
+    } else {
+        "ok"
+    }
 }

@@ -13,7 +13,7 @@ mod node_topics;
 pub mod registry;
 pub mod topics;
 
-pub use node::{ClusterNode, DescribeCluster};
+pub use node::{ClusterNode, DescribeCluster, Metadata};
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 
 use actix::Addr;

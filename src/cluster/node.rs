@@ -404,3 +404,60 @@ impl Handler<DescribeCluster> for ClusterNode {
         })
     }
 }
+
+/// What `metadata` answers, for the topics named (all when `None`).
+#[derive(Message)]
+#[rtype(result = "herald_wire::protocol::MetadataResponse")]
+pub struct Metadata {
+    pub topics: Option<Vec<String>>,
+}
+
+impl Handler<Metadata> for ClusterNode {
+    type Result = MessageResult<Metadata>;
+
+    fn handle(&mut self, msg: Metadata, _: &mut Context<Self>) -> Self::Result {
+        use herald_wire::protocol::{MetadataResponse, PartitionMetadata, TopicMetadata};
+        let live: BTreeSet<i32> = self.brokers.iter().map(|b| b.id).collect();
+        let names: Vec<String> = msg.topics.unwrap_or_else(|| self.topics.keys().cloned().collect());
+        let topics = names
+            .into_iter()
+            .map(|name| match self.topics.get(&name) {
+                Some(view) => TopicMetadata {
+                    topic: name,
+                    topic_id: view.topic_id.clone(),
+                    error_code: 0,
+                    partitions: view
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(p, partition)| {
+                            let (leader, leader_epoch, isr) = match &partition.state {
+                                Some((s, _)) => (s.leader, s.leader_epoch, s.isr.clone()),
+                                None => (-1, -1, Vec::new()),
+                            };
+                            PartitionMetadata {
+                                partition: p as u32,
+                                leader,
+                                leader_epoch,
+                                replicas: partition.replicas.clone(),
+                                isr,
+                                offline_replicas: partition
+                                    .replicas
+                                    .iter()
+                                    .copied()
+                                    .filter(|r| !live.contains(r))
+                                    .collect(),
+                            }
+                        })
+                        .collect(),
+                },
+                None => TopicMetadata { topic: name, topic_id: String::new(), error_code: 3, partitions: Vec::new() },
+            })
+            .collect();
+        MessageResult(MetadataResponse {
+            brokers: self.brokers.clone(),
+            controller_id: self.controller.map_or(-1, |c| c.id),
+            topics,
+        })
+    }
+}

@@ -29,6 +29,16 @@ def test_a_single_broker_describes_itself_as_the_cluster(client, broker):
     assert [(b["id"], b["port"]) for b in described["brokers"]] == [(0, broker.port)]
 
 
+def test_a_single_broker_leads_every_partition(client):
+    assert error_code(client.create_topic, "led", 2, replication_factor=2) == 38
+    client.create_topic("led", 2, replication_factor=1)
+    answer = client.metadata(["led", "missing"])
+    led, missing = answer["topics"]
+    assert [(p["leader"], p["replicas"], p["isr"]) for p in led["partitions"]] == [(0, [0], [0])] * 2
+    assert missing["error_code"] == 3
+    assert [t["topic"] for t in client.metadata()["topics"]] == ["led"]
+
+
 def test_create_list_describe_delete_round_trip(client):
     assert client.list_topics() == []
     client.create_topic("beta", 1)

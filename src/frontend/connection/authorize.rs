@@ -31,7 +31,8 @@ impl Connection {
             | Request::Authenticate(_)
             | Request::ListTopics
             | Request::ListGroups
-            | Request::DescribeCluster => Ok(()),
+            | Request::DescribeCluster
+            | Request::Metadata(_) => Ok(()),
             // Creating topics may be allowed cluster-wide or per topic name.
             Request::CreateTopic(r) if !access.may(Op::Create, &Resource::cluster()) => topic(Op::Create, &r.topic),
             Request::CreateTopic(_) => Ok(()),

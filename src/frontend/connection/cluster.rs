@@ -9,8 +9,12 @@ use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::budget::Admission;
 use super::{flatten, settings_in, Connection};
-use crate::cluster::{CreateClusterTopic, DeleteClusterTopic, Membership};
-use crate::protocol::{CreateTopicRequest, Empty, TopicRequest};
+use crate::cluster::{CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
+use crate::protocol::{
+    BrokerInfo, CreateTopicRequest, Empty, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+    TopicRequest,
+};
+use crate::security::acl::{Operation, Resource};
 
 impl Connection {
     /// `describe_cluster`: the live brokers and the controller.
@@ -88,4 +92,86 @@ impl Connection {
         };
         self.respond(correlation_id, permit, async move { deleted.await.map(|()| Some(Empty {})) }, ctx);
     }
+}
+
+impl Connection {
+    /// `metadata`: where each partition is led; topics the principal may
+    /// not describe are left out of a listing of all, and answered with
+    /// `TOPIC_AUTHORIZATION_FAILED` when named.
+    pub(super) fn metadata(
+        &mut self,
+        correlation_id: u32,
+        r: MetadataRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        let access = self.access();
+        let membership = self.membership.clone();
+        let broker = self.broker.clone();
+        let named = r.topics.is_some();
+        let answer = async move {
+            let mut response = match &membership {
+                Membership::Cluster(node) => {
+                    node.send(Metadata { topics: r.topics }).await.map_err(BrokerError::from)?
+                }
+                Membership::Single(me) => single_metadata(me, &broker, r.topics).await?,
+            };
+            let may = |topic: &str| access.may(Operation::Describe, &Resource::topic(topic));
+            if named {
+                for t in &mut response.topics {
+                    if !may(&t.topic) {
+                        *t = TopicMetadata {
+                            topic: std::mem::take(&mut t.topic),
+                            topic_id: String::new(),
+                            error_code: ErrorCode::TOPIC_AUTHORIZATION_FAILED.code(),
+                            partitions: Vec::new(),
+                        };
+                    }
+                }
+            } else {
+                response.topics.retain(|t| may(&t.topic));
+            }
+            Ok(Some(response))
+        };
+        self.respond(correlation_id, permit, answer, ctx);
+    }
+}
+
+/// A broker alone: it leads every partition of its topics, the one replica.
+async fn single_metadata(
+    me: &BrokerInfo,
+    broker: &Addr<broker::Broker>,
+    topics: Option<Vec<String>>,
+) -> Result<MetadataResponse, BrokerError> {
+    let listed = broker.send(broker::ListTopics).await.map_err(BrokerError::from)?;
+    let local: std::collections::BTreeMap<String, broker::ListedTopic> =
+        listed.into_iter().filter(|t| t.damaged.is_none()).map(|t| (t.name.clone(), t)).collect();
+    let names = topics.unwrap_or_else(|| local.keys().cloned().collect());
+    let topics = names
+        .into_iter()
+        .map(|name| match local.get(&name) {
+            Some(t) => TopicMetadata {
+                topic: name,
+                topic_id: t.topic_id.clone().unwrap_or_default(),
+                error_code: 0,
+                partitions: (0..t.partitions)
+                    .map(|partition| PartitionMetadata {
+                        partition,
+                        leader: me.id,
+                        leader_epoch: 0,
+                        replicas: vec![me.id],
+                        isr: vec![me.id],
+                        offline_replicas: Vec::new(),
+                    })
+                    .collect(),
+            },
+            None => TopicMetadata {
+                topic: name,
+                topic_id: String::new(),
+                error_code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                partitions: Vec::new(),
+            },
+        })
+        .collect();
+    Ok(MetadataResponse { brokers: vec![me.clone()], controller_id: me.id, topics })
 }

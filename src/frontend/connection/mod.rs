@@ -432,6 +432,7 @@ impl Connection {
                 self.users_op(correlation_id, request, permit, ctx)
             }
             Request::DescribeCluster => self.describe_cluster(correlation_id, permit, ctx),
+            Request::Metadata(r) => self.metadata(correlation_id, r, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -61,17 +61,22 @@ class Client(AclAdmin, UserAdmin):
     # -- administration ----------------------------------------------------
 
     def create_topic(self, topic: str, partitions: int,
-                     config: Optional[Mapping[str, Union[str, int]]] = None) -> None:
+                     config: Optional[Mapping[str, Union[str, int]]] = None,
+                     replication_factor: Optional[int] = None) -> None:
         """Creates ``topic`` with ``partitions`` partitions and optional settings.
 
         ``config`` maps setting names (``retention_ms``,
-        ``message_timestamp_type``, ...) to str or int values.
+        ``message_timestamp_type``, ...) to str or int values;
+        ``replication_factor`` is the replicas of each partition (None: the
+        broker's default).
 
         Raises:
             HeraldError: INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
-                TOPIC_ALREADY_EXISTS or INVALID_CONFIG.
+                TOPIC_ALREADY_EXISTS, INVALID_CONFIG or INVALID_REPLICATION_FACTOR.
         """
         fields: Dict[str, Any] = {"topic": topic, "partitions": partitions}
+        if replication_factor is not None:
+            fields["replication_factor"] = replication_factor
         if config is not None:
             fields["config"] = dict(config)
         self._call("create_topic", fields)
@@ -98,6 +103,16 @@ class Client(AclAdmin, UserAdmin):
         """
         described: Dict[str, Any] = self._call("describe_cluster", {})
         return described
+
+    def metadata(self, topics: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Returns where each partition of ``topics`` (every topic when None) is led.
+
+        ``{"brokers", "controller_id", "topics": [{"topic", "topic_id",
+        "error_code", "partitions": [{"partition", "leader", "leader_epoch",
+        "replicas", "isr", "offline_replicas"}]}]}`` (protocol.md, ``metadata``).
+        """
+        answer: Dict[str, Any] = self._call("metadata", {"topics": topics})
+        return answer
 
     def describe_topic(self, topic: str) -> Dict[str, Any]:
         """Returns ``{"topic", "topic_id", "config", "partitions"}`` for ``topic``.

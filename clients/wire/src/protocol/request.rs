@@ -128,6 +128,7 @@ operations! {
     DeleteUser(DeleteUserRequest) = DELETE_USER "delete_user", versions 1..=1;
     ListUsers = LIST_USERS "list_users", versions 1..=1;
     DescribeCluster = DESCRIBE_CLUSTER "describe_cluster", versions 1..=1;
+    Metadata(MetadataRequest) = METADATA "metadata", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
