@@ -27,6 +27,9 @@ pub enum Operation {
     Describe,
     /// Calling a custom operation (`x.<extension>.<name>`).
     Call,
+    /// What brokers do to each other in a cluster (a follower's fetch from
+    /// its leader), as Kafka's ClusterAction.
+    ClusterAction,
 }
 
 /// The kinds of resource an entry names.
@@ -136,7 +139,8 @@ words!(
     Delete = "delete",
     Alter = "alter",
     Describe = "describe",
-    Call = "call"
+    Call = "call",
+    ClusterAction = "cluster_action"
 );
 words!(ResourceType, "resource type", Topic = "topic", Group = "group", Cluster = "cluster", Operation = "operation");
 words!(PatternType, "pattern type", Literal = "literal", Prefixed = "prefixed");
@@ -150,7 +154,7 @@ impl ResourceType {
         match self {
             ResourceType::Topic => &[All, Read, Write, Create, Delete, Alter, Describe],
             ResourceType::Group => &[All, Read, Delete, Describe],
-            ResourceType::Cluster => &[All, Create, Alter, Describe],
+            ResourceType::Cluster => &[All, Create, Alter, Describe, ClusterAction],
             ResourceType::Operation => &[All, Call],
         }
     }

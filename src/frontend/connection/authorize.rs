@@ -73,6 +73,7 @@ impl Connection {
             | Request::CreateUser(_)
             | Request::DeleteUser(_) => cluster(Op::Alter),
             Request::ListAcls(_) | Request::DescribeQuotas | Request::ListUsers => cluster(Op::Describe),
+            Request::ReplicaFetch(_) | Request::EpochEnd(_) => cluster(Op::ClusterAction),
             Request::Custom(call) => access.check(Op::Call, &Resource::custom_operation(call.op.clone())),
         }
     }

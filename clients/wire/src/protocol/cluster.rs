@@ -75,3 +75,82 @@ pub struct PartitionMetadata {
     /// Replicas on brokers that are not alive.
     pub offline_replicas: Vec<i32>,
 }
+
+/// A follower broker's fetch from the leader of the partitions it follows
+/// (Kafka's Fetch with a replica id). Broker to broker.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct ReplicaFetchRequest {
+    /// The fetching broker's id.
+    pub replica_id: i32,
+    /// The longest the leader holds the request when no partition has data
+    /// past its offset.
+    pub max_wait_ms: u64,
+    /// The most bytes of batches returned per partition.
+    pub max_bytes: u32,
+    pub partitions: Vec<ReplicaFetchPartition>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    /// The follower's log end: it has every record below it.
+    pub fetch_offset: i64,
+    /// The leader epoch the follower follows.
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct ReplicaFetchResponse {
+    pub partitions: Vec<ReplicaFetched>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaFetched {
+    pub topic: String,
+    pub partition: u32,
+    /// 0, or why this partition was not served (6 not the leader, 74 the
+    /// follower's epoch is older, 75 newer, 3 unknown).
+    pub error_code: i16,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub leader_epoch: i32,
+    /// The leader epoch starts `[epoch, start_offset]` covering `records`.
+    pub epochs: Vec<(i32, i64)>,
+    /// Whole stored batches from `fetch_offset`, as stored.
+    pub records: bytes::Bytes,
+}
+
+/// Kafka's OffsetsForLeaderEpoch: where each epoch a follower knows ended
+/// in the leader's log. Broker to broker.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct EpochEndRequest {
+    pub partitions: Vec<EpochEndPartition>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct EpochEndPartition {
+    pub topic: String,
+    pub partition: u32,
+    /// The latest leader epoch in the follower's own log.
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default)]
+pub struct EpochEndResponse {
+    pub partitions: Vec<EpochEnd>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub topic: String,
+    pub partition: u32,
+    pub error_code: i16,
+    /// The largest epoch at or below the one asked that the leader knows,
+    /// and the offset where it ended in the leader's log (its log end for
+    /// the current epoch); -1 and -1 when the leader knows none.
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}

@@ -129,6 +129,8 @@ operations! {
     ListUsers = LIST_USERS "list_users", versions 1..=1;
     DescribeCluster = DESCRIBE_CLUSTER "describe_cluster", versions 1..=1;
     Metadata(MetadataRequest) = METADATA "metadata", versions 1..=1;
+    ReplicaFetch(ReplicaFetchRequest) = REPLICA_FETCH "replica_fetch", versions 1..=1;
+    EpochEnd(EpochEndRequest) = EPOCH_END "leader_epoch_end_offset", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
