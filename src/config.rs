@@ -588,6 +588,7 @@ impl Settings {
                 flush_interval_ms: self.storage.flush_interval_ms,
                 retention_check_interval_ms: self.storage.retention_check_interval_ms,
                 scrub: ScrubBudget::new(self.storage.scrub_bytes_per_second),
+                replica_lag_time_max_ms: herald_actors::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             },
             group_commit: self.storage.group_commit,
             arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },

@@ -227,7 +227,7 @@ pub fn send_batch(
 ) -> Result<impl std::future::Future<Output = PartitionAppend>, BrokerError> {
     let ProduceBatch { partition, record_count, batch } = msg;
     let (partition, addr) = route.batch_partition(partition)?;
-    let request = addr.send(partition::Append { batch, checked: true });
+    let request = addr.send(partition::Append { batch, checked: true, acks: 1, timeout_ms: 0 });
     Ok(async move {
         let result = request.await.unwrap_or_else(|e| Err(e.into()));
         PartitionAppend { partition, record_count, result }
@@ -249,7 +249,8 @@ pub fn send_routed(routed: Vec<Routed>) -> impl std::future::Future<Output = Vec
     let appends: Vec<_> = routed
         .into_iter()
         .map(|Routed { partition, addr, record_count, batch }| {
-            let request = batch.map(|batch| addr.send(partition::Append { batch, checked: true }));
+            let request =
+                batch.map(|batch| addr.send(partition::Append { batch, checked: true, acks: 1, timeout_ms: 0 }));
             async move {
                 let result = match request {
                     Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),

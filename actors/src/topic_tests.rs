@@ -21,6 +21,7 @@ fn start_with(dir: &Path, config: TopicConfig) -> Addr<Topic> {
             flush_interval_ms: 10,
             retention_check_interval_ms: 60_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
+            replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         },
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,

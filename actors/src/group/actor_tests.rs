@@ -35,6 +35,7 @@ async fn fixture(partitions: i64) -> Fixture {
             flush_interval_ms: 1000,
             retention_check_interval_ms: 300_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
+            replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         },
         group_commit: true,
         arbiters: 1,

@@ -17,6 +17,7 @@ fn settings() -> PartitionSettings {
         flush_interval_ms: 10,
         retention_check_interval_ms: 60_000,
         scrub: ScrubBudget::new(0),
+        replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
     }
 }
 
@@ -34,7 +35,7 @@ fn start(dir: &Path, writer: &SyncWriter, config: TopicConfig) -> Addr<Partition
 async fn append_one(addr: &Addr<Partition>, n: i64) -> i64 {
     let record = Record { value: Some(Bytes::from(vec![b'v'; 300])), timestamp: 1000 + n, ..Record::default() };
     let batch = batch::encode(&[record]).unwrap();
-    addr.send(Append { batch, checked: true }).await.unwrap().unwrap().base_offset
+    addr.send(Append { batch, checked: true, acks: 1, timeout_ms: 0 }).await.unwrap().unwrap().base_offset
 }
 
 async fn delete_records(addr: &Addr<Partition>, offset: i64) -> Result<i64, BrokerError> {
@@ -171,6 +172,9 @@ async fn changed_settings_apply_to_the_next_append() {
     append_one(&addr, 0).await;
     addr.send(SetConfig(TopicConfig { max_message_bytes: 100, ..TopicConfig::default() })).await.unwrap();
     let record = Record { value: Some(Bytes::from(vec![b'v'; 300])), ..Record::default() };
-    let refused = addr.send(Append { batch: batch::encode(&[record]).unwrap(), checked: true }).await.unwrap();
+    let refused = addr
+        .send(Append { batch: batch::encode(&[record]).unwrap(), checked: true, acks: 1, timeout_ms: 0 })
+        .await
+        .unwrap();
     assert_eq!(refused.unwrap_err().code, ErrorCode::MESSAGE_TOO_LARGE);
 }

@@ -67,6 +67,8 @@ use crate::fs::{FileRef, FileSystem};
 #[path = "log_start.rs"]
 mod log_start;
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
+#[path = "log_truncate.rs"]
+mod truncate;
 
 /// Leftover temporary files with this suffix are removed on open.
 const TEMP_SUFFIX: &str = ".tmp";

@@ -39,11 +39,14 @@
 
 mod admin;
 mod damage;
+mod epoch_cache;
 mod failures;
 pub mod file_cache;
 mod index;
 pub mod log;
 mod reads;
+pub mod replica;
+mod replica_fetch;
 mod scan;
 pub mod scrub;
 mod segment;
@@ -65,6 +68,10 @@ use crate::writer::SyncWriter;
 pub use admin::{DeleteRecords, SetConfig, TO_HIGH_WATERMARK};
 use log::Log;
 pub use reads::{Describe, Fetch, FetchResult, ListOffsets, PartitionState};
+pub use replica::{
+    AppendAsFollower, BecomeFollower, BecomeLeader, IsrProposal, IsrUpdated, LeaderEpochEndOffset, ReplicaFetch,
+    ReplicaFetched, RoleInfo, TruncateTo, DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+};
 use scrub::ScrubBudget;
 
 /// How often a partition runs a step of the background scrub.
@@ -101,6 +108,8 @@ pub struct PartitionSettings {
     pub retention_check_interval_ms: u64,
     /// The background scrub's allowance, shared by every partition.
     pub scrub: ScrubBudget,
+    /// A leader removes from the ISR a follower not caught up for this long.
+    pub replica_lag_time_max_ms: u64,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -139,6 +148,8 @@ pub struct Partition {
     stats: Arc<crate::stats::TopicStats>,
     /// The wait before the next try to open the log.
     open_retry: Duration,
+    /// Role, leader epoch, ISR, waiting acks=-1 appends (`replica.rs`).
+    replica: replica::ReplicaState,
 }
 
 struct Waiter {
@@ -160,6 +171,7 @@ impl Partition {
         clean_shutdown: bool,
     ) -> Self {
         let stats = crate::stats::topic(&topic);
+        let replica = replica::ReplicaState::new(settings.replica_lag_time_max_ms);
         Partition {
             topic,
             partition,
@@ -180,6 +192,7 @@ impl Partition {
             open_failure: None,
             open_retry: OPEN_RETRY_MIN,
             stats,
+            replica,
         }
     }
 
@@ -194,7 +207,7 @@ impl Partition {
                 if self.open_failure.take().is_some() {
                     tracing::info!(topic = %self.topic, partition = self.partition, "opened the log after failing to");
                 }
-                self.high_watermark = log.log_end_offset();
+                self.high_watermark = self.replica_opened(log.log_end_offset(), log.file_system());
                 self.log = Some(log);
                 self.open_retry = OPEN_RETRY_MIN;
             }
@@ -248,7 +261,10 @@ impl Partition {
     }
 
     /// Moves the high watermark and answers every long poll it satisfies.
+    /// `offset` is the durable log end; a replica's HW is bounded by its
+    /// followers or leader (`replica.rs`).
     fn advance_high_watermark(&mut self, offset: i64) {
+        let Some(offset) = self.replica_high_watermark(offset) else { return };
         if offset <= self.high_watermark {
             return;
         }
@@ -274,6 +290,7 @@ impl Partition {
                 }
             }
         }
+        self.answer_ack_waiters();
     }
 
     fn answer_waiter(&mut self, id: u64) {
@@ -362,6 +379,7 @@ impl Supervised for Partition {
         tracing::warn!(topic = %self.topic, partition = self.partition, "partition restarting; reopening its log");
         self.log = None;
         self.latest_waiters.clear();
+        self.replica_restarting();
         let waiters = std::mem::take(&mut self.waiters);
         for (_, waiter) in waiters {
             let _ = waiter.reply.send(Err(BrokerError::unavailable("the partition")));
@@ -378,6 +396,11 @@ pub struct Append {
     /// built it, or [`batch::check_produced`] passed it): the log reads its
     /// header only, without a second pass over its records and checksum.
     pub checked: bool,
+    /// 0, 1 or -1 (all): with -1 a leader answers once every in-sync
+    /// replica has the batch (`replica.rs`); elsewhere as 1.
+    pub acks: i8,
+    /// How long an acks=-1 append waits for the replicas (`REQUEST_TIMED_OUT`).
+    pub timeout_ms: u64,
 }
 
 /// Where an appended batch landed.
@@ -391,6 +414,23 @@ impl Handler<Append> for Partition {
     type Result = ResponseActFuture<Self, Result<Appended, BrokerError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+        let (acks, timeout_ms) = (msg.acks, msg.timeout_ms);
+        if let Err(err) = self.check_append_role(acks) {
+            return fail(err);
+        }
+        let local = self.append_local(msg, ctx);
+        self.wake_replica_fetches();
+        self.replica_acks(local, acks, timeout_ms)
+    }
+}
+
+impl Partition {
+    /// Appends to the local log; answered once durable per the flush policy.
+    fn append_local(
+        &mut self,
+        msg: Append,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Appended, BrokerError>> {
         let mut batch = msg.batch;
         if let Err(err) = self.check_fsync_health() {
             return fail(err);
@@ -513,6 +553,8 @@ mod fault_sweep_tests;
 mod power_loss_tests;
 #[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod storage_fault_tests;
 #[cfg(test)]

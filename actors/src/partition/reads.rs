@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::log::{Damage, Log};
+use super::replica::RoleInfo;
 use super::{Partition, Waiter};
 use crate::error::{BrokerError, ErrorCode};
 
@@ -34,6 +35,9 @@ impl Handler<Fetch> for Partition {
     type Result = ResponseFuture<Result<FetchResult, BrokerError>>;
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(err) = self.check_serves_clients() {
+            return Box::pin(futures::future::ready(Err(err)));
+        }
         let now = self.read(msg.offset, msg.max_bytes);
         let ready = match &now {
             Ok(result) => result.records.len() >= msg.min_bytes || msg.max_wait_ms == 0,
@@ -65,6 +69,9 @@ impl Handler<ListOffsets> for Partition {
     type Result = ResponseFuture<Result<i64, BrokerError>>;
 
     fn handle(&mut self, msg: ListOffsets, _: &mut Context<Self>) -> Self::Result {
+        if let Err(err) = self.check_serves_clients() {
+            return Box::pin(futures::future::ready(Err(err)));
+        }
         let high_watermark = self.high_watermark;
         let answer = (|| {
             let log = self.log_mut()?;
@@ -109,12 +116,17 @@ pub struct PartitionState {
     pub segments: u64,
     /// Damaged ranges found so far (on open, by reads, by the scrub).
     pub damaged: Vec<Damage>,
+    /// Its role in the cluster (with the ISR when leader) and its leader
+    /// epoch (-1 for a broker alone).
+    pub role: RoleInfo,
+    pub leader_epoch: i32,
 }
 
 impl Handler<Describe> for Partition {
     type Result = Result<PartitionState, BrokerError>;
 
     fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let (role, leader_epoch) = self.role_info();
         let log = self.log()?;
         Ok(PartitionState {
             partition: self.partition,
@@ -124,6 +136,8 @@ impl Handler<Describe> for Partition {
             size_bytes: log.size_bytes(),
             segments: log.segment_count() as u64,
             damaged: log.damaged(),
+            role,
+            leader_epoch,
         })
     }
 }

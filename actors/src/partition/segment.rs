@@ -463,6 +463,8 @@ fn report(path: &Path, span: &Damage, what: &str) {
 mod read;
 #[path = "segment_recovery.rs"]
 mod recovery;
+#[path = "segment_truncate.rs"]
+mod truncate;
 
 pub(crate) use recovery::Recovery;
 

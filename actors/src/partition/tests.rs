@@ -19,6 +19,7 @@ fn settings() -> PartitionSettings {
         flush_interval_ms: 10,
         retention_check_interval_ms: 60_000,
         scrub: ScrubBudget::new(0),
+        replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
     }
 }
 
@@ -48,7 +49,7 @@ fn batch_of(values: &[&str], ts: i64) -> BytesMut {
 }
 
 async fn append(addr: &Addr<Partition>, values: &[&str], ts: i64) -> Appended {
-    addr.send(Append { checked: false, batch: batch_of(values, ts) })
+    addr.send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(values, ts) })
         .await
         .expect("the partition is running")
         .expect("appended")
@@ -186,7 +187,7 @@ async fn list_offsets_by_earliest_latest_and_timestamp() {
 
     // "Latest" asked right behind an append includes it, although the append
     // is still waiting for its fsync when the question arrives.
-    let appending = addr.send(Append { checked: false, batch: batch_of(&["g"], 3000) });
+    let appending = addr.send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["g"], 3000) });
     let latest = addr.send(ListOffsets { timestamp: -1 });
     assert_eq!(latest.await.unwrap(), Ok(7));
     assert_eq!(appending.await.unwrap().unwrap().base_offset, 6);
@@ -247,7 +248,11 @@ async fn a_failed_write_is_refused_and_the_partition_serves_on_and_writes_again_
     let kept = dir.path().join("kept");
     std::fs::rename(&log_dir, &kept).unwrap();
     for attempt in 0..2 {
-        let failed = addr.send(Append { checked: false, batch: batch_of(&[&big], 1001) }).await.unwrap().unwrap_err();
+        let failed = addr
+            .send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&[&big], 1001) })
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(failed.code, ErrorCode::KAFKA_STORAGE_ERROR, "attempt {attempt}");
         assert!(failed.message.contains("No such file or directory"), "the OS reason: {}", failed.message);
     }
@@ -273,7 +278,8 @@ async fn a_closed_partition_answers_its_long_polls_with_unknown_partition() {
     addr.send(Close).await.unwrap();
     let answer = tokio::time::timeout(PATIENCE, waiting).await.expect("answered at the close").unwrap();
     assert_eq!(answer.unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
-    let after = addr.send(Append { checked: false, batch: batch_of(&["late"], 0) }).await.unwrap();
+    let after =
+        addr.send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["late"], 0) }).await.unwrap();
     assert_eq!(after.unwrap_err().code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "the supervisor restarted it closed");
 }
 
@@ -285,7 +291,11 @@ async fn after_a_shutdown_requests_are_refused_as_shutting_down() {
     append(&addr, &["kept"], 1000).await;
     addr.send(Shutdown).await.unwrap().unwrap();
 
-    let refused = addr.send(Append { checked: false, batch: batch_of(&["late"], 0) }).await.unwrap().unwrap_err();
+    let refused = addr
+        .send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["late"], 0) })
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(refused.code, ErrorCode::BROKER_SHUTTING_DOWN);
     assert_eq!(fetch(&addr, fetch_at(0)).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
     assert_eq!(list_offsets(&addr, -1).await.unwrap_err().code, ErrorCode::BROKER_SHUTTING_DOWN);
@@ -315,8 +325,11 @@ async fn with_every_flush_policy_a_failed_fsync_refuses_every_later_append() {
 
         fail_an_fsync(&writer).await;
         for attempt in 0..2 {
-            let refused =
-                addr.send(Append { checked: false, batch: batch_of(&["after"], 1001) }).await.unwrap().unwrap_err();
+            let refused = addr
+                .send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["after"], 1001) })
+                .await
+                .unwrap()
+                .unwrap_err();
             assert_eq!(refused.code, ErrorCode::KAFKA_STORAGE_ERROR, "{flush:?}, attempt {attempt}");
             assert!(refused.message.contains("fsync"), "{flush:?}: {}", refused.message);
         }
@@ -338,7 +351,11 @@ async fn a_log_that_fails_to_open_is_opened_again_later() {
     std::fs::write(&dir, b"in the way").unwrap();
     let writer = SyncWriter::start("test").unwrap();
     let addr = start(&dir, &writer);
-    let refused = addr.send(Append { checked: false, batch: batch_of(&["a"], 1) }).await.unwrap().unwrap_err();
+    let refused = addr
+        .send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["a"], 1) })
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(refused.code, ErrorCode::LEADER_NOT_AVAILABLE, "{refused:?}");
     assert!(refused.message.contains("retries"), "{refused:?}");
     let refused = fetch(&addr, fetch_at(0)).await.unwrap_err();
@@ -348,7 +365,7 @@ async fn a_log_that_fails_to_open_is_opened_again_later() {
     std::fs::remove_file(&dir).unwrap();
     let deadline = Instant::now() + PATIENCE;
     let appended = loop {
-        match addr.send(Append { checked: false, batch: batch_of(&["a"], 1) }).await.unwrap() {
+        match addr.send(Append { checked: false, acks: 1, timeout_ms: 0, batch: batch_of(&["a"], 1) }).await.unwrap() {
             Ok(appended) => break appended,
             Err(err) => {
                 assert_eq!(err.code, ErrorCode::LEADER_NOT_AVAILABLE, "{err:?}");

@@ -65,11 +65,14 @@ error_codes! {
     CORRUPT_MESSAGE = 2, false, "A record batch failed its checksum or structure check; for a fetch, the offset is in a damaged range of the log, named by first_damaged_offset and next_valid_offset (fetch from next_valid_offset to skip it).";
     UNKNOWN_TOPIC_OR_PARTITION = 3, true, "The topic or partition does not exist.";
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
+    NOT_LEADER_OR_FOLLOWER = 6, true, "This broker does not lead the partition (it follows it, or no longer holds it): refresh the metadata and send to the leader.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
     MESSAGE_TOO_LARGE = 10, false, "A record batch is larger than the topic's max_message_bytes.";
     OFFSET_METADATA_TOO_LARGE = 12, false, "The metadata of a committed offset is over 4096 bytes.";
     COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
     INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is not valid: 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'.";
+    NOT_ENOUGH_REPLICAS = 19, true, "An acks=all produce was refused before appending: the partition has fewer in-sync replicas than its min_insync_replicas.";
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20, true, "An acks=all produce was appended and replicated to every in-sync replica, but the in-sync replicas were then fewer than min_insync_replicas.";
     INVALID_REQUIRED_ACKS = 21, false, "acks must be 0, 1 or -1 (all).";
     ILLEGAL_GENERATION = 22, false, "The generation id is not valid for this request: newer than any the member was given, or older than the one the request needs.";
     INVALID_GROUP_ID = 24, false, "The group id is not valid: 1-255 bytes.";
@@ -93,6 +96,8 @@ error_codes! {
     SASL_AUTHENTICATION_FAILED = 58, false, "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
     GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
+    FENCED_LEADER_EPOCH = 74, true, "The request carries a leader epoch older than the partition's: the sender's view is stale; refresh the metadata.";
+    UNKNOWN_LEADER_EPOCH = 75, true, "The request carries a leader epoch newer than the partition knows: this broker has not heard of it yet; retry.";
     MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";
     FENCED_INSTANCE_ID = 82, false, "Another member joined with this group_instance_id; this member id is fenced.";
     RESOURCE_NOT_FOUND = 91, false, "The named resource does not exist (a SCRAM user to delete).";
