@@ -65,6 +65,7 @@ pub struct ClusterSettings {
     pub rack: String,
     pub zookeeper_session_timeout_ms: u64,
     pub default_replication_factor: u32,
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl ClusterSettings {
@@ -517,6 +518,9 @@ impl Settings {
                 "cluster.zookeeper needs cluster.broker_id: a whole number from 0, unique in the cluster".into(),
             ));
         }
+        if c.replica_lag_time_max_ms == 0 {
+            return Err(SettingsError::Contradiction("cluster.replica_lag_time_max_ms must be at least 1".into()));
+        }
         if c.default_replication_factor == 0 {
             return Err(SettingsError::Contradiction("cluster.default_replication_factor must be at least 1".into()));
         }
@@ -588,7 +592,8 @@ impl Settings {
                 flush_interval_ms: self.storage.flush_interval_ms,
                 retention_check_interval_ms: self.storage.retention_check_interval_ms,
                 scrub: ScrubBudget::new(self.storage.scrub_bytes_per_second),
-                replica_lag_time_max_ms: herald_actors::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+                replica_lag_time_max_ms: self.cluster.replica_lag_time_max_ms,
+                replicated: self.cluster.enabled(),
             },
             group_commit: self.storage.group_commit,
             arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },

@@ -50,6 +50,7 @@ async fn create_list_describe_delete_round_trip() {
         [
             "max_message_bytes",
             "message_timestamp_type",
+            "min_insync_replicas",
             "retention_bytes",
             "retention_ms",
             "segment_max_bytes",

@@ -224,10 +224,11 @@ pub struct PartitionAppend {
 pub fn send_batch(
     route: &Route,
     msg: ProduceBatch,
+    acks: Acks,
 ) -> Result<impl std::future::Future<Output = PartitionAppend>, BrokerError> {
     let ProduceBatch { partition, record_count, batch } = msg;
     let (partition, addr) = route.batch_partition(partition)?;
-    let request = addr.send(partition::Append { batch, checked: true, acks: 1, timeout_ms: 0 });
+    let request = addr.send(partition::Append { batch, checked: true, acks: acks.acks, timeout_ms: acks.timeout_ms });
     Ok(async move {
         let result = request.await.unwrap_or_else(|e| Err(e.into()));
         PartitionAppend { partition, record_count, result }
@@ -238,19 +239,39 @@ impl Handler<Produce> for Topic {
     type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
 
     fn handle(&mut self, msg: Produce, _: &mut Context<Self>) -> Self::Result {
-        let sent = self.route.route(msg.partition, msg.records).map(send_routed);
+        let sent = self.route.route(msg.partition, msg.records).map(|routed| send_routed(routed, Acks::LEADER));
         Box::pin(async move { Ok(sent?.await) })
+    }
+}
+
+/// What a produce waits for: `acks` (0, 1 or -1: every in-sync replica),
+/// and for -1 at most `timeout_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acks {
+    pub acks: i8,
+    pub timeout_ms: u64,
+}
+
+impl Acks {
+    /// The leader's own append.
+    pub const LEADER: Acks = Acks { acks: 1, timeout_ms: 0 };
+
+    /// `acks` from the wire (checked to be 0, 1 or -1 before), with Kafka's
+    /// default request timeout for -1.
+    pub fn from_wire(acks: i64) -> Acks {
+        Acks { acks: acks.clamp(-1, 1) as i8, timeout_ms: 30_000 }
     }
 }
 
 /// Sends each partition its batch, here and in order (offsets are assigned
 /// in mailbox order); the future gathers the outcomes.
-pub fn send_routed(routed: Vec<Routed>) -> impl std::future::Future<Output = Vec<PartitionAppend>> {
+pub fn send_routed(routed: Vec<Routed>, acks: Acks) -> impl std::future::Future<Output = Vec<PartitionAppend>> {
     let appends: Vec<_> = routed
         .into_iter()
         .map(|Routed { partition, addr, record_count, batch }| {
-            let request =
-                batch.map(|batch| addr.send(partition::Append { batch, checked: true, acks: 1, timeout_ms: 0 }));
+            let request = batch.map(|batch| {
+                addr.send(partition::Append { batch, checked: true, acks: acks.acks, timeout_ms: acks.timeout_ms })
+            });
             async move {
                 let result = match request {
                     Ok(request) => request.await.unwrap_or_else(|e| Err(e.into())),
@@ -281,7 +302,7 @@ impl Handler<ProduceBatch> for Topic {
     type Result = ResponseFuture<Result<Vec<PartitionAppend>, BrokerError>>;
 
     fn handle(&mut self, msg: ProduceBatch, _: &mut Context<Self>) -> Self::Result {
-        let sent = send_batch(&self.route, msg);
+        let sent = send_batch(&self.route, msg, Acks::LEADER);
         Box::pin(async move { Ok(vec![sent?.await]) })
     }
 }

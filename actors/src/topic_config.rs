@@ -57,6 +57,13 @@ pub struct TopicConfig {
     pub message_timestamp_type: TimestampType,
     /// Bytes of log between two sparse index entries.
     pub index_interval_bytes: u32,
+    /// In a cluster, the fewest in-sync replicas an acks=all produce needs.
+    #[serde(default = "one")]
+    pub min_insync_replicas: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for TopicConfig {
@@ -69,6 +76,7 @@ impl Default for TopicConfig {
             max_message_bytes: 8 << 20,
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -81,6 +89,7 @@ pub const TOPIC_KEYS: &[&str] = &[
     "retention_bytes",
     "max_message_bytes",
     "message_timestamp_type",
+    "min_insync_replicas",
 ];
 
 fn invalid(message: String) -> BrokerError {
@@ -136,6 +145,9 @@ impl TopicConfig {
                 "retention_ms" => config.retention_ms = limit(key, value)?,
                 "retention_bytes" => config.retention_bytes = limit(key, value)?,
                 "max_message_bytes" => config.max_message_bytes = int(key, value, 1)? as u64,
+                "min_insync_replicas" => {
+                    config.min_insync_replicas = int(key, value, 1)?.min(i64::from(u32::MAX)) as u32
+                }
                 "message_timestamp_type" => {
                     let ConfigValue::Str(name) = value else {
                         return Err(invalid(format!(
@@ -228,6 +240,7 @@ impl TopicConfig {
             ("retention_bytes".into(), ConfigValue::Int(self.retention_bytes)),
             ("max_message_bytes".into(), ConfigValue::Int(self.max_message_bytes as i64)),
             ("message_timestamp_type".into(), ConfigValue::Str(ts.into())),
+            ("min_insync_replicas".into(), ConfigValue::Int(i64::from(self.min_insync_replicas))),
         ])
     }
 

@@ -22,6 +22,7 @@ fn start_with(dir: &Path, config: TopicConfig) -> Addr<Topic> {
             retention_check_interval_ms: 60_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
             replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            replicated: false,
         },
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,
@@ -80,7 +81,7 @@ async fn the_route_spreads_keyless_requests_follows_added_partitions_and_closes_
     let keyless = || vec![Record { value: Some(Bytes::from_static(b"v")), timestamp: 1, ..Record::default() }];
     let mut partitions = Vec::new();
     for _ in 0..4 {
-        let appended = send_routed(route.route(None, keyless()).unwrap()).await;
+        let appended = send_routed(route.route(None, keyless()).unwrap(), Acks::LEADER).await;
         partitions.push(appended[0].partition);
     }
     assert_eq!(partitions, [0, 1, 0, 1], "one round robin across requests");
@@ -88,7 +89,7 @@ async fn the_route_spreads_keyless_requests_follows_added_partitions_and_closes_
 
     topic.send(AddPartitions { total: 3 }).await.unwrap().unwrap();
     let batch = ProduceBatch { partition: Some(2), record_count: 1, batch: crate::batch::encode(&keyless()).unwrap() };
-    let appended = send_batch(&route, batch).unwrap().await;
+    let appended = send_batch(&route, batch, Acks::LEADER).unwrap().await;
     assert_eq!(appended.result.map(|a| a.base_offset), Ok(0), "the added partition is on the route");
 
     assert!(!route.is_closed());
@@ -111,6 +112,6 @@ async fn records_whose_bytes_alone_pass_max_message_bytes_are_refused_before_enc
     // Under the bound by its bytes, the batch is encoded; the partition
     // judges its framed size.
     assert!(route.route(Some(0), vec![record(900)]).unwrap()[0].batch.is_ok());
-    let appended = send_routed(route.route(Some(0), vec![record(990)]).unwrap()).await;
+    let appended = send_routed(route.route(Some(0), vec![record(990)]).unwrap(), Acks::LEADER).await;
     assert_eq!(appended[0].result.as_ref().map(drop).unwrap_err().code, ErrorCode::MESSAGE_TOO_LARGE);
 }

@@ -6,9 +6,11 @@
 
 pub mod control;
 pub mod controller;
+mod fetcher;
 pub mod metadata;
 pub mod node;
 mod node_control;
+mod node_roles;
 mod node_topics;
 pub mod registry;
 pub mod topics;

@@ -10,7 +10,7 @@
 //! opens a new session, registers again and runs again: the broker rejoins
 //! the cluster by itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,8 +20,10 @@ use tokio::sync::oneshot;
 use zookeeper_client as zk;
 
 use super::controller::{campaign, ControllerSeen, OnController};
+use super::fetcher::ReplicaFetcher;
 use super::metadata::{self, watch_topics, OnTopics, TopicChange, Topics};
 use super::node_control::Office;
+use super::node_roles::GivenRoles;
 use super::node_topics::Awaited;
 use super::registry::{self, read_brokers, RegistryError, BROKER_IDS};
 use super::topics::DELETE_TOPICS;
@@ -67,6 +69,10 @@ pub struct ClusterNode {
     pub(super) warned_stray: HashSet<String>,
     /// Creates and deletes waiting to be carried out.
     pub(super) awaiting: Vec<(Awaited, oneshot::Sender<()>)>,
+    /// The role each local partition was last given.
+    pub(super) given: GivenRoles,
+    /// A fetcher per leader broker this one follows partitions from.
+    pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
 }
 
 impl ClusterNode {
@@ -107,6 +113,8 @@ impl ClusterNode {
             reconciling: HashSet::new(),
             warned_stray: HashSet::new(),
             awaiting: Vec::new(),
+            given: GivenRoles::new(),
+            fetchers: HashMap::new(),
         };
         Ok(ClusterNode::create(move |ctx| {
             let mut node = node;
@@ -312,6 +320,8 @@ impl Handler<BrokersChanged> for ClusterNode {
         }
         self.brokers = msg.brokers;
         self.control(None, ctx);
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        self.apply_roles(&names, ctx);
     }
 }
 
@@ -336,6 +346,7 @@ impl Handler<TopicsChanged> for ClusterNode {
         self.control(Some(&touched), ctx);
         self.delete_asked(ctx);
         self.reconcile_local(&touched, ctx);
+        self.apply_roles(&touched, ctx);
         self.answer_waits();
     }
 }

@@ -261,7 +261,8 @@ impl ClusterNode {
                     }
                 }
                 // The cluster may have moved on meanwhile.
-                act.reconcile_local(&[name], ctx);
+                act.reconcile_local(std::slice::from_ref(&name), ctx);
+                act.apply_roles(&[name], ctx);
                 act.answer_waits();
             }));
         }
@@ -276,6 +277,7 @@ impl ClusterNode {
                 act.local_loaded = true;
                 let names: Vec<String> = act.topics.keys().chain(act.local.keys()).cloned().collect();
                 act.reconcile_local(&names, ctx);
+                act.apply_roles(&names, ctx);
                 act.answer_waits();
             }
             Err(err) => tracing::error!(%err, "cannot list the local topics"),

@@ -92,7 +92,7 @@ impl ExtensionContext {
         records: Vec<Record>,
     ) -> Result<Vec<Produced>, BrokerError> {
         let route = self.route(topic).await?;
-        let appends = topic::send_routed(route.route(partition, records)?).await;
+        let appends = topic::send_routed(route.route(partition, records)?, topic::Acks::LEADER).await;
         appends
             .into_iter()
             .map(|append| {

@@ -36,6 +36,7 @@ async fn fixture(partitions: i64) -> Fixture {
             retention_check_interval_ms: 300_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
             replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            replicated: false,
         },
         group_commit: true,
         arbiters: 1,

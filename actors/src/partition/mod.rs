@@ -47,6 +47,7 @@ pub mod log;
 mod reads;
 pub mod replica;
 mod replica_fetch;
+mod replica_position;
 mod scan;
 pub mod scrub;
 mod segment;
@@ -72,6 +73,7 @@ pub use replica::{
     AppendAsFollower, BecomeFollower, BecomeLeader, IsrProposal, IsrUpdated, LeaderEpochEndOffset, ReplicaFetch,
     ReplicaFetched, RoleInfo, TruncateTo, DEFAULT_REPLICA_LAG_TIME_MAX_MS,
 };
+pub use replica_position::{FollowerPosition, Position};
 use scrub::ScrubBudget;
 
 /// How often a partition runs a step of the background scrub.
@@ -110,6 +112,9 @@ pub struct PartitionSettings {
     pub scrub: ScrubBudget,
     /// A leader removes from the ISR a follower not caught up for this long.
     pub replica_lag_time_max_ms: u64,
+    /// Part of a cluster: the partition serves nothing until it is given a
+    /// role (leader or follower); alone, it serves at once.
+    pub replicated: bool,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -171,7 +176,10 @@ impl Partition {
         clean_shutdown: bool,
     ) -> Self {
         let stats = crate::stats::topic(&topic);
-        let replica = replica::ReplicaState::new(settings.replica_lag_time_max_ms);
+        let mut replica = replica::ReplicaState::new(settings.replica_lag_time_max_ms);
+        if settings.replicated {
+            replica.role = replica::Role::Follower { leader: -1, leader_high_watermark: 0 };
+        }
         Partition {
             topic,
             partition,

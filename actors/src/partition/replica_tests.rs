@@ -22,6 +22,7 @@ fn settings(lag_ms: u64) -> PartitionSettings {
         retention_check_interval_ms: 60_000,
         scrub: ScrubBudget::new(0),
         replica_lag_time_max_ms: lag_ms,
+        replicated: false,
     }
 }
 

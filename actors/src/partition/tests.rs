@@ -20,6 +20,7 @@ fn settings() -> PartitionSettings {
         retention_check_interval_ms: 60_000,
         scrub: ScrubBudget::new(0),
         replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+        replicated: false,
     }
 }
 

@@ -1,6 +1,9 @@
 //! The cluster calls of a [`Client`]: `describe_cluster`.
 
-use herald_wire::protocol::{op, DescribeClusterResponse, Empty, MetadataRequest, MetadataResponse};
+use herald_wire::protocol::{
+    op, DescribeClusterResponse, Empty, EpochEndRequest, EpochEndResponse, MetadataRequest, MetadataResponse,
+    ReplicaFetchRequest, ReplicaFetchResponse,
+};
 
 use crate::{Client, ClientError};
 
@@ -27,5 +30,29 @@ impl Client {
     /// described has its `error_code` set instead.
     pub async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse, ClientError> {
         self.request(op::METADATA, &MetadataRequest { topics }).await
+    }
+}
+
+impl Client {
+    /// `replica_fetch`: what a follower broker sends its leader (brokers use
+    /// it; the broker may hold it up to `request.max_wait_ms`).
+    ///
+    /// # Errors
+    ///
+    /// `CLUSTER_AUTHORIZATION_FAILED` without `cluster_action`; connection
+    /// errors. Per-partition errors are in the answer.
+    pub async fn replica_fetch(&self, request: &ReplicaFetchRequest) -> Result<ReplicaFetchResponse, ClientError> {
+        let held = std::time::Duration::from_millis(request.max_wait_ms);
+        self.request_held(op::REPLICA_FETCH, request, held).await
+    }
+
+    /// `leader_epoch_end_offset`: where each epoch ended in the leader's log
+    /// (brokers use it before following).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::replica_fetch`].
+    pub async fn epoch_end(&self, request: &EpochEndRequest) -> Result<EpochEndResponse, ClientError> {
+        self.request(op::EPOCH_END, request).await
     }
 }

@@ -34,6 +34,7 @@ mod groups;
 mod in_flight;
 mod produce;
 mod reader;
+mod replica;
 pub mod socket;
 mod throttle;
 mod topic_ops;
@@ -433,6 +434,8 @@ impl Connection {
             }
             Request::DescribeCluster => self.describe_cluster(correlation_id, permit, ctx),
             Request::Metadata(r) => self.metadata(correlation_id, r, permit, ctx),
+            Request::ReplicaFetch(r) => self.replica_fetch(correlation_id, r, permit, ctx),
+            Request::EpochEnd(r) => self.epoch_end(correlation_id, r, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

@@ -57,7 +57,7 @@ impl Connection {
                 });
                 match prepared {
                     Ok(routed) => {
-                        let appends = topic::send_routed(routed);
+                        let appends = topic::send_routed(routed, topic::Acks::from_wire(acks));
                         act.answer_produce(correlation_id, acks, Ok(Box::pin(appends)), permit, ctx);
                     }
                     Err(error) => act.refuse_produce(correlation_id, acks, &error),
@@ -90,11 +90,12 @@ impl Connection {
         self.with_route(topic, ctx, move |act, route, ctx| {
             let sent = route.and_then(|route| -> Result<Appends, BrokerError> {
                 Ok(match message {
-                    ToTopic::Records(produce) => {
-                        Box::pin(topic::send_routed(route.route(produce.partition, produce.records)?))
-                    }
+                    ToTopic::Records(produce) => Box::pin(topic::send_routed(
+                        route.route(produce.partition, produce.records)?,
+                        topic::Acks::from_wire(acks),
+                    )),
                     ToTopic::Batch(batch) => {
-                        let append = topic::send_batch(&route, batch)?;
+                        let append = topic::send_batch(&route, batch, topic::Acks::from_wire(acks))?;
                         Box::pin(async move { vec![append.await] })
                     }
                 })
