@@ -13,7 +13,8 @@
 //!   up (its fetch offset reached the leader's LEO at that fetch, or at the
 //!   one before: Kafka's lastCaughtUpTime). HW = the least LEO over the
 //!   "maximal ISR" (the committed ISR and a pending addition; a pending
-//!   removal still counts), its own included; it never goes back. Consumer
+//!   removal still counts), its own included (a member that has not fetched
+//!   yet holds it where it is); it never goes back. Consumer
 //!   [`Fetch`](super::Fetch)es return records below the HW only, and their
 //!   long polls wake when the HW passes their offset.
 //!
@@ -435,6 +436,13 @@ impl Partition {
         match self.replica.role {
             Role::Standalone => log_end_offset,
             _ => self.high_watermark.min(log_end_offset),
+        }
+    }
+
+    /// The actor (re)started: a leader's ISR timer runs again.
+    pub(super) fn replica_started(&mut self, ctx: &mut Context<Self>) {
+        if self.replica.leading().is_some() {
+            self.start_isr_timer(ctx);
         }
     }
 

@@ -224,7 +224,7 @@ impl Partition {
             expected = header.next_offset();
         }
         if let Some(epochs) = self.replica.epochs.as_mut() {
-            for &(epoch, start) in msg.epochs.iter().filter(|&&(_, start)| start < expected.max(start + 1)) {
+            for &(epoch, start) in msg.epochs.iter().filter(|&&(_, start)| start <= expected) {
                 if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
                     epochs.assign(epoch, start)?;
                 }

@@ -165,6 +165,8 @@ async fn acks_all_is_answered_once_every_follower_has_the_batch() {
     assert!(waits.is_err(), "answered before any follower fetched");
     let seen = consume(&leader, 0).await.unwrap();
     assert!(seen.records.is_empty() && seen.high_watermark == 0, "a consumer sees past the HW: {seen:?}");
+    let latest = tokio::time::timeout(PATIENCE, leader.send(ListOffsets { timestamp: -1 })).await;
+    assert_eq!(latest.expect("the latest offset is the HW, at once").unwrap().unwrap(), 0);
 
     assert_eq!(fetch_round(&leader, &f2, 2, 1).await, 3);
     assert_eq!(fetch_round(&leader, &f2, 2, 1).await, 3, "follower 2 reports its log end");
