@@ -34,11 +34,15 @@
 //!   `NOT_ENOUGH_REPLICAS_AFTER_APPEND` if the ISR is then too small. A
 //!   waiting append is answered `NOT_LEADER_OR_FOLLOWER` if the partition
 //!   stops leading, and `REQUEST_TIMED_OUT` after its `timeout_ms`.
-//! - `Follower` ([`BecomeFollower`]): appends, consumer fetches and
-//!   ListOffsets are refused with `NOT_LEADER_OR_FOLLOWER`; it takes the
+//! - `Follower` ([`BecomeFollower`]): appends, consumer fetches,
+//!   ListOffsets and DeleteRecords are refused with `NOT_LEADER_OR_FOLLOWER`; it takes the
 //!   leader's batches by [`AppendAsFollower`] (`replica_fetch.rs`) and
 //!   truncates a divergent tail by [`TruncateTo`]. Its HW is the least of
 //!   the leader's HW at the last fetch and its own durable LEO.
+//!
+//! The HW is not stored: at the first role (from `Standalone`, the broker's
+//! start) it drops to the log start and rises with the followers' fetches,
+//! since nothing in the log is known replicated yet.
 //!
 //! Leader epochs only go up: a role change with an older epoch is refused
 //! with `FENCED_LEADER_EPOCH`; the same epoch again in the same role is a
@@ -439,6 +443,19 @@ impl Partition {
         }
     }
 
+    /// A broker alone shows its whole durable log; a replica only what its
+    /// ISR has. The HW is not stored, so at the first role (the broker's
+    /// start in a cluster) nothing is known replicated: the HW drops to the
+    /// log start and rises with the followers' fetches (as a follower, with
+    /// the leader's HW), so that no consumer sees a record a later leader
+    /// may not have.
+    fn leave_standalone(&mut self) -> Result<(), BrokerError> {
+        if matches!(self.replica.role, Role::Standalone) {
+            self.high_watermark = self.log()?.log_start_offset();
+        }
+        Ok(())
+    }
+
     /// The actor (re)started: a leader's ISR timer runs again.
     pub(super) fn replica_started(&mut self, ctx: &mut Context<Self>) {
         if self.replica.leading().is_some() {
@@ -478,6 +495,7 @@ impl Handler<BecomeLeader> for Partition {
         if let Some(epochs) = self.replica.epochs.as_mut() {
             epochs.assign(msg.leader_epoch, leo)?;
         }
+        self.leave_standalone()?;
         let fenced = BrokerError::new(ErrorCode::FENCED_LEADER_EPOCH, "the partition has a newer leader epoch");
         for (_, waiter) in self.replica.fetch_waiters.drain() {
             let _ = waiter.reply.send(Err(fenced.clone()));
@@ -517,6 +535,7 @@ impl Handler<BecomeFollower> for Partition {
         if !self.check_epoch(msg.leader_epoch, following)? {
             return Ok(());
         }
+        self.leave_standalone()?;
         if let Some(timer) = self.replica.timer.take() {
             ctx.cancel_future(timer);
         }

@@ -379,3 +379,30 @@ async fn a_truncation_across_segments_survives_a_reopen() {
     reopened.send(leader_msg(1, &[1], &[1], 1, None)).await.unwrap().unwrap();
     assert_eq!(code(reopened.send(TruncateTo { offset: 0 }).await.unwrap()), ErrorCode::INVALID_REQUEST);
 }
+
+#[actix::test]
+async fn a_replica_shows_only_what_its_followers_have_after_a_start_alone() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    // Records written while alone (or before a restart): whether any other
+    // replica has them is unknown.
+    append(&leader, &["a", "b", "c"], 1).await.unwrap();
+    append(&follower, &["x"], 1).await.unwrap();
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    assert_eq!(describe(&leader).await.high_watermark, 0);
+    assert_eq!(describe(&follower).await.high_watermark, 0);
+    assert!(consume(&leader, 0).await.unwrap().records.is_empty());
+
+    // The follower knows no epoch: it truncates to its HW (KIP-101's fallback).
+    assert_eq!(leader.send(LeaderEpochEndOffset { epoch: 1 }).await.unwrap().unwrap(), (1, 3));
+    assert_eq!(follower.send(TruncateTo { offset: 0 }).await.unwrap().unwrap(), 0);
+    fetch_round(&leader, &follower, 2, 1).await;
+    fetch_round(&leader, &follower, 2, 1).await;
+    assert_eq!(values(&consume(&leader, 0).await.unwrap().records).len(), 3);
+    assert_eq!(describe(&follower).await.high_watermark, 3);
+    // A follower takes no delete_records either.
+    let refused = follower.send(DeleteRecords { offset: 1 }).await.unwrap();
+    assert_eq!(code(refused), ErrorCode::NOT_LEADER_OR_FOLLOWER);
+}
