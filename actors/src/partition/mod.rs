@@ -52,6 +52,7 @@ mod index;
 pub mod log;
 mod reads;
 pub mod replica;
+mod replica_acks;
 mod replica_fetch;
 mod scan;
 pub mod scrub;

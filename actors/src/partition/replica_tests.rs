@@ -406,3 +406,37 @@ async fn a_replica_shows_only_what_its_followers_have_after_a_start_alone() {
     let refused = follower.send(DeleteRecords { offset: 1 }).await.unwrap();
     assert_eq!(code(refused), ErrorCode::NOT_LEADER_OR_FOLLOWER);
 }
+
+#[actix::test]
+async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    append(&leader, &["a", "b"], 1).await.unwrap();
+    append(&leader, &["c"], 1).await.unwrap();
+    let all = leader.send(replica_fetch(2, 0, 1)).await.unwrap().unwrap().records;
+    let second = leader.send(replica_fetch(2, 2, 1)).await.unwrap().unwrap().records;
+    let first = all.slice(..all.len() - second.len());
+    let taking = |records: Bytes| AppendAsFollower { records, epochs: vec![(1, 0)], leader_high_watermark: 0 };
+
+    let gap = follower.send(taking(second.clone())).await.unwrap();
+    assert_eq!(code(gap), ErrorCode::OFFSET_OUT_OF_RANGE);
+    let mut damaged = BytesMut::from(&all[..]);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    let refused = follower.send(taking(damaged.freeze())).await.unwrap();
+    assert_eq!(code(refused), ErrorCode::CORRUPT_MESSAGE);
+    let cut = follower.send(taking(all.slice(..all.len() - 1))).await.unwrap();
+    assert_eq!(code(cut), ErrorCode::CORRUPT_MESSAGE);
+    assert_eq!(describe(&follower).await.log_end_offset, 0, "nothing of a refused answer is appended");
+
+    assert_eq!(follower.send(taking(first.clone())).await.unwrap().unwrap(), 2);
+    let overwrite = follower.send(taking(first)).await.unwrap();
+    assert_eq!(code(overwrite), ErrorCode::OFFSET_OUT_OF_RANGE);
+    assert_eq!(follower.send(taking(second)).await.unwrap().unwrap(), 3);
+    assert_eq!(log_bytes(dirs[1].path()), log_bytes(dirs[0].path()));
+    // Only a follower takes them.
+    assert_eq!(code(leader.send(taking(Bytes::new())).await.unwrap()), ErrorCode::NOT_LEADER_OR_FOLLOWER);
+}
