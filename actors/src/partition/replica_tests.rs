@@ -440,3 +440,39 @@ async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
     // Only a follower takes them.
     assert_eq!(code(leader.send(taking(Bytes::new())).await.unwrap()), ErrorCode::NOT_LEADER_OR_FOLLOWER);
 }
+
+#[actix::test]
+async fn a_consumer_long_poll_on_a_leader_wakes_on_the_hw_not_the_log_end() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    let mut polling = Box::pin(leader.send(Fetch { offset: 0, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 20_000 }));
+    append(&leader, &["a"], 1).await.unwrap();
+    let waits = tokio::time::timeout(Duration::from_millis(200), &mut polling).await;
+    assert!(waits.is_err(), "woken by a record no follower has");
+    fetch_round(&leader, &follower, 2, 1).await;
+    fetch_round(&leader, &follower, 2, 1).await;
+    let woken = tokio::time::timeout(PATIENCE, polling).await.expect("woken by the HW").unwrap().unwrap();
+    assert_eq!(values(&woken.records), [(0, "a".to_string())]);
+}
+
+#[actix::test]
+async fn an_unconfirmed_proposal_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = SyncWriter::start("test").unwrap();
+    let leader = start_with(dir.path(), &writer, TopicConfig::default(), 100);
+    let (recipient, mut proposals) = sink();
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, Some(recipient))).await.unwrap().unwrap();
+    let first = next_proposal(&mut proposals).await;
+    let again = next_proposal(&mut proposals).await;
+    assert_eq!((first.isr.clone(), again), (vec![1], first));
+    leader.send(IsrUpdated { leader_epoch: 1, isr: vec![1] }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(stale) = proposals.try_recv() {
+        assert_eq!(stale.isr, [1], "only resends of the confirmed proposal may still be queued");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(proposals.try_recv().is_err(), "proposed again once confirmed");
+}
