@@ -90,6 +90,7 @@ impl Partition {
     /// current start when it changes nothing (`Ok(Err)`), or its refusal.
     fn check_delete_records(&mut self, offset: i64) -> Result<Result<i64, i64>, BrokerError> {
         self.check_fsync_health()?;
+        self.check_serves_clients()?;
         let high_watermark = self.high_watermark;
         let start = self.log()?.log_start_offset();
         let target = if offset == TO_HIGH_WATERMARK { high_watermark } else { offset };

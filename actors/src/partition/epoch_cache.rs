@@ -13,13 +13,18 @@
 //! text, one `epoch start_offset` per line, written to a temporary file,
 //! fsynced, renamed over the old one and the directory fsynced, so the file
 //! is always one whole version. It is loaded at open. A file that does not
-//! parse (damaged) is logged and taken as empty: the only use of the cache
-//! is to find where a follower's log diverges from its leader's, and with
-//! no entries the answer for every epoch is "unknown", so the follower
-//! falls back to truncating to its high watermark (more conservative: it
-//! fetches again what it may already have held), never keeping a divergent
-//! tail. Entries that start past the log end at open (the log lost a
-//! tail) are dropped.
+//! parse (damaged) is logged and rebuilt as empty. What that costs: the
+//! cache only serves to find where a follower's log diverges from its
+//! leader's, and without entries that answer is "unknown" both ways: as a
+//! follower the replica has no latest epoch to ask about, and as a leader
+//! it answers `(-1, -1)` to [`LeaderEpochEndOffset`]. The follower then
+//! falls back to truncating to its high watermark (Kafka's rule before
+//! KIP-101): more conservative, since it fetches again what it may already
+//! have held, and it never keeps a divergent tail above its high watermark.
+//! New entries are added from then on as usual. Entries that start past
+//! the log end at open (the log lost a tail) are dropped.
+//!
+//! [`LeaderEpochEndOffset`]: super::LeaderEpochEndOffset
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,11 +68,16 @@ impl EpochCache {
             let parsed = (len <= EPOCH_MAX_BYTES).then(|| std::str::from_utf8(&bytes).ok().and_then(parse)).flatten();
             match parsed {
                 Some(parsed) => entries = parsed,
-                None => tracing::warn!(
-                    path = %path.display(),
-                    "the leader epoch cache does not read back; taken as empty: a follower then truncates \
-                     to its high watermark before fetching"
-                ),
+                None => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the leader epoch cache does not read back; rebuilt as empty: as a follower this replica \
+                         truncates to its high watermark, not to where its log diverged"
+                    );
+                    let empty = EpochCache { fs, dir: dir.to_path_buf(), entries };
+                    empty.store()?;
+                    return Ok(empty);
+                }
             }
         }
         entries.retain(|&(_, start)| start <= log_end_offset);
@@ -221,6 +231,7 @@ mod tests {
             let epochs = cache(dir.path());
             assert!(epochs.entries().is_empty(), "{damaged:?}");
             assert_eq!(epochs.end_offset_for(1, 50), UNDEFINED);
+            assert_eq!(std::fs::read_to_string(dir.path().join(EPOCH_FILE)).unwrap(), "", "rebuilt as empty");
         }
     }
 

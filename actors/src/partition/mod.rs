@@ -17,6 +17,12 @@
 //!   [`SetConfig`], [`DeleteRecords`], [`Close`] and [`Shutdown`]. Offsets are assigned
 //!   synchronously inside `Append`'s handler, so batches are ordered as they
 //!   arrive in the mailbox; only the durability acknowledgement is asynchronous.
+//! - Replication (`replica.rs`, `replica_fetch.rs`): also takes
+//!   [`BecomeLeader`], [`BecomeFollower`], [`IsrUpdated`], [`ReplicaFetch`],
+//!   [`AppendAsFollower`], [`LeaderEpochEndOffset`] and [`TruncateTo`]. A
+//!   partition alone (the default role) behaves as described here; a leader's
+//!   high watermark also waits for its in-sync followers, and a follower
+//!   serves no client.
 //! - `flush = always`: an append is acknowledged, and becomes visible to fetches
 //!   (the high watermark moves), only after the data directory's [`SyncWriter`]
 //!   fsynced it. `interval` and `never`: acknowledged and visible once written to
@@ -46,6 +52,7 @@ mod index;
 pub mod log;
 mod reads;
 pub mod replica;
+mod replica_acks;
 mod replica_fetch;
 mod replica_position;
 mod scan;
@@ -362,6 +369,7 @@ impl Actor for Partition {
             return;
         }
         self.open(ctx);
+        self.replica_started(ctx);
         let sync_every = match self.settings.flush {
             FlushPolicy::Always => None,
             FlushPolicy::Interval => Some(Duration::from_millis(self.settings.flush_interval_ms.max(1))),

@@ -73,13 +73,16 @@ impl Handler<ListOffsets> for Partition {
             return Box::pin(futures::future::ready(Err(err)));
         }
         let high_watermark = self.high_watermark;
+        // A leader's HW waits for its followers, not for the disk: it
+        // answers with the HW as it is, as Kafka's does.
+        let standalone = self.replica.leading().is_none();
         let answer = (|| {
             let log = self.log_mut()?;
             match msg.timestamp {
                 -2 => Ok(Some(log.log_start_offset())),
                 // Appends before this request may still be on their way to disk:
                 // answer once they are visible, so requests keep their order.
-                -1 if log.log_end_offset() > high_watermark => Ok(None),
+                -1 if standalone && log.log_end_offset() > high_watermark => Ok(None),
                 -1 => Ok(Some(high_watermark)),
                 ts if ts < 0 => {
                     Err(BrokerError::new(ErrorCode::INVALID_TIMESTAMP, format!("timestamp {ts} is not valid")))

@@ -13,7 +13,8 @@
 //!   up (its fetch offset reached the leader's LEO at that fetch, or at the
 //!   one before: Kafka's lastCaughtUpTime). HW = the least LEO over the
 //!   "maximal ISR" (the committed ISR and a pending addition; a pending
-//!   removal still counts), its own included; it never goes back. Consumer
+//!   removal still counts), its own included (a member that has not fetched
+//!   yet holds it where it is); it never goes back. Consumer
 //!   [`Fetch`](super::Fetch)es return records below the HW only, and their
 //!   long polls wake when the HW passes their offset.
 //!
@@ -33,11 +34,15 @@
 //!   `NOT_ENOUGH_REPLICAS_AFTER_APPEND` if the ISR is then too small. A
 //!   waiting append is answered `NOT_LEADER_OR_FOLLOWER` if the partition
 //!   stops leading, and `REQUEST_TIMED_OUT` after its `timeout_ms`.
-//! - `Follower` ([`BecomeFollower`]): appends, consumer fetches and
-//!   ListOffsets are refused with `NOT_LEADER_OR_FOLLOWER`; it takes the
+//! - `Follower` ([`BecomeFollower`]): appends, consumer fetches,
+//!   ListOffsets and DeleteRecords are refused with `NOT_LEADER_OR_FOLLOWER`; it takes the
 //!   leader's batches by [`AppendAsFollower`] (`replica_fetch.rs`) and
 //!   truncates a divergent tail by [`TruncateTo`]. Its HW is the least of
 //!   the leader's HW at the last fetch and its own durable LEO.
+//!
+//! The HW is not stored: at the first role (from `Standalone`, the broker's
+//! start) it drops to the log start and rises with the followers' fetches,
+//! since nothing in the log is known replicated yet.
 //!
 //! Leader epochs only go up: a role change with an older epoch is refused
 //! with `FENCED_LEADER_EPOCH`; the same epoch again in the same role is a
@@ -52,10 +57,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 
 use super::epoch_cache::EpochCache;
-use super::{Appended, Partition};
+use super::Partition;
 use crate::error::{BrokerError, ErrorCode};
 
 pub use super::replica_fetch::{AppendAsFollower, LeaderEpochEndOffset, ReplicaFetch, ReplicaFetched, TruncateTo};
@@ -105,17 +109,10 @@ pub(super) struct ReplicaState {
     /// The local log end known durable.
     pub durable_end: i64,
     pub lag_time_max: Duration,
-    pub ack_waiters: HashMap<u64, AckWaiter>,
+    pub ack_waiters: HashMap<u64, super::replica_acks::AckWaiter>,
     pub fetch_waiters: HashMap<u64, super::replica_fetch::FetchWaiter>,
     pub next_waiter: u64,
     pub timer: Option<SpawnHandle>,
-}
-
-/// An acks=-1 append waiting for the HW to reach `end`.
-pub(super) struct AckWaiter {
-    end: i64,
-    appended: Appended,
-    reply: oneshot::Sender<Result<Appended, BrokerError>>,
 }
 
 impl ReplicaState {
@@ -207,7 +204,7 @@ impl Partition {
         if epoch < current || (epoch == current && !same_role) {
             return Err(BrokerError::new(
                 ErrorCode::FENCED_LEADER_EPOCH,
-                format!("leader epoch {epoch} is older than the partition's {current}"),
+                format!("leader epoch {epoch} is not newer than the partition's {current} (in its role)"),
             ));
         }
         Ok(epoch > current)
@@ -246,106 +243,6 @@ impl Partition {
                 Some(hw)
             }
         }
-    }
-
-    /// Answers the acks=-1 appends the HW now covers (hook of the HW update).
-    pub(super) fn answer_ack_waiters(&mut self) {
-        let hw = self.high_watermark;
-        let ready: Vec<u64> = self.replica.ack_waiters.iter().filter(|(_, w)| w.end <= hw).map(|(id, _)| *id).collect();
-        for id in ready {
-            if let Some(waiter) = self.replica.ack_waiters.remove(&id) {
-                let _ = waiter.reply.send(self.isr_check_after_append(waiter.appended));
-            }
-        }
-    }
-
-    fn isr_check_after_append(&self, appended: Appended) -> Result<Appended, BrokerError> {
-        match self.replica.leading() {
-            Some(l) if l.isr.len() < l.min_insync_replicas as usize => Err(BrokerError::new(
-                ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                format!(
-                    "the batch was appended, but the in-sync replicas ({:?}) are fewer than min_insync_replicas {}",
-                    l.isr, l.min_insync_replicas
-                ),
-            )),
-            Some(_) => Ok(appended),
-            None => Err(not_leader("it stopped leading before the batch was replicated")),
-        }
-    }
-
-    /// Refuses an append the role does not take (hook of `Append`).
-    pub(super) fn check_append_role(&self, acks: i8) -> Result<(), BrokerError> {
-        match &self.replica.role {
-            Role::Standalone => Ok(()),
-            Role::Follower { leader, .. } => Err(not_leader(&format!("broker {leader} leads it"))),
-            Role::Leader(l) if acks == -1 && l.isr.len() < l.min_insync_replicas as usize => Err(BrokerError::new(
-                ErrorCode::NOT_ENOUGH_REPLICAS,
-                format!(
-                    "the in-sync replicas {:?} are fewer than min_insync_replicas {}",
-                    l.isr, l.min_insync_replicas
-                ),
-            )),
-            Role::Leader(_) => Ok(()),
-        }
-    }
-
-    /// Refuses a consumer fetch or ListOffsets on a follower.
-    pub(super) fn check_serves_clients(&self) -> Result<(), BrokerError> {
-        match &self.replica.role {
-            Role::Follower { leader, .. } => Err(not_leader(&format!("broker {leader} leads it"))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Makes an append's answer wait for replication when it asks acks=-1 of
-    /// a leader (hook of `Append`, around the local append's future).
-    pub(super) fn replica_acks(
-        &mut self,
-        local: ResponseActFuture<Self, Result<Appended, BrokerError>>,
-        acks: i8,
-        timeout_ms: u64,
-    ) -> ResponseActFuture<Self, Result<Appended, BrokerError>> {
-        if acks != -1 || self.replica.leading().is_none() {
-            return local;
-        }
-        let epoch = self.replica.leader_epoch;
-        Box::pin(local.then(move |result, act, ctx| act.await_replication(result, epoch, timeout_ms, ctx)))
-    }
-
-    fn await_replication(
-        &mut self,
-        result: Result<Appended, BrokerError>,
-        epoch: i32,
-        timeout_ms: u64,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<Appended, BrokerError>> {
-        let ready = |r| -> ResponseActFuture<Self, Result<Appended, BrokerError>> { Box::pin(fut::ready(r)) };
-        let appended = match result {
-            Ok(appended) => appended,
-            Err(err) => return ready(Err(err)),
-        };
-        if self.replica.leading().is_none() || self.replica.leader_epoch != epoch {
-            return ready(Err(not_leader("it stopped leading before the batch was replicated")));
-        }
-        let end = appended.base_offset + i64::from(appended.record_count);
-        if self.high_watermark >= end {
-            return ready(self.isr_check_after_append(appended));
-        }
-        let id = self.replica.next_waiter;
-        self.replica.next_waiter += 1;
-        let (reply, answer) = oneshot::channel();
-        self.replica.ack_waiters.insert(id, AckWaiter { end, appended, reply });
-        ctx.run_later(Duration::from_millis(timeout_ms), move |act, _| {
-            if let Some(waiter) = act.replica.ack_waiters.remove(&id) {
-                let _ = waiter.reply.send(Err(BrokerError::new(
-                    ErrorCode::REQUEST_TIMED_OUT,
-                    format!("the in-sync replicas did not all have the batch within {timeout_ms} ms"),
-                )));
-            }
-        });
-        Box::pin(fut::wrap_future(async move {
-            answer.await.unwrap_or_else(|_| Err(BrokerError::unavailable("the partition")))
-        }))
     }
 
     /// Proposes the ISR the followers' progress calls for, if it differs
@@ -438,6 +335,26 @@ impl Partition {
         }
     }
 
+    /// A broker alone shows its whole durable log; a replica only what its
+    /// ISR has. The HW is not stored, so at the first role (the broker's
+    /// start in a cluster) nothing is known replicated: the HW drops to the
+    /// log start and rises with the followers' fetches (as a follower, with
+    /// the leader's HW), so that no consumer sees a record a later leader
+    /// may not have.
+    fn leave_standalone(&mut self) -> Result<(), BrokerError> {
+        if matches!(self.replica.role, Role::Standalone) {
+            self.high_watermark = self.log()?.log_start_offset();
+        }
+        Ok(())
+    }
+
+    /// The actor (re)started: a leader's ISR timer runs again.
+    pub(super) fn replica_started(&mut self, ctx: &mut Context<Self>) {
+        if self.replica.leading().is_some() {
+            self.start_isr_timer(ctx);
+        }
+    }
+
     /// The timer of a leader: checks the ISR.
     fn start_isr_timer(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.replica.timer.take() {
@@ -470,6 +387,7 @@ impl Handler<BecomeLeader> for Partition {
         if let Some(epochs) = self.replica.epochs.as_mut() {
             epochs.assign(msg.leader_epoch, leo)?;
         }
+        self.leave_standalone()?;
         let fenced = BrokerError::new(ErrorCode::FENCED_LEADER_EPOCH, "the partition has a newer leader epoch");
         for (_, waiter) in self.replica.fetch_waiters.drain() {
             let _ = waiter.reply.send(Err(fenced.clone()));
@@ -509,6 +427,7 @@ impl Handler<BecomeFollower> for Partition {
         if !self.check_epoch(msg.leader_epoch, following)? {
             return Ok(());
         }
+        self.leave_standalone()?;
         if let Some(timer) = self.replica.timer.take() {
             ctx.cancel_future(timer);
         }

@@ -178,7 +178,7 @@ pub struct AppendAsFollower {
 impl Handler<AppendAsFollower> for Partition {
     type Result = ResponseActFuture<Self, Result<i64, BrokerError>>;
 
-    fn handle(&mut self, msg: AppendAsFollower, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: AppendAsFollower, ctx: &mut Context<Self>) -> Self::Result {
         let ready = |r| -> Self::Result { Box::pin(fut::ready(r)) };
         match self.append_as_follower(&msg) {
             Ok(Some(files)) => {
@@ -193,7 +193,13 @@ impl Handler<AppendAsFollower> for Partition {
                 }))
             }
             Ok(None) => ready(self.follower_durable(msg.leader_high_watermark)),
-            Err(err) => ready(Err(err)),
+            Err(err) => {
+                // Batches appended before the one refused are synced all the same.
+                if let Some(files) = self.log.as_mut().map(super::log::Log::take_unsynced) {
+                    self.sync_files(files, ctx);
+                }
+                ready(Err(err))
+            }
         }
     }
 }
@@ -224,7 +230,7 @@ impl Partition {
             expected = header.next_offset();
         }
         if let Some(epochs) = self.replica.epochs.as_mut() {
-            for &(epoch, start) in msg.epochs.iter().filter(|&&(_, start)| start < expected.max(start + 1)) {
+            for &(epoch, start) in msg.epochs.iter().filter(|&&(_, start)| start <= expected) {
                 if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
                     epochs.assign(epoch, start)?;
                 }

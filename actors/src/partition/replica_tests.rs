@@ -166,6 +166,8 @@ async fn acks_all_is_answered_once_every_follower_has_the_batch() {
     assert!(waits.is_err(), "answered before any follower fetched");
     let seen = consume(&leader, 0).await.unwrap();
     assert!(seen.records.is_empty() && seen.high_watermark == 0, "a consumer sees past the HW: {seen:?}");
+    let latest = tokio::time::timeout(PATIENCE, leader.send(ListOffsets { timestamp: -1 })).await;
+    assert_eq!(latest.expect("the latest offset is the HW, at once").unwrap().unwrap(), 0);
 
     assert_eq!(fetch_round(&leader, &f2, 2, 1).await, 3);
     assert_eq!(fetch_round(&leader, &f2, 2, 1).await, 3, "follower 2 reports its log end");
@@ -377,4 +379,101 @@ async fn a_truncation_across_segments_survives_a_reopen() {
     // A leader's log is the reference: it does not truncate.
     reopened.send(leader_msg(1, &[1], &[1], 1, None)).await.unwrap().unwrap();
     assert_eq!(code(reopened.send(TruncateTo { offset: 0 }).await.unwrap()), ErrorCode::INVALID_REQUEST);
+}
+
+#[actix::test]
+async fn a_replica_shows_only_what_its_followers_have_after_a_start_alone() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    // Records written while alone (or before a restart): whether any other
+    // replica has them is unknown.
+    append(&leader, &["a", "b", "c"], 1).await.unwrap();
+    append(&follower, &["x"], 1).await.unwrap();
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    assert_eq!(describe(&leader).await.high_watermark, 0);
+    assert_eq!(describe(&follower).await.high_watermark, 0);
+    assert!(consume(&leader, 0).await.unwrap().records.is_empty());
+
+    // The follower knows no epoch: it truncates to its HW (KIP-101's fallback).
+    assert_eq!(leader.send(LeaderEpochEndOffset { epoch: 1 }).await.unwrap().unwrap(), (1, 3));
+    assert_eq!(follower.send(TruncateTo { offset: 0 }).await.unwrap().unwrap(), 0);
+    fetch_round(&leader, &follower, 2, 1).await;
+    fetch_round(&leader, &follower, 2, 1).await;
+    assert_eq!(values(&consume(&leader, 0).await.unwrap().records).len(), 3);
+    assert_eq!(describe(&follower).await.high_watermark, 3);
+    // A follower takes no delete_records either.
+    let refused = follower.send(DeleteRecords { offset: 1 }).await.unwrap();
+    assert_eq!(code(refused), ErrorCode::NOT_LEADER_OR_FOLLOWER);
+}
+
+#[actix::test]
+async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    append(&leader, &["a", "b"], 1).await.unwrap();
+    append(&leader, &["c"], 1).await.unwrap();
+    let all = leader.send(replica_fetch(2, 0, 1)).await.unwrap().unwrap().records;
+    let second = leader.send(replica_fetch(2, 2, 1)).await.unwrap().unwrap().records;
+    let first = all.slice(..all.len() - second.len());
+    let taking = |records: Bytes| AppendAsFollower { records, epochs: vec![(1, 0)], leader_high_watermark: 0 };
+
+    let gap = follower.send(taking(second.clone())).await.unwrap();
+    assert_eq!(code(gap), ErrorCode::OFFSET_OUT_OF_RANGE);
+    let mut damaged = BytesMut::from(&all[..]);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    let refused = follower.send(taking(damaged.freeze())).await.unwrap();
+    assert_eq!(code(refused), ErrorCode::CORRUPT_MESSAGE);
+    let cut = follower.send(taking(all.slice(..all.len() - 1))).await.unwrap();
+    assert_eq!(code(cut), ErrorCode::CORRUPT_MESSAGE);
+    assert_eq!(describe(&follower).await.log_end_offset, 0, "nothing of a refused answer is appended");
+
+    assert_eq!(follower.send(taking(first.clone())).await.unwrap().unwrap(), 2);
+    let overwrite = follower.send(taking(first)).await.unwrap();
+    assert_eq!(code(overwrite), ErrorCode::OFFSET_OUT_OF_RANGE);
+    assert_eq!(follower.send(taking(second)).await.unwrap().unwrap(), 3);
+    assert_eq!(log_bytes(dirs[1].path()), log_bytes(dirs[0].path()));
+    // Only a follower takes them.
+    assert_eq!(code(leader.send(taking(Bytes::new())).await.unwrap()), ErrorCode::NOT_LEADER_OR_FOLLOWER);
+}
+
+#[actix::test]
+async fn a_consumer_long_poll_on_a_leader_wakes_on_the_hw_not_the_log_end() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let writer = SyncWriter::start("test").unwrap();
+    let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, None)).await.unwrap().unwrap();
+    follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
+    let mut polling = Box::pin(leader.send(Fetch { offset: 0, max_bytes: 1 << 20, min_bytes: 1, max_wait_ms: 20_000 }));
+    append(&leader, &["a"], 1).await.unwrap();
+    let waits = tokio::time::timeout(Duration::from_millis(200), &mut polling).await;
+    assert!(waits.is_err(), "woken by a record no follower has");
+    fetch_round(&leader, &follower, 2, 1).await;
+    fetch_round(&leader, &follower, 2, 1).await;
+    let woken = tokio::time::timeout(PATIENCE, polling).await.expect("woken by the HW").unwrap().unwrap();
+    assert_eq!(values(&woken.records), [(0, "a".to_string())]);
+}
+
+#[actix::test]
+async fn an_unconfirmed_proposal_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = SyncWriter::start("test").unwrap();
+    let leader = start_with(dir.path(), &writer, TopicConfig::default(), 100);
+    let (recipient, mut proposals) = sink();
+    leader.send(leader_msg(1, &[1, 2], &[1, 2], 1, Some(recipient))).await.unwrap().unwrap();
+    let first = next_proposal(&mut proposals).await;
+    let again = next_proposal(&mut proposals).await;
+    assert_eq!((first.isr.clone(), again), (vec![1], first));
+    leader.send(IsrUpdated { leader_epoch: 1, isr: vec![1] }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(stale) = proposals.try_recv() {
+        assert_eq!(stale.isr, [1], "only resends of the confirmed proposal may still be queued");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(proposals.try_recv().is_err(), "proposed again once confirmed");
 }
