@@ -21,6 +21,7 @@ fn start_with(dir: &Path, config: TopicConfig) -> Addr<Topic> {
             flush_interval_ms: 10,
             retention_check_interval_ms: 60_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
+            producer_id_expiration_ms: 86_400_000,
         },
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,

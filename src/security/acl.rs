@@ -27,6 +27,8 @@ pub enum Operation {
     Describe,
     /// Calling a custom operation (`x.<extension>.<name>`).
     Call,
+    /// On the cluster: getting an idempotent producer id (`init_producer_id`).
+    IdempotentWrite,
 }
 
 /// The kinds of resource an entry names.
@@ -136,7 +138,8 @@ words!(
     Delete = "delete",
     Alter = "alter",
     Describe = "describe",
-    Call = "call"
+    Call = "call",
+    IdempotentWrite = "idempotent_write"
 );
 words!(ResourceType, "resource type", Topic = "topic", Group = "group", Cluster = "cluster", Operation = "operation");
 words!(PatternType, "pattern type", Literal = "literal", Prefixed = "prefixed");
@@ -150,7 +153,7 @@ impl ResourceType {
         match self {
             ResourceType::Topic => &[All, Read, Write, Create, Delete, Alter, Describe],
             ResourceType::Group => &[All, Read, Delete, Describe],
-            ResourceType::Cluster => &[All, Create, Alter, Describe],
+            ResourceType::Cluster => &[All, Create, Alter, Describe, IdempotentWrite],
             ResourceType::Operation => &[All, Call],
         }
     }
@@ -229,6 +232,24 @@ impl Acl {
                 && operation == Describe
                 && matches!(self.operation, Read | Write | Delete | Alter))
     }
+}
+
+/// Whether the entries allow `operation` on at least one resource of type
+/// `kind` (Kafka's "authorize by resource type"): some entry allows it on a
+/// name or pattern that no entry denies it on.
+pub fn allowed_on_any<'a>(
+    acls: impl IntoIterator<Item = &'a Acl> + Clone,
+    principal: &Principal,
+    host: Option<IpAddr>,
+    operation: Operation,
+    kind: ResourceType,
+) -> bool {
+    acls.clone().into_iter().any(|acl| {
+        let candidate = Resource { kind, name: acl.resource_name.clone() };
+        acl.permission == Permission::Allow
+            && acl.matches(principal, host, operation, &candidate)
+            && allowed(acls.clone(), principal, host, operation, &candidate)
+    })
 }
 
 /// Whether the entries allow `operation`: no entry denies it and one allows it.

@@ -35,6 +35,7 @@ async fn fixture(partitions: i64) -> Fixture {
             flush_interval_ms: 1000,
             retention_check_interval_ms: 300_000,
             scrub: crate::partition::scrub::ScrubBudget::new(0),
+            producer_id_expiration_ms: 86_400_000,
         },
         group_commit: true,
         arbiters: 1,

@@ -17,6 +17,7 @@ fn settings() -> PartitionSettings {
         flush_interval_ms: 10,
         retention_check_interval_ms: 60_000,
         scrub: ScrubBudget::new(0),
+        producer_id_expiration_ms: 86_400_000,
     }
 }
 

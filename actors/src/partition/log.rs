@@ -66,6 +66,9 @@ use crate::fs::{FileRef, FileSystem};
 
 #[path = "log_start.rs"]
 mod log_start;
+#[path = "producer_snapshot.rs"]
+mod producer_snapshot;
+use super::producers::{ProducerStates, SequenceError, Verdict};
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 
 /// Leftover temporary files with this suffix are removed on open.
@@ -112,6 +115,9 @@ pub enum LogError {
     /// A batch to append is larger than a segment may be.
     #[error("batch of {size} bytes exceeds segment_max_bytes {max}")]
     BatchTooLarge { size: usize, max: u64 },
+    /// An idempotent producer's batch breaks its sequence (`producers.rs`).
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// A read asked for an offset in a damaged range: the stored bytes that
     /// hold it failed their checks or are missing. Reading from the range's
     /// `next_offset` goes past it.
@@ -138,6 +144,9 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// The batch's `max_timestamp` header field.
     pub max_timestamp: i64,
+    /// The batch is an idempotent producer's retry of one appended before,
+    /// at these offsets: nothing was appended.
+    pub duplicate: bool,
 }
 
 /// What a read returned.
@@ -169,6 +178,9 @@ pub struct Log {
     scrub_cursor: (i64, u64, i64),
     /// The start moved by `delete_records` (`log_start.rs`); 0 when never moved.
     start_offset: i64,
+    /// The idempotent producers' state (`producers.rs`), kept with the log
+    /// (`producer_snapshot.rs`).
+    producers: ProducerStates,
 }
 
 impl Log {
@@ -228,8 +240,10 @@ impl Log {
             unsynced_dir: None,
             scrub_cursor,
             start_offset: 0,
+            producers: ProducerStates::default(),
         };
         log.open_start()?;
+        log.recover_producers(crate::now_ms())?;
         debug!(
             dir = %dir.display(),
             log_start_offset = log.log_start_offset(),
@@ -273,6 +287,14 @@ impl Log {
         if batch.len() as u64 > limit {
             return Err(LogError::BatchTooLarge { size: batch.len(), max: limit });
         }
+        let verdict = match header.producer() {
+            Some(_) => self.producers.check(&header)?,
+            None => Verdict::Append,
+        };
+        if let Verdict::Duplicate(kept) = verdict {
+            let (base_offset, last_offset) = (kept.first_offset, kept.last_offset);
+            return Ok(AppendInfo { base_offset, last_offset, max_timestamp: header.max_timestamp, duplicate: true });
+        }
         self.active().check_writable()?;
         if self.should_roll(batch.len(), now_ms) {
             self.roll()?;
@@ -282,7 +304,11 @@ impl Log {
         let header = BatchHeader { base_offset, ..header };
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&batch, &header, interval, now_ms)?;
-        Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
+        if header.producer().is_some() {
+            self.producers.record(&header, now_ms);
+        }
+        let last_offset = header.last_offset();
+        Ok(AppendInfo { base_offset, last_offset, max_timestamp: header.max_timestamp, duplicate: false })
     }
 
     /// Whether appends are accepted: false after a failed write that could
@@ -332,6 +358,7 @@ impl Log {
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
         self.segments.push(segment);
+        self.snapshot_producers(crate::now_ms());
         Ok(())
     }
 
@@ -482,6 +509,7 @@ impl Log {
     /// [`LogError::Io`] if an fsync fails; the caller must then treat what was
     /// appended since the last successful sync as lost.
     pub fn flush_all(&mut self) -> Result<(), LogError> {
+        self.snapshot_producers(crate::now_ms());
         for segment in &mut self.segments {
             segment.sync_all()?;
         }
@@ -504,6 +532,7 @@ impl Log {
     ///
     /// [`LogError::Io`] if a rename fails; segments removed before it stay removed.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<Vec<PathBuf>, LogError> {
+        self.producers.expire(now_ms);
         let mut removed = Vec::new();
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
@@ -529,6 +558,17 @@ impl Log {
             );
         }
         Ok(removed)
+    }
+
+    /// How long an idempotent producer without appends is remembered
+    /// (`producer_id_expiration_ms`).
+    pub fn set_producer_expiration_ms(&mut self, expiration_ms: i64) {
+        self.producers.set_expiration_ms(expiration_ms);
+    }
+
+    /// The idempotent producers' state.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
     }
 
     /// Changes the roll, index, and retention settings from now on.

@@ -47,6 +47,7 @@ mod reads;
 mod scan;
 pub mod scrub;
 mod segment;
+pub mod producers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -101,6 +102,8 @@ pub struct PartitionSettings {
     pub retention_check_interval_ms: u64,
     /// The background scrub's allowance, shared by every partition.
     pub scrub: ScrubBudget,
+    /// How long an idempotent producer without appends is remembered.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -190,7 +193,8 @@ impl Partition {
             return;
         }
         match Log::open(&self.dir, self.config.log_config(), self.clean_shutdown) {
-            Ok(log) => {
+            Ok(mut log) => {
+                log.set_producer_expiration_ms(self.settings.producer_id_expiration_ms);
                 if self.open_failure.take().is_some() {
                     tracing::info!(topic = %self.topic, partition = self.partition, "opened the log after failing to");
                 }
@@ -430,7 +434,11 @@ impl Handler<Append> for Partition {
         };
         let appended =
             Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
-        self.stats.produced(bytes, appended.record_count);
+        // A duplicate is answered like its first append, once that is durable
+        // (below: the fsync writer answers in order); it adds nothing.
+        if !info.duplicate {
+            self.stats.produced(bytes, appended.record_count);
+        }
         let end = info.last_offset + 1;
         match self.settings.flush {
             FlushPolicy::Always => {}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use herald_wire::batch::{self, Compression, Record, RecordParts};
+use herald_wire::batch::{self, BatchProducer, Compression, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
@@ -173,7 +173,37 @@ impl Client {
         compression: Compression,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let answer = match self.produce_batch_frame(topic, partition, &records, acks, compression)? {
+        self.start_produce_as(topic, partition, records, acks, compression, None)
+    }
+
+    /// As [`Client::start_produce_compressed`], the batch carrying an
+    /// idempotent producer's fields (docs/protocol.md, "Idempotent
+    /// producers") when `producer` is set. Such a batch is only ever sent in
+    /// the batch form: when it cannot be (the broker does not list
+    /// [`FEATURE_PRODUCE_BATCH`], no `partition`), the call fails with
+    /// [`ClientError::Protocol`] rather than send records without their
+    /// sequence.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::start_produce`].
+    pub fn start_produce_as(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+        acks: i64,
+        compression: Compression,
+        producer: Option<BatchProducer>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
+    {
+        let frame = self.produce_batch_frame(topic, partition, &records, acks, compression, producer)?;
+        if frame.is_none() && producer.is_some() {
+            return Err(ClientError::Protocol(
+                "an idempotent producer's records must go as one batch to one partition".into(),
+            ));
+        }
+        let answer = match frame {
             Some((id, frame)) if acks == 0 => {
                 self.enqueue(id, frame)?;
                 self.forget(id);
@@ -285,6 +315,7 @@ impl Client {
         records: &[WireRecord],
         acks: i64,
         compression: Compression,
+        producer: Option<BatchProducer>,
     ) -> Result<Option<(u32, Bytes)>, ClientError> {
         let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
         if !self.handshake.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key {
@@ -300,7 +331,7 @@ impl Client {
             timestamp: r.timestamp.unwrap_or(now),
         });
         let correlation_id = self.next_correlation_id();
-        let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks };
+        let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks, producer };
         let codec = match self.handshake.has_compression(compression.name()) {
             true => compression,
             false => Compression::None,

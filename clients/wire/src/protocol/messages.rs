@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use super::acl::*;
 pub use super::auth::*;
 pub use super::config_value::ConfigValue;
+pub use super::producer_id::*;
 pub use super::quota::*;
 pub use super::topic_admin::*;
 

@@ -127,6 +127,7 @@ operations! {
     CreateUser(CreateUserRequest) = CREATE_USER "create_user", versions 1..=1;
     DeleteUser(DeleteUserRequest) = DELETE_USER "delete_user", versions 1..=1;
     ListUsers = LIST_USERS "list_users", versions 1..=1;
+    InitProducerId(InitProducerIdRequest) = INIT_PRODUCER_ID "init_producer_id", versions 1..=1;
 }
 
 /// The prefix of every extension's operation name.
