@@ -358,7 +358,7 @@ impl Log {
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
         self.segments.push(segment);
-        self.snapshot_producers(crate::now_ms());
+        self.snapshot_producers(crate::now_ms(), false);
         Ok(())
     }
 
@@ -509,10 +509,10 @@ impl Log {
     /// [`LogError::Io`] if an fsync fails; the caller must then treat what was
     /// appended since the last successful sync as lost.
     pub fn flush_all(&mut self) -> Result<(), LogError> {
-        self.snapshot_producers(crate::now_ms());
         for segment in &mut self.segments {
             segment.sync_all()?;
         }
+        self.snapshot_producers(crate::now_ms(), true);
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
         self.unsynced_dir = None;

@@ -520,6 +520,8 @@ mod fault_sweep_tests;
 #[cfg(test)]
 mod power_loss_tests;
 #[cfg(test)]
+mod producer_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod storage_fault_tests;

@@ -2,12 +2,21 @@
 //! snapshot files, and the rebuild at open.
 //!
 //! A snapshot `<offset, 20 digits>.producers` holds the state of every
-//! producer after the batches below `offset`. It is written when a segment
-//! rolls (at the new segment's base offset) and by [`Log::flush_all`] at a
-//! clean shutdown (at the log end offset), through the log's
-//! [`FileSystem`]: a `.tmp` file, fsynced, renamed, the directory fsynced;
-//! the two newest are kept. A snapshot that cannot be written is logged and
-//! skipped: the next open scans further back, nothing is lost.
+//! producer after the batches below `offset`. It is written through the
+//! log's [`FileSystem`] as a `.tmp` file renamed into place, and the two
+//! newest are kept:
+//!
+//! - when a segment rolls, at the new segment's base offset; the file is
+//!   fsynced with the rolled segment, by the same group commit
+//!   ([`Log::take_unsynced`]) and before the directory, so that no directory
+//!   fsync runs ahead of segment data (see `log.rs`) and the event loop does
+//!   not wait on a disk;
+//! - by [`Log::flush_all`] at a clean shutdown, at the log end offset, after
+//!   the segments: fsynced, then the directory.
+//!
+//! A snapshot that cannot be written is logged and skipped, and one cut
+//! short by a crash fails its checksum: either way the next open reads from
+//! an older one, or from the log start; nothing is lost, it is only slower.
 //!
 //! At open the newest snapshot whose offset is at most the log end offset
 //! and that reads back whole (its checksum) is loaded, and only the batches
@@ -32,7 +41,7 @@ use crate::partition::producers::{KeptBatch, ProducerEntry, ProducerStates, KEPT
 use crate::partition::segment::file_name;
 use super::{sync_dir, Log, LogError};
 use crate::batch::BatchHeader;
-use crate::fs::{FileSystem, OpenMode};
+use crate::fs::{FileRef, FileSystem, OpenMode};
 
 /// The suffix of a snapshot file.
 pub const SNAPSHOT_SUFFIX: &str = "producers";
@@ -183,15 +192,20 @@ impl Log {
 
     /// Writes a snapshot of the producers' state at the log end offset and
     /// removes all but the two newest; a failure is logged (see the module
-    /// doc).
-    pub(super) fn snapshot_producers(&mut self, now_ms: i64) {
+    /// doc). `durable`: fsync it and the directory now (shutdown); otherwise
+    /// its file joins the files the next group commit fsyncs.
+    pub(super) fn snapshot_producers(&mut self, now_ms: i64, durable: bool) {
         self.producers.expire(now_ms);
-        if let Err(err) = self.write_snapshot() {
-            warn!(%err, dir = %self.dir.display(), "cannot write a producer snapshot; the next open reads further back");
+        match self.write_snapshot(durable) {
+            Ok(Some(file)) => self.unsynced.push(file),
+            Ok(None) => {}
+            Err(err) => {
+                warn!(%err, dir = %self.dir.display(), "cannot write a producer snapshot; the next open reads further back")
+            }
         }
     }
 
-    fn write_snapshot(&self) -> Result<(), LogError> {
+    fn write_snapshot(&self, durable: bool) -> Result<Option<FileRef>, LogError> {
         let fs = &**self.files.fs();
         let offset = self.log_end_offset();
         let path = self.dir.join(file_name(offset, SNAPSHOT_SUFFIX));
@@ -199,13 +213,17 @@ impl Log {
         remove(fs, &temp)?;
         let file = fs.open(&temp, OpenMode::CreateNew).map_err(LogError::io(&temp))?;
         file.append(&encode_snapshot(&self.producers)).map_err(LogError::io(&temp))?;
-        file.sync_all().map_err(LogError::io(&temp))?;
+        if durable {
+            file.sync_all().map_err(LogError::io(&temp))?;
+        }
         fs.rename(&temp, &path).map_err(LogError::io(&path))?;
-        sync_dir(fs, &self.dir)?;
+        if durable {
+            sync_dir(fs, &self.dir)?;
+        }
         let all = snapshots(fs, &self.dir)?;
         for old in all.iter().take(all.len().saturating_sub(2)) {
             remove(fs, &self.dir.join(file_name(*old, SNAPSHOT_SUFFIX)))?;
         }
-        Ok(())
+        Ok((!durable).then_some(file))
     }
 }

@@ -102,6 +102,19 @@ impl Client {
         Ok(response.log_start_offset)
     }
 
+    /// A new idempotent producer id and its epoch (`init_producer_id`).
+    ///
+    /// # Errors
+    ///
+    /// `CLUSTER_AUTHORIZATION_FAILED`, `KAFKA_STORAGE_ERROR`, or
+    /// `UNKNOWN_OPERATION` from a broker without idempotence.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+        self.check_offered(op::INIT_PRODUCER_ID)?;
+        let response: InitProducerIdResponse =
+            self.request(op::INIT_PRODUCER_ID, &InitProducerIdRequest::default()).await?;
+        Ok((response.producer_id, response.producer_epoch))
+    }
+
     /// Produces records with acks = 1 (or -1); see [`Client::produce_with_acks`].
     ///
     /// # Errors

@@ -93,7 +93,7 @@ error_codes! {
     SECURITY_DISABLED = 54, false, "The request needs security the broker does not have turned on (ACLs while security.authorization is false).";
     KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart.";
     SASL_AUTHENTICATION_FAILED = 58, false, "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed.";
-    UNKNOWN_PRODUCER_ID = 59, false, "The partition has no state for the batch's producer id (never seen, expired, or its batches removed by retention) and the batch's sequence is not 0.";
+    UNKNOWN_PRODUCER_ID = 59, false, "Reserved with Kafka's meaning; this broker does not return it: as Kafka since 2.5 (KIP-360), a batch of a producer id the partition has no state for (never seen, or expired) is appended at any sequence.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
     GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
     MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";
