@@ -295,6 +295,25 @@ mod tests {
     }
 
     #[test]
+    fn write_on_any_topic_is_write_on_some_name_no_entry_denies() {
+        let any = |set: &[Acl], who: &str| {
+            allowed_on_any(set, &Principal::parse(who).unwrap(), None, Operation::Write, ResourceType::Topic)
+        };
+        let set = acls(&[
+            entry("User:alice", "write", "allow", "topic", "logs.", "prefixed"),
+            entry("User:bob", "write", "allow", "topic", "orders", "literal"),
+            entry("User:bob", "write", "deny", "topic", "*", "literal"),
+            entry("User:carol", "read", "allow", "topic", "*", "literal"),
+            entry("User:dave", "idempotent_write", "allow", "cluster", "herald-cluster", "literal"),
+        ]);
+        assert!(any(&set, "User:alice"));
+        assert!(!any(&set, "User:bob"), "denied on every topic");
+        assert!(!any(&set, "User:carol"), "read is not write");
+        assert!(!any(&set, "User:dave"));
+        assert!(may(&set, "User:dave", Operation::IdempotentWrite, Resource::cluster()));
+    }
+
+    #[test]
     fn nothing_is_allowed_without_an_entry() {
         assert!(!may(&[], "User:alice", Operation::Read, Resource::topic("t")));
     }
