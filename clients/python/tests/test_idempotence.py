@@ -7,8 +7,7 @@ import signal
 import pytest
 
 from herald_client import Client, HeraldError
-
-OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+from herald_client.errors import OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
 def resend_last(client: Client, topic: str, count: int) -> None:

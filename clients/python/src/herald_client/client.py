@@ -231,7 +231,8 @@ class Client(AclAdmin, UserAdmin):
         results: List[Dict[str, Any]] = []
         idempotent = as_batch and partition is not None and acks != 0
         for chunk in requests:
-            producer = self._next_producer_fields(topic, partition, len(chunk)) if idempotent and chunk else None
+            producer = (self._next_producer_fields(topic, partition, len(chunk))
+                        if idempotent and partition is not None and chunk else None)
             now = int(time.time() * 1000)
             body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, now, compression, producer))
                                     if as_batch and chunk else dict(fields, records=chunk))
