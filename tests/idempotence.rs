@@ -32,7 +32,8 @@ fn batch(id: i64, sequence: i32, values: &[&str]) -> Vec<u8> {
 }
 
 fn produce_frame(correlation_id: u32, topic: &str, batch: Vec<u8>) -> Vec<u8> {
-    let fields = [("topic", topic.into()), ("partition", 0.into()), ("acks", 1.into()), ("batch", Value::Binary(batch))];
+    let fields =
+        [("topic", topic.into()), ("partition", 0.into()), ("acks", 1.into()), ("batch", Value::Binary(batch))];
     request(correlation_id, "produce", &fields)
 }
 
@@ -83,8 +84,9 @@ async fn a_retry_after_the_broker_was_killed_is_stored_once() {
     let broker = block_in_place(|| BinaryBroker::start(root.path()));
     let mut raw = Raw::ready_with_topic(broker.addr(), "idem", 1, vec![]).await;
     let id = producer_id(&mut raw, 3).await;
-    let frames: Vec<Vec<u8>> =
-        (0..4).map(|i| produce_frame(10 + i, "idem", batch(id, i as i32 * 2, &[&format!("r{i}a"), &format!("r{i}b")]))).collect();
+    let frames: Vec<Vec<u8>> = (0..4)
+        .map(|i| produce_frame(10 + i, "idem", batch(id, i as i32 * 2, &[&format!("r{i}a"), &format!("r{i}b")])))
+        .collect();
     for (i, frame) in frames.iter().enumerate() {
         assert_eq!(produce(&mut raw, 10 + i as u32, frame).await, (0, 2 * i as i64));
     }

@@ -54,9 +54,9 @@ impl ProducerIds {
         let end = if next < end {
             end
         } else {
-            let end = next.checked_add(BLOCK).ok_or_else(|| {
-                BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the producer ids are exhausted")
-            })?;
+            let end = next
+                .checked_add(BLOCK)
+                .ok_or_else(|| BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, "the producer ids are exhausted"))?;
             write(&self.path, end).map_err(|err| storage(&self.path, &err))?;
             end
         };

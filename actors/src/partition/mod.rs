@@ -43,11 +43,11 @@ mod failures;
 pub mod file_cache;
 mod index;
 pub mod log;
+pub mod producers;
 mod reads;
 mod scan;
 pub mod scrub;
 mod segment;
-pub mod producers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

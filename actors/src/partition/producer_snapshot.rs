@@ -37,11 +37,11 @@ use std::path::Path;
 use bytes::{Buf, BufMut};
 use tracing::{info, warn};
 
-use crate::partition::producers::{KeptBatch, ProducerEntry, ProducerStates, KEPT_BATCHES};
-use crate::partition::segment::file_name;
 use super::{sync_dir, Log, LogError};
 use crate::batch::BatchHeader;
 use crate::fs::{FileRef, FileSystem, OpenMode};
+use crate::partition::producers::{KeptBatch, ProducerEntry, ProducerStates, KEPT_BATCHES};
+use crate::partition::segment::file_name;
 
 /// The suffix of a snapshot file.
 pub const SNAPSHOT_SUFFIX: &str = "producers";
@@ -96,7 +96,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Option<Vec<(i64, ProducerEntry)>> {
         let mut entry = ProducerEntry::new(epoch, last_append_ms);
         for _ in 0..len {
             let (first_sequence, last_sequence) = (b.get_i32(), b.get_i32());
-            entry.push(KeptBatch { first_sequence, last_sequence, first_offset: b.get_i64(), last_offset: b.get_i64() });
+            entry.push(KeptBatch {
+                first_sequence,
+                last_sequence,
+                first_offset: b.get_i64(),
+                last_offset: b.get_i64(),
+            });
         }
         entries.push((id, entry));
     }

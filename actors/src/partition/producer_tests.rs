@@ -14,7 +14,11 @@ use crate::batch::{BatchPlan, BatchProducer, Record, RecordParts};
 /// A batch of `count` records of producer 7 at `epoch`, from `sequence`.
 fn produced(epoch: i16, sequence: i32, count: usize) -> BytesMut {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record { value: Some(Bytes::from(vec![b'p'; 100])), timestamp: 1_000 + i as i64, ..Default::default() })
+        .map(|i| Record {
+            value: Some(Bytes::from(vec![b'p'; 100])),
+            timestamp: 1_000 + i as i64,
+            ..Default::default()
+        })
         .collect();
     let producer = BatchProducer { producer_id: 7, producer_epoch: epoch, base_sequence: sequence };
     let plan = BatchPlan::of(records.iter().map(RecordParts::from)).unwrap().with_producer(Some(producer)).unwrap();

@@ -147,10 +147,8 @@ impl ProducerStates {
     /// Records an appended batch of a producer (`header` with its base offset
     /// set), at `now_ms`.
     pub fn record(&mut self, header: &BatchHeader, now_ms: i64) {
-        let entry = self
-            .entries
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry::new(header.producer_epoch, now_ms));
+        let entry =
+            self.entries.entry(header.producer_id).or_insert_with(|| ProducerEntry::new(header.producer_epoch, now_ms));
         if header.producer_epoch != entry.epoch {
             *entry = ProducerEntry::new(header.producer_epoch, now_ms);
         }

@@ -429,7 +429,8 @@ impl Connection {
             }
             Request::AlterQuotas(r) => self.alter_quotas(correlation_id, r, permit, ctx),
             Request::InitProducerId(r) => {
-                let sent = r.transactional_id.is_none().then(|| broker.send(herald_actors::producer_ids::InitProducerId));
+                let sent =
+                    r.transactional_id.is_none().then(|| broker.send(herald_actors::producer_ids::InitProducerId));
                 let answer = async move {
                     let Some(sent) = sent else {
                         let message = "transactions are not supported: transactional_id must be nil";

@@ -290,7 +290,8 @@ impl Shared {
     ) {
         let (acks, compression) = (self.config.acks, self.config.compression);
         let count = records.len();
-        let start = |producer| self.client.start_produce_as(topic, Some(partition), records, acks, compression, producer);
+        let start =
+            |producer| self.client.start_produce_as(topic, Some(partition), records, acks, compression, producer);
         let sent = match &self.idempotence {
             Some(idempotence) => idempotence.send(topic, partition, count, start),
             None => start(None),
