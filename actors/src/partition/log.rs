@@ -263,7 +263,9 @@ impl Log {
     ///
     /// [`LogError::InvalidBatch`] for a batch that fails validation or has bytes
     /// after its end; [`LogError::BatchTooLarge`] for one over `segment_max_bytes`;
-    /// [`LogError::Io`] if a file cannot be created or written. A refused
+    /// [`LogError::Io`] if a file cannot be created or written;
+    /// [`LogError::Sequence`] for an idempotent producer's batch out of its
+    /// sequence (a retried one is no error: [`AppendInfo::duplicate`]). A refused
     /// append is undone: the log is back at its length before it, and the
     /// next append takes the same offset. After a failed write that could not
     /// be undone, every append fails until [`Log::reopen`].
@@ -558,17 +560,6 @@ impl Log {
             );
         }
         Ok(removed)
-    }
-
-    /// How long an idempotent producer without appends is remembered
-    /// (`producer_id_expiration_ms`).
-    pub fn set_producer_expiration_ms(&mut self, expiration_ms: i64) {
-        self.producers.set_expiration_ms(expiration_ms);
-    }
-
-    /// The idempotent producers' state.
-    pub fn producers(&self) -> &ProducerStates {
-        &self.producers
     }
 
     /// Changes the roll, index, and retention settings from now on.

@@ -139,6 +139,17 @@ fn remove(fs: &dyn FileSystem, path: &Path) -> Result<(), LogError> {
 }
 
 impl Log {
+    /// How long an idempotent producer without appends is remembered
+    /// (`producer_id_expiration_ms`).
+    pub fn set_producer_expiration_ms(&mut self, expiration_ms: i64) {
+        self.producers.set_expiration_ms(expiration_ms);
+    }
+
+    /// The idempotent producers' state.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
     /// Rebuilds the producers' state at open (see the module doc).
     pub(super) fn recover_producers(&mut self, now_ms: i64) -> Result<(), LogError> {
         let fs = std::sync::Arc::clone(self.files.fs());

@@ -175,6 +175,11 @@ fn a_snapshot_past_the_log_end_is_removed_not_used() {
 }
 
 #[test]
+fn a_producer_costs_what_the_documentation_says() {
+    assert_eq!(std::mem::size_of::<super::producers::ProducerEntry>(), 136);
+}
+
+#[test]
 fn idle_producers_expire() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), config(1 << 20), true).unwrap();

@@ -17,9 +17,9 @@
 //! 5. E is P's epoch: F must follow P's last sequence by one (after
 //!    `i32::MAX` comes 0), else `OUT_OF_ORDER_SEQUENCE_NUMBER`.
 //!
-//! Memory: one [`ProducerEntry`] (its 5 batches inline, 144 bytes) plus the
-//! hash map's slot (the 8-byte key and a control byte, at a load under 7/8)
-//! per producer: about 170 bytes each, so 1 GiB holds some six million
+//! Memory: one [`ProducerEntry`] (its 5 batches inline: 136 bytes) with its
+//! 8-byte key in the hash map's slot, a control byte, at a load of at most
+//! 7/8: about 170 bytes per producer and partition, so 1 GiB holds some six million
 //! producers across all partitions. Producers without an append for
 //! `producer_id_expiration_ms` are dropped ([`ProducerStates::expire`]).
 
