@@ -181,6 +181,7 @@ pub struct StorageSettings {
     pub group_commit: bool,
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
+    pub producer_id_expiration_ms: u64,
     pub max_open_segment_files: u32,
     pub arbiters: usize,
 }
@@ -594,6 +595,7 @@ impl Settings {
                 scrub: ScrubBudget::new(self.storage.scrub_bytes_per_second),
                 replica_lag_time_max_ms: self.cluster.replica_lag_time_max_ms,
                 replicated: self.cluster.enabled(),
+                producer_id_expiration_ms: i64::try_from(self.storage.producer_id_expiration_ms).unwrap_or(i64::MAX),
             },
             group_commit: self.storage.group_commit,
             arbiters: if self.storage.arbiters == 0 { cores } else { self.storage.arbiters },

@@ -457,3 +457,20 @@ async fn principals_authenticated_with_scram_get_their_own_acls() {
     assert_eq!(admin.list_acls(&AclFilter::default()).await.unwrap().len(), 4);
     broker.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_producer_id_needs_idempotent_write_on_the_cluster_or_write_on_some_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = secured(dir.path(), &[]);
+    let client = broker.client().await;
+    refused(client.init_producer_id().await, ErrorCode::CLUSTER_AUTHORIZATION_FAILED);
+    grant(&client, vec![entry("write", "allow", "topic", "logs.", "prefixed")]).await;
+    client.init_producer_id().await.unwrap();
+    grant(&client, vec![entry("write", "deny", "topic", "logs.", "prefixed")]).await;
+    refused(client.init_producer_id().await, ErrorCode::CLUSTER_AUTHORIZATION_FAILED);
+    grant(&client, vec![allow("idempotent_write", "cluster", CLUSTER_RESOURCE)]).await;
+    let (first, _) = client.init_producer_id().await.unwrap();
+    let (second, epoch) = client.init_producer_id().await.unwrap();
+    assert!(second > first && epoch == 0);
+    broker.stop().await;
+}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::{text, TestBroker, PATIENCE};
 use herald::client::{GroupConsumer, GroupConsumerConfig, Producer, ProducerConfig};
 use herald::protocol::WireRecord;
-use herald_actors::batch::{self, BatchHeader, Compression, Record, HEADER_BYTES};
+use herald_actors::batch::{self, BatchHeader, Compression, Record, MIN_HEADER_BYTES};
 use raw::{get, request, Raw};
 use rmpv::Value;
 
@@ -124,7 +124,7 @@ async fn codec_three_and_a_flipped_byte_are_refused_and_nothing_is_appended() {
     codec_three[17] = 0x06;
     batch::reseal(&mut codec_three);
     let mut flipped = good.clone();
-    flipped[HEADER_BYTES + 5] ^= 0x01;
+    flipped[MIN_HEADER_BYTES + 5] ^= 0x01;
     // The broker does not decompress: a consistent header over a damaged frame
     // (resealed) is stored, and the client's decode refuses it.
     let mut backwards = good.clone();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::{value, TestBroker};
 use herald::protocol::WireRecord;
-use herald_actors::batch::{self, BatchHeader, HEADER_BYTES};
+use herald_actors::batch::{self, BatchHeader, MIN_HEADER_BYTES};
 
 /// The largest timestamp a produce accepts: 9999-12-31T23:59:59.999Z.
 const MAX_ACCEPTED: i64 = 253_402_300_799_999;
@@ -52,11 +52,11 @@ async fn a_stored_batch_whose_deltas_overflow_is_found_by_its_max_timestamp() {
     // (wrapped). Its max timestamp, 20, stays, and so does the time index.
     let segment = dir.path().join("topics/old/0").join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&segment).unwrap();
-    let first = BatchHeader::parse(&bytes[..HEADER_BYTES]).unwrap().total_bytes();
+    let first = BatchHeader::parse(&bytes[..MIN_HEADER_BYTES]).unwrap().total_bytes();
     let second = &mut bytes[first..];
-    let length = BatchHeader::parse(&second[..HEADER_BYTES]).unwrap().total_bytes();
+    let length = BatchHeader::parse(&second[..MIN_HEADER_BYTES]).unwrap().total_bytes();
     second[24..32].copy_from_slice(&i64::MIN.to_be_bytes());
-    let mut position = HEADER_BYTES;
+    let mut position = MIN_HEADER_BYTES;
     for timestamp in [i64::MIN, 20] {
         let record_length = i32::from_be_bytes(second[position..position + 4].try_into().unwrap()) as usize;
         let delta = timestamp.wrapping_sub(i64::MIN);

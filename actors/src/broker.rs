@@ -93,9 +93,16 @@ pub struct Broker {
     /// Topics found on disk at start, started with the actor.
     recovered: Vec<TopicMeta>,
     shutting_down: bool,
+    /// Idempotent producer ids (`producer_ids.rs`), read at the first one.
+    producer_ids: Option<crate::producer_ids::ProducerIds>,
 }
 
 impl Broker {
+    pub(crate) fn producer_ids(&mut self) -> &mut crate::producer_ids::ProducerIds {
+        let data_dir = &self.data_dir;
+        self.producer_ids.get_or_insert_with(|| crate::producer_ids::ProducerIds::new(data_dir))
+    }
+
     /// Opens the data directory: creates it if needed, notes and removes the
     /// clean-shutdown marker, purges deleted topics and unfinished creates,
     /// and reads every topic's metadata, quarantining damaged topics. Blocking;
@@ -150,6 +157,7 @@ impl Broker {
             damaged,
             recovered,
             shutting_down: false,
+            producer_ids: None,
         })
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 pub use herald_wire::error::{DamagedRange, ErrorCode, WireError};
 
 use crate::partition::log::LogError;
+use crate::partition::producers::SequenceError;
 
 /// An error as a client will see it: a code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,8 @@ impl From<LogError> for BrokerError {
             LogError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
             LogError::InvalidBatch(_) | LogError::Damaged(_) => ErrorCode::CORRUPT_MESSAGE,
             LogError::BatchTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+            LogError::Sequence(SequenceError::OldEpoch { .. }) => ErrorCode::INVALID_PRODUCER_EPOCH,
+            LogError::Sequence(SequenceError::OutOfOrder { .. }) => ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
         };
         let damaged = match &err {
             LogError::Damaged(span) => Some(Box::new(span.range())),

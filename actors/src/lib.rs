@@ -21,6 +21,7 @@ pub mod fs;
 pub mod group;
 pub mod guard;
 pub mod partition;
+pub mod producer_ids;
 pub mod stats;
 pub mod topic;
 pub mod topic_config;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::batch::{BatchHeader, HEADER_BYTES};
+use crate::batch::{BatchHeader, MIN_HEADER_BYTES};
 
 /// The label value that topics (or groups) past the cap are folded into.
 pub const OTHER: &str = "_other";
@@ -54,7 +54,7 @@ impl TopicStats {
 /// Records in the whole batches of `buf`, by their headers alone.
 pub fn records_in(mut buf: &[u8]) -> u64 {
     let mut records = 0;
-    while buf.len() >= HEADER_BYTES {
+    while buf.len() >= MIN_HEADER_BYTES {
         let Ok(header) = BatchHeader::parse(buf) else { break };
         let total = header.total_bytes();
         if total > buf.len() {

@@ -23,6 +23,7 @@ fn start_with(dir: &Path, config: TopicConfig) -> Addr<Topic> {
             scrub: crate::partition::scrub::ScrubBudget::new(0),
             replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             replicated: false,
+            producer_id_expiration_ms: 86_400_000,
         },
         writer: SyncWriter::start("test").unwrap(),
         clean_shutdown: false,

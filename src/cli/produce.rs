@@ -66,6 +66,11 @@ pub struct ProduceArgs {
     /// consumers decompress it). Sent uncompressed to a broker without it.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
+    /// Send plain batches: without a producer id and sequences, a batch the
+    /// producer sends again may be stored twice (docs/protocol.md,
+    /// "Idempotent producers").
+    #[arg(long)]
+    no_idempotence: bool,
     /// Never show progress (shown only when standard input is a file or a
     /// pipe and standard error a terminal).
     #[arg(long)]
@@ -131,7 +136,14 @@ pub async fn run(args: ProduceArgs) -> CliResult {
         CompressionArg::Lz4 => Compression::Lz4,
         CompressionArg::Zstd => Compression::Zstd,
     };
-    let config = ProducerConfig { linger_ms: args.linger_ms, acks, partitioner, compression, ..Default::default() };
+    let config = ProducerConfig {
+        linger_ms: args.linger_ms,
+        acks,
+        partitioner,
+        compression,
+        idempotent: !args.no_idempotence,
+        ..Default::default()
+    };
     let producer = Producer::new(client, config);
 
     // A file on standard input shows a bar by its bytes; a pipe, a count.

@@ -30,6 +30,8 @@ pub enum Operation {
     /// What brokers do to each other in a cluster (a follower's fetch from
     /// its leader), as Kafka's ClusterAction.
     ClusterAction,
+    /// On the cluster: getting an idempotent producer id (`init_producer_id`).
+    IdempotentWrite,
 }
 
 /// The kinds of resource an entry names.
@@ -140,7 +142,8 @@ words!(
     Alter = "alter",
     Describe = "describe",
     Call = "call",
-    ClusterAction = "cluster_action"
+    ClusterAction = "cluster_action",
+    IdempotentWrite = "idempotent_write"
 );
 words!(ResourceType, "resource type", Topic = "topic", Group = "group", Cluster = "cluster", Operation = "operation");
 words!(PatternType, "pattern type", Literal = "literal", Prefixed = "prefixed");
@@ -154,7 +157,7 @@ impl ResourceType {
         match self {
             ResourceType::Topic => &[All, Read, Write, Create, Delete, Alter, Describe],
             ResourceType::Group => &[All, Read, Delete, Describe],
-            ResourceType::Cluster => &[All, Create, Alter, Describe, ClusterAction],
+            ResourceType::Cluster => &[All, Create, Alter, Describe, ClusterAction, IdempotentWrite],
             ResourceType::Operation => &[All, Call],
         }
     }
@@ -235,6 +238,24 @@ impl Acl {
     }
 }
 
+/// Whether the entries allow `operation` on at least one resource of type
+/// `kind` (Kafka's "authorize by resource type"): some entry allows it on a
+/// name or pattern that no entry denies it on.
+pub fn allowed_on_any<'a>(
+    acls: impl IntoIterator<Item = &'a Acl> + Clone,
+    principal: &Principal,
+    host: Option<IpAddr>,
+    operation: Operation,
+    kind: ResourceType,
+) -> bool {
+    acls.clone().into_iter().any(|acl| {
+        let candidate = Resource { kind, name: acl.resource_name.clone() };
+        acl.permission == Permission::Allow
+            && acl.matches(principal, host, operation, &candidate)
+            && allowed(acls.clone(), principal, host, operation, &candidate)
+    })
+}
+
 /// Whether the entries allow `operation`: no entry denies it and one allows it.
 pub fn allowed<'a>(
     acls: impl IntoIterator<Item = &'a Acl>,
@@ -275,6 +296,25 @@ mod tests {
 
     fn may(acls: &[Acl], who: &str, operation: Operation, resource: Resource) -> bool {
         allowed(acls, &Principal::parse(who).unwrap(), None, operation, &resource)
+    }
+
+    #[test]
+    fn write_on_any_topic_is_write_on_some_name_no_entry_denies() {
+        let any = |set: &[Acl], who: &str| {
+            allowed_on_any(set, &Principal::parse(who).unwrap(), None, Operation::Write, ResourceType::Topic)
+        };
+        let set = acls(&[
+            entry("User:alice", "write", "allow", "topic", "logs.", "prefixed"),
+            entry("User:bob", "write", "allow", "topic", "orders", "literal"),
+            entry("User:bob", "write", "deny", "topic", "*", "literal"),
+            entry("User:carol", "read", "allow", "topic", "*", "literal"),
+            entry("User:dave", "idempotent_write", "allow", "cluster", "herald-cluster", "literal"),
+        ]);
+        assert!(any(&set, "User:alice"));
+        assert!(!any(&set, "User:bob"), "denied on every topic");
+        assert!(!any(&set, "User:carol"), "read is not write");
+        assert!(!any(&set, "User:dave"));
+        assert!(may(&set, "User:dave", Operation::IdempotentWrite, Resource::cluster()));
     }
 
     #[test]

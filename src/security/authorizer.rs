@@ -111,6 +111,23 @@ impl Authorizer {
         acl::allowed(self.snapshot().iter().map(|(_, acl)| acl), principal, host, operation, resource)
     }
 
+    /// Whether `principal` may do `operation` on some resource of type
+    /// `kind` (see [`acl::allowed_on_any`]): always when authorization is
+    /// off or for a super user.
+    pub fn allows_on_any(
+        &self,
+        principal: &Principal,
+        host: Option<IpAddr>,
+        operation: Operation,
+        kind: acl::ResourceType,
+    ) -> bool {
+        if !self.enabled || self.super_users.contains(principal) {
+            return true;
+        }
+        let entries = self.snapshot();
+        acl::allowed_on_any(entries.iter().map(|(_, acl)| acl), principal, host, operation, kind)
+    }
+
     /// [`Self::allows`], as the error a refused request gets (29, 30 or 31 by
     /// the resource's type), logged for audit.
     ///

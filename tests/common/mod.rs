@@ -596,12 +596,12 @@ pub fn clock_ticks_per_second() -> u64 {
 
 /// The position of the `n`th batch of a segment file.
 pub fn batch_position(segment: &Path, n: usize) -> u64 {
-    use herald_actors::batch::{BatchHeader, HEADER_BYTES};
+    use herald_actors::batch::{BatchHeader, MAX_HEADER_BYTES};
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(segment).unwrap();
     let mut position = 0;
     for _ in 0..n {
-        let mut header = [0u8; HEADER_BYTES];
+        let mut header = [0u8; MAX_HEADER_BYTES];
         file.read_exact_at(&mut header, position).unwrap();
         position += BatchHeader::parse(&header).unwrap().total_bytes() as u64;
     }

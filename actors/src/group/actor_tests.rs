@@ -37,6 +37,7 @@ async fn fixture(partitions: i64) -> Fixture {
             scrub: crate::partition::scrub::ScrubBudget::new(0),
             replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
             replicated: false,
+            producer_id_expiration_ms: 86_400_000,
         },
         group_commit: true,
         arbiters: 1,

@@ -116,7 +116,7 @@ fn damage_batch(path: &Path, n: usize) {
     let file = std::fs::OpenOptions::new().read(true).write(true).open(segment).unwrap();
     let mut position = 0u64;
     for _ in 0..n {
-        let mut header = [0u8; batch::HEADER_BYTES];
+        let mut header = [0u8; batch::MIN_HEADER_BYTES];
         file.read_exact_at(&mut header, position).unwrap();
         position += batch::BatchHeader::parse(&header).unwrap().total_bytes() as u64;
     }
@@ -221,7 +221,7 @@ fn a_damaged_or_torn_tail_is_reported_and_the_commits_before_it_kept() {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
         let mut last = 0u64;
         for _ in 0..2 {
-            let mut header = [0u8; batch::HEADER_BYTES];
+            let mut header = [0u8; batch::MIN_HEADER_BYTES];
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, last).unwrap();
             last += batch::BatchHeader::parse(&header).unwrap().total_bytes() as u64;
         }

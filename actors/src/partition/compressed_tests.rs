@@ -77,9 +77,9 @@ fn a_flipped_byte_in_a_compressed_frame_is_found_by_the_scrub_and_by_recovery() 
     let path = |base: i64| dir.path().join(file_name(base, LOG_SUFFIX));
     // Inside the first batch's frame (lz4) of the first sealed segment, and of
     // the active one's first batch.
-    flip(&path(all[0]), batch::HEADER_BYTES as u64 + 20);
+    flip(&path(all[0]), batch::MIN_HEADER_BYTES as u64 + 20);
     let active = *all.last().unwrap();
-    flip(&path(active), batch::HEADER_BYTES as u64 + 20);
+    flip(&path(active), batch::MIN_HEADER_BYTES as u64 + 20);
     let mut log = Log::open(dir.path(), config(1024), false).unwrap();
     assert_eq!(log.log_end_offset(), 300);
     while !log.scrub(1000).unwrap() {}

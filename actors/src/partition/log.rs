@@ -66,6 +66,9 @@ use crate::fs::{FileRef, FileSystem};
 
 #[path = "log_start.rs"]
 mod log_start;
+#[path = "producer_snapshot.rs"]
+mod producer_snapshot;
+use super::producers::{ProducerStates, SequenceError, Verdict};
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 #[path = "log_truncate.rs"]
 mod truncate;
@@ -114,6 +117,9 @@ pub enum LogError {
     /// A batch to append is larger than a segment may be.
     #[error("batch of {size} bytes exceeds segment_max_bytes {max}")]
     BatchTooLarge { size: usize, max: u64 },
+    /// An idempotent producer's batch breaks its sequence (`producers.rs`).
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// A read asked for an offset in a damaged range: the stored bytes that
     /// hold it failed their checks or are missing. Reading from the range's
     /// `next_offset` goes past it.
@@ -140,6 +146,9 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// The batch's `max_timestamp` header field.
     pub max_timestamp: i64,
+    /// The batch is an idempotent producer's retry of one appended before,
+    /// at these offsets: nothing was appended.
+    pub duplicate: bool,
 }
 
 /// What a read returned.
@@ -171,6 +180,9 @@ pub struct Log {
     scrub_cursor: (i64, u64, i64),
     /// The start moved by `delete_records` (`log_start.rs`); 0 when never moved.
     start_offset: i64,
+    /// The idempotent producers' state (`producers.rs`), kept with the log
+    /// (`producer_snapshot.rs`).
+    producers: ProducerStates,
 }
 
 impl Log {
@@ -230,8 +242,10 @@ impl Log {
             unsynced_dir: None,
             scrub_cursor,
             start_offset: 0,
+            producers: ProducerStates::default(),
         };
         log.open_start()?;
+        log.recover_producers(crate::now_ms())?;
         debug!(
             dir = %dir.display(),
             log_start_offset = log.log_start_offset(),
@@ -251,7 +265,9 @@ impl Log {
     ///
     /// [`LogError::InvalidBatch`] for a batch that fails validation or has bytes
     /// after its end; [`LogError::BatchTooLarge`] for one over `segment_max_bytes`;
-    /// [`LogError::Io`] if a file cannot be created or written. A refused
+    /// [`LogError::Io`] if a file cannot be created or written;
+    /// [`LogError::Sequence`] for an idempotent producer's batch out of its
+    /// sequence (a retried one is no error: [`AppendInfo::duplicate`]). A refused
     /// append is undone: the log is back at its length before it, and the
     /// next append takes the same offset. After a failed write that could not
     /// be undone, every append fails until [`Log::reopen`].
@@ -266,7 +282,24 @@ impl Log {
     /// # Errors
     ///
     /// As [`Log::append`].
-    pub fn append_checked(&mut self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append_checked(&mut self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_with(batch, now_ms, true)
+    }
+
+    /// As [`Log::append_checked`], for a leader's batch on a follower: the
+    /// idempotent producers' sequences are recorded but not checked (the
+    /// leader checked them; a follower whose producer state differs, after
+    /// an expiry at another moment, must still store the leader's log as it
+    /// is, as Kafka's replication does).
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append`], except [`LogError::Sequence`].
+    pub fn append_replicated(&mut self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_with(batch, now_ms, false)
+    }
+
+    fn append_with(&mut self, mut batch: BytesMut, now_ms: i64, check_producers: bool) -> Result<AppendInfo, LogError> {
         let header = BatchHeader::parse(&batch)?;
         if header.total_bytes() != batch.len() {
             return Err(BatchError::Malformed("bytes after the end of the batch").into());
@@ -274,6 +307,14 @@ impl Log {
         let limit = self.segment_limit();
         if batch.len() as u64 > limit {
             return Err(LogError::BatchTooLarge { size: batch.len(), max: limit });
+        }
+        let verdict = match header.producer() {
+            Some(_) if check_producers => self.producers.check(&header)?,
+            _ => Verdict::Append,
+        };
+        if let Verdict::Duplicate(kept) = verdict {
+            let (base_offset, last_offset) = (kept.first_offset, kept.last_offset);
+            return Ok(AppendInfo { base_offset, last_offset, max_timestamp: header.max_timestamp, duplicate: true });
         }
         self.active().check_writable()?;
         if self.should_roll(batch.len(), now_ms) {
@@ -284,7 +325,11 @@ impl Log {
         let header = BatchHeader { base_offset, ..header };
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&batch, &header, interval, now_ms)?;
-        Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
+        if header.producer().is_some() {
+            self.producers.record(&header, now_ms);
+        }
+        let last_offset = header.last_offset();
+        Ok(AppendInfo { base_offset, last_offset, max_timestamp: header.max_timestamp, duplicate: false })
     }
 
     /// Whether appends are accepted: false after a failed write that could
@@ -334,6 +379,7 @@ impl Log {
         let base_offset = segment.base_offset();
         debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
         self.segments.push(segment);
+        self.snapshot_producers(crate::now_ms(), false);
         Ok(())
     }
 
@@ -487,6 +533,7 @@ impl Log {
         for segment in &mut self.segments {
             segment.sync_all()?;
         }
+        self.snapshot_producers(crate::now_ms(), true);
         sync_dir(&**self.files.fs(), &self.dir)?;
         self.unsynced.clear();
         self.unsynced_dir = None;
@@ -506,6 +553,7 @@ impl Log {
     ///
     /// [`LogError::Io`] if a rename fails; segments removed before it stay removed.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<Vec<PathBuf>, LogError> {
+        self.producers.expire(now_ms);
         let mut removed = Vec::new();
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];

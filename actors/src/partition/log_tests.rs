@@ -245,7 +245,11 @@ fn take_unsynced_names_the_files_to_fsync() {
     assert_eq!(log.segment_count(), 2);
     let files = log.take_unsynced();
     assert!(!files.iter().any(|f| Arc::ptr_eq(f, &before)), "the previous .log, handed out before");
-    assert_eq!(files.len(), 4, "its two indexes, written at seal, the new active .log and the directory");
+    assert_eq!(
+        files.len(),
+        5,
+        "its two indexes, written at seal, the producer snapshot, the new active .log and the directory"
+    );
     for file in files {
         file.sync_data().unwrap();
     }

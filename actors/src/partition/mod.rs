@@ -50,6 +50,7 @@ mod failures;
 pub mod file_cache;
 mod index;
 pub mod log;
+pub mod producers;
 mod reads;
 pub mod replica;
 mod replica_acks;
@@ -122,6 +123,8 @@ pub struct PartitionSettings {
     /// Part of a cluster: the partition serves nothing until it is given a
     /// role (leader or follower); alone, it serves at once.
     pub replicated: bool,
+    /// How long an idempotent producer without appends is remembered.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// One partition's actor. See the module documentation for its contract.
@@ -218,7 +221,8 @@ impl Partition {
             return;
         }
         match Log::open(&self.dir, self.config.log_config(), self.clean_shutdown) {
-            Ok(log) => {
+            Ok(mut log) => {
+                log.set_producer_expiration_ms(self.settings.producer_id_expiration_ms);
                 if self.open_failure.take().is_some() {
                     tracing::info!(topic = %self.topic, partition = self.partition, "opened the log after failing to");
                 }
@@ -486,7 +490,11 @@ impl Partition {
         };
         let appended =
             Appended { base_offset: info.base_offset, record_count: (info.last_offset - info.base_offset + 1) as u32 };
-        self.stats.produced(bytes, appended.record_count);
+        // A duplicate is answered like its first append, once that is durable
+        // (below: the fsync writer answers in order); it adds nothing.
+        if !info.duplicate {
+            self.stats.produced(bytes, appended.record_count);
+        }
         let end = info.last_offset + 1;
         match self.settings.flush {
             FlushPolicy::Always => {}
@@ -567,6 +575,8 @@ mod compressed_tests;
 mod fault_sweep_tests;
 #[cfg(test)]
 mod power_loss_tests;
+#[cfg(test)]
+mod producer_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

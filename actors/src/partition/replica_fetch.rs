@@ -240,7 +240,7 @@ impl Partition {
         let flush = self.settings.flush;
         let log = self.log_mut()?;
         for bytes in batches {
-            log.append_checked(BytesMut::from(&bytes[..]), now)?;
+            log.append_replicated(BytesMut::from(&bytes[..]), now)?;
         }
         Ok(match flush {
             FlushPolicy::Always => Some(log.take_unsynced()),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::damage::Damage;
 use super::log::LogError;
-use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::batch::{self, BatchError, BatchHeader, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 use crate::fs::FileRef;
 
 /// The fewest bytes one record takes in a batch (its six fixed-size fields),
@@ -21,8 +21,6 @@ use crate::fs::FileRef;
 pub(crate) const MIN_RECORD_BYTES: u64 = 28;
 /// Bytes read at once when a scan walks a file.
 pub(crate) const SCAN_CHUNK_BYTES: usize = 256 * 1024;
-/// Byte offset of the `magic` field in a batch, the cheapest filter of a resync.
-const MAGIC_POSITION: usize = 16;
 
 /// What a [`Scanner`] found at its position.
 pub(crate) enum Step {
@@ -88,10 +86,10 @@ impl Scanner {
         if remaining == 0 {
             return Ok(Step::End);
         }
-        if remaining < HEADER_BYTES {
-            return Ok(Step::Bad(BatchError::Truncated { needed: HEADER_BYTES, available: remaining }));
+        if remaining < MIN_HEADER_BYTES {
+            return Ok(Step::Bad(BatchError::Truncated { needed: MIN_HEADER_BYTES, available: remaining }));
         }
-        let header = match BatchHeader::parse(self.bytes(position, HEADER_BYTES)?) {
+        let header = match BatchHeader::parse(self.bytes(position, MAX_HEADER_BYTES.min(remaining))?) {
             Ok(header) => header,
             Err(err) => return Ok(Step::Bad(err)),
         };
@@ -180,9 +178,11 @@ pub(crate) fn resync(
     let mut scanner = Scanner::new(Arc::clone(file), Arc::clone(path), from, end, SCAN_CHUNK_BYTES);
     let mut candidate = Scanner::new(Arc::clone(file), Arc::clone(path), from, end, SCAN_CHUNK_BYTES);
     let mut position = from + 1;
-    while position + HEADER_BYTES as u64 <= end {
-        let header = scanner.bytes(position, HEADER_BYTES)?;
-        if header[MAGIC_POSITION] == batch::MAGIC {
+    while position + MIN_HEADER_BYTES as u64 <= end {
+        let len = MAX_HEADER_BYTES.min((end - position) as usize);
+        let header = scanner.bytes(position, len)?;
+        // The magic is the cheapest filter.
+        if matches!(header[batch::MAGIC_OFFSET], batch::MAGIC_V1 | batch::MAGIC_V2) {
             if let Ok(header) = BatchHeader::parse(header) {
                 if expect.plausible(&header, position) && (header.total_bytes() as u64) <= end - position {
                     candidate.seek(position, end);
@@ -277,8 +277,9 @@ pub(crate) fn tail_end_offset(
 ) -> Result<i64, LogError> {
     let mut scanner = Scanner::new(Arc::clone(file), Arc::clone(path), position, file_len, SCAN_CHUNK_BYTES);
     let mut offset = expected;
-    while file_len - position >= HEADER_BYTES as u64 {
-        match BatchHeader::parse(scanner.bytes(position, HEADER_BYTES)?) {
+    while file_len - position >= MIN_HEADER_BYTES as u64 {
+        let len = MAX_HEADER_BYTES.min((file_len - position) as usize);
+        match BatchHeader::parse(scanner.bytes(position, len)?) {
             Ok(header)
                 if header.base_offset == offset
                     && header.record_count as u64 <= header.total_bytes() as u64 / MIN_RECORD_BYTES =>

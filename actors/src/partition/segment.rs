@@ -52,7 +52,7 @@ use super::damage::Damage;
 use super::file_cache::FileCache;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::log::LogError;
-use crate::batch::{BatchError, BatchHeader, HEADER_BYTES};
+use crate::batch::{BatchError, BatchHeader, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 use crate::fs::{FileRef, OpenMode};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -346,13 +346,14 @@ impl Segment {
     /// The header of the batch at `position`, which must end before `end`.
     fn header_at(&self, position: u64, end: u64) -> Result<BatchHeader, LogError> {
         let available = end.saturating_sub(position);
-        if available < HEADER_BYTES as u64 {
+        if available < MIN_HEADER_BYTES as u64 {
             let available = available as usize;
-            return Err(BatchError::Truncated { needed: HEADER_BYTES, available }.into());
+            return Err(BatchError::Truncated { needed: MIN_HEADER_BYTES, available }.into());
         }
-        let mut buf = [0u8; HEADER_BYTES];
-        self.file()?.read_exact_at(&mut buf, position).map_err(LogError::io(&self.log_path))?;
-        let header = BatchHeader::parse(&buf)?;
+        let mut buf = [0u8; MAX_HEADER_BYTES];
+        let buf = &mut buf[..MAX_HEADER_BYTES.min(available as usize)];
+        self.file()?.read_exact_at(buf, position).map_err(LogError::io(&self.log_path))?;
+        let header = BatchHeader::parse(buf)?;
         if header.total_bytes() as u64 > available {
             let available = usize::try_from(available).unwrap_or(usize::MAX);
             return Err(BatchError::Truncated { needed: header.total_bytes(), available }.into());

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tracing::warn;
 
 use super::{report, Segment};
-use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::batch::{self, BatchError, BatchHeader, MIN_HEADER_BYTES};
 use crate::partition::damage::{self, Damage};
 use crate::partition::log::LogError;
 use crate::partition::scan::{self, Expect, Scanner, Step, SCAN_CHUNK_BYTES};
@@ -181,7 +181,7 @@ impl Segment {
         let mut want = available.min(max_bytes.saturating_sub(out.len()) as u64);
         if out.is_empty() {
             // At least one batch, even one over max_bytes.
-            let first = self.header_at(position, limit).map_or(HEADER_BYTES, |h| h.total_bytes());
+            let first = self.header_at(position, limit).map_or(MIN_HEADER_BYTES, |h| h.total_bytes());
             want = want.max(first as u64).min(available);
         }
         let start = out.len();
@@ -194,10 +194,13 @@ impl Segment {
         }
         let mut taken = 0;
         let mut problem = None;
-        while want as usize - taken >= HEADER_BYTES {
+        while want as usize - taken >= MIN_HEADER_BYTES {
             let rest = &out[start + taken..];
             let header = match BatchHeader::parse(rest) {
                 Ok(header) => header,
+                // Cut by the byte limit before its producer fields, as a
+                // batch cut before its end below.
+                Err(BatchError::Truncated { .. }) => break,
                 Err(err) => {
                     problem = Some(err);
                     break;

@@ -21,6 +21,7 @@ fn settings() -> PartitionSettings {
         scrub: ScrubBudget::new(0),
         replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         replicated: false,
+        producer_id_expiration_ms: 86_400_000,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use herald_wire::batch::{self, Compression, Record, RecordParts};
+use herald_wire::batch::{self, BatchProducer, Compression, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
@@ -119,6 +119,19 @@ impl Client {
         Ok(response.log_start_offset)
     }
 
+    /// A new idempotent producer id and its epoch (`init_producer_id`).
+    ///
+    /// # Errors
+    ///
+    /// `CLUSTER_AUTHORIZATION_FAILED`, `KAFKA_STORAGE_ERROR`, or
+    /// `UNKNOWN_OPERATION` from a broker without idempotence.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+        self.check_offered(op::INIT_PRODUCER_ID)?;
+        let response: InitProducerIdResponse =
+            self.request(op::INIT_PRODUCER_ID, &InitProducerIdRequest::default()).await?;
+        Ok((response.producer_id, response.producer_epoch))
+    }
+
     /// Produces records with acks = 1 (or -1); see [`Client::produce_with_acks`].
     ///
     /// # Errors
@@ -190,7 +203,37 @@ impl Client {
         compression: Compression,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let answer = match self.produce_batch_frame(topic, partition, &records, acks, compression)? {
+        self.start_produce_as(topic, partition, records, acks, compression, None)
+    }
+
+    /// As [`Client::start_produce_compressed`], the batch carrying an
+    /// idempotent producer's fields (docs/protocol.md, "Idempotent
+    /// producers") when `producer` is set. Such a batch is only ever sent in
+    /// the batch form: when it cannot be (the broker does not list
+    /// [`FEATURE_PRODUCE_BATCH`], no `partition`), the call fails with
+    /// [`ClientError::Protocol`] rather than send records without their
+    /// sequence.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::start_produce`].
+    pub fn start_produce_as(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<WireRecord>,
+        acks: i64,
+        compression: Compression,
+        producer: Option<BatchProducer>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
+    {
+        let frame = self.produce_batch_frame(topic, partition, &records, acks, compression, producer)?;
+        if frame.is_none() && producer.is_some() {
+            return Err(ClientError::Protocol(
+                "an idempotent producer's records must go as one batch to one partition".into(),
+            ));
+        }
+        let answer = match frame {
             Some((id, frame)) if acks == 0 => {
                 self.enqueue(id, frame)?;
                 self.forget(id);
@@ -302,6 +345,7 @@ impl Client {
         records: &[WireRecord],
         acks: i64,
         compression: Compression,
+        producer: Option<BatchProducer>,
     ) -> Result<Option<(u32, Bytes)>, ClientError> {
         let routed_by_key = partition.is_none() && records.iter().any(|r| r.key.is_some());
         if !self.handshake.has_feature(FEATURE_PRODUCE_BATCH) || routed_by_key {
@@ -317,7 +361,7 @@ impl Client {
             timestamp: r.timestamp.unwrap_or(now),
         });
         let correlation_id = self.next_correlation_id();
-        let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks };
+        let head = ProduceHead { correlation_id, topic, partition: partition.map(i64::from), acks, producer };
         let codec = match self.handshake.has_compression(compression.name()) {
             true => compression,
             false => Compression::None,

@@ -11,7 +11,7 @@
 //!  0      8   base_offset        i64, first record's offset (set by the partition)
 //!  8      4   batch_length       i32, bytes after this field
 //! 12      4   crc                u32, CRC-32C (Castagnoli) of bytes 16..end
-//! 16      1   magic              u8, = 1
+//! 16      1   magic              u8, 1 or 2
 //! 17      1   attributes         u8, bit 0: timestamp type (0 create, 1 log append),
 //!                                bits 1-2: codec (0 none, 1 lz4, 2 zstd; see batch_codec.rs)
 //! 18      2   reserved           u16, = 0
@@ -19,8 +19,21 @@
 //! 24      8   base_timestamp     i64, ms since the epoch
 //! 32      8   max_timestamp      i64, ms since the epoch
 //! 40      4   record_count       i32
-//! 44      ..  records (with a codec: one frame of it holding them)
+//! 44      ..  magic 1: records (with a codec: one frame of it holding them)
 //! ```
+//!
+//! Magic 2 is magic 1's header followed by the idempotent producer's fields,
+//! then the records:
+//!
+//! ```text
+//! 44      8   producer_id        i64, -1 for no producer
+//! 52      2   producer_epoch     i16, -1 for no producer
+//! 54      4   base_sequence      i32, the first record's sequence; -1 for no producer
+//! 58      ..  records
+//! ```
+//!
+//! Both versions are read everywhere; [`header_bytes`] is where a header's
+//! length comes from.
 //!
 //! Each record:
 //!
@@ -55,14 +68,30 @@ pub use encoding::{encode, encode_with, BatchPlan, RecordParts};
 pub use produced::{check_produced, ProducedError};
 use thiserror::Error;
 
-/// Bytes before the first record.
-pub const HEADER_BYTES: usize = 44;
+/// The batch format without producer fields.
+pub const MAGIC_V1: u8 = 1;
+/// The batch format with the idempotent producer's fields.
+pub const MAGIC_V2: u8 = 2;
+/// Bytes before the first record of a batch of format `magic` (an unknown
+/// magic counts as 1: its header is refused after the common part is read).
+pub const fn header_bytes(magic: u8) -> usize {
+    match magic {
+        MAGIC_V2 => 58,
+        _ => 44,
+    }
+}
+/// The shortest header: enough to read any batch's magic and length.
+pub const MIN_HEADER_BYTES: usize = header_bytes(MAGIC_V1);
+/// The longest header.
+pub const MAX_HEADER_BYTES: usize = header_bytes(MAGIC_V2);
 /// Bytes covered by `base_offset` and `batch_length`, which precede the checksum.
 pub const LOG_OVERHEAD: usize = 12;
-/// The only batch format version this code writes and reads.
-pub const MAGIC: u8 = 1;
+/// Byte offset of the `magic` field.
+pub const MAGIC_OFFSET: usize = 16;
 /// Attribute bit: record timestamps were set by the broker on append.
 pub const ATTR_LOG_APPEND_TIME: u8 = 0x01;
+/// `producer_id` of a batch without an idempotent producer.
+pub const NO_PRODUCER_ID: i64 = -1;
 
 const CRC_OFFSET: usize = 12;
 pub(crate) const CRC_START: usize = 16;
@@ -107,7 +136,7 @@ pub enum BatchError {
 /// Recomputes the checksum of a batch whose covered bytes changed. A buffer
 /// shorter than a header is left alone.
 pub fn reseal(batch: &mut [u8]) {
-    if batch.len() < HEADER_BYTES {
+    if batch.len() < MIN_HEADER_BYTES {
         return;
     }
     reseal_at(batch);
@@ -130,7 +159,7 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 /// Marks the batch as stamped with the broker's time: every record of it now has
 /// timestamp `now_ms`. Recomputes the checksum.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    if batch.len() < HEADER_BYTES {
+    if batch.len() < MIN_HEADER_BYTES {
         return;
     }
     batch[ATTRIBUTES_OFFSET] |= ATTR_LOG_APPEND_TIME;
@@ -152,6 +181,32 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub record_count: i32,
+    /// The idempotent producer's id; [`NO_PRODUCER_ID`] for none (and for
+    /// every magic 1 batch).
+    pub producer_id: i64,
+    /// The producer's epoch; -1 for no producer.
+    pub producer_epoch: i16,
+    /// The sequence of the batch's first record; -1 for no producer.
+    pub base_sequence: i32,
+}
+
+/// A batch's producer fields: who wrote it and its place in that producer's
+/// sequence of the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// `sequence` moved on by `delta`, wrapping from `i32::MAX` to 0 (Kafka's
+/// rule; sequences are never negative).
+pub fn add_sequence(sequence: i32, delta: i32) -> i32 {
+    if sequence > i32::MAX - delta {
+        delta - (i32::MAX - sequence) - 1
+    } else {
+        sequence + delta
+    }
 }
 
 impl BatchHeader {
@@ -163,11 +218,19 @@ impl BatchHeader {
     /// [`BatchError::BadMagic`] or [`BatchError::Malformed`] when the fields are
     /// impossible.
     pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
-        if buf.len() < HEADER_BYTES {
-            return Err(BatchError::Truncated { needed: HEADER_BYTES, available: buf.len() });
+        if buf.len() < MIN_HEADER_BYTES {
+            return Err(BatchError::Truncated { needed: MIN_HEADER_BYTES, available: buf.len() });
+        }
+        let magic = buf[MAGIC_OFFSET];
+        if magic != MAGIC_V1 && magic != MAGIC_V2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let needed = header_bytes(magic);
+        if buf.len() < needed {
+            return Err(BatchError::Truncated { needed, available: buf.len() });
         }
         let mut b = buf;
-        let header = BatchHeader {
+        let mut header = BatchHeader {
             base_offset: b.get_i64(),
             batch_length: b.get_i32(),
             crc: b.get_u32(),
@@ -180,17 +243,54 @@ impl BatchHeader {
             base_timestamp: b.get_i64(),
             max_timestamp: b.get_i64(),
             record_count: b.get_i32(),
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: -1,
+            base_sequence: -1,
         };
-        if header.magic != MAGIC {
-            return Err(BatchError::BadMagic(header.magic));
+        if magic == MAGIC_V2 {
+            header.producer_id = b.get_i64();
+            header.producer_epoch = b.get_i16();
+            header.base_sequence = b.get_i32();
+            let none = (header.producer_epoch, header.base_sequence) == (-1, -1);
+            let valid = match header.producer_id {
+                NO_PRODUCER_ID => none,
+                id => id >= 0 && header.producer_epoch >= 0 && header.base_sequence >= 0,
+            };
+            if !valid {
+                return Err(BatchError::Malformed(
+                    "producer fields: producer_id -1 with epoch and sequence -1, or all three non-negative",
+                ));
+            }
         }
-        if (header.batch_length as i64) < (HEADER_BYTES - LOG_OVERHEAD) as i64 {
+        if (header.batch_length as i64) < (needed - LOG_OVERHEAD) as i64 {
             return Err(BatchError::Malformed("batch_length shorter than the header"));
         }
         if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
             return Err(BatchError::Malformed("record_count and last_offset_delta disagree"));
         }
         Ok(header)
+    }
+
+    /// Bytes before the first record.
+    pub fn header_bytes(&self) -> usize {
+        header_bytes(self.magic)
+    }
+
+    /// The producer fields, when an idempotent producer wrote the batch.
+    pub fn producer(&self) -> Option<BatchProducer> {
+        (self.producer_id != NO_PRODUCER_ID).then_some(BatchProducer {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+        })
+    }
+
+    /// The sequence of the batch's last record (-1 for no producer).
+    pub fn last_sequence(&self) -> i32 {
+        match self.producer_id {
+            NO_PRODUCER_ID => -1,
+            _ => add_sequence(self.base_sequence, self.last_offset_delta),
+        }
     }
 
     /// Total bytes of the batch, header included.
@@ -245,7 +345,7 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.compression()? != Compression::None {
         return Ok(header);
     }
-    let count = walk_records(&buf[HEADER_BYTES..total], &mut Check)?;
+    let count = walk_records(&buf[header.header_bytes()..total], &mut Check)?;
     if count != header.record_count as usize {
         return Err(BatchError::Malformed("record_count disagrees with the records"));
     }
@@ -274,12 +374,17 @@ pub fn decode_all_shared(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
 
 fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>, BatchError> {
     let mut out = Vec::new();
-    while buf.len() >= HEADER_BYTES {
-        let header = BatchHeader::parse(buf)?;
+    while buf.len() >= MIN_HEADER_BYTES {
+        let header = match BatchHeader::parse(buf) {
+            // A partial batch's header, cut before its producer fields.
+            Err(BatchError::Truncated { .. }) => break,
+            parsed => parsed?,
+        };
         let total = header.total_bytes();
         if buf.len() < total {
             break;
         }
+        let records = &buf[header.header_bytes()..total];
         let computed = crc32c::crc32c(&buf[CRC_START..total]);
         if computed != header.crc {
             return Err(BatchError::Checksum { stored: header.crc, computed });
@@ -289,11 +394,11 @@ fn decode_batches(mut buf: &[u8], shared: Option<&Bytes>) -> Result<Vec<Record>,
         out = match header.compression()? {
             Compression::None => {
                 let mut sink = Decode { header: &header, shared, records: out };
-                walk_records(&buf[HEADER_BYTES..total], &mut sink)?;
+                walk_records(records, &mut sink)?;
                 sink.records
             }
             codec => {
-                let plain = Bytes::from(decompress(codec, &buf[HEADER_BYTES..total])?);
+                let plain = Bytes::from(decompress(codec, records)?);
                 let mut sink = Decode { header: &header, shared: shared.map(|_| &plain), records: out };
                 walk_records(&plain, &mut sink)?;
                 sink.records
@@ -466,3 +571,7 @@ mod time_tests;
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "batch_producer_tests.rs"]
+mod producer_tests;

@@ -1,6 +1,6 @@
 //! Compressed batches: attribute bits 1–2 name the codec of the records
 //! section (docs/protocol.md, "Record batch format"). With a codec, the bytes
-//! after the 44-byte header are one LZ4 frame or one zstd frame holding the
+//! after the header (see `header_bytes`) are one LZ4 frame or one zstd frame holding the
 //! records exactly as an uncompressed batch has them; the header (counts,
 //! timestamps) is the same as the uncompressed batch's, and the CRC covers the
 //! bytes as stored, compressed.

@@ -3,7 +3,7 @@ use bytes::Bytes;
 use super::*;
 use crate::batch::{
     check_produced, decode_all, decode_all_shared, encode, encode_with, reseal, set_base_offset, set_log_append_time,
-    validate, BatchHeader, ProducedError, Record, HEADER_BYTES,
+    validate, BatchHeader, ProducedError, Record, MIN_HEADER_BYTES,
 };
 
 const CODECS: [Compression; 2] = [Compression::Lz4, Compression::Zstd];
@@ -44,7 +44,7 @@ fn each_codec_round_trips_with_the_header_of_the_uncompressed_batch() {
             )
         );
         assert!(batch.len() < plain.len() / 3, "{codec:?}: {} of {} bytes", batch.len(), plain.len());
-        assert_eq!(decompress(codec, &batch[HEADER_BYTES..]).unwrap(), plain[HEADER_BYTES..].to_vec());
+        assert_eq!(decompress(codec, &batch[MIN_HEADER_BYTES..]).unwrap(), plain[MIN_HEADER_BYTES..].to_vec());
         let decoded = decode_all(&batch).unwrap();
         assert_eq!(decoded.len(), 200);
         assert!(decoded.iter().zip(&records).enumerate().all(|(i, (d, r))| d.offset == 7 + i as i64
@@ -77,7 +77,7 @@ fn a_flipped_byte_of_a_compressed_batch_fails_the_checksum_and_a_damaged_frame_f
     for codec in CODECS {
         let batch = encode_with(&lines(10), codec).unwrap();
         let mut flipped = batch.clone();
-        flipped[HEADER_BYTES + 10] ^= 0x10;
+        flipped[MIN_HEADER_BYTES + 10] ^= 0x10;
         assert!(matches!(check_produced(&flipped, 10), Err(ProducedError::Corrupt(m)) if m.contains("checksum")));
         assert!(matches!(validate(&flipped), Err(BatchError::Checksum { .. })));
         reseal(&mut flipped);
@@ -122,7 +122,7 @@ fn a_decompression_bomb_is_refused() {
         compress_into(codec, &zeros, &mut frame).unwrap();
         assert!(frame.len() < MAX_DECOMPRESSED_BYTES / 100, "{codec:?}: {}", frame.len());
         let mut batch = encode(&lines(1)).unwrap();
-        batch.truncate(HEADER_BYTES);
+        batch.truncate(MIN_HEADER_BYTES);
         batch.extend_from_slice(&frame);
         let length = (batch.len() - 12) as i32;
         batch[8..12].copy_from_slice(&length.to_be_bytes());

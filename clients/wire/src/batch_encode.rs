@@ -10,7 +10,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::codec::{compress_into, Compression, MAX_DECOMPRESSED_BYTES};
-use super::{reseal_at, BatchError, Record, ATTRIBUTES_OFFSET, HEADER_BYTES, LOG_OVERHEAD, MAGIC};
+use super::{
+    header_bytes, reseal_at, BatchError, BatchProducer, Record, ATTRIBUTES_OFFSET, LOG_OVERHEAD, MAGIC_V1, MAGIC_V2,
+};
 
 /// One record to encode, borrowed from whatever holds it.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,8 @@ pub struct BatchPlan {
     count: usize,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// Magic 2 with these fields; magic 1 when `None`.
+    producer: Option<BatchProducer>,
 }
 
 impl BatchPlan {
@@ -60,7 +64,7 @@ impl BatchPlan {
     /// header key longer than 65535 bytes, a batch larger than `i32::MAX`
     /// bytes, or timestamps so far apart that a delta does not fit an i64.
     pub fn of<'a>(records: impl Iterator<Item = RecordParts<'a>>) -> Result<BatchPlan, BatchError> {
-        let (mut bytes, mut count) = (HEADER_BYTES, 0usize);
+        let (mut bytes, mut count) = (header_bytes(MAGIC_V1), 0usize);
         let (mut base_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
         for record in records {
             if record.headers.iter().any(|(key, _)| key.len() > usize::from(u16::MAX)) {
@@ -81,7 +85,35 @@ impl BatchPlan {
         if max_timestamp.checked_sub(base_timestamp).is_none() {
             return Err(BatchError::Malformed("timestamps too far apart for a delta"));
         }
-        Ok(BatchPlan { bytes, count, base_timestamp, max_timestamp })
+        Ok(BatchPlan { bytes, count, base_timestamp, max_timestamp, producer: None })
+    }
+
+    /// The same records as a magic 2 batch carrying `producer`'s fields
+    /// (`None`: as magic 1).
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::Malformed`] when the longer header takes the batch's
+    /// length past `i32::MAX`.
+    pub fn with_producer(mut self, producer: Option<BatchProducer>) -> Result<BatchPlan, BatchError> {
+        let records = self.bytes - self.header_bytes();
+        self.producer = producer;
+        self.bytes = records + self.header_bytes();
+        if i32::try_from(self.bytes - LOG_OVERHEAD).is_err() {
+            return Err(BatchError::Malformed("length exceeds i32"));
+        }
+        Ok(self)
+    }
+
+    fn magic(&self) -> u8 {
+        match self.producer {
+            Some(_) => MAGIC_V2,
+            None => MAGIC_V1,
+        }
+    }
+
+    fn header_bytes(&self) -> usize {
+        header_bytes(self.magic())
     }
 
     /// Bytes of the whole batch, header included.
@@ -118,10 +150,10 @@ impl BatchPlan {
             self.encode_into(buf, records);
             return Ok(());
         }
-        if self.bytes - HEADER_BYTES > MAX_DECOMPRESSED_BYTES {
+        if self.bytes - self.header_bytes() > MAX_DECOMPRESSED_BYTES {
             return Err(BatchError::TooLarge { limit: MAX_DECOMPRESSED_BYTES });
         }
-        let mut plain = BytesMut::with_capacity(self.bytes - HEADER_BYTES);
+        let mut plain = BytesMut::with_capacity(self.bytes - self.header_bytes());
         self.put_records(&mut plain, records);
         let start = buf.len();
         self.put_header(buf);
@@ -145,13 +177,18 @@ impl BatchPlan {
         buf.put_i64(0);
         buf.put_i32((self.bytes - LOG_OVERHEAD) as i32);
         buf.put_u32(0); // crc, sealed below
-        buf.put_u8(MAGIC);
+        buf.put_u8(self.magic());
         buf.put_u8(0);
         buf.put_u16(0);
         buf.put_i32(self.count as i32 - 1);
         buf.put_i64(self.base_timestamp);
         buf.put_i64(self.max_timestamp);
         buf.put_i32(self.count as i32);
+        if let Some(producer) = self.producer {
+            buf.put_i64(producer.producer_id);
+            buf.put_i16(producer.producer_epoch);
+            buf.put_i32(producer.base_sequence);
+        }
     }
 
     /// The records section.

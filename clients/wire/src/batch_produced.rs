@@ -7,7 +7,6 @@ use thiserror::Error;
 
 use super::{
     walk_records, BatchError, BatchHeader, Compression, RecordSink, ATTR_KNOWN, ATTR_LOG_APPEND_TIME, CRC_START,
-    HEADER_BYTES,
 };
 use crate::protocol::MAX_TIMESTAMP_MS;
 
@@ -34,7 +33,7 @@ impl From<BatchError> for ProducedError {
     }
 }
 
-/// Checks that `buf` is exactly one batch a producer may send: magic 1, no
+/// Checks that `buf` is exactly one batch a producer may send: magic 1 or 2, no
 /// attribute bit set but a known codec in bits 1–2 (the broker sets bit 0
 /// itself on a LogAppendTime topic), lengths that add up to `buf`,
 /// `record_count` records that parse in place with offset deltas 0, 1, ...,
@@ -86,7 +85,7 @@ pub fn check_produced(buf: &[u8], max_records: u64) -> Result<BatchHeader, Produ
         return check_compressed(header);
     }
     let mut times = Times { base: header.base_timestamp, count: 0, min: i64::MAX, max: i64::MIN, bad: None };
-    let count = walk_records(&buf[HEADER_BYTES..], &mut times)?;
+    let count = walk_records(&buf[header.header_bytes()..], &mut times)?;
     if let Some((record, timestamp)) = times.bad {
         return Err(ProducedError::Timestamp { record, timestamp });
     }

@@ -69,7 +69,7 @@ fn truncated_and_garbage_input_is_an_error_not_a_panic() {
         assert!(validate(&batch[..cut]).is_err());
     }
     let mut garbage = batch.clone();
-    garbage[HEADER_BYTES..].fill(0xff);
+    garbage[MIN_HEADER_BYTES..].fill(0xff);
     reseal(&mut garbage);
     assert!(validate(&garbage).is_err());
 }
@@ -111,15 +111,15 @@ fn decoding_checks_the_checksum_of_every_byte_of_a_large_batch() {
     assert_eq!(decode_all(&batch).unwrap().len(), 40);
     // The header's covered fields, a byte in every 4 KiB of the records,
     // and the last byte.
-    let mut positions: Vec<usize> = (CRC_START..HEADER_BYTES).collect();
-    positions.extend((HEADER_BYTES..batch.len()).step_by(4093));
+    let mut positions: Vec<usize> = (CRC_START..MIN_HEADER_BYTES).collect();
+    positions.extend((MIN_HEADER_BYTES..batch.len()).step_by(4093));
     positions.push(batch.len() - 1);
     for at in positions.into_iter().filter(|&at| at < batch.len()) {
         let mut flipped = batch.clone();
         flipped[at] ^= 0x10;
         let err = decode_all(&flipped).unwrap_err();
         // A flipped header field may fail its own check first.
-        if at >= HEADER_BYTES {
+        if at >= MIN_HEADER_BYTES {
             assert!(matches!(err, BatchError::Checksum { .. }), "byte {at}: {err:?}");
         }
     }
@@ -129,7 +129,7 @@ fn decoding_checks_the_checksum_of_every_byte_of_a_large_batch() {
 fn a_damaged_record_is_a_checksum_error_unless_the_checksum_was_made_over_it() {
     let mut batch = large(20);
     // The fifth record's length, made to point past the batch.
-    let at = HEADER_BYTES + 4 * (batch.len() - HEADER_BYTES) / 20;
+    let at = MIN_HEADER_BYTES + 4 * (batch.len() - MIN_HEADER_BYTES) / 20;
     batch[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
     assert!(matches!(decode_all(&batch), Err(BatchError::Checksum { .. })));
     reseal(&mut batch);

@@ -17,7 +17,7 @@ fn crafted(base_timestamp: i64, max_timestamp: i64, timestamp_delta: i64) -> Byt
     batch[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&base_timestamp.to_be_bytes());
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     // The record's timestamp delta follows its length and offset delta.
-    let delta_at = HEADER_BYTES + 4 + 4;
+    let delta_at = MIN_HEADER_BYTES + 4 + 4;
     batch[delta_at..delta_at + 8].copy_from_slice(&timestamp_delta.to_be_bytes());
     reseal(&mut batch);
     batch

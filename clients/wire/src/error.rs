@@ -91,9 +91,13 @@ error_codes! {
     INVALID_REPLICATION_FACTOR = 38, false, "The replication factor is not valid: at least 1 and at most the live brokers (1 for a broker alone).";
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45, false, "An idempotent producer's batch does not follow the last one the partition has from it (a gap or a reordering): a batch of the producer was lost or is stuck; the sequences cannot be trusted any more.";
+    DUPLICATE_SEQUENCE_NUMBER = 46, false, "Reserved with Kafka's meaning; this broker does not return it (a retried batch is answered with its first append's offsets).";
+    INVALID_PRODUCER_EPOCH = 47, false, "The batch's producer epoch is older than the one the partition knows for that producer id: a newer instance of the producer took over.";
     SECURITY_DISABLED = 54, false, "The request needs security the broker does not have turned on (ACLs while security.authorization is false).";
     KAFKA_STORAGE_ERROR = 56, true, "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart.";
     SASL_AUTHENTICATION_FAILED = 58, false, "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed.";
+    UNKNOWN_PRODUCER_ID = 59, false, "Reserved with Kafka's meaning; this broker does not return it: as Kafka since 2.5 (KIP-360), a batch of a producer id the partition has no state for (never seen, or expired) is appended at any sequence.";
     NON_EMPTY_GROUP = 68, false, "The group has active members; the operation needs an empty group.";
     GROUP_ID_NOT_FOUND = 69, false, "The group does not exist.";
     FENCED_LEADER_EPOCH = 74, true, "The request carries a leader epoch older than the partition's: the sender's view is stale; refresh the metadata.";

@@ -8,7 +8,7 @@ use herald_actors::error::BrokerError;
 
 use super::Connection;
 use crate::protocol::{Request, TopicPartitions};
-use crate::security::acl::{Operation as Op, Resource};
+use crate::security::acl::{Operation as Op, Resource, ResourceType};
 use crate::security::authorizer::Access;
 
 impl Connection {
@@ -75,6 +75,15 @@ impl Connection {
             Request::ListAcls(_) | Request::DescribeQuotas | Request::ListUsers => cluster(Op::Describe),
             Request::ReplicaFetch(_) | Request::EpochEnd(_) => cluster(Op::ClusterAction),
             Request::Custom(call) => access.check(Op::Call, &Resource::custom_operation(call.op.clone())),
+            // Kafka's rule (KIP-679): `idempotent_write` on the cluster, or
+            // `write` on any topic.
+            Request::InitProducerId(_) => {
+                let (authorizer, principal, host) = (&access.authorizer, &access.principal, access.host);
+                match authorizer.allows_on_any(principal, host, Op::Write, ResourceType::Topic) {
+                    true => Ok(()),
+                    false => cluster(Op::IdempotentWrite),
+                }
+            }
         }
     }
 }

@@ -54,6 +54,10 @@ def crc32c(data: bytes) -> int:
 
 _BATCH_PREFIX = struct.Struct(">qi")  # base_offset, batch_length
 _BATCH_HEADER = struct.Struct(">qiIBBHiqqi")
+# Magic 2: the same, then producer_id, producer_epoch, base_sequence.
+_PRODUCER_FIELDS = struct.Struct(">qhi")
+# The header's length by magic: records start there.
+_HEADER_BYTES = {1: _BATCH_HEADER.size, 2: _BATCH_HEADER.size + _PRODUCER_FIELDS.size}
 _RECORD_PREFIX = struct.Struct(">iiq")  # record_length, offset_delta, timestamp_delta
 _I32 = struct.Struct(">i")
 _U16 = struct.Struct(">H")
@@ -96,12 +100,16 @@ class _Cursor:
         return None if length == -1 else self.take(length)
 
 
-def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int, compression: str = "none") -> bytes:
+def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int, compression: str = "none",
+                 producer: Optional[Tuple[int, int, int]] = None) -> bytes:
     """Encodes request record maps (as ``produce`` builds them) as one record
     batch for the batch form of ``produce`` (protocol.md, "The batch form"):
     base offset 0 (the broker sets it), offset deltas 0, 1, 2, ..., every
     record stamped (``now_ms`` for one without a timestamp), the CRC last.
     ``compression`` ("none", "lz4" or "zstd") compresses the records section.
+    ``producer``, an idempotent producer's ``(producer_id, producer_epoch,
+    base_sequence)``, makes it a magic 2 batch carrying them (protocol.md,
+    "Idempotent producers").
 
     Raises:
         ValueError: an unknown ``compression``, or records of more than
@@ -132,9 +140,12 @@ def encode_batch(records: Sequence[Mapping[str, Any]], now_ms: int, compression:
             raise ValueError(f"{len(body)} bytes of records; a compressed batch holds at most "
                              f"{MAX_DECOMPRESSED_BYTES}")
         body = bytearray(_compress(codec, bytes(body)))
-    header = _BATCH_HEADER.pack(0, _BATCH_HEADER.size - 12 + len(body), 0, _BATCH_MAGIC,
+    magic = _BATCH_MAGIC if producer is None else 2
+    header = _BATCH_HEADER.pack(0, _HEADER_BYTES[magic] - 12 + len(body), 0, magic,
                                 codec << _CODEC_SHIFT, 0, len(records) - 1, base_timestamp, max_timestamp,
                                 len(records))
+    if producer is not None:
+        header += _PRODUCER_FIELDS.pack(*producer)
     batch = bytearray(header) + body
     struct.pack_into(">I", batch, 12, crc32c(bytes(batch[16:])))
     return bytes(batch)
@@ -224,17 +235,20 @@ def _decode_batch(batch: bytes) -> List[Record]:
      base_timestamp, max_timestamp, record_count) = _BATCH_HEADER.unpack_from(batch)
     if crc32c(batch[16:]) != crc:
         raise HeraldError(CORRUPT_MESSAGE, f"batch at offset {base_offset} fails its CRC-32C")
-    if magic != _BATCH_MAGIC:
+    if magic not in _HEADER_BYTES:
         raise HeraldError(CORRUPT_MESSAGE, f"batch at offset {base_offset} has magic {magic}")
+    header_bytes = _HEADER_BYTES[magic]
+    if len(batch) < header_bytes:
+        raise HeraldError(CORRUPT_MESSAGE, f"batch of {len(batch)} bytes is shorter than its header")
     log_append_time = bool(attributes & _LOG_APPEND_TIME)
     codec = (attributes >> _CODEC_SHIFT) & 0x03
     if codec == 3:
         raise HeraldError(CORRUPT_MESSAGE, f"batch at offset {base_offset} has unknown codec 3")
     records: List[Record] = []
     if codec:
-        cursor = _Cursor(decompress(codec, batch[_BATCH_HEADER.size:]))
+        cursor = _Cursor(decompress(codec, batch[header_bytes:]))
     else:
-        cursor = _Cursor(batch, _BATCH_HEADER.size)
+        cursor = _Cursor(batch, header_bytes)
     for _ in range(record_count):
         record_length, offset_delta, timestamp_delta = cursor.unpack(_RECORD_PREFIX)
         # record_length counts offset_delta and timestamp_delta (12 bytes) too.

@@ -41,7 +41,44 @@ class Client(AclAdmin, UserAdmin):
     its errors and the attributes the handshake sets).
     Each method sends one request and waits for its response, so a Client
     must not be shared between threads; open one per thread.
+
+    ``produce`` is idempotent by default (protocol.md, "Idempotent
+    producers"): set ``idempotent = False`` on the client to turn it off.
     """
+
+    idempotent: bool = True
+    """Whether ``produce`` to a partition sends idempotent batches (with
+    ``acks`` 1 or -1, to a broker that lists ``init_producer_id``)."""
+
+    _producer: Optional[Tuple[int, int]] = None
+    _sequences: Optional[Dict[Tuple[str, int], int]] = None
+
+    def init_producer_id(self) -> Tuple[int, int]:
+        """A new idempotent producer id and its epoch (``init_producer_id``).
+
+        Raises:
+            HeraldError: CLUSTER_AUTHORIZATION_FAILED, KAFKA_STORAGE_ERROR.
+        """
+        answer = self._call("init_producer_id", {})
+        return int(answer["producer_id"]), int(answer["producer_epoch"])
+
+    def _next_producer_fields(self, topic: str, partition: int, count: int) -> Optional[Tuple[int, int, int]]:
+        """The producer fields of the next batch of ``count`` records to
+        ``partition``, or None when produce is not idempotent here. The
+        sequence moves on only once the batch is answered (``_sent``)."""
+        if not self.idempotent or not self.supports("init_producer_id"):
+            return None
+        if self._producer is None:
+            self._producer = self.init_producer_id()
+            self._sequences = {}
+        sequences = self._sequences if self._sequences is not None else {}
+        producer_id, epoch = self._producer
+        return producer_id, epoch, sequences.get((topic, partition), 0)
+
+    def _sent(self, topic: str, partition: int, sequence: int, count: int) -> None:
+        """Moves the partition's sequence past a batch the broker took."""
+        if self._sequences is not None:
+            self._sequences[(topic, partition)] = (sequence + count) % (1 << 31)
 
     # -- custom operations -------------------------------------------------
 
@@ -217,8 +254,12 @@ class Client(AclAdmin, UserAdmin):
         if compression not in (self.features or {}).get("compression", []):
             compression = "none"
         results: List[Dict[str, Any]] = []
+        idempotent = as_batch and partition is not None and acks != 0
         for chunk in requests:
-            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, int(time.time() * 1000), compression))
+            producer = (self._next_producer_fields(topic, partition, len(chunk))
+                        if idempotent and partition is not None and chunk else None)
+            now = int(time.time() * 1000)
+            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, now, compression, producer))
                                     if as_batch and chunk else dict(fields, records=chunk))
             if acks == 0:
                 self._call("produce", body, expect_response=False)
@@ -229,6 +270,8 @@ class Client(AclAdmin, UserAdmin):
                     detail = result.get("error_message") or HeraldError(code).message
                     raise HeraldError(code, f"partition {result['partition']}: {detail}")
                 results.append(result)
+            if producer is not None and partition is not None:
+                self._sent(topic, partition, producer[2], len(chunk))
         return None if acks == 0 else results
 
     def _split_records(self, fields: Dict[str, Any],

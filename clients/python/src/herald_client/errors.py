@@ -74,12 +74,20 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "A topic configuration key or value is not valid."),
     42: ("INVALID_REQUEST", False,
         "The request is malformed: bad MessagePack, a missing field or a wrong type."),
+    45: ("OUT_OF_ORDER_SEQUENCE_NUMBER", False,
+        "An idempotent producer's batch does not follow the last one the partition has from it (a gap or a reordering): a batch of the producer was lost or is stuck; the sequences cannot be trusted any more."),
+    46: ("DUPLICATE_SEQUENCE_NUMBER", False,
+        "Reserved with Kafka's meaning; this broker does not return it (a retried batch is answered with its first append's offsets)."),
+    47: ("INVALID_PRODUCER_EPOCH", False,
+        "The batch's producer epoch is older than the one the partition knows for that producer id: a newer instance of the producer took over."),
     54: ("SECURITY_DISABLED", False,
         "The request needs security the broker does not have turned on (ACLs while security.authorization is false)."),
     56: ("KAFKA_STORAGE_ERROR", True,
         "The broker could not read or write its disk (the message says why). Writes resume once the cause is gone, except after a failed fsync, which stops writes until a restart."),
     58: ("SASL_AUTHENTICATION_FAILED", False,
         "Authentication failed (unknown user, wrong password, a bad proof), or the listener requires authentication and the request came before it; the connection is closed."),
+    59: ("UNKNOWN_PRODUCER_ID", False,
+        "Reserved with Kafka's meaning; this broker does not return it: as Kafka since 2.5 (KIP-360), a batch of a producer id the partition has no state for (never seen, or expired) is appended at any sequence."),
     68: ("NON_EMPTY_GROUP", False,
         "The group has active members; the operation needs an empty group."),
     69: ("GROUP_ID_NOT_FOUND", False,
@@ -123,6 +131,8 @@ CLUSTER_AUTHORIZATION_FAILED = 31
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
 UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
 SECURITY_DISABLED = 54
 SASL_AUTHENTICATION_FAILED = 58
 MEMBER_ID_REQUIRED = 79

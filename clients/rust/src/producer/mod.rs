@@ -24,7 +24,15 @@
 //! own: no hand-off to the producer's task. Otherwise it is queued, and
 //! records queued together go out together; a record never overtakes one
 //! sent before it.
+//!
+//! Idempotent by default ([`ProducerConfig::idempotent`], see
+//! `idempotence.rs` and docs/protocol.md, "Idempotent producers"): each
+//! batch carries the producer's id and its sequence in its partition, so the
+//! broker stores a batch it gets twice once; at most 5 requests are then in
+//! flight. `OUT_OF_ORDER_SEQUENCE_NUMBER` and `INVALID_PRODUCER_EPOCH` fail
+//! the batch's records like any other error: the producer does not renumber.
 
+mod idempotence;
 mod route;
 
 use std::collections::HashMap;
@@ -37,6 +45,7 @@ use herald_wire::batch::Compression;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use self::idempotence::Idempotence;
 use self::route::{PartitionHasher, Route, Routes};
 use crate::{Client, ClientError};
 use herald_wire::protocol::{ProducePartitionResponse, WireRecord};
@@ -74,6 +83,10 @@ pub struct ProducerConfig {
     /// The codec of each batch's records (docs/protocol.md, "Compression");
     /// batches go uncompressed to a broker that does not list it.
     pub compression: Compression,
+    /// Whether batches carry an idempotent producer's id and sequences
+    /// (with acks 1 or -1, against a broker that lists `init_producer_id`);
+    /// `max_in_flight` is then at most 5.
+    pub idempotent: bool,
 }
 
 /// Where records without a key (and without a partition) go.
@@ -99,6 +112,7 @@ impl Default for ProducerConfig {
             partitioner: Partitioner::Sticky,
             sticky_switch_bytes: 16 << 10,
             compression: Compression::None,
+            idempotent: true,
         }
     }
 }
@@ -130,6 +144,8 @@ struct Shared {
     /// while there are any, a caller does not send its record itself, which
     /// would overtake them.
     queued: Arc<AtomicUsize>,
+    /// The producer id and sequences, when idempotent.
+    idempotence: Option<Arc<Idempotence>>,
 }
 
 /// A batching producer. Dropping it sends what is buffered.
@@ -142,10 +158,17 @@ impl Producer {
     /// A producer over `client`'s connection.
     pub fn new(client: Client, config: ProducerConfig) -> Producer {
         let (commands, queue) = mpsc::channel(config.batch_max_records.max(1024));
+        let idempotent = config.idempotent && config.acks != 0;
+        let max_in_flight = match idempotent {
+            true => config.max_in_flight.clamp(1, idempotence::MAX_IN_FLIGHT),
+            false => config.max_in_flight.max(1),
+        };
+        let config = ProducerConfig { max_in_flight, ..config };
         let shared = Shared {
             client,
             routes: Routes::default(),
-            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            idempotence: idempotent.then(Arc::default),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
             queued: Arc::new(AtomicUsize::new(0)),
             config,
         };
@@ -229,6 +252,9 @@ impl Shared {
         if self.config.linger_ms != 0 || self.queued.load(Ordering::SeqCst) != 0 {
             return Some((record, reply));
         }
+        if self.idempotence.as_ref().is_some_and(|i| !i.ready()) {
+            return Some((record, reply));
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else { return Some((record, reply)) };
         let chosen = {
             let mut routes = self.routes.lock();
@@ -263,7 +289,13 @@ impl Shared {
         permit: OwnedSemaphorePermit,
     ) {
         let (acks, compression) = (self.config.acks, self.config.compression);
-        let sent = self.client.start_produce_compressed(topic, Some(partition), records, acks, compression);
+        let count = records.len();
+        let start =
+            |producer| self.client.start_produce_as(topic, Some(partition), records, acks, compression, producer);
+        let sent = match &self.idempotence {
+            Some(idempotence) => idempotence.send(topic, partition, count, start),
+            None => start(None),
+        };
         let pending = async move {
             let result = match sent {
                 Ok(pending) => pending.await,
@@ -453,6 +485,12 @@ impl Batcher {
             route.sent(partition, self.shared.config.partitioner);
         }
         let records = batch.records.len();
+        if let Some(idempotence) = &self.shared.idempotence {
+            if let Err(err) = idempotence.ensure(&self.shared.client).await {
+                self.shared.queued.fetch_sub(records, Ordering::SeqCst);
+                return answer(partition, Err(err), batch.replies);
+            }
+        }
         let Ok(permit) = self.shared.in_flight.clone().acquire_owned().await else {
             // The window is never closed; were it, the records fail.
             self.shared.queued.fetch_sub(records, Ordering::SeqCst);

@@ -14,6 +14,7 @@ pub use super::acl::*;
 pub use super::auth::*;
 pub use super::cluster::*;
 pub use super::config_value::ConfigValue;
+pub use super::producer_id::*;
 pub use super::quota::*;
 pub use super::topic_admin::*;
 

@@ -29,6 +29,7 @@ pub mod messages;
 mod mp_out;
 mod produce_in;
 mod produce_out;
+mod producer_id;
 mod quota;
 pub mod request;
 mod scan;

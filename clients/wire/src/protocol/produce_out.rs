@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::codec::LENGTH_BYTES;
 use super::mp_out::{bin_len_bytes, put_bin_len, put_int, put_map_len, put_nil, put_str, put_uint};
 use super::op;
-use crate::batch::{BatchError, BatchPlan, Compression, RecordParts};
+use crate::batch::{BatchError, BatchPlan, BatchProducer, Compression, RecordParts};
 
 /// A produce request's fields besides its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct ProduceHead<'a> {
     pub topic: &'a str,
     pub partition: Option<i64>,
     pub acks: i64,
+    /// The idempotent producer's fields: the batch is magic 2 with them
+    /// (magic 1 when `None`).
+    pub producer: Option<BatchProducer>,
 }
 
 /// Why a produce frame was not built.
@@ -60,7 +63,7 @@ pub fn encode_produce_batch<'a, I>(
 where
     I: Iterator<Item = RecordParts<'a>> + Clone,
 {
-    let plan = BatchPlan::of(records.clone())?;
+    let plan = BatchPlan::of(records.clone())?.with_producer(head.producer)?;
     let mut out = BytesMut::with_capacity(LENGTH_BYTES + 96 + head.topic.len() + plan.bytes());
     put_head(&mut out, head);
     let bytes = out.len() - LENGTH_BYTES + bin_len_bytes(plan.bytes()) + plan.bytes();
@@ -95,7 +98,7 @@ where
     if codec == Compression::None {
         return encode_produce_batch(head, records, max_frame_bytes);
     }
-    let plan = BatchPlan::of(records.clone())?;
+    let plan = BatchPlan::of(records.clone())?.with_producer(head.producer)?;
     let mut batch = BytesMut::new();
     plan.encode_compressed_into(&mut batch, records, codec)?;
     let mut out = BytesMut::with_capacity(LENGTH_BYTES + 96 + head.topic.len() + batch.len());
@@ -201,7 +204,7 @@ mod tests {
             acks in prop_oneof![proptest::sample::select(vec![-1i64, 0, 1]), edgy_int()],
             records in proptest::collection::vec(record(), 1..8),
         ) {
-            let head = ProduceHead { correlation_id, topic: &topic, partition, acks };
+            let head = ProduceHead { correlation_id, topic: &topic, partition, acks, producer: None };
             let hand = hand_frame(&head, &records, usize::MAX).unwrap();
             prop_assert_eq!(hand.to_vec(), serde_frame(&head, &records));
         }
@@ -211,7 +214,7 @@ mod tests {
     fn a_large_batch_takes_a_bin32_header_and_stays_the_serde_encoding() {
         let record = Record { value: Some(Bytes::from(vec![9u8; 1000])), timestamp: 7, ..Record::default() };
         let records = vec![record; 1000];
-        let head = ProduceHead { correlation_id: 3, topic: "bench", partition: Some(0), acks: 1 };
+        let head = ProduceHead { correlation_id: 3, topic: "bench", partition: Some(0), acks: 1, producer: None };
         let hand = hand_frame(&head, &records, usize::MAX).unwrap();
         assert_eq!(hand.to_vec(), serde_frame(&head, &records));
     }
@@ -219,7 +222,7 @@ mod tests {
     #[test]
     fn the_broker_decodes_the_frame_into_the_batch() {
         let records = vec![Record { value: Some(Bytes::from_static(b"v")), timestamp: 5, ..Record::default() }; 3];
-        let head = ProduceHead { correlation_id: 11, topic: "orders", partition: Some(2), acks: -1 };
+        let head = ProduceHead { correlation_id: 11, topic: "orders", partition: Some(2), acks: -1, producer: None };
         let frame = hand_frame(&head, &records, usize::MAX).unwrap();
         let (id, request) = Request::decode_bounded(&frame.slice(LENGTH_BYTES..), 100).unwrap();
         let Request::Produce(produce) = request else { panic!("decoded {request:?}") };
@@ -230,7 +233,7 @@ mod tests {
     #[test]
     fn a_frame_over_the_limit_is_refused_before_it_is_written() {
         let records = vec![Record { value: Some(Bytes::from(vec![1u8; 500])), ..Record::default() }; 4];
-        let head = ProduceHead { correlation_id: 1, topic: "t", partition: None, acks: 1 };
+        let head = ProduceHead { correlation_id: 1, topic: "t", partition: None, acks: 1, producer: None };
         let exact = hand_frame(&head, &records, usize::MAX).unwrap().len() - LENGTH_BYTES;
         assert!(hand_frame(&head, &records, exact).is_ok());
         assert_eq!(
@@ -241,7 +244,7 @@ mod tests {
 
     #[test]
     fn records_that_cannot_form_a_batch_are_the_batch_error() {
-        let head = ProduceHead { correlation_id: 1, topic: "t", partition: None, acks: 1 };
+        let head = ProduceHead { correlation_id: 1, topic: "t", partition: None, acks: 1, producer: None };
         assert_eq!(hand_frame(&head, &[], usize::MAX).unwrap_err(), ProduceFrameError::Batch(BatchError::Empty));
         let far = [Record { timestamp: i64::MIN, ..Record::default() }, Record { timestamp: 1, ..Record::default() }];
         assert!(matches!(hand_frame(&head, &far, usize::MAX), Err(ProduceFrameError::Batch(BatchError::Malformed(_)))));
