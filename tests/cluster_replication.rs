@@ -173,3 +173,22 @@ async fn min_insync_replicas_holds_acks_all_until_enough_replicas_are_back() {
     assert_eq!(values, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
     drop(any);
 }
+
+#[tokio::test]
+async fn producer_ids_are_unique_across_the_brokers_of_a_cluster() {
+    let mut cluster = Cluster::start(3).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for round in 0..2 {
+        for id in 1..=3 {
+            let client = cluster.broker(id).client().await;
+            for _ in 0..3 {
+                let (producer_id, epoch) = client.init_producer_id().await.unwrap();
+                assert_eq!(epoch, 0);
+                assert!(ids.insert(producer_id), "round {round}: producer id {producer_id} handed out twice");
+            }
+        }
+        // A broker restarted reserves a new block: none of its old ids again.
+        cluster.brokers[0].take().unwrap().kill();
+        cluster.brokers[0] = Some(member(&cluster.root(1), &cluster.zk.address, 1));
+    }
+}

@@ -12,11 +12,13 @@ pub mod node;
 mod node_control;
 mod node_roles;
 mod node_topics;
+pub mod producer_ids;
 pub mod registry;
 pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
+pub use producer_ids::AllocateProducerId;
 
 use actix::Addr;
 use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};

@@ -73,6 +73,8 @@ pub struct ClusterNode {
     pub(super) given: GivenRoles,
     /// A fetcher per leader broker this one follows partitions from.
     pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
+    /// The next producer id and the last of the block reserved.
+    pub(super) producer_ids: Option<(i64, i64)>,
 }
 
 impl ClusterNode {
@@ -115,6 +117,7 @@ impl ClusterNode {
             awaiting: Vec::new(),
             given: GivenRoles::new(),
             fetchers: HashMap::new(),
+            producer_ids: None,
         };
         Ok(ClusterNode::create(move |ctx| {
             let mut node = node;

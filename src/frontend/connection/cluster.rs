@@ -9,9 +9,9 @@ use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::budget::Admission;
 use super::{flatten, settings_in, Connection};
-use crate::cluster::{CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
+use crate::cluster::{AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
 use crate::protocol::{
-    BrokerInfo, CreateTopicRequest, Empty, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
+    BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
     TopicRequest,
 };
 use crate::security::acl::{Operation, Resource};
@@ -174,4 +174,37 @@ async fn single_metadata(
         })
         .collect();
     Ok(MetadataResponse { brokers: vec![me.clone()], controller_id: me.id, topics })
+}
+
+impl Connection {
+    /// `init_producer_id`: an id unique for the life of the data directory
+    /// (a broker alone) or of the cluster (from a block reserved in
+    /// ZooKeeper).
+    pub(super) fn init_producer_id(
+        &mut self,
+        correlation_id: u32,
+        r: InitProducerIdRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        if r.transactional_id.is_some() {
+            let message = "transactions are not supported: transactional_id must be nil";
+            return self.send_error(correlation_id, &BrokerError::new(ErrorCode::INVALID_REQUEST, message));
+        }
+        let allocated = match &self.membership {
+            Membership::Single(_) => {
+                let sent = self.broker.send(herald_actors::producer_ids::InitProducerId);
+                futures::future::Either::Left(async move { flatten(sent.await) })
+            }
+            Membership::Cluster(node) => {
+                let sent = node.send(AllocateProducerId);
+                futures::future::Either::Right(async move { flatten(sent.await) })
+            }
+        };
+        let answer = async move {
+            let producer_id = allocated.await?;
+            Ok(Some(InitProducerIdResponse { producer_id, producer_epoch: 0 }))
+        };
+        self.respond(correlation_id, permit, answer, ctx);
+    }
 }

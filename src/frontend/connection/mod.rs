@@ -427,19 +427,7 @@ impl Connection {
                 self.dispatch_acls(correlation_id, request, permit, ctx)
             }
             Request::AlterQuotas(r) => self.alter_quotas(correlation_id, r, permit, ctx),
-            Request::InitProducerId(r) => {
-                let sent =
-                    r.transactional_id.is_none().then(|| broker.send(herald_actors::producer_ids::InitProducerId));
-                let answer = async move {
-                    let Some(sent) = sent else {
-                        let message = "transactions are not supported: transactional_id must be nil";
-                        return Err(BrokerError::new(ErrorCode::INVALID_REQUEST, message));
-                    };
-                    let producer_id = flatten(sent.await)?;
-                    Ok(Some(InitProducerIdResponse { producer_id, producer_epoch: 0 }))
-                };
-                self.respond(correlation_id, permit, answer, ctx);
-            }
+            Request::InitProducerId(r) => self.init_producer_id(correlation_id, r, permit, ctx),
             Request::DescribeQuotas => self.describe_quotas(correlation_id, permit, ctx),
             Request::Authenticate(r) => self.authenticate(correlation_id, r, ctx),
             Request::CreateUser(_) | Request::DeleteUser(_) | Request::ListUsers => {
