@@ -32,9 +32,8 @@ async fn reserve(client: &zk::Client, me: i32) -> Result<(i64, i64), zk::Error> 
     loop {
         let (last_end, version) = match client.get_data(PRODUCER_ID_BLOCK).await {
             Ok((data, stat)) => {
-                let block: ProducerIdBlock = serde_json::from_slice(&data).map_err(|err| {
-                    zk::Error::UnexpectedError(format!("{PRODUCER_ID_BLOCK} does not parse: {err}"))
-                })?;
+                let block: ProducerIdBlock = serde_json::from_slice(&data)
+                    .map_err(|err| zk::Error::UnexpectedError(format!("{PRODUCER_ID_BLOCK} does not parse: {err}")))?;
                 (block.block_end, Some(stat.version))
             }
             Err(zk::Error::NoNode) => (-1, None),

@@ -23,6 +23,7 @@ fn settings(lag_ms: u64) -> PartitionSettings {
         scrub: ScrubBudget::new(0),
         replica_lag_time_max_ms: lag_ms,
         replicated: false,
+        producer_id_expiration_ms: 86_400_000,
     }
 }
 

@@ -11,8 +11,8 @@ use super::budget::Admission;
 use super::{flatten, settings_in, Connection};
 use crate::cluster::{AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
 use crate::protocol::{
-    BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata,
-    TopicRequest,
+    BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
+    MetadataResponse, PartitionMetadata, TopicMetadata, TopicRequest,
 };
 use crate::security::acl::{Operation, Resource};
 
