@@ -36,6 +36,7 @@ async fn brokers_register_once_per_id_and_leave_with_their_session() {
         .args(["serve", "--port", "0", "--http-port", "0", "--data-dir"])
         .arg(root.join("data"))
         .args(["--zookeeper", &zk.address, "--broker-id", "1"])
+        .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", "2000")
         .output()
         .unwrap();
     assert!(!out.status.success());

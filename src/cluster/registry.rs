@@ -77,19 +77,37 @@ pub async fn register(
     let data = serde_json::to_vec(&registration).unwrap_or_default();
     let path = broker_path(settings.broker_id);
     let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    match client.create(&path, &data, &ephemeral).await {
-        Ok(_) => Ok(()),
-        Err(zk::Error::NodeExists) => {
-            let holder = match client.get_data(&path).await {
-                Ok((data, _)) => match serde_json::from_slice::<BrokerRegistration>(&data) {
-                    Ok(r) => format!("{}:{}", r.host, r.port),
-                    Err(_) => String::from_utf8_lossy(&data).into_owned(),
-                },
-                Err(_) => "a broker that just left".into(),
-            };
-            Err(RegistryError::Taken { id: settings.broker_id, holder })
+    // A broker restarted right after it died finds its old registration,
+    // which goes when the old session times out: wait that long for it.
+    let deadline = tokio::time::Instant::now() + client.session_timeout() * 3 / 2;
+    loop {
+        match client.create(&path, &data, &ephemeral).await {
+            Ok(_) => return Ok(()),
+            Err(zk::Error::NodeExists) => {}
+            Err(source) => return Err(RegistryError::Refused { path, source }),
         }
-        Err(source) => Err(RegistryError::Refused { path, source }),
+        let (holder, watcher) = match client.get_and_watch_data(&path).await {
+            Ok((data, _, watcher)) => (holder_of(&data), watcher),
+            Err(zk::Error::NoNode) => continue,
+            Err(source) => return Err(RegistryError::Refused { path, source }),
+        };
+        tracing::info!(id = settings.broker_id, %holder, "broker id registered by another session; waiting for it to expire");
+        match tokio::time::timeout_at(deadline, watcher.changed()).await {
+            Ok(event) if event.event_type == zk::EventType::NodeDeleted => continue,
+            Ok(event) if event.event_type == zk::EventType::Session => {
+                return Err(RegistryError::Refused { path, source: zk::Error::SessionExpired })
+            }
+            Ok(_) => continue,
+            Err(_) => return Err(RegistryError::Taken { id: settings.broker_id, holder }),
+        }
+    }
+}
+
+/// Where a registration says its broker is.
+fn holder_of(data: &[u8]) -> String {
+    match serde_json::from_slice::<BrokerRegistration>(data) {
+        Ok(r) => format!("{}:{}", r.host, r.port),
+        Err(_) => String::from_utf8_lossy(data).into_owned(),
     }
 }
 
