@@ -38,6 +38,7 @@
 //!   allows, the actor checks a little more of its sealed segments.
 
 mod admin;
+pub mod cleaner;
 mod damage;
 mod failures;
 pub mod file_cache;

@@ -120,6 +120,9 @@ pub(crate) struct Segment {
     /// could not be truncated; [`Segment::discard_refused`] cuts them before
     /// the log is reopened, so that recovery cannot serve them.
     refused_tail: bool,
+    /// Rewritten by the log cleaner: offsets may have gaps between batches
+    /// and at the end (see `Recovery::gaps`).
+    gaps: bool,
 }
 
 impl Segment {
@@ -149,6 +152,7 @@ impl Segment {
             first_append_ms: None,
             unwritable: false,
             refused_tail: false,
+            gaps: false,
         }
     }
 
@@ -403,6 +407,11 @@ impl Segment {
             self.time_index.remove_file();
         }
         Ok(())
+    }
+
+    /// The `.log` file's path.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
     }
 
     pub fn base_offset(&self) -> i64 {

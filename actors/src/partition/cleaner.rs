@@ -1,0 +1,396 @@
+//! Log compaction: the work of one cleaning of one partition, off the
+//! partition's actor (the broker's cleaner thread runs it, see
+//! `crate::cleaner`), and the partition's cleaner checkpoint.
+//!
+//! A cleaning reads only sealed segments, which never change while the log
+//! lives (retention may remove one meanwhile: the open handle still reads
+//! it, and the install skips it). It:
+//!
+//! 1. builds a key → latest offset map ([`OffsetMap`]: a 16-byte SHA-256
+//!    prefix of the key and an offset, as Kafka's SkimpyOffsetMap) over the
+//!    dirty part: the records from the checkpoint's `cleaned_to` up to the
+//!    end of the last cleanable segment. When the map is full it stops at the
+//!    record that did not fit: the cleaning covers up to there;
+//! 2. rewrites every sealed segment that starts below where the map reached,
+//!    keeping a record when it has no key, when it is at or past that point,
+//!    or when no later record of its key is in the map; a tombstone (no value)
+//!    is dropped besides once `delete_retention_ms` passed since its segment
+//!    was first cleaned (Kafka's rule: a consumer that read the segment's
+//!    earlier records has that long to see the tombstone);
+//! 3. writes each rewritten segment to `<name>.log.cleaned`, fsynced; the log
+//!    swaps them in (`log_clean.rs`).
+//!
+//! Offsets never change. The records kept from one original batch that are
+//! contiguous in offset become one batch, with the original's codec and
+//! timestamp type, its base offset the first kept record's: every batch
+//! keeps offset deltas 0, 1, 2..., and gaps appear only between batches.
+//! A segment whose bytes do not all check out is not cleaned (the cleaning
+//! is given up and logged): damage is never rewritten into valid-looking data.
+//!
+//! The checkpoint (`cleaner-checkpoint` in the partition's directory) holds
+//! `cleaned_to` and, per segment, when it was first cleaned. Its existence
+//! also tells the log's recovery that segments may have offset gaps. It is
+//! written as the start checkpoint is (`log_start.rs`): a temporary file,
+//! fsynced, renamed over the old one, the directory fsynced, with a CRC.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use sha2::{Digest, Sha256};
+
+use super::log::LogError;
+use super::scan::{Scanner, Step, SCAN_CHUNK_BYTES};
+use crate::batch::{self, BatchHeader, Record};
+use crate::fs::{FileSystem, OpenMode};
+
+/// The cleaner checkpoint's file name in a partition's directory.
+pub const CLEANER_CHECKPOINT: &str = "cleaner-checkpoint";
+/// The checkpoint being written; a leftover is removed at open (`.tmp`).
+const CLEANER_CHECKPOINT_TEMP: &str = "cleaner-checkpoint.tmp";
+/// Added to a segment's `.log` name for its rewritten copy; a leftover (a
+/// cleaning cut short before its swap) is removed at open.
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Bytes one map entry stands for: a 16-byte key hash and an 8-byte offset.
+pub const MAP_ENTRY_BYTES: usize = 24;
+/// Bytes written to a `.cleaned` file at once.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// What the cleaner knows of one partition, kept in its checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanerState {
+    /// Offsets below this were cleaned at least once.
+    pub cleaned_to: i64,
+    /// Segment base offset → when that segment was first cleaned (ms).
+    pub first_cleaned: BTreeMap<i64, i64>,
+}
+
+impl CleanerState {
+    fn text(&self) -> String {
+        let mut body = format!("cleaned_to {}\n", self.cleaned_to);
+        for (base, at) in &self.first_cleaned {
+            body.push_str(&format!("segment {base} {at}\n"));
+        }
+        format!("{body}crc {:08x}\n", crc32c::crc32c(body.as_bytes()))
+    }
+
+    fn parse(text: &str) -> Option<CleanerState> {
+        let (body, last) = text.strip_suffix('\n')?.rsplit_once('\n')?;
+        let body = format!("{body}\n");
+        let crc = u32::from_str_radix(last.strip_prefix("crc ")?, 16).ok()?;
+        if crc != crc32c::crc32c(body.as_bytes()) {
+            return None;
+        }
+        let mut lines = body.lines();
+        let cleaned_to = lines.next()?.strip_prefix("cleaned_to ")?.parse().ok()?;
+        let mut first_cleaned = BTreeMap::new();
+        for line in lines {
+            let mut words = line.strip_prefix("segment ")?.split(' ');
+            let (Some(base), Some(at), None) = (words.next(), words.next(), words.next()) else { return None };
+            first_cleaned.insert(base.parse().ok()?, at.parse().ok()?);
+        }
+        Some(CleanerState { cleaned_to, first_cleaned })
+    }
+
+    /// The checkpoint of `dir`: `None` when the log was never cleaned. A
+    /// file that does not read back counts as a log cleaned from nothing
+    /// (its segments may still have gaps): the next cleaning starts over.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if the file exists but cannot be read.
+    pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<CleanerState>, LogError> {
+        let path = dir.join(CLEANER_CHECKPOINT);
+        if !fs.exists(&path).map_err(LogError::io(&path))? {
+            return Ok(None);
+        }
+        let file = fs.open(&path, OpenMode::Read).map_err(LogError::io(&path))?;
+        let len = file.file_len().map_err(LogError::io(&path))?.min(16 << 20);
+        let mut bytes = vec![0; len as usize];
+        file.read_exact_at(&mut bytes, 0).map_err(LogError::io(&path))?;
+        let parsed = std::str::from_utf8(&bytes).ok().and_then(CleanerState::parse);
+        if parsed.is_none() {
+            tracing::error!(path = %path.display(), "the cleaner checkpoint does not read back; cleaning starts over");
+        }
+        Ok(Some(parsed.unwrap_or_default()))
+    }
+
+    /// Writes the checkpoint of `dir` atomically. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if a step fails; the previous checkpoint is then in place.
+    pub fn store(&self, fs: &dyn FileSystem, dir: &Path) -> Result<(), LogError> {
+        let temp = dir.join(CLEANER_CHECKPOINT_TEMP);
+        match fs.remove_file(&temp) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&temp)(err)),
+            _ => {}
+        }
+        let file = fs.open(&temp, OpenMode::CreateNew).map_err(LogError::io(&temp))?;
+        file.append(self.text().as_bytes()).map_err(LogError::io(&temp))?;
+        file.sync_all().map_err(LogError::io(&temp))?;
+        let path = dir.join(CLEANER_CHECKPOINT);
+        fs.rename(&temp, &path).map_err(LogError::io(&path))?;
+        fs.open_dir(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
+    }
+}
+
+/// Key hash → latest offset, bounded in entries.
+pub struct OffsetMap {
+    entries: HashMap<[u8; 16], i64>,
+    capacity: usize,
+}
+
+impl OffsetMap {
+    /// A map of at most `bytes / MAP_ENTRY_BYTES` keys (at least one).
+    pub fn with_bytes(bytes: usize) -> OffsetMap {
+        let capacity = (bytes / MAP_ENTRY_BYTES).max(1);
+        OffsetMap { entries: HashMap::with_capacity(capacity.min(1 << 20)), capacity }
+    }
+
+    fn hash(key: &[u8]) -> [u8; 16] {
+        let digest = Sha256::digest(key);
+        let mut out = [0; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
+    /// Records `offset` as the latest of `key`; false (and nothing changed)
+    /// when the key is new and the map is full.
+    pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
+        let hash = OffsetMap::hash(key);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&hash) {
+            return false;
+        }
+        self.entries.insert(hash, offset);
+        true
+    }
+
+    /// The latest offset recorded for `key`.
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.entries.get(&OffsetMap::hash(key)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A sealed segment as a cleaning sees it.
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub next_offset: i64,
+}
+
+/// One cleaning of one partition: everything it needs, taken from the log.
+#[derive(Clone)]
+pub struct CleanJob {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    /// The sealed segments that may be rewritten, ascending; the dirty part
+    /// runs from `state.cleaned_to` to the last one's end.
+    pub segments: Vec<SegmentView>,
+    pub state: CleanerState,
+    /// The offset map's bound, in bytes.
+    pub map_bytes: usize,
+    pub now_ms: i64,
+    pub delete_retention_ms: u64,
+    /// Dirty bytes over sealed bytes, in thousandths: the cleaner takes the
+    /// partition with the highest first.
+    pub dirty_permille: u64,
+}
+
+/// One segment rewritten to a `.cleaned` file.
+#[derive(Debug, Clone)]
+pub struct CleanedSegment {
+    pub base_offset: i64,
+    /// The `.log` file's size when it was read: the swap checks it is unchanged.
+    pub old_size: u64,
+    pub new_size: u64,
+    pub cleaned_path: PathBuf,
+}
+
+/// What a cleaning did, for the log to install.
+#[derive(Debug, Clone)]
+pub struct CleanOutcome {
+    pub state: CleanerState,
+    pub cleaned: Vec<CleanedSegment>,
+    /// Bytes of the segments read and rewritten.
+    pub bytes_read: u64,
+    pub records_removed: u64,
+}
+
+/// Calls `visit` with every batch of a segment's `.log` file, checked whole,
+/// and its records.
+fn each_batch(
+    job: &CleanJob,
+    segment: &SegmentView,
+    mut visit: impl FnMut(&BatchHeader, Vec<Record>) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
+    let path: Arc<Path> = segment.path.as_path().into();
+    let file = job.fs.open(&path, OpenMode::Read).map_err(LogError::io(&path))?;
+    let mut scanner = Scanner::new(file, Arc::clone(&path), 0, segment.size, SCAN_CHUNK_BYTES);
+    loop {
+        match scanner.next(true)? {
+            Step::End => return Ok(()),
+            Step::Bad(err) => return Err(err.into()),
+            Step::Batch(at, header) => {
+                let records = batch::decode_all(scanner.bytes(at, header.total_bytes())?)?;
+                if !visit(&header, records)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Builds the offset map over the dirty part; returns it and the offset the
+/// cleaning covers up to (exclusive).
+fn build_map(job: &CleanJob) -> Result<(OffsetMap, i64), LogError> {
+    let mut map = OffsetMap::with_bytes(job.map_bytes);
+    let mut reached = job.segments.last().map_or(job.state.cleaned_to, |s| s.next_offset);
+    'segments: for segment in job.segments.iter().filter(|s| s.next_offset > job.state.cleaned_to) {
+        let mut full_at = None;
+        each_batch(job, segment, |header, records| {
+            if header.last_offset() < job.state.cleaned_to {
+                return Ok(true);
+            }
+            for record in records.iter().filter(|r| r.offset >= job.state.cleaned_to) {
+                let Some(key) = &record.key else { continue };
+                if !map.put(key, record.offset) {
+                    full_at = Some(record.offset);
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        if let Some(at) = full_at {
+            reached = at;
+            break 'segments;
+        }
+    }
+    Ok((map, reached))
+}
+
+/// Runs one cleaning (see the module doc). Blocking; for the cleaner thread.
+///
+/// # Errors
+///
+/// [`LogError::Io`] on a failed read or write, [`LogError::InvalidBatch`]
+/// for a segment whose bytes do not check out; `.cleaned` files written
+/// before the error are removed (best effort; the next open removes them too).
+pub fn clean(job: &CleanJob) -> Result<CleanOutcome, LogError> {
+    let (map, reached) = build_map(job)?;
+    let mut outcome =
+        CleanOutcome { state: job.state.clone(), cleaned: Vec::new(), bytes_read: 0, records_removed: 0 };
+    if reached <= job.state.cleaned_to {
+        return Ok(outcome);
+    }
+    for segment in job.segments.iter().filter(|s| s.base_offset < reached) {
+        match rewrite(job, segment, &map, reached) {
+            Ok((removed, cleaned)) => {
+                outcome.bytes_read += segment.size;
+                outcome.records_removed += removed;
+                outcome.cleaned.extend(cleaned);
+            }
+            Err(err) => {
+                for cleaned in &outcome.cleaned {
+                    drop(job.fs.remove_file(&cleaned.cleaned_path));
+                }
+                return Err(err);
+            }
+        }
+        if segment.next_offset <= reached {
+            outcome.state.first_cleaned.entry(segment.base_offset).or_insert(job.now_ms);
+        }
+    }
+    outcome.state.cleaned_to = reached;
+    Ok(outcome)
+}
+
+/// Whether `record`, at or below `reached`, stays.
+fn keep(job: &CleanJob, segment: &SegmentView, map: &OffsetMap, reached: i64, record: &Record) -> bool {
+    if record.offset >= reached {
+        return true;
+    }
+    let Some(key) = &record.key else { return true };
+    if map.get(key).is_some_and(|latest| latest > record.offset) {
+        return false;
+    }
+    let tombstone_expired = record.value.is_none()
+        && job.state.first_cleaned.get(&segment.base_offset).is_some_and(|&first| {
+            job.now_ms.saturating_sub(first) >= i64::try_from(job.delete_retention_ms).unwrap_or(i64::MAX)
+        });
+    !tombstone_expired
+}
+
+/// Rewrites one segment into its `.cleaned` file, fsynced; `None` when it
+/// would keep every record (nothing to swap). Returns the records removed.
+fn rewrite(
+    job: &CleanJob,
+    segment: &SegmentView,
+    map: &OffsetMap,
+    reached: i64,
+) -> Result<(u64, Option<CleanedSegment>), LogError> {
+    let mut out = BytesMut::new();
+    let mut batches = Vec::new();
+    let mut removed = 0u64;
+    each_batch(job, segment, |header, records| {
+        let total = records.len();
+        let kept: Vec<Record> = records.into_iter().filter(|r| keep(job, segment, map, reached, r)).collect();
+        removed += (total - kept.len()) as u64;
+        batches.push((*header, kept));
+        Ok(true)
+    })?;
+    if removed == 0 {
+        return Ok((0, None));
+    }
+    let mut cleaned_path = segment.path.as_os_str().to_owned();
+    cleaned_path.push(CLEANED_SUFFIX);
+    let cleaned_path = PathBuf::from(cleaned_path);
+    let fs = &*job.fs;
+    match fs.remove_file(&cleaned_path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&cleaned_path)(err)),
+        _ => {}
+    }
+    let file = fs.open(&cleaned_path, OpenMode::CreateNew).map_err(LogError::io(&cleaned_path))?;
+    let mut new_size = 0u64;
+    for (header, kept) in &batches {
+        for run in contiguous_runs(kept) {
+            let mut encoded = batch::encode_with(run, header.compression()?)?;
+            if header.log_append_time() {
+                batch::set_log_append_time(&mut encoded, header.max_timestamp);
+            }
+            batch::set_base_offset(&mut encoded, run[0].offset);
+            out.extend_from_slice(&encoded);
+            if out.len() >= WRITE_CHUNK_BYTES {
+                file.append(&out).map_err(LogError::io(&cleaned_path))?;
+                new_size += out.len() as u64;
+                out.clear();
+            }
+        }
+    }
+    file.append(&out).map_err(LogError::io(&cleaned_path))?;
+    new_size += out.len() as u64;
+    file.sync_all().map_err(LogError::io(&cleaned_path))?;
+    let cleaned = CleanedSegment { base_offset: segment.base_offset, old_size: segment.size, new_size, cleaned_path };
+    Ok((removed, Some(cleaned)))
+}
+
+/// `records` cut where an offset does not follow the one before.
+fn contiguous_runs(records: &[Record]) -> impl Iterator<Item = &[Record]> {
+    records.chunk_by(|a, b| b.offset == a.offset + 1)
+}
+
+#[cfg(test)]
+#[path = "cleaner_tests.rs"]
+mod tests;
