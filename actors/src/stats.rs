@@ -128,6 +128,22 @@ pub fn topic_snapshot() -> Vec<(String, [u64; 4])> {
     out
 }
 
+/// Per topic the log cleaner worked on: bytes cleaned, records removed, and
+/// the last cleaning's time (ms since the epoch), sorted by topic name.
+pub fn cleaner_snapshot() -> Vec<(String, [u64; 3])> {
+    let by_name = topics().by_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out: Vec<(String, [u64; 3])> = by_name
+        .iter()
+        .filter(|(_, s)| load(&s.last_clean_ms) > 0)
+        .map(|(name, s)| {
+            (name.to_string(), [load(&s.cleaned_bytes), load(&s.cleaner_removed_records), load(&s.last_clean_ms)])
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Upper bounds of the latency histograms, in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
