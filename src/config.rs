@@ -160,6 +160,8 @@ pub struct StorageSettings {
     pub group_commit: bool,
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
+    /// The log cleaner's offset map bound, in bytes (24 bytes per key).
+    pub cleaner_buffer_bytes: u64,
     pub max_open_segment_files: u32,
     pub arbiters: usize,
 }
@@ -387,6 +389,9 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.storage.cleaner_buffer_bytes < 1024 {
+            return fail("storage.cleaner_buffer_bytes must be at least 1024".into());
         }
         if self.storage.max_open_segment_files == 0 {
             return fail("storage.max_open_segment_files must be at least 1".into());
