@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{config, keyed, read_partition, test_settings, text, value, TestBroker};
-use herald::client::{GroupConsumer, GroupConsumerConfig};
 use herald::client::{Client, ClientError};
+use herald::client::{GroupConsumer, GroupConsumerConfig};
 use herald::protocol::ConfigValue::{self, Int, Str};
 
 /// The cleaner runs on the retention tick; a short one keeps tests fast.

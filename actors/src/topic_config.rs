@@ -243,11 +243,9 @@ impl TopicConfig {
                         "delete" => CleanupPolicy::Delete,
                         "compact" => CleanupPolicy::Compact,
                         "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
-                        other => {
-                            return Err(invalid(format!(
-                                "topic setting `cleanup_policy` must be delete, compact or compact,delete, got `{other}`"
-                            )))
-                        }
+                        other => return Err(invalid(format!(
+                            "topic setting `cleanup_policy` must be delete, compact or compact,delete, got `{other}`"
+                        ))),
                     }
                 }
                 "delete_retention_ms" => config.delete_retention_ms = int(key, value, 0)? as u64,
@@ -428,7 +426,10 @@ mod tests {
         assert_eq!(base.with_overrides(&map).unwrap(), c);
         let both = set(&[("cleanup_policy", ConfigValue::Str("compact,delete".into()))]).unwrap();
         assert_eq!(both.log_config().retention_ms, base.retention_ms);
-        assert_eq!(set(&[("min_cleanable_dirty_ratio", ConfigValue::Int(1))]).unwrap().min_cleanable_dirty_permille, 1000);
+        assert_eq!(
+            set(&[("min_cleanable_dirty_ratio", ConfigValue::Int(1))]).unwrap().min_cleanable_dirty_permille,
+            1000
+        );
 
         for (k, v) in [
             ("cleanup_policy", ConfigValue::Str("shred".into())),

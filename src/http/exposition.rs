@@ -30,7 +30,11 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
     ("herald_produced_records", MetricType::Counter, "Records appended to the topic."),
     ("herald_fetched_bytes", MetricType::Counter, "Bytes of record batches read from the topic for fetches."),
     ("herald_fetched_records", MetricType::Counter, "Records in the whole batches read from the topic for fetches."),
-    ("herald_cleaner_cleaned_bytes", MetricType::Counter, "Bytes of the topic's segments the log cleaner read and rewrote."),
+    (
+        "herald_cleaner_cleaned_bytes",
+        MetricType::Counter,
+        "Bytes of the topic's segments the log cleaner read and rewrote.",
+    ),
     ("herald_cleaner_removed_records", MetricType::Counter, "Records of the topic the log cleaner removed."),
     (
         "herald_cleaner_last_clean_timestamp_seconds",

@@ -290,8 +290,7 @@ fn build_map(job: &CleanJob) -> Result<(OffsetMap, i64), LogError> {
 /// before the error are removed (best effort; the next open removes them too).
 pub fn clean(job: &CleanJob) -> Result<CleanOutcome, LogError> {
     let (map, reached) = build_map(job)?;
-    let mut outcome =
-        CleanOutcome { state: job.state.clone(), cleaned: Vec::new(), bytes_read: 0, records_removed: 0 };
+    let mut outcome = CleanOutcome { state: job.state.clone(), cleaned: Vec::new(), bytes_read: 0, records_removed: 0 };
     if reached <= job.state.cleaned_to {
         return Ok(outcome);
     }

@@ -149,8 +149,12 @@ fn compressed_batches_are_rewritten_with_their_codec() {
         let mut log = Log::open(&dir.path().join("p0"), config(1024), true).unwrap();
         for round in 0..30 {
             let values: Vec<String> = (0..4).map(|i| format!("r{round}-{i}")).collect();
-            let pairs: Vec<(&str, Option<&str>)> =
-                vec![("a", Some(&values[0])), ("b", Some(&values[1])), ("a", Some(&values[2])), ("c", Some(&values[3]))];
+            let pairs: Vec<(&str, Option<&str>)> = vec![
+                ("a", Some(&values[0])),
+                ("b", Some(&values[1])),
+                ("a", Some(&values[2])),
+                ("c", Some(&values[3])),
+            ];
             log.append(keyed(&pairs, codec), 0).unwrap();
         }
         let before = read_all(&mut log);

@@ -68,12 +68,17 @@ impl Partition {
         if !self.config.cleanup_policy.compacts() {
             return Ok(());
         }
-        let records = batch::decode_all(batch).map_err(|err| BrokerError::new(ErrorCode::CORRUPT_MESSAGE, err.to_string()))?;
+        let records =
+            batch::decode_all(batch).map_err(|err| BrokerError::new(ErrorCode::CORRUPT_MESSAGE, err.to_string()))?;
         match records.iter().position(|r| r.key.is_none()) {
             None => Ok(()),
             Some(n) => Err(BrokerError::new(
                 ErrorCode::INVALID_RECORD,
-                format!("record {n} has no key; topic {} is compacted (cleanup_policy {}), so every record needs one", self.topic, self.config.cleanup_policy.name()),
+                format!(
+                    "record {n} has no key; topic {} is compacted (cleanup_policy {}), so every record needs one",
+                    self.topic,
+                    self.config.cleanup_policy.name()
+                ),
             )),
         }
     }

@@ -71,8 +71,8 @@ use crate::fs::{FileRef, FileSystem};
 mod log_clean;
 #[path = "log_start.rs"]
 mod log_start;
-pub use log_clean::{CleanView, Installed};
 use super::cleaner::{CleanerState, CLEANED_SUFFIX};
+pub use log_clean::{CleanView, Installed};
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 
 /// Leftover temporary files with this suffix are removed on open.

@@ -69,7 +69,8 @@ pub struct Installed {
 impl Log {
     /// The cleaner's view of this log: sealed segments entirely below
     /// `high_watermark`, from the first on, up to the first whose newest
-    /// timestamp is later than `now_ms - min_compaction_lag_ms`.
+    /// timestamp is later than `now_ms - min_compaction_lag_ms` or that holds
+    /// a known damaged range.
     pub fn clean_view(&self, high_watermark: i64, now_ms: i64, min_compaction_lag_ms: u64) -> CleanView {
         let lag = i64::try_from(min_compaction_lag_ms).unwrap_or(i64::MAX);
         let sealed = &self.segments[..self.segments.len() - 1];
@@ -78,7 +79,8 @@ impl Log {
             .take_while(|s| {
                 // A segment the cleaner emptied has no timestamp left to wait for.
                 let old_enough = s.size() == 0 || s.retention_timestamp() <= now_ms.saturating_sub(lag);
-                s.next_offset() <= high_watermark && old_enough
+                // Damage is never rewritten: cleaning stops before it.
+                s.next_offset() <= high_watermark && old_enough && s.damage().is_empty()
             })
             .map(|s| SegmentView {
                 base_offset: s.base_offset(),

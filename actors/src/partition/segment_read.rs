@@ -78,7 +78,12 @@ impl Segment {
                 return Ok(None);
             }
             scanner.seek(position, self.limit_after(position));
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset), gaps: self.gaps };
+            let expect = Expect {
+                segment_base: self.base_offset,
+                offset: expected,
+                below: Some(self.next_offset),
+                gaps: self.gaps,
+            };
             let reason = match scanner.next(verify)? {
                 Step::Batch(at, header) if expect.follows(&header) => {
                     let bytes = if verify { scanner.bytes(at, header.total_bytes())? } else { &[] };
@@ -203,7 +208,12 @@ impl Segment {
                     break;
                 }
             };
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset), gaps: self.gaps };
+            let expect = Expect {
+                segment_base: self.base_offset,
+                offset: expected,
+                below: Some(self.next_offset),
+                gaps: self.gaps,
+            };
             if !expect.follows(&header) {
                 problem = Some(scan::out_of_place(&header, &expect));
                 break;
