@@ -258,3 +258,46 @@ fn the_checkpoint_reads_back_and_a_damaged_one_starts_over() {
     let text = state.text().replace("42", "43");
     assert_eq!(CleanerState::parse(&text), None);
 }
+
+/// The cleaner's rewrite rate on the real file system, for
+/// docs/benchmarks.md ("Log cleaner"): `cargo test --release -p
+/// herald-actors --lib cleaner_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand in a release build"]
+fn cleaner_throughput() {
+    for codec in [Compression::None, Compression::Lz4] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(1 << 20);
+        let mut log = Log::open(&dir.path().join("p0"), cfg, true).unwrap();
+        let value = "v".repeat(200);
+        // 400,000 records of 10,000 keys (each updated 40 times), 100 per batch.
+        for b in 0..4_000 {
+            let records: Vec<Record> = (0..100)
+                .map(|i| Record {
+                    key: Some(Bytes::from(format!("key-{:05}", (b * 100 + i) % 10_000))),
+                    value: Some(Bytes::from(format!("{value}{b}"))),
+                    timestamp: 1_000,
+                    ..Record::default()
+                })
+                .collect();
+            log.append(batch::encode_with(&records, codec).unwrap(), 0).unwrap();
+        }
+        log.flush_all().unwrap();
+        let started = std::time::Instant::now();
+        let outcome = clean(&job(&log, 32 << 20, 10_000, 0)).unwrap();
+        let cleaned_in = started.elapsed();
+        let installed = log.install_cleaned(outcome.clone()).unwrap();
+        let total = started.elapsed();
+        let mb = outcome.bytes_read as f64 / 1e6;
+        println!(
+            "{codec:?}: read {mb:.1} MB ({} records removed) in {:.2} s = {:.0} MB/s; with the swap {:.2} s = {:.0} MB/s; {} -> {} bytes",
+            outcome.records_removed,
+            cleaned_in.as_secs_f64(),
+            mb / cleaned_in.as_secs_f64(),
+            total.as_secs_f64(),
+            mb / total.as_secs_f64(),
+            installed.bytes_before,
+            installed.bytes_after
+        );
+    }
+}

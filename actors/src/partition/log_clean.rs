@@ -8,9 +8,11 @@
 //! 2. the cleaner checkpoint is stored (its existence tells recovery that
 //!    segments may have gaps, so it is there before any segment has one);
 //! 3. the segment's index files are removed (they point into the old file);
-//! 4. `<base>.log.cleaned` is renamed over `<base>.log`, and the directory
-//!    fsynced;
-//! 5. the segment is opened again from the new file, its indexes rebuilt.
+//! 4. `<base>.log.cleaned` is renamed over `<base>.log`;
+//! 5. the segment is opened again from the new file, its indexes rebuilt;
+//! 6. once every segment is swapped, the directory is fsynced (once: each
+//!    rename is atomic on its own, and until it is durable the old file,
+//!    whole, is what a crash leaves).
 //!
 //! A crash before step 4's rename leaves the old `.log` whole (a leftover
 //! `.cleaned` is removed at open, missing indexes are rebuilt); after it,
@@ -128,7 +130,6 @@ impl Log {
             }
             let log_path = self.segments[at].log_path().to_path_buf();
             fs.rename(&cleaned.cleaned_path, &log_path).map_err(LogError::io(&log_path))?;
-            sync_dir(&*fs, &self.dir)?;
             let next_base = Some(self.segments[at + 1].base_offset());
             let recovery = Recovery { next_base, truncate_torn_tail: false, gaps: true };
             let mut segment =
@@ -142,6 +143,11 @@ impl Log {
             installed.segments += 1;
             installed.bytes_before += cleaned.old_size;
             installed.bytes_after += cleaned.new_size;
+        }
+        if installed.segments > 0 {
+            // One fsync for every rename: each is atomic on its own, and
+            // until it is durable the old file serves, whole.
+            sync_dir(&*fs, &self.dir)?;
         }
         Ok(installed)
     }
