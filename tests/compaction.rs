@@ -16,9 +16,13 @@ use herald::protocol::ConfigValue::{self, Int, Str};
 /// The cleaner runs on the retention tick; a short one keeps tests fast.
 fn broker() -> (TestBroker, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path());
+    (broker_in(dir.path()), dir)
+}
+
+fn broker_in(dir: &std::path::Path) -> TestBroker {
+    let mut settings = test_settings(dir);
     settings.storage.retention_check_interval_ms = 50;
-    (TestBroker::start_with(settings), dir)
+    TestBroker::start_with(settings)
 }
 
 fn compacted() -> BTreeMap<String, ConfigValue> {
@@ -101,6 +105,17 @@ async fn a_compacted_topic_keeps_the_latest_record_per_key_at_its_offset() {
     let rows = read_rows(&client, "prices").await;
     assert_eq!(rows[..expected.len()], expected[..]);
     assert_eq!(rows.last().unwrap(), &(next, "k9".to_string(), "new".to_string()));
+
+    // After a restart: the same records at the same offsets, and the end
+    // where it was.
+    drop(client);
+    let dir = broker.data_dir().to_path_buf();
+    broker.stop().await;
+    let broker = broker_in(&dir);
+    let client = broker.client().await;
+    assert_eq!(read_rows(&client, "prices").await, rows);
+    let after = client.produce("prices", Some(0), vec![keyed("k8", "again")]).await.unwrap()[0].base_offset;
+    assert_eq!(after, next + 1);
 }
 
 #[tokio::test]
@@ -174,4 +189,35 @@ async fn a_topic_altered_to_compact_is_cleaned() {
     assert_eq!(answer["cleanup_policy"], Str("compact".into()));
     let expected = latest(&produced);
     assert_eq!(wait_for_compaction(&client, "settled", expected.len()).await, expected);
+}
+
+#[tokio::test]
+async fn the_cli_creates_a_compacted_topic_and_describe_shows_its_policy() {
+    let (broker, _dir) = broker();
+    let addr = broker.addr().to_string();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--broker", &addr]);
+        common::herald_cli(&all)
+    };
+    let (status, out) = cli(&[
+        "topic",
+        "create",
+        "ledger",
+        "--partitions",
+        "1",
+        "--config",
+        "cleanup_policy=compact,delete",
+        "--config",
+        "min_cleanable_dirty_ratio=0.2",
+    ]);
+    assert_eq!(status, Some(0), "{out}");
+    let (status, out) = cli(&["topic", "describe", "ledger"]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("cleanup_policy=compact,delete"), "{out}");
+    assert!(out.contains("min_cleanable_dirty_ratio=0.2"), "{out}");
+    assert!(out.contains("delete_retention_ms=86400000"), "{out}");
+    let (status, out) = cli(&["topic", "alter-config", "ledger", "--set", "cleanup_policy=shred"]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("cleanup_policy"), "{out}");
 }
