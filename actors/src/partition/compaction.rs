@@ -42,12 +42,25 @@ impl Partition {
             match log.install_cleaned(outcome) {
                 Ok(installed) => {
                     act.stats.cleaned(bytes_read, removed, now_ms());
+                    let emptied = installed.removed.len() / 3;
+                    if !installed.removed.is_empty() {
+                        // Deleting files can block; keep it off the event loop.
+                        let paths = installed.removed.clone();
+                        std::thread::spawn(move || {
+                            for path in paths {
+                                if let Err(err) = std::fs::remove_file(&path) {
+                                    tracing::warn!(%err, path = %path.display(), "cannot delete an emptied segment's file");
+                                }
+                            }
+                        });
+                    }
                     tracing::info!(
                         topic = %act.topic,
                         partition = act.partition,
                         segments = installed.segments,
                         bytes_before = installed.bytes_before,
                         bytes_after = installed.bytes_after,
+                        emptied,
                         "swapped cleaned segments in"
                     );
                 }

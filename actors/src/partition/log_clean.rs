@@ -61,11 +61,14 @@ impl CleanView {
 }
 
 /// What installing a cleaning did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Installed {
     pub segments: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Files of segments the cleaning emptied, renamed to `.deleted`, for
+    /// the caller to delete off the event loop (as retention's).
+    pub removed: Vec<std::path::PathBuf>,
 }
 
 impl Log {
@@ -149,7 +152,29 @@ impl Log {
             // until it is durable the old file serves, whole.
             sync_dir(&*fs, &self.dir)?;
         }
+        installed.removed = self.remove_emptied()?;
         Ok(installed)
+    }
+
+    /// Removes the sealed segments the cleaner emptied, but the first (which
+    /// holds the log start offset): the segment before each then ends where
+    /// the next one begins, its offsets a gap. Nothing is lost if this stops
+    /// half-way: an empty segment holds no record, and recovery finds the
+    /// gap either way.
+    fn remove_emptied(&mut self) -> Result<Vec<std::path::PathBuf>, LogError> {
+        let mut removed = Vec::new();
+        let mut at = 1;
+        while at + 1 < self.segments.len() {
+            let segment = &self.segments[at];
+            if segment.size() > 0 || !segment.damage().is_empty() {
+                at += 1;
+                continue;
+            }
+            removed.extend(segment.rename_to_deleted()?);
+            let segment = self.segments.remove(at);
+            self.segments[at - 1].extend_gap_to(segment.next_offset());
+        }
+        Ok(removed)
     }
 
     /// Whether the log was ever compacted (its segments may have gaps).

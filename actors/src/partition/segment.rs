@@ -422,6 +422,18 @@ impl Segment {
         self.next_offset
     }
 
+    /// Makes a sealed segment of a compacted log end at `next_offset`, past
+    /// its last batch: the segment after it, emptied by the cleaner, was
+    /// removed, and its offsets are a gap at this one's end (as recovery
+    /// finds it at the next open). Only for a sealed segment of a log with
+    /// a cleaner checkpoint: the segment now may have gaps.
+    pub(crate) fn extend_gap_to(&mut self, next_offset: i64) {
+        if self.sealed && next_offset > self.next_offset {
+            self.gaps = true;
+            self.next_offset = next_offset;
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
