@@ -243,9 +243,11 @@ impl TopicConfig {
                         "delete" => CleanupPolicy::Delete,
                         "compact" => CleanupPolicy::Compact,
                         "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
-                        other => return Err(invalid(format!(
+                        other => {
+                            return Err(invalid(format!(
                             "topic setting `cleanup_policy` must be delete, compact or compact,delete, got `{other}`"
-                        ))),
+                        )))
+                        }
                     }
                 }
                 "delete_retention_ms" => config.delete_retention_ms = int(key, value, 0)? as u64,

@@ -365,12 +365,7 @@ fn rewrite(
     let mut new_size = 0u64;
     for (header, kept) in &batches {
         for run in contiguous_runs(kept) {
-            let mut encoded = batch::encode_with(run, header.compression()?)?;
-            if header.log_append_time() {
-                batch::set_log_append_time(&mut encoded, header.max_timestamp);
-            }
-            batch::set_base_offset(&mut encoded, run[0].offset);
-            out.extend_from_slice(&encoded);
+            out.extend_from_slice(&rebuilt(header, run)?);
             if out.len() >= WRITE_CHUNK_BYTES {
                 file.append(&out).map_err(LogError::io(&cleaned_path))?;
                 new_size += out.len() as u64;
@@ -383,6 +378,21 @@ fn rewrite(
     file.sync_all().map_err(LogError::io(&cleaned_path))?;
     let cleaned = CleanedSegment { base_offset: segment.base_offset, old_size: segment.size, new_size, cleaned_path };
     Ok((removed, Some(cleaned)))
+}
+
+/// The batch of `run`, records of the original batch `header` contiguous in
+/// offset: the original's codec and timestamp type, its base offset the
+/// first record's. Built only from one original batch, so that fields a
+/// batch carries for all its records (its attributes; a producer's id and
+/// sequence, where the format has them) are the original's, the sequence
+/// moved by the first kept record's offset delta.
+fn rebuilt(header: &BatchHeader, run: &[Record]) -> Result<BytesMut, LogError> {
+    let mut encoded = batch::encode_with(run, header.compression()?)?;
+    if header.log_append_time() {
+        batch::set_log_append_time(&mut encoded, header.max_timestamp);
+    }
+    batch::set_base_offset(&mut encoded, run[0].offset);
+    Ok(encoded)
 }
 
 /// `records` cut where an offset does not follow the one before.

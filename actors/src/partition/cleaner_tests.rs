@@ -110,6 +110,10 @@ fn the_latest_record_per_key_stays_at_its_offset_and_the_active_segment_is_untou
     assert_eq!(read_all(&mut log), after);
     assert!(log.damaged().is_empty(), "{:?}", log.damaged());
     assert!(log.is_compacted());
+    // The offline check (`herald scrub`) knows about gaps too.
+    log.flush_all().unwrap();
+    let checked = crate::partition::scrub::check_log(&path).unwrap();
+    assert!(checked.damage.is_empty(), "{:?}", checked.damage);
     put(&mut log, &[("k9", Some("new"))]);
     assert_eq!(read_all(&mut log).last().unwrap().0, 40);
     // A read at an offset inside a gap starts at the next batch.
@@ -303,4 +307,25 @@ fn cleaner_throughput() {
             installed.bytes_after
         );
     }
+}
+
+#[test]
+fn a_log_append_time_batch_keeps_its_timestamp_type_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(&dir.path().join("p0"), config(1024), true).unwrap();
+    for i in 0..30 {
+        let mut b = keyed(&[("a", Some("1")), (&format!("k{}", i % 3), Some("2"))], Compression::None);
+        batch::set_log_append_time(&mut b, 5_000 + i);
+        log.append(b, 0).unwrap();
+    }
+    let before = log.read(0, 1 << 20, i64::MAX).unwrap();
+    clean_log(&mut log, 1 << 20, 10_000, 0);
+    let after = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let header = BatchHeader::parse(&after.bytes).unwrap();
+    assert!(header.log_append_time());
+    assert!(header.base_offset > 0, "the first records were superseded");
+    let original = batch::decode_all(&before.bytes).unwrap();
+    let kept = &batch::decode_all(&after.bytes).unwrap()[0];
+    let same = original.iter().find(|r| r.offset == kept.offset).unwrap();
+    assert_eq!((kept.timestamp, &kept.key, &kept.value), (same.timestamp, &same.key, &same.value));
 }

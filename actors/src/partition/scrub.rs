@@ -113,7 +113,8 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
         let len = file.file_len().map_err(LogError::io(&path))?;
         check.bytes += len;
         let next_base = bases.get(i + 1).copied();
-        let expect = Expect { segment_base: base, offset: base, below: next_base, gaps: compacted };
+        let expect =
+            Expect { segment_base: base, offset: base, below: next_base, gaps: compacted && next_base.is_some() };
         let scanned = scan::scan_file(&file, &path, 0, len, expect, |_, _| {})?;
         check.damage.extend(scanned.damage);
         let tail_end = match (&scanned.tail, next_base) {
