@@ -229,12 +229,12 @@ pub struct CleanOutcome {
     pub records_removed: u64,
 }
 
-/// Calls `visit` with every batch of a segment's `.log` file, checked whole,
-/// and its records.
+/// Calls `visit` with every batch of a segment's `.log` file, checked whole:
+/// its position, header, stored bytes and records.
 fn each_batch(
     job: &CleanJob,
     segment: &SegmentView,
-    mut visit: impl FnMut(&BatchHeader, Vec<Record>) -> Result<bool, LogError>,
+    mut visit: impl FnMut(u64, &BatchHeader, &[u8], Vec<Record>) -> Result<bool, LogError>,
 ) -> Result<(), LogError> {
     let path: Arc<Path> = segment.path.as_path().into();
     let file = job.fs.open(&path, OpenMode::Read).map_err(LogError::io(&path))?;
@@ -244,8 +244,9 @@ fn each_batch(
             Step::End => return Ok(()),
             Step::Bad(err) => return Err(err.into()),
             Step::Batch(at, header) => {
-                let records = batch::decode_all(scanner.bytes(at, header.total_bytes())?)?;
-                if !visit(&header, records)? {
+                let stored = scanner.bytes(at, header.total_bytes())?;
+                let records = batch::decode_all(stored)?;
+                if !visit(at, &header, stored, records)? {
                     return Ok(());
                 }
             }
@@ -260,7 +261,7 @@ fn build_map(job: &CleanJob) -> Result<(OffsetMap, i64), LogError> {
     let mut reached = job.segments.last().map_or(job.state.cleaned_to, |s| s.next_offset);
     'segments: for segment in job.segments.iter().filter(|s| s.next_offset > job.state.cleaned_to) {
         let mut full_at = None;
-        each_batch(job, segment, |header, records| {
+        each_batch(job, segment, |_, header, _, records| {
             if header.last_offset() < job.state.cleaned_to {
                 return Ok(true);
             }
@@ -334,50 +335,113 @@ fn keep(job: &CleanJob, segment: &SegmentView, map: &OffsetMap, reached: i64, re
 
 /// Rewrites one segment into its `.cleaned` file, fsynced; `None` when it
 /// would keep every record (nothing to swap). Returns the records removed.
+///
+/// Streams: a batch kept whole is copied as stored (byte for byte, its
+/// codec's frame included); a batch that lost records is rebuilt
+/// ([`rebuilt`]). The file is created at the first batch that lost records,
+/// with the bytes before it copied from the segment: a segment that keeps
+/// everything is read once and never written.
 fn rewrite(
     job: &CleanJob,
     segment: &SegmentView,
     map: &OffsetMap,
     reached: i64,
 ) -> Result<(u64, Option<CleanedSegment>), LogError> {
-    let mut out = BytesMut::new();
-    let mut batches = Vec::new();
+    let mut cleaned_path = segment.path.as_os_str().to_owned();
+    cleaned_path.push(CLEANED_SUFFIX);
+    let mut copy = Copy { path: PathBuf::from(cleaned_path), file: None, pending: BytesMut::new(), written: 0 };
     let mut removed = 0u64;
-    each_batch(job, segment, |header, records| {
+    each_batch(job, segment, |at, header, stored, records| {
         let total = records.len();
         let kept: Vec<Record> = records.into_iter().filter(|r| keep(job, segment, map, reached, r)).collect();
+        if kept.len() == total {
+            return copy.put(stored).map(|()| true);
+        }
         removed += (total - kept.len()) as u64;
-        batches.push((*header, kept));
+        if copy.file.is_none() {
+            copy.start(job, segment, at)?;
+        }
+        for run in contiguous_runs(&kept) {
+            copy.put(&rebuilt(header, run)?)?;
+        }
         Ok(true)
+    })
+    .inspect_err(|_| {
+        if copy.file.is_some() {
+            drop(job.fs.remove_file(&copy.path));
+        }
     })?;
     if removed == 0 {
         return Ok((0, None));
     }
-    let mut cleaned_path = segment.path.as_os_str().to_owned();
-    cleaned_path.push(CLEANED_SUFFIX);
-    let cleaned_path = PathBuf::from(cleaned_path);
-    let fs = &*job.fs;
-    match fs.remove_file(&cleaned_path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&cleaned_path)(err)),
-        _ => {}
-    }
-    let file = fs.open(&cleaned_path, OpenMode::CreateNew).map_err(LogError::io(&cleaned_path))?;
-    let mut new_size = 0u64;
-    for (header, kept) in &batches {
-        for run in contiguous_runs(kept) {
-            out.extend_from_slice(&rebuilt(header, run)?);
-            if out.len() >= WRITE_CHUNK_BYTES {
-                file.append(&out).map_err(LogError::io(&cleaned_path))?;
-                new_size += out.len() as u64;
-                out.clear();
-            }
-        }
-    }
-    file.append(&out).map_err(LogError::io(&cleaned_path))?;
-    new_size += out.len() as u64;
-    file.sync_all().map_err(LogError::io(&cleaned_path))?;
-    let cleaned = CleanedSegment { base_offset: segment.base_offset, old_size: segment.size, new_size, cleaned_path };
+    let new_size = copy.finish()?;
+    let cleaned =
+        CleanedSegment { base_offset: segment.base_offset, old_size: segment.size, new_size, cleaned_path: copy.path };
     Ok((removed, Some(cleaned)))
+}
+
+/// The `.cleaned` file being written.
+struct Copy {
+    path: PathBuf,
+    /// `None` until a batch lost records: until then the copy would be the
+    /// segment's own bytes.
+    file: Option<crate::fs::FileRef>,
+    /// Bytes not written yet.
+    pending: BytesMut,
+    written: u64,
+}
+
+impl Copy {
+    /// Creates the file with the segment's bytes before `position`.
+    fn start(&mut self, job: &CleanJob, segment: &SegmentView, position: u64) -> Result<(), LogError> {
+        let fs = &*job.fs;
+        match fs.remove_file(&self.path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(LogError::io(&self.path)(err)),
+            _ => {}
+        }
+        let file = fs.open(&self.path, OpenMode::CreateNew).map_err(LogError::io(&self.path))?;
+        self.file = Some(file);
+        let source = fs.open(&segment.path, OpenMode::Read).map_err(LogError::io(&segment.path))?;
+        let mut chunk = vec![0; WRITE_CHUNK_BYTES];
+        let mut from = 0;
+        while from < position {
+            let len = (position - from).min(WRITE_CHUNK_BYTES as u64) as usize;
+            source.read_exact_at(&mut chunk[..len], from).map_err(LogError::io(&segment.path))?;
+            self.put(&chunk[..len])?;
+            from += len as u64;
+        }
+        Ok(())
+    }
+
+    /// Adds `bytes`; dropped while there is no file (see [`Copy::file`]).
+    fn put(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        if let Some(file) = &self.file {
+            file.append(&self.pending).map_err(LogError::io(&self.path))?;
+            self.written += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and fsyncs; returns the file's size.
+    fn finish(&mut self) -> Result<u64, LogError> {
+        self.flush()?;
+        if let Some(file) = &self.file {
+            file.sync_all().map_err(LogError::io(&self.path))?;
+        }
+        Ok(self.written)
+    }
 }
 
 /// The batch of `run`, records of the original batch `header` contiguous in
