@@ -17,8 +17,8 @@
 //!    is dropped besides once `delete_retention_ms` passed since its segment
 //!    was first cleaned (Kafka's rule: a consumer that read the segment's
 //!    earlier records has that long to see the tombstone);
-//! 3. writes each rewritten segment to `<name>.log.cleaned`, fsynced; the log
-//!    swaps them in (`log_clean.rs`).
+//! 3. writes each rewritten segment to `<name>.log.cleaned`, fsynced, then
+//!    stores the checkpoint; the log swaps them in (`log_clean.rs`).
 //!
 //! Offsets never change. The records kept from one original batch that are
 //! contiguous in offset become one batch, with the original's codec and
@@ -314,6 +314,14 @@ pub fn clean(job: &CleanJob) -> Result<CleanOutcome, LogError> {
         }
     }
     outcome.state.cleaned_to = reached;
+    // Before any segment is swapped in, so that recovery knows about gaps;
+    // here, so that its fsyncs stay off the partition's thread.
+    if let Err(err) = outcome.state.store(&*job.fs, &job.dir) {
+        for cleaned in &outcome.cleaned {
+            drop(job.fs.remove_file(&cleaned.cleaned_path));
+        }
+        return Err(err);
+    }
     Ok(outcome)
 }
 

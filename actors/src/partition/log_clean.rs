@@ -5,14 +5,16 @@
 //!
 //! 1. the rewritten copy `<base>.log.cleaned` is complete and fsynced (by
 //!    the cleaning);
-//! 2. the cleaner checkpoint is stored (its existence tells recovery that
-//!    segments may have gaps, so it is there before any segment has one);
+//! 2. the cleaner checkpoint is stored, fsynced with its directory (its
+//!    existence tells recovery that segments may have gaps, so it is there
+//!    before any segment has one); steps 1 and 2 run on the cleaner thread,
+//!    the rest on the partition's, without an fsync;
 //! 3. the segment's index files are removed (they point into the old file);
 //! 4. `<base>.log.cleaned` is renamed over `<base>.log`;
 //! 5. the segment is opened again from the new file, its indexes rebuilt;
-//! 6. once every segment is swapped, the directory is fsynced (once: each
-//!    rename is atomic on its own, and until it is durable the old file,
-//!    whole, is what a crash leaves).
+//! 6. the directory is handed to the next fsync round ([`Log::take_unsynced`]):
+//!    each rename is atomic on its own, and until it is durable the old
+//!    file, whole, is what a crash leaves.
 //!
 //! A crash before step 4's rename leaves the old `.log` whole (a leftover
 //! `.cleaned` is removed at open, missing indexes are rebuilt); after it,
@@ -23,7 +25,7 @@
 //! for the name is replaced by the reopen (step 5), so later reads see the
 //! new file.
 
-use super::{sync_dir, Log, LogError};
+use super::{Log, LogError};
 use crate::partition::cleaner::{CleanJob, CleanOutcome, CleanerState, SegmentView};
 use crate::partition::segment::{file_name, Recovery, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 
@@ -100,9 +102,10 @@ impl Log {
         CleanView { segments, state, dirty_bytes, total_bytes }
     }
 
-    /// Swaps in the segments a cleaning rewrote (see the module doc). A
-    /// rewritten segment that is no longer in the log as it was read
-    /// (retention removed it meanwhile) has its copy removed.
+    /// Swaps in the segments a cleaning rewrote (see the module doc), whose
+    /// checkpoint the cleaning stored. A rewritten segment that is no longer
+    /// in the log as it was read (retention removed it meanwhile) has its
+    /// copy removed. No fsync: the directory goes to the next sync round.
     ///
     /// # Errors
     ///
@@ -113,7 +116,6 @@ impl Log {
         let mut state = outcome.state;
         let bases: Vec<i64> = self.segments.iter().map(Segment::base_offset).collect();
         state.first_cleaned.retain(|base, _| bases.contains(base));
-        state.store(&*fs, &self.dir)?;
         self.cleaner = Some(state);
         let mut installed = Installed::default();
         for cleaned in outcome.cleaned {
@@ -147,12 +149,14 @@ impl Log {
             installed.bytes_before += cleaned.old_size;
             installed.bytes_after += cleaned.new_size;
         }
-        if installed.segments > 0 {
-            // One fsync for every rename: each is atomic on its own, and
-            // until it is durable the old file serves, whole.
-            sync_dir(&*fs, &self.dir)?;
-        }
         installed.removed = self.remove_emptied()?;
+        if installed.segments > 0 || !installed.removed.is_empty() {
+            // The renames become durable with the directory's next fsync,
+            // off this thread (see `Log::take_unsynced`): each is atomic on
+            // its own, and until it is durable the old file, whole, is what
+            // a crash leaves.
+            self.unsynced_dir = Some(fs.open_dir(&self.dir).map_err(LogError::io(&self.dir))?);
+        }
         Ok(installed)
     }
 
