@@ -182,6 +182,8 @@ pub struct StorageSettings {
     pub retention_check_interval_ms: u64,
     pub scrub_bytes_per_second: u64,
     pub producer_id_expiration_ms: u64,
+    /// The log cleaner's offset map bound, in bytes (24 bytes per key).
+    pub cleaner_buffer_bytes: u64,
     pub max_open_segment_files: u32,
     pub arbiters: usize,
 }
@@ -409,6 +411,9 @@ impl Settings {
         }
         if self.server.max_in_flight == 0 {
             return fail("server.max_in_flight must be at least 1".into());
+        }
+        if self.storage.cleaner_buffer_bytes < 1024 {
+            return fail("storage.cleaner_buffer_bytes must be at least 1024".into());
         }
         if self.storage.max_open_segment_files == 0 {
             return fail("storage.max_open_segment_files must be at least 1".into());

@@ -48,8 +48,12 @@ async fn create_list_describe_delete_round_trip() {
     assert_eq!(
         keys,
         [
+            "cleanup_policy",
+            "delete_retention_ms",
             "max_message_bytes",
             "message_timestamp_type",
+            "min_cleanable_dirty_ratio",
+            "min_compaction_lag_ms",
             "min_insync_replicas",
             "retention_bytes",
             "retention_ms",

@@ -10,12 +10,15 @@
 //! - [`partition`]: one actor per partition and the log it owns (segments,
 //!   indexes, recovery, damaged ranges, the scrub, retention).
 //! - [`topic`]: one actor per topic: partition routing and the partitioner.
+//! - [`cleaner`]: the log cleaner thread that compacts `cleanup_policy =
+//!   compact` topics.
 //! - [`stats`]: counters bumped on the data path, read by `/metrics`.
 //! - [`broker`]: the topic directory: admin operations, metadata, placement of
 //!   partitions on arbiters, shutdown.
 
 pub mod broker;
 pub mod buffers;
+pub mod cleaner;
 pub mod error;
 pub mod fs;
 pub mod group;

@@ -31,6 +31,13 @@ pub struct TopicStats {
     pub fetched_bytes: AtomicU64,
     /// Records in the whole batches read for fetches.
     pub fetched_records: AtomicU64,
+    /// Bytes of segments the log cleaner read and rewrote.
+    pub cleaned_bytes: AtomicU64,
+    /// Records the log cleaner removed.
+    pub cleaner_removed_records: AtomicU64,
+    /// When a cleaning of one of the topic's partitions was last installed
+    /// (ms since the epoch; 0 for never).
+    pub last_clean_ms: AtomicU64,
 }
 
 impl TopicStats {
@@ -38,6 +45,13 @@ impl TopicStats {
     pub fn produced(&self, bytes: usize, records: u32) {
         self.produced_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.produced_records.fetch_add(u64::from(records), Ordering::Relaxed);
+    }
+
+    /// A cleaning that read `bytes` and removed `records` was installed at `now_ms`.
+    pub fn cleaned(&self, bytes: u64, records: u64, now_ms: i64) {
+        self.cleaned_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.cleaner_removed_records.fetch_add(records, Ordering::Relaxed);
+        self.last_clean_ms.store(u64::try_from(now_ms).unwrap_or(0), Ordering::Relaxed);
     }
 
     /// A read for a fetch returned `batches` (stored batches, the last one
@@ -108,6 +122,22 @@ pub fn topic_snapshot() -> Vec<(String, [u64; 4])> {
                 name.to_string(),
                 [load(&s.produced_bytes), load(&s.produced_records), load(&s.fetched_bytes), load(&s.fetched_records)],
             )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Per topic the log cleaner worked on: bytes cleaned, records removed, and
+/// the last cleaning's time (ms since the epoch), sorted by topic name.
+pub fn cleaner_snapshot() -> Vec<(String, [u64; 3])> {
+    let by_name = topics().by_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out: Vec<(String, [u64; 3])> = by_name
+        .iter()
+        .filter(|(_, s)| load(&s.last_clean_ms) > 0)
+        .map(|(name, s)| {
+            (name.to_string(), [load(&s.cleaned_bytes), load(&s.cleaner_removed_records), load(&s.last_clean_ms)])
         })
         .collect();
     out.sort();

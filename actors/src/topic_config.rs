@@ -39,6 +39,42 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// What becomes of a topic's old records (Kafka's `cleanup.policy`).
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Retention by time and size removes whole old segments.
+    #[default]
+    #[serde(rename = "delete")]
+    Delete,
+    /// The cleaner keeps the latest record per key; retention removes nothing.
+    #[serde(rename = "compact")]
+    Compact,
+    /// Both: the cleaner compacts, and retention removes old segments.
+    #[serde(rename = "compact,delete")]
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The name describe and the config key use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// Whether the cleaner compacts the topic.
+    pub fn compacts(self) -> bool {
+        self != CleanupPolicy::Delete
+    }
+
+    /// Whether retention by time and size removes segments.
+    pub fn deletes(self) -> bool {
+        self != CleanupPolicy::Compact
+    }
+}
+
 /// The settings of one topic.
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -60,10 +96,34 @@ pub struct TopicConfig {
     /// In a cluster, the fewest in-sync replicas an acks=all produce needs.
     #[serde(default = "one")]
     pub min_insync_replicas: u32,
+    /// Delete old segments, compact, or both.
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// How long a tombstone stays after the cleaner first rewrote its
+    /// segment (ms).
+    #[serde(default = "default_delete_retention_ms")]
+    pub delete_retention_ms: u64,
+    /// The least share of dirty (never cleaned) bytes among the sealed
+    /// segments for the cleaner to take the partition, in thousandths
+    /// (the config key takes a decimal string, "0.5" = 500).
+    #[serde(default = "default_min_cleanable_dirty_permille")]
+    pub min_cleanable_dirty_permille: u16,
+    /// A record stays uncompacted at least this long after it was written
+    /// (by its segment's newest timestamp) (ms).
+    #[serde(default)]
+    pub min_compaction_lag_ms: u64,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn default_delete_retention_ms() -> u64 {
+    86_400_000
+}
+
+fn default_min_cleanable_dirty_permille() -> u16 {
+    500
 }
 
 impl Default for TopicConfig {
@@ -77,6 +137,10 @@ impl Default for TopicConfig {
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
             min_insync_replicas: 1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: default_delete_retention_ms(),
+            min_cleanable_dirty_permille: default_min_cleanable_dirty_permille(),
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -90,6 +154,10 @@ pub const TOPIC_KEYS: &[&str] = &[
     "max_message_bytes",
     "message_timestamp_type",
     "min_insync_replicas",
+    "cleanup_policy",
+    "delete_retention_ms",
+    "min_cleanable_dirty_ratio",
+    "min_compaction_lag_ms",
 ];
 
 fn invalid(message: String) -> BrokerError {
@@ -115,6 +183,40 @@ fn limit(key: &str, value: &ConfigValue) -> Result<i64, BrokerError> {
         return Err(invalid(format!("topic setting `{key}` must be -1 (no limit) or positive")));
     }
     Ok(n)
+}
+
+fn string<'a>(key: &str, value: &'a ConfigValue) -> Result<&'a str, BrokerError> {
+    match value {
+        ConfigValue::Str(s) => Ok(s),
+        ConfigValue::Int(n) => Err(invalid(format!("topic setting `{key}` must be a string, got the integer {n}"))),
+    }
+}
+
+/// A ratio from 0 to 1 with at most three decimals ("0.5", "1", or the
+/// integers 0 and 1), in thousandths.
+fn permille(key: &str, value: &ConfigValue) -> Result<u16, BrokerError> {
+    let text = match value {
+        ConfigValue::Int(n) => n.to_string(),
+        ConfigValue::Str(s) => s.clone(),
+    };
+    let bad = || invalid(format!("topic setting `{key}` must be a decimal from 0 to 1 such as \"0.5\", got `{text}`"));
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 3
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let fraction: u32 = format!("{fraction:0<3}").parse().map_err(|_| bad())?;
+    let n = whole.checked_mul(1000).and_then(|w| w.checked_add(fraction)).filter(|n| *n <= 1000).ok_or_else(bad)?;
+    Ok(n as u16)
+}
+
+fn permille_text(n: u16) -> String {
+    let text = format!("{}.{:03}", n / 1000, n % 1000);
+    let text = text.trim_end_matches('0');
+    text.strip_suffix('.').unwrap_or(text).to_string()
 }
 
 fn unknown(key: &str) -> BrokerError {
@@ -148,6 +250,21 @@ impl TopicConfig {
                 "min_insync_replicas" => {
                     config.min_insync_replicas = int(key, value, 1)?.min(i64::from(u32::MAX)) as u32
                 }
+                "cleanup_policy" => {
+                    config.cleanup_policy = match string(key, value)? {
+                        "delete" => CleanupPolicy::Delete,
+                        "compact" => CleanupPolicy::Compact,
+                        "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
+                        other => {
+                            return Err(invalid(format!(
+                            "topic setting `cleanup_policy` must be delete, compact or compact,delete, got `{other}`"
+                        )))
+                        }
+                    }
+                }
+                "delete_retention_ms" => config.delete_retention_ms = int(key, value, 0)? as u64,
+                "min_cleanable_dirty_ratio" => config.min_cleanable_dirty_permille = permille(key, value)?,
+                "min_compaction_lag_ms" => config.min_compaction_lag_ms = int(key, value, 0)? as u64,
                 "message_timestamp_type" => {
                     let ConfigValue::Str(name) = value else {
                         return Err(invalid(format!(
@@ -241,17 +358,23 @@ impl TopicConfig {
             ("max_message_bytes".into(), ConfigValue::Int(self.max_message_bytes as i64)),
             ("message_timestamp_type".into(), ConfigValue::Str(ts.into())),
             ("min_insync_replicas".into(), ConfigValue::Int(i64::from(self.min_insync_replicas))),
+            ("cleanup_policy".into(), ConfigValue::Str(self.cleanup_policy.name().into())),
+            ("delete_retention_ms".into(), ConfigValue::Int(self.delete_retention_ms as i64)),
+            ("min_cleanable_dirty_ratio".into(), ConfigValue::Str(permille_text(self.min_cleanable_dirty_permille))),
+            ("min_compaction_lag_ms".into(), ConfigValue::Int(self.min_compaction_lag_ms as i64)),
         ])
     }
 
-    /// The log's share of these settings.
+    /// The log's share of these settings. Under `cleanup_policy = compact`
+    /// alone, time and size retention are off (as in Kafka).
     pub fn log_config(&self) -> LogConfig {
+        let deletes = self.cleanup_policy.deletes();
         LogConfig {
             segment_max_bytes: self.segment_max_bytes,
             segment_ms: self.segment_ms,
             index_interval_bytes: self.index_interval_bytes,
-            retention_ms: self.retention_ms,
-            retention_bytes: self.retention_bytes,
+            retention_ms: if deletes { self.retention_ms } else { -1 },
+            retention_bytes: if deletes { self.retention_bytes } else { -1 },
         }
     }
 }
@@ -287,6 +410,53 @@ mod tests {
             ("partitions", ConfigValue::Int(3)),
         ] {
             let err = base.with_overrides(&BTreeMap::from([(k.to_string(), v)])).unwrap_err();
+            assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
+            assert!(err.message.contains(k), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn compaction_keys_are_checked_and_described() {
+        let base = TopicConfig::default();
+        assert_eq!(base.cleanup_policy, CleanupPolicy::Delete);
+        let set = |pairs: &[(&str, ConfigValue)]| {
+            base.with_overrides(&pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        };
+        let c = set(&[
+            ("cleanup_policy", ConfigValue::Str("compact".into())),
+            ("min_cleanable_dirty_ratio", ConfigValue::Str("0.25".into())),
+            ("delete_retention_ms", ConfigValue::Int(0)),
+            ("min_compaction_lag_ms", ConfigValue::Int(1000)),
+        ])
+        .unwrap();
+        assert_eq!(c.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(c.min_cleanable_dirty_permille, 250);
+        assert_eq!((c.delete_retention_ms, c.min_compaction_lag_ms), (0, 1000));
+        // Compact alone: retention removes nothing.
+        assert_eq!((c.log_config().retention_ms, c.log_config().retention_bytes), (-1, -1));
+        let map = c.to_map();
+        assert_eq!(map["cleanup_policy"], ConfigValue::Str("compact".into()));
+        assert_eq!(map["min_cleanable_dirty_ratio"], ConfigValue::Str("0.25".into()));
+        // What describe shows is accepted back as it is.
+        assert_eq!(base.with_overrides(&map).unwrap(), c);
+        let both = set(&[("cleanup_policy", ConfigValue::Str("compact,delete".into()))]).unwrap();
+        assert_eq!(both.log_config().retention_ms, base.retention_ms);
+        assert_eq!(
+            set(&[("min_cleanable_dirty_ratio", ConfigValue::Int(1))]).unwrap().min_cleanable_dirty_permille,
+            1000
+        );
+
+        for (k, v) in [
+            ("cleanup_policy", ConfigValue::Str("shred".into())),
+            ("cleanup_policy", ConfigValue::Int(1)),
+            ("min_cleanable_dirty_ratio", ConfigValue::Str("1.5".into())),
+            ("min_cleanable_dirty_ratio", ConfigValue::Str("0.1234".into())),
+            ("min_cleanable_dirty_ratio", ConfigValue::Str("-0.5".into())),
+            ("min_cleanable_dirty_ratio", ConfigValue::Str(".".into())),
+            ("delete_retention_ms", ConfigValue::Int(-1)),
+            ("min_compaction_lag_ms", ConfigValue::Str("soon".into())),
+        ] {
+            let err = set(&[(k, v)]).unwrap_err();
             assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
             assert!(err.message.contains(k), "{}", err.message);
         }

@@ -104,6 +104,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         Err(err) => tracing::warn!(%err, "cannot raise the open file limit; running with the current one"),
     }
 
+    herald_actors::cleaner::Cleaner::global()
+        .set_buffer_bytes(usize::try_from(settings.storage.cleaner_buffer_bytes).unwrap_or(usize::MAX));
     let address = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = herald::server::bind_client_listener(&address, settings.server.max_connections)?;
     let http = herald::http::bind(&settings.http)?;

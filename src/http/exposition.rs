@@ -30,6 +30,17 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
     ("herald_produced_records", MetricType::Counter, "Records appended to the topic."),
     ("herald_fetched_bytes", MetricType::Counter, "Bytes of record batches read from the topic for fetches."),
     ("herald_fetched_records", MetricType::Counter, "Records in the whole batches read from the topic for fetches."),
+    (
+        "herald_cleaner_cleaned_bytes",
+        MetricType::Counter,
+        "Bytes of the topic's segments the log cleaner read and rewrote.",
+    ),
+    ("herald_cleaner_removed_records", MetricType::Counter, "Records of the topic the log cleaner removed."),
+    (
+        "herald_cleaner_last_clean_timestamp_seconds",
+        MetricType::Gauge,
+        "When a cleaning of one of the topic's partitions was last swapped in (seconds since the epoch).",
+    ),
     ("herald_requests", MetricType::Counter, "Requests dispatched, by operation."),
     ("herald_request_errors", MetricType::Counter, "Requests answered with an error, by operation and error code."),
     ("herald_request_duration_seconds", MetricType::Histogram, "Time from dispatch to response, by operation."),
@@ -124,6 +135,12 @@ async fn scrape(state: &HttpState) -> Snapshot {
         s.add("herald_produced_records", labels(), Value::Counter(pr));
         s.add("herald_fetched_bytes", labels(), Value::Counter(fb));
         s.add("herald_fetched_records", labels(), Value::Counter(fr));
+    }
+    for (topic, [cleaned, removed, last_ms]) in stats::cleaner_snapshot() {
+        let labels = || vec![("topic", topic.clone())];
+        s.add("herald_cleaner_cleaned_bytes", labels(), Value::Counter(cleaned));
+        s.add("herald_cleaner_removed_records", labels(), Value::Counter(removed));
+        s.add("herald_cleaner_last_clean_timestamp_seconds", labels(), Value::Gauge((last_ms / 1000) as i64));
     }
     let frontend = frontend();
     for (op, counters) in OPERATIONS.iter().zip(&frontend.ops) {

@@ -5,7 +5,10 @@
 //!
 //! - there is always at least one segment; their base offsets increase, and each
 //!   segment ends exactly where the next begins, so offsets run on without a gap
-//!   from the first segment's base to `log_end_offset`. `log_start_offset` is
+//!   from the first segment's base to `log_end_offset`, except in a compacted
+//!   log (`cleaner.rs`, `log_clean.rs`): there a sealed segment's batches may
+//!   have gaps between them and at its end (records compacted away), and a
+//!   read at an offset in a gap starts at the next batch. `log_start_offset` is
 //!   that base or, once `delete_records` moved it further, the checkpointed
 //!   start (`log_start.rs`), never above `log_end_offset`.
 //!   Some of those offsets may stand in damaged ranges (`damage.rs`): bytes
@@ -64,11 +67,15 @@ use super::segment::{self, Recovery, Segment, DELETED_SUFFIX, LOG_SUFFIX};
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::fs::{FileRef, FileSystem};
 
+#[path = "log_clean.rs"]
+mod log_clean;
 #[path = "log_start.rs"]
 mod log_start;
 #[path = "producer_snapshot.rs"]
 mod producer_snapshot;
 use super::producers::{ProducerStates, SequenceError, Verdict};
+use super::cleaner::{CleanerState, CLEANED_SUFFIX};
+pub use log_clean::{CleanView, Installed};
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 #[path = "log_truncate.rs"]
 mod truncate;
@@ -183,6 +190,8 @@ pub struct Log {
     /// The idempotent producers' state (`producers.rs`), kept with the log
     /// (`producer_snapshot.rs`).
     producers: ProducerStates,
+    /// The cleaner's checkpoint (`cleaner.rs`); `None` while never compacted.
+    cleaner: Option<CleanerState>,
 }
 
 impl Log {
@@ -214,12 +223,17 @@ impl Log {
             }
         }
         let bases = clean_directory(fs, dir)?;
+        let cleaner = CleanerState::load(fs, dir)?;
 
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let full_check = !clean_shutdown && i + 2 >= bases.len();
-            let recovery = Recovery { next_base, truncate_torn_tail: next_base.is_none() && !clean_shutdown };
+            let recovery = Recovery {
+                next_base,
+                truncate_torn_tail: next_base.is_none() && !clean_shutdown,
+                gaps: cleaner.is_some() && next_base.is_some(),
+            };
             let mut segment = Segment::open(dir, base, full_check, config.index_interval_bytes, recovery, files)?;
             if next_base.is_some() {
                 // Writes out a rebuilt index (a hint: not fsynced, as before
@@ -243,6 +257,7 @@ impl Log {
             scrub_cursor,
             start_offset: 0,
             producers: ProducerStates::default(),
+            cleaner,
         };
         log.open_start()?;
         log.recover_producers(crate::now_ms())?;
@@ -601,7 +616,7 @@ fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), LogError> {
     fs.open_dir(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
 }
 
-/// Removes leftover `.deleted` and `.tmp` files and index files without a
+/// Removes leftover `.deleted`, `.tmp` and `.cleaned` files and index files without a
 /// `.log`, and returns the base offsets of the segments, ascending. Other files
 /// are left alone.
 fn clean_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, LogError> {
@@ -609,7 +624,7 @@ fn clean_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, LogError
     let mut indexes = Vec::new();
     for name in fs.read_dir(dir).map_err(LogError::io(dir))? {
         let path = dir.join(&name);
-        if name.ends_with(DELETED_SUFFIX) || name.ends_with(TEMP_SUFFIX) {
+        if name.ends_with(DELETED_SUFFIX) || name.ends_with(TEMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
             fs.remove_file(&path).map_err(LogError::io(&path))?;
             continue;
         }

@@ -42,8 +42,14 @@
 //!   naming the range ([`BrokerError::damaged`]); [`Describe`] lists the
 //!   ranges found so far. Every second, while the broker-wide [`ScrubBudget`]
 //!   allows, the actor checks a little more of its sealed segments.
+//! - A topic whose `cleanup_policy` compacts: on the retention tick the actor
+//!   offers a cleaning to the broker's cleaner thread and swaps the
+//!   rewritten segments in when it is done (`compaction.rs`); appends of a
+//!   record without a key are refused with `INVALID_RECORD`.
 
 mod admin;
+pub mod cleaner;
+mod compaction;
 mod damage;
 mod epoch_cache;
 mod failures;
@@ -165,6 +171,8 @@ pub struct Partition {
     open_retry: Duration,
     /// Role, leader epoch, ISR, waiting acks=-1 appends (`replica.rs`).
     replica: replica::ReplicaState,
+    /// A cleaning of this log is with the cleaner thread (`compaction.rs`).
+    cleaning: bool,
 }
 
 struct Waiter {
@@ -209,6 +217,7 @@ impl Partition {
             needs_reopen: false,
             open_failure: None,
             open_retry: OPEN_RETRY_MIN,
+            cleaning: false,
             stats,
             replica,
         }
@@ -383,7 +392,10 @@ impl Actor for Partition {
             ctx.run_interval(every, |act, ctx| act.sync_in_background(ctx));
         }
         let every = Duration::from_millis(self.settings.retention_check_interval_ms.max(1));
-        ctx.run_interval(every, |act, _| act.enforce_retention());
+        ctx.run_interval(every, |act, ctx| {
+            act.enforce_retention();
+            act.offer_cleaning(ctx);
+        });
         if self.settings.scrub.is_on() {
             ctx.run_interval(SCRUB_TICK, |act, _| act.scrub_step());
         }
@@ -465,6 +477,9 @@ impl Partition {
             if let Err(err) = self.reopen(ctx) {
                 return fail(err);
             }
+        }
+        if let Err(err) = self.check_keys(&batch) {
+            return fail(err);
         }
         let now = now_ms();
         if self.config.message_timestamp_type == TimestampType::LogAppendTime {

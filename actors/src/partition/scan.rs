@@ -133,6 +133,10 @@ pub(crate) struct Expect {
     /// Offsets must stay below this: the next segment's base offset, or the
     /// end of what the segment is known to hold. `None` for no bound.
     pub below: Option<i64>,
+    /// The segment was rewritten by the log cleaner (`cleaner.rs`): a batch
+    /// may start past the offset after the previous one (the offsets
+    /// between them were compacted away), never before it.
+    pub gaps: bool,
 }
 
 impl Expect {
@@ -148,13 +152,17 @@ impl Expect {
 
     /// Whether `header` is exactly the next batch.
     pub fn follows(&self, header: &BatchHeader) -> bool {
-        header.base_offset == self.offset && self.below.is_none_or(|below| header.last_offset() < below)
+        let placed = match self.gaps {
+            true => header.base_offset >= self.offset,
+            false => header.base_offset == self.offset,
+        };
+        placed && self.below.is_none_or(|below| header.last_offset() < below)
     }
 }
 
 /// Why a batch that parsed and checked out is still not the next one.
 pub(crate) fn out_of_place(header: &BatchHeader, expect: &Expect) -> BatchError {
-    if header.base_offset != expect.offset {
+    if header.base_offset < expect.offset || (header.base_offset != expect.offset && !expect.gaps) {
         BatchError::Malformed("base offset does not follow the previous batch")
     } else {
         BatchError::Malformed("offsets reach past the end of the segment")

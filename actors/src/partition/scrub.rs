@@ -105,6 +105,7 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
         }
     }
     bases.sort_unstable();
+    let compacted = dir.join(crate::partition::cleaner::CLEANER_CHECKPOINT).exists();
     let mut check = LogCheck { dir: dir.to_path_buf(), segments: bases.len(), bytes: 0, damage: Vec::new() };
     for (i, &base) in bases.iter().enumerate() {
         let path: Arc<Path> = dir.join(file_name(base, LOG_SUFFIX)).into();
@@ -112,7 +113,8 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
         let len = file.file_len().map_err(LogError::io(&path))?;
         check.bytes += len;
         let next_base = bases.get(i + 1).copied();
-        let expect = Expect { segment_base: base, offset: base, below: next_base };
+        let expect =
+            Expect { segment_base: base, offset: base, below: next_base, gaps: compacted && next_base.is_some() };
         let scanned = scan::scan_file(&file, &path, 0, len, expect, |_, _| {})?;
         check.damage.extend(scanned.damage);
         let tail_end = match (&scanned.tail, next_base) {
@@ -120,7 +122,7 @@ pub fn check_log(dir: &Path) -> Result<LogCheck, LogError> {
             (Some(_), None) => {
                 Some(scan::tail_end_offset(&file, &path, scanned.end_position, len, scanned.end_offset)?)
             }
-            (None, Some(next_base)) if scanned.end_offset < next_base => Some(next_base),
+            (None, Some(next_base)) if scanned.end_offset < next_base && !compacted => Some(next_base),
             (None, _) => None,
         };
         if let Some(next_offset) = tail_end {

@@ -120,6 +120,9 @@ pub(crate) struct Segment {
     /// could not be truncated; [`Segment::discard_refused`] cuts them before
     /// the log is reopened, so that recovery cannot serve them.
     refused_tail: bool,
+    /// Rewritten by the log cleaner: offsets may have gaps between batches
+    /// and at the end (see `Recovery::gaps`).
+    gaps: bool,
 }
 
 impl Segment {
@@ -149,6 +152,7 @@ impl Segment {
             first_append_ms: None,
             unwritable: false,
             refused_tail: false,
+            gaps: false,
         }
     }
 
@@ -406,12 +410,29 @@ impl Segment {
         Ok(())
     }
 
+    /// The `.log` file's path.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
 
     pub fn next_offset(&self) -> i64 {
         self.next_offset
+    }
+
+    /// Makes a sealed segment of a compacted log end at `next_offset`, past
+    /// its last batch: the segment after it, emptied by the cleaner, was
+    /// removed, and its offsets are a gap at this one's end (as recovery
+    /// finds it at the next open). Only for a sealed segment of a log with
+    /// a cleaner checkpoint: the segment now may have gaps.
+    pub(crate) fn extend_gap_to(&mut self, next_offset: i64) {
+        if self.sealed && next_offset > self.next_offset {
+            self.gaps = true;
+            self.next_offset = next_offset;
+        }
     }
 
     pub fn size(&self) -> u64 {

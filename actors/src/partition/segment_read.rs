@@ -40,7 +40,7 @@ impl Segment {
     fn found_damage(&mut self, position: u64, expected: i64, reason: &BatchError) -> Result<Damage, LogError> {
         let limit = self.limit_after(position);
         let below = self.damage.iter().find(|d| d.position == limit).map_or(self.next_offset, |d| d.first_offset);
-        let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(below) };
+        let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(below), gaps: self.gaps };
         let next = scan::resync(&self.file()?, &self.log_path, position, limit, &expect)?;
         let (end, next_offset) = next.map_or((limit, below), |(at, header)| (at, header.base_offset));
         let span = Damage {
@@ -78,7 +78,12 @@ impl Segment {
                 return Ok(None);
             }
             scanner.seek(position, self.limit_after(position));
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
+            let expect = Expect {
+                segment_base: self.base_offset,
+                offset: expected,
+                below: Some(self.next_offset),
+                gaps: self.gaps,
+            };
             let reason = match scanner.next(verify)? {
                 Step::Batch(at, header) if expect.follows(&header) => {
                     let bytes = if verify { scanner.bytes(at, header.total_bytes())? } else { &[] };
@@ -206,7 +211,12 @@ impl Segment {
                     break;
                 }
             };
-            let expect = Expect { segment_base: self.base_offset, offset: expected, below: Some(self.next_offset) };
+            let expect = Expect {
+                segment_base: self.base_offset,
+                offset: expected,
+                below: Some(self.next_offset),
+                gaps: self.gaps,
+            };
             if !expect.follows(&header) {
                 problem = Some(scan::out_of_place(&header, &expect));
                 break;
@@ -235,8 +245,9 @@ impl Segment {
             };
         }
         // An empty span at the end (a sealed segment cut at a batch boundary)
-        // also stops the read: the next one gets its error.
-        Ok(Some(position + taken as u64 == self.size && expected == self.next_offset))
+        // also stops the read: the next one gets its error. A compacted
+        // segment may end in a gap, which the read goes past.
+        Ok(Some(position + taken as u64 == self.size && (expected == self.next_offset || self.gaps)))
     }
 
     /// The offset of the first record from `min_offset` on whose timestamp is

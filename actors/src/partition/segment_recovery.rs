@@ -22,6 +22,9 @@ pub(crate) struct Recovery {
     /// The tail may be a torn write (the active segment after an unclean
     /// shutdown): truncate it.
     pub truncate_torn_tail: bool,
+    /// The segment may have offset gaps between batches and at its end (the
+    /// log cleaner rewrote it, see `cleaner.rs`).
+    pub gaps: bool,
 }
 
 impl Segment {
@@ -52,6 +55,7 @@ impl Segment {
         files.put_writable(Arc::clone(&log_path), Arc::clone(&log));
         let file_len = log.file_len().map_err(io(&log_path))?;
         let mut segment = Segment::new(base, log_path, offset_index, time_index, files);
+        segment.gaps = recovery.gaps;
 
         let problem = offset_problem.or(time_problem).or_else(|| segment.index_problem(file_len));
         if let Some(problem) = problem {
@@ -88,6 +92,10 @@ impl Segment {
                     )?,
                 };
                 segment.add_span(scanned.end_position, file_len, scanned.end_offset, next_offset, reason.to_string());
+            }
+            (None, Some(next_base)) if scanned.end_offset < next_base && recovery.gaps => {
+                // Compacted away: the last records of the segment were superseded.
+                segment.next_offset = next_base;
             }
             (None, Some(next_base)) if scanned.end_offset < next_base => {
                 let reason = "the segment ends before the next one begins".to_string();
@@ -135,7 +143,8 @@ impl Segment {
             return Some("the time index does not agree with the offset index");
         }
         let first = (file_len > 0).then(|| self.header_at(0, file_len));
-        if first.is_some_and(|h| h.map_or(true, |h| h.base_offset != self.base_offset)) {
+        let misplaced = |first: i64| first < self.base_offset || (first != self.base_offset && !self.gaps);
+        if first.is_some_and(|h| h.map_or(true, |h| misplaced(h.base_offset))) {
             return Some("the first batch does not start at the segment's base offset");
         }
         None
@@ -145,7 +154,7 @@ impl Segment {
     /// entry's offset.
     fn valid_batch_at(&self, entry: OffsetEntry, file_len: u64, next_base: Option<i64>) -> bool {
         let offset = self.base_offset + i64::from(entry.relative_offset);
-        let expect = Expect { segment_base: self.base_offset, offset, below: next_base };
+        let expect = Expect { segment_base: self.base_offset, offset, below: next_base, gaps: self.gaps };
         let position = u64::from(entry.position);
         let Ok(log) = self.file() else { return false };
         let mut scanner = Scanner::new(log, Arc::clone(&self.log_path), position, file_len, 0);
@@ -176,7 +185,7 @@ impl Segment {
         self.bytes_since_index_entry = 0;
 
         let (log, path) = (self.file()?, Arc::clone(&self.log_path));
-        let expect = Expect { segment_base: base, offset: expected, below: next_base };
+        let expect = Expect { segment_base: base, offset: expected, below: next_base, gaps: self.gaps };
         let (mut offsets, mut times) = (Vec::new(), Vec::new());
         let scanned = scan::scan_file(&log, &path, start, file_len, expect, |position, header| {
             // The batch at `from` already has its entry.

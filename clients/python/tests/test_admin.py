@@ -6,7 +6,8 @@ import pytest
 from herald_client import HeraldError
 
 TOPIC_SETTINGS = {"segment_max_bytes", "segment_ms", "retention_ms", "retention_bytes",
-                  "max_message_bytes", "message_timestamp_type"}
+                  "max_message_bytes", "message_timestamp_type", "cleanup_policy",
+                  "delete_retention_ms", "min_cleanable_dirty_ratio", "min_compaction_lag_ms"}
 
 
 def error_code(call, *args, **kwargs) -> int:

@@ -104,6 +104,7 @@ error_codes! {
     UNKNOWN_LEADER_EPOCH = 75, true, "The request carries a leader epoch newer than the partition knows: this broker has not heard of it yet; retry.";
     MEMBER_ID_REQUIRED = 79, false, "This connection already has a member in the group: join again with its member_id, or leave first.";
     FENCED_INSTANCE_ID = 82, false, "Another member joined with this group_instance_id; this member id is fenced.";
+    INVALID_RECORD = 87, false, "A record is not valid for its topic: a record without a key sent to a compacted topic (cleanup_policy compact).";
     RESOURCE_NOT_FOUND = 91, false, "The named resource does not exist (a SCRAM user to delete).";
     UNSUPPORTED_ASSIGNOR = 112, false, "The assignor is not one of range, roundrobin, sticky.";
     HANDSHAKE_REQUIRED = 1000, false, "The first request on a connection must be a handshake.";

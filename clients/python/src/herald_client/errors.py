@@ -100,6 +100,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "This connection already has a member in the group: join again with its member_id, or leave first."),
     82: ("FENCED_INSTANCE_ID", False,
         "Another member joined with this group_instance_id; this member id is fenced."),
+    87: ("INVALID_RECORD", False,
+        "A record is not valid for its topic: a record without a key sent to a compacted topic (cleanup_policy compact)."),
     91: ("RESOURCE_NOT_FOUND", False,
         "The named resource does not exist (a SCRAM user to delete)."),
     112: ("UNSUPPORTED_ASSIGNOR", False,
@@ -137,6 +139,7 @@ SECURITY_DISABLED = 54
 SASL_AUTHENTICATION_FAILED = 58
 MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82
+INVALID_RECORD = 87
 RESOURCE_NOT_FOUND = 91
 PARTITION_NOT_OWNED = 1004
 HANDSHAKE_REQUIRED = 1000
