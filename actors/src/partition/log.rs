@@ -73,8 +73,8 @@ mod log_clean;
 mod log_start;
 #[path = "producer_snapshot.rs"]
 mod producer_snapshot;
-use super::producers::{ProducerStates, SequenceError, Verdict};
 use super::cleaner::{CleanerState, CLEANED_SUFFIX};
+use super::producers::{ProducerStates, SequenceError, Verdict};
 pub use log_clean::{CleanView, Installed};
 pub use log_start::{load_checkpoint, StartCheckpoint, CHECKPOINT_FILE};
 #[path = "log_truncate.rs"]

@@ -12,7 +12,7 @@ use super::{flatten, settings_in, Connection};
 use crate::cluster::{AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
 use crate::protocol::{
     BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, PartitionMetadata, TopicMetadata, TopicRequest,
+    MetadataResponse, PartitionMetadata, Request, TopicMetadata, TopicRequest,
 };
 use crate::security::acl::{Operation, Resource};
 
@@ -206,5 +206,25 @@ impl Connection {
             Ok(Some(InitProducerIdResponse { producer_id, producer_epoch: 0 }))
         };
         self.respond(correlation_id, permit, answer, ctx);
+    }
+}
+
+impl Connection {
+    /// The topic changes a broker of a cluster does not take yet: they would
+    /// change its own copy of the topic only (docs/cluster.md).
+    pub(super) fn not_in_a_cluster_yet(&self, request: &Request) -> Option<BrokerError> {
+        if !matches!(self.membership, Membership::Cluster(_)) {
+            return None;
+        }
+        let what = match request {
+            Request::AddPartitions(_) => "add_partitions",
+            Request::AlterTopicConfig(_) => "alter_topic_config",
+            Request::DeleteRecords(_) => "delete_records",
+            _ => return None,
+        };
+        Some(BrokerError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("{what} is not available in a cluster yet: it would change one broker's copy of the topic only"),
+        ))
     }
 }

@@ -370,6 +370,9 @@ impl Connection {
 
     fn dispatch(&mut self, correlation_id: u32, request: Request, permit: Admission, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
+        if let Some(error) = self.not_in_a_cluster_yet(&request) {
+            return self.send_error(correlation_id, &error);
+        }
         match request {
             Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
             Request::CreateTopic(r) => self.create_topic(correlation_id, r, permit, ctx),
