@@ -372,6 +372,47 @@ async fn brokers_carry_on_through_zookeeper_restarts() {
     verdict("zookeeper restart", &sent, &reads, &figures);
 }
 
+#[tokio::test]
+async fn a_follower_fetches_from_a_leader_that_came_back_on_another_port() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    create(&cluster, "f", 1).await;
+    let placed = cluster.placement("f", 0, "the full ISR", |m| m.isr.len() == 3).await;
+    let (first, second) = (placed.replicas[0], placed.replicas[1]);
+    let third = placed.replicas[2];
+    assert_eq!(placed.leader, first, "the preferred replica leads: {placed:?}");
+    let mut leaders = Leaders::new(cluster.seeds.clone());
+    let mut sent = Vec::new();
+    let produce = async |leaders: &mut Leaders, i: usize| {
+        let text = format!("v{i}");
+        let produced = leaders.produce("f", 0, &text, -1, Instant::now() + TAKEOVER).await;
+        assert!(produced.offset.is_some(), "{text} not acknowledged within {TAKEOVER:?}");
+        Sent { value: text, partition: 0, acked: produced.offset, unknown: produced.unknown }
+    };
+    sent.push(produce(&mut leaders, 0).await);
+
+    // The leader dies and comes back on another port; the third broker's
+    // fetcher knew it at the old one.
+    cluster.kill(first);
+    cluster.placement("f", 0, "the second replica leading", |m| m.leader == second).await;
+    sent.push(produce(&mut leaders, 1).await);
+    cluster.restart(first);
+    cluster.placement("f", 0, "the first replica back in the ISR", |m| m.isr.len() == 3).await;
+
+    // The second dies: the first live replica of the ISR leads again, and
+    // the third must follow it at its new address for acks -1 to pass.
+    cluster.kill(second);
+    let again = cluster.placement("f", 0, "a new leader", |m| m.leader != second).await;
+    assert_eq!(again.leader, first, "{again:?}");
+    assert!(again.isr.contains(&third), "{again:?}");
+    for i in 2..5 {
+        sent.push(produce(&mut leaders, i).await);
+    }
+    cluster.restart(second);
+    let reads = cluster.settled("f", 1).await;
+    verdict("leader back on another port", &sent, &reads, &format!("leader {first}, then {second}, then {first}"));
+}
+
 /// The checker itself, on hand-made histories.
 mod checker {
     use super::*;
