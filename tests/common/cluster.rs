@@ -146,7 +146,8 @@ impl Cluster {
         let mut last = None;
         for broker in self.live() {
             let what = format!("{n} brokers and a controller");
-            last = Some(describe_until(broker, TAKEOVER, &what, |d| d.brokers.len() == n && d.controller_id != -1).await);
+            last =
+                Some(describe_until(broker, TAKEOVER, &what, |d| d.brokers.len() == n && d.controller_id != -1).await);
         }
         last.expect("a live broker")
     }
@@ -247,7 +248,24 @@ impl Cluster {
                     break;
                 }
                 let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
-                assert!(Instant::now() < deadline, "{topic}/{partition}: the replicas' logs differ (sizes {sizes:?})");
+                let first_difference = logs.windows(2).find_map(|w| w[0].iter().zip(&w[1]).position(|(a, b)| a != b));
+                let window = |log: &Vec<u8>| {
+                    let at = first_difference.unwrap_or(0).saturating_sub(16);
+                    format!("{:02x?}", &log[at.min(log.len())..(at + 48).min(log.len())])
+                };
+                if Instant::now() >= deadline {
+                    let needle = format!("topic={topic} partition={partition} ");
+                    for &id in &live {
+                        let log = self.broker(id).log_text();
+                        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+                        eprintln!("broker {id} on {topic}/{partition}:\n{}", lines.join("\n"));
+                    }
+                    panic!(
+                        "{topic}/{partition}: the replicas' logs of brokers {live:?} differ (sizes {sizes:?}, first at \
+                         byte {first_difference:?}): {:?}",
+                        logs.iter().map(window).collect::<Vec<_>>()
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let leader = self.broker(placed.leader).client().await;
@@ -263,7 +281,10 @@ pub fn log_bytes(root: &Path, topic: &str, partition: u32) -> Vec<u8> {
     let dir = root.join("data").join("topics").join(topic).join(partition.to_string());
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
-            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "log")).collect()
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect()
         })
         .unwrap_or_default();
     logs.sort();

@@ -70,9 +70,7 @@ impl Leaders {
                 self.forget(topic, partition, addr);
                 continue;
             };
-            let answer = answer.await;
-            if std::env::var("DEBUG_LEADERS").is_ok() { eprintln!("DEBUG {text} {addr} {:?}", answer.as_ref().map(|_| ()).map_err(|e| e.to_string())); }
-            match answer {
+            match answer.await {
                 Ok(answer) => return Produced { offset: Some(answer[0].base_offset), unknown },
                 // Refused before any append: UNKNOWN_TOPIC_OR_PARTITION (a
                 // broker still creating the topic), LEADER_NOT_AVAILABLE,
