@@ -254,12 +254,7 @@ impl Cluster {
                     format!("{:02x?}", &log[at.min(log.len())..(at + 48).min(log.len())])
                 };
                 if Instant::now() >= deadline {
-                    let needle = format!("topic={topic} partition={partition} ");
-                    for &id in &live {
-                        let log = self.broker(id).log_text();
-                        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
-                        eprintln!("broker {id} on {topic}/{partition}:\n{}", lines.join("\n"));
-                    }
+                    self.show_partition(topic, partition);
                     panic!(
                         "{topic}/{partition}: the replicas' logs of brokers {live:?} differ (sizes {sizes:?}, first at \
                          byte {first_difference:?}): {:?}",
@@ -273,6 +268,20 @@ impl Cluster {
             reads.insert(partition, records.iter().map(|r| (r.offset, text(r))).collect());
         }
         reads
+    }
+}
+
+impl Cluster {
+    /// Prints what each live broker logged about `topic`/`partition`, and
+    /// its cluster-wide warnings, for a failing test.
+    pub fn show_partition(&self, topic: &str, partition: u32) {
+        let needle = format!("topic={topic} partition={partition} ");
+        for id in self.live_ids() {
+            let log = self.broker(id).log_text();
+            let lines: Vec<&str> =
+                log.lines().filter(|l| l.contains(&needle) || l.contains("herald::cluster::node:")).collect();
+            eprintln!("broker {id} on {topic}/{partition}:\n{}", lines.join("\n"));
+        }
     }
 }
 

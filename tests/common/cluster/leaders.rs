@@ -138,10 +138,9 @@ impl Leaders {
     }
 
     async fn client(&mut self, addr: SocketAddr) -> Option<&Client> {
-        if !self.clients.contains_key(&addr) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.clients.entry(addr) {
             let options = ConnectOptions::default().timeouts(TIMEOUTS);
-            let client = Client::connect_with_options(addr, "cluster-faults", options).await.ok()?;
-            self.clients.insert(addr, client);
+            entry.insert(Client::connect_with_options(addr, "cluster-faults", options).await.ok()?);
         }
         self.clients.get(&addr)
     }
