@@ -344,10 +344,12 @@ async fn brokers_carry_on_through_zookeeper_restarts() {
         load.acks_after(&cluster, p, Instant::now(), 20).await;
     }
 
-    // A short restart, well within the session timeout, then one longer
-    // than it: sessions survive the first; ZooKeeper gives restored sessions
-    // a fresh timeout, so they may survive the second as well, or expire
-    // and the brokers rejoin. Either way the cluster works on after each.
+    // A restart at once, then one after longer than the session timeout.
+    // ZooKeeper restores sessions with a fresh timeout, but the brokers'
+    // client gives a session up as expired when it reaches no server within
+    // the session timeout (ZooKeeper's own restart takes about that), so the
+    // brokers may rejoin with new sessions either time. Either way the
+    // cluster works on after each.
     let mut outages = Vec::new();
     for pause in [Duration::ZERO, Duration::from_millis(SESSION_TIMEOUT_MS + 1_500)] {
         let acked = load.acknowledged();
