@@ -7,12 +7,15 @@
 #   scripts/zookeeper.sh start DIR   start one; prints its address (127.0.0.1:PORT)
 #                                    and leaves DIR/port, DIR/pid, DIR/zookeeper.log
 #   scripts/zookeeper.sh stop DIR    stop the one started in DIR (its data stays)
+#   scripts/zookeeper.sh restart DIR stop it and start it again on its data and port
 #
-# Ready when `start` returns: it waits until the server answers `srvr`.
+# Ready when `start` returns: it waits until the server answers `srvr`. A
+# start in a DIR that has run one before (DIR/port) takes that port again, so
+# that clients and brokers given the address reconnect to the same server.
 set -euo pipefail
 
 JAR=/usr/share/java/zookeeper.jar
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|restart DIR" >&2; exit 2; }
 [[ $# -eq 2 ]] || usage
 command=$1
 dir=$2
@@ -44,12 +47,11 @@ except OSError:
 PY
 }
 
-case $command in
-start)
+start() {
     install
     mkdir -p "$dir/data"
     dir=$(cd "$dir" && pwd)
-    port=$(free_port)
+    if [[ -f $dir/port ]]; then port=$(cat "$dir/port"); else port=$(free_port); fi
     cat > "$dir/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
@@ -62,35 +64,41 @@ admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok,stat
 CFG
     java -Xmx256m -cp "/etc/zookeeper/conf:$JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
-        > "$dir/zookeeper.log" 2>&1 &
+        >> "$dir/zookeeper.log" 2>&1 &
     echo $! > "$dir/pid"
     echo "$port" > "$dir/port"
     for _ in $(seq 1 200); do
         if answers "$port"; then
             echo "127.0.0.1:$port"
-            exit 0
+            return 0
         fi
         if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
             echo "zookeeper exited at start; its log:" >&2
             cat "$dir/zookeeper.log" >&2
-            exit 1
+            return 1
         fi
         sleep 0.1
     done
     echo "zookeeper did not answer on 127.0.0.1:$port within 20 s" >&2
     kill "$(cat "$dir/pid")" 2>/dev/null || true
-    exit 1
-    ;;
-stop)
-    [[ -f $dir/pid ]] || { echo "no zookeeper started in $dir" >&2; exit 1; }
+    return 1
+}
+
+stop() {
+    [[ -f $dir/pid ]] || { echo "no zookeeper started in $dir" >&2; return 1; }
     pid=$(cat "$dir/pid")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$dir/pid"; exit 0; }
+        kill -0 "$pid" 2>/dev/null || { rm -f "$dir/pid"; return 0; }
         sleep 0.1
     done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$dir/pid"
-    ;;
+}
+
+case $command in
+start) start ;;
+stop) stop ;;
+restart) stop && start ;;
 *) usage ;;
 esac

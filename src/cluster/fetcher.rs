@@ -59,6 +59,7 @@ impl ReplicaFetcher {
         self.running = true;
         let snapshot = self.partitions.clone();
         let (client, address, my_id) = (self.client.clone(), self.address.clone(), self.my_id);
+        let reached = address.clone();
         let work = async move {
             let client = match client {
                 Some(client) => client,
@@ -69,11 +70,14 @@ impl ReplicaFetcher {
             let progress = one_round(&client, my_id, snapshot).await;
             Ok::<_, String>((client, progress))
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.running = false;
             let pause = match result {
                 Ok((client, progress)) => {
-                    act.client = Some(client);
+                    // A connection the leader closed (it stopped, or died and
+                    // came back) is opened again next round, as is one to an
+                    // address the leader left meanwhile.
+                    act.client = Some(client).filter(|c| !c.is_closed() && act.address == reached);
                     let idle = progress.is_empty();
                     for (key, (epoch, offset)) in progress {
                         if let Some(followed) = act.partitions.get_mut(&key) {
@@ -212,7 +216,8 @@ impl Actor for ReplicaFetcher {
     type Context = Context<Self>;
 }
 
-/// Follow `topic`/`partition` at `leader_epoch` (its actor is `addr`).
+/// Follow `topic`/`partition` at `leader_epoch` (its actor is `addr`), on
+/// the leader broker now at `address`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Follow {
@@ -220,12 +225,19 @@ pub struct Follow {
     pub partition: u32,
     pub leader_epoch: i32,
     pub addr: Addr<Partition>,
+    pub address: String,
 }
 
 impl Handler<Follow> for ReplicaFetcher {
     type Result = ();
 
     fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
+        if msg.address != self.address {
+            // The leader broker restarted and registered another address.
+            tracing::info!(leader = self.leader, from = %self.address, to = %msg.address, "the leader moved");
+            self.address = msg.address;
+            self.client = None;
+        }
         let key = (msg.topic, msg.partition);
         let same = self.partitions.get(&key).is_some_and(|f| f.leader_epoch == msg.leader_epoch);
         if !same {
