@@ -157,6 +157,7 @@ async fn one_round(client: &Client, my_id: i32, partitions: BTreeMap<(String, u3
         let appended = followed
             .addr
             .send(part::AppendAsFollower {
+                leader_epoch: followed.leader_epoch,
                 records: fetched.records,
                 epochs: fetched.epochs,
                 leader_high_watermark: fetched.high_watermark,

@@ -170,6 +170,11 @@ impl Handler<ReplicaFetch> for Partition {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<i64, BrokerError>")]
 pub struct AppendAsFollower {
+    /// The leader epoch the batches were fetched under: refused
+    /// (FENCED_LEADER_EPOCH) unless it is still the partition's, so that a
+    /// late answer from a former leader is never appended after the
+    /// partition moved on to the next one.
+    pub leader_epoch: i32,
     pub records: Bytes,
     pub epochs: Vec<(i32, i64)>,
     pub leader_high_watermark: i64,
@@ -210,6 +215,15 @@ impl Partition {
     fn append_as_follower(&mut self, msg: &AppendAsFollower) -> Result<Option<Vec<crate::fs::FileRef>>, BrokerError> {
         if !matches!(self.replica.role, Role::Follower { .. }) {
             return Err(not_leader("only a follower appends its leader's batches"));
+        }
+        if msg.leader_epoch != self.replica.leader_epoch {
+            return Err(BrokerError::new(
+                ErrorCode::FENCED_LEADER_EPOCH,
+                format!(
+                    "batches fetched under leader epoch {} while the partition follows epoch {}",
+                    msg.leader_epoch, self.replica.leader_epoch
+                ),
+            ));
         }
         self.check_fsync_health()?;
         let mut expected = self.log()?.log_end_offset();

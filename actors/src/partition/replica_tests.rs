@@ -104,6 +104,7 @@ async fn fetch_round(leader: &Addr<Partition>, follower: &Addr<Partition>, id: i
     let leo = describe(follower).await.log_end_offset;
     let fetched = leader.send(replica_fetch(id, leo, epoch)).await.unwrap().expect("the leader serves its follower");
     let appending = AppendAsFollower {
+        leader_epoch: epoch,
         records: fetched.records,
         epochs: fetched.epochs,
         leader_high_watermark: fetched.high_watermark,
@@ -421,10 +422,16 @@ async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
     let all = leader.send(replica_fetch(2, 0, 1)).await.unwrap().unwrap().records;
     let second = leader.send(replica_fetch(2, 2, 1)).await.unwrap().unwrap().records;
     let first = all.slice(..all.len() - second.len());
-    let taking = |records: Bytes| AppendAsFollower { records, epochs: vec![(1, 0)], leader_high_watermark: 0 };
+    let taking =
+        |records: Bytes| AppendAsFollower { leader_epoch: 1, records, epochs: vec![(1, 0)], leader_high_watermark: 0 };
 
     let gap = follower.send(taking(second.clone())).await.unwrap();
     assert_eq!(code(gap), ErrorCode::OFFSET_OUT_OF_RANGE);
+    // Batches fetched under another epoch than the one followed: a former
+    // leader's late answer is never appended.
+    let stale =
+        AppendAsFollower { leader_epoch: 0, records: first.clone(), epochs: vec![(1, 0)], leader_high_watermark: 0 };
+    assert_eq!(code(follower.send(stale).await.unwrap()), ErrorCode::FENCED_LEADER_EPOCH);
     let mut damaged = BytesMut::from(&all[..]);
     let last = damaged.len() - 1;
     damaged[last] ^= 0xff;
