@@ -70,6 +70,8 @@ ERROR_CODES: Dict[int, Tuple[str, bool, str]] = {
         "A topic with this name already exists."),
     37: ("INVALID_PARTITIONS", False,
         "The partition count is not valid (at least 1, and only ever more)."),
+    38: ("INVALID_REPLICATION_FACTOR", False,
+        "The replication factor is not valid: at least 1 and at most the live brokers (1 for a broker alone)."),
     40: ("INVALID_CONFIG", False,
         "A topic configuration key or value is not valid."),
     42: ("INVALID_REQUEST", False,
