@@ -17,6 +17,7 @@ pub mod registry;
 pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
+pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 pub use producer_ids::AllocateProducerId;
 

@@ -155,7 +155,11 @@ enum Change {
 }
 
 /// The actor of local partition `partition` of `topic`.
-async fn local_partition(
+///
+/// # Errors
+///
+/// The topic or partition does not exist here, or its actor is gone.
+pub(crate) async fn local_partition(
     broker: &Addr<broker::Broker>,
     topic: &str,
     partition: u32,

@@ -11,13 +11,12 @@
 use actix::prelude::*;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use herald_actors::broker::{self, Broker};
 use herald_actors::error::BrokerError;
-use herald_actors::partition::{self as part, Partition};
-use herald_actors::topic;
+use herald_actors::partition as part;
 
 use super::budget::Admission;
 use super::Connection;
+use crate::cluster::local_partition;
 use crate::protocol::{
     EpochEnd, EpochEndRequest, EpochEndResponse, ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchResponse,
     ReplicaFetched,
@@ -39,7 +38,7 @@ impl Connection {
         let answer = async move {
             let mut targets = Vec::with_capacity(r.partitions.len());
             for p in &r.partitions {
-                targets.push(partition(&broker, &p.topic, p.partition).await);
+                targets.push(local_partition(&broker, &p.topic, p.partition).await);
             }
             let fetch = |i: usize, wait_ms: u64| {
                 let p = r.partitions[i].clone();
@@ -94,7 +93,7 @@ impl Connection {
         let answer = async move {
             let mut answers = Vec::with_capacity(r.partitions.len());
             for p in r.partitions {
-                let asked = match partition(&broker, &p.topic, p.partition).await {
+                let asked = match local_partition(&broker, &p.topic, p.partition).await {
                     Ok(addr) => addr
                         .send(part::LeaderEpochEndOffset { epoch: p.leader_epoch })
                         .await
@@ -119,13 +118,6 @@ impl Connection {
         };
         self.respond(correlation_id, permit, answer, ctx);
     }
-}
-
-/// The actor of partition `partition` of `topic` on this broker.
-async fn partition(broker: &Addr<Broker>, topic: &str, partition: u32) -> Result<Addr<Partition>, BrokerError> {
-    let addr = broker.send(broker::LookupTopic { name: topic.to_string() }).await.map_err(BrokerError::from)??;
-    let route = addr.send(topic::GetRoute).await.map_err(BrokerError::from)?;
-    route.partition(partition)
 }
 
 fn answer_of(p: &ReplicaFetchPartition, fetched: Result<part::ReplicaFetched, BrokerError>) -> ReplicaFetched {
