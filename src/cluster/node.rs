@@ -71,6 +71,10 @@ pub struct ClusterNode {
     pub(super) awaiting: Vec<(Awaited, oneshot::Sender<()>)>,
     /// The role each local partition was last given.
     pub(super) given: GivenRoles,
+    /// The latest role change sent to each local partition, by number: an
+    /// older change that completes after it must not undo it.
+    pub(super) giving: HashMap<(String, u32), u64>,
+    pub(super) next_giving: u64,
     /// A fetcher per leader broker this one follows partitions from.
     pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
     /// The next producer id and the last of the block reserved.
@@ -116,6 +120,8 @@ impl ClusterNode {
             warned_stray: HashSet::new(),
             awaiting: Vec::new(),
             given: GivenRoles::new(),
+            giving: HashMap::new(),
+            next_giving: 0,
             fetchers: HashMap::new(),
             producer_ids: None,
         };

@@ -40,6 +40,7 @@ impl ClusterNode {
         for name in names {
             let Some(view) = self.topics.get(name) else {
                 self.given.retain(|(topic, _), _| topic != name);
+                self.giving.retain(|(topic, _), _| topic != name);
                 continue;
             };
             // Only the cluster's own copy of the topic takes roles.
@@ -89,8 +90,15 @@ impl ClusterNode {
     }
 
     /// Sends `change` to the local partition `key`; records it as given once
-    /// taken, and points the fetchers at it.
+    /// taken, and points the fetchers at it. Changes to one partition run
+    /// concurrently and may complete out of order: only the latest one sent
+    /// records its role and points the fetchers (an older one completing
+    /// after it would stop the fetcher it just started). An older change the
+    /// partition takes after a newer one is refused as fenced.
     fn give(&mut self, key: (String, u32), wanted: Given, change: Change, ctx: &mut Context<Self>) {
+        self.next_giving += 1;
+        let number = self.next_giving;
+        self.giving.insert(key.clone(), number);
         let broker = self.broker.clone();
         let (topic, p) = key.clone();
         let work = async move {
@@ -104,6 +112,7 @@ impl ClusterNode {
         };
         let follows = wanted.leader != self.settings.broker_id;
         ctx.spawn(work.into_actor(self).map(move |result, act, _| match result {
+            _ if act.giving.get(&key) != Some(&number) => {}
             Ok(addr) => {
                 // Not recorded when the leader's address is unknown yet: the
                 // next change (the broker list) gives it again.
