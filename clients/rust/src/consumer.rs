@@ -5,7 +5,13 @@
 //! arrived, in offset order within each partition. Positions advance past
 //! what `poll` returned.
 //!
-//! The consumer outlives its connection: when the broker goes away (a
+//! Each partition is fetched from its leader ([`Cluster`]; a broker alone
+//! leads all). A fetch answered with an error that says the leader moved
+//! (docs/protocol.md, "Following leaders") returns nothing for that
+//! partition: the leader is looked up again and the next poll fetches from
+//! the same position at the new one.
+//!
+//! The consumer outlives its connections: when no broker can be reached (a
 //! restart), `poll` returns no records and connects again, with a back-off
 //! that grows to [`RECONNECT_BACKOFF_MAX`], keeping every position; it logs a
 //! warning once per outage. A topic assigned whole ([`Consumer::assign_all`])
@@ -18,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use herald_wire::batch::Record;
 
-use crate::{Client, ClientError, Fetched};
+use crate::{Client, ClientError, Cluster, Fetched, RETRY_BACKOFF_MIN};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::{FetchRequest, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
@@ -72,7 +78,7 @@ pub struct ConsumedRecord {
 
 /// A consumer of assigned partitions.
 pub struct Consumer {
-    client: Client,
+    cluster: Cluster,
     config: ConsumerConfig,
     /// (topic, partition) → the next offset to read.
     positions: BTreeMap<(String, u32), i64>,
@@ -87,10 +93,16 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer on `client`'s connection, with no partition assigned yet.
+    /// A consumer starting from `client`'s connection, with no partition
+    /// assigned yet.
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
+        Consumer::with_cluster(Cluster::of(client), config)
+    }
+
+    /// A consumer fetching from the leaders `cluster` finds.
+    pub fn with_cluster(cluster: Cluster, config: ConsumerConfig) -> Consumer {
         Consumer {
-            client,
+            cluster,
             config,
             positions: BTreeMap::new(),
             damaged: None,
@@ -108,10 +120,10 @@ impl Consumer {
     pub async fn assign(&mut self, topic: &str, partition: u32, start: StartOffset) -> Result<i64, ClientError> {
         let offset = match start {
             StartOffset::Offset(offset) => offset,
-            StartOffset::Earliest => self.client.list_offsets(topic, partition, EARLIEST_TIMESTAMP).await?,
-            StartOffset::Latest => self.client.list_offsets(topic, partition, LATEST_TIMESTAMP).await?,
-            StartOffset::Timestamp(ts) => match self.client.list_offsets(topic, partition, ts).await? {
-                -1 => self.client.list_offsets(topic, partition, LATEST_TIMESTAMP).await?,
+            StartOffset::Earliest => list_offsets(&self.cluster, topic, partition, EARLIEST_TIMESTAMP).await?,
+            StartOffset::Latest => list_offsets(&self.cluster, topic, partition, LATEST_TIMESTAMP).await?,
+            StartOffset::Timestamp(ts) => match list_offsets(&self.cluster, topic, partition, ts).await? {
+                -1 => list_offsets(&self.cluster, topic, partition, LATEST_TIMESTAMP).await?,
                 offset => offset,
             },
         };
@@ -126,7 +138,7 @@ impl Consumer {
     ///
     /// As [`Consumer::assign`].
     pub async fn assign_all(&mut self, topic: &str, start: StartOffset) -> Result<(), ClientError> {
-        let partitions = self.client.describe_topic(topic).await?.partitions.len() as u32;
+        let partitions = self.cluster.any().await?.describe_topic(topic).await?.partitions.len() as u32;
         for partition in 0..partitions {
             self.assign(topic, partition, start).await?;
         }
@@ -143,7 +155,11 @@ impl Consumer {
         }
         self.topics_checked = Instant::now();
         for topic in self.whole_topics.clone() {
-            let partitions = match self.client.describe_topic(&topic).await {
+            let described = match self.cluster.any().await {
+                Ok(client) => client.describe_topic(&topic).await,
+                Err(err) => Err(err),
+            };
+            let partitions = match described {
                 Ok(described) => described.partitions.len() as u32,
                 // Deleted: its fetches report it.
                 Err(err) if err.code().is_some() => continue,
@@ -164,10 +180,9 @@ impl Consumer {
     async fn reconnect(&mut self) -> bool {
         let Some(wait) = self.reconnecting else { return true };
         tokio::time::sleep(wait).await;
-        match self.client.reconnect().await {
-            Ok(client) => {
+        match self.cluster.any().await {
+            Ok(_) => {
                 tracing::info!("connected to the broker again");
-                self.client = client;
                 self.reconnecting = None;
                 true
             }
@@ -217,11 +232,17 @@ impl Consumer {
             Err(err) => return Err(err),
             Ok(()) => {}
         }
-        let fetched = fetch_positions(&self.client, &self.positions, &self.config).await;
+        let fetched = fetch_positions(&self.cluster, &self.positions, &self.config).await;
         let mut out = Vec::new();
         let mut first_error = None;
+        let mut moved = false;
         for (topic, partition, fetched) in fetched {
             match fetched {
+                Err(err) if fetch_leader_moved(&err) && !connection_lost(&err) => {
+                    tracing::debug!(%topic, partition, %err, "the partition's leader moved; looking it up again");
+                    self.cluster.forget(&topic, partition);
+                    moved = true;
+                }
                 Ok(fetched) => {
                     if let Some(last) = fetched.records.last() {
                         self.positions.insert((topic.clone(), partition), last.offset + 1);
@@ -233,6 +254,9 @@ impl Consumer {
                     }));
                 }
                 Err(err) => {
+                    if connection_lost(&err) {
+                        self.cluster.forget(&topic, partition);
+                    }
                     // A damaged range is the one error not to leave unreported.
                     let first_is_damage = first_error.as_ref().is_some_and(|e: &ClientError| e.damaged().is_some());
                     if first_error.is_none() || (err.damaged().is_some() && !first_is_damage) {
@@ -240,6 +264,10 @@ impl Consumer {
                     }
                 }
             }
+        }
+        if moved && out.is_empty() && first_error.is_none() {
+            // Not at once again: the new leader may take a moment.
+            tokio::time::sleep(RETRY_BACKOFF_MIN).await;
         }
         match first_error {
             Some(err) if connection_lost(&err) => {
@@ -256,11 +284,17 @@ impl Consumer {
     }
 }
 
+/// `list_offsets` of `topic`/`partition` at its leader.
+async fn list_offsets(cluster: &Cluster, topic: &str, partition: u32, timestamp: i64) -> Result<i64, ClientError> {
+    cluster.leader(topic, partition).await?.list_offsets(topic, partition, timestamp).await
+}
+
 /// One long-poll fetch per entry of `positions` (`(topic, partition)` → the
-/// next offset), all pipelined on `client`'s connection: each answer with its
-/// partition. The fetch of both consumers.
+/// next offset), each to its partition's leader, those to one broker
+/// pipelined on its connection: each answer with its partition. The fetch of
+/// both consumers.
 pub(crate) async fn fetch_positions(
-    client: &Client,
+    cluster: &Cluster,
     positions: &BTreeMap<(String, u32), i64>,
     config: &ConsumerConfig,
 ) -> Vec<(String, u32, Result<Fetched, ClientError>)> {
@@ -273,10 +307,30 @@ pub(crate) async fn fetch_positions(
             min_bytes: config.min_bytes,
             max_wait_ms: config.max_wait_ms,
         };
-        let client = client.clone();
-        async move { (request.topic.clone(), *partition, client.fetch(&request).await) }
+        async move {
+            let fetched = match cluster.leader(&request.topic, *partition).await {
+                Ok(client) => client.fetch(&request).await,
+                Err(err) => Err(err),
+            };
+            (request.topic.clone(), *partition, fetched)
+        }
     });
     join_all(fetches).await
+}
+
+/// Whether a fetch answered `err` should go to the partition's leader as
+/// looked up again (docs/protocol.md, "Following leaders"); the connection
+/// errors among them are also [`connection_lost`].
+pub(crate) fn fetch_leader_moved(err: &ClientError) -> bool {
+    connection_lost(err)
+        || [
+            ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            ErrorCode::FENCED_LEADER_EPOCH,
+            ErrorCode::UNKNOWN_LEADER_EPOCH,
+            ErrorCode::LEADER_NOT_AVAILABLE,
+        ]
+        .iter()
+        .any(|c| err.code() == Some(c.code()))
 }
 
 /// Whether `err` means the connection is gone or about to go (a broker

@@ -66,7 +66,9 @@ mod consumer;
 mod custom;
 mod error;
 mod group;
+mod leaders;
 mod operations;
+mod prepared;
 mod producer;
 mod quotas;
 mod response;
@@ -87,7 +89,9 @@ pub use herald_wire::protocol::{
     AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
     HandshakeResponse, TopicSummary, UserSummary, WireRecord,
 };
+pub use leaders::{leader_moved, produce_outcome_unknown, Cluster, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use operations::{record, Fetched};
+pub use prepared::PreparedProduce;
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
 /// rustls, whose types [`TlsOptions`] takes.
 pub use rustls;

@@ -8,7 +8,7 @@ use herald_wire::batch::{self, BatchProducer, Compression, Record, RecordParts};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
-use crate::{check_response, decode_response, too_large, Client, ClientError};
+use crate::{check_response, too_large, Client, ClientError};
 
 impl Client {
     /// Creates a topic with per-topic settings (`config`, possibly empty).
@@ -227,42 +227,8 @@ impl Client {
         producer: Option<BatchProducer>,
     ) -> Result<impl std::future::Future<Output = Result<Vec<ProducePartitionResponse>, ClientError>>, ClientError>
     {
-        let frame = self.produce_batch_frame(topic, partition, &records, acks, compression, producer)?;
-        if frame.is_none() && producer.is_some() {
-            return Err(ClientError::Protocol(
-                "an idempotent producer's records must go as one batch to one partition".into(),
-            ));
-        }
-        let answer = match frame {
-            Some((id, frame)) if acks == 0 => {
-                self.enqueue(id, frame)?;
-                self.forget(id);
-                None
-            }
-            Some((id, frame)) => Some((id, self.enqueue(id, frame)?)),
-            None => {
-                let request = produce_request(topic, partition, records, acks);
-                if acks == 0 {
-                    self.send_without_response(op::PRODUCE, &request)?;
-                    None
-                } else {
-                    Some(self.send_frame(op::PRODUCE, &request)?)
-                }
-            }
-        };
-        let client = self.clone();
-        Ok(async move {
-            let Some((id, answer)) = answer else { return Ok(Vec::new()) };
-            let frame = client.answer(op::PRODUCE, id, answer, std::time::Duration::ZERO).await?;
-            let partitions = match crate::response::produce_partitions(&frame) {
-                Some(partitions) => partitions,
-                None => decode_response::<ProduceResponse>(&frame)?.partitions,
-            };
-            if let Some(failed) = partitions.iter().find(|p| p.error_code != 0) {
-                return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
-            }
-            Ok(partitions)
-        })
+        let mut prepared = self.prepare_produce(topic, partition, records, acks, compression, producer)?;
+        self.start_prepared(&mut prepared)
     }
 
     /// Fetches raw batches from a partition (a long poll when `min_bytes` and
@@ -338,7 +304,7 @@ impl Client {
     /// `None` when they go as MessagePack maps instead: the broker does not
     /// list [`FEATURE_PRODUCE_BATCH`], it is to route them by key, or they
     /// cannot form a batch (the broker then answers why).
-    fn produce_batch_frame(
+    pub(crate) fn produce_batch_frame(
         &self,
         topic: &str,
         partition: Option<u32>,
@@ -397,6 +363,11 @@ fn decode_fetch(frame: &Bytes) -> Result<FetchResponse, ClientError> {
 
 /// A produce request carrying its records as MessagePack maps (see
 /// [`Client::start_produce`]).
-fn produce_request(topic: &str, partition: Option<u32>, records: Vec<WireRecord>, acks: i64) -> ProduceRequest {
+pub(crate) fn produce_request(
+    topic: &str,
+    partition: Option<u32>,
+    records: Vec<WireRecord>,
+    acks: i64,
+) -> ProduceRequest {
     ProduceRequest { topic: topic.into(), partition: partition.map(i64::from), acks, records, batch: None }
 }

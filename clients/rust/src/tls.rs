@@ -96,6 +96,12 @@ impl TlsOptions {
         self
     }
 
+    /// These options verifying `name` unless a name was set already.
+    pub(crate) fn default_server_name(mut self, name: &str) -> TlsOptions {
+        self.server_name.get_or_insert_with(|| name.to_string());
+        self
+    }
+
     /// The rustls configuration of a connection, and the server name to
     /// verify for a broker at `ip`.
     pub(crate) fn connector(&self, ip: IpAddr) -> io::Result<(tokio_rustls::TlsConnector, ServerName<'static>)> {

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 pub use config::{AutoOffsetReset, GroupConsumerConfig, GroupEvent};
 use heartbeat::{heartbeat_loop, Heard};
 
-use crate::{Client, ClientError, ConsumedRecord, ConsumerConfig};
+use crate::{Client, ClientError, Cluster, ConsumedRecord, ConsumerConfig};
 use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
@@ -44,6 +44,9 @@ type TopicPartitionKey = (String, u32);
 /// A member of a consumer group. See the module documentation.
 pub struct GroupConsumer {
     client: Client,
+    /// Where the fetches go: each partition's leader (the group's own
+    /// requests go on `client`).
+    cluster: Cluster,
     config: GroupConsumerConfig,
     member_id: String,
     generation_id: i64,
@@ -88,6 +91,7 @@ impl GroupConsumer {
         let (_, assignments) = watch::channel(None);
         let (_, confirmed) = watch::channel(Instant::now());
         let mut consumer = GroupConsumer {
+            cluster: Cluster::of(client.clone()),
             client,
             config,
             member_id: String::new(),
@@ -228,7 +232,7 @@ impl GroupConsumer {
         }
         let fetch =
             ConsumerConfig { max_bytes: self.config.max_bytes, min_bytes: 1, max_wait_ms: self.config.max_wait_ms };
-        let fetched = crate::consumer::fetch_positions(&self.client, &self.positions, &fetch).await;
+        let fetched = crate::consumer::fetch_positions(&self.cluster, &self.positions, &fetch).await;
         let mut out = Vec::new();
         let mut disconnected = false;
         let mut damaged = None;
@@ -252,10 +256,13 @@ impl GroupConsumer {
                     let reset = self.reset_position(&topic, partition).await?;
                     self.positions.insert(key, reset);
                 }
-                // The connection is gone: every later request would fail at
-                // once too, so connect again now rather than spin until the
-                // heartbeat task reports it.
-                Err(ClientError::Closed | ClientError::Io(_)) => disconnected = true,
+                // The group's connection is gone: every later request would
+                // fail at once too, so connect again now rather than spin
+                // until the heartbeat task reports it.
+                Err(ClientError::Closed | ClientError::Io(_)) if self.client.is_closed() => disconnected = true,
+                // Another broker led it: fetch from the leader as looked up
+                // again, next poll.
+                Err(err) if crate::consumer::fetch_leader_moved(&err) => self.cluster.forget(&topic, partition),
                 Err(err) if err.damaged().is_some() => {
                     damaged.get_or_insert(err);
                 }
@@ -292,8 +299,12 @@ impl GroupConsumer {
 
     async fn reset_position(&self, topic: &str, partition: u32) -> Result<i64, ClientError> {
         match self.config.auto_offset_reset {
-            AutoOffsetReset::Earliest => self.client.list_offsets(topic, partition, EARLIEST_TIMESTAMP).await,
-            AutoOffsetReset::Latest => self.client.list_offsets(topic, partition, LATEST_TIMESTAMP).await,
+            AutoOffsetReset::Earliest => {
+                self.cluster.leader(topic, partition).await?.list_offsets(topic, partition, EARLIEST_TIMESTAMP).await
+            }
+            AutoOffsetReset::Latest => {
+                self.cluster.leader(topic, partition).await?.list_offsets(topic, partition, LATEST_TIMESTAMP).await
+            }
             AutoOffsetReset::None => Err(ClientError::Protocol(format!(
                 "no valid committed offset for {topic}/{partition} and auto_offset_reset is none"
             ))),
@@ -358,6 +369,7 @@ impl GroupConsumer {
                 Err(err) => return Err(err),
             }
         };
+        self.cluster = Cluster::of(self.client.clone());
         self.committed.clear();
         self.rejoin().await
     }

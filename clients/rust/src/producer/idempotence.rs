@@ -72,6 +72,16 @@ impl Idempotence {
         Ok(())
     }
 
+    /// Forgets the producer id and every sequence: the next batch asks for
+    /// a new id and numbers from 0.
+    pub(super) fn reset(&self) {
+        let mut state = self.state();
+        if state.producer.take().is_some() {
+            tracing::info!("a batch was given up: asking for a new producer id");
+        }
+        state.sequences.clear();
+    }
+
     /// Calls `send` with the producer fields of the next batch of `count`
     /// records to `partition` of `topic` (`None` while idempotence is off),
     /// and moves the partition's sequence on only if `send` queued it.

@@ -33,11 +33,12 @@
 //! the batch's records like any other error: the producer does not renumber.
 
 mod idempotence;
+mod retry;
 mod route;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +47,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use self::idempotence::Idempotence;
+use self::retry::{Attempt, Flows};
 use self::route::{PartitionHasher, Route, Routes};
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, Cluster};
 use herald_wire::protocol::{ProducePartitionResponse, WireRecord};
 
 /// An upper bound of a produce request's bytes besides its records and topic.
@@ -71,7 +73,9 @@ pub struct ProducerConfig {
     /// Bytes per batch at most, as the records are encoded in a produce
     /// request; the broker's limits cap it further (see the module doc).
     pub batch_max_bytes: usize,
-    /// 1 (or -1): wait for the broker's acknowledgement; 0: do not.
+    /// -1 (the default, as Kafka's `acks=all`): wait until every in-sync
+    /// replica has the batch (a broker alone: until it has it, as 1); 1:
+    /// until the leader has it; 0: do not wait for an answer.
     pub acks: i64,
     /// Produce requests in flight at once.
     pub max_in_flight: usize,
@@ -87,6 +91,10 @@ pub struct ProducerConfig {
     /// (with acks 1 or -1, against a broker that lists `init_producer_id`);
     /// `max_in_flight` is then at most 5.
     pub idempotent: bool,
+    /// How long after a batch is created the producer may resend it to a
+    /// new leader before failing its records (Kafka's
+    /// `delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
 }
 
 /// Where records without a key (and without a partition) go.
@@ -107,12 +115,13 @@ impl Default for ProducerConfig {
             linger_ms: 5,
             batch_max_records: 10_000,
             batch_max_bytes: 1 << 20,
-            acks: 1,
+            acks: -1,
             max_in_flight: 8,
             partitioner: Partitioner::Sticky,
             sticky_switch_bytes: 16 << 10,
             compression: Compression::None,
             idempotent: true,
+            delivery_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -126,7 +135,7 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-type Reply = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+pub(super) type Reply = oneshot::Sender<Result<RecordMetadata, ClientError>>;
 
 enum Command {
     Send { topic: String, partition: Option<u32>, record: WireRecord, reply: Reply },
@@ -135,8 +144,8 @@ enum Command {
 
 /// What a producer's callers and its task share.
 #[derive(Clone)]
-struct Shared {
-    client: Client,
+pub(super) struct Shared {
+    cluster: Cluster,
     config: ProducerConfig,
     routes: Routes,
     in_flight: Arc<Semaphore>,
@@ -146,6 +155,10 @@ struct Shared {
     queued: Arc<AtomicUsize>,
     /// The producer id and sequences, when idempotent.
     idempotence: Option<Arc<Idempotence>>,
+    /// Each partition's batches in flight and waiting to be resent.
+    flows: Flows,
+    /// The number of the next batch built.
+    next_order: Arc<AtomicU64>,
 }
 
 /// A batching producer. Dropping it sends what is buffered.
@@ -155,8 +168,14 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// A producer over `client`'s connection.
+    /// A producer starting from `client`'s connection: each batch goes to
+    /// its partition's leader (this broker, alone; see [`Cluster`]).
     pub fn new(client: Client, config: ProducerConfig) -> Producer {
+        Producer::with_cluster(Cluster::of(client), config)
+    }
+
+    /// A producer sending to the leaders `cluster` finds.
+    pub fn with_cluster(cluster: Cluster, config: ProducerConfig) -> Producer {
         let (commands, queue) = mpsc::channel(config.batch_max_records.max(1024));
         let idempotent = config.idempotent && config.acks != 0;
         let max_in_flight = match idempotent {
@@ -165,7 +184,9 @@ impl Producer {
         };
         let config = ProducerConfig { max_in_flight, ..config };
         let shared = Shared {
-            client,
+            cluster,
+            flows: Flows::default(),
+            next_order: Arc::new(AtomicU64::new(0)),
             routes: Routes::default(),
             idempotence: idempotent.then(Arc::default),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
@@ -268,7 +289,7 @@ impl Shared {
             chosen
         };
         match chosen {
-            Ok(partition) => self.dispatch(topic, partition, vec![record], vec![reply], permit),
+            Ok(partition) => self.dispatch(topic, partition, vec![record], vec![reply], permit, Instant::now()),
             Err(err) => {
                 let _ = reply.send(Err(err));
             }
@@ -276,10 +297,11 @@ impl Shared {
         None
     }
 
-    /// Queues the request of `records` on the connection now (so batches of
-    /// one partition reach the broker in the order they were sent) and
-    /// answers `replies` when the broker does; `permit` is its place in the
-    /// in-flight window.
+    /// Builds the request of `records` (created at `created`) and sends it
+    /// to the partition's leader now (so batches of one partition reach it
+    /// in the order they were sent), or queues it while the partition
+    /// recovers (`retry.rs`); answers `replies` when the broker does or the
+    /// batch fails. `permit` is its place in the in-flight window.
     fn dispatch(
         &self,
         topic: &str,
@@ -287,24 +309,31 @@ impl Shared {
         records: Vec<WireRecord>,
         replies: Vec<Reply>,
         permit: OwnedSemaphorePermit,
+        created: Instant,
     ) {
         let (acks, compression) = (self.config.acks, self.config.compression);
         let count = records.len();
-        let start =
-            |producer| self.client.start_produce_as(topic, Some(partition), records, acks, compression, producer);
-        let sent = match &self.idempotence {
-            Some(idempotence) => idempotence.send(topic, partition, count, start),
-            None => start(None),
+        let client = self.cluster.cached_leader(topic, partition).unwrap_or_else(|| self.cluster.home());
+        let deadline = retry::deadline(created, self.config.delivery_timeout);
+        let mut waiting = Some((replies, permit));
+        // Built and launched under the sequence lock: the batches of a
+        // partition are numbered in the order they go out.
+        let launch = |producer| {
+            let prepared = client.prepare_produce(topic, Some(partition), records, acks, compression, producer)?;
+            if let Some((replies, permit)) = waiting.take() {
+                let order = self.next_order.fetch_add(1, Ordering::SeqCst);
+                let (topic, last_error) = (topic.to_string(), None);
+                self.launch(Attempt { topic, partition, prepared, replies, permit, deadline, order, last_error });
+            }
+            Ok(())
         };
-        let pending = async move {
-            let result = match sent {
-                Ok(pending) => pending.await,
-                Err(err) => Err(err),
-            };
-            drop(permit);
-            answer(partition, result, replies);
+        let launched = match &self.idempotence {
+            Some(idempotence) => idempotence.send(topic, partition, count, launch),
+            None => launch(None),
         };
-        tokio::spawn(pending);
+        if let (Err(err), Some((replies, _))) = (launched, waiting) {
+            answer(partition, Err(err), replies);
+        }
     }
 }
 
@@ -327,6 +356,8 @@ fn answer(partition: u32, result: Result<Vec<ProducePartitionResponse>, ClientEr
 }
 
 struct Batch {
+    /// When its first record came.
+    created: Instant,
     records: Vec<WireRecord>,
     replies: Vec<Reply>,
     bytes: usize,
@@ -399,14 +430,15 @@ impl Batcher {
         if self.shared.routes.lock().contains_key(topic) {
             return Ok(());
         }
-        let partitions = self.shared.client.describe_topic(topic).await?.partitions.len() as u32;
+        let partitions = self.shared.cluster.partitions(topic).await?;
         self.shared.routes.lock().entry(topic.into()).or_insert_with(|| Route::new(partitions));
         Ok(())
     }
 
     /// The most bytes of records one batch of `topic` may hold.
     fn max_batch_bytes(&self, topic: &str) -> usize {
-        let broker = self.shared.client.features();
+        let home = self.shared.cluster.home();
+        let broker = home.features();
         let mut max = self.shared.config.batch_max_bytes;
         if broker.max_frame_bytes > 0 {
             let frame = usize::try_from(broker.max_frame_bytes).unwrap_or(usize::MAX);
@@ -449,6 +481,7 @@ impl Batcher {
         let full = batches.get(&partition).is_some_and(|b| b.bytes + size > max_bytes);
         let earlier = if full { batches.remove(&partition) } else { None };
         let batch = batches.entry(partition).or_insert_with(|| Batch {
+            created: Instant::now(),
             records: Vec::with_capacity(max_records.min(1024)),
             replies: Vec::with_capacity(max_records.min(1024)),
             bytes: 0,
@@ -486,17 +519,24 @@ impl Batcher {
         }
         let records = batch.records.len();
         if let Some(idempotence) = &self.shared.idempotence {
-            if let Err(err) = idempotence.ensure(&self.shared.client).await {
+            let ensured = match self.shared.cluster.any().await {
+                Ok(client) => idempotence.ensure(&client).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = ensured {
                 self.shared.queued.fetch_sub(records, Ordering::SeqCst);
                 return answer(partition, Err(err), batch.replies);
             }
         }
+        // The leader's connection, opened now if need be (on failure the
+        // batch waits in its partition's recovery instead).
+        let _ = self.shared.cluster.leader(topic, partition).await;
         let Ok(permit) = self.shared.in_flight.clone().acquire_owned().await else {
             // The window is never closed; were it, the records fail.
             self.shared.queued.fetch_sub(records, Ordering::SeqCst);
             return answer(partition, Err(ClientError::Closed), batch.replies);
         };
-        self.shared.dispatch(topic, partition, batch.records, batch.replies, permit);
+        self.shared.dispatch(topic, partition, batch.records, batch.replies, permit, batch.created);
         self.shared.queued.fetch_sub(records, Ordering::SeqCst);
     }
 }
