@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, TAKEOVER};
-use common::value;
+use common::{herald_bin, value};
 use herald::client::{
     ClientError, Cluster as Brokers, ConnectOptions, Consumer, ConsumerConfig, Producer, ProducerConfig,
     RecordMetadata, StartOffset,
@@ -89,6 +89,33 @@ async fn a_producer_and_a_consumer_given_a_bootstrap_list_follow_each_partitions
         }
     }
     assert_eq!(read, acked, "the consumer reads from each leader what the producer stored there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_given_a_bootstrap_list_produces_to_each_partitions_leader() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(3).await;
+    create(&cluster, "c", 3).await;
+    let lines: String = (0..30).map(|i| format!("line{i}\n")).collect();
+    let list = bootstrap(&cluster).join(",");
+    let mut child = std::process::Command::new(herald_bin())
+        .args(["produce", "c", "--bootstrap", &list, "--partitioner", "roundrobin", "--linger-ms", "0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "herald produce: {}", String::from_utf8_lossy(&output.stderr));
+    let reads = cluster.settled("c", 3).await;
+    let mut stored: Vec<String> = reads.values().flatten().map(|(_, v)| v.clone()).collect();
+    stored.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("line{i}")).collect();
+    expected.sort();
+    assert_eq!(stored, expected, "every line stored once");
+    assert!(reads.values().all(|r| r.len() == 10), "round robin over the three leaders: {reads:?}");
 }
 
 /// What the producer task sent: each record's number and its answer.

@@ -491,8 +491,8 @@ async fn rebalance(scenario: Scenario, args: BenchGroupArgs) -> CliResult {
     admin.create_topic(&topic, i64::from(partitions), Default::default()).await?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut group = Group {
-        addr: args.broker.broker.clone(),
-        connect: args.broker.connect_options()?,
+        addr: args.broker.first().to_string(),
+        connect: args.broker.connect_options(args.broker.first())?,
         admin: admin.clone(),
         topic: topic.clone(),
         group_id: group_id.clone(),
@@ -714,9 +714,9 @@ async fn throughput(args: BenchGroupArgs) -> CliResult {
     for _ in 0..consumers {
         connections.push(
             Client::connect_with_options(
-                args.broker.broker.as_str(),
+                args.broker.first(),
                 "herald-bench-group",
-                args.broker.connect_options()?,
+                args.broker.connect_options(args.broker.first())?,
             )
             .await?,
         );

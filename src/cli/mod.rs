@@ -113,8 +113,10 @@ enum Command {
 /// Where the broker is.
 #[derive(Args, Debug, Clone)]
 pub struct BrokerArgs {
-    /// The broker's address.
-    #[arg(long, short = 'b', default_value = "127.0.0.1:9092", env = "HERALD_BROKER")]
+    /// The broker's address; in a cluster, a comma-separated list of
+    /// brokers to start from (each tried in turn; the cluster's other
+    /// brokers are found from them).
+    #[arg(long, short = 'b', visible_alias = "bootstrap", default_value = "127.0.0.1:9092", env = "HERALD_BROKER")]
     broker: String,
     /// How long to wait for the broker to accept the connection and to answer
     /// each request, in ms (beyond the time a long poll asks it to wait).
@@ -148,8 +150,19 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    /// How the CLI's clients connect: these timeouts, TLS and credentials.
-    fn connect_options(&self) -> CliResult<ConnectOptions> {
+    /// The addresses `--broker` lists.
+    fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.broker.split(',').map(str::trim).filter(|a| !a.is_empty())
+    }
+
+    /// The first address `--broker` lists (for what needs one broker).
+    pub(crate) fn first(&self) -> &str {
+        self.addresses().next().unwrap_or(self.broker.as_str())
+    }
+
+    /// How the CLI's clients connect to `address`: these timeouts, TLS and
+    /// credentials.
+    fn connect_options(&self, address: &str) -> CliResult<ConnectOptions> {
         let wait = Duration::from_millis(self.timeout_ms);
         let options = ConnectOptions::default().timeouts(Timeouts { connect: wait, request: wait });
         let options = match (&self.user, &self.password_file) {
@@ -173,20 +186,25 @@ impl BrokerArgs {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             tls = tls.client_cert_files(cert, key)?;
         }
-        let host = self.broker.rsplit_once(':').map_or(self.broker.as_str(), |(host, _)| host);
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = self.tls_server_name.as_deref().unwrap_or(host);
         Ok(options.tls(tls.server_name(name)))
     }
 
+    /// A connection to the first of `--broker`'s addresses that accepts.
     async fn connect(&self) -> CliResult<Client> {
-        let options = self.connect_options()?;
-        match Client::connect_with_options(self.broker.as_str(), &self.client_id, options).await {
-            Ok(client) => Ok(client),
-            Err(err @ ClientError::TimedOut { .. }) => Err(UnreachableError(err.to_string()).into()),
-            Err(err @ ClientError::Broker { .. }) => Err(err.into()),
-            Err(err) => Err(UnreachableError(format!("cannot reach the broker at {}: {err}", self.broker)).into()),
+        let mut last = None;
+        for address in self.addresses() {
+            let options = self.connect_options(address)?;
+            match Client::connect_with_options(address, &self.client_id, options).await {
+                Ok(client) => return Ok(client),
+                Err(err @ ClientError::Broker { .. }) => return Err(err.into()),
+                Err(err @ ClientError::TimedOut { .. }) => last = Some(UnreachableError(err.to_string())),
+                Err(err) => last = Some(UnreachableError(format!("cannot reach the broker at {address}: {err}"))),
+            }
         }
+        Err(last.unwrap_or_else(|| UnreachableError(format!("no broker address in `{}`", self.broker))).into())
     }
 }
 

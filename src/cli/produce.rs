@@ -47,8 +47,9 @@ pub struct ProduceArgs {
     /// A header added to every record, KEY=VALUE (repeatable).
     #[arg(long = "header", short = 'H', value_name = "KEY=VALUE")]
     headers: Vec<String>,
-    /// 0 (do not wait), 1 (wait for the broker's acknowledgement) or all.
-    #[arg(long, default_value = "1")]
+    /// 0 (do not wait), 1 (wait for the leader's acknowledgement) or all
+    /// (wait until every in-sync replica has the record; a broker alone: as 1).
+    #[arg(long, default_value = "all")]
     acks: String,
     /// Send every record to this partition instead of partitioning by key.
     #[arg(long)]

@@ -57,7 +57,7 @@ fn missing(readiness: &serde_json::Value) -> String {
 }
 
 pub async fn run(args: StatusArgs) -> CliResult {
-    let http = args.http.clone().unwrap_or_else(|| default_http(&args.broker.broker));
+    let http = args.http.clone().unwrap_or_else(|| default_http(args.broker.first()));
     let ready = readiness(&http).await;
     let client = match args.broker.connect().await {
         Ok(client) => client,

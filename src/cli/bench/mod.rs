@@ -218,8 +218,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
 
     if args.mode == Mode::Scale {
         let plan = scale::ScalePlan {
-            broker: args.broker.broker.clone(),
-            connect: args.broker.connect_options()?,
+            broker: args.broker.first().to_string(),
+            connect: args.broker.connect_options(args.broker.first())?,
             prefix: args.topic.clone().unwrap_or_else(|| "scale".into()),
             topics: args.topics,
             partitions: args.partitions,
@@ -254,8 +254,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
     report.partitions = partitions;
     report.topic = Some(topic.clone());
     let plan = ProducePlan {
-        broker: args.broker.broker.clone(),
-        connect: args.broker.connect_options()?,
+        broker: args.broker.first().to_string(),
+        connect: args.broker.connect_options(args.broker.first())?,
         topic: topic.clone(),
         partitions,
         records: args.records,
@@ -326,8 +326,8 @@ async fn measure(
     }
     if matches!(args.mode, Mode::All | Mode::Consume) {
         let consume_plan = ConsumePlan {
-            broker: args.broker.broker.clone(),
-            connect: args.broker.connect_options()?,
+            broker: args.broker.first().to_string(),
+            connect: args.broker.connect_options(args.broker.first())?,
             topic: topic.clone(),
             partitions,
             consumers: args.consumers,
@@ -380,7 +380,7 @@ async fn measure_e2e(args: &BenchArgs, plan: &ProducePlan, progress: bool, repor
 /// `--http`, or the broker's host with the HTTP listener's default port.
 fn http_address(args: &BenchArgs) -> String {
     args.http.clone().unwrap_or_else(|| {
-        let broker = args.broker.broker.as_str();
+        let broker = args.broker.first();
         let host = broker.rsplit_once(':').map_or(broker, |(host, _)| host);
         format!("{host}:9644")
     })
