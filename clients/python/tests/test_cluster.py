@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List
 import pytest
 
 from conftest import REPO_DIR, Broker
-from herald_client import Client, Cluster, HeraldError
+from herald_client import Client, Cluster, GroupConsumer, HeraldError
 
 ZOOKEEPER_SH = REPO_DIR / "scripts" / "zookeeper.sh"
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
@@ -163,6 +163,24 @@ def test_killing_the_leader_while_producing_loses_and_duplicates_nothing(cluster
         [again] = c.produce("failover", 0, [f"r{records - 1}"]) or []
         assert again["base_offset"] == records - 1
         assert c.latest_offset("failover", 0) == records
+
+
+def test_a_group_consumer_fetches_each_partition_from_its_leader(cluster):
+    with Cluster(cluster.bootstrap(), client_id="cluster-tests", timeout=5.0) as c:
+        c.create_topic("grouped", 3, replication_factor=3)
+        assert {c.leader("grouped", p) for p in range(3)} == {1, 2, 3}
+        for p in range(3):
+            c.produce("grouped", p, [f"p{p}-{n}" for n in range(5)])
+    broker = cluster.by_id[1]
+    consumed: List[bytes] = []
+    with GroupConsumer(broker.host, broker.port or 0, "readers", ["grouped"], client_id="cluster-tests",
+                       timeout=5.0) as consumer:
+        deadline = time.monotonic() + 20
+        while len(consumed) < 15:
+            assert time.monotonic() < deadline, f"consumed only {sorted(consumed)}"
+            consumed.extend(record.value or b"" for _, _, record in consumer.poll(timeout_ms=500))
+        assert {consumer.position("grouped", p) for p in range(3)} == {5}
+    assert sorted(consumed) == sorted(f"p{p}-{n}".encode() for p in range(3) for n in range(5))
 
 
 def test_an_unknown_topic_fails_at_once(cluster):

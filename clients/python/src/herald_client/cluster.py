@@ -178,27 +178,32 @@ class Cluster:
         return None if acks == 0 else results
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1048576,
-              min_bytes: int = 0, max_wait_ms: int = 0) -> FetchResult:
-        """``Client.fetch`` from the partition's leader, at the same offset
-        again from the new leader after a leader change (until
-        ``delivery_timeout``)."""
+              min_bytes: int = 0, max_wait_ms: int = 0, *,
+              retry_timeout: Optional[float] = None) -> FetchResult:
+        """``Client.fetch`` from the partition's leader; after the answers of
+        a leader change, at the same offset again from the new leader, for up
+        to ``retry_timeout`` seconds (default ``delivery_timeout``)."""
         self._topics.add(topic)
-        return self._on_leader(topic, partition, time.monotonic() + self.delivery_timeout,
+        return self._on_leader(topic, partition, self._deadline(retry_timeout),
                                lambda c: c.fetch(topic, partition, offset, max_bytes, min_bytes, max_wait_ms))
 
-    def list_offsets(self, topic: str, partition: int, timestamp: int) -> int:
-        """``Client.list_offsets`` of the partition's leader."""
+    def list_offsets(self, topic: str, partition: int, timestamp: int, *,
+                     retry_timeout: Optional[float] = None) -> int:
+        """``Client.list_offsets`` of the partition's leader, retried as ``fetch``."""
         self._topics.add(topic)
-        return self._on_leader(topic, partition, time.monotonic() + self.delivery_timeout,
+        return self._on_leader(topic, partition, self._deadline(retry_timeout),
                                lambda c: c.list_offsets(topic, partition, timestamp))
 
-    def earliest_offset(self, topic: str, partition: int) -> int:
+    def earliest_offset(self, topic: str, partition: int, *, retry_timeout: Optional[float] = None) -> int:
         """The partition's log start offset, from its leader."""
-        return self.list_offsets(topic, partition, EARLIEST_TIMESTAMP)
+        return self.list_offsets(topic, partition, EARLIEST_TIMESTAMP, retry_timeout=retry_timeout)
 
-    def latest_offset(self, topic: str, partition: int) -> int:
+    def latest_offset(self, topic: str, partition: int, *, retry_timeout: Optional[float] = None) -> int:
         """The partition's high watermark, from its leader."""
-        return self.list_offsets(topic, partition, LATEST_TIMESTAMP)
+        return self.list_offsets(topic, partition, LATEST_TIMESTAMP, retry_timeout=retry_timeout)
+
+    def _deadline(self, retry_timeout: Optional[float]) -> float:
+        return time.monotonic() + (self.delivery_timeout if retry_timeout is None else retry_timeout)
 
     # -- metadata ----------------------------------------------------------------
 
@@ -287,9 +292,7 @@ class Cluster:
                 address = self._leader_address(topic, partition)
                 if address is None:
                     raise HeraldError(5, f"{topic} partition {partition} has no leader yet")
-                client = self._connect(address)
-                client.timeout = min(self.timeout, max(deadline - time.monotonic(), 0.1))
-                return send(client)
+                return send(self._connect(address))
             except OSError as err:
                 if address is not None:
                     self._drop(address)
@@ -395,9 +398,7 @@ class Cluster:
         last: Optional[BaseException] = None
         for address in self._candidates():
             try:
-                client = self._connect(address)
-                client.timeout = self.timeout
-                return call(client)
+                return call(self._connect(address))
             except OSError as err:
                 self._drop(address)
                 last = err
