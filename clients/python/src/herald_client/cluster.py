@@ -142,9 +142,10 @@ class Cluster:
         resent on the answers of protocol.md's "Following leaders" until
         ``delivery_timeout`` after this call: the same bytes, so an idempotent
         batch is stored once. A request's sequence moves on only once it is
-        answered. When a batch fails (its deadline, or an error that is not
-        retried), the producer id is dropped: the next batch asks for a new
-        one and numbers from 0.
+        answered. When a batch fails after an attempt whose outcome is
+        unknown (a failed connection, 6, 7 or 20: it may be stored), or
+        with 45 or 47, the producer id is dropped: the next batch asks for a
+        new one and numbers from 0.
 
         Raises:
             HeraldError: the last error when the deadline passed, or one that
@@ -158,7 +159,7 @@ class Cluster:
         plan = plan_produce(self._any(), topic, records, partition, acks, compression)
         results: List[Dict[str, Any]] = []
         for chunk in plan.chunks:
-            producer = (self._producer_fields(topic, partition, deadline)
+            producer = (self._producer_fields(topic, partition)
                         if self.idempotent and plan.idempotent and chunk else None)
             body = plan.body(chunk, producer)
             if acks == 0:
@@ -360,7 +361,7 @@ class Cluster:
             else:
                 self._partitions[listed["topic"]] = {int(p["partition"]): p for p in listed["partitions"]}
 
-    def _producer_fields(self, topic: str, partition: int, deadline: float) -> Optional[Tuple[int, int, int]]:
+    def _producer_fields(self, topic: str, partition: int) -> Optional[Tuple[int, int, int]]:
         """The producer id, epoch and next sequence of the partition; None
         when the brokers have no idempotent producers."""
         if self._producer is None:
