@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -40,11 +40,13 @@ class Broker:
     in it, so the broker finds only its own files there.
     """
 
-    def __init__(self, workdir: Path, env: Optional[Dict[str, str]] = None):
+    def __init__(self, workdir: Path, env: Optional[Dict[str, str]] = None, args: Sequence[str] = ()):
         """``env`` adds environment variables, such as settings
-        (``HERALD_SERVER__MAX_FRAME_BYTES``), to the broker's environment."""
+        (``HERALD_SERVER__MAX_FRAME_BYTES``), to the broker's environment;
+        ``args`` are more arguments of ``serve`` (``--zookeeper``, ...)."""
         self.host = "127.0.0.1"
         self.env = dict(os.environ, **(env or {}))
+        self.args = list(args)
         self.port: Optional[int] = None  # set by start(); kept by restart()
         self.data_dir = workdir / "data"
         self.data_dir.mkdir()
@@ -64,7 +66,7 @@ class Broker:
             self._process = subprocess.Popen(
                 [str(HERALD_BIN), "serve", "--host", self.host, "--port", str(port),
                  "--http-port", "0",
-                 "--data-dir", str(self.data_dir), "--port-file", str(self._port_file)],
+                 "--data-dir", str(self.data_dir), "--port-file", str(self._port_file), *self.args],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -92,6 +94,14 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Kills the broker with SIGKILL, as a crash would, and waits for it."""
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait()
         self._process = None
 
     def restart(self) -> None:

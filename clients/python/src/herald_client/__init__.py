@@ -25,6 +25,11 @@ role, and may be rearranged between versions:
   ``users``: ``Client``'s SCRAM users operations.
 - ``client``: ``Client``, a connection with a method per operation,
   consumer-group administration and membership included.
+- ``produce``: the requests of one ``produce`` call, built apart from sending
+  them (shared by ``Client`` and ``Cluster``).
+- ``cluster``: ``Cluster``, a client of a cluster that sends each
+  partition's requests to its leader and follows leader changes, with
+  idempotent retries (protocol.md, "Following leaders").
 - ``consumer``: ``GroupConsumer``, a consumer-group member that follows
   rebalances (two connections: heartbeats, and data); ``heartbeat`` is its
   background thread's half.
@@ -36,6 +41,7 @@ is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
 from .acls import CLUSTER_RESOURCE
 from .batch import crc32c, decode_batches, encode_batch
 from .client import DELETE_TO_HIGH_WATERMARK, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
+from .cluster import Cluster
 from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
 from .errors import (
@@ -93,6 +99,7 @@ __all__ = [
     "UNSUPPORTED_SASL_MECHANISM",
     "UNSUPPORTED_VERSION",
     "Client",
+    "Cluster",
     "FetchResult",
     "GroupAssignment",
     "GroupConsumer",

@@ -6,22 +6,17 @@ arguments and answers are those of protocol.md's operations, with partition
 lists as sorted ``(topic, partition)`` pairs.
 """
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union, overload
 
-import msgpack
-
 from .acls import AclAdmin
-from .batch import _BATCH_HEADER, CODECS, decode_batches, encode_batch
+from .batch import decode_batches
 from .connection import _ENVELOPE_FIELDS
-from .errors import FRAME_TOO_LARGE, HeraldError
+from .errors import HeraldError
 from .groups import GroupAssignment, OffsetsToCommit, TopicPartition, _group_assignment, _partition_list, _topic_list
-from .records import FetchResult, RecordLike, _encode_record, _stored_bytes
+from .produce import plan_produce, produce_results
+from .records import FetchResult, RecordLike
 from .users import UserAdmin
-
-# The handshake's name of the batch form of produce (protocol.md, "Handshake").
-FEATURE_PRODUCE_BATCH = "produce_batch"
 
 EARLIEST_TIMESTAMP = -2
 """``list_offsets`` timestamp asking for the log start offset."""
@@ -138,8 +133,8 @@ class Client(AclAdmin, UserAdmin):
         brokers as ``{"id", "host", "port", "rack"}`` by id; ``controller_id``
         is -1 while no controller is known.
         """
-        described: Dict[str, Any] = self._call("describe_cluster", {})
-        return described
+        response = self._call("describe_cluster", {})
+        return {k: v for k, v in response.items() if k not in _ENVELOPE_FIELDS}
 
     def metadata(self, topics: Optional[List[str]] = None) -> Dict[str, Any]:
         """Returns where each partition of ``topics`` (every topic when None) is led.
@@ -148,8 +143,8 @@ class Client(AclAdmin, UserAdmin):
         "error_code", "partitions": [{"partition", "leader", "leader_epoch",
         "replicas", "isr", "offline_replicas"}]}]}`` (protocol.md, ``metadata``).
         """
-        answer: Dict[str, Any] = self._call("metadata", {"topics": topics})
-        return answer
+        response = self._call("metadata", {"topics": topics})
+        return {k: v for k, v in response.items() if k not in _ENVELOPE_FIELDS}
 
     def describe_topic(self, topic: str) -> Dict[str, Any]:
         """Returns ``{"topic", "topic_id", "config", "partitions"}`` for ``topic``.
@@ -239,71 +234,19 @@ class Client(AclAdmin, UserAdmin):
                 alone does not fit a request.
             ValueError, TypeError: when a record cannot be encoded.
         """
-        fields: Dict[str, Any] = {"topic": topic, "acks": acks}
-        if partition is not None:
-            fields["partition"] = partition
-        encoded = [_encode_record(record) for record in records]
-        requests = self._split_records(fields, encoded)
-        # The batch form when the broker offers it: one stored batch per
-        # request, built here once. Keyed records without a partition go as
-        # `records`, so that the broker places each by its key.
-        as_batch = (FEATURE_PRODUCE_BATCH in (self.features or {}).get("features", [])
-                    and (partition is not None or not any("key" in r for r in encoded)))
-        if compression not in CODECS:
-            raise ValueError(f"unknown compression {compression!r}: none, lz4 or zstd")
-        if compression not in (self.features or {}).get("compression", []):
-            compression = "none"
+        plan = plan_produce(self, topic, records, partition, acks, compression)
         results: List[Dict[str, Any]] = []
-        idempotent = as_batch and partition is not None and acks != 0
-        for chunk in requests:
+        for chunk in plan.chunks:
             producer = (self._next_producer_fields(topic, partition, len(chunk))
-                        if idempotent and partition is not None and chunk else None)
-            now = int(time.time() * 1000)
-            body: Dict[str, Any] = (dict(fields, batch=encode_batch(chunk, now, compression, producer))
-                                    if as_batch and chunk else dict(fields, records=chunk))
+                        if plan.idempotent and partition is not None and chunk else None)
+            body = plan.body(chunk, producer)
             if acks == 0:
                 self._call("produce", body, expect_response=False)
                 continue
-            for result in self._call("produce", body)["partitions"]:
-                code = result.get("error_code", 0)
-                if code:
-                    detail = result.get("error_message") or HeraldError(code).message
-                    raise HeraldError(code, f"partition {result['partition']}: {detail}")
-                results.append(result)
+            results.extend(produce_results(self._call("produce", body)))
             if producer is not None and partition is not None:
                 self._sent(topic, partition, producer[2], len(chunk))
         return None if acks == 0 else results
-
-    def _split_records(self, fields: Dict[str, Any],
-                       records: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
-        """Splits encoded records into the record lists of successive produce
-        requests that fit the broker's limits (one list before the handshake)."""
-        max_frame = self.max_frame_bytes
-        if max_frame is None:
-            return [records]
-        max_message = (self.features or {}).get("max_message_bytes") or None
-        # The largest correlation id, and an array header of the largest form.
-        overhead = len(msgpack.packb({"correlation_id": 0xFFFFFFFF, "op": "produce", **fields,
-                                      "records": []}, use_bin_type=True)) + 4
-        requests: List[List[Dict[str, Any]]] = []
-        current: List[Dict[str, Any]] = []
-        frame_bytes, batch_bytes = overhead, _BATCH_HEADER.size
-        for record in records:
-            size = len(msgpack.packb(record, use_bin_type=True))
-            if overhead + size > max_frame:
-                raise HeraldError(FRAME_TOO_LARGE, f"not sent: a record of {size} bytes does not fit "
-                                                   f"the broker's max_frame_bytes {max_frame}")
-            stored = _stored_bytes(record)
-            full = frame_bytes + size > max_frame or (
-                max_message is not None and batch_bytes + stored > max_message)
-            if current and full:
-                requests.append(current)
-                current, frame_bytes, batch_bytes = [], overhead, _BATCH_HEADER.size
-            current.append(record)
-            frame_bytes += size
-            batch_bytes += stored
-        requests.append(current)
-        return requests
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1048576,
               min_bytes: int = 0, max_wait_ms: int = 0) -> FetchResult:

@@ -1,9 +1,10 @@
 """``GroupConsumer``: a consumer-group member that follows rebalances.
 
-It owns two ``Client`` connections: a background thread joins and heartbeats
-on one (the protocol ties a membership to the connection that joined; that
-half is in ``heartbeat``), and the caller's thread fetches and commits on the
-other (this module). The state they share is guarded by one condition
+It owns two ``Client`` connections to the broker it is given: a background
+thread joins and heartbeats on one (the protocol ties a membership to the
+connection that joined; that half is in ``heartbeat``), and the caller's
+thread commits on the other (this module); it fetches through a ``Cluster``,
+from each partition's leader. The state they share is guarded by one condition
 variable; everything else belongs to the caller's thread.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .client import Client
+from .cluster import LOOK_AGAIN, SAME_LEADER, Cluster
 from .errors import (
     FENCED_INSTANCE_ID,
     ILLEGAL_GENERATION,
@@ -47,8 +49,12 @@ class GroupConsumer(_HeartbeatThread):
     joins on it, so its heartbeats and the final leave go over it, as the
     protocol requires) and keeps one heartbeat outstanding, a long poll the
     broker answers as soon as this member's assignment changes. The caller's
-    thread uses the *data* connection (fetch, commit, fetch_offsets) in
-    ``poll``, ``commit`` and ``close``. Apart from the background thread, a
+    thread uses the *data* connection (commit, fetch_offsets) in ``poll``,
+    ``commit`` and ``close``, and fetches (and looks up offsets) through a
+    ``Cluster`` bootstrapped from the same address: from each partition's
+    leader, following it when it moves. A fetch that the leader's moving
+    keeps from answering within the ``poll`` returns nothing for the
+    partition, at the same position. Apart from the background thread, a
     GroupConsumer is not thread-safe: call its methods from one thread.
 
     A new assignment takes effect in the next ``poll``: revoked partitions
@@ -92,7 +98,8 @@ class GroupConsumer(_HeartbeatThread):
                  tls: Union[bool, ssl.SSLContext] = False, cafile: Optional[str] = None,
                  certfile: Optional[str] = None, keyfile: Optional[str] = None,
                  server_hostname: Optional[str] = None):
-        """Connects twice, joins the group and starts the heartbeat thread.
+        """Connects (twice, and a ``Cluster`` to fetch with), joins the group
+        and starts the heartbeat thread.
 
         ``assignor`` (``"range"``, ``"roundrobin"`` or ``"sticky"``) counts only
         for the first member of an empty group; the broker's default is
@@ -163,11 +170,19 @@ class GroupConsumer(_HeartbeatThread):
                               username=username, password=password, **self._tls)
         self._heartbeat_client: Optional[Client] = None
         try:
+            # Fetches and offset lookups, each to its partition's leader.
+            self._data = Cluster([(host, port)], client_id=client_id, timeout=timeout,
+                                 username=username, password=password, **self._tls)
+        except BaseException:
+            self._client.close()
+            raise
+        try:
             self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout,
                                             username=username, password=password, **self._tls)
             self._accept(self._join(), lost=False)
         except BaseException:
             self._client.close()
+            self._data.close()
             if self._heartbeat_client is not None:
                 self._heartbeat_client.close()
             raise
@@ -320,6 +335,7 @@ class GroupConsumer(_HeartbeatThread):
             if heartbeat_client is not None:
                 heartbeat_client.close()
             self._client.close()
+            self._data.close()
 
     # -- applying assignments (caller's thread) --------------------------------
 
@@ -408,9 +424,9 @@ class GroupConsumer(_HeartbeatThread):
     def _reset_position(self, tp: TopicPartition, why: str) -> int:
         topic, partition = tp
         if self.auto_offset_reset == "earliest":
-            return self._client.earliest_offset(topic, partition)
+            return self._data.earliest_offset(topic, partition, retry_timeout=self.timeout)
         if self.auto_offset_reset == "latest":
-            return self._client.latest_offset(topic, partition)
+            return self._data.latest_offset(topic, partition, retry_timeout=self.timeout)
         raise HeraldError(OFFSET_OUT_OF_RANGE,
                           f"{topic} partition {partition} {why} and auto_offset_reset is 'none'")
 
@@ -428,19 +444,31 @@ class GroupConsumer(_HeartbeatThread):
         self._next_partition += 1
         order = owned[start:] + owned[:start]
         records: List[Tuple[str, int, Record]] = []
+        retry_timeout = max(0, remaining_ms) / 1000
         for tp in order:
-            records.extend(self._fetch(tp, min_bytes=0, max_wait_ms=0))
+            records.extend(self._fetch(tp, min_bytes=0, max_wait_ms=0, retry_timeout=retry_timeout))
         if records or remaining_ms <= 0:
             return records
         return self._fetch(order[0], min_bytes=1,
-                           max_wait_ms=max(1, min(remaining_ms, self.fetch_max_wait_ms)))
+                           max_wait_ms=max(1, min(remaining_ms, self.fetch_max_wait_ms)),
+                           retry_timeout=retry_timeout)
 
-    def _fetch(self, tp: TopicPartition, min_bytes: int, max_wait_ms: int) -> List[Tuple[str, int, Record]]:
+    def _fetch(self, tp: TopicPartition, min_bytes: int, max_wait_ms: int,
+               retry_timeout: float) -> List[Tuple[str, int, Record]]:
+        """Fetches from the partition's leader, following it for up to
+        ``retry_timeout``; then (the leader is still moving, or unreachable)
+        nothing, at the same position."""
         topic, partition = tp
         try:
-            result = self._client.fetch(topic, partition, self._positions[tp], self.max_bytes,
-                                        min_bytes=min_bytes, max_wait_ms=max_wait_ms)
+            result = self._data.fetch(topic, partition, self._positions[tp], self.max_bytes,
+                                      min_bytes=min_bytes, max_wait_ms=max_wait_ms,
+                                      retry_timeout=retry_timeout)
+        except OSError as err:
+            _log.info("group %s: fetch of %s partition %d failed: %s", self.group_id, topic, partition, err)
+            return []
         except HeraldError as err:
+            if err.code in LOOK_AGAIN or err.code in SAME_LEADER:
+                return []
             if err.code == OFFSET_OUT_OF_RANGE:
                 self._positions[tp] = self._reset_position(
                     tp, f"offset {self._positions[tp]} is out of range")
