@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List
 import pytest
 
 from conftest import REPO_DIR, Broker
-from herald_client import Client, Cluster, GroupConsumer, HeraldError
+from herald_client import Client, Cluster, GroupConsumer, HeraldError, partition_for_key
 
 ZOOKEEPER_SH = REPO_DIR / "scripts" / "zookeeper.sh"
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
@@ -111,6 +111,23 @@ def test_routes_to_the_leaders_from_a_bootstrap_list_whose_first_address_is_dead
                 assert leader.latest_offset("routed", p) == 3
         assert {t["topic"] for t in c.list_topics()} == {"routed"}
         assert c.describe_cluster()["mode"] == "zookeeper"
+
+
+def test_records_without_a_partition_are_placed_by_key_as_the_broker_would(cluster):
+    with Cluster(cluster.bootstrap(), client_id="cluster-tests", timeout=5.0) as c:
+        c.create_topic("keyed", 3, replication_factor=3)
+        keys = [f"k{i}" for i in range(12)]
+        results = c.produce("keyed", None, [(k, f"v-{k}") for k in keys]) or []
+        assert {r["partition"] for r in results} == {partition_for_key(k, 3) for k in keys}
+        for k in keys:
+            p = partition_for_key(k, 3)
+            stored = {(r.key, r.value) for r in c.fetch("keyed", p, 0).records}
+            assert (k.encode(), f"v-{k}".encode()) in stored, f"{k} on partition {p}"
+        # Records without a key: one call's together, the next call's on the next partition.
+        first = c.produce("keyed", None, ["a", "b"]) or []
+        second = c.produce("keyed", None, ["c"]) or []
+        assert len(first) == 1 and len(second) == 1
+        assert second[0]["partition"] == (first[0]["partition"] + 1) % 3
 
 
 def test_a_follower_refuses_what_only_the_leader_takes(cluster):

@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Uni
 
 from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
 from .errors import UNKNOWN_TOPIC_OR_PARTITION, HeraldError
+from .partitioner import partition_for_key
 from .produce import plan_produce, produce_results
-from .records import FetchResult, RecordLike
+from .records import FetchResult, RecordLike, _encode_record
 
 _T = TypeVar("_T")
 Address = Tuple[str, int]
@@ -111,6 +112,7 @@ class Cluster:
         self._brokers: Dict[int, Address] = {}
         self._partitions: Dict[str, Dict[int, Dict[str, Any]]] = {}  # listed topics' partitions
         self._topics: Set[str] = set()  # the topics this client used, asked of `metadata`
+        self._keyless: Dict[str, int] = {}  # per topic: where a call's records without a key go next
         self._producer: Optional[Tuple[int, int]] = None
         self._sequences: Dict[Tuple[str, int], int] = {}
         try:
@@ -133,9 +135,16 @@ class Cluster:
 
     # -- data, to the leaders ------------------------------------------------
 
-    def produce(self, topic: str, partition: int, records: Iterable[RecordLike], acks: int = -1,
+    def produce(self, topic: str, partition: Optional[int], records: Iterable[RecordLike], acks: int = -1,
                 compression: str = "none") -> Optional[List[Dict[str, Any]]]:
         """Appends ``records`` to ``partition`` of ``topic`` on its leader.
+
+        With ``partition`` None the client places each record itself, as the
+        broker would: a keyed record by Kafka's default partitioner
+        (``partition_for_key``), the records without a key of one call
+        together on one partition, the next partition at each call. The
+        records of each partition then go as below, partition by partition in
+        the order each first appears; the results of all are returned.
 
         As ``Client.produce`` (records, splitting into requests, results,
         ``compression``), with ``acks`` -1 by default. Each request is
@@ -154,6 +163,33 @@ class Cluster:
                 stored.
             OSError: the last connection error, when the deadline passed.
         """
+        if partition is None:
+            results: List[Dict[str, Any]] = []
+            for p, placed in self._place(topic, records).items():
+                answered = self._produce_partition(topic, p, placed, acks, compression)
+                results.extend(answered or [])
+            return None if acks == 0 else results
+        return self._produce_partition(topic, partition, records, acks, compression)
+
+    def _place(self, topic: str, records: Iterable[RecordLike]) -> Dict[int, List[RecordLike]]:
+        """``records`` by the partition each goes to (see ``produce``), in
+        the order each partition first appears."""
+        count = len(self.partitions(topic))
+        if count == 0:
+            raise HeraldError(UNKNOWN_TOPIC_OR_PARTITION, f"topic {topic!r} has no partitions")
+        keyless = self._keyless.get(topic, 0) % count
+        self._keyless[topic] = keyless + 1
+        placed: Dict[int, List[RecordLike]] = {}
+        for record in records:
+            encoded = _encode_record(record)
+            key = encoded.get("key")
+            p = keyless if key is None else partition_for_key(key, count)
+            placed.setdefault(p, []).append(encoded)
+        return placed
+
+    def _produce_partition(self, topic: str, partition: int, records: Iterable[RecordLike], acks: int,
+                           compression: str) -> Optional[List[Dict[str, Any]]]:
+        """``produce`` to one partition."""
         deadline = time.monotonic() + self.delivery_timeout
         self._topics.add(topic)
         plan = plan_produce(self._any(), topic, records, partition, acks, compression)
