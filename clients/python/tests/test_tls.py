@@ -113,3 +113,36 @@ def test_a_group_consumer_reads_over_tls(tls_broker: Broker, pki: Path) -> None:
         assert seen == [b"a", b"b"]
     finally:
         consumer.close()
+
+
+def test_a_group_member_over_tls_rejoins_over_tls_after_the_broker_restarts(tls_broker: Broker, pki: Path) -> None:
+    assert tls_broker.port is not None
+    ca = str(pki / "ca.pem")
+    with Client(tls_broker.host, tls_broker.port, timeout=10.0, cafile=ca) as client:
+        client.create_topic("rejoined", 1)
+        client.produce("rejoined", [b"before"], partition=0)
+    consumer = GroupConsumer(tls_broker.host, tls_broker.port, "g", "rejoined", timeout=10.0, cafile=ca,
+                             session_timeout_ms=6000)
+    try:
+        seen: List[bytes] = []
+        for _ in range(50):
+            seen += [record.value or b"" for _, _, record in consumer.poll(200)]
+            if seen:
+                break
+        assert seen == [b"before"]
+        consumer.commit()
+        tls_broker.restart()
+        with Client(tls_broker.host, tls_broker.port, timeout=10.0, cafile=ca) as client:
+            client.produce("rejoined", [b"after"], partition=0)
+        # The heartbeat thread reconnects and joins again: over TLS, as the
+        # member first connected.
+        for _ in range(100):
+            try:
+                seen += [record.value or b"" for _, _, record in consumer.poll(200)]
+            except (HeraldError, OSError):
+                continue
+            if len(seen) == 2:
+                break
+        assert seen == [b"before", b"after"]
+    finally:
+        consumer.close()

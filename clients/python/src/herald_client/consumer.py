@@ -514,7 +514,15 @@ class GroupConsumer(_HeartbeatThread):
             return
         if member_id is None:
             raise HeraldError(UNKNOWN_MEMBER_ID, "the consumer has no applied membership yet")
-        self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
-                                    generation_id=generation_id)
+        try:
+            self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
+                                        generation_id=generation_id)
+        except OSError as err:
+            # Fetches go through their own connections, so this one may have
+            # been broken (a broker restart) without anyone noticing: once
+            # more, on a new one.
+            self._reconnect_data(err)
+            self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
+                                        generation_id=generation_id)
         for tp, value in offsets.items():
             self._committed[tp] = value[0] if isinstance(value, tuple) else value

@@ -21,7 +21,7 @@ and ``poll`` raises the error. Any other error it cannot handle stops it too;
 import logging
 import threading
 import time
-from typing import FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from .client import Client
 from .errors import FENCED_INSTANCE_ID, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, HeraldError
@@ -48,6 +48,7 @@ class _HeartbeatThread:
     timeout: float
     _username: Optional[str]
     _password: Optional[str]
+    _tls: Dict[str, Any]  # Client's TLS arguments, as the member first connected
     group_id: str
     topics: List[str]
     group_instance_id: Optional[str]
@@ -161,7 +162,7 @@ class _HeartbeatThread:
                         self._heartbeat_client.close()
                     self._heartbeat_client = Client(self.host, self.port, client_id=self.client_id,
                                                     timeout=self.timeout, username=self._username,
-                                                    password=self._password)
+                                                    password=self._password, **self._tls)
                     reconnect = False
                 self._accept(self._join(), lost=True)
                 return
