@@ -178,6 +178,9 @@ pub struct AppendAsFollower {
     pub records: Bytes,
     pub epochs: Vec<(i32, i64)>,
     pub leader_high_watermark: i64,
+    /// The leader's log start offset: the follower's follows it, up to the
+    /// follower's own high watermark (see `admin.rs`).
+    pub leader_log_start_offset: i64,
 }
 
 impl Handler<AppendAsFollower> for Partition {
@@ -188,16 +191,24 @@ impl Handler<AppendAsFollower> for Partition {
         match self.append_as_follower(&msg) {
             Ok(Some(files)) => {
                 let synced = self.writer.sync(files);
-                let leader_hw = msg.leader_high_watermark;
-                Box::pin(synced.into_actor(self).map(move |result, act, _| match result {
-                    Ok(()) => act.follower_durable(leader_hw),
+                let (leader_hw, leader_start) = (msg.leader_high_watermark, msg.leader_log_start_offset);
+                Box::pin(synced.into_actor(self).map(move |result, act, ctx| match result {
+                    Ok(()) => {
+                        let end = act.follower_durable(leader_hw);
+                        act.follow_leader_start(leader_start, ctx);
+                        end
+                    }
                     Err(err) => {
                         act.refuse_writes(&err);
                         Err(err)
                     }
                 }))
             }
-            Ok(None) => ready(self.follower_durable(msg.leader_high_watermark)),
+            Ok(None) => {
+                let end = self.follower_durable(msg.leader_high_watermark);
+                self.follow_leader_start(msg.leader_log_start_offset, ctx);
+                ready(end)
+            }
             Err(err) => {
                 // Batches appended before the one refused are synced all the same.
                 if let Some(files) = self.log.as_mut().map(super::log::Log::take_unsynced) {
