@@ -165,30 +165,50 @@ async fn deleted_records_move_every_replica_start_and_a_new_leader_keeps_it() {
     assert_eq!(leader.delete_records("trim", 0, 25).await.unwrap(), 25);
 
     // Every replica moves its start there, and drops the same whole segments.
-    let deadline = Instant::now() + TAKEOVER;
-    loop {
-        let starts: Vec<i64> = (1..=3).map(|id| checkpointed_start(&cluster.root(id), "trim", 0)).collect();
-        let logs: Vec<Vec<u8>> = (1..=3).map(|id| log_bytes(&cluster.root(id), "trim", 0)).collect();
-        let whole = log_bytes(&cluster.root(placed.leader), "trim", 0).len();
-        if starts == [25, 25, 25] && logs.windows(2).all(|w| w[0] == w[1]) {
-            assert!(whole < before, "no whole segment was deleted: {whole} bytes of {before}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replicas' starts {starts:?}, log sizes {:?}",
-            logs.iter().map(Vec::len).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    replicas_start_at(&cluster, placed.leader, 25, before).await;
     let read = read_partition(&leader, "trim", 0, 25).await;
     assert_eq!(read.first().map(|r| (r.offset, text(r).starts_with("record 025"))), Some((25, true)));
+
+    // A replica away while the leader deletes past its log end starts over at the leader's start.
+    cluster.kill(follower);
+    cluster.placement("trim", 0, "the dead follower out of the ISR", |m| !m.isr.contains(&follower)).await;
+    for i in 40..80 {
+        let v = format!("record {i:03} {}", "x".repeat(100));
+        assert_eq!(produce_at(&leader, "trim", 0, &v, -1).await, Ok(i));
+    }
+    assert_eq!(leader.delete_records("trim", 0, 70).await.unwrap(), 70);
+    let before = log_bytes(&cluster.root(placed.leader), "trim", 0).len() + 1;
+    cluster.restart(follower);
+    cluster.placement("trim", 0, "the follower back in the ISR", |m| m.isr.len() == 3).await;
+    replicas_start_at(&cluster, placed.leader, 70, before).await;
 
     // The leader dies: the new one serves from the same start.
     cluster.kill(placed.leader);
     let after = cluster.placement("trim", 0, "a new leader", |m| m.leader != placed.leader).await;
     let successor = cluster.broker(after.leader).client().await;
-    assert_eq!(successor.list_offsets("trim", 0, -2).await.unwrap(), 25);
-    let err = successor.fetch(&fetch_at("trim", 0, 10)).await.unwrap_err();
+    assert_eq!(successor.list_offsets("trim", 0, -2).await.unwrap(), 70);
+    let err = successor.fetch(&fetch_at("trim", 0, 60)).await.unwrap_err();
     assert_eq!(err.code(), Some(1), "below the start: {err}");
+    let read: Vec<String> = read_partition(&successor, "trim", 0, 70).await.iter().map(text).collect();
+    assert_eq!(read.len(), 10);
+    assert!(read[0].starts_with("record 070"), "{}", read[0]);
+}
+
+/// Waits until every live replica has checkpointed `start` and holds the
+/// same log files as `leader`, fewer bytes of them than `before`.
+async fn replicas_start_at(cluster: &Cluster, leader: i32, start: i64, before: usize) {
+    let live = cluster.live_ids();
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let starts: Vec<i64> = live.iter().map(|&id| checkpointed_start(&cluster.root(id), "trim", 0)).collect();
+        let logs: Vec<Vec<u8>> = live.iter().map(|&id| log_bytes(&cluster.root(id), "trim", 0)).collect();
+        let whole = log_bytes(&cluster.root(leader), "trim", 0).len();
+        if starts.iter().all(|&s| s == start) && logs.windows(2).all(|w| w[0] == w[1]) {
+            assert!(whole < before, "no whole segment was deleted: {whole} bytes of {before}");
+            return;
+        }
+        let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
+        assert!(Instant::now() < deadline, "brokers {live:?}: starts {starts:?}, log sizes {sizes:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

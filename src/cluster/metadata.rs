@@ -76,6 +76,10 @@ pub async fn watch_topics(client: &zk::Client, report: &impl OnTopics) -> Result
                     }
                     continue;
                 }
+                // Settings go with their topic, which the other watch sees go.
+                if event.event_type == zk::EventType::NodeDeleted {
+                    continue;
+                }
                 let Some(topic) = event.path.strip_prefix(TOPIC_CONFIGS).and_then(|r| r.strip_prefix('/')) else {
                     continue;
                 };

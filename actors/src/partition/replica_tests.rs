@@ -69,7 +69,7 @@ pub(super) async fn consume(addr: &Addr<Partition>, offset: i64) -> Result<Fetch
 }
 
 /// (offset, value) of every record in `bytes`.
-fn values(bytes: &Bytes) -> Vec<(i64, String)> {
+pub(super) fn values(bytes: &Bytes) -> Vec<(i64, String)> {
     batch::decode_all(bytes)
         .unwrap()
         .into_iter()
@@ -94,7 +94,7 @@ pub(super) fn leader_msg(
     }
 }
 
-fn replica_fetch(id: i32, offset: i64, epoch: i32) -> ReplicaFetch {
+pub(super) fn replica_fetch(id: i32, offset: i64, epoch: i32) -> ReplicaFetch {
     ReplicaFetch { replica_id: id, fetch_offset: offset, follower_epoch: epoch, max_bytes: 1 << 20, max_wait_ms: 0 }
 }
 
@@ -115,7 +115,7 @@ pub(super) async fn fetch_round(leader: &Addr<Partition>, follower: &Addr<Partit
 
 /// The bytes of a partition's log: its `.log` files in offset order, one
 /// after the other (where segments roll is each replica's own affair).
-fn log_bytes(dir: &Path) -> Vec<u8> {
+pub(super) fn log_bytes(dir: &Path) -> Vec<u8> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
