@@ -130,6 +130,17 @@ async fn partitions_added_and_settings_altered_through_any_broker_reach_every_br
     cluster.placement("grow", 4, "the dead replica out of the ISR", |m| !m.isr.contains(&victim)).await;
     assert_eq!(produce_at(&new_leader, "grow", 4, "two in sync", -1).await, Err(19));
     assert_eq!(produce_at(&new_leader, "grow", 4, "acks 1", 1).await, Ok(2));
+
+    // A change made while a broker is down reaches its copy when it is back.
+    let live = cluster.live_ids()[0];
+    let retention = int("retention_ms", 3_600_000);
+    cluster.broker(live).client().await.alter_topic_config("grow", retention, Vec::new(), false).await.unwrap();
+    cluster.restart(victim);
+    let wanted = Some(&ConfigValue::Int(3_600_000));
+    copy_until(&cluster, victim, "grow", "the change made while away", |d| {
+        d.config.get("retention_ms") == wanted && d.config.get("min_insync_replicas") == Some(&ConfigValue::Int(3))
+    })
+    .await;
 }
 
 /// The log start offset a broker's copy of a partition checkpointed; 0

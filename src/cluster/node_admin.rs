@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures::future::LocalBoxFuture;
 use herald_actors::broker::{self, MAX_PARTITIONS};
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::topic;
@@ -191,37 +192,36 @@ impl ClusterNode {
         let shape = self.shapes.get(name).cloned().unwrap_or(LocalShape { partitions: 0, config: None });
         let broker = self.broker.clone();
         let topic = name.to_string();
-        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<LocalShape, BrokerError>>>> =
-            if shape.partitions < wanted {
-                Box::pin(async move {
-                    let addr = broker.send(broker::LookupTopic { name: topic }).await.map_err(BrokerError::from)??;
-                    let partitions = match addr.send(topic::AddPartitions { total: i64::from(wanted) }).await {
-                        Ok(Ok(total)) => total,
-                        // Grown meanwhile (or before this broker knew it): as far as it is.
-                        Ok(Err(err)) if err.code == ErrorCode::INVALID_PARTITIONS => {
-                            addr.send(topic::PartitionCount).await.map_err(BrokerError::from)?
-                        }
-                        Ok(Err(err)) => return Err(err),
-                        Err(err) => return Err(err.into()),
-                    };
-                    Ok(LocalShape { partitions, ..shape })
-                })
-            } else if shape.config.as_ref() != Some(&config) {
-                Box::pin(async move {
-                    match broker.send(whole(&topic, &config, false)).await.map_err(BrokerError::from)? {
-                        Ok(_) => {}
-                        // This broker's limits refuse what the cluster asks:
-                        // its copy keeps its settings, and it is not tried again.
-                        Err(err) if err.code == ErrorCode::INVALID_CONFIG => {
-                            tracing::error!(%topic, %err, "cannot give the local copy the cluster's settings");
-                        }
-                        Err(err) => return Err(err),
+        let work: LocalBoxFuture<'static, Result<LocalShape, BrokerError>> = if shape.partitions < wanted {
+            Box::pin(async move {
+                let addr = broker.send(broker::LookupTopic { name: topic }).await.map_err(BrokerError::from)??;
+                let partitions = match addr.send(topic::AddPartitions { total: i64::from(wanted) }).await {
+                    Ok(Ok(total)) => total,
+                    // Grown meanwhile (or before this broker knew it): as far as it is.
+                    Ok(Err(err)) if err.code == ErrorCode::INVALID_PARTITIONS => {
+                        addr.send(topic::PartitionCount).await.map_err(BrokerError::from)?
                     }
-                    Ok(LocalShape { config: Some(config), ..shape })
-                })
-            } else {
-                return;
-            };
+                    Ok(Err(err)) => return Err(err),
+                    Err(err) => return Err(err.into()),
+                };
+                Ok(LocalShape { partitions, ..shape })
+            })
+        } else if shape.config.as_ref() != Some(&config) {
+            Box::pin(async move {
+                match broker.send(whole(&topic, &config, false)).await.map_err(BrokerError::from)? {
+                    Ok(_) => {}
+                    // This broker's limits refuse what the cluster asks:
+                    // its copy keeps its settings, and it is not tried again.
+                    Err(err) if err.code == ErrorCode::INVALID_CONFIG => {
+                        tracing::error!(%topic, %err, "cannot give the local copy the cluster's settings");
+                    }
+                    Err(err) => return Err(err),
+                }
+                Ok(LocalShape { config: Some(config), ..shape })
+            })
+        } else {
+            return;
+        };
         self.reconciling.insert(name.to_string());
         let name = name.to_string();
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
