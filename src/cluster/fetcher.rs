@@ -161,6 +161,7 @@ async fn one_round(client: &Client, my_id: i32, partitions: BTreeMap<(String, u3
                 records: fetched.records,
                 epochs: fetched.epochs,
                 leader_high_watermark: fetched.high_watermark,
+                leader_log_start_offset: fetched.log_start_offset,
             })
             .await
             .map_err(BrokerError::from)

@@ -1,7 +1,7 @@
 //! What every broker knows of the cluster's topics: each topic's
-//! assignment, settings and partition states, kept from a persistent
-//! recursive watch on `/brokers/topics` (and re-read whole after a
-//! reconnection, when ZooKeeper may have dropped events).
+//! assignment, settings and partition states, kept from persistent
+//! recursive watches on `/brokers/topics` and `/config/topics` (and re-read
+//! whole after a reconnection, when ZooKeeper may have dropped events).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,9 @@ use zookeeper_client as zk;
 
 use herald_wire::protocol::ConfigValue;
 
-use super::topics::{config_path, state_path, topic_path, PartitionState, TopicAssignment, TopicConfigRecord, TOPICS};
+use super::topics::{
+    config_path, state_path, topic_path, PartitionState, TopicAssignment, TopicConfigRecord, TOPICS, TOPIC_CONFIGS,
+};
 
 /// One partition as ZooKeeper holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub enum TopicChange {
     Topic(String, Option<TopicView>),
     /// One partition's state, read again.
     State { topic: String, partition: u32, state: Option<(PartitionState, i32)> },
+    /// One topic's settings, read again.
+    Config { topic: String, config: BTreeMap<String, ConfigValue> },
 }
 
 /// Where changes go.
@@ -48,19 +52,44 @@ pub trait OnTopics {
     fn changed(&self, change: TopicChange);
 }
 
-/// Watches `/brokers/topics` for as long as the session lasts, reporting
-/// every change.
+/// Watches `/brokers/topics` and `/config/topics` for as long as the
+/// session lasts, reporting every change.
 ///
 /// # Errors
 ///
 /// The session ended, or ZooKeeper refused a read.
 pub async fn watch_topics(client: &zk::Client, report: &impl OnTopics) -> Result<(), zk::Error> {
-    ensure(client).await?;
+    ensure(client, TOPICS).await?;
+    ensure(client, TOPIC_CONFIGS).await?;
     // Watch first, then read: nothing that changes after the read is missed.
     let mut watcher = client.watch(TOPICS, zk::AddWatchMode::PersistentRecursive).await?;
+    let mut configs = client.watch(TOPIC_CONFIGS, zk::AddWatchMode::PersistentRecursive).await?;
     report.changed(TopicChange::All(read_all(client).await?));
     loop {
-        let event = watcher.changed().await;
+        let event = tokio::select! {
+            event = watcher.changed() => event,
+            event = configs.changed() => {
+                if event.event_type == zk::EventType::Session {
+                    // The watch on `/brokers/topics` sees the same and reads everything again.
+                    if event.session_state.is_terminated() {
+                        return Err(zk::Error::SessionExpired);
+                    }
+                    continue;
+                }
+                // Settings go with their topic, which the other watch sees go.
+                if event.event_type == zk::EventType::NodeDeleted {
+                    continue;
+                }
+                let Some(topic) = event.path.strip_prefix(TOPIC_CONFIGS).and_then(|r| r.strip_prefix('/')) else {
+                    continue;
+                };
+                if !topic.contains('/') {
+                    let config = read_config(client, topic).await?;
+                    report.changed(TopicChange::Config { topic: topic.to_string(), config });
+                }
+                continue;
+            }
+        };
         match event.event_type {
             zk::EventType::Session => {
                 if event.session_state.is_terminated() {
@@ -87,8 +116,8 @@ pub async fn watch_topics(client: &zk::Client, report: &impl OnTopics) -> Result
     }
 }
 
-async fn ensure(client: &zk::Client) -> Result<(), zk::Error> {
-    super::registry::ensure_path(client, TOPICS).await.map_err(|err| match err {
+async fn ensure(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+    super::registry::ensure_path(client, path).await.map_err(|err| match err {
         super::registry::RegistryError::Refused { source, .. }
         | super::registry::RegistryError::Unreachable { source, .. } => source,
         super::registry::RegistryError::Taken { .. } => zk::Error::NodeExists,
@@ -139,14 +168,28 @@ pub async fn read_topic(client: &zk::Client, topic: &str) -> Result<Option<Topic
     for (p, replicas) in replicas.into_iter().enumerate() {
         partitions.push(PartitionView { replicas, state: read_state(client, topic, p as u32).await? });
     }
-    let config = match client.get_data(&config_path(topic)).await {
-        Ok((data, _)) => serde_json::from_slice::<TopicConfigRecord>(&data)
-            .map(|record| record.config.iter().map(|(k, v)| (k.clone(), v.into())).collect())
-            .unwrap_or_default(),
-        Err(zk::Error::NoNode) => BTreeMap::new(),
-        Err(err) => return Err(err),
-    };
+    let config = read_config(client, topic).await?;
     Ok(Some(TopicView { topic_id: assignment.topic_id, partitions, config }))
+}
+
+/// The settings a topic overrides; none when it has no settings znode (or
+/// it does not parse, which is logged).
+///
+/// # Errors
+///
+/// ZooKeeper refused the read.
+async fn read_config(client: &zk::Client, topic: &str) -> Result<BTreeMap<String, ConfigValue>, zk::Error> {
+    match client.get_data(&config_path(topic)).await {
+        Ok((data, _)) => match serde_json::from_slice::<TopicConfigRecord>(&data) {
+            Ok(record) => Ok(record.config.iter().map(|(k, v)| (k.clone(), v.into())).collect()),
+            Err(err) => {
+                tracing::warn!(topic, %err, "a topic's settings in ZooKeeper do not parse; taken as none");
+                Ok(BTreeMap::new())
+            }
+        },
+        Err(zk::Error::NoNode) => Ok(BTreeMap::new()),
+        Err(err) => Err(err),
+    }
 }
 
 /// One partition's state and its version; `None` when it has none (or it
@@ -202,6 +245,15 @@ pub fn apply(topics: &mut Topics, change: TopicChange) -> Vec<String> {
             if newer {
                 p.state = state;
             }
+            vec![topic]
+        }
+        TopicChange::Config { topic, config } => {
+            // A topic not known yet gets its settings when it is read.
+            let Some(view) = topics.get_mut(&topic) else { return Vec::new() };
+            if view.config == config {
+                return Vec::new();
+            }
+            view.config = config;
             vec![topic]
         }
     }

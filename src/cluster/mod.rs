@@ -9,6 +9,7 @@ pub mod controller;
 mod fetcher;
 pub mod metadata;
 pub mod node;
+mod node_admin;
 mod node_control;
 mod node_roles;
 mod node_topics;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
+pub use node_admin::{AddClusterPartitions, AlterClusterTopicConfig};
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 pub use producer_ids::AllocateProducerId;

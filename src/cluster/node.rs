@@ -22,6 +22,7 @@ use zookeeper_client as zk;
 use super::controller::{campaign, ControllerSeen, OnController};
 use super::fetcher::ReplicaFetcher;
 use super::metadata::{self, watch_topics, OnTopics, TopicChange, Topics};
+use super::node_admin::LocalShape;
 use super::node_control::Office;
 use super::node_roles::GivenRoles;
 use super::node_topics::Awaited;
@@ -63,11 +64,13 @@ pub struct ClusterNode {
     pub(super) local: BTreeMap<String, String>,
     /// Whether `local` has been read from the broker.
     pub(super) local_loaded: bool,
-    /// Local topics being created or deleted.
+    /// Local topics being created, deleted, grown or given new settings.
     pub(super) reconciling: HashSet<String>,
+    /// Each local topic's partition count and the settings last applied to it.
+    pub(super) shapes: HashMap<String, LocalShape>,
     /// Local topics the cluster never had, warned about once.
     pub(super) warned_stray: HashSet<String>,
-    /// Creates and deletes waiting to be carried out.
+    /// Admin changes waiting to be carried out.
     pub(super) awaiting: Vec<(Awaited, oneshot::Sender<()>)>,
     /// The role each local partition was last given.
     pub(super) given: GivenRoles,
@@ -117,6 +120,7 @@ impl ClusterNode {
             local: BTreeMap::new(),
             local_loaded: false,
             reconciling: HashSet::new(),
+            shapes: HashMap::new(),
             warned_stray: HashSet::new(),
             awaiting: Vec::new(),
             given: GivenRoles::new(),

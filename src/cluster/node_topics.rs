@@ -2,7 +2,8 @@
 //! (create and delete, written to ZooKeeper for the controller to carry
 //! out), and the local copies: every broker keeps every topic of the
 //! cluster in its own broker directory, created with the cluster's topic id
-//! and settings, and deleted when the cluster deletes it (or replaced when
+//! and settings (grown and given new settings in `node_admin.rs`), and
+//! deleted when the cluster deletes it (or replaced when
 //! the cluster's topic of that name has another id: the local one belongs
 //! to a topic deleted while this broker was away). A local topic the
 //! cluster never had is left alone, with a warning: nothing proves its data
@@ -19,6 +20,7 @@ use herald_wire::protocol::ConfigValue;
 use tokio::sync::oneshot;
 
 use super::node::ClusterNode;
+use super::node_admin::LocalShape;
 use super::topics::{self, Placeable, TopicAssignment, TopicConfigRecord, TopicWriteError};
 
 /// How long a create or delete waits for the cluster to carry it out
@@ -42,15 +44,20 @@ pub struct DeleteClusterTopic {
     pub name: String,
 }
 
-/// What a waiting create or delete waits for.
+/// What a waiting admin change waits for.
 pub(super) enum Awaited {
     /// The topic exists here with every partition led.
     Ready(String),
     /// The topic is gone.
     Gone(String),
+    /// The topic has at least this many partitions, each led, here too.
+    Grown(String, u32),
+    /// The local copy of the topic has these settings (the cluster's
+    /// overrides), or the topic is gone.
+    Configured(String, BTreeMap<String, ConfigValue>),
 }
 
-fn settings(config: &BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting> {
+pub(super) fn settings(config: &BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting> {
     config
         .iter()
         .map(|(k, v)| {
@@ -63,11 +70,11 @@ fn settings(config: &BTreeMap<String, ConfigValue>) -> BTreeMap<String, Setting>
         .collect()
 }
 
-fn zookeeper_error(err: impl std::fmt::Display) -> BrokerError {
+pub(super) fn zookeeper_error(err: impl std::fmt::Display) -> BrokerError {
     BrokerError::new(ErrorCode::UNKNOWN_SERVER_ERROR, format!("ZooKeeper refused the change: {err}"))
 }
 
-fn not_in_cluster() -> BrokerError {
+pub(super) fn not_in_cluster() -> BrokerError {
     BrokerError::new(
         ErrorCode::LEADER_NOT_AVAILABLE,
         "this broker is between ZooKeeper sessions; try again or ask another broker",
@@ -153,7 +160,7 @@ impl Handler<DeleteClusterTopic> for ClusterNode {
     }
 }
 
-async fn wait(waited: oneshot::Receiver<()>) -> Result<(), BrokerError> {
+pub(super) async fn wait(waited: oneshot::Receiver<()>) -> Result<(), BrokerError> {
     match tokio::time::timeout(CARRIED_OUT_WITHIN, waited).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(BrokerError::new(
@@ -165,7 +172,7 @@ async fn wait(waited: oneshot::Receiver<()>) -> Result<(), BrokerError> {
 
 impl ClusterNode {
     /// A receiver answered once `awaited` holds (at once if it does).
-    fn await_change(&mut self, awaited: Awaited, _: &mut Context<Self>) -> oneshot::Receiver<()> {
+    pub(super) fn await_change(&mut self, awaited: Awaited, _: &mut Context<Self>) -> oneshot::Receiver<()> {
         let (done, waited) = oneshot::channel();
         if self.holds(&awaited) {
             let _ = done.send(());
@@ -185,6 +192,8 @@ impl ClusterNode {
                 led && self.topics.get(name).map(|t| &t.topic_id) == self.local.get(name)
             }
             Awaited::Gone(name) => !self.topics.contains_key(name) && !self.local.contains_key(name),
+            Awaited::Grown(name, total) => self.grown(name, *total),
+            Awaited::Configured(name, config) => self.configured(name, config),
         }
     }
 
@@ -212,7 +221,10 @@ impl ClusterNode {
             let cluster = self.topics.get(name).map(|t| (t.topic_id.clone(), t.partitions.len(), t.config.clone()));
             let local = self.local.get(name).cloned();
             let step = match (&cluster, &local) {
-                (Some((id, ..)), Some(local_id)) if id == local_id => continue,
+                (Some((id, ..)), Some(local_id)) if id == local_id => {
+                    self.adjust_local(name, ctx);
+                    continue;
+                }
                 (Some(_), Some(_)) => Step::Replace,
                 (Some(_), None) => Step::Create,
                 (None, Some(local_id)) if self.seen.get(name).is_some_and(|ids| ids.contains(local_id)) => Step::Delete,
@@ -247,19 +259,22 @@ impl ClusterNode {
                     })
                     .await
                     .map_err(BrokerError::from)?;
-                created.map(|()| Some(topic_id))
+                let shape = LocalShape { partitions: partitions as u32, config: Some(config) };
+                created.map(|()| Some((topic_id, shape)))
             };
             let name = name.clone();
             ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
                 act.reconciling.remove(&name);
                 match result {
-                    Ok(Some(topic_id)) => {
+                    Ok(Some((topic_id, shape))) => {
                         tracing::info!(topic = %name, %topic_id, "the cluster's topic is kept here");
                         act.local.insert(name.clone(), topic_id);
+                        act.shapes.insert(name.clone(), shape);
                     }
                     Ok(None) => {
                         tracing::info!(topic = %name, "the cluster deleted the topic; deleted here");
                         act.local.remove(&name);
+                        act.shapes.remove(&name);
                     }
                     Err(err) => {
                         tracing::warn!(topic = %name, %err, "cannot bring the local topic in line with the cluster; retrying");
@@ -280,6 +295,11 @@ impl ClusterNode {
         let listed = self.broker.send(broker::ListTopics);
         ctx.spawn(listed.into_actor(self).map(|listed, act, ctx| match listed {
             Ok(listed) => {
+                let listed: Vec<_> = listed.into_iter().filter(|t| t.topic_id.is_some()).collect();
+                act.shapes = listed
+                    .iter()
+                    .map(|t| (t.name.clone(), LocalShape { partitions: t.partitions, config: None }))
+                    .collect();
                 act.local = listed.into_iter().filter_map(|t| t.topic_id.map(|id| (t.name, id))).collect();
                 act.local_loaded = true;
                 let names: Vec<String> = act.topics.keys().chain(act.local.keys()).cloned().collect();

@@ -137,6 +137,35 @@ pub struct Placeable {
 ///
 /// `brokers` must hold at least `replication_factor` brokers.
 pub fn assign(brokers: &[Placeable], partitions: u32, replication_factor: usize, start: usize) -> Vec<Vec<i32>> {
+    assign_range(brokers, 0, partitions as usize, replication_factor, start)
+}
+
+/// Places the partitions `existing.len()..total` of a topic whose first
+/// partitions are placed as `existing`, as Kafka's AdminUtils.addPartitions
+/// does: the existing ones stay as they are, and the new ones go on round
+/// the brokers from where partition 0's leader stands, with partition 0's
+/// replication factor. Unlike Kafka, the followers' shift counts the rounds
+/// of the existing partitions too, so that with the same brokers the topic
+/// is placed exactly as if it had been created with `total` partitions.
+///
+/// `existing` must not be empty, and `brokers` must hold at least as many
+/// brokers as partition 0 has replicas.
+pub fn assign_more(brokers: &[Placeable], existing: &[Vec<i32>], total: usize) -> Vec<Vec<i32>> {
+    let factor = existing.first().map_or(0, Vec::len);
+    let leader = existing.first().and_then(|r| r.first()).copied();
+    let start = rack_interleaved(brokers).iter().position(|&id| Some(id) == leader).unwrap_or(0);
+    assign_range(brokers, existing.len(), total.saturating_sub(existing.len()), factor, start)
+}
+
+/// Kafka's assignReplicasToBrokers from partition `first` on: `count`
+/// partitions, the shift starting at `start` and growing every time round.
+fn assign_range(
+    brokers: &[Placeable],
+    first: usize,
+    count: usize,
+    replication_factor: usize,
+    start: usize,
+) -> Vec<Vec<i32>> {
     let ordered = rack_interleaved(brokers);
     let n = ordered.len();
     if n == 0 || replication_factor == 0 {
@@ -145,9 +174,10 @@ pub fn assign(brokers: &[Placeable], partitions: u32, replication_factor: usize,
     let rack_of = |id: i32| brokers.iter().find(|b| b.id == id).and_then(|b| b.rack.clone());
     let racks: BTreeSet<Option<String>> = ordered.iter().map(|&id| rack_of(id)).collect();
     let rack_aware = !racks.contains(&None);
-    let mut shift = start % n;
-    let mut assignment = Vec::with_capacity(partitions as usize);
-    for p in 0..partitions as usize {
+    // The shift grows once a round: by the rounds before `first` already.
+    let mut shift = start % n + first.saturating_sub(1) / n;
+    let mut assignment = Vec::with_capacity(count);
+    for p in first..first + count {
         if p > 0 && p % n == 0 {
             shift += 1;
         }
@@ -208,6 +238,12 @@ pub enum TopicWriteError {
     Exists(String),
     #[error("topic `{0}` does not exist")]
     Missing(String),
+    #[error("topic `{topic}` has {current} partitions; the new count must be greater, and at most {max}")]
+    Partitions { topic: String, current: usize, max: u32 },
+    #[error("topic `{topic}` has {factor} replicas a partition: {live} brokers are alive")]
+    Replication { topic: String, factor: usize, live: usize },
+    #[error("topic `{0}` changed under every attempt to write it; try again")]
+    Contended(String),
     #[error("ZooKeeper refused the write: {0}")]
     ZooKeeper(#[from] zk::Error),
 }
@@ -273,6 +309,123 @@ pub async fn request_delete(client: &zk::Client, topic: &str) -> Result<(), Topi
     }
 }
 
+/// How many times a conditional write is tried again after losing to
+/// another writer before giving up.
+const WRITE_ATTEMPTS: usize = 10;
+
+/// A topic's assignment and its znode's version.
+///
+/// # Errors
+///
+/// The topic does not exist, is being deleted, or its assignment does not
+/// read; or ZooKeeper refused.
+async fn read_assignment(client: &zk::Client, topic: &str) -> Result<(TopicAssignment, i32), TopicWriteError> {
+    if client.check_stat(&format!("{DELETE_TOPICS}/{topic}")).await?.is_some() {
+        return Err(TopicWriteError::Missing(topic.to_string()));
+    }
+    let (data, stat) = match client.get_data(&topic_path(topic)).await {
+        Ok(found) => found,
+        Err(zk::Error::NoNode) => return Err(TopicWriteError::Missing(topic.to_string())),
+        Err(err) => return Err(err.into()),
+    };
+    let assignment: TopicAssignment =
+        serde_json::from_slice(&data).map_err(|_| TopicWriteError::Missing(topic.to_string()))?;
+    Ok((assignment, stat.version))
+}
+
+/// Grows `topic` to `total` partitions: the new ones are placed on
+/// `brokers` (see [`assign_more`]) and written into the assignment
+/// conditionally on the version read, read again after losing to another
+/// writer (a concurrent add then makes this one fail if it grew the topic as
+/// far). The existing partitions keep their replicas.
+///
+/// # Errors
+///
+/// The topic does not exist or is being deleted; `total` is not greater
+/// than the partition count or above `max`; partition 0's replicas are
+/// more than the live brokers; ZooKeeper refused.
+pub async fn grow(
+    client: &zk::Client,
+    topic: &str,
+    total: i64,
+    max: u32,
+    brokers: &[Placeable],
+) -> Result<(), TopicWriteError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let (mut assignment, version) = read_assignment(client, topic).await?;
+        let existing = assignment.replicas().ok_or_else(|| TopicWriteError::Missing(topic.to_string()))?;
+        if total <= existing.len() as i64 || total > i64::from(max) {
+            return Err(TopicWriteError::Partitions { topic: topic.to_string(), current: existing.len(), max });
+        }
+        let factor = existing.first().map_or(0, Vec::len);
+        if factor == 0 || factor > brokers.len() {
+            return Err(TopicWriteError::Replication { topic: topic.to_string(), factor, live: brokers.len() });
+        }
+        let first = existing.len();
+        for (i, replicas) in assign_more(brokers, &existing, total as usize).into_iter().enumerate() {
+            assignment.partitions.insert((first + i).to_string(), replicas);
+        }
+        let data = serde_json::to_vec(&assignment).unwrap_or_default();
+        match client.set_data(&topic_path(topic), &data, Some(version)).await {
+            Ok(_) => return Ok(()),
+            Err(zk::Error::BadVersion) => continue,
+            Err(zk::Error::NoNode) => return Err(TopicWriteError::Missing(topic.to_string())),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(TopicWriteError::Contended(topic.to_string()))
+}
+
+/// A topic's overrides as `/config/topics/<topic>` holds them, and the
+/// znode's version (`None`: it has none, which is no overrides).
+///
+/// # Errors
+///
+/// The topic does not exist or is being deleted; ZooKeeper refused.
+pub async fn read_config(
+    client: &zk::Client,
+    topic: &str,
+) -> Result<(BTreeMap<String, ConfigValue>, Option<i32>), TopicWriteError> {
+    read_assignment(client, topic).await?;
+    match client.get_data(&config_path(topic)).await {
+        Ok((data, stat)) => {
+            let record: TopicConfigRecord =
+                serde_json::from_slice(&data).unwrap_or(TopicConfigRecord { version: 1, config: BTreeMap::new() });
+            Ok((record.config.iter().map(|(k, v)| (k.clone(), v.into())).collect(), Some(stat.version)))
+        }
+        Err(zk::Error::NoNode) => Ok((BTreeMap::new(), None)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes `config` as `topic`'s overrides, conditionally on `version` (as
+/// [`read_config`] read it); false when another writer changed them since.
+///
+/// # Errors
+///
+/// ZooKeeper refused.
+pub async fn write_config(
+    client: &zk::Client,
+    topic: &str,
+    config: &BTreeMap<String, ConfigValue>,
+    version: Option<i32>,
+) -> Result<bool, TopicWriteError> {
+    let record = TopicConfigRecord { version: 1, config: config.iter().map(|(k, v)| (k.clone(), v.into())).collect() };
+    let data = serde_json::to_vec(&record).unwrap_or_default();
+    let written = match version {
+        Some(version) => client.set_data(&config_path(topic), &data, Some(version)).await.map(|_| ()),
+        None => {
+            let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            client.create(&config_path(topic), &data, &persistent).await.map(|_| ())
+        }
+    };
+    match written {
+        Ok(()) => Ok(true),
+        Err(zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The ids of `brokers`, as a set.
 pub fn ids(brokers: &[Placeable]) -> BTreeSet<i32> {
     brokers.iter().map(|b| b.id).collect()
@@ -319,6 +472,24 @@ mod tests {
         let rack = |id: i32| placed.iter().find(|b| b.id == id).unwrap().rack.clone().unwrap();
         for replicas in assign(&placed, 8, 2, 1) {
             assert_ne!(rack(replicas[0]), rack(replicas[1]), "{replicas:?}");
+        }
+    }
+
+    #[test]
+    fn added_partitions_go_on_round_the_brokers_and_keep_the_factor() {
+        for (ids, factor, start) in [(&[1, 2, 3][..], 3, 0), (&[1, 2, 3, 4, 5][..], 2, 3), (&[4, 7, 9][..], 1, 2)] {
+            let placed = brokers(ids);
+            let whole = assign(&placed, 11, factor, start);
+            for existing in 1..11 {
+                let more = assign_more(&placed, &whole[..existing], 11);
+                assert_eq!(more, whole[existing..], "{ids:?} from {existing}");
+            }
+        }
+        // Fewer live brokers than before: the new ones go on the live ones only.
+        let existing = assign(&brokers(&[1, 2, 3]), 2, 2, 0);
+        for replicas in assign_more(&brokers(&[2, 3]), &existing, 6) {
+            assert_eq!(replicas.len(), 2);
+            assert!(replicas.iter().all(|id| [2, 3].contains(id)), "{replicas:?}");
         }
     }
 

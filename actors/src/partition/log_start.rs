@@ -178,6 +178,29 @@ impl Log {
         self.remove_below_start()
     }
 
+    /// Empties the log and has it start over at `offset`, past its end (a
+    /// follower whose leader's log starts beyond its own end: Kafka's
+    /// truncateFullyAndStartAt): everything is fsynced, the checkpoint is
+    /// stored at `offset`, and the log is opened again, which moves the log
+    /// end up to it in a new empty segment and deletes every older one (as
+    /// after a crash that lost the tail, see the module doc). Blocking
+    /// (fsyncs). An `offset` at or below the log end changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`] if a step fails; after a failure past the checkpoint
+    /// the log must be opened again from disk (the caller drops it).
+    pub fn start_over_at(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset <= self.log_end_offset() {
+            return Ok(());
+        }
+        self.flush_all()?;
+        store_checkpoint(&**self.files.fs(), &self.dir, offset)?;
+        let log = Log::open_in(&self.dir, self.config.clone(), false, &self.files)?;
+        *self = log;
+        Ok(())
+    }
+
     /// Removes the non-active segments that end at or below the start offset.
     pub(super) fn remove_below_start(&mut self) -> Result<Vec<PathBuf>, LogError> {
         let mut removed = Vec::new();
@@ -251,6 +274,23 @@ mod tests {
         // The retention pass never moves it back, nor keeps segments below it.
         assert!(log.apply_retention(0).unwrap().is_empty());
         assert_eq!(log.log_start_offset(), 7);
+    }
+
+    #[test]
+    fn a_log_starts_over_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(2 * batch_of(3, 0, 100).len() as u64);
+        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+        fill(&mut log, 8);
+        log.start_over_at(30).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (30, 30, 1));
+        assert!(matches!(log.read(29, 1 << 20, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
+        log.append(batch_of(3, 0, 100), 1000).unwrap();
+        assert_eq!(offsets(&log.read(30, 1 << 20, i64::MAX).unwrap().bytes), [30, 31, 32]);
+        log.flush_all().unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), cfg, true).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 33));
     }
 
     #[test]

@@ -595,6 +595,8 @@ mod producer_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
+mod replica_start_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod storage_fault_tests;

@@ -148,6 +148,18 @@ impl Handler<ReplicaFetch> for Partition {
             )));
         }
         self.follower_fetched(msg.replica_id, msg.fetch_offset, end);
+        // Below the log start: no records, and the start, where the
+        // follower starts over (`AppendAsFollower`).
+        let start = self.log.as_ref().map_or(0, super::log::Log::log_start_offset);
+        if msg.fetch_offset < start {
+            return ready(Ok(ReplicaFetched {
+                records: Bytes::new(),
+                high_watermark: self.high_watermark,
+                log_start_offset: start,
+                leader_epoch: self.replica.leader_epoch,
+                epochs: Vec::new(),
+            }));
+        }
         let now = self.replica_read(msg.fetch_offset, msg.max_bytes);
         let wait = matches!(&now, Ok(fetched) if fetched.records.is_empty()) && msg.max_wait_ms > 0;
         if !wait {
@@ -178,6 +190,9 @@ pub struct AppendAsFollower {
     pub records: Bytes,
     pub epochs: Vec<(i32, i64)>,
     pub leader_high_watermark: i64,
+    /// The leader's log start offset: the follower's follows it, up to the
+    /// follower's own high watermark (see `admin.rs`).
+    pub leader_log_start_offset: i64,
 }
 
 impl Handler<AppendAsFollower> for Partition {
@@ -185,19 +200,27 @@ impl Handler<AppendAsFollower> for Partition {
 
     fn handle(&mut self, msg: AppendAsFollower, ctx: &mut Context<Self>) -> Self::Result {
         let ready = |r| -> Self::Result { Box::pin(fut::ready(r)) };
-        match self.append_as_follower(&msg) {
+        match self.append_as_follower(&msg, ctx) {
             Ok(Some(files)) => {
                 let synced = self.writer.sync(files);
-                let leader_hw = msg.leader_high_watermark;
-                Box::pin(synced.into_actor(self).map(move |result, act, _| match result {
-                    Ok(()) => act.follower_durable(leader_hw),
+                let (leader_hw, leader_start) = (msg.leader_high_watermark, msg.leader_log_start_offset);
+                Box::pin(synced.into_actor(self).map(move |result, act, ctx| match result {
+                    Ok(()) => {
+                        let end = act.follower_durable(leader_hw);
+                        act.follow_leader_start(leader_start, ctx);
+                        end
+                    }
                     Err(err) => {
                         act.refuse_writes(&err);
                         Err(err)
                     }
                 }))
             }
-            Ok(None) => ready(self.follower_durable(msg.leader_high_watermark)),
+            Ok(None) => {
+                let end = self.follower_durable(msg.leader_high_watermark);
+                self.follow_leader_start(msg.leader_log_start_offset, ctx);
+                ready(end)
+            }
             Err(err) => {
                 // Batches appended before the one refused are synced all the same.
                 if let Some(files) = self.log.as_mut().map(super::log::Log::take_unsynced) {
@@ -212,7 +235,11 @@ impl Handler<AppendAsFollower> for Partition {
 impl Partition {
     /// Checks and appends the batches; the files to fsync before answering
     /// under `flush = always`.
-    fn append_as_follower(&mut self, msg: &AppendAsFollower) -> Result<Option<Vec<crate::fs::FileRef>>, BrokerError> {
+    fn append_as_follower(
+        &mut self,
+        msg: &AppendAsFollower,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Vec<crate::fs::FileRef>>, BrokerError> {
         if !matches!(self.replica.role, Role::Follower { .. }) {
             return Err(not_leader("only a follower appends its leader's batches"));
         }
@@ -226,6 +253,10 @@ impl Partition {
             ));
         }
         self.check_fsync_health()?;
+        if msg.records.is_empty() && msg.leader_log_start_offset > self.log()?.log_end_offset() {
+            self.start_over_at(msg.leader_log_start_offset, ctx)?;
+            return Ok(None);
+        }
         let mut expected = self.log()?.log_end_offset();
         let mut batches = Vec::new();
         let mut position = 0;
@@ -270,6 +301,32 @@ impl Partition {
         }
         self.advance_high_watermark(end);
         Ok(end)
+    }
+}
+
+impl Partition {
+    /// Empties a follower's log, which ends below its leader's log start,
+    /// and has it start over at `offset`, the leader's start (see
+    /// [`Log::start_over_at`](super::log::Log)); its epochs go too (Kafka's
+    /// truncateFullyAndStartAt), and come again with the leader's batches.
+    /// Blocking (fsyncs) but rare: once when a follower comes back too late.
+    fn start_over_at(&mut self, offset: i64, ctx: &mut Context<Self>) -> Result<(), BrokerError> {
+        let log = self.log_mut()?;
+        let old_end = log.log_end_offset();
+        if let Err(err) = log.start_over_at(offset) {
+            tracing::error!(%err, topic = %self.topic, partition = self.partition, offset, "starting over failed; reopening the log");
+            self.log = None;
+            self.open(ctx);
+            return Err(err.into());
+        }
+        if let Some(epochs) = self.replica.epochs.as_mut() {
+            epochs.truncate_from(i64::MIN)?;
+        }
+        tracing::warn!(
+            topic = %self.topic, partition = self.partition, log_end_offset = old_end, log_start_offset = offset,
+            "the leader's log starts past this replica's end: emptied, starting over at the leader's start"
+        );
+        Ok(())
     }
 }
 

@@ -34,7 +34,7 @@ fn start_with(dir: &Path, writer: &SyncWriter, config: TopicConfig, lag_ms: u64)
     })
 }
 
-fn start(dir: &Path, writer: &SyncWriter) -> Addr<Partition> {
+pub(super) fn start(dir: &Path, writer: &SyncWriter) -> Addr<Partition> {
     start_with(dir, writer, TopicConfig::default(), DEFAULT_REPLICA_LAG_TIME_MAX_MS)
 }
 
@@ -55,21 +55,21 @@ fn append_msg(values: &[&str], acks: i8, timeout_ms: u64) -> Append {
     Append { batch: batch_of(values), checked: true, acks, timeout_ms }
 }
 
-async fn append(addr: &Addr<Partition>, values: &[&str], acks: i8) -> Result<Appended, BrokerError> {
+pub(super) async fn append(addr: &Addr<Partition>, values: &[&str], acks: i8) -> Result<Appended, BrokerError> {
     let answer = tokio::time::timeout(PATIENCE, addr.send(append_msg(values, acks, 10_000))).await;
     answer.expect("answered in time").expect("the partition is running")
 }
 
-async fn describe(addr: &Addr<Partition>) -> PartitionState {
+pub(super) async fn describe(addr: &Addr<Partition>) -> PartitionState {
     addr.send(Describe).await.unwrap().unwrap()
 }
 
-async fn consume(addr: &Addr<Partition>, offset: i64) -> Result<FetchResult, BrokerError> {
+pub(super) async fn consume(addr: &Addr<Partition>, offset: i64) -> Result<FetchResult, BrokerError> {
     addr.send(Fetch { offset, max_bytes: 1 << 20, min_bytes: 0, max_wait_ms: 0 }).await.unwrap()
 }
 
 /// (offset, value) of every record in `bytes`.
-fn values(bytes: &Bytes) -> Vec<(i64, String)> {
+pub(super) fn values(bytes: &Bytes) -> Vec<(i64, String)> {
     batch::decode_all(bytes)
         .unwrap()
         .into_iter()
@@ -77,7 +77,7 @@ fn values(bytes: &Bytes) -> Vec<(i64, String)> {
         .collect()
 }
 
-fn leader_msg(
+pub(super) fn leader_msg(
     epoch: i32,
     replicas: &[i32],
     isr: &[i32],
@@ -94,13 +94,13 @@ fn leader_msg(
     }
 }
 
-fn replica_fetch(id: i32, offset: i64, epoch: i32) -> ReplicaFetch {
+pub(super) fn replica_fetch(id: i32, offset: i64, epoch: i32) -> ReplicaFetch {
     ReplicaFetch { replica_id: id, fetch_offset: offset, follower_epoch: epoch, max_bytes: 1 << 20, max_wait_ms: 0 }
 }
 
 /// One round of the follower's fetcher: fetch from its log end, append
 /// what came. Returns the follower's new log end.
-async fn fetch_round(leader: &Addr<Partition>, follower: &Addr<Partition>, id: i32, epoch: i32) -> i64 {
+pub(super) async fn fetch_round(leader: &Addr<Partition>, follower: &Addr<Partition>, id: i32, epoch: i32) -> i64 {
     let leo = describe(follower).await.log_end_offset;
     let fetched = leader.send(replica_fetch(id, leo, epoch)).await.unwrap().expect("the leader serves its follower");
     let appending = AppendAsFollower {
@@ -108,13 +108,14 @@ async fn fetch_round(leader: &Addr<Partition>, follower: &Addr<Partition>, id: i
         records: fetched.records,
         epochs: fetched.epochs,
         leader_high_watermark: fetched.high_watermark,
+        leader_log_start_offset: fetched.log_start_offset,
     };
     follower.send(appending).await.unwrap().expect("the follower appends")
 }
 
 /// The bytes of a partition's log: its `.log` files in offset order, one
 /// after the other (where segments roll is each replica's own affair).
-fn log_bytes(dir: &Path) -> Vec<u8> {
+pub(super) fn log_bytes(dir: &Path) -> Vec<u8> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -149,7 +150,7 @@ async fn next_proposal(rx: &mut mpsc::UnboundedReceiver<IsrProposal>) -> IsrProp
     tokio::time::timeout(PATIENCE, rx.recv()).await.expect("a proposal in time").expect("the sink runs")
 }
 
-fn code<T: std::fmt::Debug>(result: Result<T, BrokerError>) -> ErrorCode {
+pub(super) fn code<T: std::fmt::Debug>(result: Result<T, BrokerError>) -> ErrorCode {
     result.expect_err("refused").code
 }
 
@@ -422,15 +423,25 @@ async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
     let all = leader.send(replica_fetch(2, 0, 1)).await.unwrap().unwrap().records;
     let second = leader.send(replica_fetch(2, 2, 1)).await.unwrap().unwrap().records;
     let first = all.slice(..all.len() - second.len());
-    let taking =
-        |records: Bytes| AppendAsFollower { leader_epoch: 1, records, epochs: vec![(1, 0)], leader_high_watermark: 0 };
+    let taking = |records: Bytes| AppendAsFollower {
+        leader_epoch: 1,
+        records,
+        epochs: vec![(1, 0)],
+        leader_high_watermark: 0,
+        leader_log_start_offset: 0,
+    };
 
     let gap = follower.send(taking(second.clone())).await.unwrap();
     assert_eq!(code(gap), ErrorCode::OFFSET_OUT_OF_RANGE);
     // Batches fetched under another epoch than the one followed: a former
     // leader's late answer is never appended.
-    let stale =
-        AppendAsFollower { leader_epoch: 0, records: first.clone(), epochs: vec![(1, 0)], leader_high_watermark: 0 };
+    let stale = AppendAsFollower {
+        leader_epoch: 0,
+        records: first.clone(),
+        epochs: vec![(1, 0)],
+        leader_high_watermark: 0,
+        leader_log_start_offset: 0,
+    };
     assert_eq!(code(follower.send(stale).await.unwrap()), ErrorCode::FENCED_LEADER_EPOCH);
     let mut damaged = BytesMut::from(&all[..]);
     let last = damaged.len() - 1;

@@ -1,7 +1,8 @@
 //! The requests whose answer depends on whether the broker is alone or in
 //! a cluster: `describe_cluster`, and `create_topic` and `delete_topic`,
 //! which a broker alone carries out itself and a broker in a cluster writes
-//! to ZooKeeper for the controller.
+//! to ZooKeeper for the controller (`add_partitions` and
+//! `alter_topic_config` are in `topic_ops.rs`).
 
 use actix::prelude::*;
 use herald_actors::broker;
@@ -12,7 +13,7 @@ use super::{flatten, settings_in, Connection};
 use crate::cluster::{AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
 use crate::protocol::{
     BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, PartitionMetadata, Request, TopicMetadata, TopicRequest,
+    MetadataResponse, PartitionMetadata, TopicMetadata, TopicRequest,
 };
 use crate::security::acl::{Operation, Resource};
 
@@ -206,25 +207,5 @@ impl Connection {
             Ok(Some(InitProducerIdResponse { producer_id, producer_epoch: 0 }))
         };
         self.respond(correlation_id, permit, answer, ctx);
-    }
-}
-
-impl Connection {
-    /// The topic changes a broker of a cluster does not take yet: they would
-    /// change its own copy of the topic only (docs/cluster.md).
-    pub(super) fn not_in_a_cluster_yet(&self, request: &Request) -> Option<BrokerError> {
-        if !matches!(self.membership, Membership::Cluster(_)) {
-            return None;
-        }
-        let what = match request {
-            Request::AddPartitions(_) => "add_partitions",
-            Request::AlterTopicConfig(_) => "alter_topic_config",
-            Request::DeleteRecords(_) => "delete_records",
-            _ => return None,
-        };
-        Some(BrokerError::new(
-            ErrorCode::INVALID_REQUEST,
-            format!("{what} is not available in a cluster yet: it would change one broker's copy of the topic only"),
-        ))
     }
 }

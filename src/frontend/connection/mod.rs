@@ -370,9 +370,6 @@ impl Connection {
 
     fn dispatch(&mut self, correlation_id: u32, request: Request, permit: Admission, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
-        if let Some(error) = self.not_in_a_cluster_yet(&request) {
-            return self.send_error(correlation_id, &error);
-        }
         match request {
             Request::Handshake(handshake) => self.handshake(correlation_id, handshake),
             Request::CreateTopic(r) => self.create_topic(correlation_id, r, permit, ctx),
@@ -403,15 +400,7 @@ impl Connection {
                     ctx,
                 );
             }),
-            Request::AddPartitions(r) => self.with_topic(r.topic, ctx, move |act, topic, ctx| {
-                let sent = topic.map(|t| t.send(topic::AddPartitions { total: r.partitions }));
-                act.respond(
-                    correlation_id,
-                    permit,
-                    async move { flatten(sent?.await).map(|partitions| Some(AddPartitionsResponse { partitions })) },
-                    ctx,
-                );
-            }),
+            Request::AddPartitions(r) => self.add_partitions(correlation_id, r, permit, ctx),
             Request::AlterTopicConfig(r) => self.alter_topic_config(correlation_id, r, permit, ctx),
             Request::DeleteRecords(r) => self.delete_records(correlation_id, r, permit, ctx),
             Request::Produce(r) => self.produce(correlation_id, r, permit, ctx),
