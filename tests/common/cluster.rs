@@ -84,11 +84,17 @@ fn script() -> PathBuf {
 /// Starts broker `id` of the cluster of `zookeeper`, with its files in
 /// `root` (made here; starting again on the same root reopens its data).
 pub fn member(root: &Path, zookeeper: &str, id: i32) -> BinaryBroker {
+    member_with(root, zookeeper, id, &[])
+}
+
+/// [`member`] with more settings in its environment (`HERALD_...`).
+pub fn member_with(root: &Path, zookeeper: &str, id: i32, env: &[(&str, &str)]) -> BinaryBroker {
     std::fs::create_dir_all(root).unwrap();
     BinaryBroker::start_with(root, |command| {
         command
             .args(["--zookeeper", zookeeper, "--broker-id", &id.to_string()])
-            .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string());
+            .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
+            .envs(env.iter().copied());
     })
 }
 

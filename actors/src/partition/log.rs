@@ -232,7 +232,7 @@ impl Log {
             let recovery = Recovery {
                 next_base,
                 truncate_torn_tail: next_base.is_none() && !clean_shutdown,
-                gaps: cleaner.is_some() && next_base.is_some(),
+                gaps: cleaner.is_some(),
             };
             let mut segment = Segment::open(dir, base, full_check, config.index_interval_bytes, recovery, files)?;
             if next_base.is_some() {
@@ -305,13 +305,53 @@ impl Log {
     /// idempotent producers' sequences are recorded but not checked (the
     /// leader checked them; a follower whose producer state differs, after
     /// an expiry at another moment, must still store the leader's log as it
-    /// is, as Kafka's replication does).
+    /// is, as Kafka's replication does). The batch keeps the base offset the
+    /// leader gave it: the log end, or, with `gaps` (a compacted topic, whose
+    /// leader's cleaner removed the records between), past it. A log that
+    /// takes a gap keeps a cleaner checkpoint from then on, which tells
+    /// recovery that its segments may have gaps (`cleaner.rs`).
     ///
     /// # Errors
     ///
-    /// As [`Log::append`], except [`LogError::Sequence`].
-    pub fn append_replicated(&mut self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+    /// As [`Log::append`], except [`LogError::Sequence`];
+    /// [`LogError::OffsetOutOfRange`] for a batch that does not start at the
+    /// log end (or past it, with `gaps`).
+    pub fn append_replicated(&mut self, batch: BytesMut, now_ms: i64, gaps: bool) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader::parse(&batch)?;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        let base = header.base_offset;
+        if base < end || (base > end && !gaps) {
+            return Err(LogError::OffsetOutOfRange { offset: base, log_start_offset: start, log_end_offset: end });
+        }
+        if base > end {
+            self.open_gap(base)?;
+        }
         self.append_with(batch, now_ms, false)
+    }
+
+    /// Makes the log end `base`, past the last batch: the offsets between are
+    /// a gap in the active segment (or, when they would not fit its relative
+    /// offsets, at the end of a segment sealed here, the next starting at
+    /// `base`).
+    fn open_gap(&mut self, base: i64) -> Result<(), LogError> {
+        if self.cleaner.is_none() {
+            let state = CleanerState::default();
+            state.store(self.files.fs().as_ref(), &self.dir)?;
+            self.cleaner = Some(state);
+        }
+        let active_base = self.active().base_offset();
+        if base - active_base <= i64::from(u32::MAX / 2) {
+            self.active_mut().open_gap_to(base);
+            return Ok(());
+        }
+        let dir = self.files.fs().open_dir(&self.dir).map_err(LogError::io(&self.dir))?;
+        let segment = Segment::create(&self.dir, base, &self.files)?;
+        let files = self.active_mut().seal(true);
+        self.active_mut().extend_gap_to(base);
+        self.unsynced.extend(files);
+        self.unsynced_dir = Some(dir);
+        self.segments.push(segment);
+        Ok(())
     }
 
     fn append_with(&mut self, mut batch: BytesMut, now_ms: i64, check_producers: bool) -> Result<AppendInfo, LogError> {

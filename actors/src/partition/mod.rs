@@ -599,6 +599,8 @@ mod replica_start_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
+mod replica_gap_tests;
+#[cfg(test)]
 mod storage_fault_tests;
 #[cfg(test)]
 mod tests;

@@ -292,7 +292,7 @@ impl Segment {
     /// nothing of the refused batch meanwhile (see [`Segment::discard_refused`]).
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u32, now_ms: i64) -> Result<(), LogError> {
         self.check_writable()?;
-        debug_assert_eq!(header.base_offset, self.next_offset);
+        debug_assert_eq!(header.base_offset, self.next_offset, "appends follow the segment's end");
         if self.sealed {
             let err = io::Error::other("the segment is sealed");
             return Err(LogError::io(&self.log_path)(err));
@@ -421,6 +421,16 @@ impl Segment {
 
     pub fn next_offset(&self) -> i64 {
         self.next_offset
+    }
+
+    /// Makes the active segment of a compacted log end at `next_offset`, past
+    /// its last batch: a follower's next batch starts there, after records
+    /// its leader's cleaner removed. The segment may have gaps from now on.
+    pub(crate) fn open_gap_to(&mut self, next_offset: i64) {
+        if !self.sealed && next_offset > self.next_offset {
+            self.gaps = true;
+            self.next_offset = next_offset;
+        }
     }
 
     /// Makes a sealed segment of a compacted log end at `next_offset`, past
