@@ -524,11 +524,6 @@ impl Settings {
                 "cluster.zookeeper needs cluster.broker_id: a whole number from 0, unique in the cluster".into(),
             ));
         }
-        if c.enabled() && self.log.cleanup_policy != herald_actors::topic_config::CleanupPolicy::Delete {
-            return Err(SettingsError::Contradiction(
-                "log.cleanup_policy compact is not available in a cluster yet (replicas would compact apart)".into(),
-            ));
-        }
         if c.replica_lag_time_max_ms == 0 {
             return Err(SettingsError::Contradiction("cluster.replica_lag_time_max_ms must be at least 1".into()));
         }

@@ -36,7 +36,12 @@ fn latest(rows: &[(i64, String, String)]) -> Vec<(i64, String, String)> {
 }
 
 /// Partition 0 of `topic` as broker `from` describes it, once `done` holds.
-async fn placement(from: &BinaryBroker, topic: &str, what: &str, done: impl Fn(&PartitionMetadata) -> bool) -> PartitionMetadata {
+async fn placement(
+    from: &BinaryBroker,
+    topic: &str,
+    what: &str,
+    done: impl Fn(&PartitionMetadata) -> bool,
+) -> PartitionMetadata {
     let deadline = Instant::now() + TAKEOVER;
     loop {
         let m = from.client().await.metadata(Some(vec![topic.into()])).await.unwrap();
@@ -75,6 +80,10 @@ async fn a_follower_catches_up_across_its_leaders_gaps_and_serves_the_latest_of_
 
     // The follower is down while the leader takes updates and cleans them.
     brokers[(follower - 1) as usize].take().unwrap().kill();
+    placement(brokers[(leader - 1) as usize].as_ref().unwrap(), "kv", "the follower out of the ISR", |p| {
+        !p.isr.contains(&follower)
+    })
+    .await;
     let to_leader = brokers[(leader - 1) as usize].as_ref().unwrap().client().await;
     let mut produced = Vec::new();
     for round in 0..10 {
@@ -107,7 +116,21 @@ async fn a_follower_catches_up_across_its_leaders_gaps_and_serves_the_latest_of_
     brokers[(third - 1) as usize].take().unwrap().kill();
     let survivor = brokers[(follower - 1) as usize].as_ref().unwrap();
     placement(survivor, "kv", "the follower leading", |p| p.leader == follower).await;
-    let served = rows(&survivor.client().await, "kv").await;
+    // Served once its high watermark, unknown at a first role, has risen.
+    let client = survivor.client().await;
+    let deadline = Instant::now() + TAKEOVER;
+    let mut served = rows(&client, "kv").await;
+    while latest(&served) != expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        served = rows(&client, "kv").await;
+    }
+    if latest(&served) != expected {
+        let described = client.describe_topic("kv").await;
+        let log = survivor.log_text();
+        let lines: Vec<&str> =
+            log.lines().filter(|l| l.contains("kv") || l.contains("WARN") || l.contains("ERROR")).collect();
+        panic!("served {served:?}\n{described:?}\n{}", lines.join("\n"));
+    }
     assert!(served.len() < produced.len(), "the gaps were copied, not refilled: {} records", served.len());
     assert!(served.iter().all(|r| produced.contains(r)), "only records produced, at their offsets");
     assert_eq!(latest(&served), expected, "the latest record of every key, at its offset");

@@ -97,11 +97,10 @@ async fn topics_are_placed_led_failed_over_and_deleted_across_the_cluster() {
     assert_eq!(err.code(), Some(36), "{err}");
     let err = two.create_replicated_topic("wide", 1, Some(4), BTreeMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Some(38), "{err}");
-    // Not yet in a cluster: compacted topics (the admin changes are in tests/cluster_admin.rs).
+    // Compacted topics too (tests/cluster_compaction.rs has them replicated).
     let compact =
         BTreeMap::from([("cleanup_policy".to_string(), herald::protocol::ConfigValue::Str("compact".into()))]);
-    let err = two.create_topic("kv", 1, compact).await.unwrap_err();
-    assert_eq!(err.code(), Some(40), "{err}");
+    two.create_topic("kv", 1, compact).await.expect("a compacted topic in a cluster");
     two.create_replicated_topic("narrow", 3, Some(1), BTreeMap::new()).await.expect("one replica each");
     let narrow = topic_until(&zk.address, "narrow", "narrow led", led).await.unwrap();
     assert!(narrow.partitions.iter().all(|p| p.replicas.len() == 1));

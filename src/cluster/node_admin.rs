@@ -69,11 +69,6 @@ fn write_error(err: TopicWriteError) -> BrokerError {
     }
 }
 
-/// Whether `set` asks for compaction, which a cluster does not take yet.
-fn compacts(set: &BTreeMap<String, ConfigValue>) -> bool {
-    matches!(set.get("cleanup_policy"), Some(ConfigValue::Str(p)) if p.contains("compact"))
-}
-
 /// The change that makes a local copy's settings the broker's defaults with
 /// `overrides` on top: every override set, every other key deleted.
 fn whole(name: &str, overrides: &BTreeMap<String, ConfigValue>, validate_only: bool) -> broker::AlterTopicConfig {
@@ -110,12 +105,6 @@ impl Handler<AlterClusterTopicConfig> for ClusterNode {
         let Some(client) = self.client.clone() else { return Box::pin(fut::ready(Err(not_in_cluster()))) };
         if !self.topics.contains_key(&msg.name) {
             return Box::pin(fut::ready(Err(unknown_topic(&msg.name))));
-        }
-        if compacts(&msg.set) {
-            return Box::pin(fut::ready(Err(BrokerError::new(
-                ErrorCode::INVALID_CONFIG,
-                "cleanup_policy compact is not available in a cluster yet: replicas would compact apart",
-            ))));
         }
         // The change alone, checked as a broker alone checks it (keys, types,
         // ranges, a key both set and deleted) against this broker's copy.

@@ -97,13 +97,6 @@ impl Handler<CreateClusterTopic> for ClusterNode {
                 format!("replication factor {factor} for topic `{}`: {} brokers are alive", msg.name, live.len()),
             ))));
         }
-        let compacted = matches!(msg.config.get("cleanup_policy"), Some(ConfigValue::Str(p)) if p.contains("compact"));
-        if compacted {
-            return Box::pin(fut::ready(Err(BrokerError::new(
-                ErrorCode::INVALID_CONFIG,
-                "cleanup_policy compact is not available in a cluster yet: replicas would compact apart",
-            ))));
-        }
         let validated = self.broker.send(broker::ValidateTopic {
             name: msg.name.clone(),
             partitions: msg.partitions,

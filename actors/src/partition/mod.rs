@@ -595,11 +595,11 @@ mod producer_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
+mod replica_gap_tests;
+#[cfg(test)]
 mod replica_start_tests;
 #[cfg(test)]
 mod replica_tests;
-#[cfg(test)]
-mod replica_gap_tests;
 #[cfg(test)]
 mod storage_fault_tests;
 #[cfg(test)]

@@ -51,16 +51,18 @@ fn batch_at(base: i64, keys: &[&str]) -> Bytes {
 }
 
 fn taking(records: Bytes) -> AppendAsFollower {
-    AppendAsFollower { leader_epoch: 1, records, epochs: vec![(1, 0)], leader_high_watermark: 0 }
+    AppendAsFollower {
+        leader_epoch: 1,
+        records,
+        epochs: vec![(1, 0)],
+        leader_high_watermark: 0,
+        leader_log_start_offset: 0,
+    }
 }
 
 /// (offset, key) of every record `addr` serves from `offset`, as leader.
 async fn keys_from(addr: &Addr<Partition>, offset: i64) -> Vec<(i64, String)> {
-    let fetched = addr
-        .send(Fetch { offset, max_bytes: 1 << 20, min_bytes: 0, max_wait_ms: 0 })
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = addr.send(Fetch { offset, max_bytes: 1 << 20, min_bytes: 0, max_wait_ms: 0 }).await.unwrap().unwrap();
     batch::decode_all(&fetched.records)
         .unwrap()
         .into_iter()
