@@ -14,12 +14,14 @@ mod node_roles;
 mod node_topics;
 pub mod producer_ids;
 pub mod registry;
+pub mod shutdown;
 pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 pub use producer_ids::AllocateProducerId;
+pub use shutdown::ControlledShutdown;
 
 use actix::Addr;
 use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};

@@ -167,12 +167,25 @@ pub(crate) async fn serve(
         None => None,
     };
     actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
+    let cluster_node = match &membership {
+        crate::cluster::Membership::Cluster(node) => Some(node.clone()),
+        crate::cluster::Membership::Single(_) => None,
+    };
     let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone(), membership };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), tls = tls.is_some(), "herald is serving");
 
     shutdown.await;
+    // In a cluster, first hand the leaderships to other brokers, still
+    // serving meanwhile: clients then find new leaders at once.
+    if let Some(node) = cluster_node {
+        let timeout = Duration::from_millis(settings.cluster.controlled_shutdown_timeout_ms);
+        if !timeout.is_zero() {
+            tracing::info!("shutting down: moving this broker's leaderships away first (controlled shutdown)");
+            crate::cluster::shutdown::controlled_shutdown(&node, settings.cluster.broker_id, timeout).await;
+        }
+    }
     state.stopping();
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
