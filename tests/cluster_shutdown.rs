@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, SESSION_TIMEOUT_MS, TAKEOVER};
 use common::value;
-use herald::client::{
-    ClientError, Cluster as Brokers, ConnectOptions, Producer, ProducerConfig, RecordMetadata,
-};
+use herald::client::{ClientError, Cluster as Brokers, ConnectOptions, Producer, ProducerConfig, RecordMetadata};
 use tokio::task::JoinHandle;
 
 /// The tests run one at a time: each runs a cluster of its own.
@@ -150,4 +148,70 @@ async fn a_rolling_restart_under_an_idempotent_acks_all_producer_fails_no_record
     println!("figures: {total} records, all acknowledged, each stored once in order");
     let bound = Duration::from_millis(SESSION_TIMEOUT_MS / 2);
     assert!(gaps.iter().all(|g| *g < bound), "a gap of {gaps:?} is not well under the session timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_its_partitions_over_before_it_exits_and_waits_no_longer_than_the_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    const TIMEOUT: Duration = Duration::from_millis(3_000);
+    let timeout_ms = TIMEOUT.as_millis().to_string();
+    let mut cluster =
+        Cluster::start_with(3, &[("HERALD_CLUSTER__CONTROLLED_SHUTDOWN_TIMEOUT_MS", timeout_ms.as_str())]).await;
+    create(&cluster, "moved", 3, 3).await;
+    // One replica per partition, spread over the brokers: one on each.
+    create(&cluster, "solo", 3, 1).await;
+    // The controller, so that it hands its own partitions over too.
+    let victim = cluster.all_in(3).await.controller_id;
+    let mut led = Vec::new();
+    for p in 0..3 {
+        let placed = cluster.placement("moved", p, "a leader", |_| true).await;
+        if placed.leader == victim {
+            led.push((p, placed.leader_epoch));
+        }
+    }
+    assert!(!led.is_empty(), "the leaders are spread: broker {victim} leads a partition of `moved`");
+    let mut stuck = None;
+    for p in 0..3 {
+        if cluster.placement("solo", p, "a leader", |_| true).await.leader == victim {
+            stuck = Some(p);
+        }
+    }
+    let stuck = stuck.expect("a partition of `solo` on the victim");
+
+    let started = Instant::now();
+    let (status, log) = tokio::task::block_in_place(|| cluster.terminate(victim));
+    let took = started.elapsed();
+    assert!(status.success(), "broker {victim} stopped cleanly: {status}");
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str, needle: &dyn Fn(&str) -> bool| {
+        lines.iter().position(|l| needle(l)).unwrap_or_else(|| panic!("broker {victim} never logged {what}:\n{log}"))
+    };
+    let draining = at("the drain", &|l: &str| l.contains("shutting down: no new connections"));
+    for (p, epoch) in &led {
+        let partition = format!("topic=moved partition={p} ");
+        let handed = at(&format!("following a new leader of moved/{p}"), &|l: &str| {
+            l.contains("following the partition's leader") && l.contains(&partition)
+        });
+        assert!(handed < draining, "moved/{p} had a new leader before broker {victim} stopped serving:\n{log}");
+        let after = cluster.placement("moved", *p, "a new leader", |m| m.leader != victim).await;
+        assert_eq!(after.leader_epoch, epoch + 1, "one election for moved/{p}: {after:?}");
+    }
+    let gave_up = at("giving up on `solo`", &|l: &str| l.contains("controlled shutdown incomplete"));
+    assert!(
+        lines[gave_up].contains(&format!("solo/{stuck}")),
+        "it names the partition it still led: {}",
+        lines[gave_up]
+    );
+    assert!(gave_up < draining, "then it stops as usual");
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(3),
+        "with a partition no one else can lead, the exit waits the timeout ({TIMEOUT:?}) and no more: {took:?}"
+    );
+    println!(
+        "figures: broker {victim} (the controller) handed {} partitions over and exited {} ms after SIGTERM \
+         (timeout {} ms, solo/{stuck} left)",
+        led.len(),
+        took.as_millis(),
+        TIMEOUT.as_millis()
+    );
 }

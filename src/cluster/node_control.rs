@@ -90,7 +90,9 @@ impl ClusterNode {
                 topic = %key.0, partition = key.1, leader = state.leader,
                 leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state decided"
             ),
-            Err(err) => tracing::debug!(topic = %key.0, partition = key.1, %err, "a partition state write lost a race; deciding again on the next change"),
+            Err(err) => {
+                tracing::debug!(topic = %key.0, partition = key.1, %err, "a partition state write lost a race; deciding again on the next change")
+            }
         }
     }
 

@@ -80,6 +80,11 @@ impl Handler<ControlledShutdown> for ClusterNode {
                     return fut::ready(Err(error)).boxed_local();
                 }
             };
+            // The office may have changed hands during the read.
+            if act.office.is_none() {
+                let error = BrokerError::new(ErrorCode::NOT_CONTROLLER, "this broker lost the controller's office");
+                return fut::ready(Err(error)).boxed_local();
+            }
             if act.shutting.insert(id, owner) != Some(owner) {
                 tracing::info!(broker_id = id, "broker in controlled shutdown: moving its leaderships away");
             }
@@ -96,7 +101,11 @@ impl Handler<ControlledShutdown> for ClusterNode {
                         }
                     }
                     let partitions_remaining = act.led_by(id, &decided);
-                    tracing::info!(broker_id = id, remaining = partitions_remaining.len(), "answered a controlled shutdown");
+                    tracing::info!(
+                        broker_id = id,
+                        remaining = partitions_remaining.len(),
+                        "answered a controlled shutdown"
+                    );
                     Ok(ControlledShutdownResponse { partitions_remaining })
                 })
                 .boxed_local()
@@ -137,7 +146,12 @@ impl ClusterNode {
     /// registration is now another session's (the broker stopped and came
     /// back between two looks at the broker list), read from ZooKeeper, and
     /// then decides every partition again.
-    pub(super) fn forget_shutting(&mut self, live: &std::collections::BTreeSet<i32>, check: bool, ctx: &mut Context<Self>) {
+    pub(super) fn forget_shutting(
+        &mut self,
+        live: &std::collections::BTreeSet<i32>,
+        check: bool,
+        ctx: &mut Context<Self>,
+    ) {
         if self.office.is_none() {
             self.shutting.clear();
             return;
@@ -245,10 +259,12 @@ pub async fn controlled_shutdown(node: &Addr<ClusterNode>, broker_id: i32, timeo
         loop {
             let answer = match node.send(ShutdownTarget).await {
                 Err(_) => return false,
-                Ok(Target::Myself) => {
-                    node.send(ControlledShutdown { broker_id }).await.map_err(BrokerError::from).and_then(|r| r)
-                        .map_err(|err| format!("as the controller: {err}"))
-                }
+                Ok(Target::Myself) => node
+                    .send(ControlledShutdown { broker_id })
+                    .await
+                    .map_err(BrokerError::from)
+                    .and_then(|r| r)
+                    .map_err(|err| format!("as the controller: {err}")),
                 Ok(Target::Controller(id, address)) => {
                     let client = match connection.take() {
                         Some((at, client)) if at == address => Ok(client),

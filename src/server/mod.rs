@@ -37,7 +37,9 @@ use crate::security::scram::Authenticator;
 use crate::security::users_store::Users;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
-/// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
+/// directory's lock (see [`crate::dir_lock`]) throughout; then, in a cluster,
+/// has the controller move its leaderships away (controlled shutdown, see
+/// [`crate::cluster::shutdown`]), stops accepting,
 /// drains every connection (held requests and new ones are refused with
 /// `BROKER_SHUTTING_DOWN`, work in progress is answered), flushes and fsyncs
 /// every partition and leaves the data directory needing no recovery.

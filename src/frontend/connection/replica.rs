@@ -20,8 +20,8 @@ use super::budget::Admission;
 use super::Connection;
 use crate::cluster::{local_partition, ControlledShutdown, Membership};
 use crate::protocol::{
-    ControlledShutdownRequest, EpochEnd, EpochEndRequest, EpochEndResponse, ReplicaFetchPartition,
-    ReplicaFetchRequest, ReplicaFetchResponse, ReplicaFetched,
+    ControlledShutdownRequest, EpochEnd, EpochEndRequest, EpochEndResponse, ReplicaFetchPartition, ReplicaFetchRequest,
+    ReplicaFetchResponse, ReplicaFetched,
 };
 
 /// The longest a replica fetch may be held, whatever it asks.
