@@ -3,9 +3,9 @@
 //! has the controller move its leaderships away, so that an idempotent
 //! producer with acks -1 going through a rolling restart of every broker
 //! sees no failed record and only a short pause, and a leader's partitions
-//! have new leaders before it exits; a partition with no other in-sync
-//! replica holds the exit up to `cluster.controlled_shutdown_timeout_ms`,
-//! never longer.
+//! have new leaders before it exits; a partition no other replica can take
+//! (one replica) does not hold the exit for
+//! `cluster.controlled_shutdown_timeout_ms`.
 
 mod common;
 
@@ -153,7 +153,7 @@ async fn a_rolling_restart_under_an_idempotent_acks_all_producer_fails_no_record
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_hands_its_partitions_over_before_it_exits_and_waits_no_longer_than_the_timeout() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    const TIMEOUT: Duration = Duration::from_millis(3_000);
+    const TIMEOUT: Duration = Duration::from_millis(20_000);
     let timeout_ms = TIMEOUT.as_millis().to_string();
     let mut cluster =
         Cluster::start_with(3, &[("HERALD_CLUSTER__CONTROLLED_SHUTDOWN_TIMEOUT_MS", timeout_ms.as_str())]).await;
@@ -189,14 +189,16 @@ async fn a_stopping_leader_hands_its_partitions_over_before_it_exits_and_waits_n
     let draining = at("the drain", &|l: &str| l.contains("shutting down: no new connections"));
     for (p, epoch) in &led {
         let partition = format!("topic=moved partition={p} ");
-        let handed = at(&format!("following a new leader of moved/{p}"), &|l: &str| {
-            l.contains("following the partition's leader") && l.contains(&partition)
+        // The victim is the controller: it logs each decision once written.
+        let not_victim = format!("leader={victim} ");
+        let handed = at(&format!("a new leader of moved/{p} decided"), &|l: &str| {
+            l.contains("partition state decided") && l.contains(&partition) && !l.contains(&not_victim)
         });
         assert!(handed < draining, "moved/{p} had a new leader before broker {victim} stopped serving:\n{log}");
         let after = cluster.placement("moved", *p, "a new leader", |m| m.leader != victim).await;
         assert_eq!(after.leader_epoch, epoch + 1, "one election for moved/{p}: {after:?}");
     }
-    let gave_up = at("giving up on `solo`", &|l: &str| l.contains("controlled shutdown incomplete"));
+    let gave_up = at("leaving `solo` behind", &|l: &str| l.contains("no other live replica can take over"));
     assert!(
         lines[gave_up].contains(&format!("solo/{stuck}")),
         "it names the partition it still led: {}",
@@ -204,12 +206,12 @@ async fn a_stopping_leader_hands_its_partitions_over_before_it_exits_and_waits_n
     );
     assert!(gave_up < draining, "then it stops as usual");
     assert!(
-        took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(3),
-        "with a partition no one else can lead, the exit waits the timeout ({TIMEOUT:?}) and no more: {took:?}"
+        took < Duration::from_secs(5),
+        "a partition no other replica can take does not hold the exit (timeout {TIMEOUT:?}): {took:?}"
     );
     println!(
         "figures: broker {victim} (the controller) handed {} partitions over and exited {} ms after SIGTERM \
-         (timeout {} ms, solo/{stuck} left)",
+         (timeout {} ms; solo/{stuck}, with no other replica, left behind)",
         led.len(),
         took.as_millis(),
         TIMEOUT.as_millis()

@@ -15,8 +15,12 @@
 //! other live in-sync replica. After the first answer the broker stops
 //! fetching as a follower (it is out of those ISRs; a fetch that caught up
 //! would have its leader propose it back in). It asks again, with a
-//! backoff, until it leads nothing or `cluster.controlled_shutdown_timeout_ms`
-//! has passed, then goes on with the rest of its shutdown.
+//! backoff, until it leads nothing another replica could take (each
+//! partition remaining comes with its live replicas not shutting down, which
+//! could lead once in sync; none, as for a single replica or when every
+//! broker stops at once, and waiting cannot help) or
+//! `cluster.controlled_shutdown_timeout_ms` has passed, then goes on with
+//! the rest of its shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_client::Client;
-use herald_wire::protocol::{ControlledShutdownResponse, TopicPartition};
+use herald_wire::protocol::{ControlledShutdownResponse, RemainingPartition};
 use zookeeper_client as zk;
 
 use super::fetcher::Unfollow;
@@ -127,14 +131,21 @@ impl ClusterNode {
 
     /// The partitions broker `id` leads, by the states known and those
     /// just `decided` (their leaders).
-    fn led_by(&self, id: i32, decided: &HashMap<(String, u32), i32>) -> Vec<TopicPartition> {
+    fn led_by(&self, id: i32, decided: &HashMap<(String, u32), i32>) -> Vec<RemainingPartition> {
+        let live = |r: &i32| self.brokers.iter().any(|b| b.id == *r);
         let mut led = Vec::new();
         for (name, view) in &self.topics {
             for (p, partition) in view.partitions.iter().enumerate() {
                 let key = (name.clone(), p as u32);
                 let leader = decided.get(&key).copied().or(partition.state.as_ref().map(|(s, _)| s.leader));
                 if leader == Some(id) {
-                    led.push(TopicPartition { topic: key.0, partition: key.1 });
+                    let successors = partition
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| *r != id && live(r) && !self.shutting.contains_key(r))
+                        .collect();
+                    led.push(RemainingPartition { topic: key.0, partition: key.1, successors });
                 }
             }
         }
@@ -286,11 +297,18 @@ pub async fn controlled_shutdown(node: &Addr<ClusterNode>, broker_id: i32, timeo
             match answer {
                 Ok(answer) => {
                     node.do_send(StopFollowing);
-                    if answer.partitions_remaining.is_empty() {
-                        return true;
-                    }
                     let named: Vec<String> =
                         answer.partitions_remaining.iter().map(|p| format!("{}/{}", p.topic, p.partition)).collect();
+                    if answer.partitions_remaining.iter().all(|p| p.successors.is_empty()) {
+                        if !named.is_empty() {
+                            tracing::warn!(
+                                partitions = %named.join(", "),
+                                "controlled shutdown: no other live replica can take over these partitions; \
+                                 they fail over when this broker's session closes"
+                            );
+                        }
+                        return true;
+                    }
                     last = format!("still leads {}", named.join(", "));
                 }
                 Err(err) => last = err,
@@ -305,7 +323,7 @@ pub async fn controlled_shutdown(node: &Addr<ClusterNode>, broker_id: i32, timeo
         Ok(false) => tracing::warn!("controlled shutdown skipped: this broker's cluster node is gone"),
         Ok(true) => tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "controlled shutdown done: this broker leads no partition"
+            "controlled shutdown done: this broker leads no partition another could take"
         ),
         Err(_) => tracing::warn!(
             timeout_ms = timeout.as_millis() as u64,

@@ -168,12 +168,15 @@ pub struct ControlledShutdownRequest {
 pub struct ControlledShutdownResponse {
     /// The partitions the broker still leads: none of their other replicas
     /// is a live in-sync one the controller could elect.
-    pub partitions_remaining: Vec<TopicPartition>,
+    pub partitions_remaining: Vec<RemainingPartition>,
 }
 
-/// A partition of a topic, by name and number.
+/// A partition a stopping broker still leads.
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TopicPartition {
+pub struct RemainingPartition {
     pub topic: String,
     pub partition: u32,
+    /// Its other replicas that are alive and not shutting down: any of them
+    /// can take over once back in the ISR. Empty: waiting cannot help.
+    pub successors: Vec<i32>,
 }
