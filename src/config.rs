@@ -66,6 +66,9 @@ pub struct ClusterSettings {
     pub zookeeper_session_timeout_ms: u64,
     pub default_replication_factor: u32,
     pub replica_lag_time_max_ms: u64,
+    /// The longest a stopping broker waits for the controller to move its
+    /// leaderships away before it stops anyway; 0 skips the wait.
+    pub controlled_shutdown_timeout_ms: u64,
 }
 
 impl ClusterSettings {

@@ -16,7 +16,9 @@ use herald::protocol::PartitionMetadata;
 
 const TAKEOVER: Duration = Duration::from_millis(SESSION_TIMEOUT_MS + 8_000);
 /// Every broker's cleaner runs on this tick.
-const ENV: &[(&str, &str)] = &[("HERALD_STORAGE__RETENTION_CHECK_INTERVAL_MS", "50")];
+fn env() -> Vec<(String, String)> {
+    vec![("HERALD_STORAGE__RETENTION_CHECK_INTERVAL_MS".into(), "50".into())]
+}
 
 /// (offset, key, value) of every record `client` serves of partition 0 of `topic`.
 async fn rows(client: &Client, topic: &str) -> Vec<(i64, String, String)> {
@@ -59,7 +61,7 @@ async fn a_follower_catches_up_across_its_leaders_gaps_and_serves_the_latest_of_
     let zk = ZooKeeper::start(&dir.path().join("zk"));
     let root = |id: i32| dir.path().join(format!("b{id}"));
     let mut brokers: Vec<Option<BinaryBroker>> =
-        (1..=3).map(|id| Some(member_with(&root(id), &zk.address, id, ENV))).collect();
+        (1..=3).map(|id| Some(member_with(&root(id), &zk.address, id, &env()))).collect();
     for b in brokers.iter().flatten() {
         describe_until(b, TAKEOVER, "three brokers", |d| d.brokers.len() == 3 && d.controller_id != -1).await;
     }
@@ -105,7 +107,7 @@ async fn a_follower_catches_up_across_its_leaders_gaps_and_serves_the_latest_of_
     }
 
     // Back, it fetches from its log end across the gaps, into the ISR.
-    brokers[(follower - 1) as usize] = Some(member_with(&root(follower), &zk.address, follower, ENV));
+    brokers[(follower - 1) as usize] = Some(member_with(&root(follower), &zk.address, follower, &env()));
     placement(brokers[(leader - 1) as usize].as_ref().unwrap(), "kv", "the follower back in sync", |p| {
         p.isr.contains(&follower)
     })

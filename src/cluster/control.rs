@@ -15,21 +15,30 @@
 //!   next epoch) and keeps its ISR, so that the first of them to come back
 //!   leads again; a replica outside the ISR never leads (no unclean
 //!   election).
+//! - A broker shutting down (controlled shutdown, docs/cluster.md) is alive
+//!   but never elected and never in an ISR it does not lead: a partition it
+//!   leads goes to the first other live replica in the ISR (next epoch,
+//!   the ISR without it), and stays with it when there is none; a partition
+//!   it follows in the ISR loses it from the ISR (next epoch).
 
 use std::collections::BTreeSet;
 
 use super::topics::PartitionState;
 
 /// The state a partition must have, when it differs from `state`.
+/// `shutting` are live brokers in controlled shutdown.
 pub fn decide(
     replicas: &[i32],
     state: Option<&PartitionState>,
     live: &BTreeSet<i32>,
+    shutting: &BTreeSet<i32>,
     controller_epoch: i32,
 ) -> Option<PartitionState> {
     let alive = |id: &i32| live.contains(id);
+    // May lead, and stay in an ISR it does not lead.
+    let eligible = |id: &i32| alive(id) && !shutting.contains(id);
     let Some(state) = state else {
-        let isr: Vec<i32> = replicas.iter().copied().filter(alive).collect();
+        let isr: Vec<i32> = replicas.iter().copied().filter(eligible).collect();
         let leader = *isr.first()?;
         return Some(PartitionState { controller_epoch, leader, version: 1, leader_epoch: 0, isr });
     };
@@ -40,8 +49,14 @@ pub fn decide(
         leader_epoch: state.leader_epoch + 1,
         isr,
     };
+    let successor = replicas.iter().copied().find(|id| *id != state.leader && state.isr.contains(id) && eligible(id));
     if state.leader >= 0 && alive(&state.leader) {
-        let isr: Vec<i32> = state.isr.iter().copied().filter(alive).collect();
+        if shutting.contains(&state.leader) {
+            if let Some(leader) = successor {
+                return Some(next(leader, state.isr.iter().copied().filter(eligible).collect()));
+            }
+        }
+        let isr: Vec<i32> = state.isr.iter().copied().filter(|id| *id == state.leader || eligible(id)).collect();
         if isr.len() == state.isr.len() {
             return None;
         }
@@ -49,10 +64,9 @@ pub fn decide(
         let isr = if isr.contains(&state.leader) { isr } else { [vec![state.leader], isr].concat() };
         return Some(next(state.leader, isr));
     }
-    let candidate = replicas.iter().copied().find(|id| state.isr.contains(id) && alive(id));
-    match candidate {
+    match successor {
         Some(leader) => {
-            let isr: Vec<i32> = state.isr.iter().copied().filter(alive).collect();
+            let isr: Vec<i32> = state.isr.iter().copied().filter(eligible).collect();
             Some(next(leader, isr))
         }
         None if state.leader == -1 => None,
@@ -68,50 +82,99 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    fn none() -> BTreeSet<i32> {
+        BTreeSet::new()
+    }
+
     fn state(leader: i32, leader_epoch: i32, isr: &[i32]) -> PartitionState {
         PartitionState { controller_epoch: 1, leader, version: 1, leader_epoch, isr: isr.to_vec() }
     }
 
     #[test]
     fn a_new_partition_is_led_by_its_first_live_replica() {
-        let decided = decide(&[2, 3, 1], None, &live(&[1, 2, 3]), 4).unwrap();
+        let decided = decide(&[2, 3, 1], None, &live(&[1, 2, 3]), &none(), 4).unwrap();
         assert_eq!(
             decided,
             PartitionState { controller_epoch: 4, leader: 2, version: 1, leader_epoch: 0, isr: vec![2, 3, 1] }
         );
-        let decided = decide(&[2, 3, 1], None, &live(&[1, 3]), 4).unwrap();
+        let decided = decide(&[2, 3, 1], None, &live(&[1, 3]), &none(), 4).unwrap();
         assert_eq!((decided.leader, decided.isr), (3, vec![3, 1]));
-        assert_eq!(decide(&[2, 3], None, &live(&[1]), 4), None);
+        assert_eq!(decide(&[2, 3], None, &live(&[1]), &none(), 4), None);
     }
 
     #[test]
     fn a_dead_leader_is_replaced_from_the_isr_with_the_next_epoch() {
-        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[2, 3]), 7).unwrap();
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[2, 3]), &none(), 7).unwrap();
         assert_eq!(
             (decided.leader, decided.leader_epoch, decided.isr, decided.controller_epoch),
             (2, 6, vec![2, 3], 7)
         );
         // A replica out of the ISR never leads.
-        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 3])), &live(&[2, 3]), 7).unwrap();
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 3])), &live(&[2, 3]), &none(), 7).unwrap();
         assert_eq!((decided.leader, decided.isr), (3, vec![3]));
     }
 
     #[test]
     fn with_no_live_replica_in_sync_the_partition_goes_offline_and_waits() {
-        let offline = decide(&[1, 2, 3], Some(&state(1, 5, &[1])), &live(&[2, 3]), 7).unwrap();
+        let offline = decide(&[1, 2, 3], Some(&state(1, 5, &[1])), &live(&[2, 3]), &none(), 7).unwrap();
         assert_eq!((offline.leader, offline.leader_epoch, offline.isr.clone()), (-1, 6, vec![1]));
-        assert_eq!(decide(&[1, 2, 3], Some(&offline), &live(&[2, 3]), 7), None);
+        assert_eq!(decide(&[1, 2, 3], Some(&offline), &live(&[2, 3]), &none(), 7), None);
         // The last in-sync replica returns: it leads again.
-        let back = decide(&[1, 2, 3], Some(&offline), &live(&[1, 2, 3]), 7).unwrap();
+        let back = decide(&[1, 2, 3], Some(&offline), &live(&[1, 2, 3]), &none(), 7).unwrap();
         assert_eq!((back.leader, back.leader_epoch, back.isr), (1, 7, vec![1]));
     }
 
     #[test]
     fn a_live_leader_keeps_leading_and_dead_replicas_leave_the_isr() {
-        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 2, 3]), 7), None);
-        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 3]), 7).unwrap();
+        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 2, 3]), &none(), 7), None);
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 3]), &none(), 7).unwrap();
         assert_eq!((decided.leader, decided.leader_epoch, decided.isr), (1, 6, vec![1, 3]));
         // A replica out of the ISR that dies changes nothing.
-        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2])), &live(&[1, 2]), 7), None);
+        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2])), &live(&[1, 2]), &none(), 7), None);
+    }
+
+    #[test]
+    fn a_shutting_down_leader_hands_over_to_the_next_in_sync_replica() {
+        let shutting = live(&[1]);
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 2, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader, decided.leader_epoch, decided.isr), (2, 6, vec![2, 3]));
+        // The preferred order among the in-sync replicas, never one out of it.
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 3])), &live(&[1, 2, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader, decided.isr), (3, vec![3]));
+        // Nor one that is shutting down too, nor a dead one.
+        let both = live(&[1, 2]);
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 2, 3]), &both, 7).unwrap();
+        assert_eq!((decided.leader, decided.isr), (3, vec![3]));
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader, decided.isr), (3, vec![3]));
+    }
+
+    #[test]
+    fn a_shutting_down_leader_with_no_one_else_in_sync_keeps_leading() {
+        let shutting = live(&[1]);
+        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 5, &[1])), &live(&[1, 2, 3]), &shutting, 7), None);
+        assert_eq!(decide(&[1], Some(&state(1, 0, &[1])), &live(&[1, 2, 3]), &shutting, 7), None);
+        // Its dead followers still leave the ISR.
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2])), &live(&[1, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader, decided.leader_epoch, decided.isr), (1, 6, vec![1]));
+    }
+
+    #[test]
+    fn a_shutting_down_follower_leaves_the_isr_and_is_never_elected() {
+        let shutting = live(&[2]);
+        let decided = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2, 3])), &live(&[1, 2, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader, decided.leader_epoch, decided.isr), (1, 6, vec![1, 3]));
+        // Back in the ISR (its leader proposed it): out again.
+        let decided = decide(&[1, 2, 3], Some(&state(1, 6, &[1, 3, 2])), &live(&[1, 2, 3]), &shutting, 7).unwrap();
+        assert_eq!((decided.leader_epoch, decided.isr), (7, vec![1, 3]));
+        assert_eq!(decide(&[1, 2, 3], Some(&state(1, 6, &[1, 3])), &live(&[1, 2, 3]), &shutting, 7), None);
+        // A dead leader is not replaced by it: with no one else the
+        // partition goes offline, and its ISR is kept.
+        let offline = decide(&[1, 2, 3], Some(&state(1, 5, &[1, 2])), &live(&[2, 3]), &shutting, 7).unwrap();
+        assert_eq!((offline.leader, offline.isr), (-1, vec![1, 2]));
+        // A new partition is not given to it.
+        let new = decide(&[2, 3, 1], None, &live(&[1, 2, 3]), &shutting, 7).unwrap();
+        assert_eq!((new.leader, new.isr), (3, vec![3, 1]));
+        assert_eq!(decide(&[2], None, &live(&[1, 2, 3]), &shutting, 7), None);
     }
 }

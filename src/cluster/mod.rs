@@ -15,6 +15,7 @@ mod node_roles;
 mod node_topics;
 pub mod producer_ids;
 pub mod registry;
+pub mod shutdown;
 pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
@@ -22,6 +23,7 @@ pub use node_admin::{AddClusterPartitions, AlterClusterTopicConfig};
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 pub use producer_ids::AllocateProducerId;
+pub use shutdown::ControlledShutdown;
 
 use actix::Addr;
 use herald_wire::protocol::{BrokerInfo, DescribeClusterResponse};

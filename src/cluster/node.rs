@@ -45,7 +45,7 @@ pub struct ClusterNode {
     tasks: Vec<SpawnHandle>,
     /// The current session; `None` between sessions.
     pub(super) client: Option<zk::Client>,
-    controller: Option<ControllerSeen>,
+    pub(super) controller: Option<ControllerSeen>,
     /// Set while this broker is the controller.
     pub(super) office: Option<Office>,
     pub(super) brokers: Vec<BrokerInfo>,
@@ -82,6 +82,12 @@ pub struct ClusterNode {
     pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
     /// The next producer id and the last of the block reserved.
     pub(super) producer_ids: Option<(i64, i64)>,
+    /// In office: the brokers in controlled shutdown, each with the session
+    /// of the registration it asked under (src/cluster/shutdown.rs).
+    pub(super) shutting: BTreeMap<i32, i64>,
+    /// Set once this broker's own controlled shutdown has been answered: it
+    /// follows no partition any more.
+    pub(super) leaving: bool,
 }
 
 impl ClusterNode {
@@ -128,6 +134,8 @@ impl ClusterNode {
             next_giving: 0,
             fetchers: HashMap::new(),
             producer_ids: None,
+            shutting: BTreeMap::new(),
+            leaving: false,
         };
         Ok(ClusterNode::create(move |ctx| {
             let mut node = node;

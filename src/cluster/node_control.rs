@@ -6,11 +6,13 @@
 //! fails) and the state's version (a decision on a stale state fails; the
 //! watch then brings the newer one and the partition is decided again).
 //! Topic deletions asked under `/admin/delete_topics` are carried out here
-//! too.
+//! too. Brokers in controlled shutdown (src/cluster/shutdown.rs) are
+//! decided around.
 
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
+use futures::future::{FutureExt, LocalBoxFuture};
 use zookeeper_client as zk;
 
 use super::control;
@@ -28,16 +30,36 @@ pub struct Office {
     pub epoch_version: i32,
 }
 
+/// A decision to write: the partition and the write, which yields the
+/// state written.
+pub(super) struct Decision {
+    pub key: (String, u32),
+    pub write: LocalBoxFuture<'static, Result<PartitionState, zk::Error>>,
+}
+
 impl ClusterNode {
     /// Decides every partition of `topics` (all when `None`), if in office.
     pub(super) fn control(&mut self, topics: Option<&[String]>, ctx: &mut Context<Self>) {
-        let Some(office) = self.office else { return };
-        let Some(client) = self.client.clone() else { return };
+        for Decision { key, write } in self.decisions(topics, ctx) {
+            ctx.spawn(write.into_actor(self).map(move |result, act, _| act.written(&key, &result)));
+        }
+    }
+
+    /// The writes of [`control::decide`]'s decisions for every partition
+    /// of `topics` (all when `None`) whose state must change and is not
+    /// being written already, if in office; each partition is marked as
+    /// being written until [`ClusterNode::written`].
+    pub(super) fn decisions(&mut self, topics: Option<&[String]>, ctx: &mut Context<Self>) -> Vec<Decision> {
         let live: BTreeSet<i32> = self.brokers.iter().map(|b| b.id).collect();
+        self.forget_shutting(&live, topics.is_none(), ctx);
+        let Some(office) = self.office else { return Vec::new() };
+        let Some(client) = self.client.clone() else { return Vec::new() };
+        let shutting: BTreeSet<i32> = self.shutting.keys().copied().collect();
         let names: Vec<String> = match topics {
             Some(names) => names.to_vec(),
             None => self.topics.keys().cloned().collect(),
         };
+        let mut decisions = Vec::new();
         for name in names {
             let Some(view) = self.topics.get(&name) else { continue };
             for (p, partition) in view.partitions.iter().enumerate() {
@@ -46,25 +68,30 @@ impl ClusterNode {
                     continue;
                 }
                 let current = partition.state.as_ref();
-                let Some(decided) = control::decide(&partition.replicas, current.map(|(s, _)| s), &live, office.epoch)
-                else {
-                    continue;
-                };
+                let decided =
+                    control::decide(&partition.replicas, current.map(|(s, _)| s), &live, &shutting, office.epoch);
+                let Some(decided) = decided else { continue };
                 let version = current.map(|(_, v)| *v);
                 self.writing.insert(key.clone());
                 let client = client.clone();
                 let (topic, partition) = key.clone();
                 let write = async move { write_state(&client, office, &topic, partition, &decided, version).await };
-                ctx.spawn(write.into_actor(self).map(move |result, act, _| {
-                    act.writing.remove(&key);
-                    match result {
-                        Ok(state) => tracing::info!(
-                            topic = %key.0, partition = key.1, leader = state.leader,
-                            leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state decided"
-                        ),
-                        Err(err) => tracing::debug!(topic = %key.0, partition = key.1, %err, "a partition state write lost a race; deciding again on the next change"),
-                    }
-                }));
+                decisions.push(Decision { key, write: write.boxed_local() });
+            }
+        }
+        decisions
+    }
+
+    /// Records the end of a decision's write.
+    pub(super) fn written(&mut self, key: &(String, u32), result: &Result<PartitionState, zk::Error>) {
+        self.writing.remove(key);
+        match result {
+            Ok(state) => tracing::info!(
+                topic = %key.0, partition = key.1, leader = state.leader,
+                leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state decided"
+            ),
+            Err(err) => {
+                tracing::debug!(topic = %key.0, partition = key.1, %err, "a partition state write lost a race; deciding again on the next change")
             }
         }
     }

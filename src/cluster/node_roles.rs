@@ -136,7 +136,8 @@ impl ClusterNode {
     /// every other fetcher drop it. False when the leader's address is not
     /// known.
     fn point_fetchers(&mut self, key: &(String, u32), given: &Given, follow: bool, addr: Addr<Partition>) -> bool {
-        let leader = if follow && given.leader >= 0 { Some(given.leader) } else { None };
+        // A broker in controlled shutdown follows nothing (src/cluster/shutdown.rs).
+        let leader = if follow && given.leader >= 0 && !self.leaving { Some(given.leader) } else { None };
         for (id, fetcher) in &self.fetchers {
             if Some(*id) != leader {
                 fetcher.do_send(Unfollow { topic: key.0.clone(), partition: key.1 });

@@ -37,7 +37,9 @@ use crate::security::scram::Authenticator;
 use crate::security::users_store::Users;
 
 /// Runs a broker on `listener` until `shutdown` completes, holding the data
-/// directory's lock (see [`crate::dir_lock`]) throughout; then stops accepting,
+/// directory's lock (see [`crate::dir_lock`]) throughout; then, in a cluster,
+/// has the controller move its leaderships away (controlled shutdown, see
+/// [`crate::cluster::shutdown`]), stops accepting,
 /// drains every connection (held requests and new ones are refused with
 /// `BROKER_SHUTTING_DOWN`, work in progress is answered), flushes and fsyncs
 /// every partition and leaves the data directory needing no recovery.
@@ -167,12 +169,25 @@ pub(crate) async fn serve(
         None => None,
     };
     actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
+    let cluster_node = match &membership {
+        crate::cluster::Membership::Cluster(node) => Some(node.clone()),
+        crate::cluster::Membership::Single(_) => None,
+    };
     let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone(), membership };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), tls = tls.is_some(), "herald is serving");
 
     shutdown.await;
+    // In a cluster, first hand the leaderships to other brokers, still
+    // serving meanwhile: clients then find new leaders at once.
+    if let Some(node) = cluster_node {
+        let timeout = Duration::from_millis(settings.cluster.controlled_shutdown_timeout_ms);
+        if !timeout.is_zero() {
+            tracing::info!("shutting down: moving this broker's leaderships away first (controlled shutdown)");
+            crate::cluster::shutdown::controlled_shutdown(&node, settings.cluster.broker_id, timeout).await;
+        }
+    }
     state.stopping();
     tracing::info!("shutting down: no new connections; answering in-flight requests");
     let timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);

@@ -87,14 +87,15 @@ pub fn member(root: &Path, zookeeper: &str, id: i32) -> BinaryBroker {
     member_with(root, zookeeper, id, &[])
 }
 
-/// [`member`] with more settings in its environment (`HERALD_...`).
-pub fn member_with(root: &Path, zookeeper: &str, id: i32, env: &[(&str, &str)]) -> BinaryBroker {
+/// [`member`] with more environment (settings such as
+/// `HERALD_CLUSTER__CONTROLLED_SHUTDOWN_TIMEOUT_MS`).
+pub fn member_with(root: &Path, zookeeper: &str, id: i32, env: &[(String, String)]) -> BinaryBroker {
     std::fs::create_dir_all(root).unwrap();
     BinaryBroker::start_with(root, |command| {
         command
             .args(["--zookeeper", zookeeper, "--broker-id", &id.to_string()])
             .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
-            .envs(env.iter().copied());
+            .envs(env.iter().map(|(k, v)| (k, v)));
     })
 }
 
@@ -130,6 +131,8 @@ pub struct Cluster {
     pub zk: ZooKeeper,
     /// Where the live brokers listen, for [`Leaders`] to start from.
     pub seeds: Seeds,
+    /// Environment every broker starts (and restarts) with.
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -137,12 +140,19 @@ impl Cluster {
     /// Starts ZooKeeper and brokers 1..=n, and returns once every broker
     /// sees all n and a controller.
     pub async fn start(n: i32) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// [`Cluster::start`], every broker with `env` added to its
+    /// environment, at its start and at every restart.
+    pub async fn start_with(n: i32, env: &[(&str, &str)]) -> Cluster {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::tempdir().unwrap();
         let zk = ZooKeeper::start(&dir.path().join("zk"));
         let brokers: Vec<Option<BinaryBroker>> =
-            (1..=n).map(|id| Some(member(&dir.path().join(format!("b{id}")), &zk.address, id))).collect();
+            (1..=n).map(|id| Some(member_with(&dir.path().join(format!("b{id}")), &zk.address, id, &env))).collect();
         let seeds = Arc::new(Mutex::new(brokers.iter().flatten().map(BinaryBroker::addr).collect()));
-        let cluster = Cluster { brokers, zk, seeds, dir };
+        let cluster = Cluster { brokers, zk, seeds, env, dir };
         cluster.all_in(n as usize).await;
         cluster
     }
@@ -185,9 +195,20 @@ impl Cluster {
         broker.kill();
     }
 
+    /// SIGTERM of broker `id` (a clean stop), then waits for it to exit;
+    /// its exit status and everything it logged.
+    pub fn terminate(&mut self, id: i32) -> (std::process::ExitStatus, String) {
+        let broker = self.brokers[(id - 1) as usize].take().expect("a live broker");
+        self.seeds.lock().unwrap().retain(|a| *a != broker.addr());
+        let log = broker.log.clone();
+        let status = broker.terminate();
+        let text = log.lock().unwrap().join("\n");
+        (status, text)
+    }
+
     /// Starts broker `id` again on its data (on a new port).
     pub fn restart(&mut self, id: i32) {
-        let broker = member(&self.root(id), &self.zk.address, id);
+        let broker = member_with(&self.root(id), &self.zk.address, id, &self.env);
         self.seeds.lock().unwrap().push(broker.addr());
         self.brokers[(id - 1) as usize] = Some(broker);
     }

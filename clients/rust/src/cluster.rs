@@ -1,8 +1,10 @@
-//! The cluster calls of a [`Client`]: `describe_cluster`.
+//! The cluster calls of a [`Client`]: `describe_cluster`, `metadata`, and
+//! the brokers' own `replica_fetch`, `leader_epoch_end_offset` and
+//! `controlled_shutdown`.
 
 use herald_wire::protocol::{
-    op, DescribeClusterResponse, Empty, EpochEndRequest, EpochEndResponse, MetadataRequest, MetadataResponse,
-    ReplicaFetchRequest, ReplicaFetchResponse,
+    op, ControlledShutdownRequest, ControlledShutdownResponse, DescribeClusterResponse, Empty, EpochEndRequest,
+    EpochEndResponse, MetadataRequest, MetadataResponse, ReplicaFetchRequest, ReplicaFetchResponse,
 };
 
 use crate::{Client, ClientError};
@@ -54,5 +56,19 @@ impl Client {
     /// As [`Client::replica_fetch`].
     pub async fn epoch_end(&self, request: &EpochEndRequest) -> Result<EpochEndResponse, ClientError> {
         self.request(op::EPOCH_END, request).await
+    }
+
+    /// `controlled_shutdown`: asks the controller to move broker
+    /// `broker_id`'s leaderships away before it stops (brokers use it);
+    /// the answer lists the partitions it still leads.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_CONTROLLER` from a broker that is not the controller,
+    /// `BROKER_NOT_AVAILABLE` for a broker the controller does not see
+    /// alive, `INVALID_REQUEST` from a broker alone; as
+    /// [`Client::replica_fetch`].
+    pub async fn controlled_shutdown(&self, broker_id: i32) -> Result<ControlledShutdownResponse, ClientError> {
+        self.request(op::CONTROLLED_SHUTDOWN, &ControlledShutdownRequest { broker_id }).await
     }
 }

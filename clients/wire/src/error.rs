@@ -67,6 +67,7 @@ error_codes! {
     LEADER_NOT_AVAILABLE = 5, true, "The partition's actor is restarting or gone; try again.";
     NOT_LEADER_OR_FOLLOWER = 6, true, "This broker does not lead the partition (it follows it, or no longer holds it): refresh the metadata and send to the leader.";
     REQUEST_TIMED_OUT = 7, true, "The request did not complete in time.";
+    BROKER_NOT_AVAILABLE = 8, true, "The broker named is not among the live brokers the cluster's controller sees (it is starting, or gone).";
     MESSAGE_TOO_LARGE = 10, false, "A record batch is larger than the topic's max_message_bytes.";
     OFFSET_METADATA_TOO_LARGE = 12, false, "The metadata of a committed offset is over 4096 bytes.";
     COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
@@ -90,6 +91,7 @@ error_codes! {
     INVALID_PARTITIONS = 37, false, "The partition count is not valid (at least 1, and only ever more).";
     INVALID_REPLICATION_FACTOR = 38, false, "The replication factor is not valid: at least 1 and at most the live brokers (1 for a broker alone).";
     INVALID_CONFIG = 40, false, "A topic configuration key or value is not valid.";
+    NOT_CONTROLLER = 41, true, "This broker is not the cluster's controller (the office changed hands, or an election is under way): ask describe_cluster who is, and send there.";
     INVALID_REQUEST = 42, false, "The request is malformed: bad MessagePack, a missing field or a wrong type.";
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45, false, "An idempotent producer's batch does not follow the last one the partition has from it (a gap or a reordering): a batch of the producer was lost or is stuck; the sequences cannot be trusted any more.";
     DUPLICATE_SEQUENCE_NUMBER = 46, false, "Reserved with Kafka's meaning; this broker does not return it (a retried batch is answered with its first append's offsets).";

@@ -73,7 +73,9 @@ impl Connection {
             | Request::CreateUser(_)
             | Request::DeleteUser(_) => cluster(Op::Alter),
             Request::ListAcls(_) | Request::DescribeQuotas | Request::ListUsers => cluster(Op::Describe),
-            Request::ReplicaFetch(_) | Request::EpochEnd(_) => cluster(Op::ClusterAction),
+            Request::ReplicaFetch(_) | Request::EpochEnd(_) | Request::ControlledShutdown(_) => {
+                cluster(Op::ClusterAction)
+            }
             Request::Custom(call) => access.check(Op::Call, &Resource::custom_operation(call.op.clone())),
             // Kafka's rule (KIP-679): `idempotent_write` on the cluster, or
             // `write` on any topic.

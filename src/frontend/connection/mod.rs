@@ -429,6 +429,7 @@ impl Connection {
             Request::Metadata(r) => self.metadata(correlation_id, r, permit, ctx),
             Request::ReplicaFetch(r) => self.replica_fetch(correlation_id, r, permit, ctx),
             Request::EpochEnd(r) => self.epoch_end(correlation_id, r, permit, ctx),
+            Request::ControlledShutdown(r) => self.controlled_shutdown(correlation_id, r, permit, ctx),
             Request::ListOffsets(r) => {
                 let partition = partition_id(r.partition, &r.topic);
                 let message = partition::ListOffsets { timestamp: r.timestamp };

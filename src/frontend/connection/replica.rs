@@ -1,7 +1,9 @@
 //! The requests brokers send each other in a cluster: `replica_fetch` (a
 //! follower's fetch from its leader, of every partition it follows from
-//! that leader in one request) and `leader_epoch_end_offset` (where an
-//! epoch ended in the leader's log, for a follower's truncation).
+//! that leader in one request), `leader_epoch_end_offset` (where an
+//! epoch ended in the leader's log, for a follower's truncation) and
+//! `controlled_shutdown` (a stopping broker asks the controller to move its
+//! leaderships away).
 //!
 //! `replica_fetch` is a long poll over all its partitions: each is first
 //! read without waiting; when none has data past the follower's offset,
@@ -16,10 +18,10 @@ use herald_actors::partition as part;
 
 use super::budget::Admission;
 use super::Connection;
-use crate::cluster::local_partition;
+use crate::cluster::{local_partition, ControlledShutdown, Membership};
 use crate::protocol::{
-    EpochEnd, EpochEndRequest, EpochEndResponse, ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchResponse,
-    ReplicaFetched,
+    ControlledShutdownRequest, EpochEnd, EpochEndRequest, EpochEndResponse, ReplicaFetchPartition, ReplicaFetchRequest,
+    ReplicaFetchResponse, ReplicaFetched,
 };
 
 /// The longest a replica fetch may be held, whatever it asks.
@@ -115,6 +117,34 @@ impl Connection {
                 });
             }
             Ok(Some(EpochEndResponse { partitions: answers }))
+        };
+        self.respond(correlation_id, permit, answer, ctx);
+    }
+}
+
+impl Connection {
+    /// `controlled_shutdown`: served by the controller
+    /// (src/cluster/shutdown.rs); a broker alone has no one to hand over to.
+    pub(super) fn controlled_shutdown(
+        &mut self,
+        correlation_id: u32,
+        r: ControlledShutdownRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        let node = match &self.membership {
+            Membership::Cluster(node) => node.clone(),
+            Membership::Single(_) => {
+                let error = BrokerError::new(
+                    herald_actors::error::ErrorCode::INVALID_REQUEST,
+                    "controlled_shutdown: this broker is not in a cluster",
+                );
+                return self.send_error(correlation_id, &error);
+            }
+        };
+        let answer = async move {
+            let answered = node.send(ControlledShutdown { broker_id: r.broker_id }).await;
+            answered.map_err(BrokerError::from).and_then(|r| r).map(Some)
         };
         self.respond(correlation_id, permit, answer, ctx);
     }

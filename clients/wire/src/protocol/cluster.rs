@@ -154,3 +154,29 @@ pub struct EpochEnd {
     pub leader_epoch: i32,
     pub end_offset: i64,
 }
+
+/// Kafka's ControlledShutdown: a broker about to stop asks the controller
+/// to move its leaderships away and take it out of every ISR. Broker to
+/// broker.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct ControlledShutdownRequest {
+    /// The id of the broker that is stopping.
+    pub broker_id: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+pub struct ControlledShutdownResponse {
+    /// The partitions the broker still leads: none of their other replicas
+    /// is a live in-sync one the controller could elect.
+    pub partitions_remaining: Vec<RemainingPartition>,
+}
+
+/// A partition a stopping broker still leads.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemainingPartition {
+    pub topic: String,
+    pub partition: u32,
+    /// Its other replicas that are alive and not shutting down: any of them
+    /// can take over once back in the ISR. Empty: waiting cannot help.
+    pub successors: Vec<i32>,
+}

@@ -131,6 +131,7 @@ operations! {
     Metadata(MetadataRequest) = METADATA "metadata", versions 1..=1;
     ReplicaFetch(ReplicaFetchRequest) = REPLICA_FETCH "replica_fetch", versions 1..=1;
     EpochEnd(EpochEndRequest) = EPOCH_END "leader_epoch_end_offset", versions 1..=1;
+    ControlledShutdown(ControlledShutdownRequest) = CONTROLLED_SHUTDOWN "controlled_shutdown", versions 1..=1;
     InitProducerId(InitProducerIdRequest) = INIT_PRODUCER_ID "init_producer_id", versions 1..=1;
 }
 
