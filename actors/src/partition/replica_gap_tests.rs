@@ -12,22 +12,10 @@ use super::*;
 use crate::batch::{self, Record};
 use crate::topic_config::CleanupPolicy;
 
-fn settings() -> PartitionSettings {
-    PartitionSettings {
-        flush: FlushPolicy::Always,
-        flush_interval_ms: 10,
-        retention_check_interval_ms: 60_000,
-        scrub: ScrubBudget::new(0),
-        replica_lag_time_max_ms: 30_000,
-        replicated: false,
-        producer_id_expiration_ms: 86_400_000,
-    }
-}
-
 fn start(dir: &Path, writer: &SyncWriter, config: TopicConfig) -> Addr<Partition> {
     let (dir, writer) = (dir.to_path_buf(), writer.clone());
     Supervisor::start(move |_| {
-        Partition::new("t".into(), 0, dir.clone(), config.clone(), settings(), writer.clone(), false)
+        Partition::new("t".into(), 0, dir.clone(), config.clone(), super::tests::settings(), writer.clone(), false)
     })
 }
 

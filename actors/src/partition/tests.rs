@@ -13,7 +13,7 @@ use crate::batch::Record;
 /// How long a test waits for what should happen at once.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn settings() -> PartitionSettings {
+pub(super) fn settings() -> PartitionSettings {
     PartitionSettings {
         flush: FlushPolicy::Always,
         flush_interval_ms: 10,
