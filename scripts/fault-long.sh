@@ -30,3 +30,9 @@ cargo test --release -p herald-actors --lib storage_fault -- --nocapture
 HERALD_HOSTILE_ATTACK_MS="${HERALD_HOSTILE_ATTACK_MS:-20000}" \
   HERALD_HOSTILE_CONNECTIONS="${HERALD_HOSTILE_CONNECTIONS:-5}" \
   cargo test --release --test hostile_clients -- --nocapture
+# The cluster against a real ZooKeeper (scripts/zookeeper.sh installs it):
+# 10 rounds of leaders killed under acks -1 load, a leader paused past its
+# session, the controller killed, ZooKeeper restarted; a producer through a
+# killed leader; a rolling restart under load; compacted replicas.
+HERALD_CLUSTER_FAULTS=long cargo test --release --test cluster_faults -- --nocapture
+cargo test --release --test cluster_clients --test cluster_shutdown --test cluster_compaction -- --nocapture
