@@ -355,9 +355,9 @@ impl Cluster {
 
 impl State {
     /// The connection to broker `id`: the bootstrap one if it is that
-    /// broker's, else one opened before.
+    /// broker's and open, else one opened to it since.
     fn connection(&self, id: i32) -> Option<Client> {
-        if self.home_id == Some(id) {
+        if self.home_id == Some(id) && !self.home.is_closed() {
             return Some(self.home.clone());
         }
         self.connections.get(&id).cloned()
