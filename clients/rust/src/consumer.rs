@@ -322,15 +322,7 @@ pub(crate) async fn fetch_positions(
 /// looked up again (docs/protocol.md, "Following leaders"); the connection
 /// errors among them are also [`connection_lost`].
 pub(crate) fn fetch_leader_moved(err: &ClientError) -> bool {
-    connection_lost(err)
-        || [
-            ErrorCode::NOT_LEADER_OR_FOLLOWER,
-            ErrorCode::FENCED_LEADER_EPOCH,
-            ErrorCode::UNKNOWN_LEADER_EPOCH,
-            ErrorCode::LEADER_NOT_AVAILABLE,
-        ]
-        .iter()
-        .any(|c| err.code() == Some(c.code()))
+    connection_lost(err) || crate::leaders::answered_one_of(err, &crate::leaders::LEADER_CODES)
 }
 
 /// Whether `err` means the connection is gone or about to go (a broker

@@ -29,43 +29,36 @@ pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between two lookups.
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Whether `err` says the partition's leader is not where the request went,
-/// or is changing (docs/protocol.md, "Following leaders", step 3): look it
-/// up again and resend.
-pub fn leader_moved(err: &ClientError) -> bool {
-    match err {
-        ClientError::Io(_) | ClientError::Closed | ClientError::TimedOut { .. } => true,
-        ClientError::Broker { code, .. } => [
-            ErrorCode::NOT_LEADER_OR_FOLLOWER,
-            ErrorCode::FENCED_LEADER_EPOCH,
-            ErrorCode::UNKNOWN_LEADER_EPOCH,
-            ErrorCode::LEADER_NOT_AVAILABLE,
-            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-            ErrorCode::BROKER_SHUTTING_DOWN,
-            ErrorCode::NOT_ENOUGH_REPLICAS,
-            ErrorCode::REQUEST_TIMED_OUT,
-            ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        ]
-        .iter()
-        .any(|c| c.code() == *code),
-        ClientError::Protocol(_) => false,
-    }
+/// The answers that say a partition's leader is elsewhere or changing.
+pub(crate) const LEADER_CODES: [ErrorCode; 4] = [
+    ErrorCode::NOT_LEADER_OR_FOLLOWER,
+    ErrorCode::FENCED_LEADER_EPOCH,
+    ErrorCode::UNKNOWN_LEADER_EPOCH,
+    ErrorCode::LEADER_NOT_AVAILABLE,
+];
+
+/// Whether the broker answered `err` with one of `codes`.
+pub(crate) fn answered_one_of(err: &ClientError, codes: &[ErrorCode]) -> bool {
+    err.code().is_some_and(|code| codes.iter().any(|c| c.code() == code))
 }
 
-/// Whether the broker may have appended a produce answered with `err`
-/// (docs/protocol.md, "Which produce answers leave the outcome unknown").
-pub fn produce_outcome_unknown(err: &ClientError) -> bool {
-    match err {
-        ClientError::Io(_) | ClientError::Closed | ClientError::TimedOut { .. } => true,
-        ClientError::Broker { code, .. } => [
-            ErrorCode::NOT_LEADER_OR_FOLLOWER,
-            ErrorCode::REQUEST_TIMED_OUT,
-            ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        ]
-        .iter()
-        .any(|c| c.code() == *code),
-        ClientError::Protocol(_) => false,
-    }
+/// Whether `err` says the partition's leader is not where the request went,
+/// or is changing, or the request may succeed at it after a wait
+/// (docs/protocol.md, "Following leaders", step 3): look it up again and
+/// resend.
+pub fn leader_moved(err: &ClientError) -> bool {
+    matches!(err, ClientError::Io(_) | ClientError::Closed | ClientError::TimedOut { .. })
+        || answered_one_of(err, &LEADER_CODES)
+        || answered_one_of(
+            err,
+            &[
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::BROKER_SHUTTING_DOWN,
+                ErrorCode::NOT_ENOUGH_REPLICAS,
+                ErrorCode::REQUEST_TIMED_OUT,
+                ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            ],
+        )
 }
 
 /// What is known of the cluster.

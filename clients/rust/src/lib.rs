@@ -89,7 +89,7 @@ pub use herald_wire::protocol::{
     AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
     HandshakeResponse, TopicSummary, UserSummary, WireRecord,
 };
-pub use leaders::{leader_moved, produce_outcome_unknown, Cluster, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
+pub use leaders::{leader_moved, Cluster, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use operations::{record, Fetched};
 pub use prepared::PreparedProduce;
 pub use producer::{Partitioner, Producer, ProducerConfig, RecordMetadata};
