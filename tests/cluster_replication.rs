@@ -8,86 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cluster::{describe_until, member, ZooKeeper, SESSION_TIMEOUT_MS};
+use common::cluster::{log_bytes, Cluster, TAKEOVER};
 use common::*;
 use herald::client::Client;
-use herald::protocol::{ConfigValue, PartitionMetadata};
-
-const TAKEOVER: Duration = Duration::from_millis(SESSION_TIMEOUT_MS + 8_000);
-
-/// Dropped in field order: the brokers, then ZooKeeper, then the files.
-struct Cluster {
-    brokers: Vec<Option<BinaryBroker>>,
-    zk: ZooKeeper,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    async fn start(n: i32) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let zk = ZooKeeper::start(&dir.path().join("zk"));
-        let brokers: Vec<Option<BinaryBroker>> =
-            (1..=n).map(|id| Some(member(&dir.path().join(format!("b{id}")), &zk.address, id))).collect();
-        for broker in brokers.iter().flatten() {
-            describe_until(broker, TAKEOVER, "all brokers", |d| d.brokers.len() == n as usize && d.controller_id != -1)
-                .await;
-        }
-        Cluster { brokers, zk, dir }
-    }
-
-    fn root(&self, id: i32) -> PathBuf {
-        self.dir.path().join(format!("b{id}"))
-    }
-
-    fn broker(&self, id: i32) -> &BinaryBroker {
-        self.brokers[(id - 1) as usize].as_ref().expect("a live broker")
-    }
-
-    fn live(&self) -> impl Iterator<Item = &BinaryBroker> {
-        self.brokers.iter().flatten()
-    }
-
-    /// Partition `partition` of `topic` once every live broker agrees on
-    /// its leader and `done` holds of it.
-    async fn placement(
-        &self,
-        topic: &str,
-        partition: u32,
-        what: &str,
-        done: impl Fn(&PartitionMetadata) -> bool,
-    ) -> PartitionMetadata {
-        let deadline = Instant::now() + TAKEOVER;
-        loop {
-            let mut seen = Vec::new();
-            for broker in self.live() {
-                let m = broker.client().await.metadata(Some(vec![topic.into()])).await.unwrap();
-                seen.push(m.topics[0].partitions.get(partition as usize).cloned());
-            }
-            if let Some(Some(first)) = seen.first() {
-                if seen.iter().all(|s| s.as_ref() == Some(first)) && first.leader >= 0 && done(first) {
-                    return first.clone();
-                }
-            }
-            assert!(Instant::now() < deadline, "{what}: not within {TAKEOVER:?}; seen {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// The partition's stored batches on a broker's disk: its `.log` files in order.
-fn log_bytes(root: &Path, topic: &str, partition: u32) -> Vec<u8> {
-    let dir = root.join("data").join("topics").join(topic).join(partition.to_string());
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect()
-        })
-        .unwrap_or_default();
-    logs.sort();
-    logs.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
-}
+use herald::protocol::ConfigValue;
 
 async fn produce_all(client: &Client, topic: &str, from: usize, n: usize) -> Vec<i64> {
     let mut offsets = Vec::new();
@@ -132,7 +58,7 @@ async fn replicas_stay_identical_and_a_follower_takes_over_with_everything_ackno
     assert_eq!(read.len(), 50);
 
     // The leader dies: a follower in sync takes over with all 50, and takes more.
-    cluster.brokers[(placed.leader - 1) as usize].take().unwrap().kill();
+    cluster.kill(placed.leader);
     let after = cluster.placement("r", 0, "a new leader", |p| p.leader != placed.leader).await;
     assert!(after.leader_epoch > placed.leader_epoch);
     let new_leader = cluster.broker(after.leader).client().await;
@@ -157,7 +83,7 @@ async fn min_insync_replicas_holds_acks_all_until_enough_replicas_are_back() {
     // Both followers die: acks=all is refused, acks=1 and reads still work.
     let followers: Vec<i32> = placed.replicas.iter().copied().filter(|&id| id != placed.leader).collect();
     for &id in &followers {
-        cluster.brokers[(id - 1) as usize].take().unwrap().kill();
+        cluster.kill(id);
     }
     cluster.placement("m", 0, "the ISR down to the leader", |p| p.isr == [placed.leader]).await;
     let err = leader_client.produce_with_acks("m", Some(0), vec![value("refused")], -1).await.unwrap_err();
@@ -166,7 +92,7 @@ async fn min_insync_replicas_holds_acks_all_until_enough_replicas_are_back() {
 
     // One returns, catches up, rejoins the ISR: acks=all goes through again.
     let back = followers[0];
-    cluster.brokers[(back - 1) as usize] = Some(member(&cluster.root(back), &cluster.zk.address, back));
+    cluster.restart(back);
     cluster.placement("m", 0, "the returning follower back in the ISR", |p| p.isr.contains(&back)).await;
     produce_all(&leader_client, "m", 5, 5).await;
     let values: Vec<String> = read_partition(&leader_client, "m", 0, 0).await.iter().map(text).collect();
@@ -188,7 +114,7 @@ async fn producer_ids_are_unique_across_the_brokers_of_a_cluster() {
             }
         }
         // A broker restarted reserves a new block: none of its old ids again.
-        cluster.brokers[0].take().unwrap().kill();
-        cluster.brokers[0] = Some(member(&cluster.root(1), &cluster.zk.address, 1));
+        cluster.kill(1);
+        cluster.restart(1);
     }
 }
