@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::history::{check, quantile, Anomaly, Sent};
+use common::cluster::history::{check, Anomaly, Sent};
 use common::cluster::{describe_until, Cluster, Leaders, Seeds, SESSION_TIMEOUT_MS, TAKEOVER};
-use common::value;
+use common::{quantile, value};
 use tokio::task::JoinHandle;
 
 /// A new leader is in place at most this long after its predecessor died:

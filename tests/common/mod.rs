@@ -613,3 +613,13 @@ pub async fn stored(broker: &TestBroker, topic: &str, partition: u32) -> Bytes {
     let client = broker.client().await;
     client.fetch_raw(&fetch_at(topic, partition, 0)).await.expect("fetch").records
 }
+
+/// The `q`-quantile (0..=1) of some durations in ms.
+pub fn quantile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

@@ -119,15 +119,7 @@ pub fn check_log(acks: &[Ack], reads: &BTreeMap<u32, Vec<(i64, String)>>) -> Vec
     anomalies
 }
 
-/// The `q`-quantile (0..=1) of some durations in ms.
-pub fn quantile(samples: &[f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
+pub use crate::common::quantile;
 
 #[cfg(test)]
 mod checker_tests {
