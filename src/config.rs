@@ -69,6 +69,10 @@ pub struct ClusterSettings {
     /// The longest a stopping broker waits for the controller to move its
     /// leaderships away before it stops anyway; 0 skips the wait.
     pub controlled_shutdown_timeout_ms: u64,
+    /// Partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: u32,
+    /// Its replication factor (at most the live brokers when created).
+    pub offsets_topic_replication_factor: u32,
 }
 
 impl ClusterSettings {
@@ -529,6 +533,12 @@ impl Settings {
         }
         if c.replica_lag_time_max_ms == 0 {
             return Err(SettingsError::Contradiction("cluster.replica_lag_time_max_ms must be at least 1".into()));
+        }
+        if c.offsets_topic_partitions == 0 || c.offsets_topic_replication_factor == 0 {
+            return Err(SettingsError::Contradiction(
+                "cluster.offsets_topic_partitions and cluster.offsets_topic_replication_factor must be at least 1"
+                    .into(),
+            ));
         }
         if c.default_replication_factor == 0 {
             return Err(SettingsError::Contradiction("cluster.default_replication_factor must be at least 1".into()));

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod node;
 mod node_admin;
 mod node_control;
+mod node_groups;
 mod node_roles;
 mod node_topics;
 pub mod producer_ids;
@@ -20,6 +21,7 @@ pub mod topics;
 
 pub use node::{ClusterNode, DescribeCluster, Metadata};
 pub use node_admin::{AddClusterPartitions, AlterClusterTopicConfig};
+pub use node_groups::FindCoordinator;
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
 pub use producer_ids::AllocateProducerId;

@@ -78,6 +78,8 @@ pub struct ClusterNode {
     /// older change that completes after it must not undo it.
     pub(super) giving: HashMap<(String, u32), u64>,
     pub(super) next_giving: u64,
+    /// Whether this broker is asking for `__consumer_offsets` to be created.
+    pub(super) creating_offsets: bool,
     /// A fetcher per leader broker this one follows partitions from.
     pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
     /// The next producer id and the last of the block reserved.
@@ -132,6 +134,7 @@ impl ClusterNode {
             given: GivenRoles::new(),
             giving: HashMap::new(),
             next_giving: 0,
+            creating_offsets: false,
             fetchers: HashMap::new(),
             producer_ids: None,
             shutting: BTreeMap::new(),

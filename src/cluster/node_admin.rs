@@ -84,6 +84,10 @@ impl Handler<AddClusterPartitions> for ClusterNode {
     type Result = ResponseActFuture<Self, Result<u32, BrokerError>>;
 
     fn handle(&mut self, msg: AddClusterPartitions, _: &mut Context<Self>) -> Self::Result {
+        // A group's coordinator is placed by the partition count.
+        if let Err(err) = super::node_topics::refuse_internal(&msg.name, "cannot add partitions to") {
+            return Box::pin(fut::ready(Err(err)));
+        }
         let Some(client) = self.client.clone() else { return Box::pin(fut::ready(Err(not_in_cluster()))) };
         let live: Vec<Placeable> = self.brokers.iter().map(|b| Placeable { id: b.id, rack: b.rack.clone() }).collect();
         let name = msg.name.clone();

@@ -35,6 +35,21 @@ pub struct CreateClusterTopic {
     pub partitions: i64,
     pub replication_factor: Option<i32>,
     pub config: BTreeMap<String, ConfigValue>,
+    /// Set by the broker itself for `__consumer_offsets`, which clients may
+    /// not create.
+    pub internal: bool,
+}
+
+/// Refuses a client's change to `__consumer_offsets`, which the brokers
+/// keep themselves.
+pub(super) fn refuse_internal(name: &str, what: &str) -> Result<(), BrokerError> {
+    if name == herald_wire::protocol::OFFSETS_TOPIC {
+        return Err(BrokerError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("{what} `{name}`: the brokers keep this internal topic themselves"),
+        ));
+    }
+    Ok(())
 }
 
 /// Delete a topic from the cluster.
@@ -85,6 +100,11 @@ impl Handler<CreateClusterTopic> for ClusterNode {
     type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: CreateClusterTopic, _: &mut Context<Self>) -> Self::Result {
+        if !msg.internal {
+            if let Err(err) = refuse_internal(&msg.name, "cannot create") {
+                return Box::pin(fut::ready(Err(err)));
+            }
+        }
         let Some(client) = self.client.clone() else { return Box::pin(fut::ready(Err(not_in_cluster()))) };
         let live: Vec<Placeable> = self.brokers.iter().map(|b| Placeable { id: b.id, rack: b.rack.clone() }).collect();
         let factor = match msg.replication_factor {
@@ -136,6 +156,9 @@ impl Handler<DeleteClusterTopic> for ClusterNode {
     type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: DeleteClusterTopic, _: &mut Context<Self>) -> Self::Result {
+        if let Err(err) = refuse_internal(&msg.name, "cannot delete") {
+            return Box::pin(fut::ready(Err(err)));
+        }
         let Some(client) = self.client.clone() else { return Box::pin(fut::ready(Err(not_in_cluster()))) };
         let name = msg.name.clone();
         let write = async move {

@@ -70,7 +70,9 @@ error_codes! {
     BROKER_NOT_AVAILABLE = 8, true, "The broker named is not among the live brokers the cluster's controller sees (it is starting, or gone).";
     MESSAGE_TOO_LARGE = 10, false, "A record batch is larger than the topic's max_message_bytes.";
     OFFSET_METADATA_TOO_LARGE = 12, false, "The metadata of a committed offset is over 4096 bytes.";
-    COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting or not loaded yet; try again.";
+    COORDINATOR_LOAD_IN_PROGRESS = 14, true, "This broker just became the group's coordinator and is still loading the groups' records: try again after a backoff.";
+    COORDINATOR_NOT_AVAILABLE = 15, true, "The group's coordinator is restarting, or (in a cluster) the group's __consumer_offsets partition has no leader yet: ask find_coordinator again after a backoff.";
+    NOT_COORDINATOR = 16, true, "This broker does not coordinate the group (in a cluster, another broker leads its __consumer_offsets partition): ask find_coordinator and send there.";
     INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is not valid: 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'.";
     NOT_ENOUGH_REPLICAS = 19, true, "An acks=all produce was refused before appending: the partition has fewer in-sync replicas than its min_insync_replicas.";
     NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20, true, "An acks=all produce was appended and replicated to every in-sync replica, but the in-sync replicas were then fewer than min_insync_replicas.";

@@ -67,6 +67,7 @@ impl Connection {
                 topic(Op::Read, &r.topic)
             }
             Request::DeleteGroup(r) => group(Op::Delete, &r.group_id),
+            Request::FindCoordinator(r) => group(Op::Describe, &r.group_id),
             Request::CreateAcls(_)
             | Request::DeleteAcls(_)
             | Request::AlterQuotas(_)

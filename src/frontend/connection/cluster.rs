@@ -10,10 +10,12 @@ use herald_actors::error::{BrokerError, ErrorCode};
 
 use super::budget::Admission;
 use super::{flatten, settings_in, Connection};
-use crate::cluster::{AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, Membership, Metadata};
+use crate::cluster::{
+    AllocateProducerId, CreateClusterTopic, DeleteClusterTopic, FindCoordinator, Membership, Metadata,
+};
 use crate::protocol::{
-    BrokerInfo, CreateTopicRequest, Empty, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, PartitionMetadata, TopicMetadata, TopicRequest,
+    BrokerInfo, CreateTopicRequest, Empty, FindCoordinatorResponse, GroupRequest, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata, TopicRequest,
 };
 use crate::security::acl::{Operation, Resource};
 
@@ -31,6 +33,31 @@ impl Connection {
             },
             ctx,
         );
+    }
+}
+
+impl Connection {
+    /// `find_coordinator`: a broker alone coordinates every group; in a
+    /// cluster, the leader of the group's `__consumer_offsets` partition.
+    pub(super) fn find_coordinator(
+        &mut self,
+        correlation_id: u32,
+        r: GroupRequest,
+        permit: Admission,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(err) = herald_actors::group::validate_group_id(&r.group_id) {
+            return self.send_error(correlation_id, &err);
+        }
+        let membership = self.membership.clone();
+        let answer = async move {
+            let me = match &membership {
+                Membership::Single(me) => me.clone(),
+                Membership::Cluster(node) => flatten(node.send(FindCoordinator { group_id: r.group_id }).await)?,
+            };
+            Ok(Some(FindCoordinatorResponse { broker_id: me.id, host: me.host, port: me.port }))
+        };
+        self.respond(correlation_id, permit, answer, ctx);
     }
 }
 
@@ -66,6 +93,7 @@ impl Connection {
                     partitions: r.partitions,
                     replication_factor: r.replication_factor,
                     config: r.config,
+                    internal: false,
                 });
                 futures::future::Either::Right(async move { flatten(sent.await) })
             }

@@ -426,6 +426,7 @@ impl Connection {
                 self.users_op(correlation_id, request, permit, ctx)
             }
             Request::DescribeCluster => self.describe_cluster(correlation_id, permit, ctx),
+            Request::FindCoordinator(r) => self.find_coordinator(correlation_id, r, permit, ctx),
             Request::Metadata(r) => self.metadata(correlation_id, r, permit, ctx),
             Request::ReplicaFetch(r) => self.replica_fetch(correlation_id, r, permit, ctx),
             Request::EpochEnd(r) => self.epoch_end(correlation_id, r, permit, ctx),

@@ -180,3 +180,46 @@ pub struct RemainingPartition {
     /// can take over once back in the ISR. Empty: waiting cannot help.
     pub successors: Vec<i32>,
 }
+
+/// `find_coordinator`'s answer: the broker that coordinates the group
+/// (Kafka's FindCoordinator). A broker alone answers itself.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct FindCoordinatorResponse {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The name of the replicated topic that holds the groups' records in a
+/// cluster (Kafka's).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The `__consumer_offsets` partition of a group, as Kafka places it:
+/// `abs(hashCode(group_id)) % partitions`, with Java's `String.hashCode`
+/// (over UTF-16 code units) and Kafka's `Utils.abs` (0 for `i32::MIN`).
+/// `partitions` must be at least 1.
+pub fn coordinator_partition(group_id: &str, partitions: u32) -> u32 {
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    (abs as u32) % partitions.max(1)
+}
+
+#[cfg(test)]
+mod coordinator_tests {
+    use super::coordinator_partition;
+
+    /// Java's `"...".hashCode()` values, and Kafka's placement from them.
+    #[test]
+    fn places_groups_as_kafka_does() {
+        // "hello".hashCode() == 99162322.
+        assert_eq!(coordinator_partition("hello", 50), 99_162_322 % 50);
+        // "my-group".hashCode() == -1906497762: the absolute value.
+        assert_eq!(coordinator_partition("my-group", 50), 1_906_497_762 % 50);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE: Utils.abs gives 0.
+        assert_eq!(coordinator_partition("polygenelubricants", 50), 0);
+        // Java hashes UTF-16 units: a character outside the BMP counts twice
+        // ("\uD83D\uDE00".hashCode() == 55357 * 31 + 56832).
+        assert_eq!(coordinator_partition("\u{1F600}", 1_000_000), (55_357 * 31 + 56_832) % 1_000_000);
+        assert_eq!(coordinator_partition("any", 1), 0);
+    }
+}

@@ -118,6 +118,7 @@ operations! {
     DescribeGroup(GroupRequest) = DESCRIBE_GROUP "describe_group", versions 1..=1;
     ResetOffsets(ResetOffsetsRequest) = RESET_OFFSETS "reset_offsets", versions 1..=1;
     DeleteGroup(GroupRequest) = DELETE_GROUP "delete_group", versions 1..=1;
+    FindCoordinator(GroupRequest) = FIND_COORDINATOR "find_coordinator", versions 1..=1;
     CreateAcls(CreateAclsRequest) = CREATE_ACLS "create_acls", versions 1..=1;
     DeleteAcls(DeleteAclsRequest) = DELETE_ACLS "delete_acls", versions 1..=1;
     ListAcls(ListAclsRequest) = LIST_ACLS "list_acls", versions 1..=1;
