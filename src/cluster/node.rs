@@ -39,6 +39,9 @@ pub struct ClusterNode {
     port: u16,
     /// This broker's own topics and partitions.
     pub(super) broker: Addr<Broker>,
+    /// The group directory, told which partitions of `__consumer_offsets`
+    /// lead here.
+    pub(super) groups: Recipient<herald_actors::group::OffsetsRole>,
     /// The current session's number; reports of older ones are dropped.
     session: u64,
     /// The session's tasks, cancelled when it ends.
@@ -105,6 +108,7 @@ impl ClusterNode {
         host: String,
         port: u16,
         broker: Addr<Broker>,
+        groups: Recipient<herald_actors::group::OffsetsRole>,
     ) -> Result<Addr<ClusterNode>, RegistryError> {
         let client = registry::connect(&settings).await?;
         registry::register(&client, &settings, &host, port).await?;
@@ -114,6 +118,7 @@ impl ClusterNode {
             host,
             port,
             broker,
+            groups,
             session: 0,
             tasks: Vec::new(),
             client: None,

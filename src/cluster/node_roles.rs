@@ -22,7 +22,8 @@ use zookeeper_client as zk;
 use super::fetcher::{Follow, ReplicaFetcher, Unfollow};
 use super::node::ClusterNode;
 use super::topics::{state_path, PartitionState};
-use herald_wire::protocol::ConfigValue;
+use herald_actors::group::OffsetsRole;
+use herald_wire::protocol::{ConfigValue, OFFSETS_TOPIC};
 
 /// The role last given to a local partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,7 @@ impl ClusterNode {
         ctx.spawn(work.into_actor(self).map(move |result, act, _| match result {
             _ if act.giving.get(&key) != Some(&number) => {}
             Ok(addr) => {
+                act.tell_groups(&key, &wanted, &addr);
                 // Not recorded when the leader's address is unknown yet: the
                 // next change (the broker list) gives it again.
                 if act.point_fetchers(&key, &wanted, follows && act.is_replica(&key), addr) {
@@ -124,6 +126,18 @@ impl ClusterNode {
                 tracing::warn!(topic = %key.0, partition = key.1, %err, "cannot give the partition its role yet");
             }
         }));
+    }
+
+    /// Tells the group directory the role a partition of
+    /// `__consumer_offsets` took: its leader coordinates the partition's
+    /// groups.
+    fn tell_groups(&self, key: &(String, u32), given: &Given, addr: &Addr<Partition>) {
+        if key.0 != OFFSETS_TOPIC {
+            return;
+        }
+        let partitions = self.topics.get(OFFSETS_TOPIC).map_or(0, |t| t.partitions.len() as u32);
+        let leader = (given.leader == self.settings.broker_id).then(|| addr.clone());
+        self.groups.do_send(OffsetsRole { partition: key.1, partitions, leader });
     }
 
     fn is_replica(&self, key: &(String, u32)) -> bool {

@@ -131,12 +131,15 @@ pub(crate) async fn serve(
     let placement = broker.placement();
     let placement_arbiters = placement.arbiters.clone();
     let broker = broker.start();
-    let groups =
-        Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start();
+    let groups = if settings.cluster.enabled() {
+        Groups::in_cluster(settings.group_settings(), placement, broker.clone()).start()
+    } else {
+        Groups::open(&settings.storage.data_dir, settings.group_settings(), placement, broker.clone())?.start()
+    };
     state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
-    let membership = join_cluster(&settings, local, broker.clone()).await?;
+    let membership = join_cluster(&settings, local, broker.clone(), groups.clone().recipient()).await?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
@@ -284,6 +287,7 @@ async fn join_cluster(
     settings: &Settings,
     local: SocketAddr,
     broker: Addr<Broker>,
+    groups: Recipient<herald_actors::group::OffsetsRole>,
 ) -> io::Result<crate::cluster::Membership> {
     use crate::cluster::{ClusterNode, Membership};
     let cluster = &settings.cluster;
@@ -296,7 +300,7 @@ async fn join_cluster(
         let me = herald_wire::protocol::BrokerInfo { id: cluster.broker_id.max(0), host, port: local.port(), rack };
         return Ok(Membership::Single(me));
     }
-    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker)
+    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker, groups)
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
     Ok(Membership::Cluster(node))

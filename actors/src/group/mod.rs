@@ -14,6 +14,9 @@
 pub mod assignor;
 pub mod coordinator;
 pub mod membership;
+mod offsets_topic;
+pub use offsets_topic::OffsetsRole;
+pub mod replicated;
 pub mod session;
 pub mod store;
 
@@ -29,7 +32,8 @@ use futures::future::join_all;
 use crate::broker::{Broker, TopicDeleted, WatchDeletes};
 use crate::error::{BrokerError, ErrorCode};
 use crate::topic::Placement;
-use coordinator::{CloseGroup, ExpireIfIdle, GroupCoordinator, ShutdownGroup, Summarize};
+use coordinator::{CloseGroup, ExpireIfIdle, GroupCoordinator, Origin, ShutdownGroup, Summarize};
+use offsets_topic::OffsetsTopic;
 
 /// Broker-wide settings for groups (the `[groups]` section of the config).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -88,6 +92,10 @@ pub struct Groups {
     placement: Placement,
     broker: Addr<Broker>,
     coordinators: BTreeMap<String, Addr<GroupCoordinator>>,
+    /// In a cluster: the partitions of `__consumer_offsets` this broker
+    /// leads, whose groups it coordinates (`offsets_topic.rs`); `None` for a
+    /// broker alone, whose groups each have a log in `dir`.
+    cluster: Option<OffsetsTopic>,
 }
 
 impl Groups {
@@ -104,7 +112,8 @@ impl Groups {
     ) -> std::io::Result<Groups> {
         let dir = data_dir.join("groups");
         std::fs::create_dir_all(&dir)?;
-        let mut groups = Groups { dir: dir.clone(), settings, placement, broker, coordinators: BTreeMap::new() };
+        let mut groups =
+            Groups { dir: dir.clone(), settings, placement, broker, coordinators: BTreeMap::new(), cluster: None };
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -123,14 +132,27 @@ impl Groups {
         Ok(groups)
     }
 
+    /// The directory of a broker in a cluster: groups are kept in
+    /// `__consumer_offsets`, and coordinated where their partition is led
+    /// (told by [`OffsetsRole`]). A `groups` directory a broker alone left
+    /// in `data_dir` is not read.
+    pub fn in_cluster(settings: GroupSettings, placement: Placement, broker: Addr<Broker>) -> Groups {
+        let cluster = Some(OffsetsTopic::default());
+        Groups { dir: PathBuf::new(), settings, placement, broker, coordinators: BTreeMap::new(), cluster }
+    }
+
     fn start_coordinator(&mut self, group_id: &str) -> Addr<GroupCoordinator> {
-        let dir = store::group_dir(&self.dir, group_id);
+        let origin = Origin::Dir(store::group_dir(&self.dir, group_id));
+        self.start_coordinator_with(group_id, origin)
+    }
+
+    fn start_coordinator_with(&mut self, group_id: &str, origin: Origin) -> Addr<GroupCoordinator> {
         let (settings, broker) = (self.settings.clone(), self.broker.clone());
         let (writer, clean) = (self.placement.writer.clone(), self.placement.clean_shutdown);
         let id: std::sync::Arc<str> = group_id.into();
         let arbiter = self.placement.arbiter_for(&format!("group/{group_id}"));
         let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
-            GroupCoordinator::new(id, dir, settings, broker, writer, clean)
+            GroupCoordinator::new(id, origin, settings, broker, writer, clean)
         });
         self.coordinators.insert(group_id.to_string(), addr.clone());
         addr
@@ -155,6 +177,7 @@ impl Groups {
     /// its group.
     fn expire_idle_groups(&mut self, ctx: &mut Context<Self>) {
         let retention_ms = self.settings.empty_group_retention_ms;
+        let local = self.cluster.is_none();
         for (group_id, addr) in self.coordinators.clone() {
             let dir = store::group_dir(&self.dir, &group_id);
             let expiry = addr.send(ExpireIfIdle { retention_ms }).into_actor(self).then(move |expired, act, _| {
@@ -165,13 +188,17 @@ impl Groups {
                         if act.coordinators.get(&group_id).is_some_and(|a| a == &addr) {
                             act.coordinators.remove(&group_id);
                         }
-                        Some(retire_group_dir(&dir))
+                        Some(local.then(|| retire_group_dir(&dir)))
                     }
                     _ => None,
                 };
                 async move {
                     let Some(retired) = retired else { return };
-                    match remove_retired(retired).await {
+                    let removed = match retired {
+                        Some(retired) => remove_retired(retired).await,
+                        None => Ok(()),
+                    };
+                    match removed {
                         Ok(()) => {
                             tracing::info!(group = %group_id, retention_ms, "expired empty group deleted with its offsets")
                         }
@@ -234,6 +261,10 @@ impl Handler<LookupGroup> for Groups {
 
     fn handle(&mut self, msg: LookupGroup, _: &mut Context<Self>) -> Self::Result {
         validate_group_id(&msg.group_id)?;
+        let partition = match &self.cluster {
+            Some(cluster) => Some(cluster.coordinates(&msg.group_id)?),
+            None => None,
+        };
         if let Some(addr) = self.coordinators.get(&msg.group_id) {
             return Ok(addr.clone());
         }
@@ -243,7 +274,13 @@ impl Handler<LookupGroup> for Groups {
                 format!("group `{}` does not exist", msg.group_id),
             ));
         }
-        Ok(self.start_coordinator(&msg.group_id))
+        Ok(match partition {
+            Some(addr) => {
+                let origin = Origin::Partition { addr, state: None, damaged: Vec::new() };
+                self.start_coordinator_with(&msg.group_id, origin)
+            }
+            None => self.start_coordinator(&msg.group_id),
+        })
     }
 }
 
@@ -281,25 +318,31 @@ impl Handler<DeleteGroup> for Groups {
     type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: DeleteGroup, _: &mut Context<Self>) -> Self::Result {
+        if let Some(Err(err)) = self.cluster.as_ref().map(|c| c.coordinates(&msg.group_id)) {
+            return Box::pin(fut::ready(Err(err)));
+        }
         let Some(addr) = self.coordinators.get(&msg.group_id).cloned() else {
             let err =
                 BrokerError::new(ErrorCode::GROUP_ID_NOT_FOUND, format!("group `{}` does not exist", msg.group_id));
             return Box::pin(fut::ready(Err(err)));
         };
         let dir = store::group_dir(&self.dir, &msg.group_id);
+        let local = self.cluster.is_none();
         let group_id = msg.group_id;
         Box::pin(addr.send(CloseGroup).into_actor(self).then(move |closed, act, _| {
             let outcome = closed.unwrap_or_else(|e| Err(e.into()));
             let retired = match outcome {
                 Ok(()) => {
                     act.coordinators.remove(&group_id);
-                    Ok(retire_group_dir(&dir))
+                    Ok(local.then(|| retire_group_dir(&dir)))
                 }
                 Err(err) => Err(err),
             };
             let group_id = group_id.clone();
             let removed = async move {
-                remove_retired(retired?).await?;
+                if let Some(retired) = retired? {
+                    remove_retired(retired).await?;
+                }
                 tracing::info!(group = %group_id, "deleted group and its committed offsets");
                 Ok(())
             };

@@ -82,7 +82,7 @@ use crate::topic_config::{TimestampType, TopicConfig};
 use crate::writer::SyncWriter;
 pub use admin::{DeleteRecords, SetConfig, TO_HIGH_WATERMARK};
 use log::Log;
-pub use reads::{Describe, Fetch, FetchResult, ListOffsets, PartitionState};
+pub use reads::{Describe, Fetch, FetchResult, ListOffsets, OwnRead, PartitionState, ReadOwn};
 pub use replica::{
     AppendAsFollower, BecomeFollower, BecomeLeader, IsrProposal, IsrUpdated, LeaderEpochEndOffset, ReplicaFetch,
     ReplicaFetched, RoleInfo, TruncateTo, DEFAULT_REPLICA_LAG_TIME_MAX_MS,

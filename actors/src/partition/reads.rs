@@ -144,3 +144,34 @@ impl Handler<Describe> for Partition {
         })
     }
 }
+
+/// Read the leader's own log, up to its end rather than the high
+/// watermark: for a broker reading back what it wrote itself (the groups'
+/// records of `__consumer_offsets` when it becomes their coordinator).
+/// Refused by a follower. Reads from the log start when `offset` is below it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<OwnRead, BrokerError>")]
+pub struct ReadOwn {
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// Batches from the leader's own log, and its bounds.
+#[derive(Debug, Clone, Default)]
+pub struct OwnRead {
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl Handler<ReadOwn> for Partition {
+    type Result = Result<OwnRead, BrokerError>;
+
+    fn handle(&mut self, msg: ReadOwn, _: &mut Context<Self>) -> Self::Result {
+        self.check_serves_clients()?;
+        let log = self.log_mut()?;
+        let end = log.log_end_offset();
+        let read = log.read(msg.offset.max(log.log_start_offset()), msg.max_bytes, end)?;
+        Ok(OwnRead { records: read.bytes, log_start_offset: read.log_start_offset, log_end_offset: end })
+    }
+}

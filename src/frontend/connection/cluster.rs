@@ -62,6 +62,20 @@ impl Connection {
 }
 
 impl Connection {
+    /// In a cluster, `__consumer_offsets` holds the groups' records, which
+    /// only the brokers write.
+    pub(super) fn refuse_internal_write(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
+        if matches!(self.membership, Membership::Cluster(_)) && topic == herald_wire::protocol::OFFSETS_TOPIC {
+            return Err(BrokerError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("{what} `{topic}`: the brokers keep the consumer groups' records there themselves"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Connection {
     /// `create_topic`.
     pub(super) fn create_topic(
         &mut self,

@@ -30,6 +30,9 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let acks = r.acks;
+        if let Err(error) = self.refuse_internal_write(&r.topic, "cannot produce to") {
+            return self.refuse_produce(correlation_id, acks, &error);
+        }
         if let Some(batch) = r.batch {
             let topic = r.topic;
             let max_records = self.limits.max_records_per_request;

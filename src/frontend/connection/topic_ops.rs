@@ -77,6 +77,9 @@ impl Connection {
         permit: Admission,
         ctx: &mut Context<Self>,
     ) {
+        if let Err(error) = self.refuse_internal_write(&r.topic, "cannot delete records of") {
+            return self.send_error(correlation_id, &error);
+        }
         let partition = partition_id(r.partition, &r.topic);
         let message = partition::DeleteRecords { offset: r.offset };
         self.with_topic(r.topic, ctx, move |act, topic, ctx| {

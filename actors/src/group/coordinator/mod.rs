@@ -35,10 +35,12 @@ use actix::prelude::*;
 use actix::WeakAddr;
 use futures::future::join_all;
 
+mod closing;
 mod members;
 mod offsets;
 mod watch;
 
+pub use closing::{CloseGroup, ExpireIfIdle, Resign, ShutdownGroup};
 pub use members::{Beat, Heartbeat, HeartbeatAnswered, Join, Leave, MemberDisconnected};
 pub use offsets::{
     CommitOffsets, DescribeGroup, FetchOffsets, GroupDescription, PartitionLag, ResetOffsets, ResetTo,
@@ -48,25 +50,51 @@ pub use watch::{GroupChanged, GroupMember, WatchGroup};
 
 use super::assignor::{self, TopicPartition};
 use super::membership::{MemberError, Membership};
+use super::replicated;
 use super::session::{AssignmentChanged, MemberRemoved, Session};
-use super::store::{Committed, GroupState, GroupStore, StoredRecord};
+use super::store::{Committed, DamagedRecords, GroupState, GroupStore, StoredRecord};
 use super::GroupSettings;
 use crate::broker::{Broker, LookupTopic};
 use crate::error::{BrokerError, ErrorCode};
-use crate::guard::guard;
 use crate::now_ms;
+use crate::partition::Partition;
 use crate::topic::PartitionCount;
 use crate::writer::SyncWriter;
+
+/// Where a coordinator keeps its group's records.
+pub enum Origin {
+    /// A broker alone: the group's own log, in this directory.
+    Dir(PathBuf),
+    /// A broker in a cluster: the group's partition of `__consumer_offsets`
+    /// ([`replicated`]), with the group's state as read back from it (taken
+    /// at the first start; a restart keeps the state it has).
+    Partition { addr: Addr<Partition>, state: Option<GroupState>, damaged: Vec<DamagedRecords> },
+}
+
+/// The group's open store.
+enum Store {
+    Local(GroupStore),
+    Replicated { partition: Addr<Partition>, damaged: Vec<DamagedRecords> },
+}
+
+impl Store {
+    fn damaged(&self) -> &[DamagedRecords] {
+        match self {
+            Store::Local(store) => store.damaged(),
+            Store::Replicated { damaged, .. } => damaged,
+        }
+    }
+}
 
 /// One group's coordinator. See the module documentation for its contract.
 pub struct GroupCoordinator {
     group_id: Arc<str>,
-    dir: PathBuf,
+    origin: Origin,
     settings: GroupSettings,
     broker: Addr<Broker>,
     writer: SyncWriter,
     clean_shutdown: bool,
-    store: Option<GroupStore>,
+    store: Option<Store>,
     state: GroupState,
     membership: Membership,
     /// Partition counts of every topic a member subscribes to.
@@ -75,6 +103,8 @@ pub struct GroupCoordinator {
     live: HashMap<String, Liveness>,
     next_member: u64,
     closed: bool,
+    /// Closed because another broker coordinates the group now.
+    resigned: bool,
     /// When the group last had a member (as seen by the expiry check), or
     /// when this coordinator started: a group is never expired sooner than a
     /// full retention after a broker start.
@@ -148,7 +178,7 @@ fn restarting() -> BrokerError {
 impl GroupCoordinator {
     pub fn new(
         group_id: Arc<str>,
-        dir: PathBuf,
+        origin: Origin,
         settings: GroupSettings,
         broker: Addr<Broker>,
         writer: SyncWriter,
@@ -156,7 +186,7 @@ impl GroupCoordinator {
     ) -> Self {
         GroupCoordinator {
             group_id,
-            dir,
+            origin,
             settings,
             broker,
             writer,
@@ -168,6 +198,7 @@ impl GroupCoordinator {
             live: HashMap::new(),
             next_member: 0,
             closed: false,
+            resigned: false,
             last_active_ms: now_ms(),
             watchers: Vec::new(),
             published: None,
@@ -175,22 +206,37 @@ impl GroupCoordinator {
     }
 
     fn open(&mut self) {
-        match GroupStore::open(&self.dir, self.clean_shutdown) {
-            Ok((store, state)) => {
-                if let Some(assignor) = state.assignor.as_deref().and_then(assignor::by_name) {
-                    self.membership.set_assignor(assignor);
+        let opened = match &mut self.origin {
+            Origin::Dir(dir) => match GroupStore::open(dir, self.clean_shutdown) {
+                Ok((store, state)) => Some((Store::Local(store), state)),
+                Err(err) => {
+                    tracing::error!(%err, group = %self.group_id, "cannot open the group's log");
+                    None
                 }
-                self.membership.resume_group_epoch(state.generation);
-                self.store = Some(store);
-                self.state = state;
+            },
+            Origin::Partition { addr, state, damaged } => {
+                let state = state.take().unwrap_or_else(|| self.state.clone());
+                Some((Store::Replicated { partition: addr.clone(), damaged: damaged.clone() }, state))
             }
-            Err(err) => tracing::error!(%err, group = %self.group_id, "cannot open the group's log"),
+        };
+        if let Some((store, state)) = opened {
+            if let Some(assignor) = state.assignor.as_deref().and_then(assignor::by_name) {
+                self.membership.set_assignor(assignor);
+            }
+            self.membership.resume_group_epoch(state.generation);
+            self.store = Some(store);
+            self.state = state;
         }
         self.clean_shutdown = false;
     }
 
     fn unavailable(&self) -> BrokerError {
-        if self.closed {
+        if self.resigned {
+            BrokerError::new(
+                ErrorCode::NOT_COORDINATOR,
+                "this broker no longer coordinates the group: find the coordinator and send there",
+            )
+        } else if self.closed {
             BrokerError::new(ErrorCode::GROUP_ID_NOT_FOUND, format!("group `{}` was deleted", self.group_id))
         } else {
             BrokerError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, "the group's log could not be opened")
@@ -235,6 +281,20 @@ impl GroupCoordinator {
         let epoch = self.membership.group_epoch();
         let Some(store) = self.store.as_mut().filter(|_| epoch > self.state.generation) else { return };
         let record = StoredRecord::Generation { group_epoch: epoch };
+        let store = match store {
+            Store::Local(store) => store,
+            Store::Replicated { partition, .. } => {
+                let keyed = replicated::keyed(&self.group_id, std::slice::from_ref(&record), &self.state);
+                self.state.apply(&record);
+                let (group, sent) = (self.group_id.clone(), replicated::append(partition.clone(), keyed, now_ms()));
+                ctx.spawn(sent.into_actor(self).map(move |done, _, _| {
+                    if let Err(err) = done {
+                        tracing::warn!(%group, %err, "cannot store the group's generation");
+                    }
+                }));
+                return;
+            }
+        };
         match store.append(std::slice::from_ref(&record), now_ms()) {
             Ok(files) => {
                 self.state.apply(&record);
@@ -340,9 +400,24 @@ impl GroupCoordinator {
         records: Vec<StoredRecord>,
         then: impl FnOnce(&mut Self, &mut Context<Self>) -> T + 'static,
     ) -> ResponseActFuture<Self, Result<T, BrokerError>> {
-        let Some(store) = self.store.as_mut() else {
-            let err = self.unavailable();
-            return Box::pin(fut::ready(Err(err)));
+        let store = match self.store.as_mut() {
+            Some(Store::Local(store)) => store,
+            Some(Store::Replicated { partition, .. }) => {
+                // As below: the state follows at once, the answer waits.
+                let keyed = replicated::keyed(&self.group_id, &records, &self.state);
+                for record in &records {
+                    self.state.apply(record);
+                }
+                let sent = replicated::append(partition.clone(), keyed, now_ms());
+                return Box::pin(sent.into_actor(self).map(move |done, act, ctx| {
+                    done?;
+                    Ok(then(act, ctx))
+                }));
+            }
+            None => {
+                let err = self.unavailable();
+                return Box::pin(fut::ready(Err(err)));
+            }
         };
         let files = match store.append(&records, now_ms()) {
             Ok(files) => files,
@@ -367,7 +442,7 @@ impl GroupCoordinator {
     }
 
     fn compact_if_needed(&mut self) {
-        let Some(store) = self.store.as_mut() else { return };
+        let Some(Store::Local(store)) = self.store.as_mut() else { return };
         if store.needs_compaction() {
             if let Err(err) = store.compact(&self.state, now_ms()) {
                 tracing::error!(%err, group = %self.group_id, "compacting the group's log failed");
@@ -461,89 +536,6 @@ impl Handler<Summarize> for GroupCoordinator {
     }
 }
 
-/// Close the group for good (it is being deleted); refused while it has members.
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct CloseGroup;
-
-impl Handler<CloseGroup> for GroupCoordinator {
-    type Result = Result<(), BrokerError>;
-
-    fn handle(&mut self, _: CloseGroup, ctx: &mut Context<Self>) -> Self::Result {
-        guard(self, ctx, "group coordinator", |act, ctx| {
-            if !act.membership.is_empty() {
-                return Err(BrokerError::new(
-                    ErrorCode::NON_EMPTY_GROUP,
-                    format!("group `{}` has {} active members", act.group_id, act.membership.len()),
-                ));
-            }
-            act.closed = true;
-            act.store = None;
-            ctx.stop();
-            Ok(())
-        })
-        .unwrap_or_else(|| Err(restarting()))
-    }
-}
-
-/// Close the group for good if it has had no member and no commit for
-/// `retention_ms` (see [`super::GroupSettings::empty_group_retention_ms`]);
-/// true if it closed.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct ExpireIfIdle {
-    pub retention_ms: i64,
-}
-
-impl Handler<ExpireIfIdle> for GroupCoordinator {
-    type Result = bool;
-
-    fn handle(&mut self, msg: ExpireIfIdle, ctx: &mut Context<Self>) -> bool {
-        guard(self, ctx, "group coordinator", |act, ctx| {
-            let now = now_ms();
-            if !act.membership.is_empty() {
-                act.last_active_ms = now;
-                return false;
-            }
-            let last_commit = act.state.offsets.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
-            let idle_since = act.last_active_ms.max(last_commit);
-            if msg.retention_ms < 0 || now.saturating_sub(idle_since) < msg.retention_ms || act.store.is_none() {
-                return false;
-            }
-            act.closed = true;
-            act.store = None;
-            ctx.stop();
-            true
-        })
-        .unwrap_or(false)
-    }
-}
-
-/// Fsync the group's log (broker shutdown).
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct ShutdownGroup;
-
-impl Handler<ShutdownGroup> for GroupCoordinator {
-    type Result = Result<(), BrokerError>;
-
-    fn handle(&mut self, _: ShutdownGroup, _: &mut Context<Self>) -> Self::Result {
-        for (member_id, live) in self.live.drain() {
-            if let Some(session) = live.session.upgrade() {
-                let error = BrokerError::new(ErrorCode::BROKER_SHUTTING_DOWN, "the broker is shutting down");
-                session.do_send(MemberRemoved { member_id, error });
-            }
-        }
-        self.closed = true;
-        match self.store.take() {
-            Some(mut store) => {
-                store.flush_all().map_err(|e| BrokerError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))
-            }
-            None => Ok(()),
-        }
-    }
-}
-
 /// Makes the next handler panic (tests of supervision).
 #[cfg(test)]
 #[derive(Message)]
@@ -555,6 +547,6 @@ impl Handler<InjectPanic> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        guard(self, ctx, "group coordinator", |_, _| panic!("injected failure"));
+        crate::guard::guard(self, ctx, "group coordinator", |_, _| panic!("injected failure"));
     }
 }
