@@ -257,9 +257,10 @@ impl Partition {
             self.start_over_at(msg.leader_log_start_offset, ctx)?;
             return Ok(None);
         }
-        // A compacted topic's leader may have cleaned records away: the
-        // next batch then starts past the log end, and the gap is kept.
-        let gaps = self.config.cleanup_policy.compacts();
+        // The leader's cleaner may have removed records (while the topic
+        // compacted, even if it no longer does): the next batch then starts
+        // past the log end, and the gap is kept, as Kafka's followers do.
+        // A batch behind the log end is refused: offsets are never reused.
         let mut expected = self.log()?.log_end_offset();
         let mut batches = Vec::new();
         let mut position = 0;
@@ -267,7 +268,7 @@ impl Partition {
             let header = batch::validate(&msg.records[position..]).map_err(|err| {
                 BrokerError::new(ErrorCode::CORRUPT_MESSAGE, format!("a leader's batch at offset {expected}: {err}"))
             })?;
-            if header.base_offset < expected || (header.base_offset > expected && !gaps) {
+            if header.base_offset < expected {
                 return Err(BrokerError::new(
                     ErrorCode::OFFSET_OUT_OF_RANGE,
                     format!("the leader's batch starts at {} where the log ends at {expected}", header.base_offset),
@@ -288,7 +289,7 @@ impl Partition {
         let flush = self.settings.flush;
         let log = self.log_mut()?;
         for bytes in batches {
-            log.append_replicated(BytesMut::from(&bytes[..]), now, gaps)?;
+            log.append_replicated(BytesMut::from(&bytes[..]), now, true)?;
         }
         Ok(match flush {
             FlushPolicy::Always => Some(log.take_unsynced()),

@@ -103,15 +103,42 @@ async fn a_compacted_topics_follower_takes_the_leaders_gaps_and_keeps_them() {
     assert_eq!(keys_from(&reopened, 3).await[0], (5, "c".to_string()));
 }
 
+/// A topic altered from compact back to delete keeps the gaps its cleaner
+/// left: a follower that fetches across them takes them too (it may never
+/// have compacted itself), keeps them across a reopen, and serves them.
 #[actix::test]
-async fn a_follower_of_a_topic_that_does_not_compact_refuses_a_gap() {
+async fn a_follower_of_a_topic_that_no_longer_compacts_takes_the_leaders_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let writer = SyncWriter::start("test").unwrap();
     let follower = start(dir.path(), &writer, TopicConfig::default());
     follower.send(BecomeFollower { leader_epoch: 1, leader: 1 }).await.unwrap().unwrap();
     assert_eq!(follower.send(taking(batch_at(0, &["a"]))).await.unwrap().unwrap(), 1);
-    let gap = follower.send(taking(batch_at(3, &["b"]))).await.unwrap();
-    assert_eq!(gap.unwrap_err().code, ErrorCode::OFFSET_OUT_OF_RANGE);
+    assert_eq!(follower.send(taking(batch_at(3, &["b"]))).await.unwrap().unwrap(), 4);
+    let overwrite = follower.send(taking(batch_at(2, &["x"]))).await.unwrap();
+    assert_eq!(overwrite.unwrap_err().code, ErrorCode::OFFSET_OUT_OF_RANGE);
+    follower.send(Shutdown).await.unwrap().unwrap();
+
+    let reopened = start(dir.path(), &writer, TopicConfig::default());
+    let leader = BecomeLeader {
+        leader_epoch: 2,
+        replicas: vec![2],
+        isr: vec![2],
+        min_insync_replicas: 1,
+        my_id: 2,
+        isr_sink: None,
+    };
+    reopened.send(leader).await.unwrap().unwrap();
+    let expected = vec![(0, "a".to_string()), (3, "b".to_string())];
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        served = keys_from(&reopened, 0).await;
+        if served.len() == expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(served, expected);
+    assert!(describe_damage_free(&reopened).await, "no damaged range recorded");
 }
 
 async fn describe_damage_free(addr: &Addr<Partition>) -> bool {

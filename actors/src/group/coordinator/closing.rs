@@ -33,7 +33,7 @@ impl Handler<CloseGroup> for GroupCoordinator {
         if let Err(err) = checked {
             return Box::pin(fut::ready(Err(err)));
         }
-        self.close_for_good(ctx)
+        self.close_for_good()
     }
 }
 
@@ -41,18 +41,21 @@ impl GroupCoordinator {
     /// Closes the group for good (deleted, or expired). A replicated group
     /// first stores its deletion (tombstones of every key it has); a
     /// group's own log is set aside by the directory.
-    fn close_for_good(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<(), BrokerError>> {
-        if !matches!(self.store, Some(Store::Replicated { .. })) {
-            self.closed = true;
-            self.store = None;
-            ctx.stop();
-            return Box::pin(fut::ready(Ok(())));
-        }
-        Box::pin(self.persist(vec![StoredRecord::Deleted], |act, ctx| {
+    fn close_for_good(&mut self) -> ResponseActFuture<Self, Result<(), BrokerError>> {
+        // Stopped once the answer is ready: a context that stops drops the
+        // futures it has not run yet, and the answer with them.
+        let close = |act: &mut Self, ctx: &mut Context<Self>| {
             act.closed = true;
             act.store = None;
             ctx.stop();
-        }))
+        };
+        if !matches!(self.store, Some(Store::Replicated { .. })) {
+            return Box::pin(fut::ready(()).map(move |(), act, ctx| {
+                close(act, ctx);
+                Ok(())
+            }));
+        }
+        Box::pin(self.persist(vec![StoredRecord::Deleted], close))
     }
 }
 
@@ -110,7 +113,7 @@ impl Handler<ExpireIfIdle> for GroupCoordinator {
         if !expired {
             return Box::pin(fut::ready(false));
         }
-        Box::pin(self.close_for_good(ctx).map(|closed, _, _| closed.is_ok()))
+        Box::pin(self.close_for_good().map(|closed, _, _| closed.is_ok()))
     }
 }
 
