@@ -13,7 +13,10 @@
 //!    record that did not fit: the cleaning covers up to there;
 //! 2. rewrites every sealed segment that starts below where the map reached,
 //!    keeping a record when it has no key, when it is at or past that point,
-//!    or when no later record of its key is in the map; a tombstone (no value)
+//!    or when no later record of its key is in the map (a batch that is an
+//!    idempotent producer's last one the partition knows is kept whole, as
+//!    Kafka's cleaner does, so the log alone says where each producer's
+//!    sequence stands); a tombstone (no value)
 //!    is dropped besides once `delete_retention_ms` passed since its segment
 //!    was first cleaned (Kafka's rule: a consumer that read the segment's
 //!    earlier records has that long to see the tombstone);
@@ -44,7 +47,7 @@ use sha2::{Digest, Sha256};
 
 use super::log::LogError;
 use super::scan::{Scanner, Step, SCAN_CHUNK_BYTES};
-use crate::batch::{self, BatchHeader, Record};
+use crate::batch::{self, BatchHeader, BatchPlan, BatchProducer, Record, RecordParts};
 use crate::fs::{FileSystem, OpenMode};
 
 /// The cleaner checkpoint's file name in a partition's directory.
@@ -229,6 +232,10 @@ pub struct CleanJob {
     /// Dirty bytes over sealed bytes, in thousandths: the cleaner takes the
     /// partition with the highest first.
     pub dirty_permille: u64,
+    /// Each idempotent producer the partition knows, by id: the last offset
+    /// of its last batch. That batch is kept whole, so that the log alone
+    /// still says where each producer's sequence stands (Kafka's rule).
+    pub producers_last: HashMap<i64, i64>,
 }
 
 /// One segment rewritten to a `.cleaned` file.
@@ -366,6 +373,7 @@ fn keep(job: &CleanJob, segment: &SegmentView, map: &OffsetMap, reached: i64, re
 /// Rewrites one segment into its `.cleaned` file, fsynced; `None` when it
 /// would keep every record (nothing to swap). Returns the records removed.
 ///
+/// A producer's last batch is kept whole (see [`CleanJob::producers_last`]).
 /// Streams: a batch kept whole is copied as stored (byte for byte, its
 /// codec's frame included); a batch that lost records is rebuilt
 /// ([`rebuilt`]). The file is created at the first batch that lost records,
@@ -383,7 +391,13 @@ fn rewrite(
     let mut removed = 0u64;
     each_batch(job, segment, |at, header, stored, records| {
         let total = records.len();
-        let kept: Vec<Record> = records.into_iter().filter(|r| keep(job, segment, map, reached, r)).collect();
+        let last_of_producer = header.producer().is_some_and(|p| {
+            job.producers_last.get(&p.producer_id) == Some(&(header.base_offset + i64::from(header.last_offset_delta)))
+        });
+        let kept: Vec<Record> = match last_of_producer {
+            true => records,
+            false => records.into_iter().filter(|r| keep(job, segment, map, reached, r)).collect(),
+        };
         if kept.len() == total {
             return copy.put(stored).map(|()| true);
         }
@@ -477,11 +491,17 @@ impl Copy {
 /// The batch of `run`, records of the original batch `header` contiguous in
 /// offset: the original's codec and timestamp type, its base offset the
 /// first record's. Built only from one original batch, so that fields a
-/// batch carries for all its records (its attributes; a producer's id and
-/// sequence, where the format has them) are the original's, the sequence
-/// moved by the first kept record's offset delta.
+/// batch carries for all its records are the original's: its attributes,
+/// and a producer's id and epoch, with its base sequence moved by the first
+/// kept record's offset delta (so each record keeps its sequence).
 fn rebuilt(header: &BatchHeader, run: &[Record]) -> Result<BytesMut, LogError> {
-    let mut encoded = batch::encode_with(run, header.compression()?)?;
+    let producer = header.producer().map(|p| {
+        let delta = i32::try_from(run[0].offset - header.base_offset).unwrap_or(i32::MAX);
+        BatchProducer { base_sequence: batch::add_sequence(p.base_sequence, delta), ..p }
+    });
+    let plan = BatchPlan::of(run.iter().map(RecordParts::from))?.with_producer(producer)?;
+    let mut encoded = BytesMut::with_capacity(plan.bytes());
+    plan.encode_compressed_into(&mut encoded, run.iter().map(RecordParts::from), header.compression()?)?;
     if header.log_append_time() {
         batch::set_log_append_time(&mut encoded, header.max_timestamp);
     }

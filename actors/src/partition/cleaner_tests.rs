@@ -329,3 +329,56 @@ fn a_log_append_time_batch_keeps_its_timestamp_type_and_time() {
     let same = original.iter().find(|r| r.offset == kept.offset).unwrap();
     assert_eq!((kept.timestamp, &kept.key, &kept.value), (same.timestamp, &same.key, &same.value));
 }
+
+/// A batch of an idempotent producer: `keys` at sequences from `sequence`.
+fn produced(keys: &[&str], producer_id: i64, sequence: i32) -> BytesMut {
+    let records: Vec<Record> = keys
+        .iter()
+        .map(|k| Record {
+            key: Some(Bytes::from(k.to_string())),
+            value: Some(Bytes::from_static(b"v")),
+            timestamp: 1_000,
+            ..Record::default()
+        })
+        .collect();
+    let producer = BatchProducer { producer_id, producer_epoch: 0, base_sequence: sequence };
+    let plan = BatchPlan::of(records.iter().map(RecordParts::from)).unwrap().with_producer(Some(producer)).unwrap();
+    let mut buf = BytesMut::new();
+    plan.encode_into(&mut buf, records.iter().map(RecordParts::from));
+    buf
+}
+
+/// The header of the stored batch that holds `offset`, if any does.
+fn batch_holding(log: &mut Log, offset: i64) -> Option<crate::batch::BatchHeader> {
+    let read = log.read(offset, 1 << 16, i64::MAX).ok()?;
+    let header = batch::validate(&read.bytes).ok()?;
+    (header.base_offset <= offset && offset <= header.base_offset + i64::from(header.last_offset_delta))
+        .then_some(header)
+}
+
+/// Kafka's rule for idempotent producers: a producer's last batch is kept
+/// whole, even where later records of its keys supersede it, and a batch
+/// of a producer the cleaner rebuilds keeps the producer's id and epoch and
+/// each kept record's sequence.
+#[test]
+fn a_producers_last_batch_stays_whole_and_rebuilt_batches_keep_their_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(&dir.path().join("p0"), config(1024), true).unwrap();
+    // Appended now: a producer idle for a day is forgotten.
+    let now = crate::now_ms();
+    log.append(produced(&["a", "b", "c"], 7, 0), now).unwrap(); // offsets 0-2, sequences 0-2
+    log.append(produced(&["a"], 7, 3), now).unwrap(); // offset 3: producer 7's last batch
+    put(&mut log, &[("a", Some("later")), ("b", Some("later"))]); // offsets 4-5
+    for i in 0..40 {
+        put(&mut log, &[(&format!("pad{}", i % 3), Some("x"))]);
+    }
+    clean_log(&mut log, 1 << 20, 10_000, 0);
+    let rows = read_all(&mut log);
+    let offsets: Vec<i64> = rows.iter().map(|r| r.0).filter(|o| *o < 6).collect();
+    // 0 and 1 are superseded; 3 is superseded too, but it is the last batch.
+    assert_eq!(offsets, vec![2, 3, 4, 5], "{rows:?}");
+    let rebuilt = batch_holding(&mut log, 2).unwrap();
+    assert_eq!((rebuilt.base_offset, rebuilt.producer_id, rebuilt.base_sequence), (2, 7, 2));
+    let last = batch_holding(&mut log, 3).unwrap();
+    assert_eq!((last.base_offset, last.producer_id, last.base_sequence), (3, 7, 3));
+}

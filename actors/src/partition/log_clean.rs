@@ -58,6 +58,7 @@ impl CleanView {
             now_ms,
             delete_retention_ms,
             dirty_permille,
+            producers_last: log.producers_last(),
         }
     }
 }
@@ -184,5 +185,11 @@ impl Log {
     /// Whether the log was ever compacted (its segments may have gaps).
     pub fn is_compacted(&self) -> bool {
         self.cleaner.is_some()
+    }
+
+    /// Each idempotent producer's id and the last offset of its last batch
+    /// (for [`CleanJob::producers_last`]).
+    pub fn producers_last(&self) -> std::collections::HashMap<i64, i64> {
+        self.producers.iter().filter_map(|(id, entry)| Some((id, entry.batches().last()?.last_offset))).collect()
     }
 }

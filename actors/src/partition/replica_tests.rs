@@ -412,7 +412,7 @@ async fn a_replica_shows_only_what_its_followers_have_after_a_start_alone() {
 }
 
 #[actix::test]
-async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
+async fn a_follower_takes_only_whole_checked_batches_never_behind_its_log_end() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let writer = SyncWriter::start("test").unwrap();
     let (leader, follower) = (start(dirs[0].path(), &writer), start(dirs[1].path(), &writer));
@@ -431,9 +431,8 @@ async fn a_follower_takes_only_whole_checked_batches_at_its_log_end() {
         leader_log_start_offset: 0,
     };
 
-    let gap = follower.send(taking(second.clone())).await.unwrap();
-    assert_eq!(code(gap), ErrorCode::OFFSET_OUT_OF_RANGE);
-    // Batches fetched under another epoch than the one followed: a former
+    // (A batch past the log end is a gap the leader's cleaner left:
+    // replica_gap_tests.rs.) Batches fetched under another epoch than the one followed: a former
     // leader's late answer is never appended.
     let stale = AppendAsFollower {
         leader_epoch: 0,

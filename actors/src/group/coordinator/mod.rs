@@ -73,7 +73,7 @@ pub enum Origin {
 
 /// The group's open store.
 enum Store {
-    Local(GroupStore),
+    Local(Box<GroupStore>),
     Replicated { partition: Addr<Partition>, damaged: Vec<DamagedRecords> },
 }
 
@@ -208,7 +208,7 @@ impl GroupCoordinator {
     fn open(&mut self) {
         let opened = match &mut self.origin {
             Origin::Dir(dir) => match GroupStore::open(dir, self.clean_shutdown) {
-                Ok((store, state)) => Some((Store::Local(store), state)),
+                Ok((store, state)) => Some((Store::Local(Box::new(store)), state)),
                 Err(err) => {
                     tracing::error!(%err, group = %self.group_id, "cannot open the group's log");
                     None
