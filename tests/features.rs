@@ -71,10 +71,11 @@ async fn the_handshake_lists_operations_assignors_and_limits() {
         let response = raw.response().await;
         assert_ne!(response.header.error_code, 1001, "{name} is listed but unknown: {response:?}");
     }
-    assert_eq!(listed.len(), 35);
+    assert_eq!(listed.len(), 36);
     assert!(listed.contains("produce") && listed.contains("join_group") && listed.contains("handshake"));
     assert!(listed.contains("alter_topic_config") && listed.contains("delete_records"));
     assert!(listed.contains("init_producer_id") && listed.contains("controlled_shutdown"));
+    assert!(listed.contains("find_coordinator"));
     broker.stop().await;
 }
 
