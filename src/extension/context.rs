@@ -22,6 +22,10 @@ pub struct ExtensionContext {
     /// Topics' routes, as a connection keeps them: produce and fetch go
     /// straight to the partitions' actors.
     routes: Arc<Mutex<HashMap<String, Arc<Route>>>>,
+    /// In a cluster: where to find a group's coordinator when it is another
+    /// broker (`progress.rs`), and a connection to each such broker.
+    pub(super) cluster: Option<Addr<crate::cluster::ClusterNode>>,
+    pub(super) coordinators: Arc<Mutex<HashMap<i32, herald_client::Client>>>,
 }
 
 /// Where a produced record batch landed.
@@ -33,8 +37,14 @@ pub struct Produced {
 }
 
 impl ExtensionContext {
-    pub(crate) fn new(broker: Addr<Broker>, groups: Addr<Groups>, name: &str) -> ExtensionContext {
-        ExtensionContext { broker, groups, name: name.to_owned(), routes: Arc::default() }
+    pub(crate) fn new(
+        broker: Addr<Broker>,
+        groups: Addr<Groups>,
+        cluster: Option<Addr<crate::cluster::ClusterNode>>,
+        name: &str,
+    ) -> ExtensionContext {
+        let (routes, coordinators) = (Arc::default(), Arc::default());
+        ExtensionContext { broker, groups, name: name.to_owned(), routes, cluster, coordinators }
     }
 
     /// The name the custom actor was registered under.

@@ -2,11 +2,23 @@
 //! a consumer group of its own, through the group coordinator's offset
 //! commit (the wire's `commit_offsets` without a member), and reads them
 //! back after a restart.
+//!
+//! In a cluster the group's coordinator may be another broker (the leader
+//! of the group's partition of `__consumer_offsets`): the commit and the
+//! read then go to it over the wire, on a connection the context keeps per
+//! broker, as a client's would.
 
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::assignor::TopicPartition;
 use herald_actors::group::coordinator::{CommitOffsets, FetchOffsets, GroupCoordinator};
 use herald_actors::group::LookupGroup;
+use herald_client::{Client, ClientError};
+use herald_wire::protocol::{
+    group_op, CommitOffsetsRequest, CommitOffsetsResponse, FetchOffsetsRequest, FetchOffsetsResponse, OffsetCommit,
+    TopicPartitions,
+};
+
+use crate::cluster::FindCoordinator;
 
 use actix::prelude::*;
 
@@ -41,7 +53,10 @@ impl ExtensionContext {
         offset: i64,
         metadata: Option<String>,
     ) -> Result<(), BrokerError> {
-        let coordinator = self.coordinator(group, true).await?;
+        let coordinator = match self.coordinator_at(group, true).await? {
+            At::Here(coordinator) => coordinator,
+            At::There(client) => return remote_commit(client, group, topic, partition, offset, metadata).await,
+        };
         let commit = CommitOffsets {
             member_id: None,
             generation_id: -1,
@@ -73,8 +88,9 @@ impl ExtensionContext {
         topic: &str,
         partition: u32,
     ) -> Result<Option<(i64, Option<String>)>, BrokerError> {
-        let coordinator = match self.coordinator(group, false).await {
-            Ok(coordinator) => coordinator,
+        let coordinator = match self.coordinator_at(group, false).await {
+            Ok(At::Here(coordinator)) => coordinator,
+            Ok(At::There(client)) => return remote_committed(client, group, topic, partition).await,
             Err(err) if err.code == ErrorCode::GROUP_ID_NOT_FOUND => return Ok(None),
             Err(err) => return Err(err),
         };
@@ -89,4 +105,94 @@ impl ExtensionContext {
         let lookup = LookupGroup { group_id: group.to_owned(), create };
         self.groups.send(lookup).await.unwrap_or_else(|e| Err(e.into()))
     }
+
+    /// The group's coordinator: this broker's, or a connection to the
+    /// broker that coordinates it in a cluster.
+    async fn coordinator_at(&self, group: &str, create: bool) -> Result<At, BrokerError> {
+        match (self.coordinator(group, create).await, &self.cluster) {
+            (Err(err), Some(node)) if err.code == ErrorCode::NOT_COORDINATOR => {
+                let found = node.send(FindCoordinator { group_id: group.to_owned() }).await;
+                let found = found.unwrap_or_else(|e| Err(e.into()))?;
+                let cached = self.coordinators.lock().ok().and_then(|c| c.get(&found.id).cloned());
+                if let Some(client) = cached.filter(|c| !c.is_closed()) {
+                    return Ok(At::There(client));
+                }
+                let address = format!("{}:{}", found.host, found.port);
+                let client = Client::connect(address.as_str(), &format!("herald-extension-{}", self.name()))
+                    .await
+                    .map_err(|err| looking_again(&err))?;
+                if let Ok(mut cached) = self.coordinators.lock() {
+                    cached.insert(found.id, client.clone());
+                }
+                Ok(At::There(client))
+            }
+            (found, _) => found.map(At::Here),
+        }
+    }
+}
+
+/// Where a group's coordinator is.
+enum At {
+    Here(Addr<GroupCoordinator>),
+    There(Client),
+}
+
+/// A failed request to another broker's coordinator, as the caller sees
+/// it: the broker's own error, or `COORDINATOR_NOT_AVAILABLE` (retry) when
+/// it could not be reached.
+fn looking_again(err: &ClientError) -> BrokerError {
+    match err.code().and_then(ErrorCode::from_code) {
+        Some(code) => BrokerError::new(code, err.to_string()),
+        None => BrokerError::new(
+            ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            format!("the group's coordinator could not be reached: {err}"),
+        ),
+    }
+}
+
+async fn remote_commit(
+    client: Client,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offset: i64,
+    metadata: Option<String>,
+) -> Result<(), BrokerError> {
+    let request = CommitOffsetsRequest {
+        group_id: group.to_owned(),
+        member_id: None,
+        generation_id: -1,
+        offsets: vec![OffsetCommit { topic: topic.to_owned(), partition: i64::from(partition), offset, metadata }],
+    };
+    let answer: CommitOffsetsResponse =
+        client.request(group_op::COMMIT_OFFSETS, &request).await.map_err(|err| looking_again(&err))?;
+    match answer.partitions.into_iter().find(|p| p.error_code != 0) {
+        Some(failed) => {
+            let code = ErrorCode::from_code(failed.error_code).unwrap_or(ErrorCode::UNKNOWN_SERVER_ERROR);
+            Err(BrokerError::new(code, failed.error_message.unwrap_or_default()))
+        }
+        None => Ok(()),
+    }
+}
+
+async fn remote_committed(
+    client: Client,
+    group: &str,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<(i64, Option<String>)>, BrokerError> {
+    let request = FetchOffsetsRequest {
+        group_id: group.to_owned(),
+        partitions: Some(vec![TopicPartitions { topic: topic.to_owned(), partitions: vec![partition] }]),
+        member_id: None,
+        generation_id: None,
+    };
+    let answer: Result<FetchOffsetsResponse, _> = client.request(group_op::FETCH_OFFSETS, &request).await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) if err.code() == Some(ErrorCode::GROUP_ID_NOT_FOUND.code()) => return Ok(None),
+        Err(err) => return Err(looking_again(&err)),
+    };
+    let found = answer.offsets.into_iter().find(|o| o.topic == topic && o.partition == partition);
+    Ok(found.filter(|o| o.offset >= 0).map(|o| (o.offset, o.metadata)))
 }

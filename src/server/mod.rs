@@ -166,16 +166,16 @@ pub(crate) async fn serve(
     // and no second set of loops competes with the first for the cores.
     let arbiters = placement_arbiters;
     let max_connections = settings.server.max_connections as usize;
-    let (ops, keepers) = start_extensions(extras, &broker, &groups)?;
+    let cluster_node = match &membership {
+        crate::cluster::Membership::Cluster(node) => Some(node.clone()),
+        crate::cluster::Membership::Single(_) => None,
+    };
+    let (ops, keepers) = start_extensions(extras, &broker, &groups, cluster_node.clone())?;
     let tls = match crate::security::tls::TlsFiles::from_settings(&settings.security) {
         Some(files) => Some(Arc::new(crate::security::tls::ServerTls::new(files).map_err(io::Error::other)?)),
         None => None,
     };
     actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
-    let cluster_node = match &membership {
-        crate::cluster::Membership::Cluster(node) => Some(node.clone()),
-        crate::cluster::Membership::Single(_) => None,
-    };
     let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone(), membership };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
@@ -234,11 +234,16 @@ type Keepers = Vec<(String, Recipient<StopKeeper>)>;
 
 /// Starts the custom actors under their keepers, and resolves each custom
 /// operation to its handler.
-fn start_extensions(extras: Extras, broker: &Addr<Broker>, groups: &Addr<Groups>) -> io::Result<(Arc<Ops>, Keepers)> {
+fn start_extensions(
+    extras: Extras,
+    broker: &Addr<Broker>,
+    groups: &Addr<Groups>,
+    cluster: Option<Addr<crate::cluster::ClusterNode>>,
+) -> io::Result<(Arc<Ops>, Keepers)> {
     let mut served = BTreeMap::new();
     let mut keepers = Vec::new();
     for (name, start) in extras.actors {
-        let (requests, stop) = start(ExtensionContext::new(broker.clone(), groups.clone(), &name));
+        let (requests, stop) = start(ExtensionContext::new(broker.clone(), groups.clone(), cluster.clone(), &name));
         served.insert(name.clone(), requests);
         keepers.push((name, stop));
     }
