@@ -211,3 +211,96 @@ async fn the_default_offsets_topic_is_created_on_first_need() {
     assert!(partitions.iter().all(|p| p.replicas.len() == 3));
     let _: &Client = &client;
 }
+
+/// A custom actor that commits and reads progress through its context.
+struct Progress {
+    context: herald::extension::ExtensionContext,
+}
+
+impl actix::Actor for Progress {
+    type Context = actix::Context<Self>;
+}
+
+type Commit = (String, String, u32, i64);
+
+impl actix::Handler<herald::extension::CustomRequest> for Progress {
+    type Result = actix::ResponseFuture<herald::extension::CustomResult>;
+
+    fn handle(&mut self, request: herald::extension::CustomRequest, _: &mut actix::Context<Self>) -> Self::Result {
+        use herald::extension::CustomError;
+        let context = self.context.clone();
+        Box::pin(async move {
+            let (group, topic, partition, offset): Commit =
+                rmp_serde::from_slice(&request.body).map_err(|e| CustomError::invalid_request(e.to_string()))?;
+            let failed = |err: herald::extension::BrokerError| CustomError::new(err.code.code(), err.message);
+            let answer = match request.op.as_str() {
+                "x.progress.commit" => {
+                    context.commit(&group, &topic, partition, offset).await.map_err(failed)?;
+                    offset
+                }
+                _ => context.committed(&group, &topic, partition).await.map_err(failed)?.unwrap_or(-1),
+            };
+            Ok(bytes::Bytes::from(rmp_serde::to_vec(&answer).unwrap()))
+        })
+    }
+}
+
+impl actix::Handler<herald::extension::Stop> for Progress {
+    type Result = ();
+
+    fn handle(&mut self, _: herald::extension::Stop, _: &mut actix::Context<Self>) {}
+}
+
+/// An extension on one broker commits progress for a group another broker
+/// coordinates: the commit reaches that coordinator, and reads back.
+#[tokio::test]
+async fn an_extensions_progress_reaches_a_coordinator_on_another_broker() {
+    use herald::extension::OpHandler;
+    let cluster = Cluster::start_with(2, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", PARTITIONS)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::test_settings(dir.path());
+    settings.cluster.zookeeper = cluster.zk.address.clone();
+    settings.cluster.broker_id = 3;
+    settings.cluster.zookeeper_session_timeout_ms = common::cluster::SESSION_TIMEOUT_MS;
+    settings.cluster.offsets_topic_partitions = PARTITIONS.parse().unwrap();
+    let here = common::TestBroker::start_built(settings, |builder| {
+        builder
+            .actor("progress", |context| Progress { context })
+            .op("x.progress.commit", OpHandler::actor("progress"))
+            .op("x.progress.committed", OpHandler::actor("progress"))
+    });
+    cluster.all_in(3).await;
+    cluster.broker(1).client().await.create_topic("events", 2, BTreeMap::new()).await.unwrap();
+
+    // A group another broker coordinates (once the topic has leaders).
+    let client = cluster.broker(1).client().await;
+    let deadline = Instant::now() + TAKEOVER;
+    let (group, elsewhere) = 'found: loop {
+        for n in 0..50 {
+            let asked = GroupRequest { group_id: format!("progress-{n}") };
+            match client.request::<_, FindCoordinatorResponse>(group_op::FIND_COORDINATOR, &asked).await {
+                Ok(found) if found.broker_id != 3 => break 'found (asked.group_id, found.broker_id),
+                _ => {}
+            }
+        }
+        assert!(Instant::now() < deadline, "no group coordinated by broker 1 or 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let extension = here.client().await;
+    let commit: Commit = (group.clone(), "events".into(), 1, 42);
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        match extension.call::<_, i64>("x.progress.commit", &commit).await {
+            Ok(42) => break,
+            other => assert!(Instant::now() < deadline, "commit through the extension: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(extension.call::<_, i64>("x.progress.committed", &commit).await.unwrap(), 42);
+    let fetch = FetchOffsetsRequest { group_id: group.clone(), partitions: None, member_id: None, generation_id: None };
+    let at = cluster.broker(elsewhere).client().await;
+    let stored: FetchOffsetsResponse = at.request(group_op::FETCH_OFFSETS, &fetch).await.unwrap();
+    assert_eq!(stored.offsets.iter().map(|o| (o.partition, o.offset)).collect::<Vec<_>>(), [(1, 42)]);
+    here.stop().await;
+}
