@@ -78,27 +78,7 @@ async fn a_compacted_topics_follower_takes_the_leaders_gaps_and_keeps_them() {
 
     // Reopened (recovery sees gaps, not damage), it leads and serves them.
     let reopened = start(dir.path(), &writer, config);
-    let leader = BecomeLeader {
-        leader_epoch: 2,
-        replicas: vec![2],
-        isr: vec![2],
-        min_insync_replicas: 1,
-        my_id: 2,
-        isr_sink: None,
-    };
-    reopened.send(leader).await.unwrap().unwrap();
-    let expected: Vec<(i64, String)> =
-        [(0, "a"), (1, "b"), (5, "c"), (6, "d"), (9, "e")].iter().map(|(o, k)| (*o, k.to_string())).collect();
-    let mut served = Vec::new();
-    for _ in 0..50 {
-        served = keys_from(&reopened, 0).await;
-        if served.len() == expected.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(served, expected);
-    assert!(describe_damage_free(&reopened).await, "no damaged range recorded");
+    leads_and_serves(&reopened, &[(0, "a"), (1, "b"), (5, "c"), (6, "d"), (9, "e")]).await;
     // A fetch inside a gap starts at the next batch.
     assert_eq!(keys_from(&reopened, 3).await[0], (5, "c".to_string()));
 }
@@ -119,6 +99,12 @@ async fn a_follower_of_a_topic_that_no_longer_compacts_takes_the_leaders_gaps() 
     follower.send(Shutdown).await.unwrap().unwrap();
 
     let reopened = start(dir.path(), &writer, TopicConfig::default());
+    leads_and_serves(&reopened, &[(0, "a"), (3, "b")]).await;
+}
+
+/// Makes a reopened replica the leader and checks it serves `expected`
+/// (offset, key) from offset 0, gaps and all, with no damaged range.
+async fn leads_and_serves(reopened: &Addr<Partition>, expected: &[(i64, &str)]) {
     let leader = BecomeLeader {
         leader_epoch: 2,
         replicas: vec![2],
@@ -128,17 +114,17 @@ async fn a_follower_of_a_topic_that_no_longer_compacts_takes_the_leaders_gaps() 
         isr_sink: None,
     };
     reopened.send(leader).await.unwrap().unwrap();
-    let expected = vec![(0, "a".to_string()), (3, "b".to_string())];
+    let expected: Vec<(i64, String)> = expected.iter().map(|(o, k)| (*o, k.to_string())).collect();
     let mut served = Vec::new();
     for _ in 0..50 {
-        served = keys_from(&reopened, 0).await;
+        served = keys_from(reopened, 0).await;
         if served.len() == expected.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(served, expected);
-    assert!(describe_damage_free(&reopened).await, "no damaged range recorded");
+    assert!(describe_damage_free(reopened).await, "no damaged range recorded");
 }
 
 async fn describe_damage_free(addr: &Addr<Partition>) -> bool {
