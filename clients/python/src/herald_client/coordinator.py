@@ -85,10 +85,35 @@ class _GroupRouting:
 
     # -- finding the coordinator -----------------------------------------------
 
-    def find_coordinator(self, group_id: str) -> Tuple[int, str, int]:
-        """``Client.find_coordinator`` of any broker (one answering
-        LEADER_NOT_AVAILABLE or BROKER_SHUTTING_DOWN, or unreachable, passes
-        to the next); no retry after COORDINATOR_NOT_AVAILABLE."""
+    def find_coordinator(self, group_id: str, *,
+                         retry_timeout: Optional[float] = None) -> Tuple[int, str, int]:
+        """``Client.find_coordinator`` of any broker, as ``(broker_id, host,
+        port)``; after COORDINATOR_NOT_AVAILABLE (no coordinator yet), or
+        when no broker answers, again after a backoff for up to
+        ``retry_timeout`` (default ``delivery_timeout``).
+
+        Raises:
+            HeraldError: INVALID_GROUP_ID, GROUP_AUTHORIZATION_FAILED; the
+                last COORDINATOR_NOT_AVAILABLE when the deadline passed.
+            OSError: no broker answered until the deadline.
+        """
+        deadline = time.monotonic() + (self.delivery_timeout if retry_timeout is None else retry_timeout)
+        backoff = FIRST_BACKOFF_S
+        while True:
+            try:
+                return self._find_once(group_id)
+            except (OSError, HeraldError) as err:
+                if isinstance(err, HeraldError) and err.code != COORDINATOR_NOT_AVAILABLE:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _find_once(self, group_id: str) -> Tuple[int, str, int]:
+        """``find_coordinator`` of the first broker that answers it: one
+        answering LEADER_NOT_AVAILABLE or BROKER_SHUTTING_DOWN, or
+        unreachable, passes to the next."""
         last: Optional[BaseException] = None
         for address in self._candidates():
             try:
@@ -122,7 +147,7 @@ class _GroupRouting:
         if self._single():
             address = self._any_address()
         else:
-            _, host, port = self.find_coordinator(group_id)
+            _, host, port = self._find_once(group_id)
             address = (host, port)
         client = self._connect(address)
         self._coordinators[group_id] = address
