@@ -460,7 +460,9 @@ class Client(AclAdmin, UserAdmin):
 
     def list_groups(self) -> List[Dict[str, Any]]:
         """Returns ``[{"group_id", "state", "members", "assignor"}, ...]`` sorted
-        by id; ``state`` is ``"Empty"``, ``"Reconciling"`` or ``"Stable"``."""
+        by id; ``state`` is ``"Empty"``, ``"Reconciling"`` or ``"Stable"``.
+        Only the groups this broker coordinates (a broker alone: every
+        group); ``Cluster.list_groups`` asks every broker."""
         groups: List[Dict[str, Any]] = self._call("list_groups", {})["groups"]
         return groups
 
