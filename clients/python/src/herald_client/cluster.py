@@ -99,7 +99,8 @@ class Cluster(_GroupRouting):
         ``bootstrap`` is ``"host:port,host:port"`` or a list of ``"host:port"``
         or ``(host, port)``. ``timeout`` (seconds) bounds connecting and each
         request; ``delivery_timeout`` (seconds, default 120) bounds how long
-        ``produce``, ``fetch`` and ``list_offsets`` retry. The other
+        ``produce``, ``fetch``, ``list_offsets`` and the requests about
+        groups retry. The other
         arguments are ``Client``'s, for every connection.
 
         Raises:
