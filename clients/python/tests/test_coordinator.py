@@ -152,6 +152,30 @@ def test_a_coordinator_connection_that_fails_is_replaced_and_the_request_sent_ag
         assert first.closed and c.coordinator("g") is not first
 
 
+def test_what_may_have_been_carried_out_is_not_sent_twice(broker, client):
+    """delete_group and an executed "shift" raise the failed connection's
+    error instead of resending: the client cannot tell whether they were
+    carried out."""
+    client.create_topic("t", 1)
+    client.produce("t", [b"a", b"b", b"c", b"d"], partition=0)
+    client.commit_offsets("g", {("t", 0): 1})
+    with Cluster([address(broker)], timeout=5.0) as c:
+        c.coordinator("g")._sock.shutdown(socket.SHUT_RDWR)  # white box: break the connection
+        with pytest.raises(OSError):
+            c.reset_offsets("g", "t", "shift", 1, execute=True)
+        c.coordinator("g")._sock.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(OSError):
+            c.delete_group("g")
+        # Neither reached the broker; the next ones do, once each.
+        assert c.fetch_offsets("g") == {("t", 0): 1}
+        c.coordinator("g")._sock.shutdown(socket.SHUT_RDWR)
+        assert c.reset_offsets("g", "t", "shift", 1)["offsets"][0]["new_offset"] == 2  # a dry run is resent
+        assert c.reset_offsets("g", "t", "shift", 2, execute=True)["executed"]
+        assert c.fetch_offsets("g") == {("t", 0): 3}
+        c.delete_group("g")
+        assert c.list_groups() == []
+
+
 def test_a_group_consumer_rejoins_after_its_coordinator_restarts(broker, client):
     client.create_topic("t", 1)
     client.produce("t", [b"one", b"two"], partition=0)
@@ -214,6 +238,15 @@ def test_members_bootstrapped_from_different_brokers_meet_at_the_coordinator(clu
             a.close()
             b.close()
         assert c.fetch_offsets("meeting") == {("shared", p): 3 for p in range(4)}
+
+        # Another group coordinated elsewhere: each broker lists its own,
+        # the Cluster all of them.
+        elsewhere = next(g for g in (f"other-{n}" for n in range(100))
+                         if c.find_coordinator(g)[0] != coordinator_id)
+        c.commit_offsets(elsewhere, {("shared", 0): 1})
+        assert [g["group_id"] for g in c.list_groups()] == ["meeting", elsewhere]
+        with cluster.client(coordinator_id) as one:
+            assert [g["group_id"] for g in one.list_groups()] == ["meeting"]
 
 
 def test_a_group_consumer_follows_its_coordinator_when_it_dies(cluster):
