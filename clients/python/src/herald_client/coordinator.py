@@ -113,18 +113,25 @@ class _GroupRouting:
     def _find_once(self, group_id: str) -> Tuple[int, str, int]:
         """``find_coordinator`` of the first broker that answers it: one
         answering LEADER_NOT_AVAILABLE or BROKER_SHUTTING_DOWN, or
-        unreachable, passes to the next."""
+        unreachable, passes to the next. When every broker reached answers
+        one of those two, COORDINATOR_NOT_AVAILABLE is raised (none can name
+        a coordinator now: the callers' retries apply); when none is
+        reached, the last ``OSError``."""
         last: Optional[BaseException] = None
         for address in self._candidates():
             try:
                 return self._connect(address).find_coordinator(group_id)
             except OSError as err:
                 self._drop(address)
-                last = err
+                if not isinstance(last, HeraldError):
+                    last = err
             except HeraldError as err:
                 if err.code not in (LEADER_NOT_AVAILABLE, BROKER_SHUTTING_DOWN):
                     raise
                 last = err
+        if isinstance(last, HeraldError):
+            raise HeraldError(COORDINATOR_NOT_AVAILABLE,
+                              f"no broker can name the coordinator of {group_id!r} now ({last})") from last
         raise last if last is not None else ConnectionError("no broker address known")
 
     def coordinator(self, group_id: str) -> Client:
