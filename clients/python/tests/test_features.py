@@ -37,8 +37,9 @@ def test_features_hold_the_handshake_answer(client):
     assert features["assignors"] == ["range", "roundrobin", "sticky"]
     listed = {o["op"]: (o["min_version"], o["max_version"]) for o in features["operations"]}
     assert listed["produce"] == (1, 1) and listed["join_group"] == (1, 1)
-    assert len(listed) == 35
+    assert len(listed) == 36
     assert listed["init_producer_id"] == (1, 1)
+    assert listed["find_coordinator"] == (1, 1)
     assert listed["controlled_shutdown"] == (1, 1)
     assert client.supports("alter_topic_config") and client.supports("delete_records")
     assert features["max_frame_bytes"] == client.max_frame_bytes == 16 << 20

@@ -30,9 +30,13 @@ role, and may be rearranged between versions:
 - ``cluster``: ``Cluster``, a client of a cluster that sends each
   partition's requests to its leader and follows leader changes, with
   idempotent retries (protocol.md, "Following leaders").
+- ``coordinator``: ``Cluster``'s half about groups: each group's requests go
+  to its coordinator (``find_coordinator``), looked for again on
+  ``COORDINATOR_MOVED`` answers or a failed connection (``coordinator_moved``);
+  ``list_groups`` over every broker (protocol.md, "Groups in a cluster").
 - ``consumer``: ``GroupConsumer``, a consumer-group member that follows
-  rebalances (two connections: heartbeats, and data); ``heartbeat`` is its
-  background thread's half.
+  rebalances and its group's coordinator (two ``Cluster`` clients: heartbeats,
+  and data); ``heartbeat`` is its background thread's half.
 
 Depends only on the ``msgpack`` package and the standard library. The package
 is typed (it ships ``py.typed``) and checked with ``mypy --strict``.
@@ -44,7 +48,10 @@ from .client import DELETE_TO_HIGH_WATERMARK, EARLIEST_TIMESTAMP, LATEST_TIMESTA
 from .cluster import Cluster
 from .connection import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from .consumer import AUTO_OFFSET_RESETS, GroupConsumer, PartitionCallback
+from .coordinator import COORDINATOR_MOVED, coordinator_moved
 from .errors import (
+    COORDINATOR_LOAD_IN_PROGRESS,
+    COORDINATOR_NOT_AVAILABLE,
     CORRUPT_MESSAGE,
     ERROR_CODES,
     FENCED_INSTANCE_ID,
@@ -53,6 +60,7 @@ from .errors import (
     ILLEGAL_SASL_STATE,
     ILLEGAL_GENERATION,
     MEMBER_ID_REQUIRED,
+    NOT_COORDINATOR,
     OFFSET_OUT_OF_RANGE,
     PARTITION_NOT_OWNED,
     REBALANCE_IN_PROGRESS,
@@ -75,6 +83,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AUTO_OFFSET_RESETS",
     "CLUSTER_RESOURCE",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "COORDINATOR_MOVED",
+    "COORDINATOR_NOT_AVAILABLE",
     "CORRUPT_MESSAGE",
     "DELETE_TO_HIGH_WATERMARK",
     "EARLIEST_TIMESTAMP",
@@ -87,6 +98,7 @@ __all__ = [
     "LATEST_TIMESTAMP",
     "MEMBER_ID_REQUIRED",
     "MIN_PROTOCOL_VERSION",
+    "NOT_COORDINATOR",
     "OFFSET_OUT_OF_RANGE",
     "PARTITION_NOT_OWNED",
     "PROTOCOL_VERSION",
@@ -109,6 +121,7 @@ __all__ = [
     "RecordLike",
     "TopicPartition",
     "__version__",
+    "coordinator_moved",
     "crc32c",
     "decode_batches",
     "encode_batch",

@@ -299,6 +299,22 @@ class Client(AclAdmin, UserAdmin):
 
     # -- consumer groups ---------------------------------------------------------
 
+    def find_coordinator(self, group_id: str) -> Tuple[int, str, int]:
+        """The broker that coordinates ``group_id``, as ``(broker_id, host,
+        port)``: the one every request about the group must go to (a broker
+        alone answers itself). ``Cluster`` and ``GroupConsumer`` ask it
+        themselves.
+
+        Raises:
+            HeraldError: COORDINATOR_NOT_AVAILABLE (15, retriable: no
+                coordinator yet, ask again after a backoff),
+                LEADER_NOT_AVAILABLE (5: ask another broker),
+                INVALID_GROUP_ID, GROUP_AUTHORIZATION_FAILED; UNKNOWN_OPERATION,
+                without sending, from a broker that does not list the operation.
+        """
+        answer = self._call("find_coordinator", {"group_id": group_id})
+        return int(answer["broker_id"]), str(answer["host"]), int(answer["port"])
+
     def join_group(self, group_id: str, topics: Iterable[str],
                    group_instance_id: Optional[str] = None,
                    session_timeout_ms: Optional[int] = None,
@@ -444,7 +460,9 @@ class Client(AclAdmin, UserAdmin):
 
     def list_groups(self) -> List[Dict[str, Any]]:
         """Returns ``[{"group_id", "state", "members", "assignor"}, ...]`` sorted
-        by id; ``state`` is ``"Empty"``, ``"Reconciling"`` or ``"Stable"``."""
+        by id; ``state`` is ``"Empty"``, ``"Reconciling"`` or ``"Stable"``.
+        Only the groups this broker coordinates (a broker alone: every
+        group); ``Cluster.list_groups`` asks every broker."""
         groups: List[Dict[str, Any]] = self._call("list_groups", {})["groups"]
         return groups
 

@@ -7,6 +7,10 @@ the leader moved (or a connection that failed) wait a backoff, ask
 ``metadata`` again and send the same request to the leader now listed, until
 a deadline. Produce is idempotent: a batch sent again is the same bytes, so
 a leader that already holds it answers with its first offsets.
+
+Requests about a consumer group go to the group's coordinator instead
+(protocol.md, "Groups in a cluster"); that half of ``Cluster`` is in
+``coordinator``.
 """
 
 import ssl
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
 from .client import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Client
+from .coordinator import FIRST_BACKOFF_S, MAX_BACKOFF_S, _GroupRouting
 from .errors import UNKNOWN_TOPIC_OR_PARTITION, HeraldError
 from .partitioner import partition_for_key
 from .produce import plan_produce, produce_results
@@ -40,8 +45,6 @@ MAYBE_STORED = frozenset((6, 7, 20, 45, 47))
 append when the partition stopped leading), or the sequences are off (45,
 47): a batch that then fails ends its producer id."""
 
-FIRST_BACKOFF_S = 0.1
-MAX_BACKOFF_S = 1.0
 DEFAULT_DELIVERY_TIMEOUT_S = 120.0
 
 
@@ -71,9 +74,11 @@ def parse_bootstrap(bootstrap: Union[str, Iterable[Union[str, Address]]]) -> Lis
     return addresses
 
 
-class Cluster:
+class Cluster(_GroupRouting):
     """A client of a Herald cluster (or of a broker alone) that sends each
-    partition's requests to its leader; see ``__init__``.
+    partition's requests to its leader, and each group's to its coordinator
+    (``coordinator``, ``on_coordinator`` and the group administration of
+    ``coordinator.py``); see ``__init__``.
 
     Not thread-safe: one request at a time, as ``Client``.
     """
@@ -94,7 +99,8 @@ class Cluster:
         ``bootstrap`` is ``"host:port,host:port"`` or a list of ``"host:port"``
         or ``(host, port)``. ``timeout`` (seconds) bounds connecting and each
         request; ``delivery_timeout`` (seconds, default 120) bounds how long
-        ``produce``, ``fetch`` and ``list_offsets`` retry. The other
+        ``produce``, ``fetch``, ``list_offsets`` and the requests about
+        groups retry. The other
         arguments are ``Client``'s, for every connection.
 
         Raises:
@@ -115,6 +121,8 @@ class Cluster:
         self._keyless: Dict[str, int] = {}  # per topic: where a call's records without a key go next
         self._producer: Optional[Tuple[int, int]] = None
         self._sequences: Dict[Tuple[str, int], int] = {}
+        self._coordinators: Dict[str, Address] = {}
+        self._alone: Optional[bool] = None
         try:
             self._learn(self._any().metadata([]))
         except BaseException:
@@ -132,6 +140,7 @@ class Cluster:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._coordinators.clear()
 
     # -- data, to the leaders ------------------------------------------------
 
@@ -273,7 +282,8 @@ class Cluster:
 
     def client(self) -> Client:
         """A connected ``Client`` of some broker, for the requests that may
-        go to any (groups, ACLs, users, quotas, ...)."""
+        go to any (ACLs, users, quotas, ...); a group's go to
+        ``coordinator(group_id)``."""
         return self._any()
 
     def create_topic(self, topic: str, partitions: int,
@@ -421,10 +431,20 @@ class Cluster:
         Raises:
             OSError: none does (the last one's error).
         """
+        return self._connect(self._any_address())
+
+    def _any_address(self) -> Address:
+        """The address of the first candidate that accepts a connection
+        (kept connected).
+
+        Raises:
+            OSError: none does (the last one's error).
+        """
         last: Optional[OSError] = None
         for address in self._candidates():
             try:
-                return self._connect(address)
+                self._connect(address)
+                return address
             except OSError as err:
                 last = err
         raise last if last is not None else ConnectionError("no broker address known")

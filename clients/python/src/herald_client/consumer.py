@@ -1,11 +1,12 @@
 """``GroupConsumer``: a consumer-group member that follows rebalances.
 
-It owns two ``Client`` connections to the broker it is given: a background
-thread joins and heartbeats on one (the protocol ties a membership to the
-connection that joined; that half is in ``heartbeat``), and the caller's
-thread commits on the other (this module); it fetches through a ``Cluster``,
-from each partition's leader. The state they share is guarded by one condition
-variable; everything else belongs to the caller's thread.
+It owns two ``Cluster`` clients bootstrapped from the addresses it is given:
+a background thread joins and heartbeats through one, on a connection to the
+group's coordinator (the protocol ties a membership to the connection that
+joined; that half is in ``heartbeat``), and the caller's thread uses the
+other (this module) to commit and fetch offsets at the coordinator and to
+fetch from each partition's leader. The state they share is guarded by one
+condition variable; everything else belongs to the caller's thread.
 """
 
 import logging
@@ -15,8 +16,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
-from .client import Client
-from .cluster import LOOK_AGAIN, SAME_LEADER, Cluster
+from .cluster import LOOK_AGAIN, SAME_LEADER, Address, Cluster, parse_bootstrap
+from .coordinator import COORDINATOR_MOVED
 from .errors import (
     FENCED_INSTANCE_ID,
     ILLEGAL_GENERATION,
@@ -34,9 +35,10 @@ _log = logging.getLogger("herald_client")
 
 AUTO_OFFSET_RESETS = ("earliest", "latest", "none")
 
-# Commit errors that mean the assignment moved on (auto-commit logs them).
+# Commit errors that mean the assignment moved on, or the coordinator did
+# (auto-commit logs them).
 _MEMBERSHIP_CODES = frozenset((UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION,
-                               PARTITION_NOT_OWNED))
+                               PARTITION_NOT_OWNED)) | COORDINATOR_MOVED
 
 PartitionCallback = Callable[[List[TopicPartition]], Any]
 
@@ -45,17 +47,27 @@ class GroupConsumer(_HeartbeatThread):
     """A member of a consumer group: consumes the partitions the broker
     assigns it, commits offsets, and follows rebalances.
 
-    Two connections: a background thread owns the *heartbeat* connection (it
-    joins on it, so its heartbeats and the final leave go over it, as the
-    protocol requires) and keeps one heartbeat outstanding, a long poll the
-    broker answers as soon as this member's assignment changes. The caller's
-    thread uses the *data* connection (commit, fetch_offsets) in ``poll``,
-    ``commit`` and ``close``, and fetches (and looks up offsets) through a
-    ``Cluster`` bootstrapped from the same address: from each partition's
-    leader, following it when it moves. A fetch that the leader's moving
-    keeps from answering within the ``poll`` returns nothing for the
-    partition, at the same position. Apart from the background thread, a
-    GroupConsumer is not thread-safe: call its methods from one thread.
+    Two ``Cluster`` clients of the same bootstrap addresses: a background
+    thread owns the *heartbeat* one; it joins on its connection to the
+    group's coordinator (so its heartbeats and the final leave go over it, as
+    the protocol requires) and keeps one heartbeat outstanding, a long poll
+    the broker answers as soon as this member's assignment changes. The
+    caller's thread uses the *data* one in ``poll``, ``commit`` and
+    ``close``: commit and fetch_offsets to the coordinator, fetches (and
+    offset lookups) to each partition's leader, following it when it moves.
+    A fetch that the leader's moving keeps from answering within the
+    ``poll`` returns nothing for the partition, at the same position. Apart
+    from the background thread, a GroupConsumer is not thread-safe: call its
+    methods from one thread.
+
+    Every request about the group goes to its coordinator (protocol.md,
+    "Groups in a cluster"; a broker alone coordinates every group). When it
+    moves (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+    NOT_COORDINATOR, or a connection to it that fails) the member is not a
+    member of the next coordinator: its partitions are lost (as below), and
+    the thread looks for the coordinator again (backoff 100 ms doubling to
+    1 s) and joins it without a member id (with ``group_instance_id``, if
+    set); the partitions it gets start from their committed offsets.
 
     A new assignment takes effect in the next ``poll``: revoked partitions
     are committed (with ``auto_commit``), reported to ``on_revoked`` and
@@ -68,10 +80,11 @@ class GroupConsumer(_HeartbeatThread):
     release revoked partitions within its rebalance timeout is removed.
 
     When the heartbeat says the member is gone (UNKNOWN_MEMBER_ID: session
-    timed out or removed; or the heartbeat connection broke), the thread joins
-    again at once and the next ``poll`` drops every partition *without*
-    committing, reports them to ``on_lost`` (``on_revoked`` when ``on_lost`` is
-    None), then applies the new membership's assignment. FENCED_INSTANCE_ID
+    timed out or removed; the coordinator moved; or the heartbeat connection
+    broke), the next ``poll`` drops every partition *without* committing and
+    reports them to ``on_lost`` (``on_revoked`` when ``on_lost`` is None),
+    while the thread joins again; a later ``poll`` applies the new
+    membership's assignment. FENCED_INSTANCE_ID
     (another consumer joined with this one's ``group_instance_id``) stops the
     consumer instead, as in Kafka: ``poll`` and ``commit`` raise it from then
     on, and the newer consumer keeps the membership.
@@ -84,7 +97,8 @@ class GroupConsumer(_HeartbeatThread):
     thread that calls ``poll`` (or ``close``).
     """
 
-    def __init__(self, host: str, port: int, group_id: str, topics: Union[str, Iterable[str]],
+    def __init__(self, host: Union[str, Iterable[Union[str, Address]]], port: Optional[int],
+                 group_id: str, topics: Union[str, Iterable[str]],
                  client_id: str = "herald-python", group_instance_id: Optional[str] = None,
                  session_timeout_ms: int = 10000, rebalance_timeout_ms: Optional[int] = None,
                  assignor: Optional[str] = None, auto_offset_reset: str = "earliest",
@@ -98,8 +112,12 @@ class GroupConsumer(_HeartbeatThread):
                  tls: Union[bool, ssl.SSLContext] = False, cafile: Optional[str] = None,
                  certfile: Optional[str] = None, keyfile: Optional[str] = None,
                  server_hostname: Optional[str] = None):
-        """Connects (twice, and a ``Cluster`` to fetch with), joins the group
-        and starts the heartbeat thread.
+        """Connects (two ``Cluster`` clients), joins the group at its
+        coordinator and starts the heartbeat thread.
+
+        The brokers are ``host`` and ``port``, or, with ``port`` None,
+        ``host`` is a bootstrap list as ``Cluster`` takes it (``"h:p,h2:p2"``
+        or a list of ``"h:p"`` or ``(h, p)``), tried in turn.
 
         ``assignor`` (``"range"``, ``"roundrobin"`` or ``"sticky"``) counts only
         for the first member of an empty group; the broker's default is
@@ -108,22 +126,28 @@ class GroupConsumer(_HeartbeatThread):
         ``"earliest"``, ``"latest"``, or ``"none"`` to raise instead.
         ``max_bytes`` limits each fetch; ``fetch_max_wait_ms`` is the longest
         one fetch long-polls an idle partition inside ``poll``. ``timeout``
-        (seconds) bounds connecting and each request. ``username`` and
-        ``password`` authenticate both connections, and ``tls``, ``cafile``,
-        ``certfile``, ``keyfile`` and ``server_hostname`` make both speak TLS
+        (seconds) bounds connecting and each request, and how long a request
+        about the group (the join, a commit, ...) looks for the coordinator:
+        ``timeout``, or the session timeout when longer. ``username`` and
+        ``password`` authenticate every connection, and ``tls``, ``cafile``,
+        ``certfile``, ``keyfile`` and ``server_hostname`` make them speak TLS
         (see ``Client``).
 
         Raises:
             HeraldError: from ``join_group`` (INVALID_GROUP_ID,
                 INVALID_SESSION_TIMEOUT, UNSUPPORTED_ASSIGNOR, ...).
-            OSError: if the broker cannot be reached.
-            ValueError: an unknown ``auto_offset_reset``.
+            OSError: if no broker, or not the coordinator, can be reached.
+            ValueError: an unknown ``auto_offset_reset``; a bad bootstrap list.
         """
         if auto_offset_reset not in AUTO_OFFSET_RESETS:
             raise ValueError(f"auto_offset_reset must be one of {AUTO_OFFSET_RESETS}, "
                              f"got {auto_offset_reset!r}")
-        self.host = host
-        self.port = port
+        if port is None:
+            self.bootstrap: List[Address] = parse_bootstrap(host)
+        elif isinstance(host, str):
+            self.bootstrap = [(host, port)]
+        else:
+            raise ValueError("with a port, host is one host name; without, a bootstrap list")
         self.group_id = group_id
         self.topics = _topic_list(topics)
         self.client_id = client_id
@@ -140,8 +164,6 @@ class GroupConsumer(_HeartbeatThread):
         self.max_bytes = max_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.timeout = timeout
-        self._username = username
-        self._password = password
 
         # Guards the state shared with the heartbeat thread (below); the
         # thread waits on it for poll to apply an answer, poll for answers.
@@ -164,27 +186,27 @@ class GroupConsumer(_HeartbeatThread):
         self._next_partition = 0
         self._closed = False
 
-        self._tls: Dict[str, Any] = {"tls": tls, "cafile": cafile, "certfile": certfile,
-                                     "keyfile": keyfile, "server_hostname": server_hostname}
-        self._client = Client(host, port, client_id=client_id, timeout=timeout,
-                              username=username, password=password, **self._tls)
-        self._heartbeat_client: Optional[Client] = None
+        options: Dict[str, Any] = {"client_id": client_id, "timeout": timeout, "username": username,
+                                   "password": password, "tls": tls, "cafile": cafile,
+                                   "certfile": certfile, "keyfile": keyfile,
+                                   "server_hostname": server_hostname}
+        self._heartbeat_client = None
+        # Commits and offsets at the coordinator; fetches and offset
+        # lookups, each to its partition's leader.
+        self._data = Cluster(self.bootstrap, **options)
         try:
-            # Fetches and offset lookups, each to its partition's leader.
-            self._data = Cluster([(host, port)], client_id=client_id, timeout=timeout,
-                                 username=username, password=password, **self._tls)
+            self._group = Cluster(self.bootstrap, **options)
         except BaseException:
-            self._client.close()
+            self._data.close()
             raise
         try:
-            self._heartbeat_client = Client(host, port, client_id=client_id, timeout=timeout,
-                                            username=username, password=password, **self._tls)
-            self._accept(self._join(), lost=False)
+            answer = self._join(retry_retriable=False)
+            if answer is None:
+                raise ConnectionError("group consumer is closed")
+            self._accept(answer, lost=False)
         except BaseException:
-            self._client.close()
             self._data.close()
-            if self._heartbeat_client is not None:
-                self._heartbeat_client.close()
+            self._group.close()
             raise
         self._thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
                                         name=f"herald-heartbeat-{group_id}")
@@ -247,27 +269,21 @@ class GroupConsumer(_HeartbeatThread):
             HeraldError: OFFSET_OUT_OF_RANGE with ``auto_offset_reset="none"``
                 for a partition without a usable offset; fetch errors; the
                 error that stopped the heartbeat thread.
-            OSError: the data connection failed.
+            OSError: the coordinator (for a commit or the committed offsets
+                of new partitions) could not be reached for ``timeout``.
         """
         self._check_open()
         deadline = time.monotonic() + timeout_ms / 1000
-        try:
-            self._auto_commit_if_due()
-        except OSError as err:
-            self._reconnect_data(err)
+        self._auto_commit_if_due()
         while True:
             self._raise_thread_error()
-            try:
-                self._apply_pending()
-                owned = sorted(self._owned)
-                remaining_ms = int((deadline - time.monotonic()) * 1000)
-                records = self._fetch_owned(owned, remaining_ms) if owned else []
-            except OSError as err:
-                # The broker went away (a restart, say): connect again. The
-                # heartbeat thread joins again on its own connection, and the
-                # next assignment starts from the committed offsets.
-                self._reconnect_data(err)
-                continue
+            # A broker that went away (a restart, say) is connected to
+            # again by the Cluster; the heartbeat thread joins again on its
+            # own, and the next assignment starts from the committed offsets.
+            self._apply_pending()
+            owned = sorted(self._owned)
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            records = self._fetch_owned(owned, remaining_ms) if owned else []
             if records:
                 return records
             if not owned:
@@ -324,7 +340,7 @@ class GroupConsumer(_HeartbeatThread):
             with self._cond:
                 self._closing = True
                 self._cond.notify_all()
-            self._thread.join(self._heartbeat_interval_ms / 1000 + self.timeout + 1)
+            self._thread.join(self._heartbeat_interval_ms / 1000 + self._retry_timeout() + 1)
             heartbeat_client = self._heartbeat_client
             if (leave_group and not self._thread.is_alive() and heartbeat_client is not None
                     and not heartbeat_client.closed):
@@ -332,28 +348,13 @@ class GroupConsumer(_HeartbeatThread):
                     heartbeat_client.leave_group(self.group_id, self._member_id)
                 except (HeraldError, OSError) as err:
                     _log.info("group %s: leave of %s failed: %s", self.group_id, self._member_id, err)
-            if heartbeat_client is not None:
-                heartbeat_client.close()
-            self._client.close()
+            self._group.close()
             self._data.close()
 
     # -- applying assignments (caller's thread) --------------------------------
 
-    def _reconnect_data(self, why: BaseException) -> None:
-        """Replaces a broken data connection, trying for up to a session
-        timeout; raises the last error if the broker stays unreachable."""
-        _log.info("group %s: data connection failed (%s); connecting again", self.group_id, why)
-        self._client.close()
-        deadline = time.monotonic() + self.session_timeout_ms / 1000
-        while True:
-            try:
-                self._client = Client(self.host, self.port, client_id=self.client_id, timeout=self.timeout,
-                                      username=self._username, password=self._password, **self._tls)
-                return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.1)
+    def _retry_timeout(self) -> float:
+        return max(self.timeout, self.session_timeout_ms / 1000)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -371,8 +372,6 @@ class GroupConsumer(_HeartbeatThread):
             answer, lost = self._pending, self._pending_lost
             self._pending_lost = False
             owned = self._owned
-        if answer is None:
-            return
         if lost:
             # Gone without a chance to commit: another member may own them now.
             dropped = sorted(owned)
@@ -383,6 +382,8 @@ class GroupConsumer(_HeartbeatThread):
                 self._owned = owned = frozenset()
                 self._applied_member, self._applied_generation = None, 0
             self._call_back(self.on_lost if self.on_lost is not None else self.on_revoked, dropped)
+        if answer is None:
+            return  # the thread is joining again
         new = frozenset(answer.assignment)
         revoked = sorted(owned - new)
         added = sorted(new - owned)
@@ -412,7 +413,8 @@ class GroupConsumer(_HeartbeatThread):
     def _start_partitions(self, added: List[TopicPartition]) -> None:
         """Sets the positions of newly assigned partitions: their committed
         offsets, or by ``auto_offset_reset``."""
-        committed = self._client.fetch_offsets(self.group_id, added)
+        committed = self._data.on_coordinator(self.group_id, lambda c: c.fetch_offsets(self.group_id, added),
+                                              self._retry_timeout())
         positions = {}
         for tp in added:
             offset = committed.get(tp, -1)
@@ -514,15 +516,12 @@ class GroupConsumer(_HeartbeatThread):
             return
         if member_id is None:
             raise HeraldError(UNKNOWN_MEMBER_ID, "the consumer has no applied membership yet")
-        try:
-            self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
-                                        generation_id=generation_id)
-        except OSError as err:
-            # Fetches go through their own connections, so this one may have
-            # been broken (a broker restart) without anyone noticing: once
-            # more, on a new one.
-            self._reconnect_data(err)
-            self._client.commit_offsets(self.group_id, offsets, member_id=member_id,
-                                        generation_id=generation_id)
+        # Sent again to the coordinator found after it moved: the new one
+        # answers UNKNOWN_MEMBER_ID (the member is not its member), and
+        # committing the same offsets twice is harmless.
+        self._data.on_coordinator(
+            self.group_id, lambda c: c.commit_offsets(self.group_id, offsets, member_id=member_id,
+                                                      generation_id=generation_id),
+            self._retry_timeout())
         for tp, value in offsets.items():
             self._committed[tp] = value[0] if isinstance(value, tuple) else value

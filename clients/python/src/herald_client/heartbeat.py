@@ -16,14 +16,24 @@ with this one's ``group_instance_id`` and replaced it, and joining again would
 fence that one in turn, for ever; the thread stops (as Kafka's consumer does)
 and ``poll`` raises the error. Any other error it cannot handle stops it too;
 ``poll`` raises that error.
+
+The heartbeat connection is the thread's own ``Cluster``'s connection to the
+group's coordinator (protocol.md, "Groups in a cluster"; a broker alone is
+its own). When the coordinator moves (a heartbeat or join answered 14, 15 or
+16, or the connection fails) the member is not a member of the next one: the
+thread marks the partitions lost at once (``poll`` stops consuming them),
+closes the connection, looks for the coordinator again after a backoff and
+joins it without a member id (with the ``group_instance_id``, if any).
 """
 
 import logging
 import threading
 import time
-from typing import Any, Dict, FrozenSet, List, Optional
+from typing import FrozenSet, List, Optional
 
 from .client import Client
+from .cluster import Cluster
+from .coordinator import FIRST_BACKOFF_S, MAX_BACKOFF_S, coordinator_moved
 from .errors import FENCED_INSTANCE_ID, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, HeraldError
 from .groups import GroupAssignment, TopicPartition
 
@@ -42,21 +52,16 @@ class _HeartbeatThread:
     """
 
     # Settings (read-only after construction).
-    host: str
-    port: int
-    client_id: str
-    timeout: float
-    _username: Optional[str]
-    _password: Optional[str]
-    _tls: Dict[str, Any]  # Client's TLS arguments, as the member first connected
     group_id: str
     topics: List[str]
     group_instance_id: Optional[str]
     session_timeout_ms: int
     rebalance_timeout_ms: Optional[int]
     assignor: Optional[str]
-    # Owned by the thread.
-    _heartbeat_client: Optional[Client]
+    # Owned by the thread (by the constructor before it starts, by close
+    # after it stopped).
+    _group: Cluster                       # its connections, to the coordinator
+    _heartbeat_client: Optional[Client]   # the connection that joined
     # Shared, under _cond: written by the thread...
     _cond: threading.Condition
     _member_id: str
@@ -77,12 +82,49 @@ class _HeartbeatThread:
                 and answer.generation_id == self._applied_generation
                 and frozenset(answer.assignment) == self._owned)
 
-    def _join(self) -> GroupAssignment:
-        assert self._heartbeat_client is not None
-        return self._heartbeat_client.join_group(
-            self.group_id, self.topics, group_instance_id=self.group_instance_id,
-            session_timeout_ms=self.session_timeout_ms,
-            rebalance_timeout_ms=self.rebalance_timeout_ms, assignor=self.assignor)
+    def _retry_timeout(self) -> float:
+        """How long a request about the group looks for the coordinator (s)."""
+        raise NotImplementedError
+
+    def _join(self, retry_retriable: bool) -> Optional[GroupAssignment]:
+        """Joins the group on a connection to its coordinator, looking for it
+        again (after a backoff) on the answers that say it moved or a
+        failed connection, and with ``retry_retriable`` after any retriable
+        answer, for up to ``_retry_timeout``; None if the consumer closes
+        meanwhile.
+
+        Raises:
+            HeraldError: join errors (the last retriable one after the deadline).
+            OSError: no coordinator could be reached until the deadline.
+        """
+        deadline = time.monotonic() + self._retry_timeout()
+        backoff = FIRST_BACKOFF_S
+        while True:
+            with self._cond:
+                if self._closing:
+                    return None
+            try:
+                self._heartbeat_client = self._group.coordinator(self.group_id)
+                return self._heartbeat_client.join_group(
+                    self.group_id, self.topics, group_instance_id=self.group_instance_id,
+                    session_timeout_ms=self.session_timeout_ms,
+                    rebalance_timeout_ms=self.rebalance_timeout_ms, assignor=self.assignor)
+            except (HeraldError, OSError) as err:
+                if coordinator_moved(err):
+                    self._forget_coordinator()
+                elif not (retry_retriable and isinstance(err, HeraldError) and err.retriable):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            self._sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _forget_coordinator(self) -> None:
+        """Closes the heartbeat connection (a membership it still carries
+        ends with it) and forgets where the coordinator is."""
+        self._group.forget_coordinator(self.group_id, drop=True)
+        if self._heartbeat_client is not None:
+            self._heartbeat_client.close()
 
     def _accept(self, answer: GroupAssignment, lost: bool) -> None:
         """Publishes a join or heartbeat answer for poll to apply."""
@@ -123,10 +165,14 @@ class _HeartbeatThread:
                         raise HeraldError(FENCED_INSTANCE_ID, (
                             f"another consumer joined group {self.group_id!r} with group_instance_id "
                             f"{self.group_instance_id!r} and replaced this one ({err.message})")) from err
-                    if err.code in _LOST_CODES or (
+                    if coordinator_moved(err):
+                        self._forget_coordinator()
+                        self._rejoin(err)
+                        answered = time.monotonic()
+                    elif err.code in _LOST_CODES or (
                             err.retriable
                             and (time.monotonic() - answered) * 1000 > self.session_timeout_ms):
-                        self._rejoin(err, reconnect=False)
+                        self._rejoin(err)
                         answered = time.monotonic()
                     elif err.retriable:
                         self._sleep(0.1)
@@ -134,7 +180,8 @@ class _HeartbeatThread:
                         raise
                     continue
                 except OSError as err:
-                    self._rejoin(err, reconnect=True)
+                    self._forget_coordinator()
+                    self._rejoin(err)
                     answered = time.monotonic()
                     continue
                 answered = time.monotonic()
@@ -145,36 +192,18 @@ class _HeartbeatThread:
                 self._error = exc
                 self._cond.notify_all()
 
-    def _rejoin(self, why: BaseException, reconnect: bool) -> None:
-        """Joins again after the membership was lost, retrying retriable
-        failures (and reconnecting) for up to a session timeout."""
+    def _rejoin(self, why: BaseException) -> None:
+        """Joins again after the membership was lost. The partitions are
+        lost at once: ``poll`` stops consuming them before the new
+        membership's answer arrives."""
         _log.warning("group %s: member %s lost its membership (%s); joining again",
                      self.group_id, self._member_id, why)
-        deadline = time.monotonic() + self.session_timeout_ms / 1000
-        delay = 0.05
-        while True:
-            with self._cond:
-                if self._closing:
-                    return
-            try:
-                if reconnect or self._heartbeat_client is None or self._heartbeat_client.closed:
-                    if self._heartbeat_client is not None:
-                        self._heartbeat_client.close()
-                    self._heartbeat_client = Client(self.host, self.port, client_id=self.client_id,
-                                                    timeout=self.timeout, username=self._username,
-                                                    password=self._password, **self._tls)
-                    reconnect = False
-                self._accept(self._join(), lost=True)
-                return
-            except HeraldError as err:
-                if not err.retriable or time.monotonic() > deadline:
-                    raise
-            except OSError:
-                reconnect = True
-                if time.monotonic() > deadline:
-                    raise
-            self._sleep(delay)
-            delay = min(delay * 2, 1.0)
+        with self._cond:
+            self._pending, self._pending_lost = None, True
+            self._cond.notify_all()
+        answer = self._join(retry_retriable=True)
+        if answer is not None:
+            self._accept(answer, lost=True)
 
     def _sleep(self, seconds: float) -> None:
         """Waits ``seconds``, or less when the consumer closes."""
