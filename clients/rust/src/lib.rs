@@ -63,9 +63,11 @@ mod acls;
 mod auth;
 mod cluster;
 mod consumer;
+mod coordinator;
 mod custom;
 mod error;
 mod group;
+mod groups;
 mod leaders;
 mod operations;
 mod prepared;
@@ -78,6 +80,7 @@ mod writer;
 
 pub use auth::Credentials;
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use coordinator::coordinator_moved;
 pub use error::ClientError;
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
 /// The wire format this client speaks, for types beyond those re-exported below.
@@ -86,8 +89,9 @@ pub use herald_wire::batch::Compression;
 pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
-    AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
-    HandshakeResponse, TopicSummary, UserSummary, WireRecord,
+    AclEntry, AclFilter, ConfigValue, DescribeGroupResponse, DescribeQuotasResponse, DescribeTopicResponse,
+    FetchOffsetsResponse, FetchRequest, FetchResponse, FindCoordinatorResponse, GroupListing, HandshakeResponse,
+    ResetOffsetsRequest, ResetOffsetsResponse, TopicSummary, UserSummary, WireRecord,
 };
 pub use leaders::{leader_moved, Cluster, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use operations::{record, Fetched};
