@@ -215,3 +215,59 @@ async fn the_group_commands_work_with_a_bootstrap_list() {
     assert_eq!(run(vec!["group", "list"]).await.unwrap().lines().count(), 1, "only the header is left");
     broker.stop().await;
 }
+
+/// In a real cluster (three brokers and ZooKeeper): the coordinator found is
+/// the leader of the group's partition of `__consumer_offsets` (created by
+/// the first `find_coordinator`, answered 15 meanwhile, which the lookup
+/// waits out), every broker names it, and a member joins there, consumes
+/// and commits, and the merged `list_groups` shows its group once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
+    use herald::protocol::{coordinator_partition, OFFSETS_TOPIC};
+    common::init_logging();
+
+    let cluster = common::cluster::Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", "3")]).await;
+    let any = cluster.live().next().unwrap().client().await;
+    any.create_replicated_topic("ledger", 2, Some(3), BTreeMap::new()).await.unwrap();
+    for p in 0..2 {
+        cluster.placement("ledger", p, "the full ISR", |m| m.isr.len() == 3).await;
+    }
+    let dead = dead_address().to_string();
+    let bootstrap: Vec<String> =
+        std::iter::once(dead).chain(cluster.live().map(|b| b.addr().to_string())).collect();
+    let brokers = Cluster::connect(&bootstrap, "coordinator-test", ConnectOptions::default()).await.unwrap();
+    for p in 0..2u32 {
+        let leader = brokers.leader("ledger", p).await.unwrap();
+        leader.produce("ledger", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
+    }
+
+    let coordinator = brokers.coordinator("auditors", Instant::now() + common::cluster::TAKEOVER).await.unwrap();
+    let coordinator_id = coordinator.describe_cluster().await.unwrap().broker_id;
+    let partition = coordinator_partition("auditors", 3);
+    let placed = cluster.placement(OFFSETS_TOPIC, partition, "a leader", |_| true).await;
+    assert_eq!(coordinator_id, placed.leader, "the coordinator leads __consumer_offsets/{partition}");
+    for id in cluster.live_ids() {
+        let named = cluster.broker(id).client().await.find_coordinator("auditors").await.unwrap();
+        assert_eq!(named.broker_id, coordinator_id, "broker {id} names another coordinator");
+    }
+
+    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    config.auto_commit = false;
+    let mut consumer = GroupConsumer::join_with_cluster(brokers.clone(), config).await.unwrap();
+    let mut consumed = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while consumed < 10 {
+        assert!(Instant::now() < deadline, "consumed only {consumed}");
+        consumed += consumer.poll().await.unwrap().len();
+    }
+    consumer.commit().await.unwrap();
+    let described = cluster.broker(coordinator_id).client().await.describe_group("auditors").await.unwrap();
+    assert_eq!(described.members.len(), 1, "the member joined at the coordinator");
+    let committed = brokers.fetch_offsets("auditors", None).await.unwrap();
+    let offsets: BTreeMap<u32, i64> = committed.offsets.iter().map(|o| (o.partition, o.offset)).collect();
+    assert_eq!(offsets, BTreeMap::from([(0, 5), (1, 5)]));
+    let listed: Vec<String> = brokers.list_groups().await.unwrap().into_iter().map(|g| g.group_id).collect();
+    assert_eq!(listed, ["auditors"]);
+    consumer.close().await.unwrap();
+}
