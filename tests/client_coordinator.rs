@@ -196,8 +196,7 @@ async fn the_group_commands_work_with_a_bootstrap_list() {
 
     let out = run(vec!["consume", "jobs", "--group", "workers", "--from-beginning", "--count", "6"]).await.unwrap();
     assert_eq!(out.lines().count(), 6);
-    let listed: serde_json::Value =
-        serde_json::from_str(&run(vec!["group", "list", "--json"]).await.unwrap()).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&run(vec!["group", "list", "--json"]).await.unwrap()).unwrap();
     assert_eq!(listed[0]["group"], "workers", "{listed}");
     let described: serde_json::Value =
         serde_json::from_str(&run(vec!["group", "describe", "workers", "--json"]).await.unwrap()).unwrap();
@@ -216,6 +215,30 @@ async fn the_group_commands_work_with_a_bootstrap_list() {
     broker.stop().await;
 }
 
+/// The cluster tests run one at a time: each runs a cluster of its own.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Three brokers (`__consumer_offsets` of 3 partitions) with topic `ledger`
+/// of 2 partitions of 3 replicas holding `{p}-{i}` for i in 0..5 in each
+/// partition p, and a client of them bootstrapped with a dead address first.
+async fn cluster_with_a_ledger() -> (common::cluster::Cluster, Cluster) {
+    common::init_logging();
+    let cluster = common::cluster::Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", "3")]).await;
+    let any = cluster.live().next().unwrap().client().await;
+    any.create_replicated_topic("ledger", 2, Some(3), BTreeMap::new()).await.unwrap();
+    for p in 0..2 {
+        cluster.placement("ledger", p, "the full ISR", |m| m.isr.len() == 3).await;
+    }
+    let dead = dead_address().to_string();
+    let bootstrap: Vec<String> = std::iter::once(dead).chain(cluster.live().map(|b| b.addr().to_string())).collect();
+    let brokers = Cluster::connect(&bootstrap, "coordinator-test", ConnectOptions::default()).await.unwrap();
+    for p in 0..2u32 {
+        let leader = brokers.leader("ledger", p).await.unwrap();
+        leader.produce("ledger", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
+    }
+    (cluster, brokers)
+}
+
 /// In a real cluster (three brokers and ZooKeeper): the coordinator found is
 /// the leader of the group's partition of `__consumer_offsets` (created by
 /// the first `find_coordinator`, answered 15 meanwhile, which the lookup
@@ -224,22 +247,8 @@ async fn the_group_commands_work_with_a_bootstrap_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
     use herald::protocol::{coordinator_partition, OFFSETS_TOPIC};
-    common::init_logging();
-
-    let cluster = common::cluster::Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", "3")]).await;
-    let any = cluster.live().next().unwrap().client().await;
-    any.create_replicated_topic("ledger", 2, Some(3), BTreeMap::new()).await.unwrap();
-    for p in 0..2 {
-        cluster.placement("ledger", p, "the full ISR", |m| m.isr.len() == 3).await;
-    }
-    let dead = dead_address().to_string();
-    let bootstrap: Vec<String> =
-        std::iter::once(dead).chain(cluster.live().map(|b| b.addr().to_string())).collect();
-    let brokers = Cluster::connect(&bootstrap, "coordinator-test", ConnectOptions::default()).await.unwrap();
-    for p in 0..2u32 {
-        let leader = brokers.leader("ledger", p).await.unwrap();
-        leader.produce("ledger", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
-    }
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (cluster, brokers) = cluster_with_a_ledger().await;
 
     let coordinator = brokers.coordinator("auditors", Instant::now() + common::cluster::TAKEOVER).await.unwrap();
     let coordinator_id = coordinator.describe_cluster().await.unwrap().broker_id;
@@ -269,5 +278,50 @@ async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
     assert_eq!(offsets, BTreeMap::from([(0, 5), (1, 5)]));
     let listed: Vec<String> = brokers.list_groups().await.unwrap().into_iter().map(|g| g.group_id).collect();
     assert_eq!(listed, ["auditors"]);
+    consumer.close().await.unwrap();
+}
+
+/// The coordinator's broker is killed: the member reports its partitions
+/// lost, finds the new leader of the group's `__consumer_offsets`
+/// partition, joins it afresh (a new member id) and consumes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_member_whose_coordinator_dies_joins_the_next_one() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (mut cluster, brokers) = cluster_with_a_ledger().await;
+    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    config.auto_commit = false;
+    let mut consumer = GroupConsumer::join_with_cluster(brokers.clone(), config).await.unwrap();
+    let mut consumed = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while consumed < 10 {
+        assert!(Instant::now() < deadline, "consumed only {consumed}");
+        consumed += consumer.poll().await.unwrap().len();
+    }
+    consumer.commit().await.unwrap();
+    consumer.take_events();
+    let first_member = consumer.member_id().to_string();
+    let deadline = Instant::now() + common::cluster::TAKEOVER;
+    let old = brokers.coordinator("auditors", deadline).await.unwrap().describe_cluster().await.unwrap().broker_id;
+    cluster.kill(old);
+
+    // Lost, then given the partitions again by the next coordinator.
+    let deadline = Instant::now() + common::cluster::TAKEOVER + PATIENCE;
+    let mut events = Vec::new();
+    while !events.iter().any(|e| matches!(e, GroupEvent::Assigned { .. })) {
+        assert!(Instant::now() < deadline, "not assigned again; events {events:?}");
+        // A poll may fail while the cluster elects new leaders: poll again.
+        if let Err(err) = consumer.poll().await {
+            tracing::info!(%err, "poll failed during the takeover");
+        }
+        events.extend(consumer.take_events());
+    }
+    assert!(matches!(events.first(), Some(GroupEvent::Lost { partitions }) if partitions.len() == 2), "{events:?}");
+    assert_ne!(consumer.member_id(), first_member, "joined afresh, without the old member id");
+    let new = brokers.coordinator("auditors", deadline).await.unwrap().describe_cluster().await.unwrap().broker_id;
+    assert_ne!(new, old, "the dead broker cannot coordinate");
+    let described = brokers.describe_group("auditors").await.unwrap();
+    let members: Vec<&str> = described.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(members, [consumer.member_id()], "the member is the new coordinator's");
     consumer.close().await.unwrap();
 }
