@@ -5,9 +5,11 @@
 //! connects to the broker it names; the answer is cached per group until a
 //! caller says it is stale ([`Cluster::forget_coordinator`], after an answer
 //! [`coordinator_moved`] recognises) or its connection closes. While the
-//! answer is "not yet" (`COORDINATOR_NOT_AVAILABLE`, `LEADER_NOT_AVAILABLE`,
-//! `BROKER_SHUTTING_DOWN`) or no broker can be reached, it asks again after
-//! a [`Backoff`] (100 ms, doubling up to 1 s) until the caller's deadline.
+//! answer is "not yet" (`COORDINATOR_NOT_AVAILABLE`) or no broker can be
+//! reached, it asks again after a [`Backoff`] (100 ms, doubling up to 1 s)
+//! until the caller's deadline. A broker that answers `LEADER_NOT_AVAILABLE`
+//! (between ZooKeeper sessions) or `BROKER_SHUTTING_DOWN` is not asked again
+//! at once: the other brokers are, before the backoff.
 //!
 //! A broker alone (`describe_cluster` says `single`), or one whose handshake
 //! does not list `find_coordinator` (from before clusters), coordinates
@@ -17,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use herald_wire::error::ErrorCode;
-use herald_wire::protocol::op;
+use herald_wire::protocol::{op, FindCoordinatorResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -37,6 +39,10 @@ pub fn coordinator_moved(err: &ClientError) -> bool {
     matches!(err, ClientError::Io(_) | ClientError::Closed | ClientError::TimedOut { .. })
         || answered_one_of(err, &COORDINATOR_CODES)
 }
+
+/// The answers to `find_coordinator` that say to ask another broker: this
+/// one is between ZooKeeper sessions, or leaving.
+const ASK_ANOTHER: [ErrorCode; 2] = [ErrorCode::LEADER_NOT_AVAILABLE, ErrorCode::BROKER_SHUTTING_DOWN];
 
 /// Whether `find_coordinator` (or reaching a broker to ask it) failed in a
 /// way that asking again after a wait may cure: as [`coordinator_moved`],
@@ -123,11 +129,50 @@ impl Cluster {
         if self.coordinates_all(&client).await? {
             return Ok(client);
         }
-        let found = client.find_coordinator(group_id).await?;
+        let found = match client.find_coordinator(group_id).await {
+            Err(err) if answered_one_of(&err, &ASK_ANOTHER) => self.ask_others(group_id, &client, err).await?,
+            found => found?,
+        };
         let address = format!("{}:{}", found.host, found.port);
         let coordinator = self.connect_broker(found.broker_id, &address).await?;
         self.state().coordinators.insert(group_id.to_string(), coordinator.clone());
         Ok(coordinator)
+    }
+
+    /// `find_coordinator` of the brokers other than `asked`'s (which
+    /// answered `err`, one of [`ASK_ANOTHER`]): those connected first, then
+    /// the others the last `metadata` listed; the first answer that is not
+    /// one of those, else `err`.
+    async fn ask_others(
+        &self,
+        group_id: &str,
+        asked: &Client,
+        err: ClientError,
+    ) -> Result<FindCoordinatorResponse, ClientError> {
+        let (mut open, brokers) = {
+            let state = self.state();
+            let open: Vec<Client> =
+                state.connections.values().filter(|c| !c.is_closed() && !same_connection(c, asked)).cloned().collect();
+            let brokers: Vec<(i32, String)> = state
+                .brokers
+                .iter()
+                .filter(|(id, _)| !state.connections.contains_key(id) && state.home_id != Some(**id))
+                .map(|(id, address)| (*id, address.clone()))
+                .collect();
+            (open, brokers)
+        };
+        for (id, address) in brokers {
+            if let Ok(client) = self.connect_broker(id, &address).await {
+                open.push(client);
+            }
+        }
+        for other in open {
+            match other.find_coordinator(group_id).await {
+                Err(again) if lookup_retriable(&again) => tracing::debug!(%again, "asking another broker"),
+                found => return found,
+            }
+        }
+        Err(err)
     }
 
     /// Whether `client`'s broker coordinates every group: it is alone, or

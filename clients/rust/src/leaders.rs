@@ -13,6 +13,10 @@
 //! Leaders are cached until a caller says one is stale ([`Cluster::forget`],
 //! after an answer that says so); the next lookup asks `metadata` again,
 //! one request at a time however many callers wait for it.
+//!
+//! Requests about a consumer group go to the group's coordinator instead,
+//! which [`Cluster::coordinator`] finds; [`Cluster::describe_group`] and the
+//! other group admin calls of a `Cluster` send them there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,9 +74,9 @@ pub(crate) struct State {
     /// The id of the broker `home` is connected to, in a cluster.
     pub(crate) home_id: Option<i32>,
     /// Live brokers by id: `host:port`.
-    brokers: HashMap<i32, String>,
+    pub(crate) brokers: HashMap<i32, String>,
     /// Open connections by broker id.
-    connections: HashMap<i32, Client>,
+    pub(crate) connections: HashMap<i32, Client>,
     /// Each partition's leader, by (topic, partition).
     leaders: HashMap<(String, u32), i32>,
     /// Each topic's partition count.
