@@ -278,6 +278,24 @@ async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
     assert_eq!(offsets, BTreeMap::from([(0, 5), (1, 5)]));
     let listed: Vec<String> = brokers.list_groups().await.unwrap().into_iter().map(|g| g.group_id).collect();
     assert_eq!(listed, ["auditors"]);
+
+    // The command line, given another broker, finds the coordinator too
+    // (that broker does not know the group as a member's).
+    let other = cluster.live_ids().into_iter().find(|id| *id != coordinator_id).unwrap();
+    let elsewhere = cluster.broker(other).client().await.describe_group("auditors").await;
+    assert!(elsewhere.as_ref().map_or(true, |d| d.members.is_empty()), "broker {other} has the member: {elsewhere:?}");
+    let bootstrap = format!("{},{}", dead_address(), cluster.broker(other).addr());
+    let (described, listed) = tokio::task::spawn_blocking(move || {
+        let described = ok(herald(&bootstrap, &["group", "describe", "auditors", "--json"]));
+        (described, ok(herald(&bootstrap, &["group", "list", "--json"])))
+    })
+    .await
+    .unwrap();
+    let described: serde_json::Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(described["members"].as_array().map(Vec::len), Some(1), "{described}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["group"], "auditors");
     consumer.close().await.unwrap();
 }
 

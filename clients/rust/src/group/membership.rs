@@ -18,10 +18,13 @@ use crate::ClientError;
 /// Whether `err`, the outcome of a request to the group's coordinator, means
 /// the membership is gone with the coordinator: the connection closed, or
 /// the broker answered `COORDINATOR_LOAD_IN_PROGRESS` (14),
-/// `COORDINATOR_NOT_AVAILABLE` (15) or `NOT_COORDINATOR` (16). A timeout is
-/// not: the connection, and the membership on it, may still be there.
+/// `COORDINATOR_NOT_AVAILABLE` (15), `NOT_COORDINATOR` (16) or
+/// `BROKER_SHUTTING_DOWN` (1003: it closes the connection next). A timeout
+/// is not: the connection, and the membership on it, may still be there.
 pub(super) fn membership_gone(err: &ClientError) -> bool {
-    matches!(err, ClientError::Closed | ClientError::Io(_)) || answered_one_of(err, &COORDINATOR_CODES)
+    matches!(err, ClientError::Closed | ClientError::Io(_))
+        || answered_one_of(err, &COORDINATOR_CODES)
+        || answered_one_of(err, &[ErrorCode::BROKER_SHUTTING_DOWN])
 }
 
 impl GroupConsumer {
@@ -134,7 +137,7 @@ impl GroupConsumer {
     }
 
     /// The membership is gone with its coordinator (its connection closed,
-    /// or it answered 14, 15 or 16): drops every partition without
+    /// or it answered 14, 15, 16 or 1003): drops every partition without
     /// committing, looks the coordinator up again and joins it. If none can
     /// be reached within a session timeout, returns the error; the next poll
     /// tries again (nothing is committed meanwhile).
@@ -159,7 +162,7 @@ mod tests {
     fn a_closed_connection_and_the_coordinator_codes_end_the_membership() {
         assert!(membership_gone(&ClientError::Closed));
         assert!(membership_gone(&ClientError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
-        for code in [14, 15, 16] {
+        for code in [14, 15, 16, 1003] {
             assert!(membership_gone(&ClientError::broker(code, None)), "{code}");
         }
     }
@@ -170,7 +173,7 @@ mod tests {
         assert!(!membership_gone(&timed_out));
         // UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and FENCED_INSTANCE_ID are
         // losses of another kind; the rest are errors of the request.
-        for code in [25, 22, 82, 6, 24, 30, 1003] {
+        for code in [25, 22, 82, 6, 24, 30, 5] {
             assert!(!membership_gone(&ClientError::broker(code, None)), "{code}");
         }
     }
