@@ -1,6 +1,12 @@
 //! `herald group list|describe|reset-offsets|delete`.
+//!
+//! Each request about a group goes to the group's coordinator, which the
+//! brokers of `--broker` name (in a cluster, the leader of the group's
+//! partition of `__consumer_offsets`; a broker alone coordinates every
+//! group). `list` asks every broker of the cluster and merges the answers.
 
 use clap::{Args, Subcommand};
+use herald::client::Cluster;
 use herald::protocol::*;
 
 use super::output::{print_json, Table};
@@ -106,28 +112,32 @@ fn dash(value: Option<i64>) -> String {
     value.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// The cluster `--broker` starts from: requests about a group go to its
+/// coordinator.
+pub(super) async fn cluster(broker: &BrokerArgs) -> CliResult<Cluster> {
+    Ok(Cluster::of(broker.connect().await?))
+}
+
 pub async fn run(command: GroupCommand) -> CliResult {
     match command {
         GroupCommand::List { json, broker } => {
-            let groups: ListGroupsResponse = broker.connect().await?.request(group_op::LIST_GROUPS, &Empty {}).await?;
+            let groups = cluster(&broker).await?.list_groups().await?;
             if json {
                 let rows: Vec<_> = groups
-                    .groups
                     .iter()
                     .map(|g| serde_json::json!({"group": g.group_id, "state": g.state, "members": g.members, "assignor": g.assignor}))
                     .collect();
                 print_json(&rows)?;
             } else {
                 let mut table = Table::new(&["GROUP", "STATE", "MEMBERS", "ASSIGNOR"]);
-                for g in groups.groups {
+                for g in groups {
                     table.row(vec![g.group_id, g.state, g.members.to_string(), g.assignor]);
                 }
                 table.print();
             }
         }
         GroupCommand::Describe { group, members, state, json, broker } => {
-            let d: DescribeGroupResponse =
-                broker.connect().await?.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group }).await?;
+            let d = cluster(&broker).await?.describe_group(&group).await?;
             if json {
                 print_json(&describe_json(&d))?;
             } else if members {
@@ -151,13 +161,11 @@ pub async fn run(command: GroupCommand) -> CliResult {
                 _ if args.to_earliest => ("earliest", None),
                 _ => ("latest", None),
             };
-            let client = args.broker.connect().await?;
+            let cluster = cluster(&args.broker).await?;
             let topics = match &args.topic {
                 Some(topic) => vec![topic.clone()],
                 None => {
-                    let d: DescribeGroupResponse = client
-                        .request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: args.group.clone() })
-                        .await?;
+                    let d = cluster.describe_group(&args.group).await?;
                     let committed: std::collections::BTreeSet<String> =
                         d.offsets.into_iter().filter(|o| o.current_offset.is_some()).map(|o| o.topic).collect();
                     committed.into_iter().collect()
@@ -173,7 +181,7 @@ pub async fn run(command: GroupCommand) -> CliResult {
                     value,
                     execute: args.execute,
                 };
-                let part: ResetOffsetsResponse = client.request(group_op::RESET_OFFSETS, &request).await?;
+                let part = cluster.reset_offsets(&request).await?;
                 plan.executed = part.executed;
                 plan.offsets.extend(part.offsets);
             }
@@ -201,20 +209,13 @@ pub async fn run(command: GroupCommand) -> CliResult {
                 }
             }
         }
-        GroupCommand::Delete { group, if_exists, broker } => {
-            let deleted: Result<Empty, _> = broker
-                .connect()
-                .await?
-                .request(group_op::DELETE_GROUP, &GroupRequest { group_id: group.clone() })
-                .await;
-            match deleted {
-                Ok(_) => println!("deleted group {group}"),
-                Err(err) if if_exists && err.code() == Some(herald::client::ErrorCode::GROUP_ID_NOT_FOUND.code()) => {
-                    println!("no group {group}")
-                }
-                Err(err) => return Err(err.into()),
+        GroupCommand::Delete { group, if_exists, broker } => match cluster(&broker).await?.delete_group(&group).await {
+            Ok(_) => println!("deleted group {group}"),
+            Err(err) if if_exists && err.code() == Some(herald::client::ErrorCode::GROUP_ID_NOT_FOUND.code()) => {
+                println!("no group {group}")
             }
-        }
+            Err(err) => return Err(err.into()),
+        },
     }
     Ok(())
 }

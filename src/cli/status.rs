@@ -11,7 +11,8 @@
 //! says what it waits for (log recovery) is reported as not ready, exit 3.
 
 use clap::Args;
-use herald::protocol::{group_op, DescribeGroupResponse, Empty, GroupRequest, ListGroupsResponse, TopicState};
+use herald::client::Cluster;
+use herald::protocol::TopicState;
 
 use std::time::Duration;
 
@@ -78,16 +79,16 @@ pub async fn run(args: StatusArgs) -> CliResult {
     let damaged_topics: Vec<&str> =
         topics.iter().filter(|t| t.state == TopicState::Damaged).map(|t| t.topic.as_str()).collect();
     let partitions: u64 = topics.iter().map(|t| u64::from(t.partitions)).sum();
-    let groups: ListGroupsResponse = client.request(group_op::LIST_GROUPS, &Empty {}).await?;
+    // In a cluster: every broker's groups, each described by its coordinator.
+    let cluster = Cluster::of(client);
+    let groups = cluster.list_groups().await?;
     let mut damaged_groups = Vec::new();
-    for group in &groups.groups {
-        let described: DescribeGroupResponse =
-            client.request(group_op::DESCRIBE_GROUP, &GroupRequest { group_id: group.group_id.clone() }).await?;
-        if !described.damaged.is_empty() {
+    for group in &groups {
+        if !cluster.describe_group(&group.group_id).await?.damaged.is_empty() {
             damaged_groups.push(group.group_id.clone());
         }
     }
-    let members: u64 = groups.groups.iter().map(|g| u64::from(g.members)).sum();
+    let members: u64 = groups.iter().map(|g| u64::from(g.members)).sum();
     if args.json {
         return print_json(&serde_json::json!({
             "broker": args.broker.broker,
@@ -97,7 +98,7 @@ pub async fn run(args: StatusArgs) -> CliResult {
             "topics": topics.len(),
             "partitions": partitions,
             "damaged_topics": damaged_topics,
-            "groups": groups.groups.len(),
+            "groups": groups.len(),
             "members": members,
             "damaged_groups": damaged_groups,
             "max_frame_bytes": info.max_frame_bytes,
@@ -113,7 +114,7 @@ pub async fn run(args: StatusArgs) -> CliResult {
     );
     println!("topics: {} with {partitions} partitions; damaged: {}", topics.len(), list(&damaged_topics));
     let damaged_groups: Vec<&str> = damaged_groups.iter().map(String::as_str).collect();
-    println!("groups: {} with {members} members; with a damaged log: {}", groups.groups.len(), list(&damaged_groups));
+    println!("groups: {} with {members} members; with a damaged log: {}", groups.len(), list(&damaged_groups));
     match &ready {
         Ok(body) if body["ready"] == true => println!("ready: yes (/readyz at {http})"),
         Ok(body) => println!("ready: no (/readyz at {http}: missing {})", missing(body)),

@@ -13,6 +13,10 @@
 //! Leaders are cached until a caller says one is stale ([`Cluster::forget`],
 //! after an answer that says so); the next lookup asks `metadata` again,
 //! one request at a time however many callers wait for it.
+//!
+//! Requests about a consumer group go to the group's coordinator instead,
+//! which [`Cluster::coordinator`] finds; [`Cluster::describe_group`] and the
+//! other group admin calls of a `Cluster` send them there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,23 +66,25 @@ pub fn leader_moved(err: &ClientError) -> bool {
 }
 
 /// What is known of the cluster.
-struct State {
+pub(crate) struct State {
     /// The connection any request may use; replaced when it closes.
-    home: Client,
+    pub(crate) home: Client,
     /// `Some(true)` for a broker alone; `None` until asked.
-    single: Option<bool>,
+    pub(crate) single: Option<bool>,
     /// The id of the broker `home` is connected to, in a cluster.
-    home_id: Option<i32>,
+    pub(crate) home_id: Option<i32>,
     /// Live brokers by id: `host:port`.
-    brokers: HashMap<i32, String>,
+    pub(crate) brokers: HashMap<i32, String>,
     /// Open connections by broker id.
-    connections: HashMap<i32, Client>,
+    pub(crate) connections: HashMap<i32, Client>,
     /// Each partition's leader, by (topic, partition).
     leaders: HashMap<(String, u32), i32>,
     /// Each topic's partition count.
     partitions: HashMap<String, u32>,
     /// How many times each topic's metadata was asked.
     refreshed: HashMap<String, u64>,
+    /// Each group's coordinator, by group id (see [`Cluster::coordinator`]).
+    pub(crate) coordinators: HashMap<String, Client>,
 }
 
 struct Inner {
@@ -134,6 +140,7 @@ impl Cluster {
             leaders: HashMap::new(),
             partitions: HashMap::new(),
             refreshed: HashMap::new(),
+            coordinators: HashMap::new(),
         };
         let inner = Inner {
             bootstrap,
@@ -145,7 +152,7 @@ impl Cluster {
         Cluster { inner: Arc::new(inner) }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         // Every update leaves the state whole.
         self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -241,16 +248,32 @@ impl Cluster {
                 Some(format!("the leader of `{topic}`/{partition}, broker {leader}, is not among the live brokers")),
             ));
         };
-        let opened =
-            Client::connect_with_options(address.as_str(), &self.inner.client_id, self.leader_options(&address))
-                .await
-                .inspect_err(|_| self.forget(topic, partition))?;
+        self.connect_broker(leader, &address).await.inspect_err(|_| self.forget(topic, partition))
+    }
+
+    /// The open connection to broker `id`, at `address`: the one kept, or
+    /// a new one (then kept).
+    ///
+    /// # Errors
+    ///
+    /// The broker does not accept a connection.
+    pub(crate) async fn connect_broker(&self, id: i32, address: &str) -> Result<Client, ClientError> {
+        if let Some(open) = self.state().connection(id).filter(|c| !c.is_closed()) {
+            return Ok(open);
+        }
+        let opened = Client::connect_with_options(address, &self.inner.client_id, self.leader_options(address)).await?;
         let mut state = self.state();
-        let client = state.connections.entry(leader).or_insert_with(|| opened.clone());
+        let client = state.connections.entry(id).or_insert_with(|| opened.clone());
         if client.is_closed() {
             *client = opened;
         }
         Ok(client.clone())
+    }
+
+    /// How long a request may take, as the connections' options say: what
+    /// the cluster's own calls that look a coordinator up give themselves.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.options.timeouts.request
     }
 
     /// The options to connect to the broker at `address`: the bootstrap
@@ -358,7 +381,7 @@ impl State {
 }
 
 /// Whether `a` and `b` share one connection.
-fn same_connection(a: &Client, b: &Client) -> bool {
+pub(crate) fn same_connection(a: &Client, b: &Client) -> bool {
     Arc::ptr_eq(&a.next_id, &b.next_id)
 }
 

@@ -56,6 +56,29 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! In a cluster, start from a [`Cluster`]: the member's requests about the
+//! group go to the group's coordinator (docs/protocol.md, "Groups in a
+//! cluster"; see the [`GroupConsumer`] documentation for what happens when
+//! the coordinator moves), its fetches to each partition's leader, and the
+//! group admin calls of a `Cluster` ([`Cluster::describe_group`],
+//! [`Cluster::list_groups`], ...) to the coordinator or every broker:
+//!
+//! ```no_run
+//! use herald_client::{Cluster, ConnectOptions, GroupConsumer, GroupConsumerConfig};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::connect(&["10.0.0.1:9092", "10.0.0.2:9092"], "billing-1", ConnectOptions::default()).await?;
+//! let config = GroupConsumerConfig::new("billing", &["orders"]);
+//! let mut member = GroupConsumer::join_with_cluster(cluster.clone(), config).await?;
+//! let _records = member.poll().await?;
+//! member.close().await?;
+//! for group in cluster.list_groups().await? {
+//!     println!("{} {}", group.group_id, group.state);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -63,9 +86,11 @@ mod acls;
 mod auth;
 mod cluster;
 mod consumer;
+mod coordinator;
 mod custom;
 mod error;
 mod group;
+mod groups;
 mod leaders;
 mod operations;
 mod prepared;
@@ -78,6 +103,7 @@ mod writer;
 
 pub use auth::Credentials;
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, StartOffset};
+pub use coordinator::coordinator_moved;
 pub use error::ClientError;
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerConfig, GroupEvent};
 /// The wire format this client speaks, for types beyond those re-exported below.
@@ -86,8 +112,9 @@ pub use herald_wire::batch::Compression;
 pub use herald_wire::batch::Record;
 pub use herald_wire::error::ErrorCode;
 pub use herald_wire::protocol::{
-    AclEntry, AclFilter, ConfigValue, DescribeQuotasResponse, DescribeTopicResponse, FetchRequest, FetchResponse,
-    HandshakeResponse, TopicSummary, UserSummary, WireRecord,
+    AclEntry, AclFilter, ConfigValue, DescribeGroupResponse, DescribeQuotasResponse, DescribeTopicResponse,
+    FetchOffsetsResponse, FetchRequest, FetchResponse, FindCoordinatorResponse, GroupListing, HandshakeResponse,
+    ResetOffsetsRequest, ResetOffsetsResponse, TopicSummary, UserSummary, WireRecord,
 };
 pub use leaders::{leader_moved, Cluster, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use operations::{record, Fetched};

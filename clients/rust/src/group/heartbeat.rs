@@ -14,7 +14,9 @@ pub(super) enum Heard {
     Assignment(AssignmentResponse),
     /// The member was removed or fenced (the broker's code and message).
     Lost(i16, String),
-    /// The connection closed (for example, the broker restarted).
+    /// The membership is gone with its coordinator: the connection closed
+    /// (for example, the broker restarted), or the broker answered that it
+    /// is not (or not yet) the group's coordinator (14, 15, 16).
     Disconnected,
 }
 
@@ -63,7 +65,11 @@ pub(super) async fn heartbeat_loop(
                 return;
             }
             // BROKER_SHUTTING_DOWN: the broker closes the connection next.
-            Err(ClientError::Closed | ClientError::Io(_)) | Err(ClientError::Broker { code: 1003, .. }) => {
+            // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+            // NOT_COORDINATOR: the coordinator moved or restarted, and
+            // members are not kept across either.
+            Err(ClientError::Closed | ClientError::Io(_))
+            | Err(ClientError::Broker { code: 1003 | 14 | 15 | 16, .. }) => {
                 assignments.send_replace(Some(Heard::Disconnected));
                 return;
             }

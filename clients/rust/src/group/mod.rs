@@ -19,13 +19,28 @@
 //! membership is confirmed as of when a heartbeat (or the join) was sent that
 //! the broker answered.
 //!
-//! When the connection closes (the broker restarted, say), the membership is
-//! gone with it: the consumer reports its partitions [`GroupEvent::Lost`],
-//! connects again (for up to a session timeout), joins again and resumes each
-//! partition it is given from its committed offset.
+//! Every request about the group (join, heartbeats, commits, committed
+//! offsets, leave) goes to the group's coordinator, which the [`Cluster`] the
+//! consumer was built with finds ([`Cluster::coordinator`]); a broker alone
+//! coordinates every group, so there they go on its one connection.
+//!
+//! When the connection to the coordinator closes (the broker restarted,
+//! say), or the coordinator answers that it no longer is one or is not ready
+//! (`NOT_COORDINATOR` 16, `COORDINATOR_LOAD_IN_PROGRESS` 14,
+//! `COORDINATOR_NOT_AVAILABLE` 15) to a join, heartbeat, commit or offset
+//! fetch, the membership is gone with it (a coordinator keeps no members of
+//! another): the consumer reports its partitions [`GroupEvent::Lost`],
+//! commits nothing more for them, looks the coordinator up again (with a
+//! backoff of 100 ms doubling to 1 s, for up to a session timeout), joins it
+//! without a member id (with its `group_instance_id`, if configured) and
+//! resumes each partition it is given from its committed offset. An explicit
+//! [`GroupConsumer::commit`] answered so fails with that answer (the offsets
+//! were not stored); the next poll joins again.
 
+mod commit;
 mod config;
 mod heartbeat;
+mod membership;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,19 +48,23 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use config::{AutoOffsetReset, GroupConsumerConfig, GroupEvent};
-use heartbeat::{heartbeat_loop, Heard};
+use heartbeat::Heard;
+use membership::membership_gone;
 
+use crate::coordinator::COORDINATOR_CODES;
+use crate::leaders::answered_one_of;
 use crate::{Client, ClientError, Cluster, ConsumedRecord, ConsumerConfig};
-use herald_wire::error::ErrorCode;
 use herald_wire::protocol::*;
 
 type TopicPartitionKey = (String, u32);
 
 /// A member of a consumer group. See the module documentation.
 pub struct GroupConsumer {
+    /// The connection to the group's coordinator, where the group's own
+    /// requests go.
     client: Client,
-    /// Where the fetches go: each partition's leader (the group's own
-    /// requests go on `client`).
+    /// Where the fetches go (each partition's leader), and where the
+    /// coordinator is looked up.
     cluster: Cluster,
     config: GroupConsumerConfig,
     member_id: String,
@@ -70,6 +89,11 @@ pub struct GroupConsumer {
     /// this one: every later call fails with it (Kafka's fatal
     /// `FENCED_INSTANCE_ID`), rather than the two replacing each other.
     fenced: Option<String>,
+    /// Why the membership is known gone with its coordinator, outside the
+    /// heartbeat task (a commit or offset fetch answered 14, 15 or 16, or
+    /// its connection closed): nothing is committed until the next poll has
+    /// joined again.
+    moved: Option<ClientError>,
 }
 
 fn to_wire(set: &BTreeSet<TopicPartitionKey>) -> Vec<TopicPartitions> {
@@ -81,18 +105,34 @@ fn from_wire(list: &[TopicPartitions]) -> BTreeSet<TopicPartitionKey> {
 }
 
 impl GroupConsumer {
-    /// Joins the group.
+    /// Joins the group, starting from `client`'s connection (the group's
+    /// coordinator is found from its broker, see [`Cluster::of`]).
     ///
     /// # Errors
     ///
-    /// The broker refused the join (bad session timeout, unknown assignor, ...).
+    /// As [`GroupConsumer::join_with_cluster`].
     pub async fn join(client: Client, config: GroupConsumerConfig) -> Result<GroupConsumer, ClientError> {
+        GroupConsumer::join_with_cluster(Cluster::of(client), config).await
+    }
+
+    /// Joins the group at its coordinator, which `cluster` finds, and reads
+    /// the partitions given from their leaders.
+    ///
+    /// # Errors
+    ///
+    /// The broker refused the join (bad session timeout, unknown assignor,
+    /// ...); no coordinator could be found or reached within a session
+    /// timeout.
+    pub async fn join_with_cluster(
+        cluster: Cluster,
+        config: GroupConsumerConfig,
+    ) -> Result<GroupConsumer, ClientError> {
         let (owned, _) = watch::channel((0, Vec::new()));
         let (_, assignments) = watch::channel(None);
         let (_, confirmed) = watch::channel(Instant::now());
         let mut consumer = GroupConsumer {
-            cluster: Cluster::of(client.clone()),
-            client,
+            client: cluster.home(),
+            cluster,
             config,
             member_id: String::new(),
             generation_id: 0,
@@ -106,45 +146,10 @@ impl GroupConsumer {
             last_commit: Instant::now(),
             damaged: None,
             fenced: None,
+            moved: None,
         };
         consumer.rejoin().await?;
         Ok(consumer)
-    }
-
-    async fn rejoin(&mut self) -> Result<(), ClientError> {
-        if let Some(task) = self.heartbeats.take() {
-            task.abort();
-        }
-        let request = JoinGroupRequest {
-            group_id: self.config.group_id.clone(),
-            member_id: None,
-            topics: self.config.topics.clone(),
-            group_instance_id: self.config.group_instance_id.clone(),
-            session_timeout_ms: Some(self.config.session_timeout_ms),
-            rebalance_timeout_ms: None,
-            assignor: self.config.assignor.clone(),
-        };
-        let sent = Instant::now();
-        let joined: AssignmentResponse = self.client.request(group_op::JOIN_GROUP, &request).await?;
-        self.member_id = joined.member_id.clone();
-        self.generation_id = 0;
-        let (owned_tx, owned_rx) = watch::channel((0, Vec::new()));
-        let (assign_tx, assign_rx) = watch::channel(Some(Heard::Assignment(joined.clone())));
-        let (confirmed_tx, confirmed_rx) = watch::channel(sent);
-        self.owned = owned_tx;
-        self.assignments = assign_rx;
-        self.confirmed = confirmed_rx;
-        let task = heartbeat_loop(
-            self.client.clone(),
-            self.config.group_id.clone(),
-            joined.member_id,
-            joined.heartbeat_interval_ms.max(1),
-            owned_rx,
-            assign_tx,
-            confirmed_tx,
-        );
-        self.heartbeats = Some(tokio::spawn(task));
-        Ok(())
     }
 
     /// This consumer's member id.
@@ -190,6 +195,10 @@ impl GroupConsumer {
     /// the application [seeks](GroupConsumer::seek) past it.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
         self.check_fenced()?;
+        if self.moved.is_some() {
+            self.reconnect().await?;
+            return Ok(Vec::new());
+        }
         if let Some(err) = self.damaged.take() {
             return Err(err);
         }
@@ -207,6 +216,10 @@ impl GroupConsumer {
             return Ok(Vec::new());
         }
         self.apply_assignment().await?;
+        if self.moved.is_some() {
+            self.reconnect().await?;
+            return Ok(Vec::new());
+        }
         if self.config.auto_commit
             && self.last_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
         {
@@ -216,6 +229,12 @@ impl GroupConsumer {
                 // the same way rather than failing the poll.
                 Err(ClientError::Broker { code, message, .. }) if matches!(code, 25 | 82) => {
                     self.lose_membership(code, message).await?;
+                    return Ok(Vec::new());
+                }
+                // The coordinator moved or restarted: the membership is gone
+                // with it (`commit` noted it).
+                Err(err) if answered_one_of(&err, &COORDINATOR_CODES) => {
+                    self.reconnect().await?;
                     return Ok(Vec::new());
                 }
                 // The connection is gone: the heartbeat task reports it, and
@@ -311,69 +330,6 @@ impl GroupConsumer {
         }
     }
 
-    /// Membership lost: drops everything without committing, joins again.
-    /// The error of a fenced consumer, if it is one.
-    fn check_fenced(&self) -> Result<(), ClientError> {
-        match &self.fenced {
-            Some(message) => Err(ClientError::broker(ErrorCode::FENCED_INSTANCE_ID.code(), Some(message.clone()))),
-            None => Ok(()),
-        }
-    }
-
-    async fn lose_membership(&mut self, code: i16, message: String) -> Result<(), ClientError> {
-        let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
-        self.positions.clear();
-        if !lost.is_empty() {
-            self.events.push_back(GroupEvent::Lost { partitions: lost });
-        }
-        if code == ErrorCode::FENCED_INSTANCE_ID.code() {
-            // Another consumer joined under this one's group_instance_id:
-            // joining again would fence it in turn, and so on for ever.
-            if let Some(task) = self.heartbeats.take() {
-                task.abort();
-            }
-            let instance = self.config.group_instance_id.as_deref().unwrap_or_default();
-            self.fenced = Some(format!(
-                "another consumer joined group `{}` with group_instance_id `{instance}` and replaced this one ({message})",
-                self.config.group_id
-            ));
-            tracing::warn!(group = %self.config.group_id, instance, "fenced by a newer member with the same instance id");
-            return self.check_fenced();
-        }
-        tracing::info!(code, %message, group = %self.config.group_id, "membership lost; joining again");
-        self.rejoin().await
-    }
-
-    /// The connection closed: the membership is gone with it. Drops every
-    /// partition without committing, connects again and joins again. If the
-    /// broker cannot be reached yet, returns the error; the next poll retries.
-    async fn reconnect(&mut self) -> Result<(), ClientError> {
-        let lost: Vec<TopicPartitionKey> = self.positions.keys().cloned().collect();
-        self.positions.clear();
-        if !lost.is_empty() {
-            self.events.push_back(GroupEvent::Lost { partitions: lost });
-        }
-        if let Some(task) = self.heartbeats.take() {
-            task.abort();
-        }
-        tracing::info!(group = %self.config.group_id, "connection closed; connecting again");
-        // A restarting broker is back within moments; give it a session timeout.
-        let deadline = Instant::now() + Duration::from_millis(self.config.session_timeout_ms);
-        self.client = loop {
-            match self.client.reconnect().await {
-                Ok(client) => break client,
-                Err(err) if Instant::now() < deadline => {
-                    tracing::debug!(%err, "broker not reachable yet");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(err) => return Err(err),
-            }
-        };
-        self.cluster = Cluster::of(self.client.clone());
-        self.committed.clear();
-        self.rejoin().await
-    }
-
     async fn apply_assignment(&mut self) -> Result<(), ClientError> {
         let latest = self.assignments.borrow_and_update().clone();
         let assignment = match latest {
@@ -394,7 +350,9 @@ impl GroupConsumer {
         let revoked: Vec<TopicPartitionKey> = owned.difference(&target).cloned().collect();
         let added: Vec<TopicPartitionKey> = target.difference(&owned).cloned().collect();
         if !revoked.is_empty() {
-            if self.config.auto_commit {
+            // Not once the membership is known gone: the partitions may be
+            // another member's already.
+            if self.config.auto_commit && self.moved.is_none() {
                 let offsets: Vec<(TopicPartitionKey, i64)> =
                     revoked.iter().filter_map(|k| self.positions.get(k).map(|o| (k.clone(), *o))).collect();
                 // A failed commit here only means the next owner re-reads.
@@ -414,7 +372,15 @@ impl GroupConsumer {
                 member_id: None,
                 generation_id: None,
             };
-            let committed: FetchOffsetsResponse = self.client.request(group_op::FETCH_OFFSETS, &request).await?;
+            let committed: FetchOffsetsResponse = match self.client.request(group_op::FETCH_OFFSETS, &request).await {
+                Ok(committed) => committed,
+                // The poll joins again at once.
+                Err(err) if membership_gone(&err) => {
+                    self.note_moved(&err);
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            };
             let committed: BTreeMap<TopicPartitionKey, i64> =
                 committed.offsets.into_iter().map(|c| ((c.topic, c.partition), c.offset)).collect();
             for key in &added {
@@ -433,78 +399,6 @@ impl GroupConsumer {
         let owned: BTreeSet<TopicPartitionKey> = self.positions.keys().cloned().collect();
         // Tell the heartbeat task: it reports the release at once.
         let _ = self.owned.send((self.generation_id, to_wire(&owned)));
-        Ok(())
-    }
-
-    /// Commits the position of every owned partition.
-    ///
-    /// # Errors
-    ///
-    /// The commit was refused (for example `PARTITION_NOT_OWNED` after the
-    /// partition moved away, `ILLEGAL_GENERATION` for a stale generation).
-    pub async fn commit(&mut self) -> Result<(), ClientError> {
-        self.check_fenced()?;
-        let offsets: Vec<(TopicPartitionKey, i64)> = self
-            .positions
-            .iter()
-            .filter(|(k, o)| self.committed.get(*k) != Some(*o))
-            .map(|(k, o)| (k.clone(), *o))
-            .collect();
-        let generation_id = self.generation_id;
-        self.commit_positions(offsets, generation_id).await?;
-        self.last_commit = Instant::now();
-        Ok(())
-    }
-
-    async fn commit_positions(
-        &mut self,
-        offsets: Vec<(TopicPartitionKey, i64)>,
-        generation_id: i64,
-    ) -> Result<(), ClientError> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let request = CommitOffsetsRequest {
-            group_id: self.config.group_id.clone(),
-            member_id: Some(self.member_id.clone()),
-            generation_id,
-            offsets: offsets
-                .iter()
-                .map(|((topic, partition), offset)| OffsetCommit {
-                    topic: topic.clone(),
-                    partition: i64::from(*partition),
-                    offset: *offset,
-                    metadata: None,
-                })
-                .collect(),
-        };
-        let response: CommitOffsetsResponse = self.client.request(group_op::COMMIT_OFFSETS, &request).await?;
-        if let Some(failed) = response.partitions.iter().find(|p| p.error_code != 0) {
-            return Err(ClientError::broker(failed.error_code, failed.error_message.clone()));
-        }
-        for (key, offset) in offsets {
-            self.committed.insert(key, offset);
-        }
-        Ok(())
-    }
-
-    /// Commits (with auto-commit) and leaves the group: its partitions move to
-    /// the other members at once.
-    ///
-    /// # Errors
-    ///
-    /// The leave was refused.
-    pub async fn close(mut self) -> Result<(), ClientError> {
-        if let Some(task) = self.heartbeats.take() {
-            task.abort();
-        }
-        if self.config.auto_commit {
-            if let Err(err) = self.commit().await {
-                tracing::warn!(%err, "final commit failed");
-            }
-        }
-        let request = LeaveGroupRequest { group_id: self.config.group_id.clone(), member_id: self.member_id.clone() };
-        let _: Empty = self.client.request(group_op::LEAVE_GROUP, &request).await?;
         Ok(())
     }
 }
