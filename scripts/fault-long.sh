@@ -33,6 +33,9 @@ HERALD_HOSTILE_ATTACK_MS="${HERALD_HOSTILE_ATTACK_MS:-20000}" \
 # The cluster against a real ZooKeeper (scripts/zookeeper.sh installs it):
 # 10 rounds of leaders killed under acks -1 load, a leader paused past its
 # session, the controller killed, ZooKeeper restarted; a producer through a
-# killed leader; a rolling restart under load; compacted replicas.
-HERALD_CLUSTER_FAULTS=long cargo test --release --test cluster_faults -- --nocapture
-cargo test --release --test cluster_clients --test cluster_shutdown --test cluster_compaction -- --nocapture
+# killed leader; a rolling restart under load; compacted replicas; a consumer
+# group whose coordinator's broker is killed 5 times; groups on
+# __consumer_offsets.
+HERALD_CLUSTER_FAULTS=long cargo test --release --test cluster_faults --test cluster_group_failover -- --nocapture
+cargo test --release --test cluster_clients --test cluster_shutdown --test cluster_compaction --test cluster_groups \
+  -- --nocapture
