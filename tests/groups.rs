@@ -453,3 +453,32 @@ async fn a_group_consumer_carries_on_across_a_broker_restart_from_its_committed_
     consumer.close().await.unwrap();
     broker.stop().await;
 }
+
+/// A connection that joined a group keeps serving it after another
+/// connection deleted it: its next request reaches the group made anew,
+/// not the closed coordinator it had looked up.
+#[tokio::test]
+async fn a_connection_reaches_a_group_made_again_after_another_deleted_it() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("t", 1, Default::default()).await.unwrap();
+    let member = broker.client().await;
+    let joined: AssignmentResponse =
+        member.request(group_op::JOIN_GROUP, &join_request("again", &["t"])).await.unwrap();
+    let leave = LeaveGroupRequest { group_id: "again".into(), member_id: joined.member_id };
+    let _: Empty = member.request(group_op::LEAVE_GROUP, &leave).await.unwrap();
+    let _: Empty = admin.request(group_op::DELETE_GROUP, &GroupRequest { group_id: "again".into() }).await.unwrap();
+
+    let commit = CommitOffsetsRequest {
+        group_id: "again".into(),
+        member_id: None,
+        generation_id: -1,
+        offsets: vec![OffsetCommit { topic: "t".into(), partition: 0, offset: 1, metadata: None }],
+    };
+    let committed: CommitOffsetsResponse = member.request(group_op::COMMIT_OFFSETS, &commit).await.unwrap();
+    assert_eq!(committed.partitions[0].error_code, 0, "{committed:?}");
+    let fetch =
+        FetchOffsetsRequest { group_id: "again".into(), partitions: None, member_id: None, generation_id: None };
+    let fetched: FetchOffsetsResponse = admin.request(group_op::FETCH_OFFSETS, &fetch).await.unwrap();
+    assert_eq!(fetched.offsets.iter().map(|o| o.offset).collect::<Vec<_>>(), [1]);
+}

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 use actix::prelude::*;
 
 use super::budget::Admission;
-use actix::WeakAddr;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::group::assignor::TopicPartition;
 use herald_actors::group::coordinator::{self, Assigned, GroupCoordinator, ResetTo};
 use herald_actors::group::session::{Session, SessionHeartbeat, SessionJoin, SessionLeave};
 use herald_actors::group::{self, LookupGroup};
+use std::sync::atomic::Ordering;
 
 use super::{flatten, Connection};
 use crate::protocol::Request;
@@ -81,15 +81,21 @@ impl Connection {
     where
         F: FnOnce(&mut Self, Result<Addr<GroupCoordinator>, BrokerError>, &mut Context<Self>) + 'static,
     {
-        if let Some(addr) = self.coordinators.get(&group_id).and_then(WeakAddr::upgrade) {
+        let cached = self.coordinators.get(&group_id).filter(|(_, closed)| !closed.load(Ordering::Acquire));
+        if let Some(addr) = cached.and_then(|(addr, _)| addr.upgrade()) {
             return then(self, Ok(addr), ctx);
         }
-        let lookup = self.groups.send(LookupGroup { group_id: group_id.clone(), create });
+        let groups = self.groups.clone();
+        let lookup = async move {
+            let addr = groups.send(LookupGroup { group_id: group_id.clone(), create }).await??;
+            let closed = addr.send(coordinator::ClosedFlag).await?;
+            Ok::<_, BrokerError>((group_id, addr, closed))
+        };
         ctx.wait(lookup.into_actor(self).map(move |found, act, ctx| {
-            let found = found.unwrap_or_else(|e| Err(e.into()));
-            if let Ok(addr) = &found {
-                act.coordinators.insert(group_id, addr.downgrade());
-            }
+            let found = found.map(|(group_id, addr, closed)| {
+                act.coordinators.insert(group_id, (addr.downgrade(), closed));
+                addr
+            });
             then(act, found, ctx)
         }));
     }

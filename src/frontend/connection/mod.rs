@@ -135,8 +135,10 @@ pub struct Connection {
     /// Topics already looked up: the actor's address, weak so that a deleted
     /// topic's actor can end, and its route to the partitions.
     topics: HashMap<String, (WeakAddr<Topic>, Arc<Route>)>,
-    /// Group coordinators already looked up; weak, like `topics`.
-    coordinators: HashMap<String, WeakAddr<GroupCoordinator>>,
+    /// Group coordinators already looked up; weak, like `topics`, each with
+    /// the flag it sets when it closes for good (its group deleted, expired,
+    /// or coordinated by another broker now): a closed one is looked up again.
+    coordinators: HashMap<String, (WeakAddr<GroupCoordinator>, Arc<std::sync::atomic::AtomicBool>)>,
     /// This connection's session in each group it joined, by group id.
     sessions: HashMap<String, Addr<Session>>,
     /// Requests dispatched whose response is not written yet.

@@ -2,6 +2,9 @@
 //! an idle one ([`ExpireIfIdle`]), handing it to another broker
 //! ([`Resign`]) and the broker's shutdown ([`ShutdownGroup`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use actix::prelude::*;
 
 use super::{restarting, GroupCoordinator, Store};
@@ -46,6 +49,7 @@ impl GroupCoordinator {
         // futures it has not run yet, and the answer with them.
         let close = |act: &mut Self, ctx: &mut Context<Self>| {
             act.closed = true;
+            act.closed_flag.store(true, Ordering::Release);
             act.store = None;
             ctx.stop();
         };
@@ -81,6 +85,7 @@ impl Handler<Resign> for GroupCoordinator {
         }
         self.closed = true;
         self.resigned = true;
+        self.closed_flag.store(true, Ordering::Release);
         self.store = None;
         ctx.stop();
     }
@@ -140,5 +145,19 @@ impl Handler<ShutdownGroup> for GroupCoordinator {
             // The partition flushes its own log.
             Some(Store::Replicated { .. }) | None => Ok(()),
         }
+    }
+}
+
+/// The flag the coordinator sets when it closes for good: whoever keeps its
+/// address checks it before using it, and looks the group up again once set.
+#[derive(Message)]
+#[rtype(result = "Arc<AtomicBool>")]
+pub struct ClosedFlag;
+
+impl Handler<ClosedFlag> for GroupCoordinator {
+    type Result = MessageResult<ClosedFlag>;
+
+    fn handle(&mut self, _: ClosedFlag, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.closed_flag.clone())
     }
 }

@@ -40,7 +40,7 @@ mod members;
 mod offsets;
 mod watch;
 
-pub use closing::{CloseGroup, ExpireIfIdle, Resign, ShutdownGroup};
+pub use closing::{CloseGroup, ClosedFlag, ExpireIfIdle, Resign, ShutdownGroup};
 pub use members::{Beat, Heartbeat, HeartbeatAnswered, Join, Leave, MemberDisconnected};
 pub use offsets::{
     CommitOffsets, DescribeGroup, FetchOffsets, GroupDescription, PartitionLag, ResetOffsets, ResetTo,
@@ -105,6 +105,9 @@ pub struct GroupCoordinator {
     closed: bool,
     /// Closed because another broker coordinates the group now.
     resigned: bool,
+    /// Set once closed for good (`closing.rs`), for those who keep this
+    /// coordinator's address to know to look the group up again.
+    closed_flag: Arc<std::sync::atomic::AtomicBool>,
     /// When the group last had a member (as seen by the expiry check), or
     /// when this coordinator started: a group is never expired sooner than a
     /// full retention after a broker start.
@@ -199,6 +202,7 @@ impl GroupCoordinator {
             next_member: 0,
             closed: false,
             resigned: false,
+            closed_flag: Arc::default(),
             last_active_ms: now_ms(),
             watchers: Vec::new(),
             published: None,
