@@ -22,6 +22,8 @@ pub mod store;
 
 #[cfg(test)]
 mod actor_tests;
+#[cfg(test)]
+mod offsets_topic_tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
