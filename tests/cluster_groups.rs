@@ -98,6 +98,30 @@ async fn committed(cluster: &Cluster, group: &str) -> (i32, BTreeMap<(String, u3
     (at, answer.offsets.into_iter().map(|o| ((o.topic, o.partition), o.offset)).collect())
 }
 
+/// The group's registration in ZooKeeper (`/consumers`), if any.
+async fn registration(cluster: &Cluster, group: &str) -> Option<herald::cluster::node_groups::GroupRegistration> {
+    let client = zookeeper_client::Client::connect(&cluster.zk.address).await.unwrap();
+    match client.get_data(&herald::cluster::node_groups::group_path(group)).await {
+        Ok((data, _)) => Some(serde_json::from_slice(&data).unwrap()),
+        Err(zookeeper_client::Error::NoNode) => None,
+        Err(err) => panic!("reading the group registry: {err}"),
+    }
+}
+
+/// Waits until the group's registration is `wanted`.
+async fn registered(cluster: &Cluster, group: &str, wanted: Option<u32>) {
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let found = registration(cluster, group).await;
+        if found.as_ref().map(|r| r.offsets_partition) == wanted {
+            assert!(found.is_none_or(|r| r.group == group && r.version == 1));
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{group}` registered as {found:?}, not {wanted:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn start() -> Cluster {
     let cluster = Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", PARTITIONS)]).await;
     cluster.broker(1).client().await.create_topic("events", 4, BTreeMap::new()).await.unwrap();
@@ -146,6 +170,8 @@ async fn only_the_coordinator_serves_a_group_and_commits_survive_its_sigkill() {
         }
     }
     assert_eq!(committed(&cluster, group).await.1, want);
+    // ZooKeeper's group registry names the group and its partition.
+    registered(&cluster, group, Some(partition)).await;
 
     cluster.kill(coordinator.broker_id);
     let (moved_to, after) = committed(&cluster, group).await;
@@ -175,6 +201,8 @@ async fn a_deleted_group_stays_deleted_when_its_coordinator_moves() {
     )
     .await;
     deleted.unwrap_or_else(|err| panic!("delete at broker {at}: {err}"));
+    registered(&cluster, gone, None).await;
+    registered(&cluster, kept, Some(coordinator_partition(kept, PARTITIONS.parse().unwrap()))).await;
     cluster.kill(at);
     let (_, after) = committed(&cluster, gone).await;
     assert!(after.is_empty(), "a deleted group came back: {after:?}");

@@ -11,7 +11,7 @@ pub mod metadata;
 pub mod node;
 mod node_admin;
 mod node_control;
-mod node_groups;
+pub mod node_groups;
 mod node_roles;
 mod node_topics;
 pub mod producer_ids;

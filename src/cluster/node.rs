@@ -41,7 +41,7 @@ pub struct ClusterNode {
     pub(super) broker: Addr<Broker>,
     /// The group directory, told which partitions of `__consumer_offsets`
     /// lead here.
-    pub(super) groups: Recipient<herald_actors::group::OffsetsRole>,
+    pub(super) groups: Addr<herald_actors::group::Groups>,
     /// The current session's number; reports of older ones are dropped.
     session: u64,
     /// The session's tasks, cancelled when it ends.
@@ -83,6 +83,10 @@ pub struct ClusterNode {
     pub(super) next_giving: u64,
     /// Whether this broker is asking for `__consumer_offsets` to be created.
     pub(super) creating_offsets: bool,
+    /// The group registry's writes still to make (`node_groups.rs`): per
+    /// group, its partition when it exists, `None` when it is gone.
+    pub(super) registry_wanted: BTreeMap<String, Option<u32>>,
+    pub(super) registry_busy: bool,
     /// A fetcher per leader broker this one follows partitions from.
     pub(super) fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
     /// The next producer id and the last of the block reserved.
@@ -108,7 +112,7 @@ impl ClusterNode {
         host: String,
         port: u16,
         broker: Addr<Broker>,
-        groups: Recipient<herald_actors::group::OffsetsRole>,
+        groups: Addr<herald_actors::group::Groups>,
     ) -> Result<Addr<ClusterNode>, RegistryError> {
         let client = registry::connect(&settings).await?;
         registry::register(&client, &settings, &host, port).await?;
@@ -140,6 +144,8 @@ impl ClusterNode {
             giving: HashMap::new(),
             next_giving: 0,
             creating_offsets: false,
+            registry_wanted: BTreeMap::new(),
+            registry_busy: false,
             fetchers: HashMap::new(),
             producer_ids: None,
             shutting: BTreeMap::new(),
@@ -147,6 +153,9 @@ impl ClusterNode {
         };
         Ok(ClusterNode::create(move |ctx| {
             let mut node = node;
+            // Before any role reaches the directory: the groups it loads
+            // are registered too.
+            node.groups.do_send(herald_actors::group::UseRegistry(ctx.address().recipient()));
             node.load_local(ctx);
             node.start_session(client, ctx);
             node

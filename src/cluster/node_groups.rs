@@ -1,12 +1,17 @@
-//! Consumer groups on a [`ClusterNode`]: `find_coordinator`. A group's
-//! coordinator is the leader of its partition of `__consumer_offsets`
-//! (docs/cluster.md, "Consumer groups"), which the first request creates.
+//! Consumer groups on a [`ClusterNode`]: `find_coordinator`, and the group
+//! registry in ZooKeeper. A group's coordinator is the leader of its
+//! partition of `__consumer_offsets` (docs/cluster.md, "Consumer groups"),
+//! which the first request creates; `/consumers` lists the groups that
+//! exist, each with that partition (written when a coordinator makes or
+//! loads a group, removed when the group is deleted or expires).
 
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use herald_actors::error::{BrokerError, ErrorCode};
+use herald_actors::group::GroupRegistry;
 use herald_wire::protocol::{coordinator_partition, BrokerInfo, ConfigValue, OFFSETS_TOPIC};
+use zookeeper_client as zk;
 
 use super::node::ClusterNode;
 use super::node_topics::CreateClusterTopic;
@@ -68,6 +73,83 @@ impl ClusterNode {
                 Err(err) if err.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
                 Err(err) => tracing::warn!(topic = OFFSETS_TOPIC, %err, "cannot create the consumer groups' topic yet"),
             }
+        }));
+    }
+}
+
+/// Where ZooKeeper holds the cluster's consumer groups: one persistent node
+/// per group, named by the hex of its id (any id is then a valid name).
+pub const CONSUMERS: &str = "/consumers";
+
+/// A group's node in the registry.
+pub fn group_path(group_id: &str) -> String {
+    let hex: String = group_id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{CONSUMERS}/{hex}")
+}
+
+/// A group's registration: the group, and its partition of
+/// `__consumer_offsets`, whose leader (in that partition's state) is the
+/// group's coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupRegistration {
+    pub version: u32,
+    pub group: String,
+    pub offsets_partition: u32,
+}
+
+impl Handler<GroupRegistry> for ClusterNode {
+    type Result = ();
+
+    /// Keeps `/consumers` as the directory says, one write at a time; the
+    /// latest word on a group wins.
+    fn handle(&mut self, msg: GroupRegistry, ctx: &mut Context<Self>) {
+        self.registry_wanted.insert(msg.group_id, msg.partition);
+        self.write_registry(ctx);
+    }
+}
+
+impl ClusterNode {
+    fn write_registry(&mut self, ctx: &mut Context<Self>) {
+        if self.registry_busy {
+            return;
+        }
+        let Some(client) = self.client.clone() else { return };
+        let Some((group, wanted)) = self.registry_wanted.pop_first() else { return };
+        self.registry_busy = true;
+        let path = group_path(&group);
+        let write = {
+            let group = group.clone();
+            async move {
+                match wanted {
+                    Some(offsets_partition) => {
+                        super::registry::ensure_path(&client, CONSUMERS)
+                            .await
+                            .map_err(|_| zk::Error::ConnectionLoss)?;
+                        let registration = GroupRegistration { version: 1, group, offsets_partition };
+                        let data = serde_json::to_vec(&registration).unwrap_or_default();
+                        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                        match client.create(&path, &data, &persistent).await {
+                            Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+                            Err(err) => Err(err),
+                        }
+                    }
+                    None => match client.delete(&path, None).await {
+                        Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                        Err(err) => Err(err),
+                    },
+                }
+            }
+        };
+        ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
+            act.registry_busy = false;
+            if let Err(err) = written {
+                tracing::warn!(%group, %err, "cannot update the group registry in ZooKeeper; trying again");
+                // Unless a newer word on the group came meanwhile.
+                act.registry_wanted.entry(group).or_insert(wanted);
+                ctx.run_later(std::time::Duration::from_millis(500), |act, ctx| act.write_registry(ctx));
+                return;
+            }
+            act.write_registry(ctx);
         }));
     }
 }

@@ -139,7 +139,7 @@ pub(crate) async fn serve(
     state.recovered(Actors { broker: broker.clone(), groups: groups.clone(), authorizer: authorizer.clone() });
     listener.set_nonblocking(true)?;
     let local: SocketAddr = listener.local_addr()?;
-    let membership = join_cluster(&settings, local, broker.clone(), groups.clone().recipient()).await?;
+    let membership = join_cluster(&settings, local, broker.clone(), groups.clone()).await?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = Limits {
         max_frame_bytes: settings.server.max_frame_bytes as usize,
@@ -292,7 +292,7 @@ async fn join_cluster(
     settings: &Settings,
     local: SocketAddr,
     broker: Addr<Broker>,
-    groups: Recipient<herald_actors::group::OffsetsRole>,
+    groups: Addr<Groups>,
 ) -> io::Result<crate::cluster::Membership> {
     use crate::cluster::{ClusterNode, Membership};
     let cluster = &settings.cluster;

@@ -15,7 +15,7 @@ pub mod assignor;
 pub mod coordinator;
 pub mod membership;
 mod offsets_topic;
-pub use offsets_topic::OffsetsRole;
+pub use offsets_topic::{GroupRegistry, OffsetsRole, UseRegistry};
 pub mod replicated;
 pub mod session;
 pub mod store;
@@ -190,6 +190,9 @@ impl Groups {
                         if act.coordinators.get(&group_id).is_some_and(|a| a == &addr) {
                             act.coordinators.remove(&group_id);
                         }
+                        if let Some(cluster) = &act.cluster {
+                            cluster.register(&group_id, false);
+                        }
                         Some(local.then(|| retire_group_dir(&dir)))
                     }
                     _ => None,
@@ -279,6 +282,9 @@ impl Handler<LookupGroup> for Groups {
         Ok(match partition {
             Some(addr) => {
                 let origin = Origin::Partition { addr, state: None, damaged: Vec::new() };
+                if let Some(cluster) = &self.cluster {
+                    cluster.register(&msg.group_id, true);
+                }
                 self.start_coordinator_with(&msg.group_id, origin)
             }
             None => self.start_coordinator(&msg.group_id),
@@ -336,6 +342,9 @@ impl Handler<DeleteGroup> for Groups {
             let retired = match outcome {
                 Ok(()) => {
                     act.coordinators.remove(&group_id);
+                    if let Some(cluster) = &act.cluster {
+                        cluster.register(&group_id, false);
+                    }
                     Ok(local.then(|| retire_group_dir(&dir)))
                 }
                 Err(err) => Err(err),

@@ -26,6 +26,32 @@ use crate::partition::Partition;
 /// How long a failed read-back waits before it is tried again.
 const RELOAD_AFTER: Duration = Duration::from_secs(1);
 
+/// A word for the cluster's group registry (`/consumers` in ZooKeeper):
+/// the group exists, coordinated from `partition` of `__consumer_offsets`,
+/// or (`None`) it is gone.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct GroupRegistry {
+    pub group_id: String,
+    pub partition: Option<u32>,
+}
+
+/// Where the directory sends its [`GroupRegistry`] words (the cluster, once
+/// it has joined).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseRegistry(pub Recipient<GroupRegistry>);
+
+impl Handler<UseRegistry> for Groups {
+    type Result = ();
+
+    fn handle(&mut self, msg: UseRegistry, _: &mut Context<Self>) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.registry = Some(msg.0);
+        }
+    }
+}
+
 /// What a broker in a cluster knows of `__consumer_offsets`.
 #[derive(Default)]
 pub(super) struct OffsetsTopic {
@@ -36,6 +62,8 @@ pub(super) struct OffsetsTopic {
     /// Numbers each leadership, so a read-back that completes after the
     /// leadership it was for ended is dropped.
     next_term: u64,
+    /// The cluster's group registry.
+    registry: Option<Recipient<GroupRegistry>>,
 }
 
 /// A partition this broker leads.
@@ -77,8 +105,16 @@ impl OffsetsTopic {
         }
     }
 
-    fn partition_of(&self, group_id: &str) -> u32 {
+    pub(super) fn partition_of(&self, group_id: &str) -> u32 {
         coordinator_partition(group_id, self.partitions)
+    }
+
+    /// Tells the registry the group exists (or, `exists` false, is gone).
+    pub(super) fn register(&self, group_id: &str, exists: bool) {
+        if let Some(registry) = &self.registry {
+            let partition = exists.then(|| self.partition_of(group_id));
+            registry.do_send(GroupRegistry { group_id: group_id.to_string(), partition });
+        }
     }
 }
 
@@ -162,6 +198,9 @@ impl Groups {
             }
             let origin = Origin::Partition { addr: addr.clone(), state: Some(state), damaged: damaged.clone() };
             self.start_coordinator_with(&group_id, origin);
+            if let Some(cluster) = &self.cluster {
+                cluster.register(&group_id, true);
+            }
         }
         if let Some(led) = self.cluster.as_mut().and_then(|c| c.led.get_mut(&partition)).filter(|l| l.term == term) {
             led.loaded = true;
