@@ -62,6 +62,17 @@ enum Seen {
 
 type History = Arc<Mutex<Vec<Seen>>>;
 
+/// One kill: the coordinator's broker, the distinct records read before,
+/// and how long until the next coordinator answered and reads went on.
+#[derive(Debug)]
+#[allow(dead_code)] // Printed.
+struct Round {
+    broker: i32,
+    read_before: i64,
+    coordinated: Duration,
+    resumed: Duration,
+}
+
 async fn member(brokers: Cluster, n: usize, history: History, done: Arc<AtomicBool>) {
     let mut config = GroupConsumerConfig::new(GROUP, &[TOPIC]);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
@@ -169,10 +180,18 @@ async fn a_group_carries_on_from_its_commits_when_its_coordinators_broker_is_kil
         }
         let coordinator = brokers.coordinator(GROUP, Instant::now() + TAKEOVER).await.unwrap();
         let old = coordinator.describe_cluster().await.unwrap().broker_id;
-        killed.push((old, distinct(&history).0));
+        let before = distinct(&history).0;
+        let at = Instant::now();
         cluster.kill(old);
         let next = brokers.coordinator(GROUP, Instant::now() + TAKEOVER * 2).await.unwrap();
         assert_ne!(next.describe_cluster().await.unwrap().broker_id, old, "the dead broker cannot coordinate");
+        let coordinated = at.elapsed();
+        // The members read again (a hundred records past where they were).
+        while distinct(&history).0 < (before + 100).min(total) {
+            assert!(Instant::now() < deadline + TAKEOVER * 2, "round {round}: reads did not resume");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        killed.push(Round { broker: old, read_before: before, coordinated, resumed: at.elapsed() });
         if round + 1 < rounds {
             cluster.restart(old);
             cluster.all_in(3).await;
@@ -230,8 +249,8 @@ async fn a_group_carries_on_from_its_commits_when_its_coordinators_broker_is_kil
         })
         .collect();
     println!(
-        "read {reads} records ({again} again, all above the group's commits); coordinators killed (broker, records \
-         read before): {killed:?}; members {lost:?} lost their partitions; {samples} assignment samples"
+        "read {reads} records ({again} again, all above the group's commits); coordinators killed: {killed:?}; \
+         members {lost:?} lost their partitions; {samples} assignment samples"
     );
     assert!(!lost.is_empty(), "no member noticed the coordinator's loss");
     assert_eq!(first.len() as i64, total);
