@@ -6,7 +6,9 @@
 //! (they find each partition's leader themselves); at the end every replica
 //! must be back in sync with identical logs, and [`history::check`] finds no
 //! acknowledged record lost, moved or stored more often than its attempts
-//! allow. Each test prints one line of figures.
+//! allow. In the leader-kill rounds a consumer group reads the topic all
+//! along and must end up with every acknowledged record. Each test prints
+//! one line of figures.
 //!
 //! Short tier by default (3 kill rounds); the long tier is
 //! `HERALD_CLUSTER_FAULTS=long cargo test --release --test cluster_faults`
@@ -14,11 +16,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster::group::Group;
 use common::cluster::history::{check, Anomaly, Sent};
 use common::cluster::{describe_until, Cluster, Leaders, Seeds, SESSION_TIMEOUT_MS, TAKEOVER};
 use common::{quantile, value};
@@ -168,9 +171,11 @@ async fn a_killed_leader_is_replaced_within_its_session_timeout_and_loses_nothin
         Err(_) if long_tier() => 10,
         Err(_) => 3,
     };
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", "3")]).await;
     create(&cluster, "k", 3).await;
     let load = Load::start(&cluster.seeds, "k", 3, 3);
+    // A consumer group reads the topic all along: it must carry on.
+    let group = Group::start(&cluster.seeds, "readers", "k", 2);
     let (mut windows, mut elections, mut controllers_killed) = (Vec::new(), Vec::new(), 0);
     for round in 0..rounds {
         let mut placed = Vec::new();
@@ -202,8 +207,11 @@ async fn a_killed_leader_is_replaced_within_its_session_timeout_and_loses_nothin
     }
     let sent = load.stop().await;
     let reads = cluster.settled("k", 3).await;
+    let acked: BTreeSet<String> = sent.iter().filter(|s| s.acked.is_some()).map(|s| s.value.clone()).collect();
+    let unread = group.read_all(&acked, TAKEOVER * 2).await;
+    assert!(unread.is_empty(), "the group never read {} acknowledged records: {unread:?}", unread.len());
     let figures = format!(
-        "{rounds} rounds ({controllers_killed} killed the controller); new leader after p50 {:.0} ms, max {:.0} ms; unavailability p50 {:.0} ms, p99 {:.0} ms over {} windows",
+        "{rounds} rounds ({controllers_killed} killed the controller); new leader after p50 {:.0} ms, max {:.0} ms; unavailability p50 {:.0} ms, p99 {:.0} ms over {} windows; a group of 2 read every acknowledged record",
         quantile(&elections, 0.5),
         quantile(&elections, 1.0),
         quantile(&windows, 0.5),

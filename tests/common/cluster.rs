@@ -5,6 +5,8 @@
 //! to its partition's leader (the clients do not follow leaders yet), and
 //! [`history`] checks what the producers were told against the logs.
 
+#[allow(dead_code)] // not every test file uses it
+pub mod group;
 pub mod history;
 mod leaders;
 
