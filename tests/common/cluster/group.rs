@@ -38,9 +38,7 @@ impl Group {
                         };
                         match member.poll().await {
                             Ok(records) => read.lock().unwrap().extend(
-                                records
-                                    .into_iter()
-                                    .filter_map(|r| Some(String::from_utf8(r.record.value?.to_vec()).ok()?)),
+                                records.into_iter().filter_map(|r| String::from_utf8(r.record.value?.to_vec()).ok()),
                             ),
                             Err(err) => tracing::info!(%err, "a group member's poll failed; polling again"),
                         }
