@@ -343,3 +343,40 @@ async fn in_a_cluster_a_member_whose_coordinator_dies_joins_the_next_one() {
     assert_eq!(members, [consumer.member_id()], "the member is the new coordinator's");
     consumer.close().await.unwrap();
 }
+
+/// Consumers that share one [`Cluster`] are members each on a connection of
+/// its own (the broker takes one member of a group per connection): both
+/// stay members, split the partitions, and read every record once.
+#[tokio::test]
+async fn group_consumers_sharing_a_cluster_are_each_a_member() {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic("shared", 2, Default::default()).await.unwrap();
+    for p in 0..2u32 {
+        admin.produce("shared", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
+    }
+    let cluster = cluster_through(dead_address(), &broker).await;
+    let mut config = GroupConsumerConfig::new("sharers", &["shared"]);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(GroupConsumer::join_with_cluster(cluster.clone(), config.clone()).await.unwrap());
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for member in &mut members {
+            member.poll().await.unwrap();
+        }
+        let owned: Vec<usize> = members.iter().map(|m| m.assignment().len()).collect();
+        if owned == [1, 1] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the two members own {owned:?} partitions");
+    }
+    let described = admin.describe_group("sharers").await.unwrap();
+    assert_eq!(described.members.len(), 2, "{described:?}");
+    for member in members {
+        member.close().await.unwrap();
+    }
+    broker.stop().await;
+}

@@ -203,12 +203,22 @@ async fn a_group_carries_on_from_its_commits_when_its_coordinators_broker_is_kil
         assert!(Instant::now() < deadline, "the group stopped at {:?} of {total}", distinct(&history));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Each member is one of the group (on a connection of its own).
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let described = brokers.describe_group(GROUP).await;
+        if described.as_ref().is_ok_and(|d| d.members.len() == 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group is not its 3 members: {described:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     done.store(true, Ordering::SeqCst);
     for m in members {
         m.await.unwrap();
     }
     let samples = watcher.await.unwrap();
-    assert!(samples > 10, "the coordinators' assignments were sampled {samples} times");
+    assert!(samples >= 5, "the coordinators' assignments were sampled {samples} times");
 
     // Nothing committed is lost: once the group acknowledged a commit of a
     // partition's position, no member reads that partition below it.

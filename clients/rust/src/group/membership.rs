@@ -49,10 +49,18 @@ impl GroupConsumer {
         let deadline = Instant::now() + Duration::from_millis(self.config.session_timeout_ms);
         let mut backoff = Backoff::until(deadline);
         let (client, joined, sent) = loop {
-            let client = self.cluster.coordinator(&group_id, deadline).await?;
-            let sent = Instant::now();
-            match client.request::<_, AssignmentResponse>(group_op::JOIN_GROUP, &request).await {
-                Ok(joined) => break (client, joined, sent),
+            let coordinator = self.cluster.coordinator(&group_id, deadline).await?;
+            // The member's own connection to the coordinator: the broker
+            // takes one member of a group per connection, and consumers may
+            // share a `Cluster` (and so its connections).
+            let joined = async {
+                let client = coordinator.reconnect().await?;
+                let sent = Instant::now();
+                let joined = client.request::<_, AssignmentResponse>(group_op::JOIN_GROUP, &request).await?;
+                Ok::<_, ClientError>((client, joined, sent))
+            };
+            match joined.await {
+                Ok(joined) => break joined,
                 Err(err) if membership_gone(&err) => {
                     self.cluster.forget_coordinator(&group_id);
                     tracing::debug!(group = %group_id, %err, "the coordinator moved; looking it up again");
