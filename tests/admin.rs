@@ -58,7 +58,8 @@ async fn create_list_describe_delete_round_trip() {
             "retention_bytes",
             "retention_ms",
             "segment_max_bytes",
-            "segment_ms"
+            "segment_ms",
+            "unclean_leader_election_enable"
         ]
     );
     assert_eq!(orders.config["message_timestamp_type"], ConfigValue::Str("CreateTime".into()));

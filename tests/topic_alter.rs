@@ -184,7 +184,7 @@ async fn the_fields_of_both_operations_have_exactly_their_types() {
     let response = raw.response().await;
     response.assert_ok(20);
     assert_eq!(response.field("validate_only"), &Value::from(false));
-    assert!(response.field("config").as_map().is_some_and(|m| m.len() == 11), "{response:?}");
+    assert!(response.field("config").as_map().is_some_and(|m| m.len() == 12), "{response:?}");
     raw.send(&request(21, "delete_records", &[topic, ("partition", 0.into()), ("offset", (-1).into())])).await;
     let response = raw.response().await;
     response.assert_ok(21);

@@ -112,6 +112,11 @@ pub struct TopicConfig {
     /// (by its segment's newest timestamp) (ms).
     #[serde(default)]
     pub min_compaction_lag_ms: u64,
+    /// In a cluster, whether a replica outside the ISR may be elected leader
+    /// when no in-sync replica is alive (records only the old ISR had are
+    /// lost; off by default, as Kafka).
+    #[serde(default)]
+    pub unclean_leader_election_enable: bool,
 }
 
 fn one() -> u32 {
@@ -141,6 +146,7 @@ impl Default for TopicConfig {
             delete_retention_ms: default_delete_retention_ms(),
             min_cleanable_dirty_permille: default_min_cleanable_dirty_permille(),
             min_compaction_lag_ms: 0,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -158,6 +164,7 @@ pub const TOPIC_KEYS: &[&str] = &[
     "delete_retention_ms",
     "min_cleanable_dirty_ratio",
     "min_compaction_lag_ms",
+    "unclean_leader_election_enable",
 ];
 
 fn invalid(message: String) -> BrokerError {
@@ -265,6 +272,17 @@ impl TopicConfig {
                 "delete_retention_ms" => config.delete_retention_ms = int(key, value, 0)? as u64,
                 "min_cleanable_dirty_ratio" => config.min_cleanable_dirty_permille = permille(key, value)?,
                 "min_compaction_lag_ms" => config.min_compaction_lag_ms = int(key, value, 0)? as u64,
+                "unclean_leader_election_enable" => {
+                    config.unclean_leader_election_enable = match string(key, value)? {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(invalid(format!(
+                                "topic setting `unclean_leader_election_enable` must be true or false, got `{other}`"
+                            )))
+                        }
+                    }
+                }
                 "message_timestamp_type" => {
                     let ConfigValue::Str(name) = value else {
                         return Err(invalid(format!(
@@ -362,6 +380,10 @@ impl TopicConfig {
             ("delete_retention_ms".into(), ConfigValue::Int(self.delete_retention_ms as i64)),
             ("min_cleanable_dirty_ratio".into(), ConfigValue::Str(permille_text(self.min_cleanable_dirty_permille))),
             ("min_compaction_lag_ms".into(), ConfigValue::Int(self.min_compaction_lag_ms as i64)),
+            (
+                "unclean_leader_election_enable".into(),
+                ConfigValue::Str(self.unclean_leader_election_enable.to_string()),
+            ),
         ])
     }
 

@@ -83,6 +83,8 @@ pub struct ClusterNode {
     pub(super) next_giving: u64,
     /// Whether this broker is asking for `__consumer_offsets` to be created.
     pub(super) creating_offsets: bool,
+    /// `log.unclean_leader_election_enable`: for topics that do not set it.
+    pub(super) unclean_default: bool,
     /// The group registry's writes still to make (`node_groups.rs`): per
     /// group, its partition when it exists, `None` when it is gone.
     pub(super) registry_wanted: BTreeMap<String, Option<u32>>,
@@ -113,6 +115,7 @@ impl ClusterNode {
         port: u16,
         broker: Addr<Broker>,
         groups: Addr<herald_actors::group::Groups>,
+        unclean_default: bool,
     ) -> Result<Addr<ClusterNode>, RegistryError> {
         let client = registry::connect(&settings).await?;
         registry::register(&client, &settings, &host, port).await?;
@@ -144,6 +147,7 @@ impl ClusterNode {
             giving: HashMap::new(),
             next_giving: 0,
             creating_offsets: false,
+            unclean_default,
             registry_wanted: BTreeMap::new(),
             registry_busy: false,
             fetchers: HashMap::new(),

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use actix::prelude::*;
 use futures::future::{FutureExt, LocalBoxFuture};
+use herald_wire::protocol::ConfigValue;
 use zookeeper_client as zk;
 
 use super::control;
@@ -68,9 +69,20 @@ impl ClusterNode {
                     continue;
                 }
                 let current = partition.state.as_ref();
-                let decided =
-                    control::decide(&partition.replicas, current.map(|(s, _)| s), &live, &shutting, office.epoch);
+                let unclean = match view.config.get("unclean_leader_election_enable") {
+                    Some(ConfigValue::Str(enabled)) => enabled == "true",
+                    _ => self.unclean_default,
+                };
+                let before = current.map(|(s, _)| s);
+                let decided = control::decide(&partition.replicas, before, &live, &shutting, office.epoch, unclean);
                 let Some(decided) = decided else { continue };
+                if control::unclean_election(before, &decided) {
+                    tracing::error!(
+                        topic = %name, partition = p, leader = decided.leader, isr_before = ?before.map(|b| &b.isr),
+                        "UNCLEAN LEADER ELECTION: no in-sync replica is alive, so a replica outside the ISR leads \
+                         (the topic sets unclean_leader_election_enable); records only the old ISR had are lost"
+                    );
+                }
                 let version = current.map(|(_, v)| *v);
                 self.writing.insert(key.clone());
                 let client = client.clone();

@@ -305,7 +305,8 @@ async fn join_cluster(
         let me = herald_wire::protocol::BrokerInfo { id: cluster.broker_id.max(0), host, port: local.port(), rack };
         return Ok(Membership::Single(me));
     }
-    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker, groups)
+    let unclean = settings.log.unclean_leader_election_enable;
+    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker, groups, unclean)
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
     Ok(Membership::Cluster(node))
