@@ -30,6 +30,18 @@ async fn cluster_through(dead: SocketAddr, broker: &TestBroker) -> Cluster {
     Cluster::connect(&bootstrap, "coordinator-test", ConnectOptions::default()).await.expect("connect")
 }
 
+/// A broker alone with `topic` of 2 partitions holding `{p}-{i}` for i in
+/// 0..5 in each partition p, and a client of it.
+async fn broker_with(topic: &str) -> (TestBroker, herald::client::Client) {
+    let broker = TestBroker::start();
+    let admin = broker.client().await;
+    admin.create_topic(topic, 2, Default::default()).await.unwrap();
+    for p in 0..2u32 {
+        admin.produce(topic, Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
+    }
+    (broker, admin)
+}
+
 #[tokio::test]
 async fn find_coordinator_of_a_broker_alone_names_the_broker_itself() {
     let broker = TestBroker::start();
@@ -52,12 +64,7 @@ async fn find_coordinator_of_a_broker_alone_names_the_broker_itself() {
 
 #[tokio::test]
 async fn a_group_consumer_through_a_cluster_with_a_dead_bootstrap_address_joins_consumes_and_commits() {
-    let broker = TestBroker::start();
-    let admin = broker.client().await;
-    admin.create_topic("ledger", 2, Default::default()).await.unwrap();
-    for p in 0..2u32 {
-        admin.produce("ledger", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
-    }
+    let (broker, _) = broker_with("ledger").await;
     let cluster = cluster_through(dead_address(), &broker).await;
     let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
@@ -349,12 +356,7 @@ async fn in_a_cluster_a_member_whose_coordinator_dies_joins_the_next_one() {
 /// stay members, split the partitions, and read every record once.
 #[tokio::test]
 async fn group_consumers_sharing_a_cluster_are_each_a_member() {
-    let broker = TestBroker::start();
-    let admin = broker.client().await;
-    admin.create_topic("shared", 2, Default::default()).await.unwrap();
-    for p in 0..2u32 {
-        admin.produce("shared", Some(p), (0..5).map(|i| value(format!("{p}-{i}"))).collect()).await.unwrap();
-    }
+    let (broker, admin) = broker_with("shared").await;
     let cluster = cluster_through(dead_address(), &broker).await;
     let mut config = GroupConsumerConfig::new("sharers", &["shared"]);
     config.auto_offset_reset = AutoOffsetReset::Earliest;

@@ -24,10 +24,10 @@ struct Fixture {
     groups: Addr<Groups>,
 }
 
-async fn fixture(partitions: i64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = BrokerSettings {
-        data_dir: dir.path().to_path_buf(),
+/// A broker directory in `data_dir` for the group actors' tests.
+pub(super) fn broker_settings(data_dir: &std::path::Path) -> BrokerSettings {
+    BrokerSettings {
+        data_dir: data_dir.to_path_buf(),
         topic_defaults: TopicConfig::default(),
         max_message_ceiling: u64::MAX,
         partition: PartitionSettings {
@@ -41,7 +41,12 @@ async fn fixture(partitions: i64) -> Fixture {
         },
         group_commit: true,
         arbiters: 1,
-    };
+    }
+}
+
+async fn fixture(partitions: i64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = broker_settings(dir.path());
     let broker = Broker::open(settings).unwrap();
     let placement = broker.placement();
     let broker = broker.start();

@@ -12,12 +12,11 @@ use tempfile::TempDir;
 
 use super::coordinator::{CommitOffsets, FetchOffsets, GroupCoordinator};
 use super::{DeleteGroup, GroupSettings, Groups, LookupGroup, OffsetsRole};
-use crate::broker::{Broker, BrokerSettings, CreateTopic, LookupTopic};
+use crate::broker::{Broker, CreateTopic, LookupTopic};
 use crate::error::{BrokerError, ErrorCode};
 use crate::group::assignor::TopicPartition;
-use crate::partition::{FlushPolicy, Partition, PartitionSettings};
+use crate::partition::Partition;
 use crate::topic::GetRoute;
-use crate::topic_config::TopicConfig;
 
 const PARTITIONS: u32 = 3;
 
@@ -30,22 +29,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let settings = BrokerSettings {
-        data_dir: dir.path().to_path_buf(),
-        topic_defaults: TopicConfig::default(),
-        max_message_ceiling: u64::MAX,
-        partition: PartitionSettings {
-            flush: FlushPolicy::Always,
-            flush_interval_ms: 1000,
-            retention_check_interval_ms: 300_000,
-            scrub: crate::partition::scrub::ScrubBudget::new(0),
-            replica_lag_time_max_ms: crate::partition::DEFAULT_REPLICA_LAG_TIME_MAX_MS,
-            replicated: false,
-            producer_id_expiration_ms: 86_400_000,
-        },
-        group_commit: true,
-        arbiters: 1,
-    };
+    let settings = super::actor_tests::broker_settings(dir.path());
     let broker = Broker::open(settings).unwrap();
     let placement = broker.placement();
     let broker = broker.start();
