@@ -48,13 +48,15 @@ pub trait OnController {
 ///
 /// The session ended, or ZooKeeper refused a request.
 pub async fn campaign(client: &zk::Client, me: i32, report: &impl OnController) -> Result<(), zk::Error> {
+    let mut won = false;
     loop {
         if let Some((epoch, epoch_version)) = try_to_win(client, me).await? {
             tracing::info!(broker_id = me, epoch, "elected controller");
             report.seen(ControllerSeen { id: me, epoch, epoch_version });
+            won = true;
         }
         // Whoever holds the office, wait for it to change hands.
-        let (data, _, watcher) = match client.get_and_watch_data(CONTROLLER).await {
+        let (data, stat, watcher) = match client.get_and_watch_data(CONTROLLER).await {
             Ok(found) => found,
             Err(zk::Error::NoNode) => continue,
             Err(err) => return Err(err),
@@ -66,6 +68,17 @@ pub async fn campaign(client: &zk::Client, me: i32, report: &impl OnController) 
                 // watch fires at once).
                 let epoch = read_epoch(client).await?;
                 report.seen(ControllerSeen { id: holder.brokerid, epoch, epoch_version: -1 });
+            }
+            // This broker's own `/controller` from a campaign that failed
+            // before it learned it won (the connection was lost during the
+            // write): its epoch's version is unknown, so give the office up
+            // and run again.
+            Ok(_) if !won => {
+                match client.delete(CONTROLLER, Some(stat.version)).await {
+                    Ok(()) | Err(zk::Error::NoNode | zk::Error::BadVersion) => {}
+                    Err(err) => return Err(err),
+                }
+                continue;
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "the controller's znode does not parse; waiting for it to change"),

@@ -180,9 +180,8 @@ impl ClusterNode {
         self.tasks.push(
             ctx.spawn(
                 async move {
-                    if let Err(err) = campaign(&campaigner, id, &reporter).await {
-                        tracing::debug!(%err, "the controller election stopped with the session");
-                    }
+                    let watching = || campaign(&campaigner, id, &reporter);
+                    while_the_session_lives(&campaigner, "the controller election", watching).await;
                 }
                 .into_actor(self),
             ),
@@ -192,9 +191,8 @@ impl ClusterNode {
         self.tasks.push(
             ctx.spawn(
                 async move {
-                    if let Err(err) = watch_brokers(&watcher, &node, session).await {
-                        tracing::debug!(%err, "the broker watch stopped with the session");
-                    }
+                    let watching = || watch_brokers(&watcher, &node, session);
+                    while_the_session_lives(&watcher, "the broker watch", watching).await;
                 }
                 .into_actor(self),
             ),
@@ -204,9 +202,8 @@ impl ClusterNode {
         self.tasks.push(
             ctx.spawn(
                 async move {
-                    if let Err(err) = watch_topics(&topics, &reporter).await {
-                        tracing::debug!(%err, "the topic watch stopped with the session");
-                    }
+                    let watching = || watch_topics(&topics, &reporter);
+                    while_the_session_lives(&topics, "the topic watch", watching).await;
                 }
                 .into_actor(self),
             ),
@@ -216,9 +213,8 @@ impl ClusterNode {
         self.tasks.push(
             ctx.spawn(
                 async move {
-                    if let Err(err) = watch_deletions(&deletions, &node, session).await {
-                        tracing::debug!(%err, "the deletion watch stopped with the session");
-                    }
+                    let watching = || watch_deletions(&deletions, &node, session);
+                    while_the_session_lives(&deletions, "the deletion watch", watching).await;
                 }
                 .into_actor(self),
             ),
@@ -291,6 +287,29 @@ impl OnController for Reporter {
 impl OnTopics for Reporter {
     fn changed(&self, change: TopicChange) {
         self.node.do_send(TopicsChanged { session: self.session, change });
+    }
+}
+
+/// Runs `watching` (a watch or the election, which return only on an
+/// error) again after each failure while the session lives: a connection
+/// lost and re-established within the session fails the requests in flight,
+/// not the session, and the watch must go on. Returns once the session has
+/// ended (the node then starts everything again with a new one).
+async fn while_the_session_lives<F, W>(client: &zk::Client, what: &str, mut watching: F)
+where
+    F: FnMut() -> W,
+    W: std::future::Future<Output = Result<(), zk::Error>>,
+{
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let Err(err) = watching().await else { return };
+        if client.state().is_terminated() {
+            tracing::debug!(%err, what, "stopped with the ZooKeeper session");
+            return;
+        }
+        tracing::warn!(%err, what, "failed while the ZooKeeper session lives; starting it again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY);
     }
 }
 
