@@ -63,16 +63,31 @@ maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok,stat
 CFG
-    java -Xmx256m -cp "/etc/zookeeper/conf:$JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
-        >> "$dir/zookeeper.log" 2>&1 &
-    echo $! > "$dir/pid"
     echo "$port" > "$dir/port"
+    # Started again on its old port, it may find the port taken for a moment
+    # (another process's connection got it as its local port): it exits at
+    # once, and is started again, up to 10 times.
+    local launches=0
+    launch() {
+        launches=$((launches + 1))
+        java -Xmx256m -cp "/etc/zookeeper/conf:$JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
+            >> "$dir/zookeeper.log" 2>&1 &
+        echo $! > "$dir/pid"
+    }
+    launch
     for _ in $(seq 1 200); do
         if answers "$port"; then
             echo "127.0.0.1:$port"
             return 0
         fi
         if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+            # (Its own log says nothing of why: SLF4J has no binding here.)
+            if [[ $launches -lt 10 ]]; then
+                echo "zookeeper exited at start (127.0.0.1:$port taken for now?); starting it again" >&2
+                sleep 0.5
+                launch
+                continue
+            fi
             echo "zookeeper exited at start; its log:" >&2
             cat "$dir/zookeeper.log" >&2
             return 1
