@@ -246,6 +246,23 @@ async fn cluster_with_a_ledger() -> (common::cluster::Cluster, Cluster) {
     (cluster, brokers)
 }
 
+/// A member of group `auditors` that read the ten records of `ledger` and
+/// committed.
+async fn auditor_that_read_the_ledger(brokers: &Cluster) -> GroupConsumer {
+    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    config.auto_commit = false;
+    let mut consumer = GroupConsumer::join_with_cluster(brokers.clone(), config).await.unwrap();
+    let mut consumed = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while consumed < 10 {
+        assert!(Instant::now() < deadline, "consumed only {consumed}");
+        consumed += consumer.poll().await.unwrap().len();
+    }
+    consumer.commit().await.unwrap();
+    consumer
+}
+
 /// In a real cluster (three brokers and ZooKeeper): the coordinator found is
 /// the leader of the group's partition of `__consumer_offsets` (created by
 /// the first `find_coordinator`, answered 15 meanwhile, which the lookup
@@ -267,17 +284,7 @@ async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
         assert_eq!(named.broker_id, coordinator_id, "broker {id} names another coordinator");
     }
 
-    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
-    config.auto_offset_reset = AutoOffsetReset::Earliest;
-    config.auto_commit = false;
-    let mut consumer = GroupConsumer::join_with_cluster(brokers.clone(), config).await.unwrap();
-    let mut consumed = 0;
-    let deadline = Instant::now() + PATIENCE;
-    while consumed < 10 {
-        assert!(Instant::now() < deadline, "consumed only {consumed}");
-        consumed += consumer.poll().await.unwrap().len();
-    }
-    consumer.commit().await.unwrap();
+    let mut consumer = auditor_that_read_the_ledger(&brokers).await;
     let described = cluster.broker(coordinator_id).client().await.describe_group("auditors").await.unwrap();
     assert_eq!(described.members.len(), 1, "the member joined at the coordinator");
     let committed = brokers.fetch_offsets("auditors", None).await.unwrap();
@@ -313,17 +320,7 @@ async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
 async fn in_a_cluster_a_member_whose_coordinator_dies_joins_the_next_one() {
     let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
     let (mut cluster, brokers) = cluster_with_a_ledger().await;
-    let mut config = GroupConsumerConfig::new("auditors", &["ledger"]);
-    config.auto_offset_reset = AutoOffsetReset::Earliest;
-    config.auto_commit = false;
-    let mut consumer = GroupConsumer::join_with_cluster(brokers.clone(), config).await.unwrap();
-    let mut consumed = 0;
-    let deadline = Instant::now() + PATIENCE;
-    while consumed < 10 {
-        assert!(Instant::now() < deadline, "consumed only {consumed}");
-        consumed += consumer.poll().await.unwrap().len();
-    }
-    consumer.commit().await.unwrap();
+    let mut consumer = auditor_that_read_the_ledger(&brokers).await;
     consumer.take_events();
     let first_member = consumer.member_id().to_string();
     let deadline = Instant::now() + common::cluster::TAKEOVER;
