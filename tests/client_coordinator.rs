@@ -284,7 +284,7 @@ async fn in_a_cluster_a_member_joins_the_leader_of_its_offsets_partition() {
         assert_eq!(named.broker_id, coordinator_id, "broker {id} names another coordinator");
     }
 
-    let mut consumer = auditor_that_read_the_ledger(&brokers).await;
+    let consumer = auditor_that_read_the_ledger(&brokers).await;
     let described = cluster.broker(coordinator_id).client().await.describe_group("auditors").await.unwrap();
     assert_eq!(described.members.len(), 1, "the member joined at the coordinator");
     let committed = brokers.fetch_offsets("auditors", None).await.unwrap();
