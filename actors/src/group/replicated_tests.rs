@@ -6,16 +6,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-fn offset(topic: &str, partition: u32, offset: i64, topic_id: Option<&str>) -> StoredRecord {
-    StoredRecord::Offset {
-        topic: topic.into(),
-        partition,
-        offset,
-        metadata: None,
-        commit_timestamp: 1,
-        topic_id: topic_id.map(Into::into),
-    }
-}
+use crate::group::store::test_commit as offset;
 
 fn history() -> Vec<StoredRecord> {
     vec![

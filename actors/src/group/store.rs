@@ -405,6 +405,19 @@ impl GroupStore {
     }
 }
 
+/// A commit of `offset` at timestamp 1, as the tests write them.
+#[cfg(test)]
+pub(crate) fn test_commit(topic: &str, partition: u32, offset: i64, topic_id: Option<&str>) -> StoredRecord {
+    StoredRecord::Offset {
+        topic: topic.into(),
+        partition,
+        offset,
+        metadata: None,
+        commit_timestamp: 1,
+        topic_id: topic_id.map(Into::into),
+    }
+}
+
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;

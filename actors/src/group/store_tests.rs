@@ -3,18 +3,11 @@
 use super::*;
 
 fn offset(topic: &str, partition: u32, offset: i64) -> StoredRecord {
-    StoredRecord::Offset { topic: topic.into(), partition, offset, metadata: None, commit_timestamp: 1, topic_id: None }
+    test_commit(topic, partition, offset, None)
 }
 
 fn offset_of(topic: &str, topic_id: &str, partition: u32, offset: i64) -> StoredRecord {
-    StoredRecord::Offset {
-        topic: topic.into(),
-        partition,
-        offset,
-        metadata: None,
-        commit_timestamp: 1,
-        topic_id: Some(topic_id.into()),
-    }
+    test_commit(topic, partition, offset, Some(topic_id))
 }
 
 #[test]
