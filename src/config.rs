@@ -73,6 +73,30 @@ pub struct ClusterSettings {
     pub offsets_topic_partitions: u32,
     /// Its replication factor (at most the live brokers when created).
     pub offsets_topic_replication_factor: u32,
+    /// Whom this broker authenticates as (SCRAM-SHA-256) to the others;
+    /// empty: no one (a client certificate, or anonymous).
+    pub inter_broker_user: String,
+    pub inter_broker_password: Secret,
+    /// The CA that signed the other brokers' certificates; empty:
+    /// `security.tls_client_ca_file`.
+    pub inter_broker_tls_ca_file: String,
+}
+
+/// A secret setting: `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<hidden>\"" })
+    }
 }
 
 impl ClusterSettings {

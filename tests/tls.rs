@@ -7,76 +7,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::http::{get, value as metric};
+use common::tls::Ca;
 use common::{read_partition, text, value, BinaryBroker, TestBroker, PATIENCE};
 use herald::client::{Client, ConnectOptions, TlsOptions};
 use herald::config::ClientAuth;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::DnType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A certificate authority that signs the broker's and the clients'
-/// certificates, its files in a directory of their own.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    dir: tempfile::TempDir,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
-        Ca { cert, key, dir }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// Signs a certificate for `subject` (most general first), for the
-    /// broker (`localhost` and 127.0.0.1) or a client; returns the paths of
-    /// its certificate and key files, named `name`.
-    fn issue(&self, name: &str, subject: &[(DnType, &str)], server: bool) -> (PathBuf, PathBuf) {
-        let sans = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        for (kind, value) in subject {
-            params.distinguished_name.push(kind.clone(), *value);
-        }
-        params.extended_key_usages =
-            vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (cert_file, key_file) =
-            (self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}-key.pem")));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-
-    fn broker_files(&self) -> (PathBuf, PathBuf) {
-        self.issue("broker", &[(DnType::CommonName, "localhost")], true)
-    }
-
-    /// Client options that trust this CA.
-    fn trusted(&self) -> TlsOptions {
-        TlsOptions::from_ca_file(self.ca_file()).unwrap()
-    }
-}
 
 /// A TLS broker with the certificates of `ca`, client certificates as `auth` says.
 fn tls_broker(ca: &Ca, auth: ClientAuth) -> (TestBroker, tempfile::TempDir) {

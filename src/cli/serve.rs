@@ -79,7 +79,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::warn!("{warning}");
     }
     let changed: Vec<String> =
-        sources.iter().map(|(key, (value, origin))| format!("{key}={value} ({origin})")).collect();
+        sources.iter().map(|(key, (value, origin))| format!("{key}={} ({origin})", shown(key, value))).collect();
     tracing::info!(
         "settings: the defaults of config/default.toml{}",
         if changed.is_empty() { String::new() } else { format!(", except {}", changed.join(", ")) }
@@ -146,4 +146,13 @@ fn init_logging(logging: &LoggingSettings) -> CliResult {
         LogFormat::Json => builder.json().try_init(),
     };
     Ok(())
+}
+
+/// A setting's value as the start-up log shows it: secrets hidden.
+fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if key.ends_with("password") {
+        "<hidden>"
+    } else {
+        value
+    }
 }

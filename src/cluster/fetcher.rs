@@ -18,6 +18,8 @@ use actix::prelude::*;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::partition::{self as part, Partition};
 use herald_client::Client;
+
+use super::Peers;
 use herald_wire::protocol::{EpochEndPartition, EpochEndRequest, ReplicaFetchPartition, ReplicaFetchRequest};
 
 /// How long the leader holds a fetch when nothing is new.
@@ -40,6 +42,7 @@ pub struct ReplicaFetcher {
     my_id: i32,
     leader: i32,
     address: String,
+    peers: Peers,
     client: Option<Client>,
     partitions: BTreeMap<(String, u32), Followed>,
     /// Whether a round is under way.
@@ -47,8 +50,8 @@ pub struct ReplicaFetcher {
 }
 
 impl ReplicaFetcher {
-    pub fn new(my_id: i32, leader: i32, address: String) -> ReplicaFetcher {
-        ReplicaFetcher { my_id, leader, address, client: None, partitions: BTreeMap::new(), running: false }
+    pub fn new(my_id: i32, leader: i32, address: String, peers: Peers) -> ReplicaFetcher {
+        ReplicaFetcher { my_id, leader, address, peers, client: None, partitions: BTreeMap::new(), running: false }
     }
 
     /// Starts a round unless one is under way or nothing is followed.
@@ -58,12 +61,14 @@ impl ReplicaFetcher {
         }
         self.running = true;
         let snapshot = self.partitions.clone();
-        let (client, address, my_id) = (self.client.clone(), self.address.clone(), self.my_id);
+        let (client, address, my_id, peers) =
+            (self.client.clone(), self.address.clone(), self.my_id, self.peers.clone());
         let reached = address.clone();
         let work = async move {
             let client = match client {
                 Some(client) => client,
-                None => Client::connect(address.as_str(), &format!("herald-replica-{my_id}"))
+                None => peers
+                    .connect(&address, &format!("herald-replica-{my_id}"))
                     .await
                     .map_err(|err| format!("cannot reach the leader at {address}: {err}"))?,
             };

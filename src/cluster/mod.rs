@@ -14,6 +14,7 @@ mod node_control;
 pub mod node_groups;
 mod node_roles;
 mod node_topics;
+pub mod peers;
 pub mod producer_ids;
 pub mod registry;
 pub mod shutdown;
@@ -24,6 +25,7 @@ pub use node_admin::{AddClusterPartitions, AlterClusterTopicConfig};
 pub use node_groups::FindCoordinator;
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
+pub use peers::{GetPeers, Peers};
 pub use producer_ids::AllocateProducerId;
 pub use shutdown::ControlledShutdown;
 

@@ -42,6 +42,8 @@ pub struct ClusterNode {
     /// The group directory, told which partitions of `__consumer_offsets`
     /// lead here.
     pub(super) groups: Addr<herald_actors::group::Groups>,
+    /// How to connect to the other brokers.
+    pub(super) peers: super::Peers,
     /// The current session's number; reports of older ones are dropped.
     session: u64,
     /// The session's tasks, cancelled when it ends.
@@ -116,6 +118,7 @@ impl ClusterNode {
         broker: Addr<Broker>,
         groups: Addr<herald_actors::group::Groups>,
         unclean_default: bool,
+        peers: super::Peers,
     ) -> Result<Addr<ClusterNode>, RegistryError> {
         let client = registry::connect(&settings).await?;
         registry::register(&client, &settings, &host, port).await?;
@@ -126,6 +129,7 @@ impl ClusterNode {
             port,
             broker,
             groups,
+            peers,
             session: 0,
             tasks: Vec::new(),
             client: None,

@@ -164,8 +164,10 @@ impl ClusterNode {
             return false;
         };
         let me = self.settings.broker_id;
-        let fetcher =
-            self.fetchers.entry(leader).or_insert_with(|| ReplicaFetcher::new(me, leader, address.clone()).start());
+        let fetcher = self
+            .fetchers
+            .entry(leader)
+            .or_insert_with(|| ReplicaFetcher::new(me, leader, address.clone(), self.peers.clone()).start());
         let follow = Follow { topic: key.0.clone(), partition: key.1, leader_epoch: given.leader_epoch, addr, address };
         fetcher.do_send(follow);
         true

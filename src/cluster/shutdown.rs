@@ -35,6 +35,7 @@ use super::fetcher::Unfollow;
 use super::node::ClusterNode;
 use super::node_control::Decision;
 use super::registry::BROKER_IDS;
+use super::Peers;
 
 /// The first wait between two attempts; it doubles up to [`MAX_BACKOFF`].
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -215,8 +216,8 @@ struct ShutdownTarget;
 enum Target {
     /// This broker is the controller.
     Myself,
-    /// The controller, at this address.
-    Controller(i32, String),
+    /// The controller, at this address, reached so.
+    Controller(i32, String, Peers),
     /// No controller is known (an election under way, between sessions).
     Unknown,
 }
@@ -230,7 +231,7 @@ impl Handler<ShutdownTarget> for ClusterNode {
         }
         let Some(controller) = self.controller else { return MessageResult(Target::Unknown) };
         MessageResult(match self.brokers.iter().find(|b| b.id == controller.id) {
-            Some(b) => Target::Controller(b.id, format!("{}:{}", b.host, b.port)),
+            Some(b) => Target::Controller(b.id, format!("{}:{}", b.host, b.port), self.peers.clone()),
             None => Target::Unknown,
         })
     }
@@ -276,10 +277,11 @@ pub async fn controlled_shutdown(node: &Addr<ClusterNode>, broker_id: i32, timeo
                     .map_err(BrokerError::from)
                     .and_then(|r| r)
                     .map_err(|err| format!("as the controller: {err}")),
-                Ok(Target::Controller(id, address)) => {
+                Ok(Target::Controller(id, address, peers)) => {
                     let client = match connection.take() {
                         Some((at, client)) if at == address => Ok(client),
-                        _ => Client::connect(address.as_str(), &format!("herald-shutdown-{broker_id}"))
+                        _ => peers
+                            .connect(&address, &format!("herald-shutdown-{broker_id}"))
                             .await
                             .map_err(|err| format!("cannot reach the controller (broker {id}) at {address}: {err}")),
                     };

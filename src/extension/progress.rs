@@ -18,7 +18,7 @@ use herald_wire::protocol::{
     TopicPartitions,
 };
 
-use crate::cluster::FindCoordinator;
+use crate::cluster::{FindCoordinator, GetPeers};
 
 use actix::prelude::*;
 
@@ -118,7 +118,9 @@ impl ExtensionContext {
                     return Ok(At::There(client));
                 }
                 let address = format!("{}:{}", found.host, found.port);
-                let client = Client::connect(address.as_str(), &format!("herald-extension-{}", self.name()))
+                let peers = node.send(GetPeers).await.map_err(BrokerError::from)?;
+                let client = peers
+                    .connect(&address, &format!("herald-extension-{}", self.name()))
                     .await
                     .map_err(|err| looking_again(&err))?;
                 if let Ok(mut cached) = self.coordinators.lock() {

@@ -306,7 +306,8 @@ async fn join_cluster(
         return Ok(Membership::Single(me));
     }
     let unclean = settings.log.unclean_leader_election_enable;
-    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker, groups, unclean)
+    let peers = crate::cluster::Peers::from_settings(settings).map_err(io::Error::other)?;
+    let node = ClusterNode::join(cluster.clone(), host, local.port(), broker, groups, unclean, peers)
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
     Ok(Membership::Cluster(node))

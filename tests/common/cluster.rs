@@ -92,12 +92,19 @@ pub fn member(root: &Path, zookeeper: &str, id: i32) -> BinaryBroker {
 /// [`member`] with more environment (settings such as
 /// `HERALD_CLUSTER__CONTROLLED_SHUTDOWN_TIMEOUT_MS`).
 pub fn member_with(root: &Path, zookeeper: &str, id: i32, env: &[(String, String)]) -> BinaryBroker {
+    member_configured(root, zookeeper, id, |command| {
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+    })
+}
+
+/// [`member`], with `configure` adding to the command (a `--config` file).
+pub fn member_configured(root: &Path, zookeeper: &str, id: i32, configure: impl FnOnce(&mut Command)) -> BinaryBroker {
     std::fs::create_dir_all(root).unwrap();
     BinaryBroker::start_with(root, |command| {
         command
             .args(["--zookeeper", zookeeper, "--broker-id", &id.to_string()])
-            .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
-            .envs(env.iter().map(|(k, v)| (k, v)));
+            .env("HERALD_CLUSTER__ZOOKEEPER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string());
+        configure(command);
     })
 }
 
@@ -202,10 +209,7 @@ impl Cluster {
     pub fn terminate(&mut self, id: i32) -> (std::process::ExitStatus, String) {
         let broker = self.brokers[(id - 1) as usize].take().expect("a live broker");
         self.seeds.lock().unwrap().retain(|a| *a != broker.addr());
-        let log = broker.log.clone();
-        let status = broker.terminate();
-        let text = log.lock().unwrap().join("\n");
-        (status, text)
+        broker.terminate_with_log()
     }
 
     /// Starts broker `id` again on its data (on a new port).

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -383,6 +384,14 @@ impl BinaryBroker {
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL the broker");
         self.child.wait().expect("reap the broker");
+    }
+
+    /// [`BinaryBroker::terminate`], returning everything it logged too.
+    pub fn terminate_with_log(self) -> (ExitStatus, String) {
+        let log = self.log.clone();
+        let status = self.terminate();
+        let text = log.lock().unwrap().join("\n");
+        (status, text)
     }
 
     /// SIGTERM, then waits for the process to exit and returns its status.

@@ -1,0 +1,95 @@
+//! How a broker connects to the other brokers of its cluster: replica
+//! fetches, the controlled shutdown's request to the controller, and an
+//! extension's commits at a coordinator on another broker. Such connections
+//! speak what the brokers' listeners speak (docs/security.md, "Between
+//! brokers"): TLS when `security.tls_cert_file` is set, verifying the other
+//! broker's certificate against `cluster.inter_broker_tls_ca_file` (or
+//! `security.tls_client_ca_file`) and showing this broker's own certificate
+//! when asked for one; then SCRAM-SHA-256 as `cluster.inter_broker_user`
+//! when it is set.
+
+use std::fmt;
+
+use actix::prelude::*;
+use herald_client::{Client, ClientError, ConnectOptions, Credentials, TlsOptions};
+
+use super::ClusterNode;
+use crate::config::{Authentication, ClientAuth, Settings};
+
+/// The options of every connection to another broker; cheap to clone.
+#[derive(Clone)]
+pub struct Peers {
+    options: ConnectOptions,
+}
+
+impl fmt::Debug for Peers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peers")
+            .field("tls", &self.options.tls.is_some())
+            .field("user", &self.options.credentials.as_ref().map(Credentials::user))
+            .finish()
+    }
+}
+
+impl Peers {
+    /// The options `settings` give. Checked at start: a cluster whose
+    /// brokers could not reach or authenticate to each other refuses to
+    /// start.
+    ///
+    /// # Errors
+    ///
+    /// What is missing or cannot be read, in words for the operator.
+    pub fn from_settings(settings: &Settings) -> Result<Peers, String> {
+        let (security, cluster) = (&settings.security, &settings.cluster);
+        let mut options = ConnectOptions::default();
+        if security.tls() {
+            let ca = match (cluster.inter_broker_tls_ca_file.as_str(), security.tls_client_ca_file.as_str()) {
+                ("", "") => {
+                    return Err("the brokers speak TLS (security.tls_cert_file is set), so each must verify the \
+                                others' certificates: set cluster.inter_broker_tls_ca_file to the CA that signed \
+                                them"
+                        .into())
+                }
+                ("", client_ca) => client_ca,
+                (ca, _) => ca,
+            };
+            let tls = TlsOptions::from_ca_file(ca)
+                .and_then(|tls| tls.client_cert_files(&security.tls_cert_file, &security.tls_key_file))
+                .map_err(|err| format!("the TLS files for connections to the other brokers: {err}"))?;
+            options = options.tls(tls);
+        }
+        match (cluster.inter_broker_user.as_str(), cluster.inter_broker_password.as_str()) {
+            ("", "") => {
+                let certified = security.tls() && security.tls_client_auth != ClientAuth::None;
+                if security.authentication == Authentication::Required && !certified {
+                    return Err("security.authentication = \"required\", so the brokers must authenticate to each \
+                                other: set cluster.inter_broker_user and cluster.inter_broker_password, or have \
+                                the listeners request client certificates (security.tls_client_auth)"
+                        .into());
+                }
+            }
+            ("", _) => return Err("cluster.inter_broker_password is set without cluster.inter_broker_user".into()),
+            (_, "") => return Err("cluster.inter_broker_user is set without cluster.inter_broker_password".into()),
+            (user, password) => options = options.credentials(Credentials::scram_sha_256(user, password)),
+        }
+        Ok(Peers { options })
+    }
+
+    /// Connects to the broker at `address` ("host:port"), as `client_id`.
+    pub async fn connect(&self, address: &str, client_id: &str) -> Result<Client, ClientError> {
+        Client::connect_with_options(address, client_id, self.options.clone()).await
+    }
+}
+
+/// Asks a broker's [`ClusterNode`] how it connects to the other brokers.
+#[derive(Message)]
+#[rtype(result = "Peers")]
+pub struct GetPeers;
+
+impl Handler<GetPeers> for ClusterNode {
+    type Result = MessageResult<GetPeers>;
+
+    fn handle(&mut self, _: GetPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.peers.clone())
+    }
+}
