@@ -73,10 +73,24 @@ pub struct MemberReport {
     /// Per pause: whether the member then found out it had lost its
     /// membership (a `Lost` event, or a new member id if it owned nothing).
     pub pauses: Vec<bool>,
+    /// Losses the pauses explain (one may follow several pauses: a member
+    /// paused again before it could find out).
+    pub pause_losses: usize,
     /// `Lost` events not explained by a pause (the broker died, say).
     pub other_losses: usize,
     /// Poll errors (expected only while the broker is down).
     pub errors: Vec<String>,
+}
+
+impl MemberReport {
+    /// The member found out it lost its membership: the `unresolved` last
+    /// pauses explain it.
+    fn found_out(&mut self, unresolved: &mut usize) {
+        let from = self.pauses.len() - *unresolved;
+        self.pauses[from..].iter_mut().for_each(|f| *f = true);
+        *unresolved = 0;
+        self.pause_losses += 1;
+    }
 }
 
 /// A member's thread.
@@ -162,6 +176,9 @@ async fn run(
     // The last moment the member was surely a member when it paused, until
     // it finds out whether the pause cost it its membership.
     let mut paused_at: Option<(u64, Instant)> = None;
+    // The pauses not found out yet: the member may be paused again before
+    // it could find out about the last one (it runs for a moment between).
+    let mut unresolved = 0;
     let mut kill_handled = 0;
     let mut acked: BTreeMap<u32, i64> = BTreeMap::new();
     let mut last_commit = Instant::now();
@@ -169,8 +186,10 @@ async fn run(
     loop {
         match inbox.try_recv() {
             Ok(Order::Pause(pause)) => {
-                paused_at = Some((history.now(), Instant::now() + pause));
+                let since = paused_at.map_or_else(|| history.now(), |(at, _)| at);
+                paused_at = Some((since, Instant::now() + pause));
                 report.pauses.push(false);
+                unresolved += 1;
                 std::thread::sleep(pause);
             }
             Ok(Order::Die) => {
@@ -225,9 +244,7 @@ async fn run(
                 GroupEvent::Lost { partitions: list } => {
                     let killed_at = history.killed_at.load(Ordering::SeqCst);
                     let at = if let Some((at, _)) = paused_at.take() {
-                        if let Some(last) = report.pauses.last_mut() {
-                            *last = true;
-                        }
+                        report.found_out(&mut unresolved);
                         at
                     } else if killed_at > kill_handled {
                         // The first loss since the broker was killed.
@@ -246,14 +263,13 @@ async fn run(
             // Still a member long after the pause: it was shorter than the
             // session timeout, or the broker was slow to notice.
             paused_at = None;
+            unresolved = 0;
         }
         if report.member_ids.last().map(String::as_str) != Some(consumer.member_id()) {
             report.member_ids.push(consumer.member_id().to_string());
             // Removed while it owned nothing: no `Lost`, but a new id.
             if paused_at.take().is_some() {
-                if let Some(last) = report.pauses.last_mut() {
-                    *last = true;
-                }
+                report.found_out(&mut unresolved);
             }
         }
         match polled {
