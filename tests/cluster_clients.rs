@@ -8,42 +8,30 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cluster::paced::Paced;
 use common::cluster::{Cluster, TAKEOVER};
 use common::{herald_bin, value};
 use herald::client::{
-    ClientError, Cluster as Brokers, ConnectOptions, Consumer, ConsumerConfig, Producer, ProducerConfig,
-    RecordMetadata, StartOffset,
+    Cluster as Brokers, ConnectOptions, Consumer, ConsumerConfig, Producer, ProducerConfig, RecordMetadata, StartOffset,
 };
-use tokio::sync::oneshot;
 
 /// The tests run one at a time: each runs a cluster of its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Creates `topic` with `partitions` partitions of 3 replicas and waits
-/// until each has its full ISR.
-async fn create(cluster: &Cluster, topic: &str, partitions: u32) {
-    let any = cluster.live().next().unwrap().client().await;
-    any.create_replicated_topic(topic, i64::from(partitions), Some(3), BTreeMap::new()).await.unwrap();
-    for p in 0..partitions {
-        cluster.placement(topic, p, "the full ISR", |m| m.isr.len() == 3).await;
-    }
-}
-
 /// A bootstrap list: an address nothing listens on, then the live brokers.
 fn bootstrap(cluster: &Cluster) -> Vec<String> {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    std::iter::once(dead).chain(cluster.live().map(|b| b.addr().to_string())).collect()
+    std::iter::once(dead).chain(cluster.bootstrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_and_a_consumer_given_a_bootstrap_list_follow_each_partitions_leader() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(3).await;
-    create(&cluster, "r", 3).await;
+    cluster.create("r", 3, 3).await;
     let leaders: Vec<i32> = {
         let mut leaders = Vec::new();
         for p in 0..3 {
@@ -95,7 +83,7 @@ async fn a_producer_and_a_consumer_given_a_bootstrap_list_follow_each_partitions
 async fn the_cli_given_a_bootstrap_list_produces_to_each_partitions_leader() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(3).await;
-    create(&cluster, "c", 3).await;
+    cluster.create("c", 3, 3).await;
     let lines: String = (0..30).map(|i| format!("line{i}\n")).collect();
     let list = bootstrap(&cluster).join(",");
     let mut child = std::process::Command::new(herald_bin())
@@ -118,34 +106,18 @@ async fn the_cli_given_a_bootstrap_list_produces_to_each_partitions_leader() {
     assert!(reads.values().all(|r| r.len() == 10), "round robin over the three leaders: {reads:?}");
 }
 
-/// What the producer task sent: each record's number and its answer.
-type Answers = Arc<Mutex<Vec<(u32, oneshot::Receiver<Result<RecordMetadata, ClientError>>)>>>;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn an_idempotent_producer_carries_on_through_a_killed_leader_with_nothing_lost_or_stored_twice() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
-    create(&cluster, "k", 1).await;
+    cluster.create("k", 1, 3).await;
     let brokers = Brokers::connect(&bootstrap(&cluster), "failover", ConnectOptions::default()).await.unwrap();
     let config = ProducerConfig { linger_ms: 2, delivery_timeout: Duration::from_secs(60), ..Default::default() };
     assert_eq!((config.acks, config.idempotent), (-1, true), "acks -1 and idempotence are the defaults");
     let producer = Arc::new(Producer::with_cluster(brokers, config));
 
     // Records one every millisecond or so, several batches in flight.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answers: Answers = Arc::default();
-    let sender = {
-        let (producer, stop, answers) = (producer.clone(), stop.clone(), answers.clone());
-        tokio::spawn(async move {
-            let mut i = 0u32;
-            while !stop.load(Ordering::SeqCst) {
-                let answer = producer.send("k", Some(0), value(format!("v{i}"))).await.unwrap();
-                answers.lock().unwrap().push((i, answer));
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-    };
+    let sender = Paced::start(producer.clone(), "k", 1);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let leader = cluster.placement("k", 0, "a leader", |_| true).await.leader;
     let killed_at = Instant::now();
@@ -155,15 +127,13 @@ async fn an_idempotent_producer_carries_on_through_a_killed_leader_with_nothing_
     let elected = killed_at.elapsed();
     // Records go on to the new leader for a while.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    let answers = sender.stop().await;
     producer.flush().await.unwrap();
 
-    let answers = std::mem::take(&mut *answers.lock().unwrap());
     let sent = answers.len();
     let mut acked = Vec::new();
-    for (i, answer) in answers {
-        let answered = tokio::time::timeout(TAKEOVER, answer).await.expect("an answer").expect("a reply");
+    for (i, _, answer) in answers {
+        let (answered, _) = tokio::time::timeout(TAKEOVER, answer).await.expect("an answer").expect("the task");
         let metadata = answered.unwrap_or_else(|err| panic!("v{i} failed: {err}"));
         acked.push((metadata.offset, format!("v{i}")));
     }

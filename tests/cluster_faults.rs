@@ -127,16 +127,6 @@ impl Load {
     }
 }
 
-/// Creates `topic` with `partitions` partitions of 3 replicas and waits
-/// until each has its full ISR.
-async fn create(cluster: &Cluster, topic: &str, partitions: u32) {
-    let any = cluster.live().next().unwrap().client().await;
-    any.create_replicated_topic(topic, i64::from(partitions), Some(3), BTreeMap::new()).await.unwrap();
-    for p in 0..partitions {
-        cluster.placement(topic, p, "the full ISR", |m| m.isr.len() == 3).await;
-    }
-}
-
 /// Checks the history and prints the figures all tests share.
 fn verdict(name: &str, sent: &[Sent], reads: &BTreeMap<u32, Vec<(i64, String)>>, figures: &str) {
     let anomalies = check(sent, reads);
@@ -172,7 +162,7 @@ async fn a_killed_leader_is_replaced_within_its_session_timeout_and_loses_nothin
         Err(_) => 3,
     };
     let mut cluster = Cluster::start_with(3, &[("HERALD_CLUSTER__OFFSETS_TOPIC_PARTITIONS", "3")]).await;
-    create(&cluster, "k", 3).await;
+    cluster.create("k", 3, 3).await;
     let load = Load::start(&cluster.seeds, "k", 3, 3);
     // A consumer group reads the topic all along: it must carry on.
     let group = Group::start(&cluster.seeds, "readers", "k", 2);
@@ -227,7 +217,7 @@ async fn a_killed_leader_is_replaced_within_its_session_timeout_and_loses_nothin
 async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower_with_its_tail_cut() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(3).await;
-    create(&cluster, "s", 1).await;
+    cluster.create("s", 1, 3).await;
     let load = Load::start(&cluster.seeds, "s", 1, 3);
     let before = cluster.placement("s", 0, "the full ISR", |m| m.isr.len() == 3).await;
     let old = before.leader;
@@ -292,7 +282,7 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower_wi
 async fn the_controller_killed_then_a_leader_killed_right_after_are_both_taken_over() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
-    create(&cluster, "c", 3).await;
+    cluster.create("c", 3, 3).await;
     let load = Load::start(&cluster.seeds, "c", 3, 3);
     let first = cluster.all_in(3).await;
     load.first_ack_after(&cluster, 0, Instant::now()).await;
@@ -351,7 +341,7 @@ async fn the_controller_killed_then_a_leader_killed_right_after_are_both_taken_o
 async fn brokers_carry_on_through_zookeeper_restarts() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
-    create(&cluster, "z", 3).await;
+    cluster.create("z", 3, 3).await;
     let load = Load::start(&cluster.seeds, "z", 3, 3);
     for p in 0..3 {
         load.acks_after(&cluster, p, Instant::now(), 20).await;
@@ -409,7 +399,7 @@ async fn brokers_carry_on_through_zookeeper_restarts() {
 async fn a_follower_fetches_from_a_leader_that_came_back_on_another_port() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
-    create(&cluster, "f", 1).await;
+    cluster.create("f", 1, 3).await;
     let placed = cluster.placement("f", 0, "the full ISR", |m| m.isr.len() == 3).await;
     let (first, second) = (placed.replicas[0], placed.replicas[1]);
     let third = placed.replicas[2];

@@ -10,39 +10,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cluster::paced::Paced;
 use common::cluster::{Cluster, SESSION_TIMEOUT_MS, TAKEOVER};
-use common::value;
-use herald::client::{ClientError, Cluster as Brokers, ConnectOptions, Producer, ProducerConfig, RecordMetadata};
-use tokio::task::JoinHandle;
+use herald::client::{Cluster as Brokers, ConnectOptions, Producer, ProducerConfig};
 
 /// The tests run one at a time: each runs a cluster of its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Creates `topic` with `partitions` partitions of `replicas` replicas and
-/// waits until each has its full ISR.
-async fn create(cluster: &Cluster, topic: &str, partitions: u32, replicas: i32) {
-    let any = cluster.live().next().unwrap().client().await;
-    any.create_replicated_topic(topic, i64::from(partitions), Some(replicas), BTreeMap::new()).await.unwrap();
-    full_isr(cluster, topic, partitions, replicas as usize).await;
-}
-
-async fn full_isr(cluster: &Cluster, topic: &str, partitions: u32, replicas: usize) {
-    for p in 0..partitions {
-        cluster.placement(topic, p, "the full ISR", |m| m.isr.len() == replicas).await;
-    }
-}
-
-fn bootstrap(cluster: &Cluster) -> Vec<String> {
-    cluster.live().map(|b| b.addr().to_string()).collect()
-}
-
-/// Each record sent: its number, partition, and a task that ends with its
-/// answer and when it came.
-type Sent = Arc<Mutex<Vec<(u32, u32, JoinHandle<(Result<RecordMetadata, ClientError>, Instant)>)>>>;
 
 /// The longest time without any acknowledgement between `from` and `to`
 /// (counting from the last acknowledgement before `from`).
@@ -61,32 +37,14 @@ async fn a_rolling_restart_under_an_idempotent_acks_all_producer_fails_no_record
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
     const PARTITIONS: u32 = 3;
-    create(&cluster, "roll", PARTITIONS, 3).await;
-    let brokers = Brokers::connect(&bootstrap(&cluster), "rolling", ConnectOptions::default()).await.unwrap();
+    cluster.create("roll", PARTITIONS, 3).await;
+    let brokers = Brokers::connect(&cluster.bootstrap(), "rolling", ConnectOptions::default()).await.unwrap();
     let config = ProducerConfig { linger_ms: 2, delivery_timeout: Duration::from_secs(60), ..Default::default() };
     assert_eq!((config.acks, config.idempotent), (-1, true), "acks -1 and idempotence are the defaults");
     let producer = Arc::new(Producer::with_cluster(brokers, config));
 
     // A record every millisecond or so, round the partitions.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent: Sent = Arc::default();
-    let sender = {
-        let (producer, stop, sent) = (producer.clone(), stop.clone(), sent.clone());
-        tokio::spawn(async move {
-            let mut i = 0u32;
-            while !stop.load(Ordering::SeqCst) {
-                let p = i % PARTITIONS;
-                let answer = producer.send("roll", Some(p), value(format!("v{i}"))).await.unwrap();
-                let answered = tokio::spawn(async move {
-                    let result = answer.await.unwrap_or(Err(ClientError::Closed));
-                    (result, Instant::now())
-                });
-                sent.lock().unwrap().push((i, p, answered));
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-    };
+    let sender = Paced::start(producer.clone(), "roll", PARTITIONS);
 
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let mut restarts = Vec::new();
@@ -97,16 +55,13 @@ async fn a_rolling_restart_under_an_idempotent_acks_all_producer_fails_no_record
         let stopped = started.elapsed();
         tokio::task::block_in_place(|| cluster.restart(id));
         cluster.all_in(3).await;
-        full_isr(&cluster, "roll", PARTITIONS, 3).await;
+        cluster.full_isr("roll", PARTITIONS, 3).await;
         restarts.push((id, started, Instant::now(), stopped));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    let sent = sender.stop().await;
     producer.flush().await.unwrap();
-
-    let sent = std::mem::take(&mut *sent.lock().unwrap());
     let total = sent.len();
     let mut acked: BTreeMap<u32, Vec<(i64, String)>> = BTreeMap::new();
     let mut expected: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -157,9 +112,9 @@ async fn a_stopping_leader_hands_its_partitions_over_before_it_exits_and_waits_n
     let timeout_ms = TIMEOUT.as_millis().to_string();
     let mut cluster =
         Cluster::start_with(3, &[("HERALD_CLUSTER__CONTROLLED_SHUTDOWN_TIMEOUT_MS", timeout_ms.as_str())]).await;
-    create(&cluster, "moved", 3, 3).await;
+    cluster.create("moved", 3, 3).await;
     // One replica per partition, spread over the brokers: one on each.
-    create(&cluster, "solo", 3, 1).await;
+    cluster.create("solo", 3, 1).await;
     // The controller, so that it hands its own partitions over too.
     let victim = cluster.all_in(3).await.controller_id;
     let mut led = Vec::new();

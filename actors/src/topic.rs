@@ -256,10 +256,14 @@ impl Acks {
     /// The leader's own append.
     pub const LEADER: Acks = Acks { acks: 1, timeout_ms: 0 };
 
+    /// Every in-sync replica's append (in a cluster; alone, the broker's
+    /// own), for at most Kafka's default request timeout.
+    pub const ALL: Acks = Acks { acks: -1, timeout_ms: 30_000 };
+
     /// `acks` from the wire (checked to be 0, 1 or -1 before), with Kafka's
     /// default request timeout for -1.
     pub fn from_wire(acks: i64) -> Acks {
-        Acks { acks: acks.clamp(-1, 1) as i8, timeout_ms: 30_000 }
+        Acks { acks: acks.clamp(-1, 1) as i8, timeout_ms: Acks::ALL.timeout_ms }
     }
 }
 

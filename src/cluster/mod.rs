@@ -25,7 +25,7 @@ pub use node_admin::{AddClusterPartitions, AlterClusterTopicConfig};
 pub use node_groups::FindCoordinator;
 pub(crate) use node_roles::local_partition;
 pub use node_topics::{CreateClusterTopic, DeleteClusterTopic};
-pub use peers::{GetPeers, Peers};
+pub use peers::{FindLeader, GetPeers, LeaderAt, Peers};
 pub use producer_ids::AllocateProducerId;
 pub use shutdown::ControlledShutdown;
 

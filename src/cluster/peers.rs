@@ -93,3 +93,39 @@ impl Handler<GetPeers> for ClusterNode {
         MessageResult(self.peers.clone())
     }
 }
+
+/// Where a partition's leader is, as this broker knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaderAt {
+    /// This broker leads it (or the partition is not the cluster's).
+    Here,
+    /// Another broker leads it: its id and address.
+    There(i32, String),
+    /// No leader is known now (an election under way, its broker not seen).
+    Unknown,
+}
+
+/// Asks a broker's [`ClusterNode`] where `topic`'s `partition` is led.
+#[derive(Message)]
+#[rtype(result = "LeaderAt")]
+pub struct FindLeader {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl Handler<FindLeader> for ClusterNode {
+    type Result = MessageResult<FindLeader>;
+
+    fn handle(&mut self, msg: FindLeader, _: &mut Context<Self>) -> Self::Result {
+        let Some(view) = self.topics.get(&msg.topic) else { return MessageResult(LeaderAt::Here) };
+        let leader = view.partitions.get(msg.partition as usize).and_then(|p| p.state.as_ref()).map(|(s, _)| s.leader);
+        MessageResult(match leader {
+            Some(id) if id == self.settings.broker_id => LeaderAt::Here,
+            Some(id) if id >= 0 => match self.brokers.iter().find(|b| b.id == id) {
+                Some(b) => LeaderAt::There(id, format!("{}:{}", b.host, b.port)),
+                None => LeaderAt::Unknown,
+            },
+            _ => LeaderAt::Unknown,
+        })
+    }
+}

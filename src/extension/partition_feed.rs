@@ -1,6 +1,9 @@
 //! One subscribed partition's task: long-poll fetches straight to the
 //! partition's actor, each next one sent only after the recipient answered
-//! the previous delivery.
+//! the previous delivery. In a cluster, while another broker leads the
+//! partition (this broker's replica refuses consumer reads, or it holds
+//! none), the fetches go to that leader over the wire, as a consumer's
+//! would, and come back here when this broker leads it again.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,9 +13,14 @@ use actix::prelude::*;
 use herald_actors::error::{BrokerError, ErrorCode};
 use herald_actors::partition::{Fetch, ListOffsets, Partition};
 use herald_actors::topic_route::Route;
+use herald_client::Client;
 use herald_wire::batch::{self, Record};
+use herald_wire::protocol::FetchRequest;
 use tokio::sync::watch;
 
+use crate::cluster::{FindLeader, LeaderAt};
+
+use super::context::from_peer;
 use super::subscribe::{Delivery, Event, StartAt, Subscription};
 use super::ExtensionContext;
 
@@ -57,8 +65,11 @@ impl Feed {
 
     async fn feed(&self, partition: u32, added: bool) -> Result<Infallible, Stop> {
         let mut retry = FIRST_RETRY;
+        // The connection to the partition's leader while another broker
+        // leads it.
+        let mut leader: Option<Client> = None;
         let mut offset = loop {
-            match self.start(partition, added).await {
+            match self.start(partition, added, &mut leader).await {
                 Ok(offset) => break offset,
                 Err(err) => self.after(err, &mut retry).await?,
             }
@@ -67,45 +78,31 @@ impl Feed {
             if !self.recipient.connected() {
                 return Err(Stop::Quietly);
             }
-            let addr = match self.route.partition(partition) {
-                Ok(addr) => addr,
-                Err(err) => return Err(stop_on(err)),
-            };
-            let fetch = Fetch {
-                offset,
-                max_bytes: self.subscription.max_bytes,
-                min_bytes: 1,
-                max_wait_ms: self.subscription.max_wait.as_millis() as u64,
-            };
-            let fetched = addr.send(fetch).await.unwrap_or_else(|e| Err(e.into()));
-            let (event, next) = match fetched {
-                Ok(fetched) => match batch::decode_all_shared(&fetched.records) {
-                    Ok(records) => {
-                        let records: Vec<Record> = records.into_iter().filter(|r| r.offset >= offset).collect();
-                        let Some(last) = records.last() else { continue };
-                        let next_offset = last.offset + 1;
-                        (Event::Records { records, next_offset }, next_offset)
-                    }
-                    // The partition checked these batches; one failing here
-                    // is a bug: never skipped, retried.
-                    Err(err) => {
-                        let err = BrokerError::new(ErrorCode::CORRUPT_MESSAGE, err.to_string());
-                        self.after(err, &mut retry).await?;
-                        continue;
-                    }
-                },
+            let source = self.source(partition, &leader).map_err(stop_on)?;
+            let (event, next) = match source.fetch(self, partition, offset).await {
+                Ok(records) => {
+                    let records: Vec<Record> = records.into_iter().filter(|r| r.offset >= offset).collect();
+                    let Some(last) = records.last() else { continue };
+                    let next_offset = last.offset + 1;
+                    (Event::Records { records, next_offset }, next_offset)
+                }
                 Err(BrokerError { code: ErrorCode::CORRUPT_MESSAGE, damaged: Some(damaged), .. }) => {
                     let event = Event::Damaged { first_offset: damaged.first_offset, next_offset: damaged.next_offset };
                     (event, damaged.next_offset)
                 }
-                Err(err) if err.code == ErrorCode::OFFSET_OUT_OF_RANGE => match in_range(&addr, offset).await {
-                    Ok(next_offset) => (Event::OutOfRange { offset, next_offset }, next_offset),
-                    Err(err) => {
-                        self.after(err, &mut retry).await?;
+                Err(err) if err.code == ErrorCode::OFFSET_OUT_OF_RANGE => {
+                    match source.in_range(self, partition, offset).await {
+                        Ok(next_offset) => (Event::OutOfRange { offset, next_offset }, next_offset),
+                        Err(err) => {
+                            self.after(err, &mut retry).await?;
+                            continue;
+                        }
+                    }
+                }
+                Err(err) => {
+                    if self.follow_leader(partition, &err, &mut leader).await {
                         continue;
                     }
-                },
-                Err(err) => {
                     self.after(err, &mut retry).await?;
                     continue;
                 }
@@ -119,19 +116,68 @@ impl Feed {
     }
 
     /// Where the partition's deliveries begin.
-    async fn start(&self, partition: u32, added: bool) -> Result<i64, BrokerError> {
-        let addr = self.route.partition(partition)?;
+    async fn start(&self, partition: u32, added: bool, leader: &mut Option<Client>) -> Result<i64, BrokerError> {
         let start = if added { &StartAt::Earliest } else { &self.subscription.start };
-        match start {
-            StartAt::Earliest => list_offset(&addr, -2).await,
-            StartAt::Latest => list_offset(&addr, -1).await,
-            StartAt::Offset(offset) => Ok(*offset),
+        let timestamp = match start {
+            StartAt::Earliest => -2,
+            StartAt::Latest => -1,
+            StartAt::Offset(offset) => return Ok(*offset),
             StartAt::Committed { group } => {
                 match self.context.committed(group, &self.subscription.topic, partition).await? {
-                    Some(offset) => Ok(offset),
-                    None => list_offset(&addr, -2).await,
+                    Some(offset) => return Ok(offset),
+                    None => -2,
                 }
             }
+        };
+        loop {
+            let source = self.source(partition, leader)?;
+            match source.list_offset(self, partition, timestamp).await {
+                Err(err) if self.follow_leader(partition, &err, leader).await => continue,
+                listed => return listed,
+            }
+        }
+    }
+
+    /// Where the partition is read from now: its leader's connection while
+    /// it is open, else this broker's replica.
+    fn source(&self, partition: u32, leader: &Option<Client>) -> Result<Source, BrokerError> {
+        if let Some(client) = leader.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Source::There(client.clone()));
+        }
+        self.route.partition(partition).map(Source::Here)
+    }
+
+    /// After `err` from the source: in a cluster, when it says the source
+    /// does not lead the partition (or its connection closed), looks the
+    /// leader up and reads from it next (`leader` is its connection, `None`
+    /// when this broker leads). True when the next read may go at once.
+    async fn follow_leader(&self, partition: u32, err: &BrokerError, leader: &mut Option<Client>) -> bool {
+        let Some(node) = &self.context.cluster else { return false };
+        let moved = matches!(
+            err.code,
+            ErrorCode::NOT_LEADER_OR_FOLLOWER | ErrorCode::FENCED_LEADER_EPOCH | ErrorCode::UNKNOWN_LEADER_EPOCH
+        ) || (leader.is_some() && err.code == ErrorCode::LEADER_NOT_AVAILABLE);
+        if !moved {
+            return false;
+        }
+        let was_remote = leader.take().is_some();
+        let found = node.send(FindLeader { topic: self.subscription.topic.clone(), partition }).await;
+        match found {
+            Ok(LeaderAt::There(id, address)) => match self.context.peer(node, id, &address).await {
+                Ok(client) => {
+                    tracing::debug!(topic = %self.subscription.topic, partition, leader = id, "subscription reads from the leader");
+                    *leader = Some(client);
+                    true
+                }
+                Err(err) => {
+                    tracing::debug!(topic = %self.subscription.topic, partition, leader = id, %err, "the leader cannot be reached yet");
+                    false
+                }
+            },
+            // This broker leads it now: read here again, at once, when the
+            // error was the other broker's.
+            Ok(LeaderAt::Here) => was_remote,
+            Ok(LeaderAt::Unknown) | Err(_) => false,
         }
     }
 
@@ -170,16 +216,57 @@ fn stop_on(err: BrokerError) -> Stop {
     }
 }
 
-/// The offset a subscription goes on from after `offset` was out of range:
-/// the log's start when it is below it, else the high watermark.
-async fn in_range(addr: &Addr<Partition>, offset: i64) -> Result<i64, BrokerError> {
-    let start = list_offset(addr, -2).await?;
-    if offset < start {
-        return Ok(start);
-    }
-    list_offset(addr, -1).await
+/// Where a partition is read from: its actor here, or its leader on another
+/// broker over the wire (with the same errors, codes and damaged ranges).
+enum Source {
+    Here(Addr<Partition>),
+    There(Client),
 }
 
-async fn list_offset(addr: &Addr<Partition>, timestamp: i64) -> Result<i64, BrokerError> {
-    addr.send(ListOffsets { timestamp }).await.unwrap_or_else(|e| Err(e.into()))
+impl Source {
+    /// The records from `offset` on (a long poll of the subscription's wait).
+    async fn fetch(&self, feed: &Feed, partition: u32, offset: i64) -> Result<Vec<Record>, BrokerError> {
+        let (max_bytes, max_wait_ms) = (feed.subscription.max_bytes, feed.subscription.max_wait.as_millis() as u64);
+        match self {
+            Source::Here(addr) => {
+                let fetch = Fetch { offset, max_bytes, min_bytes: 1, max_wait_ms };
+                let fetched = addr.send(fetch).await.unwrap_or_else(|e| Err(e.into()))?;
+                // The partition checked these batches; one failing here is a
+                // bug: never skipped, retried.
+                batch::decode_all_shared(&fetched.records)
+                    .map_err(|err| BrokerError::new(ErrorCode::CORRUPT_MESSAGE, err.to_string()))
+            }
+            Source::There(client) => {
+                let request = FetchRequest {
+                    topic: feed.subscription.topic.clone(),
+                    partition: i64::from(partition),
+                    offset,
+                    max_bytes: max_bytes as u64,
+                    min_bytes: 1,
+                    max_wait_ms,
+                };
+                client.fetch(&request).await.map(|fetched| fetched.records).map_err(|err| from_peer(&err))
+            }
+        }
+    }
+
+    /// An offset of the partition: earliest (-2) or latest (-1).
+    async fn list_offset(&self, feed: &Feed, partition: u32, timestamp: i64) -> Result<i64, BrokerError> {
+        match self {
+            Source::Here(addr) => addr.send(ListOffsets { timestamp }).await.unwrap_or_else(|e| Err(e.into())),
+            Source::There(client) => {
+                client.list_offsets(&feed.subscription.topic, partition, timestamp).await.map_err(|err| from_peer(&err))
+            }
+        }
+    }
+
+    /// The offset a subscription goes on from after `offset` was out of
+    /// range: the log's start when it is below it, else the high watermark.
+    async fn in_range(&self, feed: &Feed, partition: u32, offset: i64) -> Result<i64, BrokerError> {
+        let start = self.list_offset(feed, partition, -2).await?;
+        if offset < start {
+            return Ok(start);
+        }
+        self.list_offset(feed, partition, -1).await
+    }
 }

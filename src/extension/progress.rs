@@ -18,7 +18,7 @@ use herald_wire::protocol::{
     TopicPartitions,
 };
 
-use crate::cluster::{FindCoordinator, GetPeers};
+use crate::cluster::FindCoordinator;
 
 use actix::prelude::*;
 
@@ -113,19 +113,8 @@ impl ExtensionContext {
             (Err(err), Some(node)) if err.code == ErrorCode::NOT_COORDINATOR => {
                 let found = node.send(FindCoordinator { group_id: group.to_owned() }).await;
                 let found = found.unwrap_or_else(|e| Err(e.into()))?;
-                let cached = self.coordinators.lock().ok().and_then(|c| c.get(&found.id).cloned());
-                if let Some(client) = cached.filter(|c| !c.is_closed()) {
-                    return Ok(At::There(client));
-                }
                 let address = format!("{}:{}", found.host, found.port);
-                let peers = node.send(GetPeers).await.map_err(BrokerError::from)?;
-                let client = peers
-                    .connect(&address, &format!("herald-extension-{}", self.name()))
-                    .await
-                    .map_err(|err| looking_again(&err))?;
-                if let Ok(mut cached) = self.coordinators.lock() {
-                    cached.insert(found.id, client.clone());
-                }
+                let client = self.peer(node, found.id, &address).await.map_err(|err| looking_again(&err))?;
                 Ok(At::There(client))
             }
             (found, _) => found.map(At::Here),

@@ -9,6 +9,8 @@
 pub mod group;
 pub mod history;
 mod leaders;
+#[allow(dead_code)] // not every test file uses it
+pub mod paced;
 
 #[allow(unused_imports)] // not every test file uses every one
 pub use leaders::{Leaders, Produced, Seeds};
@@ -251,6 +253,27 @@ impl Cluster {
             assert!(Instant::now() < deadline, "{what}: not within {TAKEOVER:?}; seen {seen:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Creates `topic` with `partitions` partitions of `replicas` replicas
+    /// and waits until each has its full ISR.
+    pub async fn create(&self, topic: &str, partitions: u32, replicas: i32) {
+        let any = self.live().next().expect("a live broker").client().await;
+        let config = std::collections::BTreeMap::new();
+        any.create_replicated_topic(topic, i64::from(partitions), Some(replicas), config).await.unwrap();
+        self.full_isr(topic, partitions, replicas as usize).await;
+    }
+
+    /// Waits until each partition of `topic` has `replicas` in sync.
+    pub async fn full_isr(&self, topic: &str, partitions: u32, replicas: usize) {
+        for p in 0..partitions {
+            self.placement(topic, p, "the full ISR", |m| m.isr.len() == replicas).await;
+        }
+    }
+
+    /// The live brokers' addresses, a client's bootstrap list.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.live().map(|b| b.addr().to_string()).collect()
     }
 
     /// [`Cluster::placement_among`] every live broker.
