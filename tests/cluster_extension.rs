@@ -26,6 +26,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 const TOPIC: &str = "events";
 const PARTITIONS: u32 = 3;
 
+/// The tests run one at a time: each runs a cluster of its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Subscribes to `events` from its earliest records when asked
 /// (`x.reader.start`), passing every delivery to the test; produces one
 /// record to a partition of a topic when asked (`x.reader.produce`).
@@ -181,6 +184,7 @@ fn expected(range: std::ops::Range<usize>) -> BTreeMap<u32, Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_reads_partitions_other_brokers_lead_and_follows_a_new_leader() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (mut cluster, here, mut deliveries, _dir) = start().await;
     let placed = create(&here, TOPIC).await;
     let elsewhere: Vec<&PartitionMetadata> = placed.iter().filter(|p| p.leader != 3).collect();
@@ -211,6 +215,7 @@ async fn a_subscription_reads_partitions_other_brokers_lead_and_follows_a_new_le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extensions_produce_is_answered_once_every_in_sync_replica_has_it() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (cluster, here, _deliveries, _dir) = start().await;
     let placed = create(&here, "acked").await;
     let led_here = placed.iter().find(|p| p.leader == 3).expect("a partition broker 3 leads");

@@ -23,6 +23,9 @@ use rcgen::DnType;
 
 const TOPIC: &str = "secured";
 
+/// The tests run one at a time: each runs a cluster of its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Three brokers (and their ZooKeeper) with the same `[security]` and
 /// `[cluster]` settings, and the options a client of theirs connects with.
 /// Dropped in field order: brokers, ZooKeeper, files.
@@ -183,6 +186,7 @@ impl Secured {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_replicate_over_tls_as_their_scram_user_under_acls() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let ca = Ca::new("herald-test-ca");
     let (cert, key) = ca.broker_files();
     let settings = format!(
@@ -217,6 +221,7 @@ inter_broker_password = "broker-secret"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_replicate_over_mutual_tls_as_their_certificates_subject_under_acls() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let ca = Ca::new("herald-test-ca");
     let (cert, key) = ca.broker_files();
     let (client_cert, client_key) = ca.issue("admin", &[(DnType::CommonName, "admin")], false);
