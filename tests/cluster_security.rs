@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{member_configured, ZooKeeper, TAKEOVER};
 use common::tls::Ca;
 use common::{herald_bin, read_partition, text, value, BinaryBroker, PATIENCE};
-use herald::client::{Client, Cluster, ConnectOptions, Credentials};
+use herald::client::{Client, Cluster, ConnectOptions, Credentials, TlsOptions};
 use herald::protocol::PartitionMetadata;
 use rcgen::DnType;
 
@@ -140,10 +140,12 @@ impl Secured {
 
     /// Creates the topic (3 replicas, at least 2 in sync), produces 200
     /// records with acks=all (acknowledged only once the followers fetched
-    /// them), SIGKILLs the leader and reads every record from the replica
-    /// that takes over; then stops a broker that is not the controller with
-    /// SIGTERM, its controlled shutdown asked of the controller.
-    async fn replicate_fail_over_and_shut_down(&mut self) {
+    /// them), runs `before_the_kill`, SIGKILLs the leader, produces 50 more
+    /// (the other follower fetches them from the new leader, on a new
+    /// connection) and reads every record from the new leader; then stops
+    /// a broker that is not the controller with SIGTERM, its controlled
+    /// shutdown asked of the controller.
+    async fn replicate_fail_over_and_shut_down(&mut self, before_the_kill: impl FnOnce(&mut Secured)) {
         let cluster = self.cluster().await;
         let config = [("min_insync_replicas".to_string(), herald::protocol::ConfigValue::Int(2))].into();
         cluster.home().create_replicated_topic(TOPIC, 1, Some(3), config).await.expect("create the topic");
@@ -155,9 +157,25 @@ impl Secured {
             let records = chunk.iter().map(value).collect();
             leader.produce_with_acks(TOPIC, Some(0), records, -1).await.expect("acks=all produce");
         }
+        before_the_kill(self);
 
         self.brokers[(first.leader - 1) as usize].take().expect("the leader").kill();
         let next = self.partition_until(&cluster, "a new leader", |p| p.leader >= 0 && p.leader != first.leader).await;
+        let more: Vec<String> = (200..250).map(|i| format!("v{i}")).collect();
+        let deadline = Instant::now() + TAKEOVER;
+        loop {
+            let records = more.iter().map(value).collect();
+            let leader = self.client(next.leader).await;
+            match leader.produce_with_acks(TOPIC, Some(0), records, -1).await {
+                Ok(_) => break,
+                // The ISR without the dead broker is not written yet.
+                Err(err) if err.code() == Some(19) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(err) => panic!("acks=all produce to the new leader (broker {}): {err}", next.leader),
+            }
+        }
+        let values: Vec<String> = values.into_iter().chain(more).collect();
         // The new leader's high watermark moves up to its log end once the
         // other follower has fetched from it.
         let client = self.client(next.leader).await;
@@ -216,7 +234,7 @@ inter_broker_password = "broker-secret"
         assert!(log.contains("cluster.inter_broker_password=<hidden>"), "the setting is named:\n{log}");
         assert!(!log.contains("broker-secret"), "a broker logged the inter-broker password:\n{log}");
     }
-    secured.replicate_fail_over_and_shut_down().await;
+    secured.replicate_fail_over_and_shut_down(|_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +261,59 @@ super_users = ["User:CN=admin", "User:CN=localhost"]
     );
     let tls = ca.trusted().client_cert_files(&client_cert, &client_key).unwrap();
     let mut secured = Secured::start(&settings, &[], ConnectOptions::default().tls(tls)).await;
-    secured.replicate_fail_over_and_shut_down().await;
+    secured.replicate_fail_over_and_shut_down(|_| {}).await;
+}
+
+/// Puts `ca`'s broker certificate and key at `files`' `broker.pem` and
+/// `broker-key.pem`, and the CAs of `trusted` in its `trusted.pem`.
+fn install(files: &Path, ca: &Ca, trusted: &[&Ca]) {
+    let (cert, key) = ca.broker_files();
+    std::fs::copy(cert, files.join("broker.pem")).unwrap();
+    std::fs::copy(key, files.join("broker-key.pem")).unwrap();
+    let bundle: Vec<u8> = trusted.iter().flat_map(|ca| std::fs::read(ca.ca_file()).unwrap()).collect();
+    std::fs::write(files.join("trusted.pem"), bundle).unwrap();
+}
+
+/// The brokers' certificates rotated to a new CA, and the old CA no longer
+/// trusted, by new files and a SIGHUP: the connections a broker makes after
+/// (a follower following a new leader, a controlled shutdown) show and
+/// trust the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_rotates_the_certificates_the_brokers_show_and_trust_each_other_with() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (old, new) = (Ca::new("herald-old-ca"), Ca::new("herald-new-ca"));
+    let files = tempfile::tempdir().unwrap();
+    install(files.path(), &old, &[&old, &new]);
+    let settings = format!(
+        r#"
+[security]
+tls_cert_file = "{dir}/broker.pem"
+tls_key_file = "{dir}/broker-key.pem"
+tls_client_ca_file = "{dir}/trusted.pem"
+tls_client_auth = "required"
+authentication = "required"
+authorization = true
+super_users = ["User:CN=admin", "User:CN=localhost"]
+"#,
+        dir = path(files.path()),
+    );
+    let (client_cert, client_key) = new.issue("admin", &[(DnType::CommonName, "admin")], false);
+    let tls = TlsOptions::from_ca_file(files.path().join("trusted.pem"))
+        .unwrap()
+        .client_cert_files(&client_cert, &client_key)
+        .unwrap();
+    let mut secured = Secured::start(&settings, &[], ConnectOptions::default().tls(tls)).await;
+    secured
+        .replicate_fail_over_and_shut_down(|secured| {
+            install(files.path(), &new, &[&new]);
+            for broker in secured.brokers.iter_mut().flatten() {
+                let pid = broker.pid().to_string();
+                let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+                assert!(status.success(), "kill -HUP {pid}");
+                broker.wait_for_line("TLS files reloaded for connections to the other brokers");
+            }
+        })
+        .await;
 }
 
 /// `herald serve` in a cluster with `settings`: its exit status and log.

@@ -6,9 +6,12 @@
 //! broker's certificate against `cluster.inter_broker_tls_ca_file` (or
 //! `security.tls_client_ca_file`) and showing this broker's own certificate
 //! when asked for one; then SCRAM-SHA-256 as `cluster.inter_broker_user`
-//! when it is set.
+//! when it is set. A SIGHUP reads the TLS files again, as it does the
+//! listener's: connections made from then on use them, open ones keep
+//! theirs.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use actix::prelude::*;
 use herald_client::{Client, ClientError, ConnectOptions, Credentials, TlsOptions};
@@ -16,17 +19,21 @@ use herald_client::{Client, ClientError, ConnectOptions, Credentials, TlsOptions
 use super::ClusterNode;
 use crate::config::{Authentication, ClientAuth, Settings};
 
-/// The options of every connection to another broker; cheap to clone.
+/// The options of every connection to another broker; cheap to clone
+/// (clones share the options, and a reload).
 #[derive(Clone)]
 pub struct Peers {
-    options: ConnectOptions,
+    options: Arc<RwLock<ConnectOptions>>,
+    /// The settings the options were made from, to read the files again.
+    settings: Arc<Settings>,
 }
 
 impl fmt::Debug for Peers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = self.options();
         f.debug_struct("Peers")
-            .field("tls", &self.options.tls.is_some())
-            .field("user", &self.options.credentials.as_ref().map(Credentials::user))
+            .field("tls", &options.tls.is_some())
+            .field("user", &options.credentials.as_ref().map(Credentials::user))
             .finish()
     }
 }
@@ -40,6 +47,27 @@ impl Peers {
     ///
     /// What is missing or cannot be read, in words for the operator.
     pub fn from_settings(settings: &Settings) -> Result<Peers, String> {
+        let options = Peers::options_of(settings)?;
+        Ok(Peers { options: Arc::new(RwLock::new(options)), settings: Arc::new(settings.clone()) })
+    }
+
+    /// Reads the TLS files again: connections made from now on use them. A
+    /// failure changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or holds nothing usable.
+    pub fn reload(&self) -> Result<(), String> {
+        let options = Peers::options_of(&self.settings)?;
+        *self.options.write().unwrap_or_else(PoisonError::into_inner) = options;
+        Ok(())
+    }
+
+    fn options(&self) -> ConnectOptions {
+        self.options.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn options_of(settings: &Settings) -> Result<ConnectOptions, String> {
         let (security, cluster) = (&settings.security, &settings.cluster);
         let mut options = ConnectOptions::default();
         if security.tls() {
@@ -72,12 +100,12 @@ impl Peers {
             (_, "") => return Err("cluster.inter_broker_user is set without cluster.inter_broker_password".into()),
             (user, password) => options = options.credentials(Credentials::scram_sha_256(user, password)),
         }
-        Ok(Peers { options })
+        Ok(options)
     }
 
     /// Connects to the broker at `address` ("host:port"), as `client_id`.
     pub async fn connect(&self, address: &str, client_id: &str) -> Result<Client, ClientError> {
-        Client::connect_with_options(address, client_id, self.options.clone()).await
+        Client::connect_with_options(address, client_id, self.options()).await
     }
 }
 

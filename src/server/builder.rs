@@ -233,10 +233,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// Reads the TLS files again on each SIGHUP (see `security::tls`): new
-/// connections use them, open ones keep theirs; a reload that fails is
-/// logged and changes nothing. Without TLS a SIGHUP is logged and ignored.
-pub(crate) async fn reload_on_sighup(tls: Option<std::sync::Arc<crate::security::tls::ServerTls>>) {
+/// Reads the TLS files again on each SIGHUP (see `security::tls`), for the
+/// listener and, in a cluster, for the connections to the other brokers
+/// (`peers`): new connections use them, open ones keep theirs; a reload that
+/// fails is logged and changes nothing. Without TLS a SIGHUP is logged and
+/// ignored.
+pub(crate) async fn reload_on_sighup(
+    tls: Option<std::sync::Arc<crate::security::tls::ServerTls>>,
+    peers: Option<crate::cluster::Peers>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         return tracing::error!("cannot install the SIGHUP handler; TLS files are not reloaded");
@@ -250,6 +255,16 @@ pub(crate) async fn reload_on_sighup(tls: Option<std::sync::Arc<crate::security:
                     tracing::error!(%err, "SIGHUP received; TLS reload failed, the files loaded before stay in use")
                 }
             },
+        }
+        if let (Some(_), Some(peers)) = (&tls, &peers) {
+            match peers.reload() {
+                Ok(()) => tracing::info!("SIGHUP received; TLS files reloaded for connections to the other brokers"),
+                Err(err) => tracing::error!(
+                    %err,
+                    "SIGHUP received; TLS reload for connections to the other brokers failed, the files loaded \
+                     before stay in use"
+                ),
+            }
         }
     }
 }

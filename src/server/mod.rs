@@ -175,7 +175,11 @@ pub(crate) async fn serve(
         Some(files) => Some(Arc::new(crate::security::tls::ServerTls::new(files).map_err(io::Error::other)?)),
         None => None,
     };
-    actix_rt::spawn(builder::reload_on_sighup(tls.clone()));
+    let peers = match &cluster_node {
+        Some(node) => node.send(crate::cluster::GetPeers).await.ok(),
+        None => None,
+    };
+    actix_rt::spawn(builder::reload_on_sighup(tls.clone(), peers));
     let shared = Shared { extensions: ops, authorizer, quotas, auth, tls: tls.clone(), membership };
     let frontend = Listener::start(listener, broker.clone(), groups.clone(), limits, max_connections, arbiters, shared);
     state.accepting(local);
