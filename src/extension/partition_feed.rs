@@ -26,6 +26,9 @@ use super::ExtensionContext;
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// The pause after a leader on another broker answered a long poll early
+/// with nothing.
+const EMPTY_EARLY_PAUSE: Duration = Duration::from_millis(100);
 
 /// What every partition task of one subscription shares.
 pub(super) struct Feed {
@@ -65,9 +68,9 @@ impl Feed {
 
     async fn feed(&self, partition: u32, added: bool) -> Result<Infallible, Stop> {
         let mut retry = FIRST_RETRY;
-        // The connection to the partition's leader while another broker
-        // leads it.
-        let mut leader: Option<Client> = None;
+        // The partition's leader and a connection to it while another
+        // broker leads it.
+        let mut leader: Option<(i32, Client)> = None;
         let mut offset = loop {
             match self.start(partition, added, &mut leader).await {
                 Ok(offset) => break offset,
@@ -79,10 +82,20 @@ impl Feed {
                 return Err(Stop::Quietly);
             }
             let source = self.source(partition, &leader).map_err(stop_on)?;
+            let asked = std::time::Instant::now();
             let (event, next) = match source.fetch(self, partition, offset).await {
                 Ok(records) => {
                     let records: Vec<Record> = records.into_iter().filter(|r| r.offset >= offset).collect();
-                    let Some(last) = records.last() else { continue };
+                    let Some(last) = records.last() else {
+                        // A leader whose connection has no room left to hold
+                        // a long poll answers at once with nothing: wait a
+                        // little rather than ask again and again.
+                        let left = self.subscription.max_wait.saturating_sub(asked.elapsed());
+                        if matches!(source, Source::There(_)) && !left.is_zero() {
+                            tokio::time::sleep(left.min(EMPTY_EARLY_PAUSE)).await;
+                        }
+                        continue;
+                    };
                     let next_offset = last.offset + 1;
                     (Event::Records { records, next_offset }, next_offset)
                 }
@@ -116,7 +129,7 @@ impl Feed {
     }
 
     /// Where the partition's deliveries begin.
-    async fn start(&self, partition: u32, added: bool, leader: &mut Option<Client>) -> Result<i64, BrokerError> {
+    async fn start(&self, partition: u32, added: bool, leader: &mut Option<(i32, Client)>) -> Result<i64, BrokerError> {
         let start = if added { &StartAt::Earliest } else { &self.subscription.start };
         let timestamp = match start {
             StartAt::Earliest => -2,
@@ -140,8 +153,8 @@ impl Feed {
 
     /// Where the partition is read from now: its leader's connection while
     /// it is open, else this broker's replica.
-    fn source(&self, partition: u32, leader: &Option<Client>) -> Result<Source, BrokerError> {
-        if let Some(client) = leader.as_ref().filter(|c| !c.is_closed()) {
+    fn source(&self, partition: u32, leader: &Option<(i32, Client)>) -> Result<Source, BrokerError> {
+        if let Some((_, client)) = leader.as_ref().filter(|(_, c)| !c.is_closed()) {
             return Ok(Source::There(client.clone()));
         }
         self.route.partition(partition).map(Source::Here)
@@ -149,9 +162,10 @@ impl Feed {
 
     /// After `err` from the source: in a cluster, when it says the source
     /// does not lead the partition (or its connection closed), looks the
-    /// leader up and reads from it next (`leader` is its connection, `None`
-    /// when this broker leads). True when the next read may go at once.
-    async fn follow_leader(&self, partition: u32, err: &BrokerError, leader: &mut Option<Client>) -> bool {
+    /// leader up and reads from it next (`leader`: it and a connection to
+    /// it, `None` when this broker leads). True when the next read may go at
+    /// once: the read goes elsewhere than where it just failed.
+    async fn follow_leader(&self, partition: u32, err: &BrokerError, leader: &mut Option<(i32, Client)>) -> bool {
         let Some(node) = &self.context.cluster else { return false };
         let moved = matches!(
             err.code,
@@ -160,14 +174,14 @@ impl Feed {
         if !moved {
             return false;
         }
-        let was_remote = leader.take().is_some();
+        let was = leader.take().map(|(id, _)| id);
         let found = node.send(FindLeader { topic: self.subscription.topic.clone(), partition }).await;
         match found {
             Ok(LeaderAt::There(id, address)) => match self.context.peer(node, id, &address).await {
                 Ok(client) => {
                     tracing::debug!(topic = %self.subscription.topic, partition, leader = id, "subscription reads from the leader");
-                    *leader = Some(client);
-                    true
+                    *leader = Some((id, client));
+                    was != Some(id)
                 }
                 Err(err) => {
                     tracing::debug!(topic = %self.subscription.topic, partition, leader = id, %err, "the leader cannot be reached yet");
@@ -176,7 +190,7 @@ impl Feed {
             },
             // This broker leads it now: read here again, at once, when the
             // error was the other broker's.
-            Ok(LeaderAt::Here) => was_remote,
+            Ok(LeaderAt::Here) => was.is_some(),
             Ok(LeaderAt::Unknown) | Err(_) => false,
         }
     }
