@@ -1,6 +1,6 @@
 //! How a broker connects to the other brokers of its cluster: replica
 //! fetches, the controlled shutdown's request to the controller, and an
-//! extension's commits at a coordinator on another broker. Such connections
+//! extension's reads, writes and commits on another broker. Such connections
 //! speak what the brokers' listeners speak (docs/security.md, "Between
 //! brokers"): TLS when `security.tls_cert_file` is set, verifying the other
 //! broker's certificate against `cluster.inter_broker_tls_ca_file` (or
