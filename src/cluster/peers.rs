@@ -10,7 +10,6 @@
 //! listener's: connections made from then on use them, open ones keep
 //! theirs.
 
-use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix::prelude::*;
@@ -26,16 +25,6 @@ pub struct Peers {
     options: Arc<RwLock<ConnectOptions>>,
     /// The settings the options were made from, to read the files again.
     settings: Arc<Settings>,
-}
-
-impl fmt::Debug for Peers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let options = self.options();
-        f.debug_struct("Peers")
-            .field("tls", &options.tls.is_some())
-            .field("user", &options.credentials.as_ref().map(Credentials::user))
-            .finish()
-    }
 }
 
 impl Peers {

@@ -22,6 +22,7 @@ use crate::cluster::FindCoordinator;
 
 use actix::prelude::*;
 
+use super::context::from_peer;
 use super::ExtensionContext;
 
 impl ExtensionContext {
@@ -133,7 +134,7 @@ enum At {
 /// it could not be reached.
 fn looking_again(err: &ClientError) -> BrokerError {
     match err.code().and_then(ErrorCode::from_code) {
-        Some(code) => BrokerError::new(code, err.to_string()),
+        Some(_) => from_peer(err),
         None => BrokerError::new(
             ErrorCode::COORDINATOR_NOT_AVAILABLE,
             format!("the group's coordinator could not be reached: {err}"),
